@@ -1,0 +1,56 @@
+//! Server functions, one per control-plane method. Each authenticates from the session,
+//! calls the controller, and maps the error to its HTTP status.
+
+use leptos::prelude::*;
+use portal_types::ids::InstanceUuid;
+use portal_types::{Error, params, views};
+
+#[cfg(feature = "ssr")]
+use crate::ssr::{context, fail};
+
+#[server(prefix = "/api/fn")]
+pub async fn login(username: String, password: String) -> Result<(), Error> {
+    let (ctl, session, _) = context().await?;
+    let user_id = ctl.login(username.trim(), &password).await.map_err(fail)?;
+    ctl.session_sign_in(&session, user_id).await.map_err(fail)?;
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+#[server(prefix = "/api/fn")]
+pub async fn logout() -> Result<(), Error> {
+    let (ctl, session, _) = context().await?;
+    ctl.session_sign_out(&session).await.map_err(fail)?;
+    leptos_axum::redirect("/login");
+    Ok(())
+}
+
+#[server(prefix = "/api/fn")]
+pub async fn get_me() -> Result<views::Me, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.me(actor.as_ref()).map_err(fail)
+}
+
+#[server(prefix = "/api/fn")]
+pub async fn fleet_summary() -> Result<views::FleetSummary, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.fleet_summary(actor.as_ref()).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn")]
+pub async fn instance_list() -> Result<Vec<views::InstanceView>, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.instance_list(actor.as_ref()).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn")]
+pub async fn instance_create(create: params::InstanceCreate) -> Result<views::InstanceView, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.instance_create(actor.as_ref(), &create).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn")]
+pub async fn instance_delete(id: InstanceUuid) -> Result<views::InstanceView, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.instance_delete(actor.as_ref(), id).await.map_err(fail)
+}

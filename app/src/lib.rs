@@ -1,0 +1,47 @@
+//! The portal's UI: Leptos components rendered on the server and hydrated in the browser,
+//! and the server functions they call. Server functions are thin adapters: authenticate,
+//! call one control-plane method, map the error.
+
+pub mod api;
+mod live;
+mod pages;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+
+/// The HTML document around the app, rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="portal" href="/pkg/portal.css" />
+        <Title text="GPU Cloud" />
+        <Router>
+            <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
+                <Route path=path!("/") view=pages::dashboard::DashboardPage />
+                <Route path=path!("/login") view=pages::login::LoginPage />
+            </Routes>
+        </Router>
+    }
+}

@@ -1,0 +1,315 @@
+//! The dashboard: the fleet (hosts and their GPUs), the tenant's instances with live state,
+//! and the one-screen launch form.
+
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use portal_types::Error;
+use portal_types::params::GPU_COUNTS;
+use portal_types::views::{AgentLink, FleetSummary, HostView, InstanceState, InstanceView, LiveEvent, Me};
+
+use crate::api::{InstanceCreate, InstanceDelete, Logout, fleet_summary, get_me, instance_list};
+
+/// The instance list as the page shows it: the last fetched list with every newer live
+/// update laid over it, newest first, without deleted instances.
+pub fn merge_instances(base: &[InstanceView], updates: &[InstanceView]) -> Vec<InstanceView> {
+    let mut out: Vec<InstanceView> = base
+        .iter()
+        .map(|i| updates.iter().rev().find(|u| u.id == i.id).unwrap_or(i).clone())
+        .collect();
+    for u in updates {
+        if !out.iter().any(|i| i.id == u.id) {
+            let latest = updates.iter().rev().find(|x| x.id == u.id).unwrap_or(u);
+            out.push(latest.clone());
+        }
+    }
+    out.retain(|i| i.state != InstanceState::Deleted);
+    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.name.cmp(&b.name)));
+    out
+}
+
+#[component]
+pub fn DashboardPage() -> impl IntoView {
+    let me = Resource::new(|| (), |_| get_me());
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || me.get().map(|me| match me {
+                Ok(me) => view! { <Dashboard me /> }.into_any(),
+                Err(Error::Unauthenticated) => view! { <Redirect path="/login" /> }.into_any(),
+                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Dashboard(me: Me) -> impl IntoView {
+    let fleet_tick = RwSignal::new(0u64);
+    let list_tick = RwSignal::new(0u64);
+    let fleet = Resource::new(move || fleet_tick.get(), |_| fleet_summary());
+    let instances = Resource::new(move || list_tick.get(), |_| instance_list());
+    let updates = RwSignal::new(Vec::<InstanceView>::new());
+    let connected = RwSignal::new(false);
+
+    crate::live::subscribe(
+        move |event| match event {
+            LiveEvent::Instance(view) => updates.update(|u| u.push(view)),
+            LiveEvent::FleetChanged => fleet_tick.update(|t| *t += 1),
+        },
+        move || {
+            // (Re)connected: anything may have changed while we were away.
+            if connected.get_untracked() {
+                updates.set(Vec::new());
+                list_tick.update(|t| *t += 1);
+                fleet_tick.update(|t| *t += 1);
+            }
+            connected.set(true);
+        },
+    );
+
+    let logout = ServerAction::<Logout>::new();
+    let create = ServerAction::<InstanceCreate>::new();
+    let delete = ServerAction::<InstanceDelete>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(view)) = create.value().get() {
+            updates.update(|u| u.push(view));
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(view)) = delete.value().get() {
+            updates.update(|u| u.push(view));
+        }
+    });
+    let create_error = move || create.value().get().and_then(|r| r.err()).map(|e| e.to_string());
+    let delete_error = move || delete.value().get().and_then(|r| r.err()).map(|e| e.to_string());
+    let can_launch = me.provider_admin || me.role != "viewer";
+
+    view! {
+        <header class="topbar">
+            <span class="brand">"GPU Cloud"</span>
+            <span class="live" class:on=move || connected.get() title="Live status stream" data-testid="live-indicator">
+                {move || if connected.get() { "● live" } else { "○ connecting" }}
+            </span>
+            <span class="who" data-testid="whoami">
+                {me.username.clone()} " · " {me.tenant_name.clone()} " · " {me.role.clone()}
+                {me.provider_admin.then_some(" · provider admin")}
+            </span>
+            <ActionForm action=logout>
+                <button type="submit" class="link" data-testid="logout">"Sign out"</button>
+            </ActionForm>
+        </header>
+        <main class="dashboard">
+            <Transition fallback=|| view! { <p class="loading">"Loading fleet…"</p> }>
+                {move || fleet.get().map(|f| match f {
+                    Ok(f) => view! { <FleetStats fleet=f.clone() /> <FleetMap fleet=f /> }.into_any(),
+                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                })}
+            </Transition>
+
+            <section class="panel">
+                <h2>"Instances"</h2>
+                <Show when=move || can_launch>
+                    <ActionForm action=create attr:class="launch" attr:data-testid="launch-form">
+                        <label>
+                            "Name"
+                            <input type="text" name="create[name]" required placeholder="train-01" maxlength="63" data-testid="launch-name" />
+                        </label>
+                        <label>
+                            "GPUs"
+                            <select name="create[gpu_count]" data-testid="launch-gpus">
+                                {GPU_COUNTS.iter().map(|n| view! { <option value=n.to_string()>{format!("{n} × H100")}</option> }).collect_view()}
+                            </select>
+                        </label>
+                        <button type="submit" class="primary" disabled=move || create.pending().get() data-testid="launch-submit">
+                            "Launch"
+                        </button>
+                    </ActionForm>
+                </Show>
+                <Show when=move || create_error().is_some()>
+                    <p class="error" role="alert" data-testid="launch-error">{create_error}</p>
+                </Show>
+                <Show when=move || delete_error().is_some()>
+                    <p class="error" role="alert">{delete_error}</p>
+                </Show>
+                <Transition fallback=|| view! { <p class="loading">"Loading instances…"</p> }>
+                    {move || instances.get().map(|list| match list {
+                        Ok(list) => {
+                            let rows = merge_instances(&list, &updates.get());
+                            view! { <InstanceTable rows delete can_delete=can_launch /> }.into_any()
+                        }
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    })}
+                </Transition>
+            </section>
+        </main>
+    }
+}
+
+#[component]
+fn FleetStats(fleet: FleetSummary) -> impl IntoView {
+    let hosts = fleet.hosts.len();
+    view! {
+        <section class="stats" data-testid="fleet-stats">
+            <div class="stat"><span class="value" data-testid="stat-hosts">{fleet.hosts_connected()} " / " {hosts}</span><span class="label">"hosts connected"</span></div>
+            <div class="stat"><span class="value" data-testid="stat-gpus-free">{fleet.gpus_free()}</span><span class="label">"GPUs free"</span></div>
+            <div class="stat"><span class="value" data-testid="stat-gpus-used">{fleet.gpus_used()}</span><span class="label">"GPUs in use"</span></div>
+            <div class="stat"><span class="value">{fleet.gpus_unhealthy()}</span><span class="label">"GPUs unhealthy"</span></div>
+            <div class="stat"><span class="value" data-testid="stat-gpus-total">{fleet.gpus_total()}</span><span class="label">"GPUs in total"</span></div>
+            <div class="stat"><span class="value">{fleet.dpus}</span><span class="label">"DPUs"</span></div>
+            <div class="stat"><span class="value">{fleet.switches}</span><span class="label">"leaf switches"</span></div>
+        </section>
+    }
+}
+
+/// Hosts grouped by scalable unit, each drawn as its eight GPUs.
+#[component]
+fn FleetMap(fleet: FleetSummary) -> impl IntoView {
+    let mut units: Vec<u32> = fleet.hosts.iter().map(|h| h.scalable_unit).collect();
+    units.dedup();
+    units.sort_unstable();
+    units.dedup();
+    view! {
+        <section class="panel">
+            <h2>"Fleet"</h2>
+            <p class="legend">
+                <span class="gpu free"></span>"free" <span class="gpu used"></span>"in use"
+                <span class="gpu bad"></span>"unhealthy"
+            </p>
+            {units.into_iter().map(|su| {
+                let hosts: Vec<HostView> = fleet.hosts.iter().filter(|h| h.scalable_unit == su).cloned().collect();
+                view! {
+                    <h3>{format!("Scalable unit {su}")}</h3>
+                    <div class="hosts">
+                        {hosts.into_iter().map(|h| view! { <HostCard host=h /> }).collect_view()}
+                    </div>
+                }
+            }).collect_view()}
+        </section>
+    }
+}
+
+#[component]
+fn HostCard(host: HostView) -> impl IntoView {
+    let title = format!(
+        "{} · {} · {} of {} GPUs free{}",
+        host.name,
+        host.gpu_model,
+        host.gpus_free(),
+        host.gpus_total,
+        match host.agent {
+            AgentLink::Connected => "",
+            AgentLink::Unreachable => " · agent unreachable",
+        }
+    );
+    let cells = (0..host.gpus_total)
+        .map(|i| {
+            let class = if i < host.gpus_used {
+                "gpu used"
+            } else if i < host.gpus_used + host.gpus_unhealthy {
+                "gpu bad"
+            } else {
+                "gpu free"
+            };
+            view! { <span class=class></span> }
+        })
+        .collect_view();
+    view! {
+        <div class="host" class:down=host.agent == AgentLink::Unreachable title=title data-testid="host-card">
+            <span class="host-name">{host.name.clone()}</span>
+            <span class="gpus">{cells}</span>
+        </div>
+    }
+}
+
+#[component]
+fn InstanceTable(
+    rows: Vec<InstanceView>,
+    delete: ServerAction<InstanceDelete>,
+    can_delete: bool,
+) -> impl IntoView {
+    if rows.is_empty() {
+        return view! { <p class="empty" data-testid="no-instances">"No instances yet. Launch one above."</p> }.into_any();
+    }
+    view! {
+        <table class="instances" data-testid="instances">
+            <thead>
+                <tr><th>"Name"</th><th>"State"</th><th>"GPUs"</th><th>"vCPUs"</th><th>"Memory"</th><th>"Host"</th><th>"Created"</th><th></th></tr>
+            </thead>
+            <tbody>
+                {rows.into_iter().map(|i| {
+                    let id = i.id;
+                    let state = i.state;
+                    view! {
+                        <tr data-testid="instance-row" data-name=i.name.clone()>
+                            <td class="name">{i.name.clone()}</td>
+                            <td>
+                                <span class=format!("state {state}") data-testid="instance-state">{state.as_str()}</span>
+                                {i.message.clone().map(|m| view! { <div class="message">{m}</div> })}
+                            </td>
+                            <td>{format!("{} × {}", i.gpu_count, i.gpu_model)}</td>
+                            <td>{i.vcpus}</td>
+                            <td>{format!("{} GiB", i.memory_gib)}</td>
+                            <td>{i.host_name.clone().unwrap_or_else(|| "—".into())}</td>
+                            <td class="muted">{i.created_at.replace('T', " ").chars().take(19).collect::<String>()}</td>
+                            <td>
+                                <Show when=move || can_delete && state != InstanceState::Deleting>
+                                    <button class="danger" data-testid="instance-delete"
+                                        on:click=move |_| { delete.dispatch(InstanceDelete { id }); }>
+                                        "Delete"
+                                    </button>
+                                </Show>
+                            </td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portal_types::ids::{GenericUuid, InstanceUuid};
+
+    fn inst(n: u128, name: &str, state: InstanceState, created: &str) -> InstanceView {
+        InstanceView {
+            id: InstanceUuid::from_untyped_uuid(uuid::Uuid::from_u128(n)),
+            name: name.into(),
+            state,
+            gpu_count: 1,
+            gpu_model: "H100".into(),
+            vcpus: 16,
+            memory_gib: 200,
+            host_name: None,
+            message: None,
+            created_at: created.into(),
+        }
+    }
+
+    #[test]
+    fn live_updates_override_the_fetched_list() {
+        let base = vec![inst(1, "a", InstanceState::Provisioning, "2026-01-01T00:00:01Z")];
+        let updates = vec![
+            inst(1, "a", InstanceState::Running, "2026-01-01T00:00:01Z"),
+            inst(2, "b", InstanceState::Provisioning, "2026-01-01T00:00:02Z"),
+        ];
+        let merged = merge_instances(&base, &updates);
+        assert_eq!(merged.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(merged[1].state, InstanceState::Running);
+    }
+
+    #[test]
+    fn the_latest_update_wins_and_deleted_instances_leave() {
+        let base = vec![inst(1, "a", InstanceState::Running, "t1")];
+        let updates = vec![
+            inst(2, "b", InstanceState::Provisioning, "t2"),
+            inst(1, "a", InstanceState::Deleting, "t1"),
+            inst(2, "b", InstanceState::Running, "t2"),
+            inst(1, "a", InstanceState::Deleted, "t1"),
+        ];
+        let merged = merge_instances(&base, &updates);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].state, InstanceState::Running);
+    }
+}

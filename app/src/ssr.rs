@@ -1,0 +1,34 @@
+//! Server-side glue for server functions: the controller and the caller from the request.
+
+use std::sync::Arc;
+
+use leptos::prelude::*;
+use leptos_axum::ResponseOptions;
+use portal_controller::Controller;
+use portal_controller::authz::Actor;
+use portal_types::Error;
+use tower_sessions::Session;
+
+/// The controller, the session and the signed-in actor (if any) of the current request.
+pub async fn context() -> Result<(Arc<Controller>, Session, Option<Actor>), Error> {
+    let ctl = use_context::<Arc<Controller>>()
+        .ok_or_else(|| fail(Error::internal("no controller in the server function context")))?;
+    let session: Session = leptos_axum::extract()
+        .await
+        .map_err(|e| fail(Error::internal(format!("no session layer: {e}"))))?;
+    let actor = ctl.session_actor(&session).await.map_err(fail)?;
+    Ok((ctl, session, actor))
+}
+
+/// Sets the response status for `err` and logs what only operators may see.
+pub fn fail(err: Error) -> Error {
+    if let Some(options) = use_context::<ResponseOptions>()
+        && let Ok(status) = axum::http::StatusCode::from_u16(err.status_code())
+    {
+        options.set_status(status);
+    }
+    if let Some(detail) = err.internal_detail() {
+        tracing::error!(status = err.status_code(), %detail, "server function failed");
+    }
+    err
+}

@@ -1,0 +1,31 @@
+//! Typed UUIDs, one kind per resource, so a host id can never be passed as an instance id.
+//! Ids are generated on the server; the browser only parses and prints them.
+//! Keep the list alphabetical and append-only.
+
+use newtype_uuid::{TypedUuid, TypedUuidKind, TypedUuidTag};
+
+macro_rules! typed_uuid_kinds {
+    ($($kind:ident => $alias:ident, $tag:literal;)*) => {$(
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $kind {}
+        impl TypedUuidKind for $kind {
+            fn tag() -> TypedUuidTag {
+                const TAG: TypedUuidTag = TypedUuidTag::new($tag);
+                TAG
+            }
+        }
+        pub type $alias = TypedUuid<$kind>;
+    )*};
+}
+
+typed_uuid_kinds! {
+    DpuKind => DpuUuid, "dpu";
+    GpuKind => GpuUuid, "gpu";
+    HostKind => HostUuid, "host";
+    InstanceKind => InstanceUuid, "instance";
+    SwitchKind => SwitchUuid, "switch";
+    TenantKind => TenantUuid, "tenant";
+    UserKind => UserUuid, "user";
+}
+
+pub use newtype_uuid::GenericUuid;

@@ -1,0 +1,15 @@
+//! Database migrations, written once for SQLite (the embedded default) and PostgreSQL.
+//! Timestamps are Unix milliseconds (`BIGINT`) so both engines store and compare them alike.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_foundation::Migration)]
+    }
+}

@@ -1,0 +1,141 @@
+//! gRPC clients for every agent, keyed by the agent's stable id, plus the watchers that keep
+//! one server-streaming `Watch` open per host agent and feed its events to the control plane.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use agent_proto::v1::dpu_agent_client::DpuAgentClient;
+use agent_proto::v1::host_agent_client::HostAgentClient;
+use agent_proto::v1::switch_agent_client::SwitchAgentClient;
+use agent_proto::v1::{WatchRequest, host_event};
+use agent_proto::{AgentEndpoint, AgentKind};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::Controller;
+
+/// Why an agent could not be reached at startup.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach the {kind} agent {id} at {url} ({detail}); start it, or remove it from the agents file")]
+pub struct AgentUnreachable {
+    pub kind: AgentKind,
+    pub id: String,
+    pub url: String,
+    pub detail: String,
+}
+
+#[derive(Default)]
+pub struct AgentRegistry {
+    hosts: RwLock<HashMap<String, HostAgentClient<Channel>>>,
+    dpus: RwLock<HashMap<String, DpuAgentClient<Channel>>>,
+    switches: RwLock<HashMap<String, SwitchAgentClient<Channel>>>,
+}
+
+pub(crate) async fn connect(endpoint: &AgentEndpoint) -> Result<Channel, AgentUnreachable> {
+    let unreachable = |detail: String| AgentUnreachable {
+        kind: endpoint.kind,
+        id: endpoint.id.clone(),
+        url: endpoint.url.clone(),
+        detail,
+    };
+    Endpoint::from_shared(endpoint.url.clone())
+        .map_err(|e| unreachable(format!("not a valid URL: {e}")))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| unreachable(error_chain(&e)))
+}
+
+/// "transport error: connection refused" rather than just the outermost layer.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl AgentRegistry {
+    pub fn insert(&self, kind: AgentKind, id: &str, channel: Channel) {
+        match kind {
+            AgentKind::Host => {
+                write(&self.hosts).insert(id.to_owned(), HostAgentClient::new(channel));
+            }
+            AgentKind::Dpu => {
+                write(&self.dpus).insert(id.to_owned(), DpuAgentClient::new(channel));
+            }
+            AgentKind::Switch => {
+                write(&self.switches).insert(id.to_owned(), SwitchAgentClient::new(channel));
+            }
+        }
+    }
+
+    /// A client for the host agent with this id; clients are cheap clones of one channel.
+    pub fn host(&self, id: &str) -> Option<HostAgentClient<Channel>> {
+        read(&self.hosts).get(id).cloned()
+    }
+
+    pub fn dpu(&self, id: &str) -> Option<DpuAgentClient<Channel>> {
+        read(&self.dpus).get(id).cloned()
+    }
+
+    pub fn switch(&self, id: &str) -> Option<SwitchAgentClient<Channel>> {
+        read(&self.switches).get(id).cloned()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Keeps a `Watch` stream open to one host agent for the life of the controller: events go
+/// to [`Controller::apply_host_event`]; a broken stream marks the host unreachable (so the
+/// scheduler skips it) and is retried with backoff.
+pub(crate) fn spawn_host_watcher(controller: Arc<Controller>, host_id: String) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let Some(mut client) = controller.agents.host(&host_id) else { return };
+            match client.watch(WatchRequest {}).await {
+                Ok(response) => {
+                    controller.set_host_connected(&host_id, true).await;
+                    backoff = Duration::from_millis(200);
+                    let mut stream = response.into_inner();
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(event)) => match event.event {
+                                Some(host_event::Event::Vm(status)) => {
+                                    controller.apply_vm_status(&host_id, status).await;
+                                }
+                                Some(host_event::Event::Gpu(status)) => {
+                                    controller.apply_gpu_status(&host_id, status).await;
+                                }
+                                None => {}
+                            },
+                            Ok(None) => break,
+                            Err(status) => {
+                                tracing::warn!(host = %host_id, error = %status.message(), "host agent watch stream broke");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(status) => {
+                    tracing::debug!(host = %host_id, error = %status.message(), "host agent watch refused");
+                }
+            }
+            controller.set_host_connected(&host_id, false).await;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    });
+}

@@ -1,0 +1,215 @@
+//! Local accounts: argon2id password hashes, the first provider admin, sign-in, and turning a
+//! session's user id back into an [`Actor`].
+
+use std::sync::{Arc, LazyLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use portal_types::Error;
+use portal_types::ids::{GenericUuid, TenantUuid, UserUuid};
+use rand::Rng;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    Set, TransactionTrait,
+};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::authz::{Actor, Role};
+use crate::db::entity::{membership, tenant, user};
+use crate::db::now_ms;
+
+/// Name of the tenant the first provider admin belongs to.
+pub const DEFAULT_TENANT: &str = "default";
+/// Username of the first provider admin.
+pub const ADMIN_USERNAME: &str = "admin";
+
+/// OWASP's minimum for argon2id: 19 MiB, 2 passes, 1 lane.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Each hash takes 19 MiB; bounding concurrent hashes bounds memory under a login flood.
+static HASH_PERMITS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(4)));
+
+/// A hash of a random password, verified against when the user does not exist so an unknown
+/// user costs the same time as a wrong password.
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| hash_password_blocking(&generate_password()).unwrap_or_default());
+
+fn hash_password_blocking(password: &str) -> Result<String, Error> {
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(Error::internal)?;
+    argon2().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(Error::internal)
+}
+
+fn verify_password_blocking(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+        .unwrap_or(false)
+}
+
+async fn run_hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    let _permit = HASH_PERMITS.clone().acquire_owned().await.map_err(Error::internal)?;
+    tokio::task::spawn_blocking(f).await.map_err(Error::internal)
+}
+
+pub async fn hash_password(password: String) -> Result<String, Error> {
+    run_hashing(move || hash_password_blocking(&password)).await?
+}
+
+/// A random password of 20 characters from an alphabet without look-alikes.
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..20).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// What [`bootstrap_admin`] did, for the startup banner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Users already exist; nothing changed.
+    Existing,
+    /// The admin was created with the password from the configuration.
+    CreatedWithConfiguredPassword,
+    /// The admin was created with this generated password, shown once.
+    CreatedWithGeneratedPassword(String),
+}
+
+/// On an empty database, creates the default tenant and the first provider admin.
+pub async fn bootstrap_admin(
+    db: &DatabaseConnection,
+    configured_password: Option<&str>,
+) -> Result<Bootstrap, Error> {
+    if user::Entity::find().count(db).await.map_err(Error::internal)? > 0 {
+        return Ok(Bootstrap::Existing);
+    }
+    let (password, outcome) = match configured_password {
+        Some(p) if p.len() >= 12 => (p.to_owned(), Bootstrap::CreatedWithConfiguredPassword),
+        Some(_) => {
+            return Err(Error::invalid(
+                "The admin password setting is shorter than 12 characters; set a longer one.",
+            ));
+        }
+        None => {
+            let p = generate_password();
+            (p.clone(), Bootstrap::CreatedWithGeneratedPassword(p))
+        }
+    };
+    let hash = hash_password(password).await?;
+    let now = now_ms();
+    let tenant_id = Uuid::new_v4();
+    let user_id = Uuid::new_v4();
+    let txn = db.begin().await.map_err(Error::internal)?;
+    tenant::ActiveModel {
+        id: Set(tenant_id),
+        name: Set(DEFAULT_TENANT.to_owned()),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(Error::internal)?;
+    user::ActiveModel {
+        id: Set(user_id),
+        username: Set(ADMIN_USERNAME.to_owned()),
+        password_hash: Set(Some(hash)),
+        provider_admin: Set(true),
+        disabled: Set(false),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(Error::internal)?;
+    membership::ActiveModel {
+        user_id: Set(user_id),
+        tenant_id: Set(tenant_id),
+        role: Set(Role::TenantAdmin.as_str().to_owned()),
+    }
+    .insert(&txn)
+    .await
+    .map_err(Error::internal)?;
+    txn.commit().await.map_err(Error::internal)?;
+    Ok(outcome)
+}
+
+/// Checks a username and password; the answer and its timing are the same for an unknown
+/// user, a disabled one and a wrong password.
+pub async fn verify_login(
+    db: &DatabaseConnection,
+    username: &str,
+    password: &str,
+) -> Result<UserUuid, Error> {
+    let found = user::Entity::find()
+        .filter(user::Column::Username.eq(username))
+        .one(db)
+        .await
+        .map_err(Error::internal)?;
+    let hash = found
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let password = password.to_owned();
+    let ok = run_hashing(move || verify_password_blocking(&password, &hash)).await?;
+    match found {
+        Some(u) if ok && !u.disabled => Ok(UserUuid::from_untyped_uuid(u.id)),
+        _ => Err(Error::BadCredentials),
+    }
+}
+
+/// Rebuilds the actor for a signed-in user; `None` if the user was removed or disabled
+/// since, which ends their session.
+pub async fn load_actor(db: &DatabaseConnection, user_id: UserUuid) -> Result<Option<Actor>, Error> {
+    let Some(u) = user::Entity::find_by_id(user_id.into_untyped_uuid())
+        .one(db)
+        .await
+        .map_err(Error::internal)?
+    else {
+        return Ok(None);
+    };
+    if u.disabled {
+        return Ok(None);
+    }
+    let Some(m) = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(u.id))
+        .one(db)
+        .await
+        .map_err(Error::internal)?
+    else {
+        return Ok(None);
+    };
+    let t = tenant::Entity::find_by_id(m.tenant_id)
+        .one(db)
+        .await
+        .map_err(Error::internal)?
+        .ok_or_else(|| Error::internal("membership points at a missing tenant"))?;
+    Ok(Some(Actor {
+        user_id,
+        username: u.username,
+        provider_admin: u.provider_admin,
+        tenant_id: TenantUuid::from_untyped_uuid(t.id),
+        tenant_name: t.name,
+        role: Role::parse(&m.role).unwrap_or(Role::Viewer),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_with_owasp_parameters() {
+        let hash = hash_password_blocking("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(verify_password_blocking("correct horse battery", &hash));
+        assert!(!verify_password_blocking("correct horse batterz", &hash));
+        assert!(!verify_password_blocking("anything", "not a hash"));
+    }
+
+    #[test]
+    fn generated_passwords_differ_and_are_long() {
+        let a = generate_password();
+        assert_eq!(a.len(), 20);
+        assert_ne!(a, generate_password());
+    }
+}

@@ -1,0 +1,120 @@
+//! Who may do what: the one policy, in one place. Every control-plane method calls
+//! [`authorize`] on its first line. Objects of other tenants are never visible: lookups are
+//! scoped to the actor's tenant, so they come back as not found (404), while an action the
+//! role does not allow is forbidden (403) and no actor at all is unauthenticated (401).
+
+use portal_types::Error;
+use portal_types::ids::{TenantUuid, UserUuid};
+
+/// A role within one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Member,
+    TenantAdmin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Member => "member",
+            Role::TenantAdmin => "tenant-admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "viewer" => Role::Viewer,
+            "member" => Role::Member,
+            "tenant-admin" => Role::TenantAdmin,
+            _ => return None,
+        })
+    }
+}
+
+/// The authenticated caller of a control-plane method, acting within one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: UserUuid,
+    pub username: String,
+    pub provider_admin: bool,
+    pub tenant_id: TenantUuid,
+    pub tenant_name: String,
+    pub role: Role,
+}
+
+/// Everything a caller can ask the control plane to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// See the fleet summary (hosts, GPUs free/used) on the dashboard.
+    FleetRead,
+    /// See the instances of the actor's tenant.
+    InstanceRead,
+    InstanceCreate,
+    InstanceDelete,
+}
+
+/// The policy. Returns the actor so callers write `let actor = authorize(actor, …)?;`.
+pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error> {
+    let actor = actor.ok_or(Error::Unauthenticated)?;
+    let allowed = actor.provider_admin
+        || match action {
+            Action::FleetRead | Action::InstanceRead => true,
+            Action::InstanceCreate | Action::InstanceDelete => actor.role >= Role::Member,
+        };
+    if allowed {
+        Ok(actor)
+    } else {
+        Err(Error::forbidden(format!(
+            "a {} of {} cannot {}; ask a tenant admin for the member role.",
+            actor.role.as_str(),
+            actor.tenant_name,
+            match action {
+                Action::FleetRead => "see the fleet",
+                Action::InstanceRead => "see instances",
+                Action::InstanceCreate => "launch instances",
+                Action::InstanceDelete => "delete instances",
+            }
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portal_types::ids::GenericUuid;
+
+    fn actor(role: Role, provider_admin: bool) -> Actor {
+        Actor {
+            user_id: UserUuid::from_untyped_uuid(uuid::Uuid::new_v4()),
+            username: "u".into(),
+            provider_admin,
+            tenant_id: TenantUuid::from_untyped_uuid(uuid::Uuid::new_v4()),
+            tenant_name: "acme".into(),
+            role,
+        }
+    }
+
+    #[test]
+    fn anonymous_is_401_everywhere() {
+        for action in [
+            Action::FleetRead,
+            Action::InstanceRead,
+            Action::InstanceCreate,
+            Action::InstanceDelete,
+        ] {
+            assert_eq!(authorize(None, action).unwrap_err(), Error::Unauthenticated);
+        }
+    }
+
+    #[test]
+    fn viewers_read_but_cannot_mutate() {
+        let viewer = actor(Role::Viewer, false);
+        assert!(authorize(Some(&viewer), Action::InstanceRead).is_ok());
+        let err = authorize(Some(&viewer), Action::InstanceCreate).unwrap_err();
+        assert_eq!(err.status_code(), 403);
+        assert!(authorize(Some(&actor(Role::Member, false)), Action::InstanceDelete).is_ok());
+        assert!(authorize(Some(&actor(Role::Viewer, true)), Action::InstanceDelete).is_ok());
+    }
+}

@@ -1,0 +1,182 @@
+//! sea-orm entities, one module per table; columns mirror `migrations/`.
+
+macro_rules! no_relations {
+    () => {
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+        impl ActiveModelBehavior for ActiveModel {}
+    };
+}
+
+pub mod tenant {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tenant")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub name: String,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod user {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub username: String,
+        pub password_hash: Option<String>,
+        pub provider_admin: bool,
+        pub disabled: bool,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod membership {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "membership")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: Uuid,
+        pub role: String,
+    }
+    no_relations!();
+}
+
+pub mod session {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "session")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub data: Vec<u8>,
+        pub expires_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod host {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "host")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub name: String,
+        pub scalable_unit: i32,
+        pub system_model: String,
+        pub agent_url: String,
+        pub agent_connected: bool,
+        pub cordoned: bool,
+        /// The agent's last `HostInventory`, as JSON.
+        #[sea_orm(column_type = "Text")]
+        pub inventory: String,
+        pub updated_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod gpu {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "gpu")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub host_id: Uuid,
+        pub module_id: i32,
+        pub gpu_index: i32,
+        pub model: String,
+        pub pci_address: String,
+        pub numa_node: i32,
+        pub pcie_switch: String,
+        /// "ok" | "degraded" | "failed"
+        pub health: String,
+    }
+    no_relations!();
+}
+
+pub mod dpu {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "dpu")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub name: String,
+        pub host_name: String,
+        pub model: String,
+        pub agent_url: String,
+        pub agent_connected: bool,
+        pub updated_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod switch {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "switch")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub name: String,
+        pub model: String,
+        pub scalable_unit: i32,
+        pub rail: i32,
+        pub agent_url: String,
+        pub agent_connected: bool,
+        pub updated_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod instance {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "instance")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub name: String,
+        pub state: String,
+        pub gpu_count: i32,
+        pub gpu_model: String,
+        pub vcpus: i32,
+        pub memory_gib: i32,
+        pub host_id: Option<Uuid>,
+        /// The `VmSpec` sent to the host agent, as JSON.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub spec: Option<String>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub message: Option<String>,
+        pub generation: i64,
+        pub created_by: Uuid,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod gpu_claim {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "gpu_claim")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub gpu_id: Uuid,
+        pub instance_id: Uuid,
+        pub host_id: Uuid,
+    }
+    no_relations!();
+}

@@ -1,0 +1,335 @@
+//! The fleet as agents report it: inventory ingest (hosts, GPUs, DPUs, switches) and the
+//! summary the dashboard shows.
+
+use std::collections::HashMap;
+
+use agent_proto::v1::{DpuInventory, GpuHealth, GpuStatus, HostInventory, SwitchInventory};
+use portal_types::Error;
+use portal_types::ids::{GenericUuid, HostUuid};
+use portal_types::views::{AgentLink, FleetSummary, HostView, LiveEvent};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Controller;
+use crate::authz::{Action, Actor, authorize};
+use crate::db::entity::{dpu, gpu, gpu_claim, host, switch};
+use crate::db::now_ms;
+
+/// The parts of a host's inventory placement needs beyond the GPU rows, stored as JSON on
+/// the host row. Everything comes from the agent; nothing is assumed about the hardware.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub numa_nodes: Vec<NumaFacts>,
+    pub nics: Vec<NicFacts>,
+    pub partitions: Vec<PartitionFacts>,
+    pub dpu_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumaFacts {
+    pub id: u32,
+    pub cpus: Vec<u32>,
+    pub hugepages_1g_total: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicFacts {
+    pub index: u32,
+    pub name: String,
+    pub numa_node: u32,
+    pub pcie_switch: String,
+    pub rail: u32,
+    pub leaf_switch_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionFacts {
+    pub id: u32,
+    pub module_ids: Vec<u32>,
+}
+
+impl From<&HostInventory> for HostFacts {
+    fn from(inv: &HostInventory) -> Self {
+        HostFacts {
+            numa_nodes: inv
+                .numa_nodes
+                .iter()
+                .map(|n| NumaFacts {
+                    id: n.id,
+                    cpus: n.cpus.clone(),
+                    hugepages_1g_total: n.hugepages_1g_total,
+                })
+                .collect(),
+            nics: inv
+                .nics
+                .iter()
+                .map(|n| NicFacts {
+                    index: n.index,
+                    name: n.name.clone(),
+                    numa_node: n.numa_node,
+                    pcie_switch: n.pcie_switch.clone(),
+                    rail: n.rail,
+                    leaf_switch_id: n.leaf_switch_id.clone(),
+                })
+                .collect(),
+            partitions: inv
+                .partitions
+                .iter()
+                .map(|p| PartitionFacts { id: p.id, module_ids: p.module_ids.clone() })
+                .collect(),
+            dpu_ids: inv.dpu_ids.clone(),
+        }
+    }
+}
+
+pub(crate) fn health_str(health: i32) -> &'static str {
+    match GpuHealth::try_from(health).unwrap_or(GpuHealth::Unspecified) {
+        GpuHealth::Ok => "ok",
+        GpuHealth::Degraded => "degraded",
+        GpuHealth::Failed | GpuHealth::Unspecified => "failed",
+    }
+}
+
+impl Controller {
+    /// Records what a host agent reported, creating or updating the host and its GPUs.
+    pub(crate) async fn host_inventory_ingest(
+        &self,
+        url: &str,
+        inv: &HostInventory,
+    ) -> Result<HostUuid, Error> {
+        let facts = serde_json::to_string(&HostFacts::from(inv)).map_err(Error::internal)?;
+        let txn = self.db.begin().await.map_err(Error::internal)?;
+        let existing = host::Entity::find()
+            .filter(host::Column::Name.eq(&inv.host_id))
+            .one(&txn)
+            .await
+            .map_err(Error::internal)?;
+        let host_id = existing.as_ref().map(|h| h.id).unwrap_or_else(Uuid::new_v4);
+        let row = host::ActiveModel {
+            id: Set(host_id),
+            name: Set(inv.host_id.clone()),
+            scalable_unit: Set(inv.scalable_unit as i32),
+            system_model: Set(inv.system_model.clone()),
+            agent_url: Set(url.to_owned()),
+            agent_connected: Set(true),
+            cordoned: Set(existing.as_ref().is_some_and(|h| h.cordoned)),
+            inventory: Set(facts),
+            updated_at: Set(now_ms()),
+        };
+        if existing.is_some() {
+            row.update(&txn).await.map_err(Error::internal)?;
+        } else {
+            row.insert(&txn).await.map_err(Error::internal)?;
+        }
+        for g in &inv.gpus {
+            let row = gpu::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                host_id: Set(host_id),
+                module_id: Set(g.module_id as i32),
+                gpu_index: Set(g.index as i32),
+                model: Set(g.model.clone()),
+                pci_address: Set(g.pci_address.clone()),
+                numa_node: Set(g.numa_node as i32),
+                pcie_switch: Set(g.pcie_switch.clone()),
+                health: Set(health_str(g.health).to_owned()),
+            };
+            gpu::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([gpu::Column::HostId, gpu::Column::ModuleId])
+                        .update_columns([
+                            gpu::Column::GpuIndex,
+                            gpu::Column::Model,
+                            gpu::Column::PciAddress,
+                            gpu::Column::NumaNode,
+                            gpu::Column::PcieSwitch,
+                            gpu::Column::Health,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await
+                .map_err(Error::internal)?;
+        }
+        txn.commit().await.map_err(Error::internal)?;
+        Ok(HostUuid::from_untyped_uuid(host_id))
+    }
+
+    pub(crate) async fn dpu_inventory_ingest(
+        &self,
+        url: &str,
+        inv: &DpuInventory,
+    ) -> Result<(), Error> {
+        let row = dpu::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            name: Set(inv.dpu_id.clone()),
+            host_name: Set(inv.host_id.clone()),
+            model: Set(inv.model.clone()),
+            agent_url: Set(url.to_owned()),
+            agent_connected: Set(true),
+            updated_at: Set(now_ms()),
+        };
+        upsert_by_name(&self.db, dpu::Entity::insert(row), dpu::Column::Name, &[
+            dpu::Column::HostName,
+            dpu::Column::Model,
+            dpu::Column::AgentUrl,
+            dpu::Column::AgentConnected,
+            dpu::Column::UpdatedAt,
+        ])
+        .await
+    }
+
+    pub(crate) async fn switch_inventory_ingest(
+        &self,
+        url: &str,
+        inv: &SwitchInventory,
+    ) -> Result<(), Error> {
+        let row = switch::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            name: Set(inv.switch_id.clone()),
+            model: Set(inv.model.clone()),
+            scalable_unit: Set(inv.scalable_unit as i32),
+            rail: Set(inv.rail as i32),
+            agent_url: Set(url.to_owned()),
+            agent_connected: Set(true),
+            updated_at: Set(now_ms()),
+        };
+        upsert_by_name(&self.db, switch::Entity::insert(row), switch::Column::Name, &[
+            switch::Column::Model,
+            switch::Column::ScalableUnit,
+            switch::Column::Rail,
+            switch::Column::AgentUrl,
+            switch::Column::AgentConnected,
+            switch::Column::UpdatedAt,
+        ])
+        .await
+    }
+
+    /// A host's watch stream came up or broke: the scheduler must skip hosts it cannot reach.
+    pub(crate) async fn set_host_connected(&self, name: &str, connected: bool) {
+        let res = host::Entity::update_many()
+            .col_expr(host::Column::AgentConnected, connected.into())
+            .col_expr(host::Column::UpdatedAt, now_ms().into())
+            .filter(host::Column::Name.eq(name))
+            .filter(host::Column::AgentConnected.ne(connected))
+            .exec(&self.db)
+            .await;
+        match res {
+            Ok(r) if r.rows_affected > 0 => {
+                tracing::info!(host = %name, connected, "host agent link changed");
+                self.events.publish(None, LiveEvent::FleetChanged);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(host = %name, error = %e, "cannot record host agent link"),
+        }
+    }
+
+    pub(crate) async fn apply_gpu_status(&self, host_name: &str, status: GpuStatus) {
+        let res = async {
+            let Some(h) = host::Entity::find()
+                .filter(host::Column::Name.eq(host_name))
+                .one(&self.db)
+                .await?
+            else {
+                return Ok(0);
+            };
+            let r = gpu::Entity::update_many()
+                .col_expr(gpu::Column::Health, health_str(status.health).into())
+                .filter(gpu::Column::HostId.eq(h.id))
+                .filter(gpu::Column::ModuleId.eq(status.module_id as i32))
+                .filter(gpu::Column::Health.ne(health_str(status.health)))
+                .exec(&self.db)
+                .await?;
+            Ok::<_, sea_orm::DbErr>(r.rows_affected)
+        }
+        .await;
+        match res {
+            Ok(0) => {}
+            Ok(_) => {
+                tracing::info!(host = %host_name, module = status.module_id, health = health_str(status.health), message = %status.message, "GPU health changed");
+                self.events.publish(None, LiveEvent::FleetChanged);
+            }
+            Err(e) => tracing::error!(host = %host_name, error = %e, "cannot record GPU health"),
+        }
+    }
+
+    /// The dashboard's fleet view: every host with its GPUs used, free and unhealthy.
+    pub async fn fleet_summary(&self, actor: Option<&Actor>) -> Result<FleetSummary, Error> {
+        authorize(actor, Action::FleetRead)?;
+        let hosts = host::Entity::find()
+            .order_by_asc(host::Column::Name)
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        let gpus = gpu::Entity::find().all(&self.db).await.map_err(Error::internal)?;
+        let claimed: std::collections::HashSet<Uuid> = gpu_claim::Entity::find()
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?
+            .into_iter()
+            .map(|c| c.gpu_id)
+            .collect();
+        let mut per_host: HashMap<Uuid, (u32, u32, u32, String)> = HashMap::new();
+        for g in &gpus {
+            let entry = per_host.entry(g.host_id).or_default();
+            entry.0 += 1;
+            if claimed.contains(&g.id) {
+                entry.1 += 1;
+            } else if g.health == "failed" {
+                entry.2 += 1;
+            }
+            entry.3.clone_from(&g.model);
+        }
+        let dpus = dpu::Entity::find().count(&self.db).await.map_err(Error::internal)? as u32;
+        let switches = switch::Entity::find().count(&self.db).await.map_err(Error::internal)? as u32;
+        Ok(FleetSummary {
+            hosts: hosts
+                .into_iter()
+                .map(|h| {
+                    let (total, used, unhealthy, model) =
+                        per_host.get(&h.id).cloned().unwrap_or_default();
+                    HostView {
+                        id: HostUuid::from_untyped_uuid(h.id),
+                        name: h.name,
+                        scalable_unit: h.scalable_unit as u32,
+                        system_model: h.system_model,
+                        gpu_model: model,
+                        gpus_total: total,
+                        gpus_used: used,
+                        gpus_unhealthy: unhealthy,
+                        agent: if h.agent_connected {
+                            AgentLink::Connected
+                        } else {
+                            AgentLink::Unreachable
+                        },
+                        cordoned: h.cordoned,
+                    }
+                })
+                .collect(),
+            dpus,
+            switches,
+        })
+    }
+}
+
+async fn upsert_by_name<A, C>(
+    db: &impl ConnectionTrait,
+    insert: sea_orm::Insert<A>,
+    name: C,
+    update: &[C],
+) -> Result<(), Error>
+where
+    A: ActiveModelTrait,
+    C: sea_orm::sea_query::IntoIden + Copy,
+{
+    insert
+        .on_conflict(OnConflict::column(name).update_columns(update.iter().copied()).to_owned())
+        .exec_without_returning(db)
+        .await
+        .map_err(Error::internal)?;
+    Ok(())
+}

@@ -1,0 +1,407 @@
+//! Instances: launch (claim in one transaction, then the host agent's EnsureVm, undone on
+//! failure), delete (RemoveVm, then release), and the state changes host agents report.
+//!
+//! `instance_create` is a two-step saga, each step with its undo:
+//!   1. claim   — instance row + GPU claims in one transaction  / release claims, mark failed
+//!   2. ensure  — host agent EnsureVm (idempotent by vm id)      / host agent RemoveVm
+//! The instance then stays `provisioning` until the host's watch stream says `running`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use agent_proto::v1::{EnsureVmRequest, RemoveVmRequest, VmSpec, VmState, VmStatus};
+use portal_types::Error;
+use portal_types::ids::{GenericUuid, InstanceUuid};
+use portal_types::params;
+use portal_types::views::{InstanceState, InstanceView, LiveEvent};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+    SqlErr, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::Controller;
+use crate::authz::{Action, Actor, authorize};
+use crate::db::entity::{gpu, gpu_claim, host, instance};
+use crate::db::{now_ms, rfc3339};
+use crate::placement::{self, Candidate, Shape, StoredSpec};
+
+/// vCPUs and memory that come with each GPU (an eighth of an HGX H100 host, less headroom).
+const VCPUS_PER_GPU: u32 = 16;
+const MEMORY_GIB_PER_GPU: u32 = 200;
+/// Claims lost to a concurrent launcher are retried this many times.
+const CLAIM_ATTEMPTS: usize = 8;
+
+fn view(row: &instance::Model, host_name: Option<String>) -> InstanceView {
+    InstanceView {
+        id: InstanceUuid::from_untyped_uuid(row.id),
+        name: row.name.clone(),
+        state: InstanceState::parse(&row.state).unwrap_or(InstanceState::Failed),
+        gpu_count: row.gpu_count as u32,
+        gpu_model: row.gpu_model.clone(),
+        vcpus: row.vcpus as u32,
+        memory_gib: row.memory_gib as u32,
+        host_name,
+        message: row.message.clone(),
+        created_at: rfc3339(row.created_at),
+    }
+}
+
+fn vm_spec(row: &instance::Model, spec: &StoredSpec) -> VmSpec {
+    VmSpec {
+        vm_id: row.id.to_string(),
+        name: row.name.clone(),
+        generation: row.generation as u64,
+        partition_id: spec.partition_id,
+        gpu_module_ids: spec.gpu_module_ids.clone(),
+        nic_indices: spec.nic_indices.clone(),
+        vcpu_pins: spec.vcpu_pins.clone(),
+        emulator_cpu: spec.emulator_cpu,
+        numa_nodes: spec.numa_nodes.clone(),
+        memory_mib: spec.memory_mib,
+        disk_gib: spec.disk_gib,
+        image: spec.image.clone(),
+    }
+}
+
+async fn host_name(db: &DatabaseConnection, host_id: Option<Uuid>) -> Option<String> {
+    let id = host_id?;
+    host::Entity::find_by_id(id).one(db).await.ok().flatten().map(|h| h.name)
+}
+
+impl Controller {
+    /// The instances of the actor's tenant, newest first, without deleted ones.
+    pub async fn instance_list(&self, actor: Option<&Actor>) -> Result<Vec<InstanceView>, Error> {
+        let actor = authorize(actor, Action::InstanceRead)?;
+        let rows = instance::Entity::find()
+            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
+            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+            .order_by_desc(instance::Column::CreatedAt)
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        let hosts: std::collections::HashMap<Uuid, String> = host::Entity::find()
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?
+            .into_iter()
+            .map(|h| (h.id, h.name))
+            .collect();
+        Ok(rows.iter().map(|r| view(r, r.host_id.and_then(|h| hosts.get(&h).cloned()))).collect())
+    }
+
+    /// Launches a VM: claims a partition and its CPUs and memory, then asks the host agent
+    /// to start it. Returns as soon as the claim is committed, in state `provisioning`.
+    pub async fn instance_create(
+        self: &Arc<Self>,
+        actor: Option<&Actor>,
+        params: &params::InstanceCreate,
+    ) -> Result<InstanceView, Error> {
+        let actor = authorize(actor, Action::InstanceCreate)?;
+        params.validate()?;
+        let taken = instance::Entity::find()
+            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
+            .filter(instance::Column::Name.eq(&params.name))
+            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        if taken.is_some() {
+            return Err(Error::Conflict {
+                message: format!(
+                    "An instance named \"{}\" already exists in {}; pick another name.",
+                    params.name, actor.tenant_name
+                ),
+            });
+        }
+        let shape = Shape {
+            gpu_count: params.gpu_count,
+            vcpus: params.gpu_count * VCPUS_PER_GPU,
+            memory_gib: params.gpu_count * MEMORY_GIB_PER_GPU,
+        };
+        let (row, choice_host) = self.instance_claim(actor, &params.name, &shape).await?;
+        let out = view(&row, Some(choice_host));
+        self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(out.clone()));
+        self.events.publish(None, LiveEvent::FleetChanged);
+        tracing::info!(instance = %row.id, name = %row.name, host = ?out.host_name, "instance claimed");
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.instance_ensure_on_host(row).await });
+        Ok(out)
+    }
+
+    /// Step 1: decide and commit. A GPU can be claimed once (primary key), so a concurrent
+    /// launcher that took the same GPU makes this transaction fail and we decide again.
+    async fn instance_claim(
+        &self,
+        actor: &Actor,
+        name: &str,
+        shape: &Shape,
+    ) -> Result<(instance::Model, String), Error> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            let (candidates, claimed) = self.placement_candidates().await?;
+            let choice = placement::choose(&candidates, &claimed, shape)?;
+            let now = now_ms();
+            let row = instance::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                tenant_id: Set(actor.tenant_id.into_untyped_uuid()),
+                name: Set(name.to_owned()),
+                state: Set(InstanceState::Provisioning.as_str().to_owned()),
+                gpu_count: Set(shape.gpu_count as i32),
+                gpu_model: Set(candidates
+                    .iter()
+                    .find(|c| c.host.id == choice.host_id)
+                    .and_then(|c| c.gpus.first().map(|g| g.model.clone()))
+                    .unwrap_or_default()),
+                vcpus: Set(shape.vcpus as i32),
+                memory_gib: Set(shape.memory_gib as i32),
+                host_id: Set(Some(choice.host_id)),
+                spec: Set(Some(serde_json::to_string(&choice.spec).map_err(Error::internal)?)),
+                message: Set(None),
+                generation: Set(1),
+                created_by: Set(actor.user_id.into_untyped_uuid()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            };
+            let txn = self.db.begin().await.map_err(Error::internal)?;
+            let row = row.insert(&txn).await.map_err(Error::internal)?;
+            let claims = choice.gpu_ids.iter().map(|gpu_id| gpu_claim::ActiveModel {
+                gpu_id: Set(*gpu_id),
+                instance_id: Set(row.id),
+                host_id: Set(choice.host_id),
+            });
+            match gpu_claim::Entity::insert_many(claims).exec_without_returning(&txn).await {
+                Ok(_) => {
+                    txn.commit().await.map_err(Error::internal)?;
+                    return Ok((row, choice.host_name));
+                }
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    txn.rollback().await.map_err(Error::internal)?;
+                    continue;
+                }
+                Err(e) => return Err(Error::internal(e)),
+            }
+        }
+        Err(Error::unavailable("lost the GPU claim race repeatedly"))
+    }
+
+    async fn placement_candidates(&self) -> Result<(Vec<Candidate>, HashSet<Uuid>), Error> {
+        let hosts = host::Entity::find().all(&self.db).await.map_err(Error::internal)?;
+        let gpus = gpu::Entity::find().all(&self.db).await.map_err(Error::internal)?;
+        let claimed: HashSet<Uuid> = gpu_claim::Entity::find()
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?
+            .into_iter()
+            .map(|c| c.gpu_id)
+            .collect();
+        // VMs that hold CPUs and hugepages: everything not deleted (a failed VM keeps its
+        // resources until it is deleted, as the host may still hold it).
+        let active = instance::Entity::find()
+            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        let mut candidates = Vec::with_capacity(hosts.len());
+        for h in hosts {
+            let Ok(facts) = serde_json::from_str(&h.inventory) else {
+                tracing::warn!(host = %h.name, "unreadable host facts; skipping host");
+                continue;
+            };
+            let active_specs = active
+                .iter()
+                .filter(|i| i.host_id == Some(h.id))
+                .filter_map(|i| i.spec.as_deref().and_then(|s| serde_json::from_str(s).ok()))
+                .collect();
+            let host_gpus = gpus.iter().filter(|g| g.host_id == h.id).cloned().collect();
+            candidates.push(Candidate { host: h, facts, gpus: host_gpus, active_specs });
+        }
+        Ok((candidates, claimed))
+    }
+
+    /// Step 2: ask the host agent to start the VM; on refusal, undo both steps.
+    async fn instance_ensure_on_host(self: Arc<Self>, row: instance::Model) {
+        let result = async {
+            let spec: StoredSpec = row
+                .spec
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .ok_or_else(|| "the instance has no placement".to_owned())?;
+            let host = host_name(&self.db, row.host_id).await.ok_or("its host is gone")?;
+            let mut client = self.agents.host(&host).ok_or("its host agent is not connected")?;
+            client
+                .ensure_vm(EnsureVmRequest { spec: Some(vm_spec(&row, &spec)) })
+                .await
+                .map_err(|s| format!("host {host} refused to start it: {}", s.message()))?;
+            Ok::<_, String>(())
+        }
+        .await;
+        if let Err(reason) = result {
+            tracing::warn!(instance = %row.id, %reason, "instance launch failed; undoing");
+            self.instance_undo_launch(&row, &format!(
+                "The launch failed: {reason}. Delete this instance and launch again."
+            ))
+            .await;
+        }
+    }
+
+    /// Undo of both launch steps: remove the VM from the host (idempotent), release the
+    /// claims and record why.
+    async fn instance_undo_launch(&self, row: &instance::Model, message: &str) {
+        if let Some(host) = host_name(&self.db, row.host_id).await
+            && let Some(mut client) = self.agents.host(&host)
+            && let Err(s) = client.remove_vm(RemoveVmRequest { vm_id: row.id.to_string() }).await
+        {
+            tracing::warn!(instance = %row.id, error = %s.message(), "undo: RemoveVm failed");
+        }
+        self.instance_finish(row.id, InstanceState::Failed, Some(message.to_owned())).await;
+    }
+
+    /// Moves an instance to a final state (`failed` or `deleted`) and releases its GPUs, in
+    /// one transaction.
+    async fn instance_finish(&self, id: Uuid, state: InstanceState, message: Option<String>) {
+        let result = async {
+            let txn = self.db.begin().await?;
+            gpu_claim::Entity::delete_many()
+                .filter(gpu_claim::Column::InstanceId.eq(id))
+                .exec(&txn)
+                .await?;
+            let mut update = instance::Entity::update_many()
+                .col_expr(instance::Column::State, state.as_str().into())
+                .col_expr(instance::Column::UpdatedAt, now_ms().into())
+                .filter(instance::Column::Id.eq(id));
+            if let Some(m) = message {
+                update = update.col_expr(instance::Column::Message, m.into());
+            }
+            update.exec(&txn).await?;
+            txn.commit().await?;
+            instance::Entity::find_by_id(id).one(&self.db).await
+        }
+        .await;
+        match result {
+            Ok(Some(row)) => self.publish_instance(&row).await,
+            Ok(None) => {}
+            Err(e) => tracing::error!(instance = %id, error = %e, "cannot record instance end"),
+        }
+        self.events.publish(None, LiveEvent::FleetChanged);
+    }
+
+    async fn publish_instance(&self, row: &instance::Model) {
+        let v = view(row, host_name(&self.db, row.host_id).await);
+        self.events.publish(
+            Some(portal_types::ids::TenantUuid::from_untyped_uuid(row.tenant_id)),
+            LiveEvent::Instance(v),
+        );
+    }
+
+    /// Deletes an instance of the actor's tenant: the host agent removes the VM, and its
+    /// watch stream's `deleted` releases the claims. Deleting twice is fine.
+    pub async fn instance_delete(
+        self: &Arc<Self>,
+        actor: Option<&Actor>,
+        id: InstanceUuid,
+    ) -> Result<InstanceView, Error> {
+        let actor = authorize(actor, Action::InstanceDelete)?;
+        let row = instance::Entity::find_by_id(id.into_untyped_uuid())
+            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
+            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(Error::internal)?
+            .ok_or_else(|| Error::not_found("instance", id))?;
+        let mut active: instance::ActiveModel = row.clone().into();
+        active.state = Set(InstanceState::Deleting.as_str().to_owned());
+        active.generation = Set(row.generation + 1);
+        active.updated_at = Set(now_ms());
+        let row = active.update(&self.db).await.map_err(Error::internal)?;
+        tracing::info!(instance = %row.id, name = %row.name, "instance delete requested");
+        let out = view(&row, host_name(&self.db, row.host_id).await);
+        self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(out.clone()));
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.instance_remove_from_host(row).await });
+        Ok(out)
+    }
+
+    async fn instance_remove_from_host(self: Arc<Self>, row: instance::Model) {
+        let Some(host) = host_name(&self.db, row.host_id).await else {
+            // Never placed: nothing runs anywhere.
+            self.instance_finish(row.id, InstanceState::Deleted, None).await;
+            return;
+        };
+        let Some(mut client) = self.agents.host(&host) else {
+            tracing::warn!(instance = %row.id, %host, "host agent not connected; delete waits");
+            return;
+        };
+        match client.remove_vm(RemoveVmRequest { vm_id: row.id.to_string() }).await {
+            Ok(status) if status.get_ref().state == VmState::Deleted as i32 => {
+                self.instance_finish(row.id, InstanceState::Deleted, None).await;
+            }
+            Ok(_) => {} // stopping: the watch stream reports `deleted` when done
+            Err(s) => {
+                tracing::warn!(instance = %row.id, %host, error = %s.message(), "RemoveVm failed");
+            }
+        }
+    }
+
+    /// A host agent reported a VM's state (from its watch stream).
+    pub(crate) async fn apply_vm_status(&self, host_name: &str, status: VmStatus) {
+        let Ok(id) = Uuid::parse_str(&status.vm_id) else {
+            tracing::warn!(host = %host_name, vm = %status.vm_id, "agent reported a VM id that is not a UUID");
+            return;
+        };
+        let row = match instance::Entity::find_by_id(id).one(&self.db).await {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                tracing::warn!(host = %host_name, vm = %id, "agent runs a VM the control plane does not know");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(vm = %id, error = %e, "cannot read instance");
+                return;
+            }
+        };
+        let current = InstanceState::parse(&row.state).unwrap_or(InstanceState::Failed);
+        let reported = VmState::try_from(status.state).unwrap_or(VmState::Unspecified);
+        match (current, reported) {
+            (InstanceState::Provisioning, VmState::Running) => {
+                self.instance_set_state(&row, InstanceState::Running, None).await;
+            }
+            (InstanceState::Provisioning | InstanceState::Running, VmState::Failed) => {
+                let message = format!(
+                    "The host reported the VM failed: {}. Delete this instance and launch again.",
+                    status.message
+                );
+                self.instance_set_state(&row, InstanceState::Failed, Some(message)).await;
+            }
+            (InstanceState::Deleting, VmState::Deleted) => {
+                self.instance_finish(row.id, InstanceState::Deleted, None).await;
+            }
+            (InstanceState::Running, VmState::Deleted) => {
+                let message = "The VM disappeared from its host. Delete this instance and launch again.";
+                self.instance_set_state(&row, InstanceState::Failed, Some(message.into())).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Compare-and-set on the state, so a late event cannot overwrite a newer state.
+    async fn instance_set_state(&self, row: &instance::Model, state: InstanceState, message: Option<String>) {
+        let res = instance::Entity::update_many()
+            .col_expr(instance::Column::State, state.as_str().into())
+            .col_expr(instance::Column::Message, message.into())
+            .col_expr(instance::Column::UpdatedAt, now_ms().into())
+            .filter(instance::Column::Id.eq(row.id))
+            .filter(instance::Column::State.eq(row.state.clone()))
+            .exec(&self.db)
+            .await;
+        match res {
+            Ok(r) if r.rows_affected == 1 => {
+                tracing::info!(instance = %row.id, name = %row.name, from = %row.state, to = %state, "instance state changed");
+                if let Ok(Some(updated)) = instance::Entity::find_by_id(row.id).one(&self.db).await {
+                    self.publish_instance(&updated).await;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(instance = %row.id, error = %e, "cannot record instance state"),
+        }
+    }
+}

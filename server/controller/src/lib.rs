@@ -1,0 +1,186 @@
+//! The control plane, as a library: identity, fleet inventory, placement, provisioning and
+//! live events. The portal server and its server functions are thin adapters over
+//! [`Controller`]; every public method authorizes on its first line.
+
+pub mod agents;
+pub mod authn;
+pub mod authz;
+pub mod db;
+pub mod events;
+pub mod fleet;
+mod instances;
+mod placement;
+pub mod session_store;
+
+use std::sync::Arc;
+
+use agent_proto::v1::InventoryRequest;
+use agent_proto::{AgentEndpoint, AgentKind};
+use futures::StreamExt;
+use portal_types::Error;
+use portal_types::ids::UserUuid;
+use portal_types::views::Me;
+use sea_orm::DatabaseConnection;
+
+use crate::agents::{AgentRegistry, AgentUnreachable};
+use crate::authz::{Actor, authorize, Action};
+use crate::events::EventBus;
+
+pub use crate::authn::Bootstrap;
+pub use crate::authz::Role;
+
+/// How the control plane starts.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// `sqlite://path?mode=rwc` or `postgres://…`.
+    pub database_url: String,
+    /// The first provider admin's password; generated and shown once when absent.
+    pub admin_password: Option<String>,
+}
+
+/// Why the control plane could not start; each reads as one sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database {url}: {detail}")]
+    Database { url: String, detail: String },
+    #[error("cannot create the first admin: {0}")]
+    Bootstrap(Error),
+    #[error(transparent)]
+    AgentUnreachable(#[from] AgentUnreachable),
+    #[error("the {kind} agent at {url} answered its inventory call with an error: {detail}")]
+    Inventory { kind: AgentKind, url: String, detail: String },
+}
+
+pub struct Controller {
+    db: DatabaseConnection,
+    events: EventBus,
+    agents: AgentRegistry,
+    bootstrap: Bootstrap,
+}
+
+impl Controller {
+    /// Opens (and migrates) the database and makes sure a first admin exists.
+    pub async fn open(config: &ControllerConfig) -> Result<Arc<Self>, StartError> {
+        let db = db::connect(&config.database_url).await.map_err(|e| StartError::Database {
+            url: redact_url(&config.database_url),
+            detail: e.to_string(),
+        })?;
+        let bootstrap = authn::bootstrap_admin(&db, config.admin_password.as_deref())
+            .await
+            .map_err(StartError::Bootstrap)?;
+        Ok(Arc::new(Self { db, events: EventBus::default(), agents: AgentRegistry::default(), bootstrap }))
+    }
+
+    /// What the first start did about the admin account (for the startup banner).
+    pub fn bootstrap(&self) -> &Bootstrap {
+        &self.bootstrap
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Connects to every agent, records their inventory and opens the host watch streams.
+    /// Any agent that cannot be reached is an error naming it.
+    pub async fn attach_agents(self: &Arc<Self>, endpoints: &[AgentEndpoint]) -> Result<(), StartError> {
+        let results: Vec<Result<(), StartError>> = futures::stream::iter(endpoints)
+            .map(|e| self.attach_agent(e))
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<(), _>>()?;
+        for e in endpoints.iter().filter(|e| e.kind == AgentKind::Host) {
+            agents::spawn_host_watcher(Arc::clone(self), e.id.clone());
+        }
+        Ok(())
+    }
+
+    async fn attach_agent(&self, endpoint: &AgentEndpoint) -> Result<(), StartError> {
+        let channel = agents::connect(endpoint).await?;
+        let inventory_error = |s: tonic::Status| StartError::Inventory {
+            kind: endpoint.kind,
+            url: endpoint.url.clone(),
+            detail: s.message().to_owned(),
+        };
+        let ingest_error = |e: Error| StartError::Inventory {
+            kind: endpoint.kind,
+            url: endpoint.url.clone(),
+            detail: e.internal_detail().unwrap_or(&e.to_string()).to_owned(),
+        };
+        match endpoint.kind {
+            AgentKind::Host => {
+                let mut client = agent_proto::v1::host_agent_client::HostAgentClient::new(channel.clone());
+                let inv = client.get_inventory(InventoryRequest {}).await.map_err(inventory_error)?.into_inner();
+                self.host_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
+                self.agents.insert(AgentKind::Host, &inv.host_id, channel);
+            }
+            AgentKind::Dpu => {
+                let mut client = agent_proto::v1::dpu_agent_client::DpuAgentClient::new(channel.clone());
+                let inv = client.get_inventory(InventoryRequest {}).await.map_err(inventory_error)?.into_inner();
+                self.dpu_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
+                self.agents.insert(AgentKind::Dpu, &inv.dpu_id, channel);
+            }
+            AgentKind::Switch => {
+                let mut client = agent_proto::v1::switch_agent_client::SwitchAgentClient::new(channel.clone());
+                let inv = client.get_inventory(InventoryRequest {}).await.map_err(inventory_error)?.into_inner();
+                self.switch_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
+                self.agents.insert(AgentKind::Switch, &inv.switch_id, channel);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a local account's password; see [`authn::verify_login`].
+    pub async fn login(&self, username: &str, password: &str) -> Result<UserUuid, Error> {
+        authn::verify_login(&self.db, username, password).await
+    }
+
+    /// The actor for a session's user, or `None` when the user no longer may sign in.
+    pub async fn actor(&self, user_id: UserUuid) -> Result<Option<Actor>, Error> {
+        authn::load_actor(&self.db, user_id).await
+    }
+
+    pub fn me(&self, actor: Option<&Actor>) -> Result<Me, Error> {
+        let actor = authorize(actor, Action::InstanceRead)?;
+        Ok(Me {
+            user_id: actor.user_id,
+            username: actor.username.clone(),
+            provider_admin: actor.provider_admin,
+            tenant_id: actor.tenant_id,
+            tenant_name: actor.tenant_name.clone(),
+            role: actor.role.as_str().to_owned(),
+        })
+    }
+
+    pub fn session_store(&self) -> session_store::DbSessionStore {
+        session_store::DbSessionStore::new(self.db.clone())
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://portal:s3cret@127.0.0.1/portal"),
+            "postgres://portal:***@127.0.0.1/portal"
+        );
+        assert_eq!(super::redact_url("sqlite://data/portal.db"), "sqlite://data/portal.db");
+    }
+}

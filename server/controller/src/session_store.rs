@@ -1,0 +1,140 @@
+//! tower-sessions 0.15 store over our database (SQLite or PostgreSQL). No published store
+//! implements the 0.15 trait, so this is ours; `create` retries on an id collision instead
+//! of overwriting someone else's session.
+
+use async_trait::async_trait;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+
+use crate::db::entity::session;
+use crate::db::now_ms;
+
+#[derive(Debug, Clone)]
+pub struct DbSessionStore {
+    db: DatabaseConnection,
+}
+
+impl DbSessionStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Removes expired sessions; run periodically.
+    pub async fn delete_expired(&self) -> Result<u64, sea_orm::DbErr> {
+        let res = session::Entity::delete_many()
+            .filter(session::Column::ExpiresAt.lt(now_ms()))
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    fn row(record: &Record) -> session_store::Result<session::ActiveModel> {
+        let data = serde_json::to_vec(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let expires_at = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
+        Ok(session::ActiveModel {
+            id: Set(record.id.to_string()),
+            data: Set(data),
+            expires_at: Set(expires_at),
+        })
+    }
+}
+
+fn backend(e: sea_orm::DbErr) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
+
+#[async_trait]
+impl SessionStore for DbSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        loop {
+            let inserted = session::Entity::insert(Self::row(record)?)
+                .on_conflict(OnConflict::column(session::Column::Id).do_nothing().to_owned())
+                .exec_without_returning(&self.db)
+                .await
+                .map_err(backend)?;
+            if inserted == 1 {
+                return Ok(());
+            }
+            record.id = Id::default();
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        session::Entity::insert(Self::row(record)?)
+            .on_conflict(
+                OnConflict::column(session::Column::Id)
+                    .update_columns([session::Column::Data, session::Column::ExpiresAt])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        let Some(row) = session::Entity::find_by_id(session_id.to_string())
+            .filter(session::Column::ExpiresAt.gt(now_ms()))
+            .one(&self.db)
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let data = serde_json::from_slice(&row.data)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.expires_at) * 1_000_000)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record { id: *session_id, data, expiry_date }))
+    }
+
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        session::Entity::delete_by_id(session_id.to_string()).exec(&self.db).await.map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// The session key holding the signed-in user's id.
+const USER_KEY: &str = "user_id";
+
+fn session_error(e: tower_sessions::session::Error) -> portal_types::Error {
+    portal_types::Error::internal(e)
+}
+
+impl crate::Controller {
+    /// Signs a user in on this session: a fresh session id (no fixation), then the user.
+    pub async fn session_sign_in(
+        &self,
+        session: &tower_sessions::Session,
+        user_id: portal_types::ids::UserUuid,
+    ) -> Result<(), portal_types::Error> {
+        session.cycle_id().await.map_err(session_error)?;
+        session.insert(USER_KEY, user_id).await.map_err(session_error)?;
+        Ok(())
+    }
+
+    /// Ends the session on the server: the row is deleted, so a copied cookie is worthless.
+    pub async fn session_sign_out(
+        &self,
+        session: &tower_sessions::Session,
+    ) -> Result<(), portal_types::Error> {
+        session.flush().await.map_err(session_error)
+    }
+
+    /// The actor behind a session, if it is signed in and the user may still sign in.
+    pub async fn session_actor(
+        &self,
+        session: &tower_sessions::Session,
+    ) -> Result<Option<crate::authz::Actor>, portal_types::Error> {
+        let user: Option<portal_types::ids::UserUuid> =
+            session.get(USER_KEY).await.map_err(session_error)?;
+        match user {
+            Some(user_id) => self.actor(user_id).await,
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Command-line and environment settings. Secrets (the first admin's password, database
+//! credentials) come from the environment only, so they never show in `ps`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The GPU cloud portal.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Address the portal listens on.
+    #[arg(long, env = "PORTAL_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded database and other state; created if missing.
+    #[arg(long, env = "PORTAL_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL; defaults to SQLite in the data directory. For PostgreSQL:
+    /// postgres://user:password@host/db (set it in the environment, not on the command line).
+    #[arg(long, env = "PORTAL_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Agents to attach (a TOML file of [[agent]] kind/id/url, as `sim-fleet` writes). Without
+    /// it the portal runs a simulated datacenter in-process, reached over gRPC on loopback.
+    #[arg(long, env = "PORTAL_AGENTS_FILE")]
+    pub agents_file: Option<PathBuf>,
+
+    /// Topology of the simulated datacenter (default: the built-in HGX H100 topology).
+    #[arg(long, env = "PORTAL_SIM_TOPOLOGY", conflicts_with = "agents_file")]
+    pub sim_topology: Option<PathBuf>,
+
+    /// Scalable units (32 HGX H100 hosts each) in the simulated datacenter.
+    #[arg(long, env = "PORTAL_SIM_SCALABLE_UNITS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub sim_scalable_units: u32,
+
+    /// Seconds a simulated host takes to bring a VM from provisioning to running.
+    #[arg(long, env = "PORTAL_SIM_PROVISION_SECS", default_value_t = 1.5)]
+    pub sim_provision_secs: f64,
+
+    /// Directory holding the browser bundle (pkg/portal.js, pkg/portal_bg.wasm, pkg/portal.css).
+    #[arg(long, env = "PORTAL_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// Mark session cookies Secure; turn on when the portal is served over HTTPS.
+    #[arg(long, env = "PORTAL_SECURE_COOKIES", default_value_t = false)]
+    pub secure_cookies: bool,
+
+    /// Log format.
+    #[arg(long, env = "PORTAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// The first provider admin's password, used only when the database has no users yet.
+    /// Without it a password is generated and printed once.
+    #[arg(skip = std::env::var("PORTAL_ADMIN_PASSWORD").ok())]
+    pub admin_password: Option<String>,
+}
+
+impl Config {
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("portal.db").display())
+        })
+    }
+}

@@ -1,0 +1,132 @@
+//! Startup in the order that fails fastest and clearest: data directory, listening socket,
+//! database, agents; then serve until Ctrl-C or SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use portal_controller::{Bootstrap, Controller, ControllerConfig};
+
+use crate::config::Config;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    if config.database_url.is_none() {
+        check_writable_dir(&config.data_dir)?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow!(
+                "the address {} is already in use; stop the program using it or pass \
+                 --listen with another port",
+                config.listen
+            )
+        } else {
+            anyhow!("cannot listen on {}: {e}", config.listen)
+        }
+    })?;
+    let controller = Controller::open(&ControllerConfig {
+        database_url: config.database_url(),
+        admin_password: config.admin_password.clone(),
+    })
+    .await?;
+
+    // Keep the simulated datacenter alive as long as the portal.
+    let (_sim, endpoints) = match &config.agents_file {
+        Some(path) => (None, read_agents_file(path)?),
+        None => {
+            let topology = match &config.sim_topology {
+                Some(path) => sim_fleet::Topology::from_file(path)
+                    .map_err(|e| anyhow!("{e}"))?,
+                None => sim_fleet::Topology::hgx_h100(config.sim_scalable_units),
+            };
+            let options = sim_fleet::SimOptions {
+                provision_delay: Duration::from_secs_f64(config.sim_provision_secs.max(0.0)),
+                ..Default::default()
+            };
+            let fleet = sim_fleet::SimFleet::start(&topology, options)
+                .await
+                .map_err(|e| anyhow!("cannot start the simulated datacenter: {e}"))?;
+            let endpoints = fleet.endpoints().to_vec();
+            (Some(fleet), endpoints)
+        }
+    };
+    let started = std::time::Instant::now();
+    controller.attach_agents(&endpoints).await?;
+    tracing::info!(
+        agents = endpoints.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "agents attached"
+    );
+
+    let app = crate::web::router(Arc::clone(&controller), &config).await?;
+    banner(&config, controller.bootstrap(), endpoints.len());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the web server stopped")?;
+    Ok(())
+}
+
+fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        anyhow!("cannot create the data directory {}: {e}; pass --data-dir with a writable path", dir.display())
+    })?;
+    let probe = dir.join(".write-probe");
+    std::fs::write(&probe, b"ok").map_err(|e| {
+        anyhow!("the data directory {} is not writable: {e}; pass --data-dir with a writable path", dir.display())
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn read_agents_file(path: &Path) -> anyhow::Result<Vec<agent_proto::AgentEndpoint>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("cannot read the agents file {}: {e}", path.display()))?;
+    let list: agent_proto::AgentList = toml::from_str(&text)
+        .map_err(|e| anyhow!("the agents file {} is not valid: {}", path.display(), e.message()))?;
+    if list.agents.is_empty() {
+        return Err(anyhow!("the agents file {} lists no [[agent]]; add at least one host agent", path.display()));
+    }
+    Ok(list.agents)
+}
+
+fn banner(config: &Config, bootstrap: &Bootstrap, agents: usize) {
+    let url = format!("http://{}", config.listen);
+    let mode = if config.agents_file.is_some() { "attached agents" } else { "simulated datacenter" };
+    println!();
+    println!("  GPU cloud portal is running at {url}  ({agents} agents, {mode})");
+    match bootstrap {
+        Bootstrap::CreatedWithGeneratedPassword(password) => {
+            println!("  First start: sign in as `admin` with the one-time password: {password}");
+            println!("  It is shown only now; it is stored only as an argon2id hash.");
+        }
+        Bootstrap::CreatedWithConfiguredPassword => {
+            println!("  First start: sign in as `admin` with the password from PORTAL_ADMIN_PASSWORD.");
+        }
+        Bootstrap::Existing => {
+            println!("  Sign in with your account (the first admin is `admin`).");
+        }
+    }
+    println!("  Stop with Ctrl-C.");
+    println!();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

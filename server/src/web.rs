@@ -1,0 +1,77 @@
+//! The HTTP surface: Leptos pages and server functions, the live event stream, static
+//! assets, health, and the session layer around all of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use axum::Router;
+use axum::routing::get;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use portal_app::{App, shell};
+use portal_controller::Controller;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::config::Config;
+
+/// Sessions end after this long without a request.
+const SESSION_IDLE: time::Duration = time::Duration::hours(8);
+
+pub async fn router(controller: Arc<Controller>, config: &Config) -> anyhow::Result<Router> {
+    let site_root = config.site_root.to_string_lossy().into_owned();
+    let bundle = config.site_root.join("pkg").join("portal_bg.wasm");
+    if !bundle.exists() {
+        return Err(anyhow!(
+            "the browser bundle {} is missing; build it with the README's run command or pass \
+             --site-root",
+            bundle.display()
+        ));
+    }
+    let options = LeptosOptions::builder()
+        .output_name("portal")
+        .site_root(site_root)
+        .site_pkg_dir("pkg")
+        .site_addr(config.listen)
+        .build();
+
+    let store = controller.session_store();
+    let sweeper = store.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            if let Err(e) = sweeper.delete_expired().await {
+                tracing::warn!(error = %e, "cannot delete expired sessions");
+            }
+        }
+    });
+    let sessions = SessionManagerLayer::new(store)
+        .with_name("portal_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(config.secure_cookies)
+        .with_expiry(Expiry::OnInactivity(SESSION_IDLE));
+
+    let routes = generate_route_list(App);
+    let context_controller = Arc::clone(&controller);
+    let app = Router::new()
+        .route("/api/v1/events", get(crate::live::events))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(Arc::clone(&controller))
+        .leptos_routes_with_context(
+            &options,
+            routes,
+            move || provide_context(Arc::clone(&context_controller)),
+            {
+                let options = options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler(shell))
+        .with_state(options)
+        .layer(sessions);
+    Ok(app)
+}
