@@ -5,23 +5,21 @@ use portal_types::views::LiveEvent;
 
 /// Calls `on_event` for every event, and `on_open` whenever the stream (re)connects so the
 /// page can refetch what it may have missed while disconnected.
-pub fn subscribe(
-    on_event: impl Fn(LiveEvent) + 'static,
-    on_open: impl Fn() + 'static,
-) {
+pub fn subscribe(on_event: impl Fn(LiveEvent) + 'static, on_open: impl Fn() + 'static) {
     #[cfg(feature = "hydrate")]
     {
         use wasm_bindgen::JsCast;
         use wasm_bindgen::closure::Closure;
 
         let Ok(source) = web_sys::EventSource::new("/api/v1/events") else { return };
-        let on_message = Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |msg: web_sys::MessageEvent| {
-            if let Some(text) = msg.data().as_string()
-                && let Ok(event) = serde_json::from_str::<LiveEvent>(&text)
-            {
-                on_event(event);
-            }
-        });
+        let on_message =
+            Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |msg: web_sys::MessageEvent| {
+                if let Some(text) = msg.data().as_string()
+                    && let Ok(event) = serde_json::from_str::<LiveEvent>(&text)
+                {
+                    on_event(event);
+                }
+            });
         source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         let on_open = Closure::<dyn Fn()>::new(on_open);
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));

@@ -89,6 +89,7 @@ impl MigrationTrait for Migration {
                     .col(boolean(Host::AgentConnected))
                     .col(boolean(Host::Cordoned))
                     .col(text(Host::Inventory))
+                    .col(big_integer(Host::ClaimGeneration).default(0))
                     .col(big_integer(Host::UpdatedAt))
                     .to_owned(),
             )
@@ -295,6 +296,8 @@ enum Host {
     AgentConnected,
     Cordoned,
     Inventory,
+    /// Bumped by every claim on the host: a claim decided on an older read loses.
+    ClaimGeneration,
     UpdatedAt,
 }
 

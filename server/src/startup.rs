@@ -36,8 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(path) => (None, read_agents_file(path)?),
         None => {
             let topology = match &config.sim_topology {
-                Some(path) => sim_fleet::Topology::from_file(path)
-                    .map_err(|e| anyhow!("{e}"))?,
+                Some(path) => sim_fleet::Topology::from_file(path).map_err(|e| anyhow!("{e}"))?,
                 None => sim_fleet::Topology::hgx_h100(config.sim_scalable_units),
             };
             let options = sim_fleet::SimOptions {
@@ -70,11 +69,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| {
-        anyhow!("cannot create the data directory {}: {e}; pass --data-dir with a writable path", dir.display())
+        anyhow!(
+            "cannot create the data directory {}: {e}; pass --data-dir with a writable path",
+            dir.display()
+        )
     })?;
     let probe = dir.join(".write-probe");
     std::fs::write(&probe, b"ok").map_err(|e| {
-        anyhow!("the data directory {} is not writable: {e}; pass --data-dir with a writable path", dir.display())
+        anyhow!(
+            "the data directory {} is not writable: {e}; pass --data-dir with a writable path",
+            dir.display()
+        )
     })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
@@ -86,14 +91,18 @@ fn read_agents_file(path: &Path) -> anyhow::Result<Vec<agent_proto::AgentEndpoin
     let list: agent_proto::AgentList = toml::from_str(&text)
         .map_err(|e| anyhow!("the agents file {} is not valid: {}", path.display(), e.message()))?;
     if list.agents.is_empty() {
-        return Err(anyhow!("the agents file {} lists no [[agent]]; add at least one host agent", path.display()));
+        return Err(anyhow!(
+            "the agents file {} lists no [[agent]]; add at least one host agent",
+            path.display()
+        ));
     }
     Ok(list.agents)
 }
 
 fn banner(config: &Config, bootstrap: &Bootstrap, agents: usize) {
     let url = format!("http://{}", config.listen);
-    let mode = if config.agents_file.is_some() { "attached agents" } else { "simulated datacenter" };
+    let mode =
+        if config.agents_file.is_some() { "attached agents" } else { "simulated datacenter" };
     println!();
     println!("  GPU cloud portal is running at {url}  ({agents} agents, {mode})");
     match bootstrap {
@@ -102,7 +111,9 @@ fn banner(config: &Config, bootstrap: &Bootstrap, agents: usize) {
             println!("  It is shown only now; it is stored only as an argon2id hash.");
         }
         Bootstrap::CreatedWithConfiguredPassword => {
-            println!("  First start: sign in as `admin` with the password from PORTAL_ADMIN_PASSWORD.");
+            println!(
+                "  First start: sign in as `admin` with the password from PORTAL_ADMIN_PASSWORD."
+            );
         }
         Bootstrap::Existing => {
             println!("  Sign in with your account (the first admin is `admin`).");

@@ -5,7 +5,9 @@ use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use portal_types::Error;
 use portal_types::params::GPU_COUNTS;
-use portal_types::views::{AgentLink, FleetSummary, HostView, InstanceState, InstanceView, LiveEvent, Me};
+use portal_types::views::{
+    AgentLink, FleetSummary, HostView, InstanceState, InstanceView, LiveEvent, Me,
+};
 
 use crate::api::{InstanceCreate, InstanceDelete, Logout, fleet_summary, get_me, instance_list};
 

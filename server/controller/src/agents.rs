@@ -16,7 +16,9 @@ use crate::Controller;
 
 /// Why an agent could not be reached at startup.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot reach the {kind} agent {id} at {url} ({detail}); start it, or remove it from the agents file")]
+#[error(
+    "cannot reach the {kind} agent {id} at {url} ({detail}); start it, or remove it from the agents file"
+)]
 pub struct AgentUnreachable {
     pub kind: AgentKind,
     pub id: String,

@@ -41,7 +41,10 @@ static DUMMY_HASH: LazyLock<String> =
 fn hash_password_blocking(password: &str) -> Result<String, Error> {
     let salt_bytes: [u8; 16] = rand::random();
     let salt = SaltString::encode_b64(&salt_bytes).map_err(Error::internal)?;
-    argon2().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(Error::internal)
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(Error::internal)
 }
 
 fn verify_password_blocking(password: &str, hash: &str) -> bool {
@@ -50,7 +53,9 @@ fn verify_password_blocking(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-async fn run_hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+async fn run_hashing<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
     let _permit = HASH_PERMITS.clone().acquire_owned().await.map_err(Error::internal)?;
     tokio::task::spawn_blocking(f).await.map_err(Error::internal)
 }
@@ -145,10 +150,8 @@ pub async fn verify_login(
         .one(db)
         .await
         .map_err(Error::internal)?;
-    let hash = found
-        .as_ref()
-        .and_then(|u| u.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let hash =
+        found.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
     let password = password.to_owned();
     let ok = run_hashing(move || verify_password_blocking(&password, &hash)).await?;
     match found {
@@ -159,7 +162,10 @@ pub async fn verify_login(
 
 /// Rebuilds the actor for a signed-in user; `None` if the user was removed or disabled
 /// since, which ends their session.
-pub async fn load_actor(db: &DatabaseConnection, user_id: UserUuid) -> Result<Option<Actor>, Error> {
+pub async fn load_actor(
+    db: &DatabaseConnection,
+    user_id: UserUuid,
+) -> Result<Option<Actor>, Error> {
     let Some(u) = user::Entity::find_by_id(user_id.into_untyped_uuid())
         .one(db)
         .await

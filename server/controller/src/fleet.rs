@@ -119,6 +119,7 @@ impl Controller {
             agent_connected: Set(true),
             cordoned: Set(existing.as_ref().is_some_and(|h| h.cordoned)),
             inventory: Set(facts),
+            claim_generation: Set(existing.as_ref().map_or(0, |h| h.claim_generation)),
             updated_at: Set(now_ms()),
         };
         if existing.is_some() {
@@ -173,13 +174,18 @@ impl Controller {
             agent_connected: Set(true),
             updated_at: Set(now_ms()),
         };
-        upsert_by_name(&self.db, dpu::Entity::insert(row), dpu::Column::Name, &[
-            dpu::Column::HostName,
-            dpu::Column::Model,
-            dpu::Column::AgentUrl,
-            dpu::Column::AgentConnected,
-            dpu::Column::UpdatedAt,
-        ])
+        upsert_by_name(
+            &self.db,
+            dpu::Entity::insert(row),
+            dpu::Column::Name,
+            &[
+                dpu::Column::HostName,
+                dpu::Column::Model,
+                dpu::Column::AgentUrl,
+                dpu::Column::AgentConnected,
+                dpu::Column::UpdatedAt,
+            ],
+        )
         .await
     }
 
@@ -198,14 +204,19 @@ impl Controller {
             agent_connected: Set(true),
             updated_at: Set(now_ms()),
         };
-        upsert_by_name(&self.db, switch::Entity::insert(row), switch::Column::Name, &[
-            switch::Column::Model,
-            switch::Column::ScalableUnit,
-            switch::Column::Rail,
-            switch::Column::AgentUrl,
-            switch::Column::AgentConnected,
-            switch::Column::UpdatedAt,
-        ])
+        upsert_by_name(
+            &self.db,
+            switch::Entity::insert(row),
+            switch::Column::Name,
+            &[
+                switch::Column::Model,
+                switch::Column::ScalableUnit,
+                switch::Column::Rail,
+                switch::Column::AgentUrl,
+                switch::Column::AgentConnected,
+                switch::Column::UpdatedAt,
+            ],
+        )
         .await
     }
 
@@ -230,10 +241,8 @@ impl Controller {
 
     pub(crate) async fn apply_gpu_status(&self, host_name: &str, status: GpuStatus) {
         let res = async {
-            let Some(h) = host::Entity::find()
-                .filter(host::Column::Name.eq(host_name))
-                .one(&self.db)
-                .await?
+            let Some(h) =
+                host::Entity::find().filter(host::Column::Name.eq(host_name)).one(&self.db).await?
             else {
                 return Ok(0);
             };
@@ -285,7 +294,8 @@ impl Controller {
             entry.3.clone_from(&g.model);
         }
         let dpus = dpu::Entity::find().count(&self.db).await.map_err(Error::internal)? as u32;
-        let switches = switch::Entity::find().count(&self.db).await.map_err(Error::internal)? as u32;
+        let switches =
+            switch::Entity::find().count(&self.db).await.map_err(Error::internal)? as u32;
         Ok(FleetSummary {
             hosts: hosts
                 .into_iter()

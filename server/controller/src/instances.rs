@@ -29,8 +29,8 @@ use crate::placement::{self, Candidate, Shape, StoredSpec};
 /// vCPUs and memory that come with each GPU (an eighth of an HGX H100 host, less headroom).
 const VCPUS_PER_GPU: u32 = 16;
 const MEMORY_GIB_PER_GPU: u32 = 200;
-/// Claims lost to a concurrent launcher are retried this many times.
-const CLAIM_ATTEMPTS: usize = 8;
+/// Claims lost to a concurrent launcher are decided again, at most this many times.
+const CLAIM_ATTEMPTS: usize = 64;
 
 fn view(row: &instance::Model, host_name: Option<String>) -> InstanceView {
     InstanceView {
@@ -129,8 +129,11 @@ impl Controller {
         Ok(out)
     }
 
-    /// Step 1: decide and commit. A GPU can be claimed once (primary key), so a concurrent
-    /// launcher that took the same GPU makes this transaction fail and we decide again.
+    /// Step 1: decide and commit. The decision is made on a read of the fleet; the
+    /// transaction then bumps the chosen host's claim generation only if it is still the one
+    /// read, so a concurrent claim on the same host (from this or another replica) makes us
+    /// decide again instead of giving a CPU or hugepage twice. A GPU is also a primary key of
+    /// its claim, the last line of defence.
     async fn instance_claim(
         &self,
         actor: &Actor,
@@ -163,6 +166,17 @@ impl Controller {
                 updated_at: Set(now),
             };
             let txn = self.db.begin().await.map_err(Error::internal)?;
+            let bumped = host::Entity::update_many()
+                .col_expr(host::Column::ClaimGeneration, (choice.claim_generation + 1).into())
+                .filter(host::Column::Id.eq(choice.host_id))
+                .filter(host::Column::ClaimGeneration.eq(choice.claim_generation))
+                .exec(&txn)
+                .await
+                .map_err(Error::internal)?;
+            if bumped.rows_affected != 1 {
+                txn.rollback().await.map_err(Error::internal)?;
+                continue;
+            }
             let row = row.insert(&txn).await.map_err(Error::internal)?;
             let claims = choice.gpu_ids.iter().map(|gpu_id| gpu_claim::ActiveModel {
                 gpu_id: Set(*gpu_id),
@@ -237,9 +251,10 @@ impl Controller {
         .await;
         if let Err(reason) = result {
             tracing::warn!(instance = %row.id, %reason, "instance launch failed; undoing");
-            self.instance_undo_launch(&row, &format!(
-                "The launch failed: {reason}. Delete this instance and launch again."
-            ))
+            self.instance_undo_launch(
+                &row,
+                &format!("The launch failed: {reason}. Delete this instance and launch again."),
+            )
             .await;
         }
     }
@@ -376,7 +391,8 @@ impl Controller {
                 self.instance_finish(row.id, InstanceState::Deleted, None).await;
             }
             (InstanceState::Running, VmState::Deleted) => {
-                let message = "The VM disappeared from its host. Delete this instance and launch again.";
+                let message =
+                    "The VM disappeared from its host. Delete this instance and launch again.";
                 self.instance_set_state(&row, InstanceState::Failed, Some(message.into())).await;
             }
             _ => {}
@@ -384,7 +400,12 @@ impl Controller {
     }
 
     /// Compare-and-set on the state, so a late event cannot overwrite a newer state.
-    async fn instance_set_state(&self, row: &instance::Model, state: InstanceState, message: Option<String>) {
+    async fn instance_set_state(
+        &self,
+        row: &instance::Model,
+        state: InstanceState,
+        message: Option<String>,
+    ) {
         let res = instance::Entity::update_many()
             .col_expr(instance::Column::State, state.as_str().into())
             .col_expr(instance::Column::Message, message.into())
@@ -396,12 +417,15 @@ impl Controller {
         match res {
             Ok(r) if r.rows_affected == 1 => {
                 tracing::info!(instance = %row.id, name = %row.name, from = %row.state, to = %state, "instance state changed");
-                if let Ok(Some(updated)) = instance::Entity::find_by_id(row.id).one(&self.db).await {
+                if let Ok(Some(updated)) = instance::Entity::find_by_id(row.id).one(&self.db).await
+                {
                     self.publish_instance(&updated).await;
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::error!(instance = %row.id, error = %e, "cannot record instance state"),
+            Err(e) => {
+                tracing::error!(instance = %row.id, error = %e, "cannot record instance state")
+            }
         }
     }
 }

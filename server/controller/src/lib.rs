@@ -23,7 +23,7 @@ use portal_types::views::Me;
 use sea_orm::DatabaseConnection;
 
 use crate::agents::{AgentRegistry, AgentUnreachable};
-use crate::authz::{Actor, authorize, Action};
+use crate::authz::{Action, Actor, authorize};
 use crate::events::EventBus;
 
 pub use crate::authn::Bootstrap;
@@ -68,7 +68,12 @@ impl Controller {
         let bootstrap = authn::bootstrap_admin(&db, config.admin_password.as_deref())
             .await
             .map_err(StartError::Bootstrap)?;
-        Ok(Arc::new(Self { db, events: EventBus::default(), agents: AgentRegistry::default(), bootstrap }))
+        Ok(Arc::new(Self {
+            db,
+            events: EventBus::default(),
+            agents: AgentRegistry::default(),
+            bootstrap,
+        }))
     }
 
     /// What the first start did about the admin account (for the startup banner).
@@ -86,7 +91,10 @@ impl Controller {
 
     /// Connects to every agent, records their inventory and opens the host watch streams.
     /// Any agent that cannot be reached is an error naming it.
-    pub async fn attach_agents(self: &Arc<Self>, endpoints: &[AgentEndpoint]) -> Result<(), StartError> {
+    pub async fn attach_agents(
+        self: &Arc<Self>,
+        endpoints: &[AgentEndpoint],
+    ) -> Result<(), StartError> {
         let results: Vec<Result<(), StartError>> = futures::stream::iter(endpoints)
             .map(|e| self.attach_agent(e))
             .buffer_unordered(64)
@@ -113,20 +121,35 @@ impl Controller {
         };
         match endpoint.kind {
             AgentKind::Host => {
-                let mut client = agent_proto::v1::host_agent_client::HostAgentClient::new(channel.clone());
-                let inv = client.get_inventory(InventoryRequest {}).await.map_err(inventory_error)?.into_inner();
+                let mut client =
+                    agent_proto::v1::host_agent_client::HostAgentClient::new(channel.clone());
+                let inv = client
+                    .get_inventory(InventoryRequest {})
+                    .await
+                    .map_err(inventory_error)?
+                    .into_inner();
                 self.host_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
                 self.agents.insert(AgentKind::Host, &inv.host_id, channel);
             }
             AgentKind::Dpu => {
-                let mut client = agent_proto::v1::dpu_agent_client::DpuAgentClient::new(channel.clone());
-                let inv = client.get_inventory(InventoryRequest {}).await.map_err(inventory_error)?.into_inner();
+                let mut client =
+                    agent_proto::v1::dpu_agent_client::DpuAgentClient::new(channel.clone());
+                let inv = client
+                    .get_inventory(InventoryRequest {})
+                    .await
+                    .map_err(inventory_error)?
+                    .into_inner();
                 self.dpu_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
                 self.agents.insert(AgentKind::Dpu, &inv.dpu_id, channel);
             }
             AgentKind::Switch => {
-                let mut client = agent_proto::v1::switch_agent_client::SwitchAgentClient::new(channel.clone());
-                let inv = client.get_inventory(InventoryRequest {}).await.map_err(inventory_error)?.into_inner();
+                let mut client =
+                    agent_proto::v1::switch_agent_client::SwitchAgentClient::new(channel.clone());
+                let inv = client
+                    .get_inventory(InventoryRequest {})
+                    .await
+                    .map_err(inventory_error)?
+                    .into_inner();
                 self.switch_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
                 self.agents.insert(AgentKind::Switch, &inv.switch_id, channel);
             }

@@ -12,6 +12,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use portal_types::Error;
+use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -45,6 +46,8 @@ pub struct Candidate {
 
 pub struct Choice {
     pub host_id: Uuid,
+    /// The host's claim generation the decision was made on.
+    pub claim_generation: i64,
     pub host_name: String,
     pub gpu_ids: Vec<Uuid>,
     pub spec: StoredSpec,
@@ -56,34 +59,41 @@ pub struct Shape {
     pub memory_gib: u32,
 }
 
-pub fn choose(candidates: &[Candidate], claimed: &HashSet<Uuid>, shape: &Shape) -> Result<Choice, Error> {
-    let mut best: Option<(u32, Choice)> = None;
+pub fn choose(
+    candidates: &[Candidate],
+    claimed: &HashSet<Uuid>,
+    shape: &Shape,
+) -> Result<Choice, Error> {
     let mut free_total = 0;
     let mut free_max = 0;
     let mut model = String::new();
+    let mut usable: Vec<(&Candidate, Vec<&gpu::Model>)> = Vec::new();
     for c in candidates {
         let free: Vec<&gpu::Model> =
             c.gpus.iter().filter(|g| g.health != "failed" && !claimed.contains(&g.id)).collect();
-        let usable = c.host.agent_connected && !c.host.cordoned;
-        if usable {
-            free_total += free.len() as u32;
-            free_max = free_max.max(free.len() as u32);
-        }
         if let Some(g) = c.gpus.first() {
             model.clone_from(&g.model);
         }
-        if !usable || (free.len() as u32) < shape.gpu_count {
+        if !c.host.agent_connected || c.host.cordoned {
             continue;
         }
-        let score = free.len() as u32;
-        if best.as_ref().is_some_and(|(s, _)| *s <= score) {
-            continue;
-        }
-        if let Some(choice) = fit_on_host(c, &free, shape) {
-            best = Some((score, choice));
+        free_total += free.len() as u32;
+        free_max = free_max.max(free.len() as u32);
+        if free.len() as u32 >= shape.gpu_count {
+            usable.push((c, free));
         }
     }
-    best.map(|(_, c)| c).ok_or_else(|| Error::InsufficientCapacity {
+    // Best fit first; equally good hosts in random order so concurrent launchers spread
+    // out instead of all racing for the same host.
+    let mut rng = rand::rng();
+    usable.shuffle(&mut rng);
+    usable.sort_by_key(|(_, free)| free.len());
+    for (c, free) in &usable {
+        if let Some(choice) = fit_on_host(c, free, shape) {
+            return Ok(choice);
+        }
+    }
+    Err(Error::InsufficientCapacity {
         message: format!(
             "No host has {} free {} GPUs in one NVLink partition with the CPUs and memory to go \
              with them right now ({} GPUs are free, at most {} on one host); try fewer GPUs or \
@@ -160,6 +170,7 @@ fn fit_on_host(c: &Candidate, free: &[&gpu::Model], shape: &Shape) -> Option<Cho
             .collect();
         return Some(Choice {
             host_id: c.host.id,
+            claim_generation: c.host.claim_generation,
             host_name: c.host.name.clone(),
             gpu_ids: gpus.iter().map(|g| g.id).collect(),
             spec: StoredSpec {

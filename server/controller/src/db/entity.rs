@@ -80,6 +80,8 @@ pub mod host {
         /// The agent's last `HostInventory`, as JSON.
         #[sea_orm(column_type = "Text")]
         pub inventory: String,
+        /// Bumped by every claim on this host; see `instances::instance_claim`.
+        pub claim_generation: i64,
         pub updated_at: i64,
     }
     no_relations!();

@@ -1,0 +1,66 @@
+# Shared steps of the README's two commands. Every step is idempotent and skips work that
+# is already done, so a second run starts quickly. Sourced, not run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+APT_UPDATED=0
+apt_install() { # apt_install PACKAGE... : installs the ones that are missing
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  step "installing ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  if [ "$APT_UPDATED" -eq 0 ]; then $sudo apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# What building the portal needs: a C toolchain for SQLite, the WASM target, the exact
+# wasm-bindgen CLI of Cargo.lock, Node for wasm-opt (npm binaryen 132; Debian's 108 breaks
+# the bundle) and Playwright.
+install_build_deps() {
+  apt_install build-essential pkg-config ca-certificates brotli
+  command -v node >/dev/null 2>&1 || apt_install nodejs npm
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    step "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+  local want
+  want="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+    step "installing wasm-bindgen-cli $want (once per machine, about 4 minutes)"
+    cargo install wasm-bindgen-cli --version "=$want"   # not --locked: see reference/ecosystem.md
+  fi
+  if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ end2end/package-lock.json -nt end2end/node_modules/.stamp ]; then
+    step "installing the end2end npm packages"
+    (cd end2end && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.stamp)
+  fi
+}
+
+# Builds the browser bundle into target/site: WASM (size-optimised profile), wasm-bindgen,
+# wasm-opt, brotli copies, CSS and public assets.
+build_site() {
+  step "building the browser bundle"
+  cargo build -p portal-hydrate --lib --target wasm32-unknown-unknown --profile wasm-release
+  local site=target/site pkg=target/site/pkg
+  mkdir -p "$pkg"
+  wasm-bindgen --target web --out-dir "$pkg" --out-name portal --no-typescript \
+    target/wasm32-unknown-unknown/wasm-release/portal_hydrate.wasm
+  end2end/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+    "$pkg/portal_bg.wasm" -o "$pkg/portal_bg.wasm"
+  cp style/main.css "$pkg/portal.css"
+  cp -r public/. "$site/"
+  for f in "$pkg/portal_bg.wasm" "$pkg/portal.js" "$pkg/portal.css"; do brotli -f -q 11 "$f"; done
+  echo "bundle: $(stat -c %s "$pkg/portal_bg.wasm") bytes WASM, $(stat -c %s "$pkg/portal_bg.wasm.br") bytes brotli"
+}
+
+build_server() {
+  step "building the portal server"
+  cargo build -p portal-server
+}

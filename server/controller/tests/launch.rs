@@ -1,0 +1,223 @@
+//! The walking skeleton end to end below the browser: a simulated fleet served over gRPC on
+//! loopback, the control plane attached to it, and launches and deletes driven through the
+//! host agents' watch streams — on SQLite, and on PostgreSQL when the test run provides one
+//! (`PORTAL_TEST_POSTGRES_URL`, set by `.ci/test`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portal_controller::authz::Actor;
+use portal_controller::{Controller, ControllerConfig, StartError};
+use portal_types::Error;
+use portal_types::params::InstanceCreate;
+use portal_types::views::{InstanceState, LiveEvent};
+use sea_orm::{ConnectionTrait, Database};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Stack {
+    controller: Arc<Controller>,
+    _fleet: sim_fleet::SimFleet,
+    admin: Actor,
+}
+
+async fn start(database_url: &str, scalable_units: u32) -> Stack {
+    let topology = sim_fleet::Topology::hgx_h100(scalable_units);
+    let options =
+        sim_fleet::SimOptions { provision_delay: Duration::from_millis(50), ..Default::default() };
+    let fleet = sim_fleet::SimFleet::start(&topology, options).await.expect("sim fleet starts");
+    let controller = Controller::open(&ControllerConfig {
+        database_url: database_url.to_owned(),
+        admin_password: Some(PASSWORD.to_owned()),
+    })
+    .await
+    .expect("controller opens");
+    controller.attach_agents(fleet.endpoints()).await.expect("agents attach");
+    let user = controller.login("admin", PASSWORD).await.expect("admin signs in");
+    let admin = controller.actor(user).await.unwrap().expect("admin actor");
+    Stack { controller, _fleet: fleet, admin }
+}
+
+fn sqlite_url(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("portal-test-{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("sqlite://{}?mode=rwc", dir.join("portal.db").display())
+}
+
+/// A fresh PostgreSQL database for one test, or `None` when the run has no PostgreSQL.
+async fn postgres_url(name: &str) -> Option<String> {
+    let Ok(admin_url) = std::env::var("PORTAL_TEST_POSTGRES_URL") else {
+        eprintln!("PORTAL_TEST_POSTGRES_URL is not set; skipping the PostgreSQL variant of {name}");
+        return None;
+    };
+    let db_name = format!("portal_{name}_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(&admin_url).await.expect("PostgreSQL reachable");
+    admin.execute_unprepared(&format!("CREATE DATABASE \"{db_name}\"")).await.unwrap();
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
+    Some(format!("{base}/{db_name}"))
+}
+
+async fn wait_for_state(
+    events: &mut tokio::sync::broadcast::Receiver<portal_controller::events::BusEvent>,
+    name: &str,
+    state: InstanceState,
+) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    if let LiveEvent::Instance(v) = e.event
+                        && v.name == name
+                        && v.state == state
+                    {
+                        return;
+                    }
+                }
+                Err(e) => panic!("event bus: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name} never became {state}"));
+}
+
+async fn launch_run_delete(stack: &Stack) {
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let fleet = ctl.fleet_summary(admin).await.unwrap();
+    assert_eq!(fleet.hosts.len(), 32);
+    assert_eq!(fleet.gpus_total(), 256);
+    assert_eq!(fleet.gpus_used(), 0);
+    assert_eq!(fleet.dpus, 64);
+    assert_eq!(fleet.switches, 8);
+
+    let mut events = ctl.events().subscribe();
+    let create = InstanceCreate { name: "train-1".into(), gpu_count: 2 };
+    let created = ctl.instance_create(admin, &create).await.unwrap();
+    assert_eq!(created.state, InstanceState::Provisioning);
+    assert_eq!((created.gpu_count, created.vcpus, created.memory_gib), (2, 32, 400));
+    wait_for_state(&mut events, "train-1", InstanceState::Running).await;
+    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 2);
+
+    // Same name while it exists: a conflict with a sentence, nothing written.
+    let again = ctl.instance_create(admin, &create).await.unwrap_err();
+    assert_eq!(again.status_code(), 409, "{again}");
+    assert_eq!(ctl.instance_list(admin).await.unwrap().len(), 1);
+
+    ctl.instance_delete(admin, created.id).await.unwrap();
+    wait_for_state(&mut events, "train-1", InstanceState::Deleted).await;
+    assert!(ctl.instance_list(admin).await.unwrap().is_empty());
+    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 0);
+    // Deleting a deleted instance: not found.
+    assert_eq!(ctl.instance_delete(admin, created.id).await.unwrap_err().status_code(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn launch_run_delete_on_sqlite() {
+    let stack = start(&sqlite_url("lrd"), 1).await;
+    launch_run_delete(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn launch_run_delete_on_postgres() {
+    let Some(url) = postgres_url("lrd").await else { return };
+    let stack = start(&url, 1).await;
+    launch_run_delete(&stack).await;
+}
+
+/// 40 concurrent 8-GPU launches for 32 hosts: exactly 32 win, the rest are told why, and no
+/// GPU is claimed twice.
+async fn full_fleet_race(stack: &Stack) {
+    let ctl = &stack.controller;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let ctl = Arc::clone(ctl);
+            let admin = stack.admin.clone();
+            tokio::spawn(async move {
+                ctl.instance_create(
+                    Some(&admin),
+                    &InstanceCreate { name: format!("big-{i}"), gpu_count: 8 },
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(Error::InsufficientCapacity { message }) => {
+                assert!(message.contains("8 free"), "{message}");
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!((won, refused), (32, 8));
+    let fleet = ctl.fleet_summary(Some(&stack.admin)).await.unwrap();
+    assert_eq!(fleet.gpus_used(), 256);
+    assert!(fleet.hosts.iter().all(|h| h.gpus_used == 8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_fleet_race_on_sqlite() {
+    let stack = start(&sqlite_url("race"), 1).await;
+    full_fleet_race(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_fleet_race_on_postgres() {
+    let Some(url) = postgres_url("race").await else { return };
+    let stack = start(&url, 1).await;
+    full_fleet_race(&stack).await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_sentence_and_nothing_written() {
+    let stack = start(&sqlite_url("bad"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    for (name, gpus) in [("Bad Name", 1), ("ok", 3), ("", 1)] {
+        let err = ctl
+            .instance_create(admin, &InstanceCreate { name: name.into(), gpu_count: gpus })
+            .await
+            .unwrap_err();
+        assert_eq!(err.status_code(), 400, "{err}");
+    }
+    assert!(ctl.instance_list(admin).await.unwrap().is_empty());
+    // Anonymous callers get 401 from every method.
+    assert_eq!(ctl.instance_list(None).await.unwrap_err(), Error::Unauthenticated);
+    assert_eq!(ctl.fleet_summary(None).await.unwrap_err(), Error::Unauthenticated);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_get_the_same_answer() {
+    let stack = start(&sqlite_url("login"), 1).await;
+    let ctl = &stack.controller;
+    let wrong = ctl.login("admin", "wrong password").await.unwrap_err();
+    let unknown = ctl.login("nobody", "wrong password").await.unwrap_err();
+    assert_eq!(wrong, Error::BadCredentials);
+    assert_eq!(wrong, unknown);
+}
+
+#[tokio::test]
+async fn an_unreachable_agent_is_named_at_startup() {
+    let controller = Controller::open(&ControllerConfig {
+        database_url: sqlite_url("unreachable"),
+        admin_password: Some(PASSWORD.to_owned()),
+    })
+    .await
+    .unwrap();
+    // Bind then drop a listener: the port is closed for the attach below.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let endpoint = agent_proto::AgentEndpoint {
+        kind: agent_proto::AgentKind::Host,
+        id: "su9-h99".into(),
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let err = controller.attach_agents(&[endpoint]).await.unwrap_err();
+    assert!(matches!(err, StartError::AgentUnreachable(_)));
+    let text = err.to_string();
+    assert!(text.starts_with("cannot reach the host agent su9-h99 at http://127.0.0.1:"), "{text}");
+}

@@ -1,0 +1,91 @@
+//! Bad configuration ends the portal with one sentence on stderr and exit code 1, never a
+//! panic or a backtrace.
+
+use std::process::Command;
+
+fn portal(args: &[&str]) -> (i32, String) {
+    let data = std::env::temp_dir().join(format!("portal-badcfg-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_portal-server"))
+        .args(["--data-dir", data.to_str().unwrap()])
+        .args(args)
+        .env("PORTAL_LOG", "error")
+        .env_remove("PORTAL_AGENTS_FILE")
+        .env_remove("PORTAL_DATABASE_URL")
+        .output()
+        .expect("portal-server runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+fn last_line(stderr: &str) -> &str {
+    stderr.trim_end().lines().last().unwrap_or_default()
+}
+
+#[test]
+fn a_port_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stderr) = portal(&["--listen", &addr]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        last_line(&stderr),
+        format!(
+            "error: the address {addr} is already in use; stop the program using it or pass \
+             --listen with another port"
+        )
+    );
+}
+
+#[test]
+fn an_unusable_data_dir_is_named() {
+    let file = std::env::temp_dir().join(format!("portal-not-a-dir-{}", std::process::id()));
+    std::fs::write(&file, b"x").unwrap();
+    let bad = file.join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_portal-server"))
+        .args(["--data-dir", bad.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    let line = last_line(&stderr);
+    assert!(line.starts_with("error: cannot create the data directory"), "{stderr}");
+    assert!(line.ends_with("pass --data-dir with a writable path"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_agent_is_named() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let agents = std::env::temp_dir().join(format!("portal-agents-{}.toml", std::process::id()));
+    std::fs::write(
+        &agents,
+        format!(
+            "[[agent]]\nkind = \"host\"\nid = \"su1-h01\"\nurl = \"http://127.0.0.1:{closed}\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, stderr) =
+        portal(&["--listen", "127.0.0.1:0", "--agents-file", agents.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let line = last_line(&stderr);
+    assert!(
+        line.starts_with(&format!(
+            "error: cannot reach the host agent su1-h01 at http://127.0.0.1:{closed}"
+        )),
+        "{stderr}"
+    );
+    assert!(line.ends_with("start it, or remove it from the agents file"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_agents_file_is_named() {
+    let agents =
+        std::env::temp_dir().join(format!("portal-agents-bad-{}.toml", std::process::id()));
+    std::fs::write(&agents, "[[agent]]\nkind = \"toaster\"\n").unwrap();
+    let (code, stderr) =
+        portal(&["--listen", "127.0.0.1:0", "--agents-file", agents.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(last_line(&stderr).starts_with("error: the agents file"), "{stderr}");
+    assert!(last_line(&stderr).contains("is not valid"), "{stderr}");
+}
