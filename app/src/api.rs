@@ -1,4 +1,4 @@
-//! Server functions, one per control-plane method. Each authenticates from the session,
+//! Server functions, one per control-plane method, at stable URLs `/api/fn/<name>`. Each authenticates from the session,
 //! calls the controller, and maps the error to its HTTP status.
 
 use leptos::prelude::*;
@@ -8,7 +8,7 @@ use portal_types::{Error, params, views};
 #[cfg(feature = "ssr")]
 use crate::ssr::{context, fail};
 
-#[server(prefix = "/api/fn")]
+#[server(prefix = "/api/fn", endpoint = "login")]
 pub async fn login(username: String, password: String) -> Result<(), Error> {
     let (ctl, session, _) = context().await?;
     let user_id = ctl.login(username.trim(), &password).await.map_err(fail)?;
@@ -17,7 +17,7 @@ pub async fn login(username: String, password: String) -> Result<(), Error> {
     Ok(())
 }
 
-#[server(prefix = "/api/fn")]
+#[server(prefix = "/api/fn", endpoint = "logout")]
 pub async fn logout() -> Result<(), Error> {
     let (ctl, session, _) = context().await?;
     ctl.session_sign_out(&session).await.map_err(fail)?;
@@ -25,31 +25,31 @@ pub async fn logout() -> Result<(), Error> {
     Ok(())
 }
 
-#[server(prefix = "/api/fn")]
+#[server(prefix = "/api/fn", endpoint = "get_me")]
 pub async fn get_me() -> Result<views::Me, Error> {
     let (ctl, _, actor) = context().await?;
     ctl.me(actor.as_ref()).map_err(fail)
 }
 
-#[server(prefix = "/api/fn")]
+#[server(prefix = "/api/fn", endpoint = "fleet_summary")]
 pub async fn fleet_summary() -> Result<views::FleetSummary, Error> {
     let (ctl, _, actor) = context().await?;
     ctl.fleet_summary(actor.as_ref()).await.map_err(fail)
 }
 
-#[server(prefix = "/api/fn")]
+#[server(prefix = "/api/fn", endpoint = "instance_list")]
 pub async fn instance_list() -> Result<Vec<views::InstanceView>, Error> {
     let (ctl, _, actor) = context().await?;
     ctl.instance_list(actor.as_ref()).await.map_err(fail)
 }
 
-#[server(prefix = "/api/fn")]
+#[server(prefix = "/api/fn", endpoint = "instance_create")]
 pub async fn instance_create(create: params::InstanceCreate) -> Result<views::InstanceView, Error> {
     let (ctl, _, actor) = context().await?;
     ctl.instance_create(actor.as_ref(), &create).await.map_err(fail)
 }
 
-#[server(prefix = "/api/fn")]
+#[server(prefix = "/api/fn", endpoint = "instance_delete")]
 pub async fn instance_delete(id: InstanceUuid) -> Result<views::InstanceView, Error> {
     let (ctl, _, actor) = context().await?;
     ctl.instance_delete(actor.as_ref(), id).await.map_err(fail)

@@ -11,7 +11,7 @@ pub mod ssr;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{SsrMode, path};
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -40,7 +40,9 @@ pub fn App() -> impl IntoView {
         <Title text="GPU Cloud" />
         <Router>
             <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
-                <Route path=path!("/") view=pages::dashboard::DashboardPage />
+                // Rendered whole before the response starts, so that signing in can be
+                // required with a real redirect instead of a half-streamed page.
+                <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=pages::login::LoginPage />
             </Routes>
         </Router>

@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-fn portal(args: &[&str]) -> (i32, String) {
-    let data = std::env::temp_dir().join(format!("portal-badcfg-{}", std::process::id()));
+fn portal(test: &str, args: &[&str]) -> (i32, String) {
+    let data = std::env::temp_dir().join(format!("portal-badcfg-{test}-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_portal-server"))
         .args(["--data-dir", data.to_str().unwrap()])
         .args(args)
@@ -27,7 +27,7 @@ fn last_line(stderr: &str) -> &str {
 fn a_port_in_use_is_named() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let (code, stderr) = portal(&["--listen", &addr]);
+    let (code, stderr) = portal("port", &["--listen", &addr]);
     assert_eq!(code, 1);
     assert_eq!(
         last_line(&stderr),
@@ -66,7 +66,7 @@ fn an_unreachable_agent_is_named() {
     )
     .unwrap();
     let (code, stderr) =
-        portal(&["--listen", "127.0.0.1:0", "--agents-file", agents.to_str().unwrap()]);
+        portal("agent", &["--listen", "127.0.0.1:0", "--agents-file", agents.to_str().unwrap()]);
     assert_eq!(code, 1);
     let line = last_line(&stderr);
     assert!(
@@ -84,7 +84,7 @@ fn a_malformed_agents_file_is_named() {
         std::env::temp_dir().join(format!("portal-agents-bad-{}.toml", std::process::id()));
     std::fs::write(&agents, "[[agent]]\nkind = \"toaster\"\n").unwrap();
     let (code, stderr) =
-        portal(&["--listen", "127.0.0.1:0", "--agents-file", agents.to_str().unwrap()]);
+        portal("file", &["--listen", "127.0.0.1:0", "--agents-file", agents.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(last_line(&stderr).starts_with("error: the agents file"), "{stderr}");
     assert!(last_line(&stderr).contains("is not valid"), "{stderr}");

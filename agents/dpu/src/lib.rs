@@ -1,1 +1,23 @@
-//! (being written)
+//! The DPU agent: one per BlueField DPU. It owns the host's tenant ports: one VF representor
+//! per VM NIC, attached to its subnet's VXLAN (L2 VNI), with the port's security group
+//! enforced on the DPU rather than in the guest.
+//!
+//! Layers, from the wire inwards: [`service`] (gRPC: decode with [`convert`], call the
+//! driver, encode), [`driver`] (the [`DpuDriver`] trait and [`SimDpuDriver`]) and [`model`]
+//! (checked port specs and statuses). The agent never depends on the control plane.
+
+pub mod convert;
+pub mod driver;
+pub mod model;
+pub mod service;
+
+pub use agent_common::{DriverError, FaultPlan};
+pub use driver::DpuDriver;
+pub use driver::sim::{DpuOp, SimDpuDriver, SimDpuOptions};
+pub use model::{
+    Direction, DpuDescription, PortSpec, PortState, PortStatus, Protocol, SecurityRule,
+};
+pub use service::DpuAgentService;
+
+/// The version reported in `GetInventory`.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,1 +1,33 @@
-//! (being written)
+//! The host agent: one per GPU server. It owns the server's VMs with passthrough GPUs and
+//! SuperNICs, their pinned CPUs and hugepage memory, and the Fabric Manager partitions that
+//! connect their GPUs over NVSwitch.
+//!
+//! Layers, from the wire inwards:
+//! - [`service`]: the `HostAgent` gRPC service: decodes proto ([`convert`]), calls the driver,
+//!   encodes; nothing else;
+//! - [`driver`]: the [`HostDriver`] trait every backend implements, and [`SimHostDriver`],
+//!   the simulated HGX H100 host;
+//! - [`allocation`]: which VM holds which GPU, NIC, CPU, hugepage and partition; the rules a
+//!   spec must meet against the hardware. Backend-independent, so every backend enforces the
+//!   same rules;
+//! - [`model`]: the typed host description, VM spec and status the layers exchange.
+//!
+//! The agent never depends on the control plane; the only contract is `agent-proto`.
+
+pub mod allocation;
+pub mod convert;
+pub mod driver;
+pub mod model;
+pub mod service;
+
+pub use agent_common::{DriverError, FaultPlan};
+pub use driver::HostDriver;
+pub use driver::sim::{HostOp, SimHostDriver, SimHostOptions};
+pub use model::{
+    Gpu, GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, Nic, NumaNode, Partition,
+    VmSpec, VmState, VmStatus,
+};
+pub use service::HostAgentService;
+
+/// The version reported in `GetInventory`.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,1 +1,32 @@
-//! (being written)
+//! A simulated HGX datacenter: every host, DPU and switch agent of a [`Topology`] served
+//! from one process, each as its own gRPC server on loopback, running the real agent service
+//! code over the simulated drivers.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sim_fleet::{SimFleet, SimOptions, Topology};
+//! let fleet = SimFleet::start(&Topology::hgx_h100(2), SimOptions::default()).await?;
+//! for endpoint in fleet.endpoints() {
+//!     println!("{} {} {}", endpoint.kind, endpoint.id, endpoint.url);
+//! }
+//! // Misbehave on purpose: the next EnsureVm on su1-h07 fails with UNAVAILABLE.
+//! if let Some(host) = fleet.host("su1-h07") {
+//!     host.faults().fail_nth(sim_fleet::HostOp::EnsureVm, 1);
+//! }
+//! fleet.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`topology`] (the TOML format, validation, ids and addresses), [`fleet`]
+//! (starting and stopping the agents), [`serve`] (one tonic server on a loopback port).
+
+pub mod fleet;
+pub mod serve;
+pub mod topology;
+
+pub use agent_common::FaultPlan;
+pub use dpu_agent::{DpuOp, SimDpuDriver};
+pub use fleet::{FleetError, SimFleet, SimOptions};
+pub use host_agent::{GpuHealth, HostOp, SimHostDriver};
+pub use switch_agent::{SimSwitchDriver, SwitchOp};
+pub use topology::{Topology, TopologyError};

@@ -100,13 +100,6 @@ fn Dashboard(me: Me) -> impl IntoView {
             </ActionForm>
         </header>
         <main class="dashboard">
-            <Transition fallback=|| view! { <p class="loading">"Loading fleet…"</p> }>
-                {move || fleet.get().map(|f| match f {
-                    Ok(f) => view! { <FleetStats fleet=f.clone() /> <FleetMap fleet=f /> }.into_any(),
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                })}
-            </Transition>
-
             <section class="panel">
                 <h2>"Instances"</h2>
                 <Show when=move || can_launch>
@@ -142,6 +135,13 @@ fn Dashboard(me: Me) -> impl IntoView {
                     })}
                 </Transition>
             </section>
+            <Transition fallback=|| view! { <p class="loading">"Loading fleet…"</p> }>
+                {move || fleet.get().map(|f| match f {
+                    Ok(f) => view! { <FleetStats fleet=f.clone() /> <FleetMap fleet=f /> }.into_any(),
+                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                })}
+            </Transition>
+
         </main>
     }
 }

@@ -10,7 +10,7 @@ use portal_types::ids::{GenericUuid, TenantUuid, UserUuid};
 use rand::Rng;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    Set, TransactionTrait,
+    Set,
 };
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -106,7 +106,7 @@ pub async fn bootstrap_admin(
     let now = now_ms();
     let tenant_id = Uuid::new_v4();
     let user_id = Uuid::new_v4();
-    let txn = db.begin().await.map_err(Error::internal)?;
+    let txn = crate::db::begin_write(db).await.map_err(Error::internal)?;
     tenant::ActiveModel {
         id: Set(tenant_id),
         name: Set(DEFAULT_TENANT.to_owned()),

@@ -10,7 +10,7 @@ use portal_types::views::{AgentLink, FleetSummary, HostView, LiveEvent};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, Set,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -103,7 +103,7 @@ impl Controller {
         inv: &HostInventory,
     ) -> Result<HostUuid, Error> {
         let facts = serde_json::to_string(&HostFacts::from(inv)).map_err(Error::internal)?;
-        let txn = self.db.begin().await.map_err(Error::internal)?;
+        let txn = crate::db::begin_write(&self.db).await.map_err(Error::internal)?;
         let existing = host::Entity::find()
             .filter(host::Column::Name.eq(&inv.host_id))
             .one(&txn)

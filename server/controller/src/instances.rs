@@ -16,7 +16,7 @@ use portal_types::params;
 use portal_types::views::{InstanceState, InstanceView, LiveEvent};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    SqlErr, TransactionTrait,
+    SqlErr,
 };
 use uuid::Uuid;
 
@@ -165,7 +165,7 @@ impl Controller {
                 created_at: Set(now),
                 updated_at: Set(now),
             };
-            let txn = self.db.begin().await.map_err(Error::internal)?;
+            let txn = crate::db::begin_write(&self.db).await.map_err(Error::internal)?;
             let bumped = host::Entity::update_many()
                 .col_expr(host::Column::ClaimGeneration, (choice.claim_generation + 1).into())
                 .filter(host::Column::Id.eq(choice.host_id))
@@ -275,7 +275,7 @@ impl Controller {
     /// one transaction.
     async fn instance_finish(&self, id: Uuid, state: InstanceState, message: Option<String>) {
         let result = async {
-            let txn = self.db.begin().await?;
+            let txn = crate::db::begin_write(&self.db).await?;
             gpu_claim::Entity::delete_many()
                 .filter(gpu_claim::Column::InstanceId.eq(id))
                 .exec(&txn)

@@ -1,0 +1,28 @@
+//! What the host, DPU and switch agents share, so each rule has one implementation:
+//!
+//! - [`error`]: the driver error every agent returns and its mapping to gRPC status codes;
+//! - [`fault`]: the fault plan the simulated drivers consult before every operation;
+//! - [`watch`]: the "full state, then every change" stream behind each agent's `Watch`;
+//! - [`generation`]: the idempotency and generation rules of every `Ensure`;
+//! - [`validate`]: parsing of ids, VNIs, MAC and IP addresses and CIDRs at the agent boundary;
+//! - [`hash`]: a stable hash and a seeded generator for deterministic jitter and chaos.
+//!
+//! This crate knows nothing of hosts, DPUs or switches and never depends on the control plane.
+
+pub mod error;
+pub mod fault;
+pub mod generation;
+pub mod hash;
+pub mod validate;
+pub mod watch;
+
+pub use error::DriverError;
+pub use fault::{FaultPlan, InjectedFault};
+pub use generation::{EnsureAction, decide_ensure};
+pub use watch::{EventHub, EventStream, WatchEvent, snapshot_then_changes};
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: agent state is only
+/// mutated in short non-panicking sections, so the data is still consistent.
+pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,114 @@
+//! The DPU agent's own types. A [`PortSpec`] is only built by decoding (see
+//! [`crate::convert`]), so its addresses, VNI and rules are already valid.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use agent_common::WatchEvent;
+use agent_common::validate::Cidr;
+
+/// The static facts of one DPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpuDescription {
+    /// e.g. `su1-h07-dpu0`.
+    pub dpu_id: String,
+    pub host_id: String,
+    /// e.g. `BlueField-3 B3220`.
+    pub model: String,
+    pub pci_address: String,
+    /// The VXLAN tunnel endpoint address.
+    pub vtep_ip: String,
+    /// VFs available for tenant ports.
+    pub max_ports: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+    Any,
+}
+
+/// One allow rule of a port's security group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecurityRule {
+    pub direction: Direction,
+    pub protocol: Protocol,
+    /// Inclusive port range for TCP and UDP (`1..=65535` when the request left it open);
+    /// `None` for ICMP and "any".
+    pub ports: Option<(u16, u16)>,
+    /// The remote network the rule allows.
+    pub cidr: Cidr,
+}
+
+/// What a tenant port should be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    /// Lowercase UUID, the idempotency key.
+    pub port_id: String,
+    pub vm_id: String,
+    pub generation: u64,
+    /// L2 VNI of the port's subnet.
+    pub vni: u32,
+    /// Lowercase, unicast.
+    pub mac: String,
+    pub ip: IpAddr,
+    pub rules: Vec<SecurityRule>,
+}
+
+impl PortSpec {
+    /// Whether two specs ask for the same port, generation aside.
+    pub fn same_as(&self, other: &PortSpec) -> bool {
+        PortSpec { generation: other.generation, ..self.clone() } == *other
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortState {
+    /// Programmed: VF attached, VXLAN and security group in place.
+    Ready,
+    /// Gone: the agent no longer holds it.
+    Removed,
+    Failed,
+}
+
+impl fmt::Display for PortState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortState::Ready => "READY",
+            PortState::Removed => "REMOVED",
+            PortState::Failed => "FAILED",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortStatus {
+    pub port_id: String,
+    pub state: PortState,
+    pub generation: u64,
+    pub message: String,
+}
+
+impl WatchEvent for PortStatus {
+    type Key = String;
+
+    fn key(&self) -> String {
+        self.port_id.clone()
+    }
+
+    fn is_gone(&self) -> bool {
+        self.state == PortState::Removed
+    }
+
+    fn gone(&self) -> Option<Self> {
+        Some(PortStatus { state: PortState::Removed, message: String::new(), ..self.clone() })
+    }
+}

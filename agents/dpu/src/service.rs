@@ -1,0 +1,72 @@
+//! The `DpuAgent` gRPC service: decode, call the [`DpuDriver`], encode; nothing else.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use agent_proto::v1 as pb;
+use agent_proto::v1::dpu_agent_server::{DpuAgent, DpuAgentServer};
+
+use crate::convert;
+use crate::driver::DpuDriver;
+
+/// Serves one DPU's driver over gRPC.
+#[derive(Clone)]
+pub struct DpuAgentService {
+    driver: Arc<dyn DpuDriver>,
+}
+
+impl DpuAgentService {
+    pub fn new(driver: Arc<dyn DpuDriver>) -> Self {
+        DpuAgentService { driver }
+    }
+
+    /// The tonic service to add to a server.
+    pub fn into_server(self) -> DpuAgentServer<Self> {
+        DpuAgentServer::new(self)
+    }
+}
+
+type PortStatusStream = Pin<Box<dyn Stream<Item = Result<pb::PortStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DpuAgent for DpuAgentService {
+    async fn get_inventory(
+        &self,
+        _request: Request<pb::InventoryRequest>,
+    ) -> Result<Response<pb::DpuInventory>, Status> {
+        let dpu = self.driver.inventory().await?;
+        Ok(Response::new(convert::inventory_to_proto(&dpu, crate::AGENT_VERSION)))
+    }
+
+    async fn ensure_port(
+        &self,
+        request: Request<pb::EnsurePortRequest>,
+    ) -> Result<Response<pb::PortStatus>, Status> {
+        let spec = convert::port_spec_from_proto(request.into_inner().spec)?;
+        let status = self.driver.port_ensure(spec).await?;
+        Ok(Response::new(convert::port_status_to_proto(&status)))
+    }
+
+    async fn remove_port(
+        &self,
+        request: Request<pb::RemovePortRequest>,
+    ) -> Result<Response<pb::PortStatus>, Status> {
+        let port_id = convert::port_id_from_proto(&request.into_inner().port_id)?;
+        let status = self.driver.port_remove(&port_id).await?;
+        Ok(Response::new(convert::port_status_to_proto(&status)))
+    }
+
+    type WatchStream = PortStatusStream;
+
+    async fn watch(
+        &self,
+        _request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let events = self.driver.watch().await?;
+        let stream = events.map(|status| Ok(convert::port_status_to_proto(&status)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

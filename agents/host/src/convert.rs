@@ -1,0 +1,198 @@
+//! Proto ⇄ model conversions for the host agent. Decoding validates everything that can be
+//! checked without the hardware, so the driver only ever sees well-formed requests.
+
+use agent_common::{DriverError, validate};
+use agent_proto::v1 as pb;
+
+use crate::model::{GpuHealth, GpuStatus, HostEvent, HostInventory, VmSpec, VmState, VmStatus};
+
+/// Decodes `EnsureVmRequest.spec`. Errors are `InvalidArgument` (the caller's fault).
+pub fn vm_spec_from_proto(spec: Option<pb::VmSpec>) -> Result<VmSpec, DriverError> {
+    let spec = spec.ok_or_else(|| {
+        DriverError::InvalidArgument("EnsureVmRequest.spec is missing; send the VM spec".into())
+    })?;
+    let decoded = VmSpec {
+        vm_id: validate::uuid("vm_id", &spec.vm_id)?,
+        name: spec.name,
+        generation: spec.generation,
+        partition_id: spec.partition_id,
+        gpu_module_ids: spec.gpu_module_ids,
+        nic_indices: spec.nic_indices,
+        vcpu_pins: spec.vcpu_pins,
+        emulator_cpu: spec.emulator_cpu,
+        numa_nodes: spec.numa_nodes,
+        memory_mib: spec.memory_mib,
+        disk_gib: spec.disk_gib,
+        image: spec.image,
+    };
+    decoded.check_shape()?;
+    Ok(decoded)
+}
+
+/// Decodes `RemoveVmRequest.vm_id` into the lowercase key the driver uses.
+pub fn vm_id_from_proto(vm_id: &str) -> Result<String, DriverError> {
+    validate::uuid("vm_id", vm_id)
+}
+
+pub fn gpu_health_to_proto(health: GpuHealth) -> pb::GpuHealth {
+    match health {
+        GpuHealth::Ok => pb::GpuHealth::Ok,
+        GpuHealth::Degraded => pb::GpuHealth::Degraded,
+        GpuHealth::Failed => pb::GpuHealth::Failed,
+    }
+}
+
+pub fn vm_state_to_proto(state: VmState) -> pb::VmState {
+    match state {
+        VmState::Provisioning => pb::VmState::Provisioning,
+        VmState::Running => pb::VmState::Running,
+        VmState::Stopping => pb::VmState::Stopping,
+        VmState::Deleted => pb::VmState::Deleted,
+        VmState::Failed => pb::VmState::Failed,
+    }
+}
+
+pub fn vm_status_to_proto(status: &VmStatus) -> pb::VmStatus {
+    pb::VmStatus {
+        vm_id: status.vm_id.clone(),
+        state: vm_state_to_proto(status.state).into(),
+        generation: status.generation,
+        message: status.message.clone(),
+    }
+}
+
+pub fn gpu_status_to_proto(status: &GpuStatus) -> pb::GpuStatus {
+    pb::GpuStatus {
+        module_id: status.module_id,
+        health: gpu_health_to_proto(status.health).into(),
+        message: status.message.clone(),
+    }
+}
+
+pub fn host_event_to_proto(event: &HostEvent) -> pb::HostEvent {
+    let event = match event {
+        HostEvent::Vm(vm) => pb::host_event::Event::Vm(vm_status_to_proto(vm)),
+        HostEvent::Gpu(gpu) => pb::host_event::Event::Gpu(gpu_status_to_proto(gpu)),
+    };
+    pb::HostEvent { event: Some(event) }
+}
+
+pub fn inventory_to_proto(inventory: &HostInventory, agent_version: &str) -> pb::HostInventory {
+    let host = &inventory.description;
+    pb::HostInventory {
+        host_id: host.host_id.clone(),
+        system_model: host.system_model.clone(),
+        scalable_unit: host.scalable_unit,
+        numa_nodes: host
+            .numa_nodes
+            .iter()
+            .map(|node| pb::NumaNode {
+                id: node.id,
+                cpus: node.cpus.clone(),
+                memory_mib: node.memory_mib,
+                hugepages_1g_total: node.hugepages_1g_total,
+                hugepages_1g_free: inventory.hugepages_1g_free.get(&node.id).copied().unwrap_or(0),
+            })
+            .collect(),
+        gpus: host
+            .gpus
+            .iter()
+            .map(|gpu| {
+                let health = inventory
+                    .gpu_health
+                    .get(&gpu.module_id)
+                    .map_or(gpu.health, |(health, _)| *health);
+                pb::Gpu {
+                    index: gpu.index,
+                    module_id: gpu.module_id,
+                    uuid: gpu.uuid.clone(),
+                    model: gpu.model.clone(),
+                    memory_mib: gpu.memory_mib,
+                    pci_address: gpu.pci_address.clone(),
+                    numa_node: gpu.numa_node,
+                    pcie_switch: gpu.pcie_switch.clone(),
+                    health: gpu_health_to_proto(health).into(),
+                }
+            })
+            .collect(),
+        nics: host
+            .nics
+            .iter()
+            .map(|nic| pb::Nic {
+                index: nic.index,
+                name: nic.name.clone(),
+                pci_address: nic.pci_address.clone(),
+                numa_node: nic.numa_node,
+                pcie_switch: nic.pcie_switch.clone(),
+                rail: nic.rail,
+                leaf_switch_id: nic.leaf_switch_id.clone(),
+                speed_gbps: nic.speed_gbps,
+            })
+            .collect(),
+        dpu_ids: host.dpu_ids.clone(),
+        partitions: host
+            .partitions
+            .iter()
+            .map(|partition| pb::Partition {
+                id: partition.id,
+                module_ids: partition.module_ids.clone(),
+                active: inventory.active_partitions.contains(&partition.id),
+            })
+            .collect(),
+        agent_version: agent_version.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proto_spec() -> pb::VmSpec {
+        pb::VmSpec {
+            vm_id: "00000000-0000-4000-8000-00000000000A".into(),
+            name: "train-1".into(),
+            generation: 1,
+            partition_id: Some(3),
+            gpu_module_ids: vec![1, 3],
+            nic_indices: vec![0, 2],
+            vcpu_pins: vec![0, 1],
+            emulator_cpu: 2,
+            numa_nodes: vec![0],
+            memory_mib: 4096,
+            disk_gib: 50,
+            image: "ubuntu-24.04".into(),
+        }
+    }
+
+    #[test]
+    fn test_decode_normalises_id() {
+        let spec = vm_spec_from_proto(Some(proto_spec())).expect("valid");
+        assert_eq!(spec.vm_id, "00000000-0000-4000-8000-00000000000a");
+        assert_eq!(spec.partition_id, Some(3));
+    }
+
+    #[test]
+    fn test_decode_refuses_bad_requests() {
+        assert!(vm_spec_from_proto(None).is_err());
+        let bad_id = pb::VmSpec { vm_id: "vm-1".into(), ..proto_spec() };
+        let err = vm_spec_from_proto(Some(bad_id)).expect_err("bad id");
+        assert!(err.to_string().starts_with("vm_id \"vm-1\" is not a UUID"));
+        let no_gen = pb::VmSpec { generation: 0, ..proto_spec() };
+        assert!(vm_spec_from_proto(Some(no_gen)).is_err());
+    }
+
+    #[test]
+    fn test_events_encode() {
+        let event = host_event_to_proto(&HostEvent::Vm(VmStatus {
+            vm_id: "a".into(),
+            state: VmState::Running,
+            generation: 4,
+            message: String::new(),
+        }));
+        let Some(pb::host_event::Event::Vm(vm)) = event.event else {
+            panic!("expected a VM event");
+        };
+        assert_eq!(vm.state(), pb::VmState::Running);
+        assert_eq!(vm.generation, 4);
+    }
+}

@@ -1,0 +1,62 @@
+//! The [`HostDriver`] trait: what the host agent needs from whatever runs its VMs. The gRPC
+//! service talks only to this trait; backends are chosen at run time (`Arc<dyn HostDriver>`).
+//!
+//! Backends: [`sim::SimHostDriver`], an in-memory HGX H100 host with timed state transitions
+//! and fault injection. A libvirt backend (domain XML with VFIO hostdevs, CPU pinning, NUMA
+//! tuning, hugepages, Fabric Manager partition activation) implements the same contract and
+//! reuses [`crate::allocation`] for the rules.
+//!
+//! Every error is a [`DriverError`]; its variant says who is at fault (see each method).
+
+pub mod sim;
+
+use async_trait::async_trait;
+
+use agent_common::{DriverError, EventStream};
+
+use crate::model::{HostEvent, HostInventory, VmSpec, VmStatus};
+
+#[async_trait]
+pub trait HostDriver: Send + Sync + 'static {
+    /// The host's hardware, current GPU health, free hugepages and active partitions.
+    ///
+    /// Read-only and always safe to repeat. Errors: `Unavailable` when the device layer cannot
+    /// be read right now (nobody's fault; retry).
+    async fn inventory(&self) -> Result<HostInventory, DriverError>;
+
+    /// Creates, adopts or updates the VM `spec.vm_id`, and returns its status at once: a new
+    /// VM is `PROVISIONING` (partition activated, devices bound, domain starting) and becomes
+    /// `RUNNING` later, reported on [`watch`](Self::watch).
+    ///
+    /// Idempotent by `vm_id`: the same spec at the same generation returns the VM's current
+    /// status and changes nothing. A higher generation replaces the spec (re-provisioning the
+    /// VM if anything but the generation changed, or if it had FAILED).
+    ///
+    /// Errors, all the caller's fault unless noted:
+    /// - `InvalidArgument`: the spec is malformed or names GPUs, partitions, NICs, CPUs or
+    ///   NUMA nodes this host does not have, or places them on nodes the spec does not list;
+    /// - `FailedPrecondition`: a lower generation than applied, a different spec at the same
+    ///   generation, a partition overlapping an active one, a NIC or CPU held by another VM,
+    ///   a GPU with FAILED health;
+    /// - `ResourceExhausted`: not enough free 1 GiB hugepages on a listed NUMA node;
+    /// - `Unavailable`: the VM is still being removed, or the device is busy (retry);
+    /// - `Internal`: the backend misbehaved (an operator must look).
+    async fn vm_ensure(&self, spec: VmSpec) -> Result<VmStatus, DriverError>;
+
+    /// Stops and undefines the VM, then deactivates its partition and frees everything it
+    /// held. Returns `STOPPING` while that happens (reported as `DELETED` on the watch stream
+    /// when done) and `DELETED` for a VM this host does not hold.
+    ///
+    /// Idempotent: removing a stopping VM returns `STOPPING` again; removing an absent VM
+    /// succeeds. Errors: `InvalidArgument` for a malformed id (caller's fault); `Unavailable`
+    /// when the device is busy (retry); `Internal` when the backend misbehaved.
+    async fn vm_remove(&self, vm_id: &str) -> Result<VmStatus, DriverError>;
+
+    /// The full current state (one `Vm` event per VM held, one `Gpu` event per GPU), then
+    /// every change. Any number of subscribers; one that falls behind receives a fresh
+    /// snapshot, preceded by `DELETED` for VMs that vanished meanwhile, instead of missing
+    /// events. The stream ends when the agent shuts down.
+    ///
+    /// Errors: `Unavailable` when the agent is shutting down or the device is busy (retry).
+    async fn watch(&self) -> Result<EventStream<HostEvent>, DriverError>;
+}

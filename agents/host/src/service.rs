@@ -1,0 +1,73 @@
+//! The `HostAgent` gRPC service: decode the request, call the [`HostDriver`], encode the
+//! answer. No logic lives here; errors become statuses through `agent_common::error`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use agent_proto::v1 as pb;
+use agent_proto::v1::host_agent_server::{HostAgent, HostAgentServer};
+
+use crate::convert;
+use crate::driver::HostDriver;
+
+/// Serves one host's driver over gRPC.
+#[derive(Clone)]
+pub struct HostAgentService {
+    driver: Arc<dyn HostDriver>,
+}
+
+impl HostAgentService {
+    pub fn new(driver: Arc<dyn HostDriver>) -> Self {
+        HostAgentService { driver }
+    }
+
+    /// The tonic service to add to a server.
+    pub fn into_server(self) -> HostAgentServer<Self> {
+        HostAgentServer::new(self)
+    }
+}
+
+type HostEventStream = Pin<Box<dyn Stream<Item = Result<pb::HostEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl HostAgent for HostAgentService {
+    async fn get_inventory(
+        &self,
+        _request: Request<pb::InventoryRequest>,
+    ) -> Result<Response<pb::HostInventory>, Status> {
+        let inventory = self.driver.inventory().await?;
+        Ok(Response::new(convert::inventory_to_proto(&inventory, crate::AGENT_VERSION)))
+    }
+
+    async fn ensure_vm(
+        &self,
+        request: Request<pb::EnsureVmRequest>,
+    ) -> Result<Response<pb::VmStatus>, Status> {
+        let spec = convert::vm_spec_from_proto(request.into_inner().spec)?;
+        let status = self.driver.vm_ensure(spec).await?;
+        Ok(Response::new(convert::vm_status_to_proto(&status)))
+    }
+
+    async fn remove_vm(
+        &self,
+        request: Request<pb::RemoveVmRequest>,
+    ) -> Result<Response<pb::VmStatus>, Status> {
+        let vm_id = convert::vm_id_from_proto(&request.into_inner().vm_id)?;
+        let status = self.driver.vm_remove(&vm_id).await?;
+        Ok(Response::new(convert::vm_status_to_proto(&status)))
+    }
+
+    type WatchStream = HostEventStream;
+
+    async fn watch(
+        &self,
+        _request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let events = self.driver.watch().await?;
+        let stream = events.map(|event| Ok(convert::host_event_to_proto(&event)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

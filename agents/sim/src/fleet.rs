@@ -1,0 +1,250 @@
+//! [`SimFleet`]: starts one simulated agent per host, DPU and leaf switch of a topology, each
+//! on its own loopback port in this process and runtime, and hands out in-process handles
+//! for fault injection and health changes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_proto::{AgentEndpoint, AgentKind, AgentList};
+use dpu_agent::{DpuAgentService, SimDpuDriver, SimDpuOptions};
+use host_agent::{HostAgentService, SimHostDriver, SimHostOptions};
+use switch_agent::{SimSwitchDriver, SimSwitchOptions, SwitchAgentService};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+use tracing::{info, warn};
+
+use agent_common::hash::stable_hash;
+
+use crate::serve::serve_on_loopback;
+use crate::topology::Topology;
+
+/// How the simulated devices behave in time.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// How long a new VM stays PROVISIONING (long enough by default for a person to see it).
+    pub provision_delay: Duration,
+    /// How long a removed VM stays STOPPING.
+    pub remove_delay: Duration,
+    /// Up to this fraction of a VM delay is added, deterministically per VM (0..=1).
+    pub jitter: f64,
+    /// How long a DPU port or switch VPC change takes.
+    pub network_apply_delay: Duration,
+    /// Seeds the jitter of every host (each host mixes in its id).
+    pub seed: u64,
+    /// How many events a watcher may fall behind before it gets a fresh snapshot.
+    pub event_capacity: usize,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            provision_delay: Duration::from_millis(1500),
+            remove_delay: Duration::from_millis(500),
+            jitter: 0.1,
+            network_apply_delay: Duration::from_millis(5),
+            seed: 0,
+            event_capacity: 1024,
+        }
+    }
+}
+
+/// Why the fleet could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error(
+        "cannot open a loopback port for {kind} agent {id}: {source}; raise the open-file \
+         limit (ulimit -n) or simulate fewer devices"
+    )]
+    Bind {
+        kind: AgentKind,
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running simulated fleet. Dropping it stops the servers too, without waiting;
+/// [`shutdown`](Self::shutdown) waits for them.
+pub struct SimFleet {
+    endpoints: Vec<AgentEndpoint>,
+    hosts: BTreeMap<String, SimHostDriver>,
+    dpus: BTreeMap<String, SimDpuDriver>,
+    switches: BTreeMap<String, SimSwitchDriver>,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+/// How long shutdown waits for servers to close their connections before aborting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+impl SimFleet {
+    /// Starts every agent of `topology` and returns once all listen. On a bind failure the
+    /// agents already started are stopped again.
+    pub async fn start(topology: &Topology, options: SimOptions) -> Result<SimFleet, FleetError> {
+        let started = std::time::Instant::now();
+        let plan = topology.plan();
+        let (stop, _) = watch::channel(false);
+        let mut fleet = SimFleet {
+            endpoints: Vec::with_capacity(plan.hosts.len() + plan.dpus.len() + plan.switches.len()),
+            hosts: BTreeMap::new(),
+            dpus: BTreeMap::new(),
+            switches: BTreeMap::new(),
+            stop,
+            servers: Vec::new(),
+        };
+
+        for description in plan.hosts {
+            let id = description.host_id.clone();
+            let driver = SimHostDriver::new(
+                description,
+                SimHostOptions {
+                    provision_delay: options.provision_delay,
+                    remove_delay: options.remove_delay,
+                    jitter: options.jitter,
+                    seed: stable_hash(&[&options.seed.to_le_bytes(), id.as_bytes()]),
+                    event_capacity: options.event_capacity,
+                },
+            );
+            let service = HostAgentService::new(Arc::new(driver.clone())).into_server();
+            fleet.serve(AgentKind::Host, &id, Server::builder().add_service(service)).await?;
+            fleet.hosts.insert(id, driver);
+        }
+        for description in plan.dpus {
+            let id = description.dpu_id.clone();
+            let driver = SimDpuDriver::new(
+                description,
+                SimDpuOptions {
+                    apply_delay: options.network_apply_delay,
+                    event_capacity: options.event_capacity,
+                },
+            );
+            let service = DpuAgentService::new(Arc::new(driver.clone())).into_server();
+            fleet.serve(AgentKind::Dpu, &id, Server::builder().add_service(service)).await?;
+            fleet.dpus.insert(id, driver);
+        }
+        for description in plan.switches {
+            let id = description.switch_id.clone();
+            let driver = SimSwitchDriver::new(
+                description,
+                SimSwitchOptions {
+                    apply_delay: options.network_apply_delay,
+                    event_capacity: options.event_capacity,
+                },
+            );
+            let service = SwitchAgentService::new(Arc::new(driver.clone())).into_server();
+            fleet.serve(AgentKind::Switch, &id, Server::builder().add_service(service)).await?;
+            fleet.switches.insert(id, driver);
+        }
+
+        info!(
+            hosts = fleet.hosts.len(),
+            dpus = fleet.dpus.len(),
+            switches = fleet.switches.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "simulated fleet started"
+        );
+        Ok(fleet)
+    }
+
+    async fn serve(
+        &mut self,
+        kind: AgentKind,
+        id: &str,
+        router: tonic::transport::server::Router,
+    ) -> Result<(), FleetError> {
+        // On error `self` is dropped by the caller's `?`, which stops what already runs.
+        let server = serve_on_loopback(router, self.stop.subscribe())
+            .await
+            .map_err(|source| FleetError::Bind { kind, id: id.to_owned(), source })?;
+        self.endpoints.push(AgentEndpoint {
+            kind,
+            id: id.to_owned(),
+            url: format!("http://{}", server.addr),
+        });
+        self.servers.push(server.task);
+        Ok(())
+    }
+
+    /// Every agent's endpoint: hosts, then DPUs, then switches, each in topology order.
+    pub fn endpoints(&self) -> &[AgentEndpoint] {
+        &self.endpoints
+    }
+
+    /// The endpoints as the agents file the portal reads.
+    pub fn agent_list(&self) -> AgentList {
+        AgentList { agents: self.endpoints.clone() }
+    }
+
+    /// The endpoint of the agent with this id (host, DPU or switch).
+    pub fn endpoint(&self, id: &str) -> Option<&AgentEndpoint> {
+        self.endpoints.iter().find(|e| e.id == id)
+    }
+
+    /// The in-process handle of host `id` (e.g. `su1-h07`).
+    pub fn host(&self, id: &str) -> Option<&SimHostDriver> {
+        self.hosts.get(id)
+    }
+
+    /// The in-process handle of DPU `id` (e.g. `su1-h07-dpu0`).
+    pub fn dpu(&self, id: &str) -> Option<&SimDpuDriver> {
+        self.dpus.get(id)
+    }
+
+    /// The in-process handle of switch `id` (e.g. `su1-leaf3`).
+    pub fn switch(&self, id: &str) -> Option<&SimSwitchDriver> {
+        self.switches.get(id)
+    }
+
+    pub fn hosts(&self) -> impl Iterator<Item = &SimHostDriver> {
+        self.hosts.values()
+    }
+
+    pub fn dpus(&self) -> impl Iterator<Item = &SimDpuDriver> {
+        self.dpus.values()
+    }
+
+    pub fn switches(&self) -> impl Iterator<Item = &SimSwitchDriver> {
+        self.switches.values()
+    }
+
+    /// Ends watch streams, stops every server and waits (up to a grace period, then aborts)
+    /// for their connections to close.
+    pub async fn shutdown(mut self) {
+        self.signal_stop();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let mut aborted = 0;
+        for server in std::mem::take(&mut self.servers) {
+            let abort = server.abort_handle();
+            if tokio::time::timeout_at(deadline, server).await.is_err() {
+                abort.abort();
+                aborted += 1;
+            }
+        }
+        if aborted > 0 {
+            warn!(aborted, "agent servers did not stop within the grace period; aborted them");
+        }
+        info!("simulated fleet stopped");
+    }
+
+    fn signal_stop(&self) {
+        for host in self.hosts.values() {
+            host.shutdown();
+        }
+        for dpu in self.dpus.values() {
+            dpu.shutdown();
+        }
+        for switch in self.switches.values() {
+            switch.shutdown();
+        }
+        // An error only means no server is listening for the signal any more.
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for SimFleet {
+    fn drop(&mut self) {
+        self.signal_stop();
+    }
+}

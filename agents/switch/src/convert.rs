@@ -1,0 +1,178 @@
+//! Proto ⇄ model conversions for the switch agent. Decoding validates a VPC on its own: VRF
+//! name, VNI ranges, no VNI used twice inside the VPC, subnets that do not overlap. All
+//! failures are `InvalidArgument` naming the field.
+
+use std::collections::BTreeSet;
+
+use agent_common::generation::require_generation;
+use agent_common::{DriverError, validate};
+use agent_proto::v1 as pb;
+
+use crate::model::{Segment, SwitchDescription, SwitchRole, VpcSpec, VpcState, VpcStatus};
+
+fn invalid(message: String) -> DriverError {
+    DriverError::InvalidArgument(message)
+}
+
+/// VRF names the switch reserves for itself.
+const RESERVED_VRFS: [&str; 2] = ["default", "mgmt"];
+
+/// A Linux interface name: 1 to 15 characters of letters, digits, `-` and `_`.
+fn vrf_name(value: &str) -> Result<String, DriverError> {
+    let well_formed = !value.is_empty()
+        && value.len() <= 15
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
+        return Err(invalid(format!(
+            "vrf_name {value:?} is not a valid VRF name; use 1 to 15 letters, digits, '-' or '_'"
+        )));
+    }
+    if RESERVED_VRFS.contains(&value) {
+        return Err(invalid(format!(
+            "vrf_name {value:?} is reserved by the switch; choose another name"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+/// Decodes `EnsureVpcRequest.spec`.
+pub fn vpc_spec_from_proto(spec: Option<pb::VpcSpec>) -> Result<VpcSpec, DriverError> {
+    let spec =
+        spec.ok_or_else(|| invalid("EnsureVpcRequest.spec is missing; send the VPC spec".into()))?;
+    let vpc_id = validate::uuid("vpc_id", &spec.vpc_id)?;
+    let generation = require_generation("VPC", spec.generation)?;
+    let vrf_name = vrf_name(&spec.vrf_name)?;
+    let l3_vni = validate::vni("l3_vni", spec.l3_vni)?;
+    let mut vnis = BTreeSet::from([l3_vni]);
+    let mut segments: Vec<Segment> = Vec::with_capacity(spec.segments.len());
+    for (i, segment) in spec.segments.iter().enumerate() {
+        let l2_vni = validate::vni(&format!("segments[{i}].l2_vni"), segment.l2_vni)?;
+        if !vnis.insert(l2_vni) {
+            return Err(invalid(format!(
+                "segments[{i}].l2_vni {l2_vni} is already used in this VPC; give every \
+                 segment its own VNI, distinct from l3_vni"
+            )));
+        }
+        let cidr = validate::cidr(&format!("segments[{i}].cidr"), &segment.cidr)?;
+        if let Some(other) = segments.iter().position(|s| s.cidr.overlaps(&cidr)) {
+            return Err(invalid(format!(
+                "segments[{i}].cidr {cidr} overlaps segments[{other}].cidr {}; subnets of a \
+                 VPC must not overlap",
+                segments[other].cidr
+            )));
+        }
+        segments.push(Segment { l2_vni, cidr });
+    }
+    Ok(VpcSpec { vpc_id, generation, vrf_name, l3_vni, segments })
+}
+
+/// Decodes `RemoveVpcRequest.vpc_id`.
+pub fn vpc_id_from_proto(vpc_id: &str) -> Result<String, DriverError> {
+    validate::uuid("vpc_id", vpc_id)
+}
+
+pub fn vpc_state_to_proto(state: VpcState) -> pb::VpcState {
+    match state {
+        VpcState::Ready => pb::VpcState::Ready,
+        VpcState::Removed => pb::VpcState::Removed,
+        VpcState::Failed => pb::VpcState::Failed,
+    }
+}
+
+pub fn vpc_status_to_proto(status: &VpcStatus) -> pb::VpcStatus {
+    pb::VpcStatus {
+        vpc_id: status.vpc_id.clone(),
+        state: vpc_state_to_proto(status.state).into(),
+        generation: status.generation,
+        message: status.message.clone(),
+    }
+}
+
+pub fn inventory_to_proto(switch: &SwitchDescription, agent_version: &str) -> pb::SwitchInventory {
+    let role = match switch.role {
+        SwitchRole::RailLeaf => pb::SwitchRole::RailLeaf,
+        SwitchRole::Spine => pb::SwitchRole::Spine,
+    };
+    pb::SwitchInventory {
+        switch_id: switch.switch_id.clone(),
+        model: switch.model.clone(),
+        role: role.into(),
+        scalable_unit: switch.scalable_unit,
+        rail: switch.rail,
+        asn: switch.asn,
+        loopback_ip: switch.loopback_ip.clone(),
+        ports: switch
+            .ports
+            .iter()
+            .map(|port| pb::SwitchPort {
+                name: port.name.clone(),
+                peer_host_id: port.peer_host_id.clone(),
+                peer_nic_index: port.peer_nic_index,
+                speed_gbps: port.speed_gbps,
+            })
+            .collect(),
+        agent_version: agent_version.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(l2_vni: u32, cidr: &str) -> pb::Segment {
+        pb::Segment { l2_vni, cidr: cidr.into() }
+    }
+
+    fn spec() -> pb::VpcSpec {
+        pb::VpcSpec {
+            vpc_id: "00000000-0000-4000-8000-0000000000c1".into(),
+            generation: 1,
+            vrf_name: "vrf-t1-vpc1".into(),
+            l3_vni: 50_001,
+            segments: vec![segment(10_001, "10.1.0.0/24"), segment(10_002, "10.1.1.0/24")],
+        }
+    }
+
+    #[test]
+    fn test_decode_valid_vpc() {
+        let vpc = vpc_spec_from_proto(Some(spec())).expect("valid");
+        assert_eq!(vpc.vnis(), BTreeSet::from([10_001, 10_002, 50_001]));
+    }
+
+    #[test]
+    fn test_decode_refusals_name_the_field() {
+        let cases = [
+            (pb::VpcSpec { vrf_name: String::new(), ..spec() }, "vrf_name"),
+            (pb::VpcSpec { vrf_name: "a-very-long-vrf-name".into(), ..spec() }, "vrf_name"),
+            (pb::VpcSpec { vrf_name: "vrf 1".into(), ..spec() }, "vrf_name"),
+            (pb::VpcSpec { vrf_name: "default".into(), ..spec() }, "reserved"),
+            (pb::VpcSpec { l3_vni: 0, ..spec() }, "l3_vni 0"),
+            (pb::VpcSpec { generation: 0, ..spec() }, "generation 0"),
+            (pb::VpcSpec { vpc_id: "vpc1".into(), ..spec() }, "vpc_id"),
+            (
+                pb::VpcSpec { segments: vec![segment(16_777_216, "10.1.0.0/24")], ..spec() },
+                "segments[0].l2_vni",
+            ),
+            (
+                pb::VpcSpec { segments: vec![segment(50_001, "10.1.0.0/24")], ..spec() },
+                "already used in this VPC",
+            ),
+            (
+                pb::VpcSpec {
+                    segments: vec![segment(1, "10.1.0.0/16"), segment(2, "10.1.5.0/24")],
+                    ..spec()
+                },
+                "segments[1].cidr 10.1.5.0/24 overlaps segments[0].cidr",
+            ),
+            (
+                pb::VpcSpec { segments: vec![segment(1, "10.1.0.0/33")], ..spec() },
+                "segments[0].cidr",
+            ),
+        ];
+        for (bad, expected) in cases {
+            let err = vpc_spec_from_proto(Some(bad)).expect_err(expected);
+            assert!(matches!(err, DriverError::InvalidArgument(_)));
+            assert!(err.to_string().contains(expected), "{err} lacks {expected:?}");
+        }
+    }
+}

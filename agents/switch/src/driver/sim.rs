@@ -1,0 +1,309 @@
+//! [`SimSwitchDriver`]: a simulated Spectrum-X rail leaf. VPCs are held in memory and take
+//! `apply_delay` to configure, like an FRR reload. It refuses a VNI or VRF name already used
+//! by another VPC on the switch, as the real configuration would collide. The handle (this
+//! type; clones share one switch) exposes the fault plan.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+use tracing::info;
+
+use agent_common::generation::Applied;
+use agent_common::watch::EventHub;
+use agent_common::{
+    DriverError, EnsureAction, EventStream, FaultPlan, decide_ensure, lock, snapshot_then_changes,
+};
+
+use super::SwitchDriver;
+use crate::model::{SwitchDescription, VpcSpec, VpcState, VpcStatus};
+
+/// The operations faults can be injected into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SwitchOp {
+    GetInventory,
+    EnsureVpc,
+    RemoveVpc,
+    Watch,
+}
+
+impl fmt::Display for SwitchOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SwitchOp::GetInventory => "get_inventory",
+            SwitchOp::EnsureVpc => "ensure_vpc",
+            SwitchOp::RemoveVpc => "remove_vpc",
+            SwitchOp::Watch => "watch",
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SimSwitchOptions {
+    /// How long configuring or removing a VPC takes.
+    pub apply_delay: Duration,
+    /// How many events a watcher may fall behind before it is resynchronised.
+    pub event_capacity: usize,
+}
+
+impl Default for SimSwitchOptions {
+    fn default() -> Self {
+        SimSwitchOptions { apply_delay: Duration::from_millis(10), event_capacity: 1024 }
+    }
+}
+
+/// A simulated leaf switch. Cloning gives another handle to the same switch.
+#[derive(Clone)]
+pub struct SimSwitchDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    description: SwitchDescription,
+    options: SimSwitchOptions,
+    faults: FaultPlan<SwitchOp>,
+    state: Mutex<SwitchState>,
+}
+
+struct SwitchState {
+    vpcs: BTreeMap<String, VpcSpec>,
+    events: EventHub<VpcStatus>,
+}
+
+fn ready(spec: &VpcSpec) -> VpcStatus {
+    VpcStatus {
+        vpc_id: spec.vpc_id.clone(),
+        state: VpcState::Ready,
+        generation: spec.generation,
+        message: String::new(),
+    }
+}
+
+impl fmt::Debug for SimSwitchDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimSwitchDriver")
+            .field("switch_id", &self.inner.description.switch_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimSwitchDriver {
+    pub fn new(description: SwitchDescription, options: SimSwitchOptions) -> Self {
+        let events = EventHub::new(options.event_capacity);
+        SimSwitchDriver {
+            inner: Arc::new(Inner {
+                description,
+                options,
+                faults: FaultPlan::new(),
+                state: Mutex::new(SwitchState { vpcs: BTreeMap::new(), events }),
+            }),
+        }
+    }
+
+    pub fn switch_id(&self) -> &str {
+        &self.inner.description.switch_id
+    }
+
+    pub fn description(&self) -> &SwitchDescription {
+        &self.inner.description
+    }
+
+    /// This switch's fault plan; rules take effect on the next call.
+    pub fn faults(&self) -> &FaultPlan<SwitchOp> {
+        &self.inner.faults
+    }
+
+    /// The spec of a VPC this switch holds.
+    pub fn vpc(&self, vpc_id: &str) -> Option<VpcSpec> {
+        lock(&self.inner.state).vpcs.get(vpc_id).cloned()
+    }
+
+    pub fn vpc_count(&self) -> usize {
+        lock(&self.inner.state).vpcs.len()
+    }
+
+    /// Ends every watch stream and refuses new ones (agent shutdown).
+    pub fn shutdown(&self) {
+        lock(&self.inner.state).events.close();
+    }
+
+    async fn apply_latency(&self) {
+        if !self.inner.options.apply_delay.is_zero() {
+            tokio::time::sleep(self.inner.options.apply_delay).await;
+        }
+    }
+}
+
+impl Inner {
+    fn subscribe(&self) -> Option<(broadcast::Receiver<VpcStatus>, Vec<VpcStatus>)> {
+        let state = lock(&self.state);
+        let receiver = state.events.subscribe()?;
+        Some((receiver, state.vpcs.values().map(ready).collect()))
+    }
+}
+
+/// Refuses a VNI or VRF name another VPC on this switch already uses.
+fn check_collisions(vpcs: &BTreeMap<String, VpcSpec>, spec: &VpcSpec) -> Result<(), DriverError> {
+    let wanted = spec.vnis();
+    for other in vpcs.values().filter(|v| v.vpc_id != spec.vpc_id) {
+        if let Some(vni) = wanted.intersection(&other.vnis()).next() {
+            return Err(DriverError::FailedPrecondition(format!(
+                "VNI {vni} is already used by VPC {} on this switch; allocate VNIs unique \
+                 across VPCs",
+                other.vpc_id
+            )));
+        }
+        if other.vrf_name == spec.vrf_name {
+            return Err(DriverError::FailedPrecondition(format!(
+                "VRF name {} is already used by VPC {} on this switch; name each VPC's VRF \
+                 uniquely",
+                spec.vrf_name, other.vpc_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl SwitchDriver for SimSwitchDriver {
+    async fn inventory(&self) -> Result<SwitchDescription, DriverError> {
+        self.inner.faults.check(SwitchOp::GetInventory).await?;
+        Ok(self.inner.description.clone())
+    }
+
+    async fn vpc_ensure(&self, spec: VpcSpec) -> Result<VpcStatus, DriverError> {
+        self.inner.faults.check(SwitchOp::EnsureVpc).await?;
+        self.apply_latency().await;
+        let mut state = lock(&self.inner.state);
+        let applied = state
+            .vpcs
+            .get(&spec.vpc_id)
+            .map(|held| Applied { generation: held.generation, same_spec: held.same_as(&spec) });
+        if decide_ensure("VPC", &spec.vpc_id, applied, spec.generation)? == EnsureAction::Unchanged
+        {
+            return Ok(ready(&spec));
+        }
+        check_collisions(&state.vpcs, &spec)?;
+        let status = ready(&spec);
+        info!(switch_id = %self.switch_id(), vpc_id = %spec.vpc_id, vrf = %spec.vrf_name,
+              l3_vni = spec.l3_vni, generation = spec.generation, "VPC ready");
+        state.vpcs.insert(spec.vpc_id.clone(), spec);
+        state.events.publish(status.clone());
+        Ok(status)
+    }
+
+    async fn vpc_remove(&self, vpc_id: &str) -> Result<VpcStatus, DriverError> {
+        self.inner.faults.check(SwitchOp::RemoveVpc).await?;
+        self.apply_latency().await;
+        let mut state = lock(&self.inner.state);
+        let generation = match state.vpcs.remove(vpc_id) {
+            Some(held) => {
+                info!(switch_id = %self.switch_id(), vpc_id, "VPC removed");
+                held.generation
+            }
+            None => 0,
+        };
+        let status = VpcStatus {
+            vpc_id: vpc_id.to_owned(),
+            state: VpcState::Removed,
+            generation,
+            message: String::new(),
+        };
+        if generation != 0 {
+            state.events.publish(status.clone());
+        }
+        Ok(status)
+    }
+
+    async fn watch(&self) -> Result<EventStream<VpcStatus>, DriverError> {
+        self.inner.faults.check(SwitchOp::Watch).await?;
+        let weak = Arc::downgrade(&self.inner);
+        snapshot_then_changes(move || weak.upgrade()?.subscribe()).ok_or_else(|| {
+            DriverError::Unavailable(format!(
+                "switch agent {} is shutting down; reconnect once it is back",
+                self.switch_id()
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Segment, SwitchRole};
+    use futures::StreamExt;
+
+    fn switch() -> SimSwitchDriver {
+        SimSwitchDriver::new(
+            SwitchDescription {
+                switch_id: "su1-leaf0".into(),
+                model: "Spectrum-4 SN5600".into(),
+                role: SwitchRole::RailLeaf,
+                scalable_unit: 1,
+                rail: 0,
+                asn: 4_200_000_100,
+                loopback_ip: "10.255.0.1".into(),
+                ports: vec![],
+            },
+            SimSwitchOptions { apply_delay: Duration::ZERO, event_capacity: 16 },
+        )
+    }
+
+    fn vpc(n: u8, l3_vni: u32, l2_vni: u32) -> VpcSpec {
+        VpcSpec {
+            vpc_id: format!("00000000-0000-4000-8000-0000000000{n:02x}"),
+            generation: 1,
+            vrf_name: format!("vrf-{n}"),
+            l3_vni,
+            segments: vec![Segment {
+                l2_vni,
+                cidr: agent_common::validate::cidr("cidr", "10.0.0.0/24").expect("cidr"),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn test_vpc_idempotent_generation_and_vni_collisions() {
+        let switch = switch();
+        let first = switch.vpc_ensure(vpc(1, 50_001, 10_001)).await.expect("ensure");
+        assert_eq!(switch.vpc_ensure(vpc(1, 50_001, 10_001)).await.expect("again"), first);
+        assert_eq!(switch.vpc_count(), 1);
+
+        // Subnets of different VPCs may overlap (they are in different VRFs); VNIs may not.
+        for clash in [vpc(2, 50_001, 10_002), vpc(2, 50_002, 10_001), vpc(2, 10_001, 10_002)] {
+            let err = switch.vpc_ensure(clash).await.expect_err("VNI clash");
+            assert!(matches!(err, DriverError::FailedPrecondition(_)), "{err}");
+            assert!(err.to_string().contains("already used by VPC"), "{err}");
+        }
+        let same_vrf = VpcSpec { vrf_name: "vrf-1".into(), ..vpc(2, 50_002, 10_002) };
+        assert!(switch.vpc_ensure(same_vrf).await.is_err());
+        switch.vpc_ensure(vpc(2, 50_002, 10_002)).await.expect("distinct VNIs");
+
+        let different = VpcSpec { l3_vni: 50_003, ..vpc(1, 50_001, 10_001) };
+        assert!(switch.vpc_ensure(different.clone()).await.is_err());
+        let newer = VpcSpec { generation: 2, ..different };
+        assert_eq!(switch.vpc_ensure(newer).await.expect("gen 2").generation, 2);
+        // VPC 1 gave up VNI 50001, so it is free for VPC 3.
+        switch.vpc_ensure(vpc(3, 50_001, 10_003)).await.expect("freed VNI");
+        let stale = switch.vpc_ensure(vpc(1, 50_001, 10_001)).await.expect_err("stale");
+        assert!(stale.to_string().contains("generation 2"), "{stale}");
+    }
+
+    #[tokio::test]
+    async fn test_remove_and_watch() {
+        let switch = switch();
+        switch.vpc_ensure(vpc(1, 50_001, 10_001)).await.expect("ensure");
+        let mut events = switch.watch().await.expect("watch");
+        assert_eq!(events.next().await.map(|s| s.state), Some(VpcState::Ready));
+        let removed = switch.vpc_remove(&vpc(1, 0, 0).vpc_id).await.expect("remove");
+        assert_eq!(removed.state, VpcState::Removed);
+        assert_eq!(events.next().await, Some(removed));
+        let absent = switch.vpc_remove(&vpc(1, 0, 0).vpc_id).await.expect("absent");
+        assert_eq!((absent.state, absent.generation), (VpcState::Removed, 0));
+        switch.vpc_ensure(vpc(1, 50_001, 10_001)).await.expect("re-create");
+        assert_eq!(events.next().await.map(|s| s.state), Some(VpcState::Ready));
+    }
+}

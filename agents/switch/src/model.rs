@@ -1,0 +1,113 @@
+//! The switch agent's own types. A [`VpcSpec`] is only built by decoding (see
+//! [`crate::convert`]), so its VRF name, VNIs and subnets are already valid and distinct.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use agent_common::WatchEvent;
+use agent_common::validate::Cidr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SwitchRole {
+    RailLeaf,
+    Spine,
+}
+
+/// One front-panel port and what it is cabled to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwitchPort {
+    /// e.g. `swp7`.
+    pub name: String,
+    pub peer_host_id: String,
+    pub peer_nic_index: u32,
+    pub speed_gbps: u32,
+}
+
+/// The static facts of one switch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwitchDescription {
+    /// e.g. `su1-leaf3`.
+    pub switch_id: String,
+    /// e.g. `Spectrum-4 SN5600`.
+    pub model: String,
+    pub role: SwitchRole,
+    /// 1-based.
+    pub scalable_unit: u32,
+    pub rail: u32,
+    pub asn: u32,
+    pub loopback_ip: String,
+    pub ports: Vec<SwitchPort>,
+}
+
+/// One subnet of a VPC: its L2 VNI and network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub l2_vni: u32,
+    pub cidr: Cidr,
+}
+
+/// What a tenant VPC should be on this switch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VpcSpec {
+    /// Lowercase UUID, the idempotency key.
+    pub vpc_id: String,
+    pub generation: u64,
+    pub vrf_name: String,
+    pub l3_vni: u32,
+    pub segments: Vec<Segment>,
+}
+
+impl VpcSpec {
+    /// Whether two specs ask for the same VPC, generation aside.
+    pub fn same_as(&self, other: &VpcSpec) -> bool {
+        VpcSpec { generation: other.generation, ..self.clone() } == *other
+    }
+
+    /// Every VNI the VPC uses: its L3 VNI and each segment's L2 VNI.
+    pub fn vnis(&self) -> BTreeSet<u32> {
+        std::iter::once(self.l3_vni).chain(self.segments.iter().map(|s| s.l2_vni)).collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VpcState {
+    /// VRF, L3 VNI and L2 VNIs configured and advertised.
+    Ready,
+    /// Gone: the agent no longer holds it.
+    Removed,
+    Failed,
+}
+
+impl fmt::Display for VpcState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VpcState::Ready => "READY",
+            VpcState::Removed => "REMOVED",
+            VpcState::Failed => "FAILED",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VpcStatus {
+    pub vpc_id: String,
+    pub state: VpcState,
+    pub generation: u64,
+    pub message: String,
+}
+
+impl WatchEvent for VpcStatus {
+    type Key = String;
+
+    fn key(&self) -> String {
+        self.vpc_id.clone()
+    }
+
+    fn is_gone(&self) -> bool {
+        self.state == VpcState::Removed
+    }
+
+    fn gone(&self) -> Option<Self> {
+        Some(VpcStatus { state: VpcState::Removed, message: String::new(), ..self.clone() })
+    }
+}

@@ -1,0 +1,72 @@
+//! The `SwitchAgent` gRPC service: decode, call the [`SwitchDriver`], encode; nothing else.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use agent_proto::v1 as pb;
+use agent_proto::v1::switch_agent_server::{SwitchAgent, SwitchAgentServer};
+
+use crate::convert;
+use crate::driver::SwitchDriver;
+
+/// Serves one switch's driver over gRPC.
+#[derive(Clone)]
+pub struct SwitchAgentService {
+    driver: Arc<dyn SwitchDriver>,
+}
+
+impl SwitchAgentService {
+    pub fn new(driver: Arc<dyn SwitchDriver>) -> Self {
+        SwitchAgentService { driver }
+    }
+
+    /// The tonic service to add to a server.
+    pub fn into_server(self) -> SwitchAgentServer<Self> {
+        SwitchAgentServer::new(self)
+    }
+}
+
+type VpcStatusStream = Pin<Box<dyn Stream<Item = Result<pb::VpcStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SwitchAgent for SwitchAgentService {
+    async fn get_inventory(
+        &self,
+        _request: Request<pb::InventoryRequest>,
+    ) -> Result<Response<pb::SwitchInventory>, Status> {
+        let switch = self.driver.inventory().await?;
+        Ok(Response::new(convert::inventory_to_proto(&switch, crate::AGENT_VERSION)))
+    }
+
+    async fn ensure_vpc(
+        &self,
+        request: Request<pb::EnsureVpcRequest>,
+    ) -> Result<Response<pb::VpcStatus>, Status> {
+        let spec = convert::vpc_spec_from_proto(request.into_inner().spec)?;
+        let status = self.driver.vpc_ensure(spec).await?;
+        Ok(Response::new(convert::vpc_status_to_proto(&status)))
+    }
+
+    async fn remove_vpc(
+        &self,
+        request: Request<pb::RemoveVpcRequest>,
+    ) -> Result<Response<pb::VpcStatus>, Status> {
+        let vpc_id = convert::vpc_id_from_proto(&request.into_inner().vpc_id)?;
+        let status = self.driver.vpc_remove(&vpc_id).await?;
+        Ok(Response::new(convert::vpc_status_to_proto(&status)))
+    }
+
+    type WatchStream = VpcStatusStream;
+
+    async fn watch(
+        &self,
+        _request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let events = self.driver.watch().await?;
+        let stream = events.map(|status| Ok(convert::vpc_status_to_proto(&status)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
