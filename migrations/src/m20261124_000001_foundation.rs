@@ -101,7 +101,7 @@ impl MigrationTrait for Migration {
                     .col(pk_uuid(Gpu::Id))
                     .col(uuid(Gpu::HostId))
                     .col(integer(Gpu::ModuleId))
-                    .col(integer(Gpu::GpuIndex))
+                    .col(integer(Gpu::SmiIndex))
                     .col(string(Gpu::Model))
                     .col(string(Gpu::PciAddress))
                     .col(integer(Gpu::NumaNode))
@@ -307,7 +307,8 @@ enum Gpu {
     Id,
     HostId,
     ModuleId,
-    GpuIndex,
+    /// The nvidia-smi index (informational; placement uses module ids).
+    SmiIndex,
     Model,
     PciAddress,
     NumaNode,

@@ -132,7 +132,7 @@ impl Controller {
                 id: Set(Uuid::new_v4()),
                 host_id: Set(host_id),
                 module_id: Set(g.module_id as i32),
-                gpu_index: Set(g.index as i32),
+                smi_index: Set(g.index as i32),
                 model: Set(g.model.clone()),
                 pci_address: Set(g.pci_address.clone()),
                 numa_node: Set(g.numa_node as i32),
@@ -143,7 +143,7 @@ impl Controller {
                 .on_conflict(
                     OnConflict::columns([gpu::Column::HostId, gpu::Column::ModuleId])
                         .update_columns([
-                            gpu::Column::GpuIndex,
+                            gpu::Column::SmiIndex,
                             gpu::Column::Model,
                             gpu::Column::PciAddress,
                             gpu::Column::NumaNode,
@@ -232,6 +232,9 @@ impl Controller {
         match res {
             Ok(r) if r.rows_affected > 0 => {
                 tracing::info!(host = %name, connected, "host agent link changed");
+                if let Some(placer) = self.placer.lock().await.as_mut() {
+                    let _ = placer.scheduler.set_agent_reachable(name, connected);
+                }
                 self.events.publish(None, LiveEvent::FleetChanged);
             }
             Ok(_) => {}
@@ -259,6 +262,14 @@ impl Controller {
         match res {
             Ok(0) => {}
             Ok(_) => {
+                if let Some(placer) = self.placer.lock().await.as_mut() {
+                    let healthy = health_str(status.health) != "failed";
+                    let _ = placer.scheduler.set_gpu_healthy(
+                        host_name,
+                        status.module_id as u8,
+                        healthy,
+                    );
+                }
                 tracing::info!(host = %host_name, module = status.module_id, health = health_str(status.health), message = %status.message, "GPU health changed");
                 self.events.publish(None, LiveEvent::FleetChanged);
             }

@@ -4,9 +4,9 @@
 //! `instance_create` is a two-step saga, each step with its undo:
 //!   1. claim   — instance row + GPU claims in one transaction  / release claims, mark failed
 //!   2. ensure  — host agent EnsureVm (idempotent by vm id)      / host agent RemoveVm
+//!
 //! The instance then stays `provisioning` until the host's watch stream says `running`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use agent_proto::v1::{EnsureVmRequest, RemoveVmRequest, VmSpec, VmState, VmStatus};
@@ -22,14 +22,15 @@ use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::{Action, Actor, authorize};
-use crate::db::entity::{gpu, gpu_claim, host, instance};
+use crate::db::entity::{gpu_claim, host, instance};
 use crate::db::{now_ms, rfc3339};
-use crate::placement::{self, Candidate, Shape, StoredSpec};
+use crate::scheduling::allocation_of;
+use portal_scheduler::{Placement, PlacementError, PlacementRequest};
 
 /// vCPUs and memory that come with each GPU (an eighth of an HGX H100 host, less headroom).
 const VCPUS_PER_GPU: u32 = 16;
 const MEMORY_GIB_PER_GPU: u32 = 200;
-/// Claims lost to a concurrent launcher are decided again, at most this many times.
+/// Claims lost to another replica are decided again, at most this many times.
 const CLAIM_ATTEMPTS: usize = 64;
 
 fn view(row: &instance::Model, host_name: Option<String>) -> InstanceView {
@@ -47,20 +48,38 @@ fn view(row: &instance::Model, host_name: Option<String>) -> InstanceView {
     }
 }
 
-fn vm_spec(row: &instance::Model, spec: &StoredSpec) -> VmSpec {
+/// Boot disk and image every instance gets until images and volumes exist.
+const DISK_GIB: u64 = 200;
+const IMAGE: &str = "ubuntu-24.04-cuda";
+
+fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
     VmSpec {
         vm_id: row.id.to_string(),
         name: row.name.clone(),
         generation: row.generation as u64,
-        partition_id: spec.partition_id,
-        gpu_module_ids: spec.gpu_module_ids.clone(),
-        nic_indices: spec.nic_indices.clone(),
-        vcpu_pins: spec.vcpu_pins.clone(),
-        emulator_cpu: spec.emulator_cpu,
-        numa_nodes: spec.numa_nodes.clone(),
-        memory_mib: spec.memory_mib,
-        disk_gib: spec.disk_gib,
-        image: spec.image.clone(),
+        partition_id: placement.partition.map(u32::from),
+        gpu_module_ids: placement.gpus.iter().map(|&m| u32::from(m)).collect(),
+        nic_indices: placement.nics.iter().map(|&n| u32::from(n)).collect(),
+        vcpu_pins: placement.vcpus.clone(),
+        emulator_cpu: placement.emulator_cpu,
+        numa_nodes: placement.numa_nodes.clone(),
+        memory_mib: u64::from(placement.memory_gib()) * 1024,
+        disk_gib: DISK_GIB,
+        image: IMAGE.to_owned(),
+    }
+}
+
+/// A scheduler refusal as the user sees it: one capitalised sentence.
+fn capacity_error(e: PlacementError) -> Error {
+    let text = e.to_string();
+    let mut chars = text.chars();
+    let sentence = match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => text,
+    };
+    match e {
+        PlacementError::InvalidRequest(_) => Error::invalid(sentence),
+        _ => Error::InsufficientCapacity { message: sentence },
     }
 }
 
@@ -114,12 +133,7 @@ impl Controller {
                 ),
             });
         }
-        let shape = Shape {
-            gpu_count: params.gpu_count,
-            vcpus: params.gpu_count * VCPUS_PER_GPU,
-            memory_gib: params.gpu_count * MEMORY_GIB_PER_GPU,
-        };
-        let (row, choice_host) = self.instance_claim(actor, &params.name, &shape).await?;
+        let (row, choice_host) = self.instance_claim(actor, params).await?;
         let out = view(&row, Some(choice_host));
         self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(out.clone()));
         self.events.publish(None, LiveEvent::FleetChanged);
@@ -129,36 +143,52 @@ impl Controller {
         Ok(out)
     }
 
-    /// Step 1: decide and commit. The decision is made on a read of the fleet; the
-    /// transaction then bumps the chosen host's claim generation only if it is still the one
-    /// read, so a concurrent claim on the same host (from this or another replica) makes us
-    /// decide again instead of giving a CPU or hugepage twice. A GPU is also a primary key of
-    /// its claim, the last line of defence.
+    /// Step 1: decide and commit, under the placer's lock (see `scheduling` for why this
+    /// cannot give a GPU, CPU or hugepage twice, within a replica or across replicas).
     async fn instance_claim(
         &self,
         actor: &Actor,
-        name: &str,
-        shape: &Shape,
+        params: &params::InstanceCreate,
     ) -> Result<(instance::Model, String), Error> {
+        let mut guard = self.placer.lock().await;
+        let placer = guard
+            .as_mut()
+            .ok_or_else(|| Error::unavailable("launch before the agents were attached"))?;
+        let request = PlacementRequest::gpu(
+            placer.default_model.clone(),
+            params.gpu_count,
+            params.gpu_count * VCPUS_PER_GPU,
+            params.gpu_count * MEMORY_GIB_PER_GPU,
+        );
         for _ in 0..CLAIM_ATTEMPTS {
-            let (candidates, claimed) = self.placement_candidates().await?;
-            let choice = placement::choose(&candidates, &claimed, shape)?;
+            let placement = placer
+                .scheduler
+                .place(&request, &mut rand::rng())
+                .map_err(capacity_error)?
+                .pop()
+                .ok_or_else(|| Error::internal("the scheduler placed no VM"))?;
+            let (host_id, generation) = *placer
+                .hosts
+                .get(&placement.host)
+                .ok_or_else(|| Error::internal("the scheduler chose an unknown host"))?;
+            let gpu_ids = placement
+                .gpus
+                .iter()
+                .map(|&m| placer.gpu_ids.get(&(placement.host.clone(), m)).copied())
+                .collect::<Option<Vec<Uuid>>>()
+                .ok_or_else(|| Error::internal("the scheduler chose an unknown GPU"))?;
             let now = now_ms();
             let row = instance::ActiveModel {
                 id: Set(Uuid::new_v4()),
                 tenant_id: Set(actor.tenant_id.into_untyped_uuid()),
-                name: Set(name.to_owned()),
+                name: Set(params.name.clone()),
                 state: Set(InstanceState::Provisioning.as_str().to_owned()),
-                gpu_count: Set(shape.gpu_count as i32),
-                gpu_model: Set(candidates
-                    .iter()
-                    .find(|c| c.host.id == choice.host_id)
-                    .and_then(|c| c.gpus.first().map(|g| g.model.clone()))
-                    .unwrap_or_default()),
-                vcpus: Set(shape.vcpus as i32),
-                memory_gib: Set(shape.memory_gib as i32),
-                host_id: Set(Some(choice.host_id)),
-                spec: Set(Some(serde_json::to_string(&choice.spec).map_err(Error::internal)?)),
+                gpu_count: Set(request.gpu_count as i32),
+                gpu_model: Set(request.gpu_model.clone()),
+                vcpus: Set(request.vcpus as i32),
+                memory_gib: Set(request.memory_gib as i32),
+                host_id: Set(Some(host_id)),
+                spec: Set(Some(serde_json::to_string(&placement).map_err(Error::internal)?)),
                 message: Set(None),
                 generation: Set(1),
                 created_by: Set(actor.user_id.into_untyped_uuid()),
@@ -167,83 +197,55 @@ impl Controller {
             };
             let txn = crate::db::begin_write(&self.db).await.map_err(Error::internal)?;
             let bumped = host::Entity::update_many()
-                .col_expr(host::Column::ClaimGeneration, (choice.claim_generation + 1).into())
-                .filter(host::Column::Id.eq(choice.host_id))
-                .filter(host::Column::ClaimGeneration.eq(choice.claim_generation))
+                .col_expr(host::Column::ClaimGeneration, (generation + 1).into())
+                .filter(host::Column::Id.eq(host_id))
+                .filter(host::Column::ClaimGeneration.eq(generation))
                 .exec(&txn)
                 .await
                 .map_err(Error::internal)?;
             if bumped.rows_affected != 1 {
+                // Another replica claimed on this host since we last looked.
                 txn.rollback().await.map_err(Error::internal)?;
+                placer.reload_host(&self.db, &placement.host).await?;
                 continue;
             }
             let row = row.insert(&txn).await.map_err(Error::internal)?;
-            let claims = choice.gpu_ids.iter().map(|gpu_id| gpu_claim::ActiveModel {
+            let claims = gpu_ids.iter().map(|gpu_id| gpu_claim::ActiveModel {
                 gpu_id: Set(*gpu_id),
                 instance_id: Set(row.id),
-                host_id: Set(choice.host_id),
+                host_id: Set(host_id),
             });
             match gpu_claim::Entity::insert_many(claims).exec_without_returning(&txn).await {
-                Ok(_) => {
-                    txn.commit().await.map_err(Error::internal)?;
-                    return Ok((row, choice.host_name));
-                }
+                Ok(_) => {}
                 Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                     txn.rollback().await.map_err(Error::internal)?;
+                    placer.reload_host(&self.db, &placement.host).await?;
                     continue;
                 }
                 Err(e) => return Err(Error::internal(e)),
             }
+            txn.commit().await.map_err(Error::internal)?;
+            placer.hosts.insert(placement.host.clone(), (host_id, generation + 1));
+            if let Some(allocation) = allocation_of(&row)
+                && let Err(e) = placer.scheduler.commit(vec![allocation])
+            {
+                // The database is the truth; rebuild this host's view from it.
+                tracing::error!(instance = %row.id, error = %e, "scheduler disagrees with a committed claim");
+                placer.reload_host(&self.db, &placement.host).await?;
+            }
+            return Ok((row, placement.host));
         }
-        Err(Error::unavailable("lost the GPU claim race repeatedly"))
-    }
-
-    async fn placement_candidates(&self) -> Result<(Vec<Candidate>, HashSet<Uuid>), Error> {
-        let hosts = host::Entity::find().all(&self.db).await.map_err(Error::internal)?;
-        let gpus = gpu::Entity::find().all(&self.db).await.map_err(Error::internal)?;
-        let claimed: HashSet<Uuid> = gpu_claim::Entity::find()
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?
-            .into_iter()
-            .map(|c| c.gpu_id)
-            .collect();
-        // VMs that hold CPUs and hugepages: everything not deleted (a failed VM keeps its
-        // resources until it is deleted, as the host may still hold it).
-        let active = instance::Entity::find()
-            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?;
-        let mut candidates = Vec::with_capacity(hosts.len());
-        for h in hosts {
-            let Ok(facts) = serde_json::from_str(&h.inventory) else {
-                tracing::warn!(host = %h.name, "unreadable host facts; skipping host");
-                continue;
-            };
-            let active_specs = active
-                .iter()
-                .filter(|i| i.host_id == Some(h.id))
-                .filter_map(|i| i.spec.as_deref().and_then(|s| serde_json::from_str(s).ok()))
-                .collect();
-            let host_gpus = gpus.iter().filter(|g| g.host_id == h.id).cloned().collect();
-            candidates.push(Candidate { host: h, facts, gpus: host_gpus, active_specs });
-        }
-        Ok((candidates, claimed))
+        Err(Error::unavailable("lost the claim race to other replicas repeatedly"))
     }
 
     /// Step 2: ask the host agent to start the VM; on refusal, undo both steps.
     async fn instance_ensure_on_host(self: Arc<Self>, row: instance::Model) {
         let result = async {
-            let spec: StoredSpec = row
-                .spec
-                .as_deref()
-                .and_then(|s| serde_json::from_str(s).ok())
-                .ok_or_else(|| "the instance has no placement".to_owned())?;
+            let allocation = allocation_of(&row).ok_or("the instance has no placement")?;
             let host = host_name(&self.db, row.host_id).await.ok_or("its host is gone")?;
             let mut client = self.agents.host(&host).ok_or("its host agent is not connected")?;
             client
-                .ensure_vm(EnsureVmRequest { spec: Some(vm_spec(&row, &spec)) })
+                .ensure_vm(EnsureVmRequest { spec: Some(vm_spec(&row, &allocation.placement)) })
                 .await
                 .map_err(|s| format!("host {host} refused to start it: {}", s.message()))?;
             Ok::<_, String>(())
@@ -292,6 +294,12 @@ impl Controller {
             instance::Entity::find_by_id(id).one(&self.db).await
         }
         .await;
+        if result.is_ok()
+            && let Some(placer) = self.placer.lock().await.as_mut()
+        {
+            // Not placed in memory (never committed there) is fine: nothing to free.
+            let _ = placer.scheduler.release(&id.to_string());
+        }
         match result {
             Ok(Some(row)) => self.publish_instance(&row).await,
             Ok(None) => {}

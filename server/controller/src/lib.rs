@@ -9,7 +9,7 @@ pub mod db;
 pub mod events;
 pub mod fleet;
 mod instances;
-mod placement;
+mod scheduling;
 pub mod session_store;
 
 use std::sync::Arc;
@@ -49,12 +49,16 @@ pub enum StartError {
     AgentUnreachable(#[from] AgentUnreachable),
     #[error("the {kind} agent at {url} answered its inventory call with an error: {detail}")]
     Inventory { kind: AgentKind, url: String, detail: String },
+    #[error("cannot build the scheduler from the reported inventory: {0}")]
+    Scheduler(String),
 }
 
 pub struct Controller {
     db: DatabaseConnection,
     events: EventBus,
     agents: AgentRegistry,
+    /// Present once agents are attached; launches wait on its lock (see `scheduling`).
+    placer: tokio::sync::Mutex<Option<scheduling::Placer>>,
     bootstrap: Bootstrap,
 }
 
@@ -72,6 +76,7 @@ impl Controller {
             db,
             events: EventBus::default(),
             agents: AgentRegistry::default(),
+            placer: tokio::sync::Mutex::new(None),
             bootstrap,
         }))
     }
@@ -101,6 +106,10 @@ impl Controller {
             .collect()
             .await;
         results.into_iter().collect::<Result<(), _>>()?;
+        let placer = scheduling::Placer::load(&self.db).await.map_err(|e| {
+            StartError::Scheduler(e.internal_detail().unwrap_or(&e.to_string()).to_owned())
+        })?;
+        *self.placer.lock().await = Some(placer);
         for e in endpoints.iter().filter(|e| e.kind == AgentKind::Host) {
             agents::spawn_host_watcher(Arc::clone(self), e.id.clone());
         }

@@ -96,7 +96,7 @@ pub mod gpu {
         pub id: Uuid,
         pub host_id: Uuid,
         pub module_id: i32,
-        pub gpu_index: i32,
+        pub smi_index: i32,
         pub model: String,
         pub pci_address: String,
         pub numa_node: i32,

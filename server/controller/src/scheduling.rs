@@ -1,0 +1,171 @@
+//! The bridge between the database and the topology-aware scheduler (`portal-scheduler`).
+//!
+//! Each portal replica keeps a [`Scheduler`] in memory, built from the inventory and the
+//! claims in the database. A launch holds [`Placer`]'s lock while it decides, commits the
+//! claim in a database transaction and mirrors the commit in memory, so decisions within a
+//! replica never race. Across replicas, the transaction bumps the chosen host's claim
+//! generation only if it is still the one this replica last saw: a claim another replica
+//! made on that host in the meantime makes the transaction fail, and the host is reloaded
+//! from the database before deciding again. A GPU is also the primary key of its claim row,
+//! the last line of defence.
+
+use std::collections::HashMap;
+
+use portal_scheduler::{Allocation, Host, Nic, NumaNode, Partition, Placement, Scheduler};
+use portal_types::Error;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use uuid::Uuid;
+
+use crate::db::entity::{gpu, host, instance};
+use crate::fleet::HostFacts;
+
+/// The scheduler and what it needs to turn decisions into claim rows.
+pub struct Placer {
+    pub scheduler: Scheduler,
+    /// Host name → (host id, claim generation this replica last saw).
+    pub hosts: HashMap<String, (Uuid, i64)>,
+    /// (host name, module id) → GPU row id.
+    pub gpu_ids: HashMap<(String, u8), Uuid>,
+    /// The GPU model launches ask for until instance types name one.
+    pub default_model: String,
+}
+
+/// Converts one host's rows into the scheduler's model. PCIe switches arrive as names;
+/// the scheduler only needs to know which devices share one.
+fn host_model(row: &host::Model, facts: &HostFacts, gpus: &[&gpu::Model]) -> Host {
+    let mut switches: HashMap<String, u32> = HashMap::new();
+    let mut switch_id = |name: &str| {
+        let next = switches.len() as u32;
+        *switches.entry(name.to_owned()).or_insert(next)
+    };
+    let gpus = gpus
+        .iter()
+        .map(|g| portal_scheduler::Gpu {
+            module_id: g.module_id as u8,
+            index: g.smi_index as u8,
+            pci_address: g.pci_address.clone(),
+            model: g.model.clone(),
+            numa_node: g.numa_node as u32,
+            pcie_switch: switch_id(&g.pcie_switch),
+            healthy: g.health != "failed",
+        })
+        .collect();
+    let nics = facts
+        .nics
+        .iter()
+        .map(|n| Nic {
+            index: n.index as u8,
+            numa_node: n.numa_node,
+            pcie_switch: switch_id(&n.pcie_switch),
+            rail: n.rail as u8,
+            leaf: n.leaf_switch_id.clone(),
+        })
+        .collect();
+    Host {
+        id: row.name.clone(),
+        scalable_unit: format!("su{}", row.scalable_unit),
+        cordoned: row.cordoned,
+        agent_reachable: row.agent_connected,
+        numa_nodes: facts
+            .numa_nodes
+            .iter()
+            .map(|n| NumaNode {
+                id: n.id,
+                cpus: n.cpus.clone(),
+                hugepages_1g: n.hugepages_1g_total,
+            })
+            .collect(),
+        gpus,
+        nics,
+        partitions: facts
+            .partitions
+            .iter()
+            .map(|p| Partition {
+                id: p.id as u8,
+                modules: p.module_ids.iter().map(|m| *m as u8).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The allocation an instance row holds, if it still holds one.
+pub fn allocation_of(row: &instance::Model) -> Option<Allocation> {
+    let placement: Placement = serde_json::from_str(row.spec.as_deref()?).ok()?;
+    Some(Allocation::new(row.id.to_string(), placement))
+}
+
+/// Instances that hold host resources: everything not deleted. A failed VM keeps its
+/// resources until it is deleted, as the host may still hold it.
+async fn holding_instances(
+    db: &DatabaseConnection,
+    host_id: Option<Uuid>,
+) -> Result<Vec<instance::Model>, Error> {
+    let mut query = instance::Entity::find()
+        .filter(instance::Column::State.ne(portal_types::views::InstanceState::Deleted.as_str()));
+    if let Some(id) = host_id {
+        query = query.filter(instance::Column::HostId.eq(id));
+    }
+    query.all(db).await.map_err(Error::internal)
+}
+
+impl Placer {
+    /// Builds the scheduler from the database: every host, GPU and held allocation.
+    pub async fn load(db: &DatabaseConnection) -> Result<Placer, Error> {
+        let rows = host::Entity::find().all(db).await.map_err(Error::internal)?;
+        let gpu_rows = gpu::Entity::find().all(db).await.map_err(Error::internal)?;
+        let mut hosts = Vec::with_capacity(rows.len());
+        let mut seen = HashMap::with_capacity(rows.len());
+        let mut gpu_ids = HashMap::with_capacity(gpu_rows.len());
+        let mut models: HashMap<&str, usize> = HashMap::new();
+        for row in &rows {
+            let facts: HostFacts = serde_json::from_str(&row.inventory)
+                .map_err(|e| Error::internal(format!("host {} facts: {e}", row.name)))?;
+            let gpus: Vec<&gpu::Model> = gpu_rows.iter().filter(|g| g.host_id == row.id).collect();
+            for g in &gpus {
+                gpu_ids.insert((row.name.clone(), g.module_id as u8), g.id);
+                *models.entry(g.model.as_str()).or_default() += 1;
+            }
+            hosts.push(host_model(row, &facts, &gpus));
+            seen.insert(row.name.clone(), (row.id, row.claim_generation));
+        }
+        let default_model = models
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(m, _)| m.to_owned())
+            .unwrap_or_default();
+        let mut scheduler = Scheduler::new(hosts, Default::default()).map_err(Error::internal)?;
+        let allocations: Vec<Allocation> =
+            holding_instances(db, None).await?.iter().filter_map(allocation_of).collect();
+        scheduler.load(allocations).map_err(Error::internal)?;
+        Ok(Placer { scheduler, hosts: seen, gpu_ids, default_model })
+    }
+
+    /// Another replica claimed on `host_name`: drop what we believe about the host and load
+    /// its allocations and generation from the database again.
+    pub async fn reload_host(
+        &mut self,
+        db: &DatabaseConnection,
+        host_name: &str,
+    ) -> Result<(), Error> {
+        let Some(&(host_id, _)) = self.hosts.get(host_name) else { return Ok(()) };
+        let row = host::Entity::find_by_id(host_id)
+            .one(db)
+            .await
+            .map_err(Error::internal)?
+            .ok_or_else(|| Error::internal(format!("host {host_name} vanished")))?;
+        let held: Vec<String> = self
+            .scheduler
+            .allocations()
+            .filter(|a| a.placement.host == host_name)
+            .map(|a| a.vm.clone())
+            .collect();
+        for vm in held {
+            let _ = self.scheduler.release(&vm);
+        }
+        let allocations: Vec<Allocation> =
+            holding_instances(db, Some(host_id)).await?.iter().filter_map(allocation_of).collect();
+        self.scheduler.load(allocations).map_err(Error::internal)?;
+        self.hosts.insert(host_name.to_owned(), (host_id, row.claim_generation));
+        Ok(())
+    }
+}
