@@ -44,6 +44,7 @@ pub fn App() -> impl IntoView {
                 // required with a real redirect instead of a half-streamed page.
                 <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=pages::login::LoginPage />
+                <Route path=path!("/admin") view=pages::admin::AdminPage ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

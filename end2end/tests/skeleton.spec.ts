@@ -35,6 +35,7 @@ test("sign in, see the fleet, launch and delete a 1-GPU VM live, sign out", asyn
   await expect(page.getByTestId("stat-gpus-used")).toHaveText("0");
   await expect(page.getByTestId("host-card")).toHaveCount(64);
   await expect(page.getByTestId("live-indicator")).toHaveText("● live");
+  await expect(page.getByTestId("launchable")).toHaveText("64×8, 0×4, 0×2, 0×1");
   await page.screenshot({ path: testInfo.outputPath("dashboard.png"), fullPage: true });
   await page.screenshot({ path: "test-results/dashboard.png", fullPage: true });
 
@@ -42,13 +43,16 @@ test("sign in, see the fleet, launch and delete a 1-GPU VM live, sign out", asyn
   await page.evaluate(() => ((window as any).__sameDocument = true));
 
   await page.getByTestId("launch-name").fill("e2e-train-1");
-  await page.getByTestId("launch-gpus").selectOption("1");
+  await page.getByTestId("launch-type").selectOption("h100x1");
   await page.getByTestId("launch-submit").click();
   const row = page.locator('[data-testid="instance-row"][data-name="e2e-train-1"]');
   await expect(row.getByTestId("instance-state")).toHaveText("provisioning");
   await expect(row).toContainText("1 × H100");
   await expect(row.getByTestId("instance-state")).toHaveText("running", { timeout: 15_000 });
   await expect(page.getByTestId("stat-gpus-used")).toHaveText("1");
+  // Best fit: the 1-GPU VM broke one 8-GPU partition, and the rest of that host stays usable.
+  await expect(page.getByTestId("launchable")).toHaveText("63×8, 1×4, 1×2, 1×1");
+  await expect(page.locator('[data-resource="gpus:H100-SXM5-80GB"]')).toHaveText("gpus:H100-SXM5-80GB 1 / no limit");
 
   // The same name again is refused with a sentence that says what to do.
   await page.getByTestId("launch-name").fill("e2e-train-1");
@@ -58,6 +62,7 @@ test("sign in, see the fleet, launch and delete a 1-GPU VM live, sign out", asyn
   await row.getByTestId("instance-delete").click();
   await expect(row).toHaveCount(0, { timeout: 15_000 });
   await expect(page.getByTestId("stat-gpus-used")).toHaveText("0");
+  await expect(page.getByTestId("launchable")).toHaveText("64×8, 0×4, 0×2, 0×1");
   expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
 
   // Signing out ends the session on the server: the dashboard is gone afterwards.
@@ -74,4 +79,39 @@ test("the live stream and the API refuse anonymous callers", async ({ request })
   expect(events.status()).toBe(401);
   const list = await request.post("/api/fn/instance_list", { data: "" });
   expect(list.status()).toBe(401);
+});
+
+test("a provider admin adds an instance type and caps GPUs with a quota", async ({ page }) => {
+  await page.goto("/login");
+  await page.getByTestId("login-username").fill("admin");
+  await page.getByTestId("login-password").fill(password);
+  await page.getByTestId("login-submit").click();
+  await expect(page.getByTestId("whoami")).toContainText("admin");
+
+  await page.getByTestId("nav-admin").click();
+  await expect(page.getByTestId("type-row")).toHaveCount(6);
+  const form = page.getByTestId("type-form");
+  await form.locator('input[name="create[name]"]').fill("h100x2-lite");
+  await form.locator('input[name="create[gpu_model]"]').fill("H100-SXM5-80GB");
+  await form.locator('select[name="create[gpu_count]"]').selectOption("2");
+  await form.locator('input[name="create[vcpus]"]').fill("16");
+  await form.getByRole("button", { name: "Add type" }).click();
+  await expect(page.locator('[data-testid="type-row"][data-name="h100x2-lite"]')).toContainText("2 × H100-SXM5-80GB · 16 vCPUs");
+
+  // A bad limit is refused with a sentence.
+  const quota = page.getByTestId("quota-form");
+  await quota.locator('input[name="resource"]').fill("gpus:H100-SXM5-80GB");
+  await quota.locator('input[name="limit"]').fill("two");
+  await quota.getByRole("button", { name: "Set quota" }).click();
+  await expect(page.getByTestId("admin-error")).toContainText("is not a whole number");
+  await quota.locator('input[name="limit"]').fill("1");
+  await quota.getByRole("button", { name: "Set quota" }).click();
+  await expect(page.getByTestId("quota-table")).toContainText("gpus:H100-SXM5-80GB");
+
+  // The new type is offered at launch, and the quota refuses it.
+  await page.goto("/");
+  await page.getByTestId("launch-name").fill("too-big");
+  await page.getByTestId("launch-type").selectOption("h100x2-lite");
+  await page.getByTestId("launch-submit").click();
+  await expect(page.getByTestId("launch-error")).toContainText("quota of 1");
 });

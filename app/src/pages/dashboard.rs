@@ -4,12 +4,15 @@
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use portal_types::Error;
-use portal_types::params::GPU_COUNTS;
 use portal_types::views::{
-    AgentLink, FleetSummary, HostView, InstanceState, InstanceView, LiveEvent, Me,
+    AgentLink, Capacity, FleetSummary, HostView, InstanceState, InstanceView, LiveEvent, Me,
+    TenantQuota,
 };
 
-use crate::api::{InstanceCreate, InstanceDelete, Logout, fleet_summary, get_me, instance_list};
+use crate::api::{
+    InstanceCreate, InstanceDelete, Logout, capacity, fleet_summary, get_me, instance_list,
+    instance_type_list, quota_get,
+};
 
 /// The instance list as the page shows it: the last fetched list with every newer live
 /// update laid over it, newest first, without deleted instances.
@@ -47,7 +50,15 @@ pub fn DashboardPage() -> impl IntoView {
 fn Dashboard(me: Me) -> impl IntoView {
     let fleet_tick = RwSignal::new(0u64);
     let list_tick = RwSignal::new(0u64);
-    let fleet = Resource::new(move || fleet_tick.get(), |_| fleet_summary());
+    let admin = me.provider_admin;
+    // Only provider admins see the fleet itself; everyone sees capacity and their quota.
+    let fleet = Resource::new(
+        move || fleet_tick.get(),
+        move |_| async move { if admin { fleet_summary().await.map(Some) } else { Ok(None) } },
+    );
+    let capacity = Resource::new(move || fleet_tick.get(), |_| capacity());
+    let quota = Resource::new(move || fleet_tick.get(), |_| quota_get(None));
+    let types = Resource::new(|| (), |_| instance_type_list());
     let instances = Resource::new(move || list_tick.get(), |_| instance_list());
     let updates = RwSignal::new(Vec::<InstanceView>::new());
     let connected = RwSignal::new(false);
@@ -91,6 +102,7 @@ fn Dashboard(me: Me) -> impl IntoView {
             <span class="live" class:on=move || connected.get() title="Live status stream" data-testid="live-indicator">
                 {move || if connected.get() { "● live" } else { "○ connecting" }}
             </span>
+            {admin.then(|| view! { <a class="nav" href="/admin" data-testid="nav-admin">"Admin"</a> })}
             <span class="who" data-testid="whoami">
                 {me.username.clone()} " · " {me.tenant_name.clone()} " · " {me.role.clone()}
                 {me.provider_admin.then_some(" · provider admin")}
@@ -109,9 +121,14 @@ fn Dashboard(me: Me) -> impl IntoView {
                             <input type="text" name="create[name]" required placeholder="train-01" maxlength="63" data-testid="launch-name" />
                         </label>
                         <label>
-                            "GPUs"
-                            <select name="create[gpu_count]" data-testid="launch-gpus">
-                                {GPU_COUNTS.iter().map(|n| view! { <option value=n.to_string()>{format!("{n} × H100")}</option> }).collect_view()}
+                            "Instance type"
+                            <select name="create[instance_type]" data-testid="launch-type">
+                                <Suspense fallback=|| ()>
+                                    {move || types.get().map(|t| t.unwrap_or_default().into_iter().map(|t| {
+                                        let label = format!("{} — {}", t.name, t.summary());
+                                        view! { <option value=t.name.clone()>{label}</option> }
+                                    }).collect_view())}
+                                </Suspense>
                             </select>
                         </label>
                         <button type="submit" class="primary" disabled=move || create.pending().get() data-testid="launch-submit">
@@ -125,6 +142,9 @@ fn Dashboard(me: Me) -> impl IntoView {
                 <Show when=move || delete_error().is_some()>
                     <p class="error" role="alert">{delete_error}</p>
                 </Show>
+                <Transition fallback=|| ()>
+                    {move || quota.get().map(|q| q.ok().map(|q| view! { <QuotaBar quota=q /> }))}
+                </Transition>
                 <Transition fallback=|| view! { <p class="loading">"Loading instances…"</p> }>
                     {move || instances.get().map(|list| match list {
                         Ok(list) => {
@@ -135,14 +155,67 @@ fn Dashboard(me: Me) -> impl IntoView {
                     })}
                 </Transition>
             </section>
+            <Transition fallback=|| ()>
+                {move || capacity.get().map(|c| c.ok().map(|c| view! { <CapacityPanel capacity=c /> }))}
+            </Transition>
             <Transition fallback=|| view! { <p class="loading">"Loading fleet…"</p> }>
                 {move || fleet.get().map(|f| match f {
-                    Ok(f) => view! { <FleetStats fleet=f.clone() /> <FleetMap fleet=f /> }.into_any(),
+                    Ok(Some(f)) => view! { <FleetStats fleet=f.clone() /> <FleetMap fleet=f /> }.into_any(),
+                    Ok(None) => ().into_any(),
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 })}
             </Transition>
 
         </main>
+    }
+}
+
+/// The tenant's usage against its quota, one chip per resource.
+#[component]
+fn QuotaBar(quota: TenantQuota) -> impl IntoView {
+    view! {
+        <p class="quota" data-testid="quota">
+            "Usage in " {quota.tenant_name.clone()} ":"
+            {quota.lines.into_iter().map(|l| {
+                let limit = l.limit.map_or_else(|| "no limit".to_owned(), |m| m.to_string());
+                let full = l.limit.is_some_and(|m| l.used >= m);
+                view! {
+                    <span class="chip" class:full=full data-testid="quota-line" data-resource=l.resource.clone()>
+                        {format!("{} {} / {}", l.resource, l.used, limit)}
+                    </span>
+                }
+            }).collect_view()}
+        </p>
+    }
+}
+
+/// Still launchable, fleet-wide and (for provider admins) per scalable unit.
+#[component]
+fn CapacityPanel(capacity: Capacity) -> impl IntoView {
+    view! {
+        <section class="panel capacity" data-testid="capacity">
+            <h2>"Capacity"</h2>
+            {capacity.fleet.into_iter().map(|m| view! {
+                <p>
+                    <strong>{m.model.clone()}</strong> " still launchable: "
+                    <span data-testid="launchable">{m.launchable.to_string()}</span>
+                    <span class="muted">{format!(" · {} GPUs free, {} not launchable as 8", m.free_gpus, m.fragmented_gpus)}</span>
+                </p>
+            }).collect_view()}
+            {(!capacity.scalable_units.is_empty()).then(|| view! {
+                <details>
+                    <summary>"Per scalable unit"</summary>
+                    <table class="instances">
+                        <thead><tr><th>"Scalable unit"</th><th>"Model"</th><th>"Still launchable"</th><th>"Free GPUs"</th></tr></thead>
+                        <tbody>
+                            {capacity.scalable_units.into_iter().flat_map(|(su, models)| models.into_iter().map(move |m| view! {
+                                <tr><td>{su.clone()}</td><td>{m.model}</td><td>{m.launchable.to_string()}</td><td>{m.free_gpus}</td></tr>
+                            })).collect_view()}
+                        </tbody>
+                    </table>
+                </details>
+            })}
+        </section>
     }
 }
 
@@ -247,7 +320,10 @@ fn InstanceTable(
                                 <span class=format!("state {state}") data-testid="instance-state">{state.as_str()}</span>
                                 {i.message.clone().map(|m| view! { <div class="message">{m}</div> })}
                             </td>
-                            <td>{format!("{} × {}", i.gpu_count, i.gpu_model)}</td>
+                            <td>
+                                {if i.gpu_count == 0 { "CPU only".to_owned() } else { format!("{} × {}", i.gpu_count, i.gpu_model) }}
+                                <div class="muted">{i.instance_type.clone()}</div>
+                            </td>
                             <td>{i.vcpus}</td>
                             <td>{format!("{} GiB", i.memory_gib)}</td>
                             <td>{i.host_name.clone().unwrap_or_else(|| "—".into())}</td>
@@ -278,6 +354,7 @@ mod tests {
         InstanceView {
             id: InstanceUuid::from_untyped_uuid(uuid::Uuid::from_u128(n)),
             name: name.into(),
+            instance_type: "h100x1".into(),
             state,
             gpu_count: 1,
             gpu_model: "H100".into(),

@@ -5,25 +5,78 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// GPU counts a VM can have: exactly the sizes of Fabric Manager partitions.
-pub const GPU_COUNTS: [u32; 4] = [1, 2, 4, 8];
+/// GPU counts a VM can have: none (CPU-only) or exactly the size of a Fabric Manager
+/// partition.
+pub const GPU_COUNTS: [u32; 5] = [0, 1, 2, 4, 8];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceCreate {
     pub name: String,
-    pub gpu_count: u32,
+    /// The catalog name of the instance type, e.g. `h100x1`.
+    pub instance_type: String,
 }
 
 impl InstanceCreate {
     pub fn validate(&self) -> Result<(), Error> {
         validate_name(&self.name)?;
+        if self.instance_type.is_empty() {
+            return Err(Error::invalid("Pick an instance type."));
+        }
+        Ok(())
+    }
+}
+
+/// A new catalog entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceTypeCreate {
+    pub name: String,
+    /// Empty for a CPU-only type.
+    pub gpu_model: String,
+    pub gpu_count: u32,
+    pub vcpus: u32,
+    pub memory_gib: u32,
+    pub disk_gib: u32,
+    pub price_cents_per_hour: u64,
+}
+
+impl InstanceTypeCreate {
+    pub fn validate(&self) -> Result<(), Error> {
+        validate_name(&self.name)?;
         if !GPU_COUNTS.contains(&self.gpu_count) {
             return Err(Error::invalid(format!(
-                "A VM has 1, 2, 4 or 8 GPUs, not {}; pick one of those.",
+                "An instance type has 0, 1, 2, 4 or 8 GPUs, not {}; pick one of those.",
                 self.gpu_count
             )));
         }
+        if self.gpu_count > 0 && self.gpu_model.trim().is_empty() {
+            return Err(Error::invalid("Name the GPU model of a type with GPUs."));
+        }
+        if self.gpu_count == 0 && !self.gpu_model.is_empty() {
+            return Err(Error::invalid("A CPU-only type has no GPU model; leave it empty."));
+        }
+        if !(1..=512).contains(&self.vcpus) || !(1..=4096).contains(&self.memory_gib) {
+            return Err(Error::invalid(
+                "An instance type has 1 to 512 vCPUs and 1 to 4096 GiB of memory.",
+            ));
+        }
+        if !(10..=65536).contains(&self.disk_gib) {
+            return Err(Error::invalid("The disk is 10 to 65536 GiB."));
+        }
         Ok(())
+    }
+}
+
+/// The quota resources: `instances`, `vcpus`, `memory_gib`, or `gpus:<model>`.
+pub fn validate_quota_resource(resource: &str) -> Result<(), Error> {
+    let ok = matches!(resource, "instances" | "vcpus" | "memory_gib")
+        || resource.strip_prefix("gpus:").is_some_and(|m| !m.trim().is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "\"{resource}\" is not a quota resource; use instances, vcpus, memory_gib or \
+             gpus:<model>."
+        )))
     }
 }
 
@@ -55,12 +108,37 @@ mod tests {
         }
     }
 
+    fn h100(gpus: u32) -> InstanceTypeCreate {
+        InstanceTypeCreate {
+            name: "t".into(),
+            gpu_model: "H100".into(),
+            gpu_count: gpus,
+            vcpus: 24,
+            memory_gib: 220,
+            disk_gib: 200,
+            price_cents_per_hour: 249,
+        }
+    }
+
     #[test]
     fn gpu_counts_are_partition_sizes() {
-        for n in [0, 3, 5, 16] {
-            let err = InstanceCreate { name: "a".into(), gpu_count: n }.validate().unwrap_err();
-            assert!(err.to_string().contains("1, 2, 4 or 8"));
+        for n in [3, 5, 16] {
+            let err = h100(n).validate().unwrap_err();
+            assert!(err.to_string().contains("0, 1, 2, 4 or 8"), "{err}");
         }
-        assert!(InstanceCreate { name: "a".into(), gpu_count: 8 }.validate().is_ok());
+        assert!(h100(8).validate().is_ok());
+        let cpu_only = InstanceTypeCreate { gpu_model: String::new(), ..h100(0) };
+        assert!(cpu_only.validate().is_ok());
+        assert!(h100(0).validate().is_err(), "a CPU-only type names no GPU model");
+    }
+
+    #[test]
+    fn quota_resources_are_a_closed_set() {
+        for ok in ["instances", "vcpus", "memory_gib", "gpus:H100-SXM5-80GB"] {
+            assert!(validate_quota_resource(ok).is_ok(), "{ok}");
+        }
+        for bad in ["gpus:", "cpus", ""] {
+            assert!(validate_quota_resource(bad).is_err(), "{bad}");
+        }
     }
 }

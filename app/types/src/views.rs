@@ -116,6 +116,7 @@ impl std::fmt::Display for InstanceState {
 pub struct InstanceView {
     pub id: InstanceUuid,
     pub name: String,
+    pub instance_type: String,
     pub state: InstanceState,
     pub gpu_count: u32,
     pub gpu_model: String,
@@ -134,6 +135,86 @@ pub struct InstanceView {
 pub enum LiveEvent {
     /// An instance changed; `Deleted` means it left the list.
     Instance(InstanceView),
-    /// GPU usage or health changed somewhere; refetch the fleet summary.
+    /// GPU usage or health changed somewhere; refetch the fleet summary and capacity.
     FleetChanged,
+}
+
+/// An instance type (flavor) from the catalog a provider admin maintains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceType {
+    pub name: String,
+    /// Empty for CPU-only types.
+    pub gpu_model: String,
+    pub gpu_count: u32,
+    pub vcpus: u32,
+    pub memory_gib: u32,
+    pub disk_gib: u32,
+    /// US cents per hour (billing uses it later).
+    pub price_cents_per_hour: u64,
+}
+
+impl InstanceType {
+    /// "2 × H100-SXM5-80GB · 48 vCPUs · 440 GiB · $4.98/h"
+    pub fn summary(&self) -> String {
+        let gpus = if self.gpu_count == 0 {
+            "CPU only".to_owned()
+        } else {
+            format!("{} × {}", self.gpu_count, self.gpu_model)
+        };
+        format!(
+            "{gpus} · {} vCPUs · {} GiB · ${}.{:02}/h",
+            self.vcpus,
+            self.memory_gib,
+            self.price_cents_per_hour / 100,
+            self.price_cents_per_hour % 100
+        )
+    }
+}
+
+/// One line of a tenant's usage against its quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaLine {
+    /// `instances`, `vcpus`, `memory_gib` or `gpus:<model>`.
+    pub resource: String,
+    pub used: u64,
+    /// `None`: no limit set.
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantQuota {
+    pub tenant_id: TenantUuid,
+    pub tenant_name: String,
+    pub lines: Vec<QuotaLine>,
+}
+
+/// "still launchable: a×8, b×4, c×2, d×1" for one GPU model over some part of the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Launchable {
+    pub x8: u32,
+    pub x4: u32,
+    pub x2: u32,
+    pub x1: u32,
+}
+
+impl std::fmt::Display for Launchable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×8, {}×4, {}×2, {}×1", self.x8, self.x4, self.x2, self.x1)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelCapacity {
+    pub model: String,
+    pub launchable: Launchable,
+    pub free_gpus: u32,
+    /// Free GPUs that cannot be launched as part of an 8-GPU partition.
+    pub fragmented_gpus: u32,
+}
+
+/// Capacity fleet-wide and per scalable unit (the unit list only for provider admins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Capacity {
+    pub fleet: Vec<ModelCapacity>,
+    pub scalable_units: Vec<(String, Vec<ModelCapacity>)>,
 }

@@ -47,8 +47,18 @@ pub struct Actor {
 /// Everything a caller can ask the control plane to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// See the fleet summary (hosts, GPUs free/used) on the dashboard.
+    /// See the fleet: every host, its GPUs and their use (provider admins).
     FleetRead,
+    /// See how many VMs of each size can still be launched.
+    CapacityRead,
+    /// See the instance-type catalog.
+    CatalogRead,
+    /// Add or remove instance types (provider admins).
+    CatalogWrite,
+    /// See a tenant's usage against its quota.
+    QuotaRead,
+    /// Set quotas (provider admins).
+    QuotaWrite,
     /// See the instances of the actor's tenant.
     InstanceRead,
     InstanceCreate,
@@ -60,21 +70,36 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
     let actor = actor.ok_or(Error::Unauthenticated)?;
     let allowed = actor.provider_admin
         || match action {
-            Action::FleetRead | Action::InstanceRead => true,
+            Action::FleetRead | Action::CatalogWrite | Action::QuotaWrite => false,
+            Action::CapacityRead
+            | Action::CatalogRead
+            | Action::QuotaRead
+            | Action::InstanceRead => true,
             Action::InstanceCreate | Action::InstanceDelete => actor.role >= Role::Member,
         };
     if allowed {
         Ok(actor)
     } else {
         Err(Error::forbidden(format!(
-            "a {} of {} cannot {}; ask a tenant admin for the member role.",
+            "a {} of {} cannot {}; {}.",
             actor.role.as_str(),
             actor.tenant_name,
             match action {
                 Action::FleetRead => "see the fleet",
+                Action::CapacityRead => "see capacity",
+                Action::CatalogRead => "see instance types",
+                Action::CatalogWrite => "change instance types",
+                Action::QuotaRead => "see quotas",
+                Action::QuotaWrite => "change quotas",
                 Action::InstanceRead => "see instances",
                 Action::InstanceCreate => "launch instances",
                 Action::InstanceDelete => "delete instances",
+            },
+            match action {
+                Action::InstanceCreate | Action::InstanceDelete => {
+                    "ask a tenant admin for the member role"
+                }
+                _ => "only provider admins can",
             }
         )))
     }
@@ -100,6 +125,11 @@ mod tests {
     fn anonymous_is_401_everywhere() {
         for action in [
             Action::FleetRead,
+            Action::CapacityRead,
+            Action::CatalogRead,
+            Action::CatalogWrite,
+            Action::QuotaRead,
+            Action::QuotaWrite,
             Action::InstanceRead,
             Action::InstanceCreate,
             Action::InstanceDelete,
@@ -116,5 +146,15 @@ mod tests {
         assert_eq!(err.status_code(), 403);
         assert!(authorize(Some(&actor(Role::Member, false)), Action::InstanceDelete).is_ok());
         assert!(authorize(Some(&actor(Role::Viewer, true)), Action::InstanceDelete).is_ok());
+    }
+
+    #[test]
+    fn only_provider_admins_see_the_fleet_and_change_catalog_and_quotas() {
+        let tenant_admin = actor(Role::TenantAdmin, false);
+        for action in [Action::FleetRead, Action::CatalogWrite, Action::QuotaWrite] {
+            assert_eq!(authorize(Some(&tenant_admin), action).unwrap_err().status_code(), 403);
+            assert!(authorize(Some(&actor(Role::Viewer, true)), action).is_ok());
+        }
+        assert!(authorize(Some(&tenant_admin), Action::CapacityRead).is_ok());
     }
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use agent_proto::v1::{DpuInventory, GpuHealth, GpuStatus, HostInventory, SwitchInventory};
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, HostUuid};
-use portal_types::views::{AgentLink, FleetSummary, HostView, LiveEvent};
+use portal_types::views::{
+    AgentLink, Capacity, FleetSummary, HostView, Launchable, LiveEvent, ModelCapacity,
+};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -333,6 +335,42 @@ impl Controller {
                 .collect(),
             dpus,
             switches,
+        })
+    }
+}
+
+fn capacity_view(m: &portal_scheduler::ModelCapacity) -> ModelCapacity {
+    let l = m.launchable;
+    ModelCapacity {
+        model: m.model.clone(),
+        launchable: Launchable { x8: l.x8, x4: l.x4, x2: l.x2, x1: l.x1 },
+        free_gpus: m.free_gpus,
+        fragmented_gpus: m.fragmented_gpus,
+    }
+}
+
+impl Controller {
+    /// "Still launchable: a×8, b×4, c×2, d×1" fleet-wide for everyone; per scalable unit for
+    /// provider admins.
+    pub async fn capacity(&self, actor: Option<&Actor>) -> Result<Capacity, Error> {
+        let actor = authorize(actor, Action::CapacityRead)?;
+        let guard = self.placer.lock().await;
+        let Some(placer) = guard.as_ref() else { return Ok(Capacity::default()) };
+        let scheduler = &placer.scheduler;
+        let scalable_units = if actor.provider_admin {
+            scheduler
+                .scalable_units()
+                .map(|su| {
+                    let models = scheduler.scalable_unit_capacity(su).unwrap_or_default();
+                    (su.to_owned(), models.iter().map(capacity_view).collect())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Capacity {
+            fleet: scheduler.capacity().iter().map(capacity_view).collect(),
+            scalable_units,
         })
     }
 }

@@ -13,7 +13,7 @@ use agent_proto::v1::{EnsureVmRequest, RemoveVmRequest, VmSpec, VmState, VmStatu
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::params;
-use portal_types::views::{InstanceState, InstanceView, LiveEvent};
+use portal_types::views::{InstanceState, InstanceType, InstanceView, LiveEvent};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
     SqlErr,
@@ -27,9 +27,6 @@ use crate::db::{now_ms, rfc3339};
 use crate::scheduling::allocation_of;
 use portal_scheduler::{Placement, PlacementError, PlacementRequest};
 
-/// vCPUs and memory that come with each GPU (an eighth of an HGX H100 host, less headroom).
-const VCPUS_PER_GPU: u32 = 16;
-const MEMORY_GIB_PER_GPU: u32 = 200;
 /// Claims lost to another replica are decided again, at most this many times.
 const CLAIM_ATTEMPTS: usize = 64;
 
@@ -37,6 +34,7 @@ fn view(row: &instance::Model, host_name: Option<String>) -> InstanceView {
     InstanceView {
         id: InstanceUuid::from_untyped_uuid(row.id),
         name: row.name.clone(),
+        instance_type: row.instance_type.clone(),
         state: InstanceState::parse(&row.state).unwrap_or(InstanceState::Failed),
         gpu_count: row.gpu_count as u32,
         gpu_model: row.gpu_model.clone(),
@@ -48,8 +46,7 @@ fn view(row: &instance::Model, host_name: Option<String>) -> InstanceView {
     }
 }
 
-/// Boot disk and image every instance gets until images and volumes exist.
-const DISK_GIB: u64 = 200;
+/// The image every instance boots until images exist.
 const IMAGE: &str = "ubuntu-24.04-cuda";
 
 fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
@@ -64,7 +61,7 @@ fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
         emulator_cpu: placement.emulator_cpu,
         numa_nodes: placement.numa_nodes.clone(),
         memory_mib: u64::from(placement.memory_gib()) * 1024,
-        disk_gib: DISK_GIB,
+        disk_gib: row.disk_gib as u64,
         image: IMAGE.to_owned(),
     }
 }
@@ -133,7 +130,8 @@ impl Controller {
                 ),
             });
         }
-        let (row, choice_host) = self.instance_claim(actor, params).await?;
+        let instance_type = crate::catalog::find(&self.db, &params.instance_type).await?;
+        let (row, choice_host) = self.instance_claim(actor, &params.name, &instance_type).await?;
         let out = view(&row, Some(choice_host));
         self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(out.clone()));
         self.events.publish(None, LiveEvent::FleetChanged);
@@ -148,17 +146,18 @@ impl Controller {
     async fn instance_claim(
         &self,
         actor: &Actor,
-        params: &params::InstanceCreate,
+        name: &str,
+        instance_type: &InstanceType,
     ) -> Result<(instance::Model, String), Error> {
         let mut guard = self.placer.lock().await;
         let placer = guard
             .as_mut()
             .ok_or_else(|| Error::unavailable("launch before the agents were attached"))?;
         let request = PlacementRequest::gpu(
-            placer.default_model.clone(),
-            params.gpu_count,
-            params.gpu_count * VCPUS_PER_GPU,
-            params.gpu_count * MEMORY_GIB_PER_GPU,
+            instance_type.gpu_model.clone(),
+            instance_type.gpu_count,
+            instance_type.vcpus,
+            instance_type.memory_gib,
         );
         for _ in 0..CLAIM_ATTEMPTS {
             let placement = placer
@@ -181,12 +180,14 @@ impl Controller {
             let row = instance::ActiveModel {
                 id: Set(Uuid::new_v4()),
                 tenant_id: Set(actor.tenant_id.into_untyped_uuid()),
-                name: Set(params.name.clone()),
+                name: Set(name.to_owned()),
+                instance_type: Set(instance_type.name.clone()),
                 state: Set(InstanceState::Provisioning.as_str().to_owned()),
                 gpu_count: Set(request.gpu_count as i32),
                 gpu_model: Set(request.gpu_model.clone()),
                 vcpus: Set(request.vcpus as i32),
                 memory_gib: Set(request.memory_gib as i32),
+                disk_gib: Set(instance_type.disk_gib as i32),
                 host_id: Set(Some(host_id)),
                 spec: Set(Some(serde_json::to_string(&placement).map_err(Error::internal)?)),
                 message: Set(None),
@@ -196,6 +197,7 @@ impl Controller {
                 updated_at: Set(now),
             };
             let txn = crate::db::begin_write(&self.db).await.map_err(Error::internal)?;
+            crate::quotas::check(&txn, actor.tenant_id, &actor.tenant_name, instance_type).await?;
             let bumped = host::Entity::update_many()
                 .col_expr(host::Column::ClaimGeneration, (generation + 1).into())
                 .filter(host::Column::Id.eq(host_id))

@@ -5,10 +5,12 @@
 pub mod agents;
 pub mod authn;
 pub mod authz;
+mod catalog;
 pub mod db;
 pub mod events;
 pub mod fleet;
 mod instances;
+mod quotas;
 mod scheduling;
 pub mod session_store;
 
@@ -43,7 +45,7 @@ pub struct ControllerConfig {
 pub enum StartError {
     #[error("cannot open the database {url}: {detail}")]
     Database { url: String, detail: String },
-    #[error("cannot create the first admin: {0}")]
+    #[error("cannot create the first admin or the default catalog: {0}")]
     Bootstrap(Error),
     #[error(transparent)]
     AgentUnreachable(#[from] AgentUnreachable),
@@ -72,6 +74,7 @@ impl Controller {
         let bootstrap = authn::bootstrap_admin(&db, config.admin_password.as_deref())
             .await
             .map_err(StartError::Bootstrap)?;
+        catalog::seed(&db).await.map_err(StartError::Bootstrap)?;
         Ok(Arc::new(Self {
             db,
             events: EventBus::default(),

@@ -11,7 +11,9 @@
 
 use std::collections::HashMap;
 
-use portal_scheduler::{Allocation, Host, Nic, NumaNode, Partition, Placement, Scheduler};
+use portal_scheduler::{
+    Allocation, Host, Nic, NumaNode, Partition, Placement, Scheduler, SchedulerConfig,
+};
 use portal_types::Error;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
@@ -26,8 +28,6 @@ pub struct Placer {
     pub hosts: HashMap<String, (Uuid, i64)>,
     /// (host name, module id) → GPU row id.
     pub gpu_ids: HashMap<(String, u8), Uuid>,
-    /// The GPU model launches ask for until instance types name one.
-    pub default_model: String,
 }
 
 /// Converts one host's rows into the scheduler's model. PCIe switches arrive as names;
@@ -111,33 +111,27 @@ async fn holding_instances(
 impl Placer {
     /// Builds the scheduler from the database: every host, GPU and held allocation.
     pub async fn load(db: &DatabaseConnection) -> Result<Placer, Error> {
+        let config = SchedulerConfig { gpu_share: crate::catalog::gpu_share(db).await? };
         let rows = host::Entity::find().all(db).await.map_err(Error::internal)?;
         let gpu_rows = gpu::Entity::find().all(db).await.map_err(Error::internal)?;
         let mut hosts = Vec::with_capacity(rows.len());
         let mut seen = HashMap::with_capacity(rows.len());
         let mut gpu_ids = HashMap::with_capacity(gpu_rows.len());
-        let mut models: HashMap<&str, usize> = HashMap::new();
         for row in &rows {
             let facts: HostFacts = serde_json::from_str(&row.inventory)
                 .map_err(|e| Error::internal(format!("host {} facts: {e}", row.name)))?;
             let gpus: Vec<&gpu::Model> = gpu_rows.iter().filter(|g| g.host_id == row.id).collect();
             for g in &gpus {
                 gpu_ids.insert((row.name.clone(), g.module_id as u8), g.id);
-                *models.entry(g.model.as_str()).or_default() += 1;
             }
             hosts.push(host_model(row, &facts, &gpus));
             seen.insert(row.name.clone(), (row.id, row.claim_generation));
         }
-        let default_model = models
-            .into_iter()
-            .max_by_key(|(_, n)| *n)
-            .map(|(m, _)| m.to_owned())
-            .unwrap_or_default();
-        let mut scheduler = Scheduler::new(hosts, Default::default()).map_err(Error::internal)?;
+        let mut scheduler = Scheduler::new(hosts, config).map_err(Error::internal)?;
         let allocations: Vec<Allocation> =
             holding_instances(db, None).await?.iter().filter_map(allocation_of).collect();
         scheduler.load(allocations).map_err(Error::internal)?;
-        Ok(Placer { scheduler, hosts: seen, gpu_ids, default_model })
+        Ok(Placer { scheduler, hosts: seen, gpu_ids })
     }
 
     /// Another replica claimed on `host_name`: drop what we believe about the host and load

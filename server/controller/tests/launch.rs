@@ -15,6 +15,10 @@ use sea_orm::{ConnectionTrait, Database};
 
 const PASSWORD: &str = "correct horse battery staple";
 
+fn launch(name: &str, instance_type: &str) -> InstanceCreate {
+    InstanceCreate { name: name.into(), instance_type: instance_type.into() }
+}
+
 struct Stack {
     controller: Arc<Controller>,
     _fleet: sim_fleet::SimFleet,
@@ -92,10 +96,10 @@ async fn launch_run_delete(stack: &Stack) {
     assert_eq!(fleet.switches, 8);
 
     let mut events = ctl.events().subscribe();
-    let create = InstanceCreate { name: "train-1".into(), gpu_count: 2 };
+    let create = launch("train-1", "h100x2");
     let created = ctl.instance_create(admin, &create).await.unwrap();
     assert_eq!(created.state, InstanceState::Provisioning);
-    assert_eq!((created.gpu_count, created.vcpus, created.memory_gib), (2, 32, 400));
+    assert_eq!((created.gpu_count, created.vcpus, created.memory_gib), (2, 40, 400));
     wait_for_state(&mut events, "train-1", InstanceState::Running).await;
     assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 2);
 
@@ -134,11 +138,7 @@ async fn full_fleet_race(stack: &Stack) {
             let ctl = Arc::clone(ctl);
             let admin = stack.admin.clone();
             tokio::spawn(async move {
-                ctl.instance_create(
-                    Some(&admin),
-                    &InstanceCreate { name: format!("big-{i}"), gpu_count: 8 },
-                )
-                .await
+                ctl.instance_create(Some(&admin), &launch(&format!("big-{i}"), "h100x8")).await
             })
         })
         .collect();
@@ -178,12 +178,11 @@ async fn bad_input_is_refused_with_a_sentence_and_nothing_written() {
     let stack = start(&sqlite_url("bad"), 1).await;
     let ctl = &stack.controller;
     let admin = Some(&stack.admin);
-    for (name, gpus) in [("Bad Name", 1), ("ok", 3), ("", 1)] {
-        let err = ctl
-            .instance_create(admin, &InstanceCreate { name: name.into(), gpu_count: gpus })
-            .await
-            .unwrap_err();
-        assert_eq!(err.status_code(), 400, "{err}");
+    for (name, instance_type, status) in
+        [("Bad Name", "h100x1", 400), ("ok", "", 400), ("", "h100x1", 400), ("ok", "h100x3", 404)]
+    {
+        let err = ctl.instance_create(admin, &launch(name, instance_type)).await.unwrap_err();
+        assert_eq!(err.status_code(), status, "{err}");
     }
     assert!(ctl.instance_list(admin).await.unwrap().is_empty());
     // Anonymous callers get 401 from every method.
@@ -220,4 +219,120 @@ async fn an_unreachable_agent_is_named_at_startup() {
     assert!(matches!(err, StartError::AgentUnreachable(_)));
     let text = err.to_string();
     assert!(text.starts_with("cannot reach the host agent su9-h99 at http://127.0.0.1:"), "{text}");
+}
+
+/// The last 8 GPUs of the fleet, 64 concurrent 1-GPU launches: exactly 8 win.
+async fn last_gpus_race(stack: &Stack) {
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    for i in 0..31 {
+        ctl.instance_create(admin, &launch(&format!("fill-{i}"), "h100x8")).await.unwrap();
+    }
+    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_free(), 8);
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let ctl = Arc::clone(ctl);
+            let admin = stack.admin.clone();
+            tokio::spawn(async move {
+                ctl.instance_create(Some(&admin), &launch(&format!("last-{i}"), "h100x1")).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(Error::InsufficientCapacity { message }) => {
+                assert!(message.starts_with("No host has a free H100"), "{message}");
+            }
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(won, 8);
+    let fleet = ctl.fleet_summary(admin).await.unwrap();
+    assert_eq!((fleet.gpus_used(), fleet.gpus_free()), (256, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn last_gpus_race_on_sqlite() {
+    let stack = start(&sqlite_url("last"), 1).await;
+    last_gpus_race(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn last_gpus_race_on_postgres() {
+    let Some(url) = postgres_url("last").await else { return };
+    let stack = start(&url, 1).await;
+    last_gpus_race(&stack).await;
+}
+
+/// A GPU quota of 4 and 16 concurrent 1-GPU launches: exactly 4 win, the rest are told
+/// what is left; usage is reported against the quota.
+async fn quota_race(stack: &Stack) {
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let tenant = stack.admin.tenant_id;
+    ctl.quota_set(admin, tenant, "gpus:H100-SXM5-80GB", Some(4)).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let ctl = Arc::clone(ctl);
+            let admin = stack.admin.clone();
+            tokio::spawn(async move {
+                ctl.instance_create(Some(&admin), &launch(&format!("q-{i}"), "h100x1")).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(Error::Conflict { message }) => {
+                assert!(message.contains("quota of 4"), "{message}");
+            }
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(won, 4);
+    let quota = ctl.quota_get(admin, None).await.unwrap();
+    let gpus = quota.lines.iter().find(|l| l.resource == "gpus:H100-SXM5-80GB").unwrap();
+    assert_eq!((gpus.used, gpus.limit), (4, Some(4)));
+    // CPU-only VMs do not count against the GPU quota.
+    ctl.instance_create(admin, &launch("cpu-1", "c8m32")).await.unwrap();
+    // Lifting the limit lets the next launch through.
+    ctl.quota_set(admin, tenant, "gpus:H100-SXM5-80GB", None).await.unwrap();
+    ctl.instance_create(admin, &launch("q-after", "h100x1")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quota_race_on_sqlite() {
+    let stack = start(&sqlite_url("quota"), 1).await;
+    quota_race(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quota_race_on_postgres() {
+    let Some(url) = postgres_url("quota").await else { return };
+    let stack = start(&url, 1).await;
+    quota_race(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cpu_only_vms_run_and_capacity_counts_partitions() {
+    let stack = start(&sqlite_url("cpu"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let before = ctl.capacity(admin).await.unwrap();
+    assert_eq!(before.fleet[0].launchable.x8, 32);
+    assert_eq!(before.scalable_units.len(), 1);
+
+    let mut events = ctl.events().subscribe();
+    let cpu = ctl.instance_create(admin, &launch("web-1", "c16m64")).await.unwrap();
+    assert_eq!((cpu.gpu_count, cpu.vcpus), (0, 16));
+    wait_for_state(&mut events, "web-1", InstanceState::Running).await;
+
+    ctl.instance_create(admin, &launch("one", "h100x1")).await.unwrap();
+    let after = ctl.capacity(admin).await.unwrap();
+    let l = after.fleet[0].launchable;
+    // One host lost its 8-partition to the 1-GPU VM: 1×4 + 1×2 + 1×1 remain there.
+    assert_eq!((l.x8, l.x4, l.x2, l.x1), (31, 1, 1, 1), "{l}");
 }

@@ -151,11 +151,14 @@ pub mod instance {
         pub id: Uuid,
         pub tenant_id: Uuid,
         pub name: String,
+        /// Catalog name at launch time (the catalog entry may change later).
+        pub instance_type: String,
         pub state: String,
         pub gpu_count: i32,
         pub gpu_model: String,
         pub vcpus: i32,
         pub memory_gib: i32,
+        pub disk_gib: i32,
         pub host_id: Option<Uuid>,
         /// The `VmSpec` sent to the host agent, as JSON.
         #[sea_orm(column_type = "Text", nullable)]
@@ -179,6 +182,39 @@ pub mod gpu_claim {
         pub gpu_id: Uuid,
         pub instance_id: Uuid,
         pub host_id: Uuid,
+    }
+    no_relations!();
+}
+
+pub mod instance_type {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "instance_type")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub name: String,
+        pub gpu_model: String,
+        pub gpu_count: i32,
+        pub vcpus: i32,
+        pub memory_gib: i32,
+        pub disk_gib: i32,
+        pub price_cents_per_hour: i64,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod quota {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "quota")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub resource: String,
+        pub max_value: i64,
     }
     no_relations!();
 }

@@ -1,0 +1,127 @@
+//! Provider-admin pages: the instance-type catalog and tenant quotas.
+
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use portal_types::Error;
+use portal_types::views::{InstanceType, Me};
+
+use crate::api::{
+    InstanceTypeCreate, InstanceTypeDelete, QuotaSet, get_me, instance_type_list, quota_get,
+};
+
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let me = Resource::new(|| (), |_| get_me());
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || me.get().map(|me| match me {
+                Ok(me) if me.provider_admin => view! { <Admin me /> }.into_any(),
+                Ok(_) => view! { <p class="error">"Only provider admins can open this page."</p> }.into_any(),
+                Err(Error::Unauthenticated) => view! { <Redirect path="/login" /> }.into_any(),
+                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Admin(me: Me) -> impl IntoView {
+    let create = ServerAction::<InstanceTypeCreate>::new();
+    let delete = ServerAction::<InstanceTypeDelete>::new();
+    let set_quota = ServerAction::<QuotaSet>::new();
+    let types = Resource::new(
+        move || (create.version().get(), delete.version().get()),
+        |_| instance_type_list(),
+    );
+    let tenant = me.tenant_id;
+    let quota = Resource::new(move || set_quota.version().get(), move |_| quota_get(Some(tenant)));
+    let error = move || {
+        let err = |v: Option<Result<_, Error>>| v.and_then(|r: Result<_, Error>| r.err());
+        err(create.value().get().map(|r| r.map(|_| ())))
+            .or_else(|| err(delete.value().get()))
+            .or_else(|| err(set_quota.value().get().map(|r| r.map(|_| ()))))
+            .map(|e| e.to_string())
+    };
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">"GPU Cloud"</a>
+            <span class="who">{me.username.clone()} " · provider admin"</span>
+        </header>
+        <main class="dashboard">
+            <Show when=move || error().is_some()>
+                <p class="error" role="alert" data-testid="admin-error">{error}</p>
+            </Show>
+            <section class="panel">
+                <h2>"Instance types"</h2>
+                <Transition fallback=|| ()>
+                    {move || types.get().map(|t| view! { <TypeTable types=t.unwrap_or_default() delete /> })}
+                </Transition>
+                <ActionForm action=create attr:class="launch" attr:data-testid="type-form">
+                    <label>"Name" <input type="text" name="create[name]" required placeholder="h100x1-large" /></label>
+                    <label>"GPU model" <input type="text" name="create[gpu_model]" placeholder="H100-SXM5-80GB (empty: CPU only)" /></label>
+                    <label>"GPUs"
+                        <select name="create[gpu_count]">
+                            {[0, 1, 2, 4, 8].map(|n| view! { <option value=n.to_string()>{n}</option> }).collect_view()}
+                        </select>
+                    </label>
+                    <label>"vCPUs" <input type="number" name="create[vcpus]" min="1" max="512" required value="20" /></label>
+                    <label>"Memory GiB" <input type="number" name="create[memory_gib]" min="1" max="4096" required value="200" /></label>
+                    <label>"Disk GiB" <input type="number" name="create[disk_gib]" min="10" max="65536" required value="200" /></label>
+                    <label>"Price ¢/hour" <input type="number" name="create[price_cents_per_hour]" min="0" required value="249" /></label>
+                    <button type="submit" class="primary">"Add type"</button>
+                </ActionForm>
+            </section>
+            <section class="panel">
+                <h2>"Quotas of " {me.tenant_name.clone()}</h2>
+                <Transition fallback=|| ()>
+                    {move || quota.get().map(|q| q.ok().map(|q| view! {
+                        <table class="instances" data-testid="quota-table">
+                            <thead><tr><th>"Resource"</th><th>"Used"</th><th>"Limit"</th></tr></thead>
+                            <tbody>
+                                {q.lines.into_iter().map(|l| view! {
+                                    <tr>
+                                        <td>{l.resource}</td>
+                                        <td>{l.used}</td>
+                                        <td>{l.limit.map_or_else(|| "no limit".to_owned(), |m| m.to_string())}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    }))}
+                </Transition>
+                <ActionForm action=set_quota attr:class="launch" attr:data-testid="quota-form">
+                    <input type="hidden" name="tenant_id" value=tenant.to_string() />
+                    <label>"Resource" <input type="text" name="resource" required placeholder="gpus:H100-SXM5-80GB, vcpus, memory_gib, instances" /></label>
+                    <label>"Limit" <input type="text" name="limit" placeholder="empty: no limit" /></label>
+                    <button type="submit" class="primary">"Set quota"</button>
+                </ActionForm>
+            </section>
+        </main>
+    }
+}
+
+#[component]
+fn TypeTable(types: Vec<InstanceType>, delete: ServerAction<InstanceTypeDelete>) -> impl IntoView {
+    view! {
+        <table class="instances" data-testid="type-table">
+            <thead><tr><th>"Name"</th><th>"Shape"</th><th>"Disk"</th><th></th></tr></thead>
+            <tbody>
+                {types.into_iter().map(|t| {
+                    let name = t.name.clone();
+                    view! {
+                        <tr data-testid="type-row" data-name=t.name.clone()>
+                            <td class="name">{t.name.clone()}</td>
+                            <td>{t.summary()}</td>
+                            <td>{format!("{} GiB", t.disk_gib)}</td>
+                            <td>
+                                <button class="danger" on:click=move |_| {
+                                    delete.dispatch(InstanceTypeDelete { name: name.clone() });
+                                }>"Remove"</button>
+                            </td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}

@@ -1,0 +1,195 @@
+//! Per-tenant quotas: instances, vCPUs, memory and GPUs per model. Provider admins set them;
+//! a tenant sees its usage against them; every launch is checked in the same transaction
+//! that claims the resources, so concurrent launches cannot exceed a quota together.
+
+use std::collections::BTreeMap;
+
+use portal_types::Error;
+use portal_types::ids::{GenericUuid, TenantUuid};
+use portal_types::params::validate_quota_resource;
+use portal_types::views::{InstanceState, InstanceType, QuotaLine, TenantQuota};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
+};
+
+use crate::Controller;
+use crate::authz::{Action, Actor, authorize};
+use crate::db::entity::{instance, quota, tenant};
+
+/// What a tenant's live instances use, by quota resource.
+async fn usage(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantUuid,
+) -> Result<BTreeMap<String, u64>, Error> {
+    let rows = instance::Entity::find()
+        .filter(instance::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
+        .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+        .all(db)
+        .await
+        .map_err(Error::internal)?;
+    let mut used = BTreeMap::from([
+        ("instances".to_owned(), 0u64),
+        ("vcpus".to_owned(), 0),
+        ("memory_gib".to_owned(), 0),
+    ]);
+    for r in &rows {
+        *used.entry("instances".into()).or_default() += 1;
+        *used.entry("vcpus".into()).or_default() += r.vcpus as u64;
+        *used.entry("memory_gib".into()).or_default() += r.memory_gib as u64;
+        if r.gpu_count > 0 {
+            *used.entry(format!("gpus:{}", r.gpu_model)).or_default() += r.gpu_count as u64;
+        }
+    }
+    Ok(used)
+}
+
+async fn limits(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantUuid,
+) -> Result<BTreeMap<String, u64>, Error> {
+    Ok(quota::Entity::find()
+        .filter(quota::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
+        .all(db)
+        .await
+        .map_err(Error::internal)?
+        .into_iter()
+        .map(|q| (q.resource, q.max_value.max(0) as u64))
+        .collect())
+}
+
+/// Inside the claim transaction: refuses a launch that would take the tenant over a quota.
+/// On PostgreSQL the tenant row is locked first so that two launches of one tenant are
+/// checked one after the other; SQLite's write transactions are serial already.
+pub(crate) async fn check(
+    txn: &impl ConnectionTrait,
+    tenant_id: TenantUuid,
+    tenant_name: &str,
+    t: &InstanceType,
+) -> Result<(), Error> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        tenant::Entity::find_by_id(tenant_id.into_untyped_uuid())
+            .lock_exclusive()
+            .one(txn)
+            .await
+            .map_err(Error::internal)?;
+    }
+    let limits = limits(txn, tenant_id).await?;
+    if limits.is_empty() {
+        return Ok(());
+    }
+    let used = usage(txn, tenant_id).await?;
+    let mut wanted = vec![
+        ("instances".to_owned(), 1u64, "instances".to_owned()),
+        ("vcpus".to_owned(), t.vcpus as u64, "vCPUs".to_owned()),
+        ("memory_gib".to_owned(), t.memory_gib as u64, "GiB of memory".to_owned()),
+    ];
+    if t.gpu_count > 0 {
+        wanted.push((
+            format!("gpus:{}", t.gpu_model),
+            t.gpu_count as u64,
+            format!("{} GPUs", t.gpu_model),
+        ));
+    }
+    for (resource, want, label) in wanted {
+        let Some(&limit) = limits.get(&resource) else { continue };
+        let now = used.get(&resource).copied().unwrap_or(0);
+        if now + want > limit {
+            return Err(Error::Conflict {
+                message: format!(
+                    "This launch needs {want} {label} but {tenant_name} has {} of its quota of \
+                     {limit} left; delete an instance or ask the provider for a larger quota.",
+                    limit.saturating_sub(now)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Controller {
+    /// A tenant's usage against its quota: its own tenant for everyone, any tenant for
+    /// provider admins (another tenant is not found for the others).
+    pub async fn quota_get(
+        &self,
+        actor: Option<&Actor>,
+        tenant_id: Option<TenantUuid>,
+    ) -> Result<TenantQuota, Error> {
+        let actor = authorize(actor, Action::QuotaRead)?;
+        let tenant_id = tenant_id.unwrap_or(actor.tenant_id);
+        if tenant_id != actor.tenant_id && !actor.provider_admin {
+            return Err(Error::not_found("tenant", tenant_id));
+        }
+        let t = tenant::Entity::find_by_id(tenant_id.into_untyped_uuid())
+            .one(&self.db)
+            .await
+            .map_err(Error::internal)?
+            .ok_or_else(|| Error::not_found("tenant", tenant_id))?;
+        let used = usage(&self.db, tenant_id).await?;
+        let limits = limits(&self.db, tenant_id).await?;
+        let mut resources: Vec<String> = used.keys().chain(limits.keys()).cloned().collect();
+        resources.sort();
+        resources.dedup();
+        Ok(TenantQuota {
+            tenant_id,
+            tenant_name: t.name,
+            lines: resources
+                .into_iter()
+                .map(|r| QuotaLine {
+                    used: used.get(&r).copied().unwrap_or(0),
+                    limit: limits.get(&r).copied(),
+                    resource: r,
+                })
+                .collect(),
+        })
+    }
+
+    /// Sets (or with `None` removes) one quota limit of a tenant.
+    pub async fn quota_set(
+        &self,
+        actor: Option<&Actor>,
+        tenant_id: TenantUuid,
+        resource: &str,
+        limit: Option<u64>,
+    ) -> Result<TenantQuota, Error> {
+        authorize(actor, Action::QuotaWrite)?;
+        validate_quota_resource(resource)?;
+        let exists = tenant::Entity::find_by_id(tenant_id.into_untyped_uuid())
+            .select_only()
+            .column(tenant::Column::Id)
+            .into_tuple::<uuid::Uuid>()
+            .one(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        if exists.is_none() {
+            return Err(Error::not_found("tenant", tenant_id));
+        }
+        match limit {
+            Some(limit) => {
+                let row = quota::ActiveModel {
+                    tenant_id: Set(tenant_id.into_untyped_uuid()),
+                    resource: Set(resource.to_owned()),
+                    max_value: Set(limit.min(i64::MAX as u64) as i64),
+                };
+                quota::Entity::insert(row)
+                    .on_conflict(
+                        OnConflict::columns([quota::Column::TenantId, quota::Column::Resource])
+                            .update_column(quota::Column::MaxValue)
+                            .to_owned(),
+                    )
+                    .exec_without_returning(&self.db)
+                    .await
+                    .map_err(Error::internal)?;
+            }
+            None => {
+                quota::Entity::delete_many()
+                    .filter(quota::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
+                    .filter(quota::Column::Resource.eq(resource))
+                    .exec(&self.db)
+                    .await
+                    .map_err(Error::internal)?;
+            }
+        }
+        self.quota_get(actor, Some(tenant_id)).await
+    }
+}
