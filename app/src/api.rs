@@ -44,7 +44,9 @@ pub async fn instance_list() -> Result<Vec<views::InstanceView>, Error> {
 }
 
 #[server(prefix = "/api/fn", endpoint = "instance_create")]
-pub async fn instance_create(create: params::InstanceCreate) -> Result<views::InstanceView, Error> {
+pub async fn instance_create(
+    create: params::InstanceCreate,
+) -> Result<Vec<views::InstanceView>, Error> {
     let (ctl, _, actor) = context().await?;
     ctl.instance_create(actor.as_ref(), &create).await.map_err(fail)
 }
@@ -105,4 +107,10 @@ pub async fn quota_set(
         })?),
     };
     ctl.quota_set(actor.as_ref(), tenant_id, resource.trim(), limit).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "host_set_cordoned")]
+pub async fn host_set_cordoned(host: String, cordoned: bool) -> Result<(), Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.host_set_cordoned(actor.as_ref(), host.trim(), cordoned).await.map_err(fail)
 }

@@ -6,7 +6,8 @@ use portal_types::Error;
 use portal_types::views::{InstanceType, Me};
 
 use crate::api::{
-    InstanceTypeCreate, InstanceTypeDelete, QuotaSet, get_me, instance_type_list, quota_get,
+    HostSetCordoned, InstanceTypeCreate, InstanceTypeDelete, QuotaSet, get_me, instance_type_list,
+    quota_get,
 };
 
 #[component]
@@ -29,6 +30,7 @@ fn Admin(me: Me) -> impl IntoView {
     let create = ServerAction::<InstanceTypeCreate>::new();
     let delete = ServerAction::<InstanceTypeDelete>::new();
     let set_quota = ServerAction::<QuotaSet>::new();
+    let cordon = ServerAction::<HostSetCordoned>::new();
     let types = Resource::new(
         move || (create.version().get(), delete.version().get()),
         |_| instance_type_list(),
@@ -40,6 +42,7 @@ fn Admin(me: Me) -> impl IntoView {
         err(create.value().get().map(|r| r.map(|_| ())))
             .or_else(|| err(delete.value().get()))
             .or_else(|| err(set_quota.value().get().map(|r| r.map(|_| ()))))
+            .or_else(|| err(cordon.value().get()))
             .map(|e| e.to_string())
     };
     view! {
@@ -70,6 +73,23 @@ fn Admin(me: Me) -> impl IntoView {
                     <label>"Price ¢/hour" <input type="number" name="create[price_cents_per_hour]" min="0" required value="249" /></label>
                     <button type="submit" class="primary">"Add type"</button>
                 </ActionForm>
+            </section>
+            <section class="panel">
+                <h2>"Maintenance"</h2>
+                <p class="muted">"A cordoned host keeps its VMs but gets no new ones."</p>
+                <ActionForm action=cordon attr:class="launch" attr:data-testid="cordon-form">
+                    <label>"Host" <input type="text" name="host" required placeholder="su1-h07" /></label>
+                    <label>"Action"
+                        <select name="cordoned">
+                            <option value="true">"cordon"</option>
+                            <option value="false">"uncordon"</option>
+                        </select>
+                    </label>
+                    <button type="submit" class="primary">"Apply"</button>
+                </ActionForm>
+                <Show when=move || matches!(cordon.value().get(), Some(Ok(())))>
+                    <p class="muted" data-testid="cordon-done">"Done."</p>
+                </Show>
             </section>
             <section class="panel">
                 <h2>"Quotas of " {me.tenant_name.clone()}</h2>

@@ -83,8 +83,8 @@ fn Dashboard(me: Me) -> impl IntoView {
     let create = ServerAction::<InstanceCreate>::new();
     let delete = ServerAction::<InstanceDelete>::new();
     Effect::new(move |_| {
-        if let Some(Ok(view)) = create.value().get() {
-            updates.update(|u| u.push(view));
+        if let Some(Ok(views)) = create.value().get() {
+            updates.update(|u| u.extend(views));
         }
     });
     Effect::new(move |_| {
@@ -129,6 +129,18 @@ fn Dashboard(me: Me) -> impl IntoView {
                                         view! { <option value=t.name.clone()>{label}</option> }
                                     }).collect_view())}
                                 </Suspense>
+                            </select>
+                        </label>
+                        <label>
+                            "Count"
+                            <input type="number" name="create[count]" value="1" min="1" max="64" class="narrow" data-testid="launch-count" />
+                        </label>
+                        <label>
+                            "Placement"
+                            <select name="create[placement]" data-testid="launch-placement">
+                                <option value="any">"best fit"</option>
+                                <option value="cluster">"cluster: one scalable unit"</option>
+                                <option value="spread">"spread: different hosts"</option>
                             </select>
                         </label>
                         <button type="submit" class="primary" disabled=move || create.pending().get() data-testid="launch-submit">
@@ -274,7 +286,7 @@ fn HostCard(host: HostView) -> impl IntoView {
             AgentLink::Connected => "",
             AgentLink::Unreachable => " · agent unreachable",
         }
-    );
+    ) + if host.cordoned { " · cordoned" } else { "" };
     let cells = (0..host.gpus_total)
         .map(|i| {
             let class = if i < host.gpus_used {
@@ -288,7 +300,7 @@ fn HostCard(host: HostView) -> impl IntoView {
         })
         .collect_view();
     view! {
-        <div class="host" class:down=host.agent == AgentLink::Unreachable title=title data-testid="host-card">
+        <div class="host" class:down=host.agent == AgentLink::Unreachable class:cordoned=host.cordoned title=title data-testid="host-card">
             <span class="host-name">{host.name.clone()}</span>
             <span class="gpus">{cells}</span>
         </div>

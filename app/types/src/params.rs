@@ -9,18 +9,71 @@ use crate::Error;
 /// partition.
 pub const GPU_COUNTS: [u32; 5] = [0, 1, 2, 4, 8];
 
+/// VMs launched together at most.
+pub const MAX_GROUP: u32 = 64;
+
+/// Where the VMs of one launch go relative to each other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementPolicy {
+    /// Wherever fits best.
+    #[default]
+    Any,
+    /// All in one scalable unit (one rail-optimised fabric), for multi-node training.
+    Cluster,
+    /// On different hosts, and different leaves where possible.
+    Spread,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceCreate {
     pub name: String,
     /// The catalog name of the instance type, e.g. `h100x1`.
     pub instance_type: String,
+    /// How many VMs; more than one are named `name-1` … `name-N` and placed all or nothing.
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub placement: PlacementPolicy,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl InstanceCreate {
+    /// One VM of a type, placed anywhere.
+    pub fn one(name: impl Into<String>, instance_type: impl Into<String>) -> Self {
+        InstanceCreate {
+            name: name.into(),
+            instance_type: instance_type.into(),
+            count: 1,
+            placement: PlacementPolicy::Any,
+        }
+    }
+
+    /// The names of the VMs this launch creates.
+    pub fn names(&self) -> Vec<String> {
+        if self.count == 1 {
+            vec![self.name.clone()]
+        } else {
+            (1..=self.count).map(|i| format!("{}-{i}", self.name)).collect()
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Error> {
-        validate_name(&self.name)?;
         if self.instance_type.is_empty() {
             return Err(Error::invalid("Pick an instance type."));
+        }
+        if !(1..=MAX_GROUP).contains(&self.count) {
+            return Err(Error::invalid(format!(
+                "Launch 1 to {MAX_GROUP} VMs at once, not {}.",
+                self.count
+            )));
+        }
+        validate_name(&self.name)?;
+        for name in self.names() {
+            validate_name(&name)?;
         }
         Ok(())
     }
@@ -130,6 +183,20 @@ mod tests {
         let cpu_only = InstanceTypeCreate { gpu_model: String::new(), ..h100(0) };
         assert!(cpu_only.validate().is_ok());
         assert!(h100(0).validate().is_err(), "a CPU-only type names no GPU model");
+    }
+
+    #[test]
+    fn groups_name_their_members_and_stay_within_bounds() {
+        let mut create = InstanceCreate::one("train", "h100x8");
+        assert_eq!(create.names(), ["train"]);
+        create.count = 3;
+        assert_eq!(create.names(), ["train-1", "train-2", "train-3"]);
+        assert!(create.validate().is_ok());
+        create.count = 0;
+        assert!(create.validate().unwrap_err().to_string().contains("1 to 64"));
+        // The suffix must still fit a DNS label.
+        let long = InstanceCreate { count: 2, ..InstanceCreate::one("a".repeat(62), "h100x1") };
+        assert!(long.validate().is_err());
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Actor {
 pub enum Action {
     /// See the fleet: every host, its GPUs and their use (provider admins).
     FleetRead,
+    /// Cordon and uncordon hosts (provider admins).
+    FleetWrite,
     /// See how many VMs of each size can still be launched.
     CapacityRead,
     /// See the instance-type catalog.
@@ -70,7 +72,9 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
     let actor = actor.ok_or(Error::Unauthenticated)?;
     let allowed = actor.provider_admin
         || match action {
-            Action::FleetRead | Action::CatalogWrite | Action::QuotaWrite => false,
+            Action::FleetRead | Action::FleetWrite | Action::CatalogWrite | Action::QuotaWrite => {
+                false
+            }
             Action::CapacityRead
             | Action::CatalogRead
             | Action::QuotaRead
@@ -86,6 +90,7 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
             actor.tenant_name,
             match action {
                 Action::FleetRead => "see the fleet",
+                Action::FleetWrite => "cordon hosts",
                 Action::CapacityRead => "see capacity",
                 Action::CatalogRead => "see instance types",
                 Action::CatalogWrite => "change instance types",
@@ -125,6 +130,7 @@ mod tests {
     fn anonymous_is_401_everywhere() {
         for action in [
             Action::FleetRead,
+            Action::FleetWrite,
             Action::CapacityRead,
             Action::CatalogRead,
             Action::CatalogWrite,
@@ -151,7 +157,9 @@ mod tests {
     #[test]
     fn only_provider_admins_see_the_fleet_and_change_catalog_and_quotas() {
         let tenant_admin = actor(Role::TenantAdmin, false);
-        for action in [Action::FleetRead, Action::CatalogWrite, Action::QuotaWrite] {
+        for action in
+            [Action::FleetRead, Action::FleetWrite, Action::CatalogWrite, Action::QuotaWrite]
+        {
             assert_eq!(authorize(Some(&tenant_admin), action).unwrap_err().status_code(), 403);
             assert!(authorize(Some(&actor(Role::Viewer, true)), action).is_ok());
         }

@@ -350,6 +350,33 @@ fn capacity_view(m: &portal_scheduler::ModelCapacity) -> ModelCapacity {
 }
 
 impl Controller {
+    /// Takes a host out of scheduling for maintenance (its VMs stay) or puts it back.
+    pub async fn host_set_cordoned(
+        &self,
+        actor: Option<&Actor>,
+        host_name: &str,
+        cordoned: bool,
+    ) -> Result<(), Error> {
+        authorize(actor, Action::FleetWrite)?;
+        // Under the placer's lock, so no launch decides between the row and the scheduler.
+        let mut placer = self.placer.lock().await;
+        let res = host::Entity::update_many()
+            .col_expr(host::Column::Cordoned, cordoned.into())
+            .filter(host::Column::Name.eq(host_name))
+            .exec(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        if res.rows_affected == 0 {
+            return Err(Error::not_found("host", host_name));
+        }
+        if let Some(placer) = placer.as_mut() {
+            placer.scheduler.set_cordoned(host_name, cordoned).map_err(Error::internal)?;
+        }
+        tracing::info!(host = %host_name, cordoned, "host cordon changed");
+        self.events.publish(None, LiveEvent::FleetChanged);
+        Ok(())
+    }
+
     /// "Still launchable: a×8, b×4, c×2, d×1" fleet-wide for everyone; per scalable unit for
     /// provider admins.
     pub async fn capacity(&self, actor: Option<&Actor>) -> Result<Capacity, Error> {

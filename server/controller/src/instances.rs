@@ -25,7 +25,7 @@ use crate::authz::{Action, Actor, authorize};
 use crate::db::entity::{gpu_claim, host, instance};
 use crate::db::{now_ms, rfc3339};
 use crate::scheduling::allocation_of;
-use portal_scheduler::{Placement, PlacementError, PlacementRequest};
+use portal_scheduler::{GroupPolicy, Placement, PlacementError, PlacementRequest};
 
 /// Claims lost to another replica are decided again, at most this many times.
 const CLAIM_ATTEMPTS: usize = 64;
@@ -106,136 +106,171 @@ impl Controller {
         Ok(rows.iter().map(|r| view(r, r.host_id.and_then(|h| hosts.get(&h).cloned()))).collect())
     }
 
-    /// Launches a VM: claims a partition and its CPUs and memory, then asks the host agent
-    /// to start it. Returns as soon as the claim is committed, in state `provisioning`.
+    /// Launches one VM, or a group of `count` VMs (`name-1` … `name-N`) placed together
+    /// (`cluster`: one scalable unit) or apart (`spread`: distinct hosts), all or nothing.
+    /// Returns as soon as the claims are committed, in state `provisioning`.
     pub async fn instance_create(
         self: &Arc<Self>,
         actor: Option<&Actor>,
         params: &params::InstanceCreate,
-    ) -> Result<InstanceView, Error> {
+    ) -> Result<Vec<InstanceView>, Error> {
         let actor = authorize(actor, Action::InstanceCreate)?;
         params.validate()?;
-        let taken = instance::Entity::find()
-            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
-            .filter(instance::Column::Name.eq(&params.name))
-            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(Error::internal)?;
-        if taken.is_some() {
-            return Err(Error::Conflict {
-                message: format!(
-                    "An instance named \"{}\" already exists in {}; pick another name.",
-                    params.name, actor.tenant_name
-                ),
-            });
-        }
         let instance_type = crate::catalog::find(&self.db, &params.instance_type).await?;
-        let (row, choice_host) = self.instance_claim(actor, &params.name, &instance_type).await?;
-        let out = view(&row, Some(choice_host));
-        self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(out.clone()));
+        let rows = self.instance_claim(actor, params, &instance_type).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (row, host) in rows {
+            let v = view(&row, Some(host));
+            self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(v.clone()));
+            tracing::info!(instance = %row.id, name = %row.name, host = ?v.host_name, "instance claimed");
+            let this = Arc::clone(self);
+            tokio::spawn(async move { this.instance_ensure_on_host(row).await });
+            out.push(v);
+        }
         self.events.publish(None, LiveEvent::FleetChanged);
-        tracing::info!(instance = %row.id, name = %row.name, host = ?out.host_name, "instance claimed");
-        let this = Arc::clone(self);
-        tokio::spawn(async move { this.instance_ensure_on_host(row).await });
         Ok(out)
     }
 
     /// Step 1: decide and commit, under the placer's lock (see `scheduling` for why this
-    /// cannot give a GPU, CPU or hugepage twice, within a replica or across replicas).
+    /// cannot give a GPU, CPU or hugepage twice, within a replica or across replicas). The
+    /// quota and the name check run in the same transaction, after the tenant is locked.
     async fn instance_claim(
         &self,
         actor: &Actor,
-        name: &str,
+        params: &params::InstanceCreate,
         instance_type: &InstanceType,
-    ) -> Result<(instance::Model, String), Error> {
+    ) -> Result<Vec<(instance::Model, String)>, Error> {
+        let names = params.names();
         let mut guard = self.placer.lock().await;
         let placer = guard
             .as_mut()
             .ok_or_else(|| Error::unavailable("launch before the agents were attached"))?;
-        let request = PlacementRequest::gpu(
+        let mut request = PlacementRequest::gpu(
             instance_type.gpu_model.clone(),
             instance_type.gpu_count,
             instance_type.vcpus,
             instance_type.memory_gib,
-        );
-        for _ in 0..CLAIM_ATTEMPTS {
-            let placement = placer
-                .scheduler
-                .place(&request, &mut rand::rng())
-                .map_err(capacity_error)?
-                .pop()
-                .ok_or_else(|| Error::internal("the scheduler placed no VM"))?;
-            let (host_id, generation) = *placer
-                .hosts
-                .get(&placement.host)
-                .ok_or_else(|| Error::internal("the scheduler chose an unknown host"))?;
-            let gpu_ids = placement
-                .gpus
-                .iter()
-                .map(|&m| placer.gpu_ids.get(&(placement.host.clone(), m)).copied())
-                .collect::<Option<Vec<Uuid>>>()
-                .ok_or_else(|| Error::internal("the scheduler chose an unknown GPU"))?;
-            let now = now_ms();
-            let row = instance::ActiveModel {
-                id: Set(Uuid::new_v4()),
-                tenant_id: Set(actor.tenant_id.into_untyped_uuid()),
-                name: Set(name.to_owned()),
-                instance_type: Set(instance_type.name.clone()),
-                state: Set(InstanceState::Provisioning.as_str().to_owned()),
-                gpu_count: Set(request.gpu_count as i32),
-                gpu_model: Set(request.gpu_model.clone()),
-                vcpus: Set(request.vcpus as i32),
-                memory_gib: Set(request.memory_gib as i32),
-                disk_gib: Set(instance_type.disk_gib as i32),
-                host_id: Set(Some(host_id)),
-                spec: Set(Some(serde_json::to_string(&placement).map_err(Error::internal)?)),
-                message: Set(None),
-                generation: Set(1),
-                created_by: Set(actor.user_id.into_untyped_uuid()),
-                created_at: Set(now),
-                updated_at: Set(now),
-            };
+        )
+        .vms(params.count);
+        request = match params.placement {
+            params::PlacementPolicy::Any => request,
+            params::PlacementPolicy::Cluster => request.group(GroupPolicy::Cluster),
+            params::PlacementPolicy::Spread => request.group(GroupPolicy::Spread),
+        };
+        'attempt: for _ in 0..CLAIM_ATTEMPTS {
+            let placements =
+                placer.scheduler.place(&request, &mut rand::rng()).map_err(capacity_error)?;
             let txn = crate::db::begin_write(&self.db).await.map_err(Error::internal)?;
-            crate::quotas::check(&txn, actor.tenant_id, &actor.tenant_name, instance_type).await?;
-            let bumped = host::Entity::update_many()
-                .col_expr(host::Column::ClaimGeneration, (generation + 1).into())
-                .filter(host::Column::Id.eq(host_id))
-                .filter(host::Column::ClaimGeneration.eq(generation))
-                .exec(&txn)
+            crate::quotas::check(
+                &txn,
+                actor.tenant_id,
+                &actor.tenant_name,
+                instance_type,
+                params.count,
+            )
+            .await?;
+            let taken = instance::Entity::find()
+                .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
+                .filter(instance::Column::Name.is_in(names.clone()))
+                .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+                .one(&txn)
                 .await
                 .map_err(Error::internal)?;
-            if bumped.rows_affected != 1 {
-                // Another replica claimed on this host since we last looked.
-                txn.rollback().await.map_err(Error::internal)?;
-                placer.reload_host(&self.db, &placement.host).await?;
-                continue;
+            if let Some(taken) = taken {
+                return Err(Error::Conflict {
+                    message: format!(
+                        "An instance named \"{}\" already exists in {}; pick another name.",
+                        taken.name, actor.tenant_name
+                    ),
+                });
             }
-            let row = row.insert(&txn).await.map_err(Error::internal)?;
-            let claims = gpu_ids.iter().map(|gpu_id| gpu_claim::ActiveModel {
-                gpu_id: Set(*gpu_id),
-                instance_id: Set(row.id),
-                host_id: Set(host_id),
-            });
-            match gpu_claim::Entity::insert_many(claims).exec_without_returning(&txn).await {
-                Ok(_) => {}
-                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            // One generation bump per host, whatever the number of VMs on it.
+            let mut hosts: Vec<&str> = placements.iter().map(|p| p.host.as_str()).collect();
+            hosts.sort_unstable();
+            hosts.dedup();
+            for host_name in &hosts {
+                let (host_id, generation) = *placer
+                    .hosts
+                    .get(*host_name)
+                    .ok_or_else(|| Error::internal("the scheduler chose an unknown host"))?;
+                let bumped = host::Entity::update_many()
+                    .col_expr(host::Column::ClaimGeneration, (generation + 1).into())
+                    .filter(host::Column::Id.eq(host_id))
+                    .filter(host::Column::ClaimGeneration.eq(generation))
+                    .exec(&txn)
+                    .await
+                    .map_err(Error::internal)?;
+                if bumped.rows_affected != 1 {
+                    // Another replica claimed on this host since we last looked.
                     txn.rollback().await.map_err(Error::internal)?;
-                    placer.reload_host(&self.db, &placement.host).await?;
-                    continue;
+                    placer.reload_host(&self.db, host_name).await?;
+                    continue 'attempt;
                 }
-                Err(e) => return Err(Error::internal(e)),
+            }
+            let now = now_ms();
+            let mut rows = Vec::with_capacity(placements.len());
+            for (placement, name) in placements.iter().zip(&names) {
+                let (host_id, _) = placer.hosts[&placement.host];
+                let row = instance::ActiveModel {
+                    id: Set(Uuid::new_v4()),
+                    tenant_id: Set(actor.tenant_id.into_untyped_uuid()),
+                    name: Set(name.clone()),
+                    instance_type: Set(instance_type.name.clone()),
+                    state: Set(InstanceState::Provisioning.as_str().to_owned()),
+                    gpu_count: Set(request.gpu_count as i32),
+                    gpu_model: Set(request.gpu_model.clone()),
+                    vcpus: Set(request.vcpus as i32),
+                    memory_gib: Set(request.memory_gib as i32),
+                    disk_gib: Set(instance_type.disk_gib as i32),
+                    host_id: Set(Some(host_id)),
+                    spec: Set(Some(serde_json::to_string(placement).map_err(Error::internal)?)),
+                    message: Set(None),
+                    generation: Set(1),
+                    created_by: Set(actor.user_id.into_untyped_uuid()),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                }
+                .insert(&txn)
+                .await
+                .map_err(Error::internal)?;
+                let gpu_ids = placement
+                    .gpus
+                    .iter()
+                    .map(|&m| placer.gpu_ids.get(&(placement.host.clone(), m)).copied())
+                    .collect::<Option<Vec<Uuid>>>()
+                    .ok_or_else(|| Error::internal("the scheduler chose an unknown GPU"))?;
+                let claims = gpu_ids.iter().map(|gpu_id| gpu_claim::ActiveModel {
+                    gpu_id: Set(*gpu_id),
+                    instance_id: Set(row.id),
+                    host_id: Set(host_id),
+                });
+                match gpu_claim::Entity::insert_many(claims).exec_without_returning(&txn).await {
+                    Ok(_) => {}
+                    Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                        txn.rollback().await.map_err(Error::internal)?;
+                        placer.reload_host(&self.db, &placement.host).await?;
+                        continue 'attempt;
+                    }
+                    Err(e) => return Err(Error::internal(e)),
+                }
+                rows.push((row, placement.host.clone()));
             }
             txn.commit().await.map_err(Error::internal)?;
-            placer.hosts.insert(placement.host.clone(), (host_id, generation + 1));
-            if let Some(allocation) = allocation_of(&row)
-                && let Err(e) = placer.scheduler.commit(vec![allocation])
-            {
-                // The database is the truth; rebuild this host's view from it.
-                tracing::error!(instance = %row.id, error = %e, "scheduler disagrees with a committed claim");
-                placer.reload_host(&self.db, &placement.host).await?;
+            for host_name in hosts {
+                if let Some(entry) = placer.hosts.get_mut(host_name) {
+                    entry.1 += 1;
+                }
             }
-            return Ok((row, placement.host));
+            let allocations: Vec<_> =
+                rows.iter().filter_map(|(row, _)| allocation_of(row)).collect();
+            if let Err(e) = placer.scheduler.commit(allocations) {
+                // The database is the truth; rebuild the hosts' view from it.
+                tracing::error!(error = %e, "scheduler disagrees with a committed claim");
+                for (_, host_name) in &rows {
+                    placer.reload_host(&self.db, host_name).await?;
+                }
+            }
+            return Ok(rows);
         }
         Err(Error::unavailable("lost the claim race to other replicas repeatedly"))
     }

@@ -58,7 +58,8 @@ async fn limits(
         .collect())
 }
 
-/// Inside the claim transaction: refuses a launch that would take the tenant over a quota.
+/// Inside the claim transaction: refuses a launch of `count` VMs of type `t` that would take
+/// the tenant over a quota.
 /// On PostgreSQL the tenant row is locked first so that two launches of one tenant are
 /// checked one after the other; SQLite's write transactions are serial already.
 pub(crate) async fn check(
@@ -66,7 +67,9 @@ pub(crate) async fn check(
     tenant_id: TenantUuid,
     tenant_name: &str,
     t: &InstanceType,
+    count: u32,
 ) -> Result<(), Error> {
+    let count = u64::from(count);
     if txn.get_database_backend() == DbBackend::Postgres {
         tenant::Entity::find_by_id(tenant_id.into_untyped_uuid())
             .lock_exclusive()
@@ -80,14 +83,14 @@ pub(crate) async fn check(
     }
     let used = usage(txn, tenant_id).await?;
     let mut wanted = vec![
-        ("instances".to_owned(), 1u64, "instances".to_owned()),
-        ("vcpus".to_owned(), t.vcpus as u64, "vCPUs".to_owned()),
-        ("memory_gib".to_owned(), t.memory_gib as u64, "GiB of memory".to_owned()),
+        ("instances".to_owned(), count, "instances".to_owned()),
+        ("vcpus".to_owned(), t.vcpus as u64 * count, "vCPUs".to_owned()),
+        ("memory_gib".to_owned(), t.memory_gib as u64 * count, "GiB of memory".to_owned()),
     ];
     if t.gpu_count > 0 {
         wanted.push((
             format!("gpus:{}", t.gpu_model),
-            t.gpu_count as u64,
+            t.gpu_count as u64 * count,
             format!("{} GPUs", t.gpu_model),
         ));
     }

@@ -9,14 +9,14 @@ use std::time::Duration;
 use portal_controller::authz::Actor;
 use portal_controller::{Controller, ControllerConfig, StartError};
 use portal_types::Error;
-use portal_types::params::InstanceCreate;
+use portal_types::params::{InstanceCreate, PlacementPolicy};
 use portal_types::views::{InstanceState, LiveEvent};
 use sea_orm::{ConnectionTrait, Database};
 
 const PASSWORD: &str = "correct horse battery staple";
 
 fn launch(name: &str, instance_type: &str) -> InstanceCreate {
-    InstanceCreate { name: name.into(), instance_type: instance_type.into() }
+    InstanceCreate::one(name, instance_type)
 }
 
 struct Stack {
@@ -97,7 +97,7 @@ async fn launch_run_delete(stack: &Stack) {
 
     let mut events = ctl.events().subscribe();
     let create = launch("train-1", "h100x2");
-    let created = ctl.instance_create(admin, &create).await.unwrap();
+    let created = ctl.instance_create(admin, &create).await.unwrap().remove(0);
     assert_eq!(created.state, InstanceState::Provisioning);
     assert_eq!((created.gpu_count, created.vcpus, created.memory_gib), (2, 40, 400));
     wait_for_state(&mut events, "train-1", InstanceState::Running).await;
@@ -326,7 +326,7 @@ async fn cpu_only_vms_run_and_capacity_counts_partitions() {
     assert_eq!(before.scalable_units.len(), 1);
 
     let mut events = ctl.events().subscribe();
-    let cpu = ctl.instance_create(admin, &launch("web-1", "c16m64")).await.unwrap();
+    let cpu = ctl.instance_create(admin, &launch("web-1", "c16m64")).await.unwrap().remove(0);
     assert_eq!((cpu.gpu_count, cpu.vcpus), (0, 16));
     wait_for_state(&mut events, "web-1", InstanceState::Running).await;
 
@@ -335,4 +335,82 @@ async fn cpu_only_vms_run_and_capacity_counts_partitions() {
     let l = after.fleet[0].launchable;
     // One host lost its 8-partition to the 1-GPU VM: 1×4 + 1×2 + 1×1 remain there.
     assert_eq!((l.x8, l.x4, l.x2, l.x1), (31, 1, 1, 1), "{l}");
+}
+
+/// Groups are all or nothing: a cluster of 4 × 8 GPUs lands in one scalable unit on 4
+/// hosts; a spread group uses distinct hosts; a group that does not fit leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn placement_groups_are_all_or_nothing() {
+    let stack = start(&sqlite_url("groups"), 2).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let cluster = InstanceCreate {
+        count: 4,
+        placement: PlacementPolicy::Cluster,
+        ..launch("train", "h100x8")
+    };
+    let vms = ctl.instance_create(admin, &cluster).await.unwrap();
+    let names: Vec<_> = vms.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["train-1", "train-2", "train-3", "train-4"]);
+    let hosts: std::collections::HashSet<_> =
+        vms.iter().map(|v| v.host_name.clone().unwrap()).collect();
+    assert_eq!(hosts.len(), 4);
+    let units: std::collections::HashSet<_> =
+        hosts.iter().map(|h| h.split('-').next().unwrap().to_owned()).collect();
+    assert_eq!(units.len(), 1, "{hosts:?}");
+
+    let spread =
+        InstanceCreate { count: 3, placement: PlacementPolicy::Spread, ..launch("web", "h100x1") };
+    let vms = ctl.instance_create(admin, &spread).await.unwrap();
+    let hosts: std::collections::HashSet<_> =
+        vms.iter().map(|v| v.host_name.clone().unwrap()).collect();
+    assert_eq!(hosts.len(), 3);
+
+    // 2 scalable units of 32 hosts: a cluster of 33 full hosts cannot fit in one unit.
+    let before = ctl.instance_list(admin).await.unwrap().len();
+    let too_big = InstanceCreate {
+        count: 33,
+        placement: PlacementPolicy::Cluster,
+        ..launch("huge", "h100x8")
+    };
+    let err = ctl.instance_create(admin, &too_big).await.unwrap_err();
+    assert_eq!(err.status_code(), 507, "{err}");
+    assert!(err.to_string().contains("scalable unit"), "{err}");
+    assert_eq!(ctl.instance_list(admin).await.unwrap().len(), before, "nothing half-written");
+
+    // A member name already taken refuses the whole group.
+    let clash = InstanceCreate { count: 2, ..launch("train", "h100x1") };
+    let err = ctl.instance_create(admin, &clash).await.unwrap_err();
+    assert_eq!(err.status_code(), 409, "{err}");
+    assert_eq!(ctl.instance_list(admin).await.unwrap().len(), before);
+}
+
+/// A cordoned host gets no new VMs and keeps its running ones; uncordoned it is used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cordoned_hosts_get_no_new_vms() {
+    let stack = start(&sqlite_url("cordon"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let first = ctl.instance_create(admin, &launch("keep", "h100x8")).await.unwrap().remove(0);
+    let host = first.host_name.unwrap();
+    // Cordon every other host but one.
+    let fleet = ctl.fleet_summary(admin).await.unwrap();
+    let others: Vec<_> =
+        fleet.hosts.iter().map(|h| h.name.clone()).filter(|n| *n != host).collect();
+    for name in &others[1..] {
+        ctl.host_set_cordoned(admin, name, true).await.unwrap();
+    }
+    ctl.instance_create(admin, &launch("last", "h100x8")).await.unwrap();
+    let err = ctl.instance_create(admin, &launch("none", "h100x1")).await.unwrap_err();
+    assert_eq!(err.status_code(), 507, "{err}");
+    assert!(
+        ctl.fleet_summary(admin).await.unwrap().hosts.iter().filter(|h| h.cordoned).count() == 30
+    );
+    ctl.host_set_cordoned(admin, &others[1], false).await.unwrap();
+    let back = ctl.instance_create(admin, &launch("back", "h100x1")).await.unwrap().remove(0);
+    assert_eq!(back.host_name.as_deref(), Some(others[1].as_str()));
+    assert_eq!(
+        ctl.host_set_cordoned(admin, "no-such-host", true).await.unwrap_err().status_code(),
+        404
+    );
 }

@@ -1,0 +1,165 @@
+//! `claims-bench`: launches through the database, end to end below HTTP.
+//!
+//! Starts a simulated fleet, attaches the control plane to it on SQLite (and PostgreSQL with
+//! `--postgres URL`), then fires `--claims` 1-GPU launches, `--concurrency` at a time. Each
+//! launch is decided by the scheduler and committed in one transaction (quota check, host
+//! claim generation, instance row, GPU claims) before `instance_create` returns, so the rate
+//! of returns is the rate of committed claims. Prints a line per database, then one JSON line.
+//!
+//! `cargo run --release -p portal-server --bin claims-bench -- [--scalable-units 10]
+//! [--claims 2000] [--concurrency 64] [--postgres postgres://…]`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portal_controller::{Controller, ControllerConfig};
+use portal_types::params::InstanceCreate;
+
+struct Args {
+    scalable_units: u32,
+    claims: usize,
+    concurrency: usize,
+    postgres: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args { scalable_units: 10, claims: 2000, concurrency: 64, postgres: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--scalable-units" => {
+                args.scalable_units =
+                    value()?.parse().map_err(|e| format!("--scalable-units: {e}"))?
+            }
+            "--claims" => args.claims = value()?.parse().map_err(|e| format!("--claims: {e}"))?,
+            "--concurrency" => {
+                args.concurrency = value()?.parse().map_err(|e| format!("--concurrency: {e}"))?
+            }
+            "--postgres" => args.postgres = Some(value()?),
+            other => {
+                return Err(format!("unknown argument {other}; see the doc comment for usage"));
+            }
+        }
+    }
+    let gpus = args.scalable_units as usize * 32 * 8;
+    if args.claims > gpus {
+        return Err(format!(
+            "{} claims do not fit in {gpus} GPUs; add --scalable-units",
+            args.claims
+        ));
+    }
+    Ok(args)
+}
+
+struct Figures {
+    claims_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: usize,
+}
+
+async fn run(database_url: &str, args: &Args) -> Result<Figures, String> {
+    let topology = sim_fleet::Topology::hgx_h100(args.scalable_units);
+    let options =
+        sim_fleet::SimOptions { provision_delay: Duration::from_millis(10), ..Default::default() };
+    let fleet = sim_fleet::SimFleet::start(&topology, options).await.map_err(|e| e.to_string())?;
+    let password = "claims-bench-password";
+    let ctl = Controller::open(&ControllerConfig {
+        database_url: database_url.to_owned(),
+        admin_password: Some(password.to_owned()),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    ctl.attach_agents(fleet.endpoints()).await.map_err(|e| e.to_string())?;
+    let user = ctl.login("admin", password).await.map_err(|e| e.to_string())?;
+    let admin = ctl.actor(user).await.map_err(|e| e.to_string())?.ok_or("no admin")?;
+
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.claims)
+        .map(|i| {
+            let ctl = Arc::clone(&ctl);
+            let admin = admin.clone();
+            let semaphore = Arc::clone(&semaphore);
+            tokio::spawn(async move {
+                let _permit = semaphore.acquire_owned().await.ok()?;
+                let t = Instant::now();
+                let create = InstanceCreate::one(format!("b-{i}"), "h100x1");
+                ctl.instance_create(Some(&admin), &create).await.ok().map(|_| t.elapsed())
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(args.claims);
+    let mut failed = 0;
+    for t in tasks {
+        match t.await.ok().flatten() {
+            Some(l) => latencies.push(l),
+            None => failed += 1,
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let figures = Figures {
+        claims_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        failed,
+    };
+    fleet.shutdown().await;
+    Ok(figures)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("claims-bench-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        return std::process::ExitCode::FAILURE;
+    }
+    let mut results = Vec::new();
+    let mut databases =
+        vec![("sqlite", format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()))];
+    if let Some(url) = &args.postgres {
+        databases.push(("postgres", url.clone()));
+    }
+    for (name, url) in databases {
+        match run(&url, &args).await {
+            Ok(f) => {
+                println!(
+                    "{name}: {} claims, {} at a time: {:.0} claims/s, p50 {:.2} ms, p99 {:.2} ms, {} failed",
+                    args.claims, args.concurrency, f.claims_per_sec, f.p50_ms, f.p99_ms, f.failed
+                );
+                results.push(format!(
+                    "\"{name}\":{{\"claims_per_sec\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"failed\":{}}}",
+                    f.claims_per_sec, f.p50_ms, f.p99_ms, f.failed
+                ));
+            }
+            Err(e) => {
+                eprintln!("error: the {name} run failed: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "{{\"benchmark\":\"claims\",\"hosts\":{},\"claims\":{},\"concurrency\":{},{}}}",
+        args.scalable_units * 32,
+        args.claims,
+        args.concurrency,
+        results.join(",")
+    );
+    std::process::ExitCode::SUCCESS
+}
