@@ -45,6 +45,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=pages::login::LoginPage />
                 <Route path=path!("/admin") view=pages::admin::AdminPage ssr=SsrMode::Async />
+                <Route path=path!("/admin/hosts/:name") view=pages::topology::HostTopologyPage ssr=SsrMode::Async />
+                <Route path=path!("/admin/su/:su") view=pages::topology::ScalableUnitPage ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

@@ -114,4 +114,38 @@ test("a provider admin adds an instance type and caps GPUs with a quota", async 
   await page.getByTestId("launch-type").selectOption("h100x2-lite");
   await page.getByTestId("launch-submit").click();
   await expect(page.getByTestId("launch-error")).toContainText("quota of 1");
+
+  // Lift the limit again: an empty limit removes it.
+  await page.getByTestId("nav-admin").click();
+  await quota.locator('input[name="resource"]').fill("gpus:H100-SXM5-80GB");
+  await quota.locator('input[name="limit"]').fill("");
+  await quota.getByRole("button", { name: "Set quota" }).click();
+  await expect(page.getByTestId("quota-table")).toContainText("no limit");
+});
+
+test("a cluster group of two 8-GPU VMs launches all at once into one scalable unit", async ({ page }) => {
+  await page.goto("/login");
+  await page.getByTestId("login-username").fill("admin");
+  await page.getByTestId("login-password").fill(password);
+  await page.getByTestId("login-submit").click();
+  await expect(page.getByTestId("whoami")).toContainText("admin");
+
+  await page.getByTestId("launch-name").fill("dist");
+  await page.getByTestId("launch-type").selectOption("h100x8");
+  await page.getByTestId("launch-count").fill("2");
+  await page.getByTestId("launch-placement").selectOption("cluster");
+  await page.getByTestId("launch-submit").click();
+  const members = page.locator('[data-testid="instance-row"][data-name^="dist-"]');
+  await expect(members).toHaveCount(2);
+  for (const name of ["dist-1", "dist-2"]) {
+    const row = page.locator(`[data-testid="instance-row"][data-name="${name}"]`);
+    await expect(row.getByTestId("instance-state")).toHaveText("running", { timeout: 15_000 });
+  }
+  // Both hosts are in the same scalable unit: "suN-hMM".
+  const hosts = await members.locator("td:nth-child(6)").allTextContents();
+  expect(new Set(hosts.map((h) => h.split("-")[0])).size).toBe(1);
+  for (const name of ["dist-1", "dist-2"]) {
+    await page.locator(`[data-testid="instance-row"][data-name="${name}"]`).getByTestId("instance-delete").click();
+  }
+  await expect(members).toHaveCount(0, { timeout: 15_000 });
 });

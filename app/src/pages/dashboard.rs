@@ -264,7 +264,7 @@ fn FleetMap(fleet: FleetSummary) -> impl IntoView {
             {units.into_iter().map(|su| {
                 let hosts: Vec<HostView> = fleet.hosts.iter().filter(|h| h.scalable_unit == su).cloned().collect();
                 view! {
-                    <h3>{format!("Scalable unit {su}")}</h3>
+                    <h3><a href=format!("/admin/su/su{su}")>{format!("Scalable unit {su}")}</a></h3>
                     <div class="hosts">
                         {hosts.into_iter().map(|h| view! { <HostCard host=h /> }).collect_view()}
                     </div>
@@ -300,10 +300,10 @@ fn HostCard(host: HostView) -> impl IntoView {
         })
         .collect_view();
     view! {
-        <div class="host" class:down=host.agent == AgentLink::Unreachable class:cordoned=host.cordoned title=title data-testid="host-card">
+        <a class="host" href=format!("/admin/hosts/{}", host.name) class:down=host.agent == AgentLink::Unreachable class:cordoned=host.cordoned title=title data-testid="host-card">
             <span class="host-name">{host.name.clone()}</span>
             <span class="gpus">{cells}</span>
-        </div>
+        </a>
     }
 }
 

@@ -1,3 +1,4 @@
 pub mod admin;
 pub mod dashboard;
 pub mod login;
+pub mod topology;

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod ids;
 pub mod params;
+pub mod topology;
 pub mod views;
 
 pub use error::Error;

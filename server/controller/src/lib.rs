@@ -13,6 +13,7 @@ mod instances;
 mod quotas;
 mod scheduling;
 pub mod session_store;
+mod topology;
 
 use std::sync::Arc;
 

@@ -1,0 +1,102 @@
+// The admin topology pictures: a 1-GPU VM launched from the dashboard shows up on its host's
+// picture as a GPU tile of the tenant with the instance's name, over its paired NIC, in an
+// active single-GPU partition, with CPUs and hugepages in use on that GPU's NUMA node; the
+// scalable unit shows its 8 rail leaves over its host cards, which link to the host pictures.
+import { expect, test, type Page } from "@playwright/test";
+
+const password = process.env.PORTAL_ADMIN_PASSWORD!;
+
+async function signIn(page: Page) {
+  await page.goto("/login");
+  await page.getByTestId("login-username").fill("admin");
+  await page.getByTestId("login-password").fill(password);
+  await page.getByTestId("login-submit").click();
+  await expect(page.getByTestId("whoami")).toContainText("admin");
+}
+
+test("a launched VM on its host's topology picture and the scalable unit's rail leaves", async ({ page }, testInfo) => {
+  const consoleErrors: string[] = [];
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  page.on("pageerror", (e) => consoleErrors.push(e.message));
+  await signIn(page);
+
+  await page.getByTestId("launch-name").fill("e2e-topo-1");
+  await page.getByTestId("launch-type").selectOption("h100x1");
+  await page.getByTestId("launch-submit").click();
+  const row = page.locator('[data-testid="instance-row"][data-name="e2e-topo-1"]');
+  await expect(row.getByTestId("instance-state")).toHaveText("running", { timeout: 15_000 });
+  const host = (await row.locator("td:nth-child(6)").textContent())!.trim();
+  expect(host).toMatch(/^su\d+-h\d+$/);
+  const unit = host.split("-")[0];
+
+  // The dashboard's fleet map links each host card to its picture.
+  await page.locator(`[data-testid="host-card"][href="/admin/hosts/${host}"]`).click();
+  await expect(page).toHaveURL(new RegExp(`/admin/hosts/${host}$`));
+  const picture = page.getByTestId("host-topology");
+  await expect(picture).toHaveAttribute("data-host", host);
+  await expect(page.getByTestId("numa-node")).toHaveCount(2);
+  await expect(page.getByTestId("gpu-tile")).toHaveCount(8);
+  await expect(page.getByTestId("nic-tile")).toHaveCount(8);
+  const used = page.locator('[data-testid="gpu-tile"][data-state="used"]');
+  await expect(used).toHaveCount(1);
+  await expect(used.getByTestId("gpu-instance")).toHaveText("e2e-topo-1");
+  await expect(used.getByTestId("gpu-tenant")).toHaveText("default");
+  // Its paired NIC (the tile below it in the same lane) is held too.
+  await expect(used.locator("xpath=..").locator(".nic-tile.held")).toHaveCount(1);
+  await expect(page.locator('[data-testid="partition"][data-state="active"]')).toHaveCount(1);
+  await expect(page.locator('[data-testid="partition"][data-state="active"]')).toContainText("e2e-topo-1");
+  // The GPU's NUMA node pins the VM's 20 vCPUs and its emulator thread, and 200 GiB of hugepages.
+  const node = page.getByTestId("numa-node").filter({ has: used });
+  await expect(node.getByTestId("cpu-meter")).toHaveAttribute("data-used", "21");
+  await expect(node.getByTestId("hugepage-meter")).toHaveAttribute("data-used", "200");
+  await expect(page.getByTestId("topology-launchable")).toContainText("0×8, 1×4, 1×2, 1×1");
+  await expect(page.getByTestId("host-instance")).toContainText("e2e-topo-1");
+  await page.screenshot({ path: testInfo.outputPath("topology.png"), fullPage: true });
+  await page.screenshot({ path: "test-results/topology.png", fullPage: true });
+
+  // Up to the unit through the breadcrumb: 8 rail leaves, 32 host cards, ours with 1 GPU used.
+  await page.locator(".crumbs a", { hasText: unit }).click();
+  await expect(page).toHaveURL(new RegExp(`/admin/su/${unit}$`));
+  await expect(page.getByTestId("leaf")).toHaveCount(8);
+  await expect(page.getByTestId("su-host-card")).toHaveCount(32);
+  const card = page.locator(`[data-testid="su-host-card"][data-host="${host}"]`);
+  await expect(card).toContainText("7 free · 1 used");
+  await page.screenshot({ path: "test-results/topology-su.png", fullPage: true });
+  // And back down through the host card's link.
+  await card.click();
+  await expect(page).toHaveURL(new RegExp(`/admin/hosts/${host}$`));
+  await expect(page.locator('[data-testid="gpu-tile"][data-state="used"]')).toHaveCount(1);
+  await page.getByTestId("topology-refresh").click();
+  await expect(page.locator('[data-testid="gpu-tile"][data-state="used"]')).toHaveCount(1);
+
+  await page.goto("/admin/su/su1");
+  await expect(page.getByTestId("leaf")).toHaveCount(8);
+  for (let rail = 0; rail < 8; rail++) {
+    await expect(page.locator(`[data-testid="leaf"][data-rail="${rail}"]`)).toContainText(`su1-leaf${rail}`);
+  }
+
+  // Unknown names are answered with a sentence.
+  await page.goto("/admin/hosts/su9-h99");
+  await expect(page.getByTestId("topology-error")).toHaveText("No host named su9-h99 exists.");
+  await page.goto("/admin/su/rack7");
+  await expect(page.getByTestId("topology-error")).toHaveText("No scalable unit named rack7 exists.");
+
+  // Leave the fleet as we found it.
+  await page.goto("/");
+  await row.getByTestId("instance-delete").click();
+  await expect(row).toHaveCount(0, { timeout: 15_000 });
+
+  // The two 404 pages above are the only failed loads.
+  expect(consoleErrors.filter((e) => !/status of 404/.test(e))).toEqual([]);
+});
+
+test("anonymous visitors are sent to sign in and the API refuses them", async ({ page, request }) => {
+  await page.goto("/admin/hosts/su1-h01");
+  await expect(page).toHaveURL(/\/login$/);
+  await page.goto("/admin/su/su1");
+  await expect(page).toHaveURL(/\/login$/);
+  const host = await request.post("/api/fn/host_topology", { form: { name: "su1-h01" } });
+  expect(host.status()).toBe(401);
+  const unit = await request.post("/api/fn/scalable_unit_topology", { form: { su: "su1" } });
+  expect(unit.status()).toBe(401);
+});

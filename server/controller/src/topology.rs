@@ -1,0 +1,596 @@
+//! The admin topology views: one host drawn as its NUMA nodes, GPUs, paired SuperNICs and
+//! Fabric Manager partitions with who holds what, and one scalable unit as its rail leaves
+//! and hosts.
+//!
+//! Everything comes from the database (inventory facts, GPU rows, the placements stored on
+//! instances that still hold resources, switch rows); only "still launchable" comes from the
+//! in-memory scheduler, which is the authority on that figure. The reads are separate
+//! statements, so a launch finishing meanwhile may show up in one part and not another until
+//! the next refresh; that is fine for a picture.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use portal_scheduler::Placement;
+use portal_types::Error;
+use portal_types::ids::{GenericUuid, InstanceUuid, TenantUuid};
+use portal_types::topology::{
+    DpuView, GpuState, GpuTile, Holder, HostInstance, HostTopology, Lane, LeafView, NicTile,
+    NumaTopology, PartitionSlot, PartitionState, PartitionView, ScalableUnitTopology, UnitHost,
+};
+use portal_types::views::{AgentLink, InstanceState, Launchable, ModelCapacity};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use crate::Controller;
+use crate::authz::{Action, Actor, authorize};
+use crate::db::entity::{dpu, gpu, host, instance, switch, tenant};
+use crate::fleet::{HostFacts, PartitionFacts};
+use crate::scheduling::allocation_of;
+
+fn link(connected: bool) -> AgentLink {
+    if connected { AgentLink::Connected } else { AgentLink::Unreachable }
+}
+
+fn capacity_view(m: &portal_scheduler::ModelCapacity) -> ModelCapacity {
+    let l = m.launchable;
+    ModelCapacity {
+        model: m.model.clone(),
+        launchable: Launchable { x8: l.x8, x4: l.x4, x2: l.x2, x1: l.x1 },
+        free_gpus: m.free_gpus,
+        fragmented_gpus: m.fragmented_gpus,
+    }
+}
+
+fn facts_of(row: &host::Model) -> Result<HostFacts, Error> {
+    serde_json::from_str(&row.inventory)
+        .map_err(|e| Error::internal(format!("host {} facts: {e}", row.name)))
+}
+
+/// A VM that holds resources on a host, with its placement and who owns it.
+struct Held {
+    row: instance::Model,
+    placement: Placement,
+    holder: Holder,
+}
+
+/// Instances still holding resources (everything not deleted, as the scheduler counts them)
+/// on `host_ids`, with their placements and tenant names.
+async fn held_on(
+    db: &sea_orm::DatabaseConnection,
+    host_ids: Vec<Uuid>,
+) -> Result<Vec<Held>, Error> {
+    let rows = instance::Entity::find()
+        .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+        .filter(instance::Column::HostId.is_in(host_ids))
+        .order_by_asc(instance::Column::CreatedAt)
+        .all(db)
+        .await
+        .map_err(Error::internal)?;
+    let tenant_ids: BTreeSet<Uuid> = rows.iter().map(|r| r.tenant_id).collect();
+    let tenants: HashMap<Uuid, String> = tenant::Entity::find()
+        .filter(tenant::Column::Id.is_in(tenant_ids))
+        .all(db)
+        .await
+        .map_err(Error::internal)?
+        .into_iter()
+        .map(|t| (t.id, t.name))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let placement = allocation_of(&row)?.placement;
+            let holder = Holder {
+                tenant_id: TenantUuid::from_untyped_uuid(row.tenant_id),
+                tenant_name: tenants.get(&row.tenant_id).cloned().unwrap_or_default(),
+                instance_id: InstanceUuid::from_untyped_uuid(row.id),
+                instance_name: row.name.clone(),
+            };
+            Some(Held { row, placement, holder })
+        })
+        .collect())
+}
+
+/// The order GPU modules are drawn in and each partition's place in the drawn tree.
+///
+/// Each partition's parent is the smallest partition strictly containing it; walking the tree
+/// depth first puts NVLink neighbours side by side (HGX H100: 1 3 2 4 5 7 6 8), so every
+/// partition covers one run of columns. A table that is not a tree (two partitions overlap
+/// without one containing the other) gets no slots; the page then lists the partitions.
+fn partition_layout(
+    partitions: &[PartitionFacts],
+    modules: &[u32],
+) -> (Vec<u32>, Vec<Option<PartitionSlot>>) {
+    let sets: Vec<BTreeSet<u32>> =
+        partitions.iter().map(|p| p.module_ids.iter().copied().collect()).collect();
+    let laminar = sets.iter().enumerate().all(|(i, a)| {
+        sets[i + 1..].iter().all(|b| a.is_disjoint(b) || a.is_subset(b) || b.is_subset(a))
+    });
+    let parent: Vec<Option<usize>> = (0..sets.len())
+        .map(|i| {
+            (0..sets.len())
+                .filter(|&j| sets[j].len() > sets[i].len() && sets[i].is_subset(&sets[j]))
+                .min_by_key(|&j| (sets[j].len(), partitions[j].id))
+        })
+        .collect();
+    let by_first = |&i: &usize| (sets[i].first().copied(), partitions[i].id);
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); sets.len()];
+    let mut roots = Vec::new();
+    for (i, p) in parent.iter().enumerate() {
+        match p {
+            Some(p) => children[*p].push(i),
+            None => roots.push(i),
+        }
+    }
+    roots.sort_by_key(by_first);
+    for c in &mut children {
+        c.sort_by_key(by_first);
+    }
+
+    fn walk(
+        i: usize,
+        sets: &[BTreeSet<u32>],
+        children: &[Vec<usize>],
+        order: &mut Vec<u32>,
+        seen: &mut BTreeSet<u32>,
+    ) {
+        for &c in &children[i] {
+            walk(c, sets, children, order, seen);
+        }
+        for &m in &sets[i] {
+            if seen.insert(m) {
+                order.push(m);
+            }
+        }
+    }
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    for &r in &roots {
+        walk(r, &sets, &children, &mut order, &mut seen);
+    }
+    let mut rest: Vec<u32> = modules.iter().copied().filter(|m| !seen.contains(m)).collect();
+    rest.sort_unstable();
+    rest.dedup();
+    order.extend(rest);
+
+    let depth = |mut i: usize| {
+        let mut d = 0;
+        while let Some(p) = parent[i] {
+            d += 1;
+            i = p;
+        }
+        d
+    };
+    let slots = (0..sets.len())
+        .map(|i| {
+            let positions: Vec<usize> =
+                sets[i].iter().filter_map(|m| order.iter().position(|o| o == m)).collect();
+            let (first, last) = (*positions.iter().min()?, *positions.iter().max()?);
+            (laminar && last - first + 1 == sets[i].len()).then(|| PartitionSlot {
+                level: depth(i),
+                column: first as u32 + 1,
+                span: sets[i].len() as u32,
+            })
+        })
+        .collect();
+    (order, slots)
+}
+
+/// GPU module → NIC index, by the scheduler's own pairing rule (same PCIe switch, in order).
+fn pairing(facts: &HostFacts, gpus: &[gpu::Model]) -> HashMap<u32, u32> {
+    let mut switches: HashMap<String, u32> = HashMap::new();
+    let mut switch_id = |name: &str| {
+        let next = switches.len() as u32;
+        *switches.entry(name.to_owned()).or_insert(next)
+    };
+    // Only the fields `Host::paired_nic` reads matter here.
+    let model = portal_scheduler::Host {
+        id: String::new(),
+        scalable_unit: String::new(),
+        cordoned: false,
+        agent_reachable: true,
+        numa_nodes: Vec::new(),
+        gpus: gpus
+            .iter()
+            .map(|g| portal_scheduler::Gpu {
+                module_id: g.module_id as u8,
+                index: g.smi_index as u8,
+                pci_address: String::new(),
+                model: String::new(),
+                numa_node: g.numa_node as u32,
+                pcie_switch: switch_id(&g.pcie_switch),
+                healthy: true,
+            })
+            .collect(),
+        nics: facts
+            .nics
+            .iter()
+            .map(|n| portal_scheduler::Nic {
+                index: n.index as u8,
+                numa_node: n.numa_node,
+                pcie_switch: switch_id(&n.pcie_switch),
+                rail: n.rail as u8,
+                leaf: String::new(),
+            })
+            .collect(),
+        partitions: Vec::new(),
+    };
+    gpus.iter()
+        .filter_map(|g| {
+            let nic = model.paired_nic(g.module_id as u8)?;
+            Some((g.module_id as u32, u32::from(nic)))
+        })
+        .collect()
+}
+
+impl Controller {
+    /// One host as the topology page draws it.
+    pub async fn host_topology(
+        &self,
+        actor: Option<&Actor>,
+        host_name: &str,
+    ) -> Result<HostTopology, Error> {
+        authorize(actor, Action::FleetRead)?;
+        let row = host::Entity::find()
+            .filter(host::Column::Name.eq(host_name))
+            .one(&self.db)
+            .await
+            .map_err(Error::internal)?
+            .ok_or_else(|| Error::not_found("host", host_name))?;
+        let facts = facts_of(&row)?;
+        let gpus = gpu::Entity::find()
+            .filter(gpu::Column::HostId.eq(row.id))
+            .order_by_asc(gpu::Column::ModuleId)
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        let held = held_on(&self.db, vec![row.id]).await?;
+        let dpus = dpu::Entity::find()
+            .filter(dpu::Column::HostName.eq(&row.name))
+            .order_by_asc(dpu::Column::Name)
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        let launchable = match self.placer.lock().await.as_ref() {
+            Some(p) => p.scheduler.host_capacity(&row.name).unwrap_or_default(),
+            None => Vec::new(),
+        };
+
+        // Who holds each GPU, NIC and partition, and what each NUMA node has given away.
+        let mut gpu_holder: HashMap<u32, (&Holder, Option<u32>)> = HashMap::new();
+        let mut nic_holder: HashMap<u32, &Holder> = HashMap::new();
+        let mut partition_holder: HashMap<u32, &Holder> = HashMap::new();
+        let mut cpus_used: BTreeSet<u32> = BTreeSet::new();
+        let mut pages_used: HashMap<u32, u32> = HashMap::new();
+        for h in &held {
+            let p = &h.placement;
+            let partition = p.partition.map(u32::from);
+            for &m in &p.gpus {
+                gpu_holder.insert(u32::from(m), (&h.holder, partition));
+            }
+            for &n in &p.nics {
+                nic_holder.insert(u32::from(n), &h.holder);
+            }
+            if let Some(id) = partition {
+                partition_holder.insert(id, &h.holder);
+            }
+            cpus_used.extend(p.vcpus.iter().copied().chain([p.emulator_cpu]));
+            for hp in &p.hugepages {
+                *pages_used.entry(hp.node).or_default() += hp.pages;
+            }
+        }
+
+        let module_ids: Vec<u32> = gpus.iter().map(|g| g.module_id as u32).collect();
+        let (module_order, slots) = partition_layout(&facts.partitions, &module_ids);
+        let rank = |m: u32| module_order.iter().position(|&o| o == m).unwrap_or(usize::MAX);
+        let paired = pairing(&facts, &gpus);
+
+        let nic_tile = |index: u32| {
+            let n = facts.nics.iter().find(|n| n.index == index)?;
+            Some(NicTile {
+                index: n.index,
+                name: n.name.clone(),
+                pcie_switch: n.pcie_switch.clone(),
+                rail: n.rail,
+                leaf: n.leaf_switch_id.clone(),
+                paired_module: paired.iter().find(|(_, nic)| **nic == n.index).map(|(m, _)| *m),
+                holder: nic_holder.get(&n.index).map(|h| (*h).clone()),
+            })
+        };
+        let gpu_tile = |g: &gpu::Model| {
+            let module = g.module_id as u32;
+            let (state, partition) = match gpu_holder.get(&module) {
+                Some((h, partition)) => (GpuState::Used((*h).clone()), *partition),
+                None if g.health == "failed" => (GpuState::Unhealthy, None),
+                None => (GpuState::Free, None),
+            };
+            GpuTile {
+                module_id: module,
+                smi_index: g.smi_index as u32,
+                pci_address: g.pci_address.clone(),
+                model: g.model.clone(),
+                pcie_switch: g.pcie_switch.clone(),
+                health: g.health.clone(),
+                state,
+                partition,
+            }
+        };
+
+        // Every node the host reports, plus any a device names that the facts lack.
+        let mut node_ids: BTreeSet<u32> = facts.numa_nodes.iter().map(|n| n.id).collect();
+        node_ids.extend(gpus.iter().map(|g| g.numa_node as u32));
+        node_ids.extend(facts.nics.iter().map(|n| n.numa_node));
+        let mut lanes_of: BTreeMap<u32, Vec<Lane>> = BTreeMap::new();
+        let mut ordered: Vec<&gpu::Model> = gpus.iter().collect();
+        ordered.sort_by_key(|g| rank(g.module_id as u32));
+        let mut drawn_nics = BTreeSet::new();
+        for g in ordered {
+            let node = g.numa_node as u32;
+            // A NIC on another node than its GPU is drawn on its own node, unpaired there.
+            let nic = paired
+                .get(&(g.module_id as u32))
+                .and_then(|&i| facts.nics.iter().find(|n| n.index == i))
+                .filter(|n| n.numa_node == node)
+                .and_then(|n| nic_tile(n.index));
+            if let Some(n) = &nic {
+                drawn_nics.insert(n.index);
+            }
+            lanes_of.entry(node).or_default().push(Lane { gpu: Some(gpu_tile(g)), nic });
+        }
+        let mut rest: Vec<_> =
+            facts.nics.iter().filter(|n| !drawn_nics.contains(&n.index)).collect();
+        rest.sort_by_key(|n| n.index);
+        for n in rest {
+            lanes_of
+                .entry(n.numa_node)
+                .or_default()
+                .push(Lane { gpu: None, nic: nic_tile(n.index) });
+        }
+        let numa_nodes = node_ids
+            .into_iter()
+            .map(|id| {
+                let cpus = facts.numa_nodes.iter().find(|n| n.id == id);
+                let node_cpus: &[u32] = cpus.map_or(&[], |n| &n.cpus);
+                NumaTopology {
+                    id,
+                    cpus_total: node_cpus.len() as u32,
+                    cpus_used: node_cpus.iter().filter(|c| cpus_used.contains(c)).count() as u32,
+                    hugepages_total: cpus.map_or(0, |n| n.hugepages_1g_total),
+                    hugepages_used: pages_used.get(&id).copied().unwrap_or(0),
+                    lanes: lanes_of.remove(&id).unwrap_or_default(),
+                }
+            })
+            .collect();
+
+        let usable = |m: &u32| {
+            !gpu_holder.contains_key(m)
+                && gpus.iter().any(|g| g.module_id as u32 == *m && g.health != "failed")
+        };
+        let partitions = facts
+            .partitions
+            .iter()
+            .zip(slots)
+            .map(|(p, slot)| PartitionView {
+                id: p.id,
+                modules: p.module_ids.clone(),
+                state: match partition_holder.get(&p.id) {
+                    Some(h) => PartitionState::Active((*h).clone()),
+                    None if p.module_ids.iter().all(usable) => PartitionState::Available,
+                    None => PartitionState::Blocked,
+                },
+                slot,
+            })
+            .collect();
+
+        let instances = held
+            .iter()
+            .map(|h| HostInstance {
+                holder: h.holder.clone(),
+                state: InstanceState::parse(&h.row.state).unwrap_or(InstanceState::Failed),
+                instance_type: h.row.instance_type.clone(),
+                partition: h.placement.partition.map(u32::from),
+                gpus: h.placement.gpus.iter().map(|&m| u32::from(m)).collect(),
+                nics: h.placement.nics.iter().map(|&n| u32::from(n)).collect(),
+                numa_nodes: h.placement.numa_nodes.clone(),
+                vcpus: h.placement.vcpus.len() as u32,
+                memory_gib: h.placement.memory_gib(),
+            })
+            .collect();
+
+        Ok(HostTopology {
+            name: row.name.clone(),
+            scalable_unit: row.scalable_unit as u32,
+            system_model: row.system_model.clone(),
+            agent: link(row.agent_connected),
+            cordoned: row.cordoned,
+            numa_nodes,
+            partitions,
+            module_order,
+            instances,
+            dpus: dpus
+                .into_iter()
+                .map(|d| DpuView { name: d.name, model: d.model, agent: link(d.agent_connected) })
+                .collect(),
+            launchable: launchable.iter().map(capacity_view).collect(),
+        })
+    }
+
+    /// One scalable unit: its rail leaves in rail order and its hosts with their GPUs.
+    pub async fn scalable_unit_topology(
+        &self,
+        actor: Option<&Actor>,
+        su: u32,
+    ) -> Result<ScalableUnitTopology, Error> {
+        authorize(actor, Action::FleetRead)?;
+        let name = format!("su{su}");
+        let unit = su as i32;
+        let hosts = host::Entity::find()
+            .filter(host::Column::ScalableUnit.eq(unit))
+            .order_by_asc(host::Column::Name)
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        let switches = switch::Entity::find()
+            .filter(switch::Column::ScalableUnit.eq(unit))
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        if hosts.is_empty() && switches.is_empty() {
+            return Err(Error::not_found("scalable unit", &name));
+        }
+        let host_ids: Vec<Uuid> = hosts.iter().map(|h| h.id).collect();
+        let gpus = gpu::Entity::find()
+            .filter(gpu::Column::HostId.is_in(host_ids.clone()))
+            .order_by_asc(gpu::Column::ModuleId)
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        let held = held_on(&self.db, host_ids).await?;
+        let launchable = match self.placer.lock().await.as_ref() {
+            Some(p) => p.scheduler.scalable_unit_capacity(&name).unwrap_or_default(),
+            None => Vec::new(),
+        };
+
+        let mut holders: HashMap<(Uuid, u32), &Holder> = HashMap::new();
+        for h in &held {
+            if let Some(host_id) = h.row.host_id {
+                for &m in &h.placement.gpus {
+                    holders.insert((host_id, u32::from(m)), &h.holder);
+                }
+            }
+        }
+
+        // Leaves the switches reported, and any the hosts' cabling names besides.
+        let mut leaves: BTreeMap<String, LeafView> = switches
+            .into_iter()
+            .map(|s| {
+                let leaf = LeafView {
+                    name: s.name.clone(),
+                    rail: s.rail as u32,
+                    model: s.model,
+                    agent: link(s.agent_connected),
+                    reported: true,
+                    hosts_cabled: 0,
+                };
+                (s.name, leaf)
+            })
+            .collect();
+        let mut unit_hosts = Vec::with_capacity(hosts.len());
+        for h in &hosts {
+            let facts = facts_of(h)?;
+            let cabled: BTreeSet<(&str, u32)> =
+                facts.nics.iter().map(|n| (n.leaf_switch_id.as_str(), n.rail)).collect();
+            for (leaf, rail) in cabled {
+                leaves
+                    .entry(leaf.to_owned())
+                    .or_insert_with(|| LeafView {
+                        name: leaf.to_owned(),
+                        rail,
+                        model: String::new(),
+                        agent: AgentLink::Unreachable,
+                        reported: false,
+                        hosts_cabled: 0,
+                    })
+                    .hosts_cabled += 1;
+            }
+            unit_hosts.push(UnitHost {
+                name: h.name.clone(),
+                agent: link(h.agent_connected),
+                cordoned: h.cordoned,
+                gpus: gpus
+                    .iter()
+                    .filter(|g| g.host_id == h.id)
+                    .map(|g| match holders.get(&(h.id, g.module_id as u32)) {
+                        Some(holder) => GpuState::Used((*holder).clone()),
+                        None if g.health == "failed" => GpuState::Unhealthy,
+                        None => GpuState::Free,
+                    })
+                    .collect(),
+            });
+        }
+        let mut leaves: Vec<LeafView> = leaves.into_values().collect();
+        leaves.sort_by(|a, b| a.rail.cmp(&b.rail).then_with(|| a.name.cmp(&b.name)));
+
+        Ok(ScalableUnitTopology {
+            number: su,
+            name,
+            leaves,
+            hosts: unit_hosts,
+            launchable: launchable.iter().map(capacity_view).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hgx() -> Vec<PartitionFacts> {
+        portal_scheduler::hgx_h100_partitions()
+            .into_iter()
+            .map(|p| PartitionFacts {
+                id: u32::from(p.id),
+                module_ids: p.modules.iter().map(|&m| u32::from(m)).collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_hgx_tree_puts_nvlink_pairs_side_by_side() {
+        let (order, slots) = partition_layout(&hgx(), &(1..=8).collect::<Vec<_>>());
+        assert_eq!(order, [1, 3, 2, 4, 5, 7, 6, 8]);
+        let slot = |id: usize| slots[id].expect("every HGX partition has a slot");
+        assert_eq!(slot(0), PartitionSlot { level: 0, column: 1, span: 8 });
+        assert_eq!(slot(2), PartitionSlot { level: 1, column: 5, span: 4 });
+        // {2,4} sits in columns 3-4, {6,8} in 7-8.
+        assert_eq!(slot(4), PartitionSlot { level: 2, column: 3, span: 2 });
+        assert_eq!(slot(6), PartitionSlot { level: 2, column: 7, span: 2 });
+        // Single GPU 3 (partition 9) in column 2, GPU 8 (partition 14) in column 8.
+        assert_eq!(slot(9), PartitionSlot { level: 3, column: 2, span: 1 });
+        assert_eq!(slot(14), PartitionSlot { level: 3, column: 8, span: 1 });
+    }
+
+    #[test]
+    fn a_table_that_is_not_a_tree_gets_no_slots_and_stray_gpus_come_last() {
+        let parts = vec![
+            PartitionFacts { id: 0, module_ids: vec![1, 2] },
+            PartitionFacts { id: 1, module_ids: vec![2, 3] },
+        ];
+        let (order, slots) = partition_layout(&parts, &[4, 3, 2, 1]);
+        assert_eq!(order, [1, 2, 3, 4]);
+        assert!(slots.iter().all(Option::is_none));
+        let (order, slots) = partition_layout(&[], &[2, 1]);
+        assert_eq!((order, slots.len()), (vec![1, 2], 0));
+    }
+
+    #[test]
+    fn gpus_pair_with_the_nic_behind_their_pcie_switch() {
+        let gpu = |module: i32, switch: &str| gpu::Model {
+            id: Uuid::new_v4(),
+            host_id: Uuid::nil(),
+            module_id: module,
+            smi_index: module - 1,
+            model: "H100".into(),
+            pci_address: String::new(),
+            numa_node: 0,
+            pcie_switch: switch.into(),
+            health: "ok".into(),
+        };
+        let nic = |index: u32, switch: &str| crate::fleet::NicFacts {
+            index,
+            name: format!("nic{index}"),
+            numa_node: 0,
+            pcie_switch: switch.into(),
+            rail: index,
+            leaf_switch_id: format!("leaf{index}"),
+        };
+        let facts = HostFacts {
+            numa_nodes: Vec::new(),
+            nics: vec![nic(0, "sw-b"), nic(1, "sw-a"), nic(2, "sw-c")],
+            partitions: Vec::new(),
+            dpu_ids: Vec::new(),
+        };
+        let pairs = pairing(&facts, &[gpu(1, "sw-a"), gpu(2, "sw-b"), gpu(3, "sw-b")]);
+        // Two GPUs on sw-b share its one NIC: the lower module gets it, the other none.
+        assert_eq!(pairs, HashMap::from([(1, 1), (2, 0)]));
+    }
+}
