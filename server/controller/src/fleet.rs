@@ -339,7 +339,8 @@ impl Controller {
     }
 }
 
-fn capacity_view(m: &portal_scheduler::ModelCapacity) -> ModelCapacity {
+/// The scheduler's capacity figures as the portal shows them.
+pub(crate) fn capacity_view(m: &portal_scheduler::ModelCapacity) -> ModelCapacity {
     let l = m.launchable;
     ModelCapacity {
         model: m.model.clone(),

@@ -17,28 +17,18 @@ use portal_types::topology::{
     DpuView, GpuState, GpuTile, Holder, HostInstance, HostTopology, Lane, LeafView, NicTile,
     NumaTopology, PartitionSlot, PartitionState, PartitionView, ScalableUnitTopology, UnitHost,
 };
-use portal_types::views::{AgentLink, InstanceState, Launchable, ModelCapacity};
+use portal_types::views::{AgentLink, InstanceState};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::{Action, Actor, authorize};
 use crate::db::entity::{dpu, gpu, host, instance, switch, tenant};
-use crate::fleet::{HostFacts, PartitionFacts};
+use crate::fleet::{HostFacts, PartitionFacts, capacity_view};
 use crate::scheduling::allocation_of;
 
 fn link(connected: bool) -> AgentLink {
     if connected { AgentLink::Connected } else { AgentLink::Unreachable }
-}
-
-fn capacity_view(m: &portal_scheduler::ModelCapacity) -> ModelCapacity {
-    let l = m.launchable;
-    ModelCapacity {
-        model: m.model.clone(),
-        launchable: Launchable { x8: l.x8, x4: l.x4, x2: l.x2, x1: l.x1 },
-        free_gpus: m.free_gpus,
-        fragmented_gpus: m.fragmented_gpus,
-    }
 }
 
 fn facts_of(row: &host::Model) -> Result<HostFacts, Error> {

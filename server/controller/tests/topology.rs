@@ -3,88 +3,16 @@
 //! pinned CPUs and hugepages, and disappears again when deleted; only provider admins may look.
 //! On SQLite, and on PostgreSQL when the run provides one (`PORTAL_TEST_POSTGRES_URL`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use portal_controller::authz::{Actor, Role};
-use portal_controller::{Controller, ControllerConfig};
 use portal_types::ids::{GenericUuid, TenantUuid, UserUuid};
-use portal_types::params::InstanceCreate;
 use portal_types::topology::{GpuState, HostTopology, PartitionState};
 use portal_types::views::{InstanceState, LiveEvent};
-use sea_orm::{ConnectionTrait, Database};
 
-const PASSWORD: &str = "correct horse battery staple";
+mod common;
 
-fn launch(name: &str, instance_type: &str) -> InstanceCreate {
-    InstanceCreate::one(name, instance_type)
-}
-
-struct Stack {
-    controller: Arc<Controller>,
-    fleet: sim_fleet::SimFleet,
-    admin: Actor,
-}
-
-async fn start(database_url: &str, scalable_units: u32) -> Stack {
-    let topology = sim_fleet::Topology::hgx_h100(scalable_units);
-    let options =
-        sim_fleet::SimOptions { provision_delay: Duration::from_millis(50), ..Default::default() };
-    let fleet = sim_fleet::SimFleet::start(&topology, options).await.expect("sim fleet starts");
-    let controller = Controller::open(&ControllerConfig {
-        database_url: database_url.to_owned(),
-        admin_password: Some(PASSWORD.to_owned()),
-    })
-    .await
-    .expect("controller opens");
-    controller.attach_agents(fleet.endpoints()).await.expect("agents attach");
-    let user = controller.login("admin", PASSWORD).await.expect("admin signs in");
-    let admin = controller.actor(user).await.unwrap().expect("admin actor");
-    Stack { controller, fleet, admin }
-}
-
-/// A fresh PostgreSQL database for one test, or `None` when the run has no PostgreSQL.
-async fn postgres_url(name: &str) -> Option<String> {
-    let Ok(admin_url) = std::env::var("PORTAL_TEST_POSTGRES_URL") else {
-        eprintln!("PORTAL_TEST_POSTGRES_URL is not set; skipping the PostgreSQL variant of {name}");
-        return None;
-    };
-    let db_name = format!("portal_{name}_{}", uuid::Uuid::new_v4().simple());
-    let admin = Database::connect(&admin_url).await.expect("PostgreSQL reachable");
-    admin.execute_unprepared(&format!("CREATE DATABASE \"{db_name}\"")).await.unwrap();
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
-    Some(format!("{base}/{db_name}"))
-}
-
-fn sqlite_url(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("portal-test-{name}-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    format!("sqlite://{}?mode=rwc", dir.join("portal.db").display())
-}
-
-async fn wait_for_state(
-    events: &mut tokio::sync::broadcast::Receiver<portal_controller::events::BusEvent>,
-    name: &str,
-    state: InstanceState,
-) {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match events.recv().await {
-                Ok(e) => {
-                    if let LiveEvent::Instance(v) = e.event
-                        && v.name == name
-                        && v.state == state
-                    {
-                        return;
-                    }
-                }
-                Err(e) => panic!("event bus: {e}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{name} never became {state}"));
-}
+use common::*;
 
 fn used_by<'a>(topo: &'a HostTopology, instance: &str) -> Vec<&'a portal_types::topology::GpuTile> {
     topo.gpus()
