@@ -49,6 +49,10 @@ pub struct Config {
     #[arg(long, env = "PORTAL_SIM_PROVISION_SECS", default_value_t = 1.5)]
     pub sim_provision_secs: f64,
 
+    /// Seconds a launch may stay provisioning before it is undone and marked failed.
+    #[arg(long, env = "PORTAL_PROVISION_DEADLINE_SECS", default_value_t = 600)]
+    pub provision_deadline_secs: u64,
+
     /// Directory holding the browser bundle (pkg/portal.js, pkg/portal_bg.wasm, pkg/portal.css).
     #[arg(long, env = "PORTAL_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,

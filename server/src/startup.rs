@@ -26,8 +26,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     })?;
     let controller = Controller::open(&ControllerConfig {
-        database_url: config.database_url(),
         admin_password: config.admin_password.clone(),
+        provision_deadline: Duration::from_secs(config.provision_deadline_secs),
+        ..ControllerConfig::new(config.database_url())
     })
     .await?;
 

@@ -276,7 +276,7 @@ impl Controller {
     }
 
     /// Step 2: ask the host agent to start the VM; on refusal, undo both steps.
-    async fn instance_ensure_on_host(self: Arc<Self>, row: instance::Model) {
+    pub(crate) async fn instance_ensure_on_host(self: Arc<Self>, row: instance::Model) {
         let result = async {
             let allocation = allocation_of(&row).ok_or("the instance has no placement")?;
             let host = host_name(&self.db, row.host_id).await.ok_or("its host is gone")?;
@@ -300,7 +300,7 @@ impl Controller {
 
     /// Undo of both launch steps: remove the VM from the host (idempotent), release the
     /// claims and record why.
-    async fn instance_undo_launch(&self, row: &instance::Model, message: &str) {
+    pub(crate) async fn instance_undo_launch(&self, row: &instance::Model, message: &str) {
         if let Some(host) = host_name(&self.db, row.host_id).await
             && let Some(mut client) = self.agents.host(&host)
             && let Err(s) = client.remove_vm(RemoveVmRequest { vm_id: row.id.to_string() }).await
@@ -381,7 +381,7 @@ impl Controller {
         Ok(out)
     }
 
-    async fn instance_remove_from_host(self: Arc<Self>, row: instance::Model) {
+    pub(crate) async fn instance_remove_from_host(self: Arc<Self>, row: instance::Model) {
         let Some(host) = host_name(&self.db, row.host_id).await else {
             // Never placed: nothing runs anywhere.
             self.instance_finish(row.id, InstanceState::Deleted, None).await;

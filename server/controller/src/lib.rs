@@ -11,6 +11,7 @@ pub mod events;
 pub mod fleet;
 mod instances;
 mod quotas;
+mod reconciler;
 mod scheduling;
 pub mod session_store;
 mod topology;
@@ -39,6 +40,19 @@ pub struct ControllerConfig {
     pub database_url: String,
     /// The first provider admin's password; generated and shown once when absent.
     pub admin_password: Option<String>,
+    /// How long a launch may stay `provisioning` before it is undone and marked failed.
+    pub provision_deadline: std::time::Duration,
+}
+
+impl ControllerConfig {
+    /// The defaults for a database URL: a 10-minute launch deadline, a generated password.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        ControllerConfig {
+            database_url: database_url.into(),
+            admin_password: None,
+            provision_deadline: std::time::Duration::from_secs(600),
+        }
+    }
 }
 
 /// Why the control plane could not start; each reads as one sentence.
@@ -62,6 +76,7 @@ pub struct Controller {
     agents: AgentRegistry,
     /// Present once agents are attached; launches wait on its lock (see `scheduling`).
     placer: tokio::sync::Mutex<Option<scheduling::Placer>>,
+    provision_deadline: std::time::Duration,
     bootstrap: Bootstrap,
 }
 
@@ -81,6 +96,7 @@ impl Controller {
             events: EventBus::default(),
             agents: AgentRegistry::default(),
             placer: tokio::sync::Mutex::new(None),
+            provision_deadline: config.provision_deadline,
             bootstrap,
         }))
     }
@@ -117,6 +133,7 @@ impl Controller {
         for e in endpoints.iter().filter(|e| e.kind == AgentKind::Host) {
             agents::spawn_host_watcher(Arc::clone(self), e.id.clone());
         }
+        reconciler::spawn(Arc::clone(self));
         Ok(())
     }
 

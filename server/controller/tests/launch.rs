@@ -4,6 +4,7 @@
 //! (`PORTAL_TEST_POSTGRES_URL`, set by `.ci/test`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use portal_controller::{Controller, ControllerConfig, StartError};
 use portal_types::Error;
@@ -132,8 +133,8 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
 #[tokio::test]
 async fn an_unreachable_agent_is_named_at_startup() {
     let controller = Controller::open(&ControllerConfig {
-        database_url: sqlite_url("unreachable"),
         admin_password: Some(PASSWORD.to_owned()),
+        ..ControllerConfig::new(sqlite_url("unreachable"))
     })
     .await
     .unwrap();
@@ -342,4 +343,43 @@ async fn cordoned_hosts_get_no_new_vms() {
         ctl.host_set_cordoned(admin, "no-such-host", true).await.unwrap_err().status_code(),
         404
     );
+}
+
+/// A host that never finishes booting: the launch is undone at its deadline, the VM removed
+/// from the host, the GPUs released and the instance says why; a launch whose agent call
+/// failed outright is undone at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stuck_and_refused_launches_are_undone() {
+    let stack = start_with_deadline(&sqlite_url("deadline"), 1, Duration::from_secs(1)).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    for host in stack.fleet.hosts() {
+        host.faults().delay(sim_fleet::HostOp::Boot, Duration::from_secs(3600));
+    }
+    let mut events = ctl.events().subscribe();
+    let stuck = ctl.instance_create(admin, &launch("stuck", "h100x4")).await.unwrap().remove(0);
+    wait_for_state(&mut events, "stuck", InstanceState::Failed).await;
+    let row =
+        ctl.instance_list(admin).await.unwrap().into_iter().find(|i| i.id == stuck.id).unwrap();
+    assert!(
+        row.message.as_deref().unwrap_or("").contains("did not start within 1 minute"),
+        "{row:?}"
+    );
+    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 0);
+    let host = stack.fleet.host(stuck.host_name.as_deref().unwrap()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while host.vm_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the VM is removed from its host");
+
+    for host in stack.fleet.hosts() {
+        host.faults().clear();
+        host.faults().fail_always(sim_fleet::HostOp::EnsureVm);
+    }
+    ctl.instance_create(admin, &launch("refused", "h100x1")).await.unwrap();
+    wait_for_state(&mut events, "refused", InstanceState::Failed).await;
+    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 0);
 }

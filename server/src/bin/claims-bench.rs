@@ -66,8 +66,8 @@ async fn run(database_url: &str, args: &Args) -> Result<Figures, String> {
     let fleet = sim_fleet::SimFleet::start(&topology, options).await.map_err(|e| e.to_string())?;
     let password = "claims-bench-password";
     let ctl = Controller::open(&ControllerConfig {
-        database_url: database_url.to_owned(),
         admin_password: Some(password.to_owned()),
+        ..ControllerConfig::new(database_url)
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -24,13 +24,23 @@ pub struct Stack {
 }
 
 pub async fn start(database_url: &str, scalable_units: u32) -> Stack {
+    start_with_deadline(database_url, scalable_units, Duration::from_secs(600)).await
+}
+
+/// A stack whose launches are undone when they stay `provisioning` past `deadline`.
+pub async fn start_with_deadline(
+    database_url: &str,
+    scalable_units: u32,
+    deadline: Duration,
+) -> Stack {
     let topology = sim_fleet::Topology::hgx_h100(scalable_units);
     let options =
         sim_fleet::SimOptions { provision_delay: Duration::from_millis(50), ..Default::default() };
     let fleet = sim_fleet::SimFleet::start(&topology, options).await.expect("sim fleet starts");
     let controller = Controller::open(&ControllerConfig {
-        database_url: database_url.to_owned(),
         admin_password: Some(PASSWORD.to_owned()),
+        provision_deadline: deadline,
+        ..ControllerConfig::new(database_url)
     })
     .await
     .expect("controller opens");
