@@ -11,7 +11,8 @@ use crate::ssr::{context, fail};
 #[server(prefix = "/api/fn", endpoint = "login")]
 pub async fn login(username: String, password: String) -> Result<(), Error> {
     let (ctl, session, _) = context().await?;
-    let user_id = ctl.login(username.trim(), &password).await.map_err(fail)?;
+    let client = crate::ssr::client_address().await;
+    let user_id = ctl.login(username.trim(), &password, client).await.map_err(fail)?;
     ctl.session_sign_in(&session, user_id).await.map_err(fail)?;
     leptos_axum::redirect("/");
     Ok(())

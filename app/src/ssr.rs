@@ -32,3 +32,12 @@ pub fn fail(err: Error) -> Error {
     }
     err
 }
+
+/// The caller's IP address as the socket saw it (for sign-in throttling). Behind a reverse
+/// proxy this is the proxy's address.
+pub async fn client_address() -> Option<std::net::IpAddr> {
+    leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .await
+        .ok()
+        .map(|info| info.0.ip())
+}

@@ -79,6 +79,12 @@ test("the live stream and the API refuse anonymous callers", async ({ request })
   expect(events.status()).toBe(401);
   const list = await request.post("/api/fn/instance_list", { data: "" });
   expect(list.status()).toBe(401);
+  // A forged cross-site form post is refused before it reaches sign-in or any handler.
+  const forged = await request.post("/api/fn/login", {
+    headers: { "Sec-Fetch-Site": "cross-site", Origin: "http://evil.example" },
+    form: { username: "admin", password },
+  });
+  expect(forged.status()).toBe(403);
 });
 
 test("a provider admin adds an instance type and caps GPUs with a quota", async ({ page }) => {

@@ -2,6 +2,7 @@
 //! a simulated datacenter), and serves the UI, server functions and the live event stream.
 
 mod config;
+mod csrf;
 mod live;
 mod startup;
 mod web;

@@ -61,7 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let app = crate::web::router(Arc::clone(&controller), &config).await?;
     banner(&config, controller.bootstrap(), endpoints.len());
-    axum::serve(listener, app)
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the web server stopped")?;

@@ -72,6 +72,7 @@ pub async fn router(controller: Arc<Controller>, config: &Config) -> anyhow::Res
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(options)
-        .layer(sessions);
+        .layer(sessions)
+        .layer(axum::middleware::from_fn(crate::csrf::guard));
     Ok(app)
 }

@@ -14,6 +14,7 @@ mod quotas;
 mod reconciler;
 mod scheduling;
 pub mod session_store;
+pub mod throttle;
 mod topology;
 
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct ControllerConfig {
     pub admin_password: Option<String>,
     /// How long a launch may stay `provisioning` before it is undone and marked failed.
     pub provision_deadline: std::time::Duration,
+    /// Failed sign-in limits and the account lockout.
+    pub login_throttle: throttle::ThrottleConfig,
 }
 
 impl ControllerConfig {
@@ -51,6 +54,7 @@ impl ControllerConfig {
             database_url: database_url.into(),
             admin_password: None,
             provision_deadline: std::time::Duration::from_secs(600),
+            login_throttle: throttle::ThrottleConfig::default(),
         }
     }
 }
@@ -77,6 +81,7 @@ pub struct Controller {
     /// Present once agents are attached; launches wait on its lock (see `scheduling`).
     placer: tokio::sync::Mutex<Option<scheduling::Placer>>,
     provision_deadline: std::time::Duration,
+    login_throttle: throttle::LoginThrottle,
     bootstrap: Bootstrap,
 }
 
@@ -97,6 +102,7 @@ impl Controller {
             agents: AgentRegistry::default(),
             placer: tokio::sync::Mutex::new(None),
             provision_deadline: config.provision_deadline,
+            login_throttle: throttle::LoginThrottle::new(config.login_throttle),
             bootstrap,
         }))
     }
@@ -187,9 +193,23 @@ impl Controller {
         Ok(())
     }
 
-    /// Checks a local account's password; see [`authn::verify_login`].
-    pub async fn login(&self, username: &str, password: &str) -> Result<UserUuid, Error> {
-        authn::verify_login(&self.db, username, password).await
+    /// Checks a local account's password (see [`authn::verify_login`]), refusing early when
+    /// the account or the client address has failed too often (see [`throttle`]).
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<UserUuid, Error> {
+        let now = std::time::Instant::now();
+        self.login_throttle.check(username, client, now)?;
+        let result = authn::verify_login(&self.db, username, password).await;
+        match &result {
+            Ok(_) => self.login_throttle.record_success(username),
+            Err(Error::BadCredentials) => self.login_throttle.record_failure(username, client, now),
+            Err(_) => {}
+        }
+        result
     }
 
     /// The actor for a session's user, or `None` when the user no longer may sign in.

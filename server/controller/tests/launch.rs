@@ -124,8 +124,8 @@ async fn bad_input_is_refused_with_a_sentence_and_nothing_written() {
 async fn wrong_password_and_unknown_user_get_the_same_answer() {
     let stack = start(&sqlite_url("login"), 1).await;
     let ctl = &stack.controller;
-    let wrong = ctl.login("admin", "wrong password").await.unwrap_err();
-    let unknown = ctl.login("nobody", "wrong password").await.unwrap_err();
+    let wrong = ctl.login("admin", "wrong password", None).await.unwrap_err();
+    let unknown = ctl.login("nobody", "wrong password", None).await.unwrap_err();
     assert_eq!(wrong, Error::BadCredentials);
     assert_eq!(wrong, unknown);
 }
@@ -382,4 +382,24 @@ async fn stuck_and_refused_launches_are_undone() {
     ctl.instance_create(admin, &launch("refused", "h100x1")).await.unwrap();
     wait_for_state(&mut events, "refused", InstanceState::Failed).await;
     assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 0);
+}
+
+/// Ten wrong passwords lock the account for a while: even the right password is then refused
+/// with "try again in N seconds", while other accounts are unaffected.
+#[tokio::test]
+async fn repeated_failures_lock_the_account() {
+    let stack = start(&sqlite_url("throttle"), 1).await;
+    let ctl = &stack.controller;
+    let client = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    for _ in 0..10 {
+        assert_eq!(ctl.login("admin", "wrong", client).await.unwrap_err(), Error::BadCredentials);
+    }
+    let locked = ctl.login("admin", PASSWORD, client).await.unwrap_err();
+    assert!(
+        matches!(locked, Error::Throttled { retry_after_secs } if retry_after_secs > 200),
+        "{locked:?}"
+    );
+    assert_eq!(locked.status_code(), 429);
+    assert!(locked.to_string().starts_with("Too many failed sign-in attempts; try again in"));
+    assert_eq!(ctl.login("nobody", "wrong", None).await.unwrap_err(), Error::BadCredentials);
 }

@@ -72,7 +72,7 @@ async fn run(database_url: &str, args: &Args) -> Result<Figures, String> {
     .await
     .map_err(|e| e.to_string())?;
     ctl.attach_agents(fleet.endpoints()).await.map_err(|e| e.to_string())?;
-    let user = ctl.login("admin", password).await.map_err(|e| e.to_string())?;
+    let user = ctl.login("admin", password, None).await.map_err(|e| e.to_string())?;
     let admin = ctl.actor(user).await.map_err(|e| e.to_string())?.ok_or("no admin")?;
 
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.concurrency));

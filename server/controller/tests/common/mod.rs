@@ -45,7 +45,7 @@ pub async fn start_with_deadline(
     .await
     .expect("controller opens");
     controller.attach_agents(fleet.endpoints()).await.expect("agents attach");
-    let user = controller.login("admin", PASSWORD).await.expect("admin signs in");
+    let user = controller.login("admin", PASSWORD, None).await.expect("admin signs in");
     let admin = controller.actor(user).await.unwrap().expect("admin actor");
     Stack { controller, fleet, admin }
 }
