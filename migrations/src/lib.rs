@@ -5,6 +5,8 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_foundation;
 mod m20261124_000002_catalog_quotas;
+mod m20261124_000003_identity_providers;
+mod m20261124_000004_tenancy_audit;
 
 pub struct Migrator;
 
@@ -14,6 +16,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_foundation::Migration),
             Box::new(m20261124_000002_catalog_quotas::Migration),
+            Box::new(m20261124_000003_identity_providers::Migration),
+            Box::new(m20261124_000004_tenancy_audit::Migration),
         ]
     }
 }

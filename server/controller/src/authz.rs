@@ -61,6 +61,18 @@ pub enum Action {
     QuotaRead,
     /// Set quotas (provider admins).
     QuotaWrite,
+    /// See and change OpenID Connect identity providers and their role mappings
+    /// (provider admins).
+    IdentityProviderWrite,
+    /// See and change tenants (provider admins).
+    TenantWrite,
+    /// See the users and roles of a tenant (its tenant admins, provider admins).
+    UserRead,
+    /// Invite, disable and change the roles of users (tenant admins in their tenant,
+    /// provider admins everywhere).
+    UserWrite,
+    /// See the audit log (tenant admins their tenant's entries, provider admins all).
+    AuditRead,
     /// See the instances of the actor's tenant.
     InstanceRead,
     InstanceCreate,
@@ -72,8 +84,14 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
     let actor = actor.ok_or(Error::Unauthenticated)?;
     let allowed = actor.provider_admin
         || match action {
-            Action::FleetRead | Action::FleetWrite | Action::CatalogWrite | Action::QuotaWrite => {
-                false
+            Action::FleetRead
+            | Action::FleetWrite
+            | Action::CatalogWrite
+            | Action::QuotaWrite
+            | Action::IdentityProviderWrite
+            | Action::TenantWrite => false,
+            Action::UserRead | Action::UserWrite | Action::AuditRead => {
+                actor.role >= Role::TenantAdmin
             }
             Action::CapacityRead
             | Action::CatalogRead
@@ -96,6 +114,11 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
                 Action::CatalogWrite => "change instance types",
                 Action::QuotaRead => "see quotas",
                 Action::QuotaWrite => "change quotas",
+                Action::IdentityProviderWrite => "change identity providers",
+                Action::TenantWrite => "change tenants",
+                Action::UserRead => "see users",
+                Action::UserWrite => "change users",
+                Action::AuditRead => "see the audit log",
                 Action::InstanceRead => "see instances",
                 Action::InstanceCreate => "launch instances",
                 Action::InstanceDelete => "delete instances",
@@ -103,6 +126,9 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
             match action {
                 Action::InstanceCreate | Action::InstanceDelete => {
                     "ask a tenant admin for the member role"
+                }
+                Action::UserRead | Action::UserWrite | Action::AuditRead => {
+                    "only tenant admins can"
                 }
                 _ => "only provider admins can",
             }
@@ -136,6 +162,11 @@ mod tests {
             Action::CatalogWrite,
             Action::QuotaRead,
             Action::QuotaWrite,
+            Action::IdentityProviderWrite,
+            Action::TenantWrite,
+            Action::UserRead,
+            Action::UserWrite,
+            Action::AuditRead,
             Action::InstanceRead,
             Action::InstanceCreate,
             Action::InstanceDelete,
