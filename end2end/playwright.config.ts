@@ -35,7 +35,7 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
+  webServer: [{
     command:
       `../target/debug/portal-server --listen 127.0.0.1:${port} --data-dir ${dataDir} ` +
       `--site-root ../target/site --sim-provision-secs 2`,
@@ -45,6 +45,15 @@ export default defineConfig({
     stdout: "pipe",
     stderr: "pipe",
     env: { PORTAL_ADMIN_PASSWORD: process.env.PORTAL_ADMIN_PASSWORD, PORTAL_LOG: "info" },
-  },
+  }, {
+    // The OpenID provider for single sign-on (tests/oidc.spec.ts), npm oidc-provider.
+    command: "node idp.mjs",
+    url: "http://127.0.0.1:9400/.well-known/openid-configuration",
+    reuseExistingServer: false,
+    timeout: 30_000,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { E2E_BASE_URL: process.env.E2E_BASE_URL! },
+  }],
   projects: [{ name: "chromium", use: { browserName: "chromium" } }],
 });

@@ -2,7 +2,7 @@
 //! calls the controller, and maps the error to its HTTP status.
 
 use leptos::prelude::*;
-use portal_types::ids::{InstanceUuid, TenantUuid};
+use portal_types::ids::{ApiTokenUuid, InstanceUuid, TenantUuid, UserUuid};
 use portal_types::{Error, params, views};
 
 #[cfg(feature = "ssr")]
@@ -21,8 +21,11 @@ pub async fn login(username: String, password: String) -> Result<(), Error> {
 #[server(prefix = "/api/fn", endpoint = "logout")]
 pub async fn logout() -> Result<(), Error> {
     let (ctl, session, _) = context().await?;
+    // After single sign-on, also end the session at the identity provider, which sends the
+    // browser back to /login.
+    let provider_logout = portal_controller::oidc::logout_url(&session).await.map_err(fail)?;
     ctl.session_sign_out(&session).await.map_err(fail)?;
-    leptos_axum::redirect("/login");
+    leptos_axum::redirect(provider_logout.as_deref().unwrap_or("/login"));
     Ok(())
 }
 
@@ -114,4 +117,98 @@ pub async fn quota_set(
 pub async fn host_set_cordoned(host: String, cordoned: bool) -> Result<(), Error> {
     let (ctl, _, actor) = context().await?;
     ctl.host_set_cordoned(actor.as_ref(), host.trim(), cordoned).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "tenant_list")]
+pub async fn tenant_list() -> Result<Vec<views::TenantView>, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.tenant_list(actor.as_ref()).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "tenant_create")]
+pub async fn tenant_create(name: String) -> Result<views::TenantView, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.tenant_create(actor.as_ref(), name.trim()).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "tenant_set_suspended")]
+pub async fn tenant_set_suspended(
+    tenant_id: TenantUuid,
+    suspended: bool,
+) -> Result<views::TenantView, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.tenant_set_suspended(actor.as_ref(), tenant_id, suspended).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "tenant_delete")]
+pub async fn tenant_delete(tenant_id: TenantUuid, confirm_name: String) -> Result<(), Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.tenant_delete(actor.as_ref(), tenant_id, confirm_name.trim()).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "user_list")]
+pub async fn user_list(tenant_id: Option<TenantUuid>) -> Result<Vec<views::UserView>, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.user_list(actor.as_ref(), tenant_id).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "user_invite")]
+pub async fn user_invite(
+    tenant_id: Option<TenantUuid>,
+    username: String,
+    role: String,
+) -> Result<views::UserInvited, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.user_invite(actor.as_ref(), tenant_id, username.trim(), &role).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "user_set_role")]
+pub async fn user_set_role(
+    tenant_id: Option<TenantUuid>,
+    user_id: UserUuid,
+    role: String,
+) -> Result<(), Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.user_set_role(actor.as_ref(), tenant_id, user_id, &role).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "user_set_disabled")]
+pub async fn user_set_disabled(
+    tenant_id: Option<TenantUuid>,
+    user_id: UserUuid,
+    disabled: bool,
+) -> Result<(), Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.user_set_disabled(actor.as_ref(), tenant_id, user_id, disabled).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "audit_list")]
+pub async fn audit_list(
+    action: Option<String>,
+    actor_name: Option<String>,
+) -> Result<Vec<views::AuditEntry>, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.audit_list(actor.as_ref(), action.as_deref(), actor_name.as_deref()).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "api_token_list")]
+pub async fn api_token_list() -> Result<Vec<views::ApiTokenView>, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.api_token_list(actor.as_ref()).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "api_token_create")]
+pub async fn api_token_create(
+    name: String,
+    role: String,
+    days: u32,
+) -> Result<views::ApiTokenCreated, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.api_token_create(actor.as_ref(), &name, &role, days).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "api_token_revoke")]
+pub async fn api_token_revoke(id: ApiTokenUuid) -> Result<(), Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.api_token_revoke(actor.as_ref(), id).await.map_err(fail)
 }

@@ -35,6 +35,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // Marks the document once the WASM has taken over, so browser tests (and people) can
+    // tell a live form from a server-rendered one that would still post natively.
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
     view! {
         <Stylesheet id="portal" href="/pkg/portal.css" />
         <Title text="GPU Cloud" />
@@ -44,7 +51,12 @@ pub fn App() -> impl IntoView {
                 // required with a real redirect instead of a half-streamed page.
                 <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=pages::login::LoginPage />
+                <Route path=path!("/account") view=pages::account::AccountPage ssr=SsrMode::Async />
                 <Route path=path!("/admin") view=pages::admin::AdminPage ssr=SsrMode::Async />
+                <Route path=path!("/admin/identity") view=pages::identity::IdentityPage ssr=SsrMode::Async />
+                <Route path=path!("/admin/tenants") view=pages::tenancy::TenantsPage ssr=SsrMode::Async />
+                <Route path=path!("/users") view=pages::tenancy::UsersPage ssr=SsrMode::Async />
+                <Route path=path!("/audit") view=pages::tenancy::AuditPage ssr=SsrMode::Async />
                 <Route path=path!("/admin/hosts/:name") view=pages::topology::HostTopologyPage ssr=SsrMode::Async />
                 <Route path=path!("/admin/su/:su") view=pages::topology::ScalableUnitPage ssr=SsrMode::Async />
             </Routes>

@@ -16,7 +16,14 @@ pub async fn context() -> Result<(Arc<Controller>, Session, Option<Actor>), Erro
     let session: Session = leptos_axum::extract()
         .await
         .map_err(|e| fail(Error::internal(format!("no session layer: {e}"))))?;
-    let actor = ctl.session_actor(&session).await.map_err(fail)?;
+    let client = client_address().await;
+    let mut actor = ctl.session_actor(&session, client).await.map_err(fail)?;
+    // Scripts and the CLI authenticate with `Authorization: Bearer gpc_…` instead.
+    if actor.is_none()
+        && let Some(token) = bearer_token().await
+    {
+        actor = ctl.token_actor(&token, client).await.map_err(fail)?;
+    }
     Ok((ctl, session, actor))
 }
 
@@ -40,4 +47,10 @@ pub async fn client_address() -> Option<std::net::IpAddr> {
         .await
         .ok()
         .map(|info| info.0.ip())
+}
+
+async fn bearer_token() -> Option<String> {
+    let headers: axum::http::HeaderMap = leptos_axum::extract().await.ok()?;
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
 }

@@ -3,6 +3,7 @@
 // in the page without a reload (host agent watch stream → event bus → SSE) → delete it →
 // sign out ends the session.
 import { expect, test } from "@playwright/test";
+import { hydrated } from "./hydrated";
 
 const password = process.env.PORTAL_ADMIN_PASSWORD!;
 
@@ -16,6 +17,7 @@ test("sign in, see the fleet, launch and delete a 1-GPU VM live, sign out", asyn
 
   // Anonymous visitors are sent to the sign-in page.
   await page.goto("/");
+  await hydrated(page);
   await expect(page).toHaveURL(/\/login$/);
 
   // A wrong password is refused with a sentence, not a stack trace.
@@ -28,6 +30,7 @@ test("sign in, see the fleet, launch and delete a 1-GPU VM live, sign out", asyn
   await page.getByTestId("login-submit").click();
   await expect(page).toHaveURL(/\/$/);
   await expect(page.getByTestId("whoami")).toContainText("admin");
+  await hydrated(page);
 
   // The simulated datacenter: 2 scalable units of 32 HGX H100 hosts, 8 GPUs each.
   await expect(page.getByTestId("stat-hosts")).toHaveText("64 / 64");
@@ -69,6 +72,7 @@ test("sign in, see the fleet, launch and delete a 1-GPU VM live, sign out", asyn
   await page.getByTestId("logout").click();
   await expect(page).toHaveURL(/\/login$/);
   await page.goto("/");
+  await hydrated(page);
   await expect(page).toHaveURL(/\/login$/);
 
   expect(consoleErrors).toEqual([]);
@@ -89,13 +93,19 @@ test("the live stream and the API refuse anonymous callers", async ({ request })
 
 test("a provider admin adds an instance type and caps GPUs with a quota", async ({ page }) => {
   await page.goto("/login");
+  await hydrated(page);
   await page.getByTestId("login-username").fill("admin");
   await page.getByTestId("login-password").fill(password);
   await page.getByTestId("login-submit").click();
   await expect(page.getByTestId("whoami")).toContainText("admin");
+  await hydrated(page);
 
   await page.getByTestId("nav-admin").click();
-  await expect(page.getByTestId("type-row")).toHaveCount(6);
+
+  await hydrated(page);
+  for (const seeded of ["h100x1", "h100x2", "h100x4", "h100x8", "c8m32", "c16m64"]) {
+    await expect(page.locator(`[data-testid="type-row"][data-name="${seeded}"]`)).toBeVisible();
+  }
   const form = page.getByTestId("type-form");
   await form.locator('input[name="create[name]"]').fill("h100x2-lite");
   await form.locator('input[name="create[gpu_model]"]').fill("H100-SXM5-80GB");
@@ -116,6 +126,7 @@ test("a provider admin adds an instance type and caps GPUs with a quota", async 
 
   // The new type is offered at launch, and the quota refuses it.
   await page.goto("/");
+  await hydrated(page);
   await page.getByTestId("launch-name").fill("too-big");
   await page.getByTestId("launch-type").selectOption("h100x2-lite");
   await page.getByTestId("launch-submit").click();
@@ -123,6 +134,7 @@ test("a provider admin adds an instance type and caps GPUs with a quota", async 
 
   // Lift the limit again: an empty limit removes it.
   await page.getByTestId("nav-admin").click();
+  await hydrated(page);
   await quota.locator('input[name="resource"]').fill("gpus:H100-SXM5-80GB");
   await quota.locator('input[name="limit"]').fill("");
   await quota.getByRole("button", { name: "Set quota" }).click();
@@ -131,10 +143,12 @@ test("a provider admin adds an instance type and caps GPUs with a quota", async 
 
 test("a cluster group of two 8-GPU VMs launches all at once into one scalable unit", async ({ page }) => {
   await page.goto("/login");
+  await hydrated(page);
   await page.getByTestId("login-username").fill("admin");
   await page.getByTestId("login-password").fill(password);
   await page.getByTestId("login-submit").click();
   await expect(page.getByTestId("whoami")).toContainText("admin");
+  await hydrated(page);
 
   await page.getByTestId("launch-name").fill("dist");
   await page.getByTestId("launch-type").selectOption("h100x8");

@@ -7,6 +7,7 @@ mod m20261124_000001_foundation;
 mod m20261124_000002_catalog_quotas;
 mod m20261124_000003_identity_providers;
 mod m20261124_000004_tenancy_audit;
+mod m20261124_000005_api_tokens;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_catalog_quotas::Migration),
             Box::new(m20261124_000003_identity_providers::Migration),
             Box::new(m20261124_000004_tenancy_audit::Migration),
+            Box::new(m20261124_000005_api_tokens::Migration),
         ]
     }
 }

@@ -65,10 +65,21 @@ pub struct Config {
     #[arg(long, env = "PORTAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Print every API route (method and path) and exit; the authorization matrix test
+    /// is generated from this list.
+    #[arg(long)]
+    pub print_routes: bool,
+
     /// The first provider admin's password, used only when the database has no users yet.
     /// Without it a password is generated and printed once.
     #[arg(skip = std::env::var("PORTAL_ADMIN_PASSWORD").ok())]
     pub admin_password: Option<String>,
+
+    /// Where browsers reach the portal (e.g. https://gpu.example.com), for the single
+    /// sign-on redirect URL {public-url}/auth/oidc/callback registered at identity
+    /// providers. Default: http://{listen}.
+    #[arg(long, env = "PORTAL_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 impl Config {

@@ -19,7 +19,7 @@ pub async fn events(
     session: Session,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StatusCode> {
     let actor = controller
-        .session_actor(&session)
+        .session_actor(&session, None)
         .await
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
         .ok_or(StatusCode::UNAUTHORIZED)?;

@@ -4,6 +4,7 @@
 mod config;
 mod csrf;
 mod live;
+mod oidc_routes;
 mod startup;
 mod web;
 
@@ -13,6 +14,10 @@ use crate::config::{Config, LogFormat};
 
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
+    if config.print_routes {
+        print_routes();
+        return std::process::ExitCode::SUCCESS;
+    }
     init_tracing(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -28,6 +33,18 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Every server function and REST route, one `METHOD /path` per line, sorted.
+fn print_routes() {
+    let mut routes: Vec<String> = leptos::server_fn::axum::server_fn_paths()
+        .map(|(path, method)| format!("{method} {path}"))
+        .chain(web::REST_ROUTES.iter().map(|(method, path)| format!("{method} {path}")))
+        .collect();
+    routes.sort();
+    for route in routes {
+        println!("{route}");
     }
 }
 

@@ -17,6 +17,9 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::config::Config;
 
+/// REST routes besides the server functions (for `--print-routes`).
+pub const REST_ROUTES: [(&str, &str); 1] = [("GET", "/api/v1/events")];
+
 /// Sessions end after this long without a request.
 const SESSION_IDLE: time::Duration = time::Duration::hours(8);
 
@@ -60,6 +63,7 @@ pub async fn router(controller: Arc<Controller>, config: &Config) -> anyhow::Res
     let app = Router::new()
         .route("/api/v1/events", get(crate::live::events))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::oidc_routes::router(Arc::clone(&controller), config)?)
         .with_state(Arc::clone(&controller))
         .leptos_routes_with_context(
             &options,

@@ -35,8 +35,15 @@ fn Admin(me: Me) -> impl IntoView {
         move || (create.version().get(), delete.version().get()),
         |_| instance_type_list(),
     );
-    let tenant = me.tenant_id;
-    let quota = Resource::new(move || set_quota.version().get(), move |_| quota_get(Some(tenant)));
+    // `?tenant=<id>` (linked from the tenants page) picks whose quotas to edit.
+    let query = leptos_router::hooks::use_query_map();
+    let own = me.tenant_id;
+    let tenant =
+        move || query.with(|q| q.get("tenant").and_then(|t| t.parse().ok())).unwrap_or(own);
+    let quota = Resource::new(
+        move || (tenant(), set_quota.version().get()),
+        move |(tenant, _)| quota_get(Some(tenant)),
+    );
     let error = move || {
         let err = |v: Option<Result<_, Error>>| v.and_then(|r: Result<_, Error>| r.err());
         err(create.value().get().map(|r| r.map(|_| ())))
@@ -48,6 +55,8 @@ fn Admin(me: Me) -> impl IntoView {
     view! {
         <header class="topbar">
             <a class="brand" href="/">"GPU Cloud"</a>
+            <a class="nav" href="/admin/tenants">"Tenants"</a>
+            <a class="nav" href="/admin/identity" data-testid="nav-identity">"Identity providers"</a>
             <span class="who">{me.username.clone()} " · provider admin"</span>
         </header>
         <main class="dashboard">
@@ -92,7 +101,7 @@ fn Admin(me: Me) -> impl IntoView {
                 </Show>
             </section>
             <section class="panel">
-                <h2>"Quotas of " {me.tenant_name.clone()}</h2>
+                <h2>"Quotas of " {move || quota.get().and_then(|q| q.ok()).map(|q| q.tenant_name)}</h2>
                 <Transition fallback=|| ()>
                     {move || quota.get().map(|q| q.ok().map(|q| view! {
                         <table class="instances" data-testid="quota-table">
@@ -110,7 +119,7 @@ fn Admin(me: Me) -> impl IntoView {
                     }))}
                 </Transition>
                 <ActionForm action=set_quota attr:class="launch" attr:data-testid="quota-form">
-                    <input type="hidden" name="tenant_id" value=tenant.to_string() />
+                    <input type="hidden" name="tenant_id" value=move || tenant().to_string() />
                     <label>"Resource" <input type="text" name="resource" required placeholder="gpus:H100-SXM5-80GB, vcpus, memory_gib, instances" /></label>
                     <label>"Limit" <input type="text" name="limit" placeholder="empty: no limit" /></label>
                     <button type="submit" class="primary">"Set quota"</button>

@@ -103,6 +103,12 @@ fn Dashboard(me: Me) -> impl IntoView {
                 {move || if connected.get() { "● live" } else { "○ connecting" }}
             </span>
             {admin.then(|| view! { <a class="nav" href="/admin" data-testid="nav-admin">"Admin"</a> })}
+            {admin.then(|| view! { <a class="nav" href="/admin/tenants" data-testid="nav-tenants">"Tenants"</a> })}
+            {(admin || me.role == "tenant-admin").then(|| view! {
+                <a class="nav" href="/users" data-testid="nav-users">"Users"</a>
+                <a class="nav" href="/audit" data-testid="nav-audit">"Audit"</a>
+            })}
+            <a class="nav" href="/account" data-testid="nav-account">"My account"</a>
             <span class="who" data-testid="whoami">
                 {me.username.clone()} " · " {me.tenant_name.clone()} " · " {me.role.clone()}
                 {me.provider_admin.then_some(" · provider admin")}

@@ -1,13 +1,21 @@
-//! Sign-in with a local account.
+//! Sign-in with a local account or, one button each, an OpenID Connect identity provider;
+//! a refused single sign-on comes back here as `?error=<sentence>`.
 
 use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
 
 use crate::api::Login;
+use crate::pages::identity::identity_provider_buttons;
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let login = ServerAction::<Login>::new();
     let error = move || login.value().get().and_then(|r| r.err()).map(|e| e.to_string());
+    let query = use_query_map();
+    // Leptos escapes it; the length cap keeps a crafted link from filling the page.
+    let sso_error =
+        move || query.read().get("error").map(|e| e.chars().take(300).collect::<String>());
+    let providers = Resource::new(|| (), |_| identity_provider_buttons());
     view! {
         <main class="login">
             <div class="login-card">
@@ -27,6 +35,18 @@ pub fn LoginPage() -> impl IntoView {
                 <Show when=move || error().is_some()>
                     <p class="error" role="alert" data-testid="login-error">{error}</p>
                 </Show>
+                <Show when=move || sso_error().is_some()>
+                    <p class="error" role="alert" data-testid="sso-error">{sso_error}</p>
+                </Show>
+                <Transition fallback=|| ()>
+                    {move || providers.get().and_then(Result::ok).map(|buttons| buttons.into_iter().map(|b| view! {
+                        // rel=external: a full page load to the server route, not client routing.
+                        <a class="button sso" rel="external" href=format!("/auth/oidc/{}/login", b.name)
+                            data-testid="sso-button" data-name=b.name.clone()>
+                            "Sign in with " {b.display_name}
+                        </a>
+                    }).collect_view())}
+                </Transition>
             </div>
         </main>
     }

@@ -19,6 +19,7 @@ macro_rules! typed_uuid_kinds {
 }
 
 typed_uuid_kinds! {
+    ApiTokenKind => ApiTokenUuid, "api_token";
     DpuKind => DpuUuid, "dpu";
     GpuKind => GpuUuid, "gpu";
     HostKind => HostUuid, "host";

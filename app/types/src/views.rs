@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{HostUuid, InstanceUuid, TenantUuid, UserUuid};
+use crate::ids::{ApiTokenUuid, HostUuid, InstanceUuid, TenantUuid, UserUuid};
 
 /// The signed-in user as the portal shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,4 +217,66 @@ pub struct ModelCapacity {
 pub struct Capacity {
     pub fleet: Vec<ModelCapacity>,
     pub scalable_units: Vec<(String, Vec<ModelCapacity>)>,
+}
+
+/// One audit-log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub object_kind: String,
+    pub object_id: String,
+    pub client: String,
+    /// "ok", or the HTTP status and the sentence the caller got.
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantView {
+    pub id: TenantUuid,
+    pub name: String,
+    pub suspended: bool,
+    /// Instances not deleted.
+    pub instances: u64,
+    pub members: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: UserUuid,
+    pub username: String,
+    pub role: String,
+    pub disabled: bool,
+    pub provider_admin: bool,
+}
+
+/// A new local account, with its one-time password shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInvited {
+    pub user: UserView,
+    pub one_time_password: String,
+}
+
+/// An API token as lists show it (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTokenView {
+    pub id: ApiTokenUuid,
+    pub name: String,
+    /// The token's first characters, to recognise it.
+    pub prefix: String,
+    pub tenant_name: String,
+    pub role: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked: bool,
+}
+
+/// A new token: the secret is in this answer only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTokenCreated {
+    pub token: String,
+    pub view: ApiTokenView,
 }

@@ -111,6 +111,7 @@ pub async fn bootstrap_admin(
         id: Set(tenant_id),
         name: Set(DEFAULT_TENANT.to_owned()),
         created_at: Set(now),
+        suspended: Set(false),
     }
     .insert(&txn)
     .await
@@ -189,6 +190,9 @@ pub async fn load_actor(
         .await
         .map_err(Error::internal)?
         .ok_or_else(|| Error::internal("membership points at a missing tenant"))?;
+    if t.suspended && !u.provider_admin {
+        return Ok(None);
+    }
     Ok(Some(Actor {
         user_id,
         username: u.username,
@@ -196,6 +200,7 @@ pub async fn load_actor(
         tenant_id: TenantUuid::from_untyped_uuid(t.id),
         tenant_name: t.name,
         role: Role::parse(&m.role).unwrap_or(Role::Viewer),
+        client: None,
     }))
 }
 

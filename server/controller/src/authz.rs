@@ -42,6 +42,8 @@ pub struct Actor {
     pub tenant_id: TenantUuid,
     pub tenant_name: String,
     pub role: Role,
+    /// Where the request came from, for the audit log.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// Everything a caller can ask the control plane to do.
@@ -73,6 +75,10 @@ pub enum Action {
     UserWrite,
     /// See the audit log (tenant admins their tenant's entries, provider admins all).
     AuditRead,
+    /// See one's own API tokens.
+    ApiTokenRead,
+    /// Create and revoke one's own API tokens.
+    ApiTokenWrite,
     /// See the instances of the actor's tenant.
     InstanceRead,
     InstanceCreate,
@@ -94,6 +100,8 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
                 actor.role >= Role::TenantAdmin
             }
             Action::CapacityRead
+            | Action::ApiTokenRead
+            | Action::ApiTokenWrite
             | Action::CatalogRead
             | Action::QuotaRead
             | Action::InstanceRead => true,
@@ -119,6 +127,8 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
                 Action::UserRead => "see users",
                 Action::UserWrite => "change users",
                 Action::AuditRead => "see the audit log",
+                Action::ApiTokenRead => "see API tokens",
+                Action::ApiTokenWrite => "change API tokens",
                 Action::InstanceRead => "see instances",
                 Action::InstanceCreate => "launch instances",
                 Action::InstanceDelete => "delete instances",
@@ -149,6 +159,7 @@ mod tests {
             tenant_id: TenantUuid::from_untyped_uuid(uuid::Uuid::new_v4()),
             tenant_name: "acme".into(),
             role,
+            client: None,
         }
     }
 
@@ -167,6 +178,8 @@ mod tests {
             Action::UserRead,
             Action::UserWrite,
             Action::AuditRead,
+            Action::ApiTokenRead,
+            Action::ApiTokenWrite,
             Action::InstanceRead,
             Action::InstanceCreate,
             Action::InstanceDelete,

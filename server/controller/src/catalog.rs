@@ -127,6 +127,15 @@ impl Controller {
         actor: Option<&Actor>,
         create: &params::InstanceTypeCreate,
     ) -> Result<InstanceType, Error> {
+        let result = self.instance_type_create_unaudited(actor, create).await;
+        self.audited(actor, "instance_type.create", "instance_type", &create.name, result).await
+    }
+
+    async fn instance_type_create_unaudited(
+        &self,
+        actor: Option<&Actor>,
+        create: &params::InstanceTypeCreate,
+    ) -> Result<InstanceType, Error> {
         authorize(actor, Action::CatalogWrite)?;
         create.validate()?;
         let exists = instance_type::Entity::find()
@@ -148,6 +157,15 @@ impl Controller {
 
     /// Removes a type from the catalog; instances already running keep their shape.
     pub async fn instance_type_delete(
+        &self,
+        actor: Option<&Actor>,
+        name: &str,
+    ) -> Result<(), Error> {
+        let result = self.instance_type_delete_unaudited(actor, name).await;
+        self.audited(actor, "instance_type.delete", "instance_type", name, result).await
+    }
+
+    async fn instance_type_delete_unaudited(
         &self,
         actor: Option<&Actor>,
         name: &str,

@@ -358,6 +358,23 @@ impl Controller {
         host_name: &str,
         cordoned: bool,
     ) -> Result<(), Error> {
+        let result = self.host_set_cordoned_unaudited(actor, host_name, cordoned).await;
+        self.audited(
+            actor,
+            if cordoned { "host.cordon" } else { "host.uncordon" },
+            "host",
+            host_name,
+            result,
+        )
+        .await
+    }
+
+    async fn host_set_cordoned_unaudited(
+        &self,
+        actor: Option<&Actor>,
+        host_name: &str,
+        cordoned: bool,
+    ) -> Result<(), Error> {
         authorize(actor, Action::FleetWrite)?;
         // Under the placer's lock, so no launch decides between the row and the scheduler.
         let mut placer = self.placer.lock().await;

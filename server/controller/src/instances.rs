@@ -114,6 +114,15 @@ impl Controller {
         actor: Option<&Actor>,
         params: &params::InstanceCreate,
     ) -> Result<Vec<InstanceView>, Error> {
+        let result = self.instance_create_unaudited(actor, params).await;
+        self.audited(actor, "instance.create", "instance", &params.name, result).await
+    }
+
+    async fn instance_create_unaudited(
+        self: &Arc<Self>,
+        actor: Option<&Actor>,
+        params: &params::InstanceCreate,
+    ) -> Result<Vec<InstanceView>, Error> {
         let actor = authorize(actor, Action::InstanceCreate)?;
         params.validate()?;
         let instance_type = crate::catalog::find(&self.db, &params.instance_type).await?;
@@ -356,6 +365,15 @@ impl Controller {
     /// Deletes an instance of the actor's tenant: the host agent removes the VM, and its
     /// watch stream's `deleted` releases the claims. Deleting twice is fine.
     pub async fn instance_delete(
+        self: &Arc<Self>,
+        actor: Option<&Actor>,
+        id: InstanceUuid,
+    ) -> Result<InstanceView, Error> {
+        let result = self.instance_delete_unaudited(actor, id).await;
+        self.audited(actor, "instance.delete", "instance", &id.to_string(), result).await
+    }
+
+    async fn instance_delete_unaudited(
         self: &Arc<Self>,
         actor: Option<&Actor>,
         id: InstanceUuid,

@@ -3,6 +3,7 @@
 //! [`Controller`]; every public method authorizes on its first line.
 
 pub mod agents;
+mod audit;
 pub mod authn;
 pub mod authz;
 mod catalog;
@@ -10,12 +11,16 @@ pub mod db;
 pub mod events;
 pub mod fleet;
 mod instances;
+pub mod oidc;
 mod quotas;
 mod reconciler;
 mod scheduling;
 pub mod session_store;
+mod tenants;
 pub mod throttle;
+mod tokens;
 mod topology;
+mod users;
 
 use std::sync::Arc;
 
@@ -23,7 +28,7 @@ use agent_proto::v1::InventoryRequest;
 use agent_proto::{AgentEndpoint, AgentKind};
 use futures::StreamExt;
 use portal_types::Error;
-use portal_types::ids::UserUuid;
+use portal_types::ids::{GenericUuid, UserUuid};
 use portal_types::views::Me;
 use sea_orm::DatabaseConnection;
 
@@ -202,13 +207,45 @@ impl Controller {
         client: Option<std::net::IpAddr>,
     ) -> Result<UserUuid, Error> {
         let now = std::time::Instant::now();
-        self.login_throttle.check(username, client, now)?;
-        let result = authn::verify_login(&self.db, username, password).await;
+        let mut tenant = None;
+        let result = match self.login_throttle.check(username, client, now) {
+            Ok(()) => match authn::verify_login(&self.db, username, password).await {
+                Ok(user) => match self.actor(user).await? {
+                    Some(actor) => {
+                        tenant = Some(actor.tenant_id.into_untyped_uuid());
+                        Ok(user)
+                    }
+                    // Right password, but no tenant to act in (suspended, or no membership).
+                    None => Err(Error::forbidden(
+                        "this account's tenant is suspended or it belongs to none; ask your \
+                         provider",
+                    )),
+                },
+                other => other,
+            },
+            Err(throttled) => Err(throttled),
+        };
         match &result {
             Ok(_) => self.login_throttle.record_success(username),
             Err(Error::BadCredentials) => self.login_throttle.record_failure(username, client, now),
             Err(_) => {}
         }
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => format!("{} {e}", e.status_code()),
+        };
+        let user = result.as_ref().ok().map(|u| u.into_untyped_uuid());
+        self.audit_record(
+            user,
+            username,
+            tenant,
+            client,
+            "session.sign_in",
+            "user",
+            username,
+            outcome,
+        )
+        .await;
         result
     }
 

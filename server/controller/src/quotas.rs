@@ -155,6 +155,17 @@ impl Controller {
         resource: &str,
         limit: Option<u64>,
     ) -> Result<TenantQuota, Error> {
+        let result = self.quota_set_unaudited(actor, tenant_id, resource, limit).await;
+        self.audited(actor, "quota.set", "quota", &format!("{tenant_id}/{resource}"), result).await
+    }
+
+    async fn quota_set_unaudited(
+        &self,
+        actor: Option<&Actor>,
+        tenant_id: TenantUuid,
+        resource: &str,
+        limit: Option<u64>,
+    ) -> Result<TenantQuota, Error> {
         authorize(actor, Action::QuotaWrite)?;
         validate_quota_resource(resource)?;
         let exists = tenant::Entity::find_by_id(tenant_id.into_untyped_uuid())

@@ -34,10 +34,16 @@ impl DbSessionStore {
         let data = serde_json::to_vec(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let expires_at = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
+        let user_id = record
+            .data
+            .get(USER_KEY)
+            .and_then(|v| v.as_str())
+            .and_then(|s| uuid::Uuid::parse_str(s).ok());
         Ok(session::ActiveModel {
             id: Set(record.id.to_string()),
             data: Set(data),
             expires_at: Set(expires_at),
+            user_id: Set(user_id),
         })
     }
 }
@@ -66,7 +72,11 @@ impl SessionStore for DbSessionStore {
         session::Entity::insert(Self::row(record)?)
             .on_conflict(
                 OnConflict::column(session::Column::Id)
-                    .update_columns([session::Column::Data, session::Column::ExpiresAt])
+                    .update_columns([
+                        session::Column::Data,
+                        session::Column::ExpiresAt,
+                        session::Column::UserId,
+                    ])
                     .to_owned(),
             )
             .exec_without_returning(&self.db)
@@ -103,6 +113,11 @@ impl SessionStore for DbSessionStore {
 
 /// The session key holding the signed-in user's id.
 const USER_KEY: &str = "user_id";
+/// The session key holding when the user signed in (Unix seconds).
+const SIGNED_IN_AT_KEY: &str = "signed_in_at";
+/// A session ends this long after sign-in however active it is (the idle timeout is set on
+/// the cookie layer).
+pub const ABSOLUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 fn session_error(e: tower_sessions::session::Error) -> portal_types::Error {
     portal_types::Error::internal(e)
@@ -117,6 +132,8 @@ impl crate::Controller {
     ) -> Result<(), portal_types::Error> {
         session.cycle_id().await.map_err(session_error)?;
         session.insert(USER_KEY, user_id).await.map_err(session_error)?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        session.insert(SIGNED_IN_AT_KEY, now).await.map_err(session_error)?;
         Ok(())
     }
 
@@ -128,15 +145,26 @@ impl crate::Controller {
         session.flush().await.map_err(session_error)
     }
 
-    /// The actor behind a session, if it is signed in and the user may still sign in.
+    /// The actor behind a session, if it is signed in and the user may still sign in;
+    /// `client` is the request's address, recorded with what the actor does.
     pub async fn session_actor(
         &self,
         session: &tower_sessions::Session,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Option<crate::authz::Actor>, portal_types::Error> {
         let user: Option<portal_types::ids::UserUuid> =
             session.get(USER_KEY).await.map_err(session_error)?;
+        let signed_in_at: Option<i64> =
+            session.get(SIGNED_IN_AT_KEY).await.map_err(session_error)?;
+        let age = time::OffsetDateTime::now_utc().unix_timestamp() - signed_in_at.unwrap_or(0);
+        if user.is_some() && age > ABSOLUTE_TIMEOUT.as_secs() as i64 {
+            session.flush().await.map_err(session_error)?;
+            return Ok(None);
+        }
         match user {
-            Some(user_id) => self.actor(user_id).await,
+            Some(user_id) => {
+                Ok(self.actor(user_id).await?.map(|actor| crate::authz::Actor { client, ..actor }))
+            }
             None => Ok(None),
         }
     }

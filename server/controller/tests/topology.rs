@@ -148,6 +148,7 @@ async fn only_provider_admins_see_topology_and_unknown_names_are_404() {
         tenant_id: TenantUuid::from_untyped_uuid(uuid::Uuid::new_v4()),
         tenant_name: "acme".into(),
         role: Role::TenantAdmin,
+        client: None,
     };
     let forbidden = ctl.host_topology(Some(&member), "su1-h01").await.unwrap_err();
     assert_eq!(forbidden.status_code(), 403);

@@ -17,6 +17,29 @@ pub mod tenant {
         pub id: Uuid,
         pub name: String,
         pub created_at: i64,
+        /// A suspended tenant's members cannot sign in; its VMs keep running.
+        pub suspended: bool,
+    }
+    no_relations!();
+}
+
+pub mod audit_log {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_log")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub at: i64,
+        pub actor_id: Option<Uuid>,
+        pub actor_name: String,
+        pub tenant_id: Option<Uuid>,
+        pub action: String,
+        pub object_kind: String,
+        pub object_id: String,
+        pub client_addr: String,
+        /// "ok", or the error's HTTP status and sentence.
+        pub outcome: String,
     }
     no_relations!();
 }
@@ -60,6 +83,8 @@ pub mod session {
         pub id: String,
         pub data: Vec<u8>,
         pub expires_at: i64,
+        /// The signed-in user, copied out of `data` so their sessions can be ended.
+        pub user_id: Option<Uuid>,
     }
     no_relations!();
 }
@@ -215,6 +240,71 @@ pub mod quota {
         #[sea_orm(primary_key, auto_increment = false)]
         pub resource: String,
         pub max_value: i64,
+    }
+    no_relations!();
+}
+
+pub mod identity_provider {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "identity_provider")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// The slug in `/auth/oidc/{name}/login`.
+        pub name: String,
+        pub display_name: String,
+        pub issuer_url: String,
+        pub client_id: String,
+        pub client_secret: String,
+        pub tenant_id: Uuid,
+        /// Comma-separated, lower case; empty: no restriction.
+        pub email_domains: String,
+        pub group_claim: String,
+        /// JSON list of `{"group": …, "role": …}`.
+        #[sea_orm(column_type = "Text")]
+        pub role_rules: String,
+        pub default_role: String,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod external_identity {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "external_identity")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub provider_id: Uuid,
+        /// The provider's `sub` claim.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub subject: String,
+        pub user_id: Uuid,
+        pub created_at: i64,
+        pub last_sign_in_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod api_token {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_token")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub tenant_id: Uuid,
+        pub role: String,
+        pub name: String,
+        pub prefix: String,
+        /// SHA-256 of the whole token, hex.
+        pub hash: String,
+        pub created_at: i64,
+        pub expires_at: i64,
+        pub last_used_at: Option<i64>,
+        pub revoked_at: Option<i64>,
     }
     no_relations!();
 }

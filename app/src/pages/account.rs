@@ -1,0 +1,107 @@
+//! "My account": who I am, in which tenant with which role, and my API tokens.
+
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use portal_types::Error;
+use portal_types::views::Me;
+
+use crate::api::{ApiTokenCreate, ApiTokenRevoke, api_token_list, get_me};
+
+#[component]
+pub fn AccountPage() -> impl IntoView {
+    let me = Resource::new(|| (), |_| get_me());
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || me.get().map(|me| match me {
+                Ok(me) => view! { <Account me /> }.into_any(),
+                Err(Error::Unauthenticated) => view! { <Redirect path="/login" /> }.into_any(),
+                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Account(me: Me) -> impl IntoView {
+    let create = ServerAction::<ApiTokenCreate>::new();
+    let revoke = ServerAction::<ApiTokenRevoke>::new();
+    let tokens = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| api_token_list(),
+    );
+    let error = move || {
+        create
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .or_else(|| revoke.value().get().and_then(|r| r.err()))
+            .map(|e| e.to_string())
+    };
+    let created = move || create.value().get().and_then(|r| r.ok());
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">"GPU Cloud"</a>
+            <span class="nav">"My account"</span>
+        </header>
+        <main class="dashboard">
+            <section class="panel" data-testid="account">
+                <h2>{me.username.clone()}</h2>
+                <p>"Tenant " <strong>{me.tenant_name.clone()}</strong> " · role " <strong>{me.role.clone()}</strong>
+                    {me.provider_admin.then_some(" · provider admin")}</p>
+            </section>
+            <Show when=move || error().is_some()>
+                <p class="error" role="alert" data-testid="account-error">{error}</p>
+            </Show>
+            {move || created().map(|c| view! {
+                <p class="panel" data-testid="token-created">
+                    "New token " <strong>{c.view.name.clone()}</strong> " (shown only now): "
+                    <code data-testid="token-secret">{c.token.clone()}</code>
+                </p>
+            })}
+            <section class="panel">
+                <h2>"API tokens"</h2>
+                <p class="muted">"Send a token as " <code>"Authorization: Bearer <token>"</code> " to call the API as yourself, in this tenant, with at most the token's role."</p>
+                <Transition fallback=|| ()>
+                    {move || tokens.get().map(|list| view! {
+                        <table class="instances" data-testid="token-table">
+                            <thead><tr><th>"Name"</th><th>"Starts with"</th><th>"Role"</th><th>"Expires"</th><th>"Last used"</th><th></th></tr></thead>
+                            <tbody>
+                                {list.unwrap_or_default().into_iter().map(|t| {
+                                    let id = t.id;
+                                    view! {
+                                        <tr data-testid="token-row" data-name=t.name.clone()>
+                                            <td class="name">{t.name.clone()}</td>
+                                            <td><code>{t.prefix.clone()}</code></td>
+                                            <td>{t.role.clone()}</td>
+                                            <td class="muted">{t.expires_at.chars().take(10).collect::<String>()}</td>
+                                            <td class="muted">{t.last_used_at.clone().map_or_else(|| "never".to_owned(), |u| u.replace('T', " ").chars().take(19).collect())}</td>
+                                            <td>
+                                                {if t.revoked {
+                                                    view! { <span class="muted">"revoked"</span> }.into_any()
+                                                } else {
+                                                    view! { <button class="danger" on:click=move |_| { revoke.dispatch(ApiTokenRevoke { id }); }>"Revoke"</button> }.into_any()
+                                                }}
+                                            </td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    })}
+                </Transition>
+                <ActionForm action=create attr:class="launch" attr:data-testid="token-form">
+                    <label>"Name" <input type="text" name="name" required placeholder="ci-pipeline" /></label>
+                    <label>"Role"
+                        <select name="role">
+                            <option value="viewer">"viewer"</option>
+                            <option value="member" selected>"member"</option>
+                            <option value="tenant-admin">"tenant-admin"</option>
+                        </select>
+                    </label>
+                    <label>"Days" <input type="number" name="days" value="30" min="1" max="365" class="narrow" /></label>
+                    <button type="submit" class="primary">"Create token"</button>
+                </ActionForm>
+            </section>
+        </main>
+    }
+}

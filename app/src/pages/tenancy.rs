@@ -1,0 +1,253 @@
+//! Tenancy pages: tenants (provider admins), users and roles of a tenant, and the audit log
+//! (tenant admins for their tenant, provider admins everywhere).
+
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use portal_types::Error;
+use portal_types::views::Me;
+
+use crate::api::{
+    TenantCreate, TenantDelete, TenantSetSuspended, UserInvite, UserSetDisabled, UserSetRole,
+    audit_list, get_me, tenant_list, user_list,
+};
+
+const ROLES: [&str; 3] = ["viewer", "member", "tenant-admin"];
+
+/// Signs the page in: anonymous visitors go to sign-in, others see `page` or the refusal.
+fn guarded(allowed: fn(&Me) -> bool, page: fn(Me) -> AnyView) -> impl IntoView {
+    let me = Resource::new(|| (), |_| get_me());
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || me.get().map(|me| match me {
+                Ok(me) if allowed(&me) => page(me),
+                Ok(_) => view! { <p class="error">"Your role does not allow this page."</p> }.into_any(),
+                Err(Error::Unauthenticated) => view! { <Redirect path="/login" /> }.into_any(),
+                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+fn topbar(me: &Me, title: &'static str) -> impl IntoView + use<> {
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">"GPU Cloud"</a>
+            <span class="nav">{title}</span>
+            <span class="who">{me.username.clone()} " · " {me.tenant_name.clone()} " · " {me.role.clone()}</span>
+        </header>
+    }
+}
+
+fn first_error(errors: Vec<Option<Error>>) -> Option<String> {
+    errors.into_iter().flatten().next().map(|e| e.to_string())
+}
+
+#[component]
+pub fn TenantsPage() -> impl IntoView {
+    guarded(|me| me.provider_admin, |me| view! { <Tenants me /> }.into_any())
+}
+
+#[component]
+fn Tenants(me: Me) -> impl IntoView {
+    let create = ServerAction::<TenantCreate>::new();
+    let suspend = ServerAction::<TenantSetSuspended>::new();
+    let delete = ServerAction::<TenantDelete>::new();
+    let tenants = Resource::new(
+        move || (create.version().get(), suspend.version().get(), delete.version().get()),
+        |_| tenant_list(),
+    );
+    let error = move || {
+        first_error(vec![
+            create.value().get().and_then(|r| r.err()),
+            suspend.value().get().and_then(|r| r.err()),
+            delete.value().get().and_then(|r| r.err()),
+        ])
+    };
+    view! {
+        {topbar(&me, "Tenants")}
+        <main class="dashboard">
+            <Show when=move || error().is_some()>
+                <p class="error" role="alert" data-testid="tenancy-error">{error}</p>
+            </Show>
+            <section class="panel">
+                <h2>"Tenants"</h2>
+                <Transition fallback=|| ()>
+                    {move || tenants.get().map(|list| view! {
+                        <table class="instances" data-testid="tenant-table">
+                            <thead><tr><th>"Name"</th><th>"Instances"</th><th>"Members"</th><th>"State"</th><th></th><th></th></tr></thead>
+                            <tbody>
+                                {list.unwrap_or_default().into_iter().map(|t| {
+                                    let id = t.id;
+                                    let suspended = t.suspended;
+                                    view! {
+                                        <tr data-testid="tenant-row" data-name=t.name.clone()>
+                                            <td class="name"><a href=format!("/users?tenant={id}")>{t.name.clone()}</a></td>
+                                            <td>{t.instances}</td>
+                                            <td>{t.members}</td>
+                                            <td>{if suspended { "suspended" } else { "active" }}</td>
+                                            <td><a href=format!("/admin?tenant={id}") data-testid="tenant-quotas">"Quotas"</a></td>
+                                            <td>
+                                                <button on:click=move |_| { suspend.dispatch(TenantSetSuspended { tenant_id: id, suspended: !suspended }); }>
+                                                    {if suspended { "Resume" } else { "Suspend" }}
+                                                </button>
+                                                " "
+                                                <ActionForm action=delete attr:class="inline">
+                                                    <input type="hidden" name="tenant_id" value=id.to_string() />
+                                                    <input type="text" name="confirm_name" placeholder="type the name to delete" class="confirm" />
+                                                    <button type="submit" class="danger">"Delete"</button>
+                                                </ActionForm>
+                                            </td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    })}
+                </Transition>
+                <p class="muted">"Deleting a tenant removes its members' access and its quotas; a tenant with instances cannot be deleted."</p>
+                <ActionForm action=create attr:class="launch" attr:data-testid="tenant-form">
+                    <label>"Name" <input type="text" name="name" required placeholder="acme" /></label>
+                    <button type="submit" class="primary">"Create tenant"</button>
+                </ActionForm>
+            </section>
+        </main>
+    }
+}
+
+#[component]
+pub fn UsersPage() -> impl IntoView {
+    guarded(
+        |me| me.provider_admin || me.role == "tenant-admin",
+        |me| view! { <Users me /> }.into_any(),
+    )
+}
+
+#[component]
+fn Users(me: Me) -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let tenant = move || query.with(|q| q.get("tenant").and_then(|t| t.parse().ok()));
+    let invite = ServerAction::<UserInvite>::new();
+    let set_role = ServerAction::<UserSetRole>::new();
+    let disable = ServerAction::<UserSetDisabled>::new();
+    let users = Resource::new(
+        move || {
+            (tenant(), invite.version().get(), set_role.version().get(), disable.version().get())
+        },
+        |(tenant, ..)| user_list(tenant),
+    );
+    let error = move || {
+        first_error(vec![
+            invite.value().get().and_then(|r| r.err()),
+            set_role.value().get().and_then(|r| r.err()),
+            disable.value().get().and_then(|r| r.err()),
+        ])
+    };
+    let invited = move || invite.value().get().and_then(|r| r.ok());
+    view! {
+        {topbar(&me, "Users")}
+        <main class="dashboard">
+            <Show when=move || error().is_some()>
+                <p class="error" role="alert" data-testid="tenancy-error">{error}</p>
+            </Show>
+            {move || invited().map(|i| view! {
+                <p class="panel" data-testid="invited">
+                    "Invited " <strong>{i.user.username.clone()}</strong> ". One-time password (shown only now): "
+                    <code data-testid="one-time-password">{i.one_time_password.clone()}</code>
+                </p>
+            })}
+            <section class="panel">
+                <h2>"Users"</h2>
+                <Transition fallback=|| ()>
+                    {move || users.get().map(|list| view! {
+                        <table class="instances" data-testid="user-table">
+                            <thead><tr><th>"User"</th><th>"Role"</th><th>"State"</th><th></th></tr></thead>
+                            <tbody>
+                                {list.unwrap_or_default().into_iter().map(|u| {
+                                    let id = u.id;
+                                    let disabled = u.disabled;
+                                    let current = u.role.clone();
+                                    view! {
+                                        <tr data-testid="user-row" data-name=u.username.clone()>
+                                            <td class="name">{u.username.clone()}{u.provider_admin.then_some(" (provider admin)")}</td>
+                                            <td>
+                                                <select on:change=move |ev| {
+                                                    set_role.dispatch(UserSetRole { tenant_id: tenant(), user_id: id, role: event_target_value(&ev) });
+                                                }>
+                                                    {ROLES.map(|r| view! { <option value=r selected=r == current>{r}</option> }).collect_view()}
+                                                </select>
+                                            </td>
+                                            <td>{if disabled { "disabled" } else { "active" }}</td>
+                                            <td>
+                                                <button on:click=move |_| { disable.dispatch(UserSetDisabled { tenant_id: tenant(), user_id: id, disabled: !disabled }); }>
+                                                    {if disabled { "Enable" } else { "Disable" }}
+                                                </button>
+                                            </td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    })}
+                </Transition>
+                <ActionForm action=invite attr:class="launch" attr:data-testid="invite-form">
+                    {move || tenant().map(|t: portal_types::ids::TenantUuid| view! { <input type="hidden" name="tenant_id" value=t.to_string() /> })}
+                    <label>"Username" <input type="text" name="username" required placeholder="alice@example.com" /></label>
+                    <label>"Role"
+                        <select name="role">{ROLES.map(|r| view! { <option value=r>{r}</option> }).collect_view()}</select>
+                    </label>
+                    <button type="submit" class="primary">"Invite"</button>
+                </ActionForm>
+            </section>
+        </main>
+    }
+}
+
+#[component]
+pub fn AuditPage() -> impl IntoView {
+    guarded(
+        |me| me.provider_admin || me.role == "tenant-admin",
+        |me| view! { <Audit me /> }.into_any(),
+    )
+}
+
+#[component]
+fn Audit(me: Me) -> impl IntoView {
+    let action = RwSignal::new(String::new());
+    let entries = Resource::new(move || action.get(), |a| audit_list(Some(a), None));
+    view! {
+        {topbar(&me, "Audit log")}
+        <main class="dashboard">
+            <section class="panel">
+                <h2>"Audit log"</h2>
+                <label class="filter">"Action starts with "
+                    <input type="text" placeholder="instance." data-testid="audit-filter"
+                        on:change=move |ev| action.set(event_target_value(&ev)) />
+                </label>
+                <Transition fallback=|| ()>
+                    {move || entries.get().map(|list| match list {
+                        Ok(list) => view! {
+                            <table class="instances" data-testid="audit-table">
+                                <thead><tr><th>"When"</th><th>"Who"</th><th>"What"</th><th>"Object"</th><th>"From"</th><th>"Result"</th></tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|e| {
+                                        let failed = e.outcome != "ok";
+                                        view! {
+                                        <tr data-testid="audit-row">
+                                            <td class="muted">{e.at.replace('T', " ").chars().take(19).collect::<String>()}</td>
+                                            <td>{e.actor}</td>
+                                            <td>{e.action}</td>
+                                            <td>{format!("{} {}", e.object_kind, e.object_id)}</td>
+                                            <td>{e.client}</td>
+                                            <td class:error=failed>{e.outcome}</td>
+                                        </tr>
+                                    }}).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    })}
+                </Transition>
+            </section>
+        </main>
+    }
+}

@@ -1,0 +1,179 @@
+// The authorization matrix, generated from the server's own route table
+// (`portal-server --print-routes`): every API route × {anonymous, viewer, member, tenant
+// admin of another tenant, tenant admin, provider admin} must answer the expected status —
+// 401 without a session, 403 for a forbidden action, 404 for another tenant's object. A
+// route that has no row in POLICY below fails the test: a new route needs a policy.
+import { APIRequestContext, expect, request as playwrightRequest, test } from "@playwright/test";
+import { execFileSync } from "node:child_process";
+
+type Role = "anonymous" | "viewer" | "member" | "otherAdmin" | "tenantAdmin" | "providerAdmin";
+const ROLES: Role[] = ["anonymous", "viewer", "member", "otherAdmin", "tenantAdmin", "providerAdmin"];
+
+/// What the matrix needs of the world: ids made by the provider admin before each call.
+interface World {
+  home: string; // the provider admin's own tenant ("default"), where viewer/member/tenantAdmin live
+  scratchTenant: string;
+  scratchUser: string; // a user of `home`
+  instanceOfHome: () => Promise<string>; // a fresh instance in `home`
+  typeName: () => Promise<string>; // a fresh instance type
+}
+
+type Expect = Record<Role, number>;
+const all = (code: number): Expect => ({ anonymous: 401, viewer: code, member: code, otherAdmin: code, tenantAdmin: code, providerAdmin: code });
+const providerOnly: Expect = { anonymous: 401, viewer: 403, member: 403, otherAdmin: 403, tenantAdmin: 403, providerAdmin: 200 };
+const tenantAdmins: Expect = { anonymous: 401, viewer: 403, member: 403, otherAdmin: 200, tenantAdmin: 200, providerAdmin: 200 };
+const homeAdmins: Expect = { anonymous: 401, viewer: 403, member: 403, otherAdmin: 404, tenantAdmin: 200, providerAdmin: 200 };
+
+interface Policy {
+  expect: Expect | "public";
+  form: (w: World, role: Role) => Promise<Record<string, string>> | Record<string, string>;
+}
+
+const POLICY: Record<string, Policy> = {
+  "POST /api/fn/login": { expect: "public", form: () => ({}) },
+  "POST /api/fn/logout": { expect: "public", form: () => ({}) },
+  "POST /api/fn/identity_provider_buttons": { expect: "public", form: () => ({}) },
+  "GET /api/v1/events": { expect: "public", form: () => ({}) }, // a stream: covered in skeleton.spec.ts
+  "POST /api/fn/get_me": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/capacity": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/instance_list": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/instance_type_list": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/fleet_summary": { expect: providerOnly, form: () => ({}) },
+  "POST /api/fn/host_set_cordoned": { expect: providerOnly, form: () => ({ host: "su2-h32", cordoned: "false" }) },
+  "POST /api/fn/host_topology": { expect: providerOnly, form: () => ({ name: "su1-h01" }) },
+  "POST /api/fn/scalable_unit_topology": { expect: providerOnly, form: () => ({ su: "su1" }) },
+  "POST /api/fn/tenant_list": { expect: providerOnly, form: () => ({}) },
+  "POST /api/fn/tenant_create": { expect: providerOnly, form: (_w, role) => ({ name: `t-${role.toLowerCase()}` }) },
+  "POST /api/fn/tenant_set_suspended": { expect: providerOnly, form: (w) => ({ tenant_id: w.scratchTenant, suspended: "false" }) },
+  // The provider admin passes authorization and is stopped by the wrong name (400).
+  "POST /api/fn/tenant_delete": {
+    expect: { ...providerOnly, providerAdmin: 400 },
+    form: (w) => ({ tenant_id: w.scratchTenant, confirm_name: "not-its-name" }),
+  },
+  "POST /api/fn/instance_type_create": {
+    expect: providerOnly,
+    form: (_w, role) => ({
+      "create[name]": `mx-${role.toLowerCase()}`, "create[gpu_model]": "", "create[gpu_count]": "0",
+      "create[vcpus]": "2", "create[memory_gib]": "4", "create[disk_gib]": "20", "create[price_cents_per_hour]": "1",
+    }),
+  },
+  "POST /api/fn/instance_type_delete": { expect: providerOnly, form: async (w) => ({ name: await w.typeName() }) },
+  "POST /api/fn/quota_get": { expect: { ...all(200), otherAdmin: 404 }, form: (w) => ({ tenant_id: w.home }) },
+  "POST /api/fn/quota_set": { expect: providerOnly, form: (w) => ({ tenant_id: w.home, resource: "instances", limit: "" }) },
+  "POST /api/fn/instance_create": {
+    expect: { anonymous: 401, viewer: 403, member: 200, otherAdmin: 200, tenantAdmin: 200, providerAdmin: 200 },
+    form: (_w, role) => ({ "create[name]": `mx-${role.toLowerCase()}`, "create[instance_type]": "c8m32" }),
+  },
+  "POST /api/fn/instance_delete": {
+    expect: { anonymous: 401, viewer: 403, member: 200, otherAdmin: 404, tenantAdmin: 200, providerAdmin: 200 },
+    form: async (w) => ({ id: await w.instanceOfHome() }),
+  },
+  "POST /api/fn/user_list": { expect: homeAdmins, form: (w) => ({ tenant_id: w.home }) },
+  "POST /api/fn/user_invite": { expect: homeAdmins, form: (w, role) => ({ tenant_id: w.home, username: `mx-${role.toLowerCase()}`, role: "viewer" }) },
+  "POST /api/fn/user_set_role": { expect: homeAdmins, form: (w) => ({ tenant_id: w.home, user_id: w.scratchUser, role: "viewer" }) },
+  "POST /api/fn/user_set_disabled": { expect: homeAdmins, form: (w) => ({ tenant_id: w.home, user_id: w.scratchUser, disabled: "false" }) },
+  "POST /api/fn/audit_list": { expect: tenantAdmins, form: () => ({}) },
+  "POST /api/fn/api_token_list": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/api_token_create": {
+    expect: { ...all(200), viewer: 403 }, // a viewer cannot make a member token
+    form: (_w, role) => ({ name: `mx-${role.toLowerCase()}`, role: "member", days: "1" }),
+  },
+  // Another user's token is not found, whoever asks.
+  "POST /api/fn/api_token_revoke": { expect: all(404), form: () => ({ id: "00000000-0000-4000-8000-000000000000" }) },
+  "POST /api/fn/identity_provider_list": { expect: providerOnly, form: () => ({}) },
+  "POST /api/fn/identity_provider_delete": { expect: { ...providerOnly, providerAdmin: 404 }, form: () => ({ name: "no-such-provider" }) },
+  "POST /api/fn/identity_provider_create": {
+    // Authorized, then refused for its empty fields (400).
+    expect: { ...providerOnly, providerAdmin: 400 },
+    form: () => ({
+      "form[name]": "", "form[display_name]": "", "form[issuer_url]": "", "form[client_id]": "",
+      "form[client_secret]": "", "form[tenant]": "", "form[email_domains]": "", "form[group_claim]": "",
+      "form[role_rules]": "", "form[default_role]": "",
+    }),
+  },
+};
+
+const base = process.env.E2E_BASE_URL!;
+const adminPassword = process.env.PORTAL_ADMIN_PASSWORD!;
+
+async function session(username?: string, password?: string): Promise<APIRequestContext> {
+  const ctx = await playwrightRequest.newContext({ baseURL: base });
+  if (username) {
+    const r = await ctx.post("/api/fn/login", { form: { username, password: password! } });
+    expect(r.status(), `sign-in of ${username}`).toBe(200);
+  }
+  return ctx;
+}
+
+async function call<T>(ctx: APIRequestContext, fn: string, form: Record<string, string>): Promise<T> {
+  const r = await ctx.post(`/api/fn/${fn}`, { form });
+  expect(r.status(), `${fn}: ${await r.text()}`).toBe(200);
+  return (await r.json()) as T;
+}
+
+test("every route answers every role as its policy says", async () => {
+  test.setTimeout(180_000);
+  const routes = execFileSync("../target/debug/portal-server", ["--print-routes"], { encoding: "utf8" })
+    .trim()
+    .split("\n");
+  const missing = routes.filter((r) => !(r in POLICY));
+  expect(missing, "routes without a policy in authz-matrix.spec.ts").toEqual([]);
+
+  // The world: users of every role in the admin's tenant, and an admin of another tenant.
+  const admin = await session("admin", adminPassword);
+  const me = await call<{ tenant_id: string }>(admin, "get_me", {});
+  const invite = async (tenant: string, username: string, role: string) =>
+    call<{ user: { id: string }; one_time_password: string }>(admin, "user_invite", { tenant_id: tenant, username, role });
+  const other = await call<{ id: string }>(admin, "tenant_create", { name: "matrix-other" });
+  const scratch = await call<{ id: string }>(admin, "tenant_create", { name: "matrix-scratch" });
+  const users: Record<string, { user: { id: string }; one_time_password: string }> = {
+    viewer: await invite(me.tenant_id, "mx-viewer-user", "viewer"),
+    member: await invite(me.tenant_id, "mx-member-user", "member"),
+    tenantAdmin: await invite(me.tenant_id, "mx-admin-user", "tenant-admin"),
+    otherAdmin: await invite(other.id, "mx-other-admin", "tenant-admin"),
+    scratch: await invite(me.tenant_id, "mx-scratch-user", "member"),
+  };
+  let counter = 0;
+  const world: World = {
+    home: me.tenant_id,
+    scratchTenant: scratch.id,
+    scratchUser: users.scratch.user.id,
+    instanceOfHome: async () => {
+      const made = await call<{ id: string }[]>(admin, "instance_create", {
+        "create[name]": `mx-target-${++counter}`, "create[instance_type]": "c8m32",
+      });
+      return made[0].id;
+    },
+    typeName: async () => {
+      const name = `mx-type-${++counter}`;
+      await call(admin, "instance_type_create", {
+        "create[name]": name, "create[gpu_model]": "", "create[gpu_count]": "0", "create[vcpus]": "2",
+        "create[memory_gib]": "4", "create[disk_gib]": "20", "create[price_cents_per_hour]": "1",
+      });
+      return name;
+    },
+  };
+  const contexts: Record<Role, APIRequestContext> = {
+    anonymous: await session(),
+    viewer: await session("mx-viewer-user", users.viewer.one_time_password),
+    member: await session("mx-member-user", users.member.one_time_password),
+    otherAdmin: await session("mx-other-admin", users.otherAdmin.one_time_password),
+    tenantAdmin: await session("mx-admin-user", users.tenantAdmin.one_time_password),
+    providerAdmin: admin,
+  };
+
+  const failures: string[] = [];
+  for (const route of routes) {
+    const policy = POLICY[route];
+    if (policy.expect === "public") continue;
+    const [method, path] = route.split(" ");
+    for (const role of ROLES) {
+      const form = await policy.form(world, role);
+      const r = await contexts[role].fetch(path, { method, form });
+      if (r.status() !== policy.expect[role]) {
+        failures.push(`${route} as ${role}: ${r.status()} (expected ${policy.expect[role]}) ${(await r.text()).slice(0, 160)}`);
+      }
+    }
+  }
+  expect(failures).toEqual([]);
+});

@@ -1,0 +1,89 @@
+// Tenancy through the browser: a provider admin creates a tenant and invites its admin with
+// a password shown once; that admin signs in, sees only their tenant, manages its users and
+// reads its audit log; provider-only pages refuse them.
+import { expect, test } from "@playwright/test";
+import { hydrated } from "./hydrated";
+
+const password = process.env.PORTAL_ADMIN_PASSWORD!;
+
+async function signIn(page, username: string, secret: string) {
+  await page.goto("/login");
+  await hydrated(page);
+  await page.getByTestId("login-username").fill(username);
+  await page.getByTestId("login-password").fill(secret);
+  await page.getByTestId("login-submit").click();
+  await expect(page.getByTestId("whoami")).toContainText(username);
+  await hydrated(page);
+}
+
+test("a provider admin creates a tenant and its admin runs it", async ({ page }) => {
+  await signIn(page, "admin", password);
+  await page.getByTestId("nav-tenants").click();
+  await hydrated(page);
+  await page.getByTestId("tenant-form").locator('input[name="name"]').fill("acme");
+  await page.getByTestId("tenant-form").getByRole("button", { name: "Create tenant" }).click();
+  const acme = page.locator('[data-testid="tenant-row"][data-name="acme"]');
+  await expect(acme).toContainText("active");
+
+  // Quotas are set per tenant from its row.
+  await acme.getByTestId("tenant-quotas").click();
+  await hydrated(page);
+  await expect(page.getByRole("heading", { name: "Quotas of acme" })).toBeVisible();
+  const quota = page.getByTestId("quota-form");
+  await quota.locator('input[name="resource"]').fill("instances");
+  await quota.locator('input[name="limit"]').fill("5");
+  await quota.getByRole("button", { name: "Set quota" }).click();
+  await expect(page.getByTestId("quota-table")).toContainText("instances");
+  await page.goto("/admin/tenants");
+  await hydrated(page);
+  await acme.getByRole("link", { name: "acme" }).click();
+  await hydrated(page);
+  await expect(page).toHaveURL(/\/users\?tenant=/);
+  const invite = page.getByTestId("invite-form");
+  await invite.locator('input[name="username"]').fill("alice");
+  await invite.locator('select[name="role"]').selectOption("tenant-admin");
+  await invite.getByRole("button", { name: "Invite" }).click();
+  const secret = (await page.getByTestId("one-time-password").textContent())!.trim();
+  expect(secret).toHaveLength(20);
+  await expect(page.locator('[data-testid="user-row"][data-name="alice"]')).toContainText("active");
+
+  await page.goto("/");
+
+  await hydrated(page);
+  await page.getByTestId("logout").click();
+  await expect(page).toHaveURL(/\/login$/);
+
+  await signIn(page, "alice", secret);
+  await expect(page.getByTestId("whoami")).toContainText("acme · tenant-admin");
+  await hydrated(page);
+  await expect(page.getByTestId("nav-admin")).toHaveCount(0);
+  await expect(page.getByTestId("host-card")).toHaveCount(0);
+  await expect(page.getByTestId("launchable")).toBeVisible();
+  await expect(page.locator('[data-resource="instances"]')).toHaveText("instances 0 / 5");
+
+  // Alice invites a viewer into her own tenant.
+  await page.getByTestId("nav-users").click();
+  await hydrated(page);
+  await page.getByTestId("invite-form").locator('input[name="username"]').fill("bob");
+  await page.getByTestId("invite-form").getByRole("button", { name: "Invite" }).click();
+  await expect(page.locator('[data-testid="user-row"][data-name="bob"]')).toContainText("active");
+
+  // Her audit log holds her tenant's entries, not the provider admin's.
+  await page.goto("/audit");
+  await hydrated(page);
+  await expect(page.getByTestId("audit-table")).toContainText("user.invite");
+  await expect(page.getByTestId("audit-table")).toContainText("session.sign_in");
+  await expect(page.getByTestId("audit-table")).not.toContainText("tenant.create");
+
+  // Provider-only pages refuse her.
+  await page.goto("/admin/tenants");
+  await hydrated(page);
+  await expect(page.getByText("Your role does not allow this page.")).toBeVisible();
+});
+
+test("anonymous visitors are sent to sign in from every tenancy page", async ({ page }) => {
+  for (const path of ["/admin/tenants", "/users", "/audit"]) {
+    await page.goto(path);
+    await expect(page).toHaveURL(/\/login$/);
+  }
+});

@@ -1,0 +1,118 @@
+//! The audit log: every mutating call records who, what, which object, from where and the
+//! outcome, refusals included. Provider admins read all of it; a tenant admin reads their
+//! tenant's entries only.
+
+use portal_types::Error;
+use portal_types::ids::GenericUuid;
+use portal_types::views::AuditEntry;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use crate::Controller;
+use crate::authz::{Action, Actor, authorize};
+use crate::db::entity::audit_log;
+use crate::db::{now_ms, rfc3339};
+
+/// Entries a single read returns at most.
+const MAX_ENTRIES: u64 = 500;
+
+impl Controller {
+    /// Records one call and passes its result through, so a method ends with
+    /// `self.audited(actor, "instance.create", "instance", &name, result).await`.
+    pub(crate) async fn audited<T>(
+        &self,
+        actor: Option<&Actor>,
+        action: &str,
+        object_kind: &str,
+        object_id: &str,
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => format!("{} {e}", e.status_code()),
+        };
+        self.audit_record(
+            actor.map(|a| a.user_id.into_untyped_uuid()),
+            actor.map_or("anonymous", |a| a.username.as_str()),
+            actor.map(|a| a.tenant_id.into_untyped_uuid()),
+            actor.and_then(|a| a.client),
+            action,
+            object_kind,
+            object_id,
+            outcome,
+        )
+        .await;
+        result
+    }
+
+    /// Writes one entry; a failure to write is logged, never hidden from operators.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn audit_record(
+        &self,
+        actor_id: Option<Uuid>,
+        actor_name: &str,
+        tenant_id: Option<Uuid>,
+        client: Option<std::net::IpAddr>,
+        action: &str,
+        object_kind: &str,
+        object_id: &str,
+        outcome: String,
+    ) {
+        let row = audit_log::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            at: Set(now_ms()),
+            actor_id: Set(actor_id),
+            actor_name: Set(actor_name.to_owned()),
+            tenant_id: Set(tenant_id),
+            action: Set(action.to_owned()),
+            object_kind: Set(object_kind.to_owned()),
+            object_id: Set(object_id.to_owned()),
+            client_addr: Set(client.map(|c| c.to_string()).unwrap_or_default()),
+            outcome: Set(outcome),
+        };
+        if let Err(e) = row.insert(&self.db).await {
+            tracing::error!(error = %e, %action, "cannot write the audit log");
+        }
+    }
+
+    /// Newest first; `action` filters by prefix (e.g. `instance.`), `actor` by username.
+    pub async fn audit_list(
+        &self,
+        actor: Option<&Actor>,
+        action: Option<&str>,
+        actor_name: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        let actor = authorize(actor, Action::AuditRead)?;
+        let mut query = audit_log::Entity::find();
+        if !actor.provider_admin {
+            query =
+                query.filter(audit_log::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()));
+        }
+        if let Some(prefix) = action.filter(|a| !a.is_empty()) {
+            query = query.filter(audit_log::Column::Action.starts_with(prefix));
+        }
+        if let Some(name) = actor_name.filter(|a| !a.is_empty()) {
+            query = query.filter(audit_log::Column::ActorName.eq(name));
+        }
+        let rows = query
+            .order_by_desc(audit_log::Column::At)
+            .limit(MAX_ENTRIES)
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditEntry {
+                at: rfc3339(r.at),
+                actor: r.actor_name,
+                action: r.action,
+                object_kind: r.object_kind,
+                object_id: r.object_id,
+                client: r.client_addr,
+                outcome: r.outcome,
+            })
+            .collect())
+    }
+}

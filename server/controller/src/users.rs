@@ -1,0 +1,234 @@
+//! Users and their roles in a tenant. Tenant admins manage their own tenant; provider admins
+//! any. Invited local accounts get a one-time password shown once; changing a user's role
+//! or disabling them ends their sessions, so the change applies at once.
+
+use portal_types::Error;
+use portal_types::ids::{GenericUuid, TenantUuid, UserUuid};
+use portal_types::views::{UserInvited, UserView};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use uuid::Uuid;
+
+use crate::Controller;
+use crate::authn::{generate_password, hash_password};
+use crate::authz::{Action, Actor, Role, authorize};
+use crate::db::entity::{membership, session, user};
+use crate::db::now_ms;
+
+/// The tenant an actor may manage users in: their own, or any for provider admins. Another
+/// tenant is not found for everyone else.
+fn managed_tenant(actor: &Actor, tenant: Option<TenantUuid>) -> Result<TenantUuid, Error> {
+    let tenant = tenant.unwrap_or(actor.tenant_id);
+    if tenant != actor.tenant_id && !actor.provider_admin {
+        return Err(Error::not_found("tenant", tenant));
+    }
+    Ok(tenant)
+}
+
+fn parse_role(role: &str) -> Result<Role, Error> {
+    Role::parse(role).ok_or_else(|| {
+        Error::invalid(format!("\"{role}\" is not a role; use viewer, member or tenant-admin."))
+    })
+}
+
+impl Controller {
+    pub async fn user_list(
+        &self,
+        actor: Option<&Actor>,
+        tenant: Option<TenantUuid>,
+    ) -> Result<Vec<UserView>, Error> {
+        let actor = authorize(actor, Action::UserRead)?;
+        let tenant = managed_tenant(actor, tenant)?;
+        let members = membership::Entity::find()
+            .filter(membership::Column::TenantId.eq(tenant.into_untyped_uuid()))
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            if let Some(u) =
+                user::Entity::find_by_id(m.user_id).one(&self.db).await.map_err(Error::internal)?
+            {
+                out.push(UserView {
+                    id: UserUuid::from_untyped_uuid(u.id),
+                    username: u.username,
+                    role: m.role,
+                    disabled: u.disabled,
+                    provider_admin: u.provider_admin,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(out)
+    }
+
+    /// Creates a local account in the tenant with a role and a one-time password.
+    pub async fn user_invite(
+        &self,
+        actor: Option<&Actor>,
+        tenant: Option<TenantUuid>,
+        username: &str,
+        role: &str,
+    ) -> Result<UserInvited, Error> {
+        let result = async {
+            let actor = authorize(actor, Action::UserWrite)?;
+            let tenant = managed_tenant(actor, tenant)?;
+            let role = parse_role(role)?;
+            validate_username(username)?;
+            let taken = user::Entity::find()
+                .filter(user::Column::Username.eq(username))
+                .one(&self.db)
+                .await
+                .map_err(Error::internal)?;
+            if taken.is_some() {
+                return Err(Error::Conflict {
+                    message: format!("The username \"{username}\" is taken; pick another."),
+                });
+            }
+            let password = generate_password();
+            let hash = hash_password(password.clone()).await?;
+            let id = Uuid::new_v4();
+            let txn = crate::db::begin_write(&self.db).await.map_err(Error::internal)?;
+            user::ActiveModel {
+                id: Set(id),
+                username: Set(username.to_owned()),
+                password_hash: Set(Some(hash)),
+                provider_admin: Set(false),
+                disabled: Set(false),
+                created_at: Set(now_ms()),
+            }
+            .insert(&txn)
+            .await
+            .map_err(Error::internal)?;
+            membership::ActiveModel {
+                user_id: Set(id),
+                tenant_id: Set(tenant.into_untyped_uuid()),
+                role: Set(role.as_str().to_owned()),
+            }
+            .insert(&txn)
+            .await
+            .map_err(Error::internal)?;
+            txn.commit().await.map_err(Error::internal)?;
+            Ok(UserInvited {
+                user: UserView {
+                    id: UserUuid::from_untyped_uuid(id),
+                    username: username.to_owned(),
+                    role: role.as_str().to_owned(),
+                    disabled: false,
+                    provider_admin: false,
+                },
+                one_time_password: password,
+            })
+        }
+        .await;
+        self.audited(actor, "user.invite", "user", username, result).await
+    }
+
+    /// Changes a member's role in the tenant; their sessions end so it applies at once.
+    pub async fn user_set_role(
+        &self,
+        actor: Option<&Actor>,
+        tenant: Option<TenantUuid>,
+        user_id: UserUuid,
+        role: &str,
+    ) -> Result<(), Error> {
+        let result = async {
+            let actor = authorize(actor, Action::UserWrite)?;
+            let tenant = managed_tenant(actor, tenant)?;
+            let role = parse_role(role)?;
+            if user_id == actor.user_id {
+                return Err(Error::Conflict {
+                    message: "You cannot change your own role; ask another admin.".into(),
+                });
+            }
+            let res = membership::Entity::update_many()
+                .col_expr(membership::Column::Role, role.as_str().into())
+                .filter(membership::Column::UserId.eq(user_id.into_untyped_uuid()))
+                .filter(membership::Column::TenantId.eq(tenant.into_untyped_uuid()))
+                .exec(&self.db)
+                .await
+                .map_err(Error::internal)?;
+            if res.rows_affected == 0 {
+                return Err(Error::not_found("user", user_id));
+            }
+            self.sessions_end_for_user(user_id).await
+        }
+        .await;
+        self.audited(actor, "user.set_role", "user", &user_id.to_string(), result).await
+    }
+
+    /// Disables (or re-enables) a member of the tenant; disabling ends their sessions.
+    pub async fn user_set_disabled(
+        &self,
+        actor: Option<&Actor>,
+        tenant: Option<TenantUuid>,
+        user_id: UserUuid,
+        disabled: bool,
+    ) -> Result<(), Error> {
+        let result = async {
+            let actor = authorize(actor, Action::UserWrite)?;
+            let tenant = managed_tenant(actor, tenant)?;
+            if user_id == actor.user_id {
+                return Err(Error::Conflict { message: "You cannot disable yourself.".into() });
+            }
+            let member = membership::Entity::find_by_id((
+                user_id.into_untyped_uuid(),
+                tenant.into_untyped_uuid(),
+            ))
+            .one(&self.db)
+            .await
+            .map_err(Error::internal)?;
+            if member.is_none() {
+                return Err(Error::not_found("user", user_id));
+            }
+            user::Entity::update_many()
+                .col_expr(user::Column::Disabled, disabled.into())
+                .filter(user::Column::Id.eq(user_id.into_untyped_uuid()))
+                .exec(&self.db)
+                .await
+                .map_err(Error::internal)?;
+            if disabled {
+                self.sessions_end_for_user(user_id).await?;
+            }
+            Ok(())
+        }
+        .await;
+        let verb = if disabled { "user.disable" } else { "user.enable" };
+        self.audited(actor, verb, "user", &user_id.to_string(), result).await
+    }
+
+    /// Ends every session of a user (server side: the rows go, so cookies stop working).
+    pub(crate) async fn sessions_end_for_user(&self, user_id: UserUuid) -> Result<(), Error> {
+        session::Entity::delete_many()
+            .filter(session::Column::UserId.eq(user_id.into_untyped_uuid()))
+            .exec(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        Ok(())
+    }
+
+    pub(crate) async fn sessions_end_for_tenant(&self, tenant: TenantUuid) -> Result<(), Error> {
+        let members = membership::Entity::find()
+            .filter(membership::Column::TenantId.eq(tenant.into_untyped_uuid()))
+            .all(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        for m in members {
+            self.sessions_end_for_user(UserUuid::from_untyped_uuid(m.user_id)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Usernames: 1–64 characters of letters, digits and `.-_@` (emails fit).
+fn validate_username(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || ".-_@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "The username \"{name}\" is not valid: use 1 to 64 letters, digits and . - _ @."
+        )))
+    }
+}

@@ -1,0 +1,157 @@
+//! Tenants, users, roles and the audit log: what a provider admin, a tenant admin, a member
+//! and a viewer may do, and that changes take effect at once.
+
+mod common;
+
+use common::*;
+use portal_controller::session_store::DbSessionStore;
+use portal_types::Error;
+use tower_sessions::SessionStore;
+use tower_sessions::session::{Id, Record};
+
+async fn sign_in(stack: &Stack, username: &str, password: &str) -> portal_controller::authz::Actor {
+    let ctl = &stack.controller;
+    let user = ctl.login(username, password, None).await.expect("signs in");
+    ctl.actor(user).await.unwrap().expect("has an actor")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_admins_manage_their_own_tenant_only() {
+    let stack = start(&sqlite_url("tenancy"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+
+    let acme = ctl.tenant_create(admin, "acme").await.unwrap();
+    assert_eq!(ctl.tenant_create(admin, "acme").await.unwrap_err().status_code(), 409);
+    let invited =
+        ctl.user_invite(admin, Some(acme.id), "alice@acme.test", "tenant-admin").await.unwrap();
+    let alice = sign_in(&stack, "alice@acme.test", &invited.one_time_password).await;
+    assert_eq!((alice.tenant_name.as_str(), alice.role.as_str()), ("acme", "tenant-admin"));
+
+    // Alice invites a viewer; the viewer can read but not launch.
+    let bob_invite = ctl.user_invite(Some(&alice), None, "bob", "viewer").await.unwrap();
+    let bob = sign_in(&stack, "bob", &bob_invite.one_time_password).await;
+    assert!(ctl.instance_list(Some(&bob)).await.unwrap().is_empty());
+    assert_eq!(
+        ctl.instance_create(Some(&bob), &launch("x", "h100x1")).await.unwrap_err().status_code(),
+        403
+    );
+    assert_eq!(ctl.user_list(Some(&bob), None).await.unwrap_err().status_code(), 403);
+    // Alice sees her tenant's users, not another tenant's (404), and cannot make tenants.
+    assert_eq!(ctl.user_list(Some(&alice), None).await.unwrap().len(), 2);
+    let default_tenant = stack.admin.tenant_id;
+    assert_eq!(
+        ctl.user_list(Some(&alice), Some(default_tenant)).await.unwrap_err().status_code(),
+        404
+    );
+    assert_eq!(ctl.tenant_create(Some(&alice), "evil").await.unwrap_err().status_code(), 403);
+    // Another tenant's instance is not found for Alice.
+    let mine = ctl.instance_create(admin, &launch("admins-vm", "h100x1")).await.unwrap().remove(0);
+    assert_eq!(ctl.instance_delete(Some(&alice), mine.id).await.unwrap_err().status_code(), 404);
+
+    // A role change ends the user's sessions; the new role applies at the next sign-in.
+    let store = DbSessionStore::new(ctl.db().clone());
+    let mut record = Record {
+        id: Id::default(),
+        data: [("user_id".to_owned(), serde_json::json!(bob.user_id.to_string()))].into(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.unwrap();
+    assert!(store.load(&record.id).await.unwrap().is_some());
+    ctl.user_set_role(Some(&alice), None, bob.user_id, "member").await.unwrap();
+    assert!(store.load(&record.id).await.unwrap().is_none(), "bob's session ended");
+    let bob = sign_in(&stack, "bob", &bob_invite.one_time_password).await;
+    ctl.instance_create(Some(&bob), &launch("bobs-vm", "h100x1")).await.unwrap();
+    assert_eq!(
+        ctl.user_set_role(Some(&alice), None, alice.user_id, "viewer")
+            .await
+            .unwrap_err()
+            .status_code(),
+        409
+    );
+    assert_eq!(
+        ctl.user_set_role(Some(&alice), None, bob.user_id, "root").await.unwrap_err().status_code(),
+        400
+    );
+
+    // Disabled users cannot sign in.
+    ctl.user_set_disabled(Some(&alice), None, bob.user_id, true).await.unwrap();
+    let refused = ctl.login("bob", &bob_invite.one_time_password, None).await.unwrap_err();
+    assert_eq!(refused, Error::BadCredentials);
+
+    // The audit log: Alice sees acme's entries only, the provider admin everything.
+    let alices = ctl.audit_list(Some(&alice), None, None).await.unwrap();
+    assert!(alices.iter().any(|e| e.action == "user.set_role" && e.outcome == "ok"));
+    assert!(alices.iter().any(|e| e.action == "instance.create"
+        && e.actor == "bob"
+        && e.outcome.starts_with("403")));
+    assert!(alices.iter().all(|e| e.actor != "admin"), "no other tenant's entries");
+    let all = ctl.audit_list(admin, Some("tenant."), None).await.unwrap();
+    assert!(all.iter().any(|e| e.action == "tenant.create" && e.object_id == "acme"));
+    assert_eq!(ctl.audit_list(Some(&bob), None, None).await.unwrap_err().status_code(), 403);
+
+    // Deleting needs the name, and no instances left.
+    assert_eq!(ctl.tenant_delete(admin, acme.id, "acm").await.unwrap_err().status_code(), 400);
+    let busy = ctl.tenant_delete(admin, acme.id, "acme").await.unwrap_err();
+    assert!(busy.to_string().contains("still has 1 instance"), "{busy}");
+
+    // Suspending a tenant stops its members from signing in.
+    ctl.tenant_set_suspended(admin, acme.id, true).await.unwrap();
+    let suspended =
+        ctl.login("alice@acme.test", &invited.one_time_password, None).await.unwrap_err();
+    assert_eq!(suspended.status_code(), 403, "{suspended}");
+    assert!(ctl.actor(alice.user_id).await.unwrap().is_none());
+    ctl.tenant_set_suspended(admin, acme.id, false).await.unwrap();
+    sign_in(&stack, "alice@acme.test", &invited.one_time_password).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_act_for_their_user_in_one_tenant_until_revoked_or_expired() {
+    use portal_controller::db::entity::api_token;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let stack = start(&sqlite_url("tokens"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let invited = ctl.user_invite(admin, None, "meg", "member").await.unwrap();
+    let meg = sign_in(&stack, "meg", &invited.one_time_password).await;
+
+    // Never more than one's own role.
+    let err = ctl.api_token_create(Some(&meg), "too-strong", "tenant-admin", 30).await.unwrap_err();
+    assert_eq!(err.status_code(), 403, "{err}");
+    assert_eq!(
+        ctl.api_token_create(Some(&meg), "x", "member", 0).await.unwrap_err().status_code(),
+        400
+    );
+
+    let created = ctl.api_token_create(Some(&meg), "ci", "viewer", 30).await.unwrap();
+    assert!(created.token.starts_with(&created.view.prefix));
+    let as_token = ctl.token_actor(&created.token, None).await.unwrap().expect("token works");
+    assert_eq!((as_token.username.as_str(), as_token.role.as_str()), ("meg", "viewer"));
+    // A viewer token cannot launch even though meg could.
+    let refused = ctl.instance_create(Some(&as_token), &launch("t", "c8m32")).await.unwrap_err();
+    assert_eq!(refused.status_code(), 403);
+    // A wrong secret with the right prefix is refused.
+    let forged = format!("{}{}", &created.token[..12], "x".repeat(32));
+    assert!(ctl.token_actor(&forged, None).await.unwrap().is_none());
+    let list = ctl.api_token_list(Some(&meg)).await.unwrap();
+    assert!(list[0].last_used_at.is_some(), "use is recorded");
+    // Someone else cannot revoke it.
+    assert_eq!(ctl.api_token_revoke(admin, created.view.id).await.unwrap_err().status_code(), 404);
+    ctl.api_token_revoke(Some(&meg), created.view.id).await.unwrap();
+    assert!(ctl.token_actor(&created.token, None).await.unwrap().is_none());
+
+    // Expired tokens stop working.
+    let second = ctl.api_token_create(Some(&meg), "short", "member", 1).await.unwrap();
+    api_token::Entity::update_many()
+        .col_expr(api_token::Column::ExpiresAt, 0i64.into())
+        .filter(api_token::Column::Name.eq("short"))
+        .exec(ctl.db())
+        .await
+        .unwrap();
+    assert!(ctl.token_actor(&second.token, None).await.unwrap().is_none());
+    // Disabled users' tokens stop working too.
+    let third = ctl.api_token_create(Some(&meg), "third", "member", 1).await.unwrap();
+    ctl.user_set_disabled(admin, None, meg.user_id, true).await.unwrap();
+    assert!(ctl.token_actor(&third.token, None).await.unwrap().is_none());
+}
