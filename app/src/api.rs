@@ -32,7 +32,7 @@ pub async fn logout() -> Result<(), Error> {
 #[server(prefix = "/api/fn", endpoint = "get_me")]
 pub async fn get_me() -> Result<views::Me, Error> {
     let (ctl, _, actor) = context().await?;
-    ctl.me(actor.as_ref()).map_err(fail)
+    ctl.me(actor.as_ref()).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "fleet_summary")]
@@ -211,4 +211,20 @@ pub async fn api_token_create(
 pub async fn api_token_revoke(id: ApiTokenUuid) -> Result<(), Error> {
     let (ctl, _, actor) = context().await?;
     ctl.api_token_revoke(actor.as_ref(), id).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "user_add_to_tenant")]
+pub async fn user_add_to_tenant(
+    tenant_id: TenantUuid,
+    username: String,
+    role: String,
+) -> Result<(), Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.user_add_to_tenant(actor.as_ref(), tenant_id, username.trim(), &role).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "tenant_switch")]
+pub async fn tenant_switch(tenant_id: TenantUuid) -> Result<(), Error> {
+    let (ctl, session, actor) = context().await?;
+    ctl.session_switch_tenant(&session, actor.as_ref(), tenant_id).await.map_err(fail)
 }

@@ -73,6 +73,13 @@ const POLICY: Record<string, Policy> = {
   "POST /api/fn/user_set_role": { expect: homeAdmins, form: (w) => ({ tenant_id: w.home, user_id: w.scratchUser, role: "viewer" }) },
   "POST /api/fn/user_set_disabled": { expect: homeAdmins, form: (w) => ({ tenant_id: w.home, user_id: w.scratchUser, disabled: "false" }) },
   "POST /api/fn/audit_list": { expect: tenantAdmins, form: () => ({}) },
+  // The provider admin passes authorization and is stopped by the unknown user (404).
+  "POST /api/fn/user_add_to_tenant": {
+    expect: { ...providerOnly, providerAdmin: 404 },
+    form: (w) => ({ tenant_id: w.scratchTenant, username: "no-such-user", role: "viewer" }),
+  },
+  // Only tenants one belongs to: nobody is in the scratch tenant.
+  "POST /api/fn/tenant_switch": { expect: all(404), form: (w) => ({ tenant_id: w.scratchTenant }) },
   "POST /api/fn/api_token_list": { expect: all(200), form: () => ({}) },
   "POST /api/fn/api_token_create": {
     expect: { ...all(200), viewer: 403 }, // a viewer cannot make a member token

@@ -87,3 +87,26 @@ test("anonymous visitors are sent to sign in from every tenancy page", async ({ 
     await expect(page).toHaveURL(/\/login$/);
   }
 });
+
+test("a provider admin added to a second tenant switches between them", async ({ page }) => {
+  await signIn(page, "admin", password);
+  await page.goto("/admin/tenants");
+  await hydrated(page);
+  const acme = page.locator('[data-testid="tenant-row"][data-name="acme"]');
+  await acme.getByRole("link", { name: "acme" }).click();
+  await hydrated(page);
+  const add = page.getByTestId("add-form");
+  await add.locator('input[name="username"]').fill("admin");
+  await add.locator('select[name="role"]').selectOption("member");
+  await add.getByRole("button", { name: "Add to this tenant" }).click();
+  await expect(page.locator('[data-testid="user-row"][data-name="admin"]')).toBeVisible();
+
+  await page.goto("/");
+  await hydrated(page);
+  await expect(page.getByTestId("whoami")).toContainText("admin · default");
+  await page.getByTestId("tenant-switch").selectOption({ label: "acme (member)" });
+  await expect(page.getByTestId("whoami")).toContainText("admin · acme · member");
+  await hydrated(page);
+  await page.getByTestId("tenant-switch").selectOption({ label: "default (tenant-admin)" });
+  await expect(page.getByTestId("whoami")).toContainText("admin · default · tenant-admin");
+});

@@ -10,8 +10,8 @@ use portal_types::views::{
 };
 
 use crate::api::{
-    InstanceCreate, InstanceDelete, Logout, capacity, fleet_summary, get_me, instance_list,
-    instance_type_list, quota_get,
+    InstanceCreate, InstanceDelete, Logout, TenantSwitch, capacity, fleet_summary, get_me,
+    instance_list, instance_type_list, quota_get,
 };
 
 /// The instance list as the page shows it: the last fetched list with every newer live
@@ -80,6 +80,14 @@ fn Dashboard(me: Me) -> impl IntoView {
     );
 
     let logout = ServerAction::<Logout>::new();
+    let switch = ServerAction::<TenantSwitch>::new();
+    // Another tenant means other instances, quota and role: start the page afresh.
+    Effect::new(move |_| {
+        if let Some(Ok(())) = switch.value().get() {
+            let _ = window().location().reload();
+        }
+    });
+    let memberships = me.memberships.clone();
     let create = ServerAction::<InstanceCreate>::new();
     let delete = ServerAction::<InstanceDelete>::new();
     Effect::new(move |_| {
@@ -113,6 +121,22 @@ fn Dashboard(me: Me) -> impl IntoView {
                 {me.username.clone()} " · " {me.tenant_name.clone()} " · " {me.role.clone()}
                 {me.provider_admin.then_some(" · provider admin")}
             </span>
+            {(memberships.len() > 1).then(|| {
+                let current = me.tenant_id;
+                view! {
+                    <select class="switch" data-testid="tenant-switch" on:change=move |ev| {
+                        if let Ok(tenant_id) = event_target_value(&ev).parse() {
+                            switch.dispatch(TenantSwitch { tenant_id });
+                        }
+                    }>
+                        {memberships.iter().map(|m| view! {
+                            <option value=m.tenant_id.to_string() selected=m.tenant_id == current>
+                                {format!("{} ({})", m.tenant_name, m.role)}
+                            </option>
+                        }).collect_view()}
+                    </select>
+                }
+            })}
             <ActionForm action=logout>
                 <button type="submit" class="link" data-testid="logout">"Sign out"</button>
             </ActionForm>

@@ -7,8 +7,8 @@ use portal_types::Error;
 use portal_types::views::Me;
 
 use crate::api::{
-    TenantCreate, TenantDelete, TenantSetSuspended, UserInvite, UserSetDisabled, UserSetRole,
-    audit_list, get_me, tenant_list, user_list,
+    TenantCreate, TenantDelete, TenantSetSuspended, UserAddToTenant, UserInvite, UserSetDisabled,
+    UserSetRole, audit_list, get_me, tenant_list, user_list,
 };
 
 const ROLES: [&str; 3] = ["viewer", "member", "tenant-admin"];
@@ -129,9 +129,16 @@ fn Users(me: Me) -> impl IntoView {
     let invite = ServerAction::<UserInvite>::new();
     let set_role = ServerAction::<UserSetRole>::new();
     let disable = ServerAction::<UserSetDisabled>::new();
+    let add = ServerAction::<UserAddToTenant>::new();
     let users = Resource::new(
         move || {
-            (tenant(), invite.version().get(), set_role.version().get(), disable.version().get())
+            (
+                tenant(),
+                invite.version().get(),
+                set_role.version().get(),
+                disable.version().get(),
+                add.version().get(),
+            )
         },
         |(tenant, ..)| user_list(tenant),
     );
@@ -140,8 +147,11 @@ fn Users(me: Me) -> impl IntoView {
             invite.value().get().and_then(|r| r.err()),
             set_role.value().get().and_then(|r| r.err()),
             disable.value().get().and_then(|r| r.err()),
+            add.value().get().and_then(|r| r.err()),
         ])
     };
+    let provider_admin = me.provider_admin;
+    let own_tenant = me.tenant_id;
     let invited = move || invite.value().get().and_then(|r| r.ok());
     view! {
         {topbar(&me, "Users")}
@@ -197,6 +207,16 @@ fn Users(me: Me) -> impl IntoView {
                     </label>
                     <button type="submit" class="primary">"Invite"</button>
                 </ActionForm>
+                <Show when=move || provider_admin>
+                    <ActionForm action=add attr:class="launch" attr:data-testid="add-form">
+                        <input type="hidden" name="tenant_id" value=move || tenant().unwrap_or(own_tenant).to_string() />
+                        <label>"Existing user" <input type="text" name="username" required placeholder="alice" /></label>
+                        <label>"Role"
+                            <select name="role">{ROLES.map(|r| view! { <option value=r>{r}</option> }).collect_view()}</select>
+                        </label>
+                        <button type="submit">"Add to this tenant"</button>
+                    </ActionForm>
+                </Show>
             </section>
         </main>
     }

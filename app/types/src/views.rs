@@ -13,6 +13,15 @@ pub struct Me {
     pub tenant_id: TenantUuid,
     pub tenant_name: String,
     pub role: String,
+    /// Every tenant the user may act in (switch with `tenant_switch`).
+    pub memberships: Vec<Membership>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub tenant_id: TenantUuid,
+    pub tenant_name: String,
+    pub role: String,
 }
 
 /// Whether the control plane currently holds a working stream to an agent.

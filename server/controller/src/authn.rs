@@ -153,19 +153,47 @@ pub async fn verify_login(
         .map_err(Error::internal)?;
     let hash =
         found.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
-    let password = password.to_owned();
-    let ok = run_hashing(move || verify_password_blocking(&password, &hash)).await?;
+    let outdated = !has_current_parameters(&hash);
+    let candidate = password.to_owned();
+    let ok = run_hashing(move || verify_password_blocking(&candidate, &hash)).await?;
     match found {
-        Some(u) if ok && !u.disabled => Ok(UserUuid::from_untyped_uuid(u.id)),
+        Some(u) if ok && !u.disabled => {
+            if outdated {
+                // The parameters were raised since this hash was made: store a new one now
+                // that we hold the password.
+                let new_hash = hash_password(password.to_owned()).await?;
+                user::Entity::update_many()
+                    .col_expr(user::Column::PasswordHash, Some(new_hash).into())
+                    .filter(user::Column::Id.eq(u.id))
+                    .exec(db)
+                    .await
+                    .map_err(Error::internal)?;
+                tracing::info!(user = %u.username, "password rehashed with current parameters");
+            }
+            Ok(UserUuid::from_untyped_uuid(u.id))
+        }
         _ => Err(Error::BadCredentials),
     }
 }
 
-/// Rebuilds the actor for a signed-in user; `None` if the user was removed or disabled
-/// since, which ends their session.
+/// Whether a stored hash is argon2id with today's parameters.
+fn has_current_parameters(hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else { return false };
+    let current = argon2();
+    let params = current.params();
+    parsed.algorithm.as_str() == "argon2id"
+        && parsed.params.get_decimal("m") == Some(params.m_cost())
+        && parsed.params.get_decimal("t") == Some(params.t_cost())
+        && parsed.params.get_decimal("p") == Some(params.p_cost())
+}
+
+/// Rebuilds the actor for a signed-in user, acting in `tenant` when they belong to it (else
+/// in their oldest tenant); `None` if the user was removed or disabled since, or has
+/// no tenant to act in, which ends their session.
 pub async fn load_actor(
     db: &DatabaseConnection,
     user_id: UserUuid,
+    tenant: Option<TenantUuid>,
 ) -> Result<Option<Actor>, Error> {
     let Some(u) = user::Entity::find_by_id(user_id.into_untyped_uuid())
         .one(db)
@@ -177,22 +205,33 @@ pub async fn load_actor(
     if u.disabled {
         return Ok(None);
     }
-    let Some(m) = membership::Entity::find()
+    let mut memberships = Vec::new();
+    for m in membership::Entity::find()
         .filter(membership::Column::UserId.eq(u.id))
-        .one(db)
+        .all(db)
         .await
         .map_err(Error::internal)?
-    else {
-        return Ok(None);
-    };
-    let t = tenant::Entity::find_by_id(m.tenant_id)
-        .one(db)
-        .await
-        .map_err(Error::internal)?
-        .ok_or_else(|| Error::internal("membership points at a missing tenant"))?;
-    if t.suspended && !u.provider_admin {
+    {
+        let t = tenant::Entity::find_by_id(m.tenant_id)
+            .one(db)
+            .await
+            .map_err(Error::internal)?
+            .ok_or_else(|| Error::internal("membership points at a missing tenant"))?;
+        if !t.suspended || u.provider_admin {
+            memberships.push((m, t));
+        }
+    }
+    // Without a choice, the oldest tenant: adding someone elsewhere does not move them.
+    memberships.sort_by_key(|(_, t)| (t.created_at, t.name.clone()));
+    let chosen = tenant
+        .and_then(|want| {
+            memberships.iter().position(|(m, _)| m.tenant_id == want.into_untyped_uuid())
+        })
+        .unwrap_or(0);
+    if memberships.is_empty() {
         return Ok(None);
     }
+    let (m, t) = memberships.swap_remove(chosen);
     Ok(Some(Actor {
         user_id,
         username: u.username,
@@ -202,6 +241,33 @@ pub async fn load_actor(
         role: Role::parse(&m.role).unwrap_or(Role::Viewer),
         client: None,
     }))
+}
+
+/// Every tenant a user belongs to (suspended ones left out), by name.
+pub async fn memberships(
+    db: &DatabaseConnection,
+    user_id: UserUuid,
+) -> Result<Vec<portal_types::views::Membership>, Error> {
+    let mut out = Vec::new();
+    for m in membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id.into_untyped_uuid()))
+        .all(db)
+        .await
+        .map_err(Error::internal)?
+    {
+        if let Some(t) =
+            tenant::Entity::find_by_id(m.tenant_id).one(db).await.map_err(Error::internal)?
+            && !t.suspended
+        {
+            out.push(portal_types::views::Membership {
+                tenant_id: TenantUuid::from_untyped_uuid(t.id),
+                tenant_name: t.name,
+                role: m.role,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.tenant_name.cmp(&b.tenant_name));
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -215,6 +281,23 @@ mod tests {
         assert!(verify_password_blocking("correct horse battery", &hash));
         assert!(!verify_password_blocking("correct horse batterz", &hash));
         assert!(!verify_password_blocking("anything", "not a hash"));
+    }
+
+    #[test]
+    fn weaker_hashes_are_recognised_for_rehashing() {
+        let current = hash_password_blocking("pw").unwrap();
+        assert!(has_current_parameters(&current));
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8192, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"pw", &salt)
+        .unwrap()
+        .to_string();
+        assert!(!has_current_parameters(&weak));
+        assert!(verify_password_blocking("pw", &weak), "old hashes still verify");
     }
 
     #[test]

@@ -251,11 +251,22 @@ impl Controller {
 
     /// The actor for a session's user, or `None` when the user no longer may sign in.
     pub async fn actor(&self, user_id: UserUuid) -> Result<Option<Actor>, Error> {
-        authn::load_actor(&self.db, user_id).await
+        authn::load_actor(&self.db, user_id, None).await
     }
 
-    pub fn me(&self, actor: Option<&Actor>) -> Result<Me, Error> {
+    /// The actor for a user acting in `tenant` (if they belong to it).
+    pub async fn actor_in(
+        &self,
+        user_id: UserUuid,
+        tenant: Option<portal_types::ids::TenantUuid>,
+    ) -> Result<Option<Actor>, Error> {
+        authn::load_actor(&self.db, user_id, tenant).await
+    }
+
+    /// The signed-in user with every tenant they may act in.
+    pub async fn me(&self, actor: Option<&Actor>) -> Result<Me, Error> {
         let actor = authorize(actor, Action::InstanceRead)?;
+        let memberships = authn::memberships(&self.db, actor.user_id).await?;
         Ok(Me {
             user_id: actor.user_id,
             username: actor.username.clone(),
@@ -263,6 +274,7 @@ impl Controller {
             tenant_id: actor.tenant_id,
             tenant_name: actor.tenant_name.clone(),
             role: actor.role.as_str().to_owned(),
+            memberships,
         })
     }
 

@@ -113,6 +113,8 @@ impl SessionStore for DbSessionStore {
 
 /// The session key holding the signed-in user's id.
 const USER_KEY: &str = "user_id";
+/// The session key holding the tenant the user chose to act in.
+const TENANT_KEY: &str = "tenant_id";
 /// The session key holding when the user signed in (Unix seconds).
 const SIGNED_IN_AT_KEY: &str = "signed_in_at";
 /// A session ends this long after sign-in however active it is (the idle timeout is set on
@@ -163,9 +165,28 @@ impl crate::Controller {
         }
         match user {
             Some(user_id) => {
-                Ok(self.actor(user_id).await?.map(|actor| crate::authz::Actor { client, ..actor }))
+                let tenant: Option<portal_types::ids::TenantUuid> =
+                    session.get(TENANT_KEY).await.map_err(session_error)?;
+                let actor = self.actor_in(user_id, tenant).await?;
+                Ok(actor.map(|actor| crate::authz::Actor { client, ..actor }))
             }
             None => Ok(None),
         }
+    }
+
+    /// Acts in another of the user's tenants from now on; the session id is rotated since
+    /// the role changes with it. A tenant the user is not in is not found.
+    pub async fn session_switch_tenant(
+        &self,
+        session: &tower_sessions::Session,
+        actor: Option<&crate::authz::Actor>,
+        tenant: portal_types::ids::TenantUuid,
+    ) -> Result<(), portal_types::Error> {
+        let actor = crate::authz::authorize(actor, crate::authz::Action::InstanceRead)?;
+        if self.actor_in(actor.user_id, Some(tenant)).await?.map(|a| a.tenant_id) != Some(tenant) {
+            return Err(portal_types::Error::not_found("tenant", tenant));
+        }
+        session.cycle_id().await.map_err(session_error)?;
+        session.insert(TENANT_KEY, tenant).await.map_err(session_error)
     }
 }

@@ -167,7 +167,9 @@ impl Controller {
         if !matches || row.revoked_at.is_some() || row.expires_at <= now {
             return Ok(None);
         }
-        let Some(user) = self.actor(UserUuid::from_untyped_uuid(row.user_id)).await? else {
+        let tenant = Some(TenantUuid::from_untyped_uuid(row.tenant_id));
+        let Some(user) = self.actor_in(UserUuid::from_untyped_uuid(row.user_id), tenant).await?
+        else {
             return Ok(None);
         };
         // Only the token's tenant, and never more than the user's role there today.

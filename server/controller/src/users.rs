@@ -123,6 +123,49 @@ impl Controller {
         self.audited(actor, "user.invite", "user", username, result).await
     }
 
+    /// Adds an existing user to another tenant with a role (provider admins: only they may
+    /// see users across tenants).
+    pub async fn user_add_to_tenant(
+        &self,
+        actor: Option<&Actor>,
+        tenant: TenantUuid,
+        username: &str,
+        role: &str,
+    ) -> Result<(), Error> {
+        let result = async {
+            authorize(actor, Action::TenantWrite)?;
+            let role = parse_role(role)?;
+            let u = user::Entity::find()
+                .filter(user::Column::Username.eq(username))
+                .one(&self.db)
+                .await
+                .map_err(Error::internal)?
+                .ok_or_else(|| Error::not_found("user", username))?;
+            let exists = membership::Entity::find_by_id((u.id, tenant.into_untyped_uuid()))
+                .one(&self.db)
+                .await
+                .map_err(Error::internal)?;
+            if exists.is_some() {
+                return Err(Error::Conflict {
+                    message: format!(
+                        "{username} is already in that tenant; change their role instead."
+                    ),
+                });
+            }
+            membership::ActiveModel {
+                user_id: Set(u.id),
+                tenant_id: Set(tenant.into_untyped_uuid()),
+                role: Set(role.as_str().to_owned()),
+            }
+            .insert(&self.db)
+            .await
+            .map_err(Error::internal)?;
+            Ok(())
+        }
+        .await;
+        self.audited(actor, "user.add_to_tenant", "user", username, result).await
+    }
+
     /// Changes a member's role in the tenant; their sessions end so it applies at once.
     pub async fn user_set_role(
         &self,

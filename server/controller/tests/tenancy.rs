@@ -155,3 +155,31 @@ async fn api_tokens_act_for_their_user_in_one_tenant_until_revoked_or_expired() 
     ctl.user_set_disabled(admin, None, meg.user_id, true).await.unwrap();
     assert!(ctl.token_actor(&third.token, None).await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_in_two_tenants_acts_in_the_one_they_choose() {
+    let stack = start(&sqlite_url("switch"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let invited = ctl.user_invite(admin, None, "sam", "viewer").await.unwrap();
+    let lab = ctl.tenant_create(admin, "lab").await.unwrap();
+    ctl.user_add_to_tenant(admin, lab.id, "sam", "tenant-admin").await.unwrap();
+    let again = ctl.user_add_to_tenant(admin, lab.id, "sam", "member").await.unwrap_err();
+    assert_eq!(again.status_code(), 409);
+
+    let sam = sign_in(&stack, "sam", &invited.one_time_password).await;
+    let me = ctl.me(Some(&sam)).await.unwrap();
+    let names: Vec<_> = me.memberships.iter().map(|m| m.tenant_name.as_str()).collect();
+    assert_eq!(names, ["default", "lab"]);
+    // Sam acts in "default" as a viewer unless he picks "lab", where he is tenant admin.
+    assert_eq!(sam.tenant_name, "default");
+    let in_lab = ctl.actor_in(sam.user_id, Some(lab.id)).await.unwrap().unwrap();
+    assert_eq!((in_lab.tenant_name.as_str(), in_lab.role.as_str()), ("lab", "tenant-admin"));
+    ctl.instance_create(Some(&in_lab), &launch("lab-vm", "c8m32")).await.unwrap();
+    assert_eq!(ctl.instance_list(Some(&in_lab)).await.unwrap().len(), 1);
+    assert!(ctl.instance_list(Some(&sam)).await.unwrap().is_empty(), "default sees none of lab's");
+    // A tenant he is not in falls back to his first tenant.
+    let other = ctl.tenant_create(admin, "other").await.unwrap();
+    let fallback = ctl.actor_in(sam.user_id, Some(other.id)).await.unwrap().unwrap();
+    assert_eq!(fallback.tenant_name, "default");
+}
