@@ -228,3 +228,15 @@ pub async fn tenant_switch(tenant_id: TenantUuid) -> Result<(), Error> {
     let (ctl, session, actor) = context().await?;
     ctl.session_switch_tenant(&session, actor.as_ref(), tenant_id).await.map_err(fail)
 }
+
+#[server(prefix = "/api/fn", endpoint = "session_list")]
+pub async fn session_list() -> Result<Vec<views::SessionView>, Error> {
+    let (ctl, session, actor) = context().await?;
+    ctl.session_list(actor.as_ref(), &session).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "session_end")]
+pub async fn session_end(label: String) -> Result<(), Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.session_end(actor.as_ref(), &label).await.map_err(fail)
+}

@@ -16,6 +16,7 @@ test("an API token made in the portal calls the API until it is revoked", async 
   await page.getByTestId("nav-account").click();
   await hydrated(page);
   await expect(page.getByTestId("account")).toContainText("Tenant default");
+  await expect(page.getByTestId("session-table")).toContainText("(this browser)");
 
   const form = page.getByTestId("token-form");
   await form.locator('input[name="name"]').fill("ci-pipeline");

@@ -81,6 +81,8 @@ const POLICY: Record<string, Policy> = {
   // Only tenants one belongs to: nobody is in the scratch tenant.
   "POST /api/fn/tenant_switch": { expect: all(404), form: (w) => ({ tenant_id: w.scratchTenant }) },
   "POST /api/fn/api_token_list": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/session_list": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/session_end": { expect: all(404), form: () => ({ label: "000000000000" }) },
   "POST /api/fn/api_token_create": {
     expect: { ...all(200), viewer: 403 }, // a viewer cannot make a member token
     form: (_w, role) => ({ name: `mx-${role.toLowerCase()}`, role: "member", days: "1" }),

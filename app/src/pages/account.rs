@@ -5,7 +5,9 @@ use leptos_router::components::Redirect;
 use portal_types::Error;
 use portal_types::views::Me;
 
-use crate::api::{ApiTokenCreate, ApiTokenRevoke, api_token_list, get_me};
+use crate::api::{
+    ApiTokenCreate, ApiTokenRevoke, SessionEnd, api_token_list, get_me, session_list,
+};
 
 #[component]
 pub fn AccountPage() -> impl IntoView {
@@ -25,6 +27,8 @@ pub fn AccountPage() -> impl IntoView {
 fn Account(me: Me) -> impl IntoView {
     let create = ServerAction::<ApiTokenCreate>::new();
     let revoke = ServerAction::<ApiTokenRevoke>::new();
+    let end = ServerAction::<SessionEnd>::new();
+    let sessions = Resource::new(move || end.version().get(), |_| session_list());
     let tokens = Resource::new(
         move || (create.version().get(), revoke.version().get()),
         |_| api_token_list(),
@@ -58,6 +62,30 @@ fn Account(me: Me) -> impl IntoView {
                     <code data-testid="token-secret">{c.token.clone()}</code>
                 </p>
             })}
+            <section class="panel">
+                <h2>"Sessions"</h2>
+                <Transition fallback=|| ()>
+                    {move || sessions.get().map(|list| view! {
+                        <table class="instances" data-testid="session-table">
+                            <thead><tr><th>"Session"</th><th>"Ends if unused"</th><th></th></tr></thead>
+                            <tbody>
+                                {list.unwrap_or_default().into_iter().map(|s| {
+                                    let label = s.label.clone();
+                                    view! {
+                                        <tr data-testid="session-row">
+                                            <td><code>{s.label.clone()}</code>{s.current.then_some(" (this browser)")}</td>
+                                            <td class="muted">{s.expires_at.replace('T', " ").chars().take(19).collect::<String>()}</td>
+                                            <td>
+                                                <button class="danger" on:click=move |_| { end.dispatch(SessionEnd { label: label.clone() }); }>"End"</button>
+                                            </td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    })}
+                </Transition>
+            </section>
             <section class="panel">
                 <h2>"API tokens"</h2>
                 <p class="muted">"Send a token as " <code>"Authorization: Bearer <token>"</code> " to call the API as yourself, in this tenant, with at most the token's role."</p>

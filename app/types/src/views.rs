@@ -289,3 +289,13 @@ pub struct ApiTokenCreated {
     pub token: String,
     pub view: ApiTokenView,
 }
+
+/// One of the signed-in user's sessions (never its id: a label derived from it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub label: String,
+    /// RFC 3339: when it ends without further use.
+    pub expires_at: String,
+    /// The session this request came with.
+    pub current: bool,
+}

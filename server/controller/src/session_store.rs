@@ -189,4 +189,70 @@ impl crate::Controller {
         session.cycle_id().await.map_err(session_error)?;
         session.insert(TENANT_KEY, tenant).await.map_err(session_error)
     }
+
+    /// The user's sessions, labelled by a hash of their id (ids are bearer secrets).
+    pub async fn session_list(
+        &self,
+        actor: Option<&crate::authz::Actor>,
+        current: &tower_sessions::Session,
+    ) -> Result<Vec<portal_types::views::SessionView>, portal_types::Error> {
+        let actor = crate::authz::authorize(actor, crate::authz::Action::ApiTokenRead)?;
+        let current = current.id().map(|id| session_label(&id.to_string()));
+        let rows = session::Entity::find()
+            .filter(
+                session::Column::UserId
+                    .eq(portal_types::ids::GenericUuid::into_untyped_uuid(actor.user_id)),
+            )
+            .filter(session::Column::ExpiresAt.gt(now_ms()))
+            .all(&self.db)
+            .await
+            .map_err(portal_types::Error::internal)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let label = session_label(&r.id);
+                portal_types::views::SessionView {
+                    current: current.as_deref() == Some(label.as_str()),
+                    label,
+                    expires_at: crate::db::rfc3339(r.expires_at),
+                }
+            })
+            .collect())
+    }
+
+    /// Ends one of the user's sessions by its label; another user's is not found.
+    pub async fn session_end(
+        &self,
+        actor: Option<&crate::authz::Actor>,
+        label: &str,
+    ) -> Result<(), portal_types::Error> {
+        let result = async {
+            let actor = crate::authz::authorize(actor, crate::authz::Action::ApiTokenWrite)?;
+            let rows = session::Entity::find()
+                .filter(
+                    session::Column::UserId
+                        .eq(portal_types::ids::GenericUuid::into_untyped_uuid(actor.user_id)),
+                )
+                .all(&self.db)
+                .await
+                .map_err(portal_types::Error::internal)?;
+            let row = rows
+                .iter()
+                .find(|r| session_label(&r.id) == label)
+                .ok_or_else(|| portal_types::Error::not_found("session", label))?;
+            session::Entity::delete_by_id(row.id.clone())
+                .exec(&self.db)
+                .await
+                .map_err(portal_types::Error::internal)?;
+            Ok(())
+        }
+        .await;
+        self.audited(actor, "session.end", "session", label, result).await
+    }
+}
+
+/// A short stable label for a session: the first 12 hex digits of its id's SHA-256.
+fn session_label(id: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(id.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
