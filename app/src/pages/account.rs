@@ -1,26 +1,13 @@
 //! "My account": who I am, in which tenant with which role, and my API tokens.
 
 use leptos::prelude::*;
-use leptos_router::components::Redirect;
-use portal_types::Error;
 use portal_types::views::Me;
 
-use crate::api::{
-    ApiTokenCreate, ApiTokenRevoke, SessionEnd, api_token_list, get_me, session_list,
-};
+use crate::api::{ApiTokenCreate, ApiTokenRevoke, SessionEnd, api_token_list, session_list};
 
 #[component]
 pub fn AccountPage() -> impl IntoView {
-    let me = Resource::new(|| (), |_| get_me());
-    view! {
-        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || me.get().map(|me| match me {
-                Ok(me) => view! { <Account me /> }.into_any(),
-                Err(Error::Unauthenticated) => view! { <Redirect path="/login" /> }.into_any(),
-                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-            })}
-        </Suspense>
-    }
+    super::guarded(|_| true, |me| view! { <Account me /> }.into_any())
 }
 
 #[component]

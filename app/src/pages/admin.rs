@@ -1,28 +1,17 @@
 //! Provider-admin pages: the instance-type catalog and tenant quotas.
 
 use leptos::prelude::*;
-use leptos_router::components::Redirect;
 use portal_types::Error;
 use portal_types::views::{InstanceType, Me};
 
 use crate::api::{
-    HostSetCordoned, InstanceTypeCreate, InstanceTypeDelete, QuotaSet, get_me, instance_type_list,
+    HostSetCordoned, InstanceTypeCreate, InstanceTypeDelete, QuotaSet, instance_type_list,
     quota_get,
 };
 
 #[component]
 pub fn AdminPage() -> impl IntoView {
-    let me = Resource::new(|| (), |_| get_me());
-    view! {
-        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || me.get().map(|me| match me {
-                Ok(me) if me.provider_admin => view! { <Admin me /> }.into_any(),
-                Ok(_) => view! { <p class="error">"Only provider admins can open this page."</p> }.into_any(),
-                Err(Error::Unauthenticated) => view! { <Redirect path="/login" /> }.into_any(),
-                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-            })}
-        </Suspense>
-    }
+    super::guarded(|me| me.provider_admin, |me| view! { <Admin me /> }.into_any())
 }
 
 #[component]

@@ -3,12 +3,10 @@
 //! public list of sign-in buttons the sign-in page shows.
 
 use leptos::prelude::*;
-use leptos_router::components::Redirect;
 use portal_types::Error;
 use portal_types::views::Me;
 use serde::{Deserialize, Serialize};
 
-use crate::api::get_me;
 #[cfg(feature = "ssr")]
 use crate::ssr::{context, fail};
 
@@ -114,17 +112,7 @@ pub async fn identity_provider_buttons() -> Result<Vec<SignInButton>, Error> {
 
 #[component]
 pub fn IdentityPage() -> impl IntoView {
-    let me = Resource::new(|| (), |_| get_me());
-    view! {
-        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || me.get().map(|me| match me {
-                Ok(me) if me.provider_admin => view! { <Identity me /> }.into_any(),
-                Ok(_) => view! { <p class="error">"Only provider admins can open this page."</p> }.into_any(),
-                Err(Error::Unauthenticated) => view! { <Redirect path="/login" /> }.into_any(),
-                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-            })}
-        </Suspense>
-    }
+    super::guarded(|me| me.provider_admin, |me| view! { <Identity me /> }.into_any())
 }
 
 #[component]

@@ -2,31 +2,15 @@
 //! (tenant admins for their tenant, provider admins everywhere).
 
 use leptos::prelude::*;
-use leptos_router::components::Redirect;
 use portal_types::Error;
 use portal_types::views::Me;
 
 use crate::api::{
     TenantCreate, TenantDelete, TenantSetSuspended, UserAddToTenant, UserInvite, UserSetDisabled,
-    UserSetRole, audit_list, get_me, tenant_list, user_list,
+    UserSetRole, audit_list, tenant_list, user_list,
 };
 
 const ROLES: [&str; 3] = ["viewer", "member", "tenant-admin"];
-
-/// Signs the page in: anonymous visitors go to sign-in, others see `page` or the refusal.
-fn guarded(allowed: fn(&Me) -> bool, page: fn(Me) -> AnyView) -> impl IntoView {
-    let me = Resource::new(|| (), |_| get_me());
-    view! {
-        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || me.get().map(|me| match me {
-                Ok(me) if allowed(&me) => page(me),
-                Ok(_) => view! { <p class="error">"Your role does not allow this page."</p> }.into_any(),
-                Err(Error::Unauthenticated) => view! { <Redirect path="/login" /> }.into_any(),
-                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-            })}
-        </Suspense>
-    }
-}
 
 fn topbar(me: &Me, title: &'static str) -> impl IntoView + use<> {
     view! {
@@ -44,7 +28,7 @@ fn first_error(errors: Vec<Option<Error>>) -> Option<String> {
 
 #[component]
 pub fn TenantsPage() -> impl IntoView {
-    guarded(|me| me.provider_admin, |me| view! { <Tenants me /> }.into_any())
+    super::guarded(|me| me.provider_admin, |me| view! { <Tenants me /> }.into_any())
 }
 
 #[component]
@@ -116,7 +100,7 @@ fn Tenants(me: Me) -> impl IntoView {
 
 #[component]
 pub fn UsersPage() -> impl IntoView {
-    guarded(
+    super::guarded(
         |me| me.provider_admin || me.role == "tenant-admin",
         |me| view! { <Users me /> }.into_any(),
     )
@@ -224,7 +208,7 @@ fn Users(me: Me) -> impl IntoView {
 
 #[component]
 pub fn AuditPage() -> impl IntoView {
-    guarded(
+    super::guarded(
         |me| me.provider_admin || me.role == "tenant-admin",
         |me| view! { <Audit me /> }.into_any(),
     )
