@@ -27,6 +27,12 @@ apt_install() { # apt_install PACKAGE... : installs the ones that are missing
 install_build_deps() {
   apt_install build-essential pkg-config ca-certificates brotli
   command -v node >/dev/null 2>&1 || apt_install nodejs npm
+  local node_major
+  node_major="$(node --version | sed 's/^v\([0-9]*\).*/\1/')"
+  if [ "$node_major" -lt 20 ]; then
+    echo "error: Node.js $(node --version) is too old for Playwright and oidc-provider; install Node.js 20 or newer (e.g. from NodeSource) and run this again" >&2
+    exit 1
+  fi
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     step "adding the wasm32-unknown-unknown target"
     rustup target add wasm32-unknown-unknown
