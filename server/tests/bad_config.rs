@@ -89,3 +89,23 @@ fn a_malformed_agents_file_is_named() {
     assert!(last_line(&stderr).starts_with("error: the agents file"), "{stderr}");
     assert!(last_line(&stderr).contains("is not valid"), "{stderr}");
 }
+
+#[test]
+fn a_missing_browser_bundle_is_named() {
+    let site = std::env::temp_dir().join(format!("portal-no-site-{}", std::process::id()));
+    let (code, stderr) = portal(
+        "site",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-scalable-units",
+            "1",
+            "--site-root",
+            site.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1);
+    let line = last_line(&stderr);
+    assert!(line.starts_with("error: the browser bundle"), "{stderr}");
+    assert!(line.contains("is missing; build it with the README's run command"), "{stderr}");
+}
