@@ -108,11 +108,6 @@ impl InstanceState {
             _ => return None,
         })
     }
-
-    /// Still on its way somewhere: the UI shows a spinner and the control plane a deadline.
-    pub fn is_transitional(self) -> bool {
-        matches!(self, InstanceState::Provisioning | InstanceState::Deleting)
-    }
 }
 
 impl std::fmt::Display for InstanceState {

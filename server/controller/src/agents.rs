@@ -1,13 +1,11 @@
-//! gRPC clients for every agent, keyed by the agent's stable id, plus the watchers that keep
+//! gRPC clients for the host agents, keyed by the agent's stable id, plus the watchers that keep
 //! one server-streaming `Watch` open per host agent and feed its events to the control plane.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use agent_proto::v1::dpu_agent_client::DpuAgentClient;
 use agent_proto::v1::host_agent_client::HostAgentClient;
-use agent_proto::v1::switch_agent_client::SwitchAgentClient;
 use agent_proto::v1::{WatchRequest, host_event};
 use agent_proto::{AgentEndpoint, AgentKind};
 use tonic::transport::{Channel, Endpoint};
@@ -29,8 +27,6 @@ pub struct AgentUnreachable {
 #[derive(Default)]
 pub struct AgentRegistry {
     hosts: RwLock<HashMap<String, HostAgentClient<Channel>>>,
-    dpus: RwLock<HashMap<String, DpuAgentClient<Channel>>>,
-    switches: RwLock<HashMap<String, SwitchAgentClient<Channel>>>,
 }
 
 pub(crate) async fn connect(endpoint: &AgentEndpoint) -> Result<Channel, AgentUnreachable> {
@@ -63,31 +59,16 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl AgentRegistry {
-    pub fn insert(&self, kind: AgentKind, id: &str, channel: Channel) {
-        match kind {
-            AgentKind::Host => {
-                write(&self.hosts).insert(id.to_owned(), HostAgentClient::new(channel));
-            }
-            AgentKind::Dpu => {
-                write(&self.dpus).insert(id.to_owned(), DpuAgentClient::new(channel));
-            }
-            AgentKind::Switch => {
-                write(&self.switches).insert(id.to_owned(), SwitchAgentClient::new(channel));
-            }
-        }
+    /// Keeps the channel to a host agent for launches, deletes and its watch stream. (DPU
+    /// and switch agents are reached at attach time only until the control plane drives
+    /// tenant networks.)
+    pub fn insert_host(&self, id: &str, channel: Channel) {
+        write(&self.hosts).insert(id.to_owned(), HostAgentClient::new(channel));
     }
 
     /// A client for the host agent with this id; clients are cheap clones of one channel.
     pub fn host(&self, id: &str) -> Option<HostAgentClient<Channel>> {
         read(&self.hosts).get(id).cloned()
-    }
-
-    pub fn dpu(&self, id: &str) -> Option<DpuAgentClient<Channel>> {
-        read(&self.dpus).get(id).cloned()
-    }
-
-    pub fn switch(&self, id: &str) -> Option<SwitchAgentClient<Channel>> {
-        read(&self.switches).get(id).cloned()
     }
 }
 

@@ -75,10 +75,10 @@ pub enum Action {
     UserWrite,
     /// See the audit log (tenant admins their tenant's entries, provider admins all).
     AuditRead,
-    /// See one's own API tokens.
-    ApiTokenRead,
-    /// Create and revoke one's own API tokens.
-    ApiTokenWrite,
+    /// See one's own sessions and API tokens.
+    AccountRead,
+    /// End one's own sessions; create and revoke one's own API tokens.
+    AccountWrite,
     /// See the instances of the actor's tenant.
     InstanceRead,
     InstanceCreate,
@@ -100,8 +100,8 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
                 actor.role >= Role::TenantAdmin
             }
             Action::CapacityRead
-            | Action::ApiTokenRead
-            | Action::ApiTokenWrite
+            | Action::AccountRead
+            | Action::AccountWrite
             | Action::CatalogRead
             | Action::QuotaRead
             | Action::InstanceRead => true,
@@ -127,8 +127,8 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
                 Action::UserRead => "see users",
                 Action::UserWrite => "change users",
                 Action::AuditRead => "see the audit log",
-                Action::ApiTokenRead => "see API tokens",
-                Action::ApiTokenWrite => "change API tokens",
+                Action::AccountRead => "see their account",
+                Action::AccountWrite => "change their account",
                 Action::InstanceRead => "see instances",
                 Action::InstanceCreate => "launch instances",
                 Action::InstanceDelete => "delete instances",
@@ -178,8 +178,8 @@ mod tests {
             Action::UserRead,
             Action::UserWrite,
             Action::AuditRead,
-            Action::ApiTokenRead,
-            Action::ApiTokenWrite,
+            Action::AccountRead,
+            Action::AccountWrite,
             Action::InstanceRead,
             Action::InstanceCreate,
             Action::InstanceDelete,

@@ -170,7 +170,7 @@ impl Controller {
                     .map_err(inventory_error)?
                     .into_inner();
                 self.host_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
-                self.agents.insert(AgentKind::Host, &inv.host_id, channel);
+                self.agents.insert_host(&inv.host_id, channel);
             }
             AgentKind::Dpu => {
                 let mut client =
@@ -181,7 +181,6 @@ impl Controller {
                     .map_err(inventory_error)?
                     .into_inner();
                 self.dpu_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
-                self.agents.insert(AgentKind::Dpu, &inv.dpu_id, channel);
             }
             AgentKind::Switch => {
                 let mut client =
@@ -192,7 +191,6 @@ impl Controller {
                     .map_err(inventory_error)?
                     .into_inner();
                 self.switch_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
-                self.agents.insert(AgentKind::Switch, &inv.switch_id, channel);
             }
         }
         Ok(())

@@ -196,7 +196,7 @@ impl crate::Controller {
         actor: Option<&crate::authz::Actor>,
         current: &tower_sessions::Session,
     ) -> Result<Vec<portal_types::views::SessionView>, portal_types::Error> {
-        let actor = crate::authz::authorize(actor, crate::authz::Action::ApiTokenRead)?;
+        let actor = crate::authz::authorize(actor, crate::authz::Action::AccountRead)?;
         let current = current.id().map(|id| session_label(&id.to_string()));
         let rows = session::Entity::find()
             .filter(
@@ -227,7 +227,7 @@ impl crate::Controller {
         label: &str,
     ) -> Result<(), portal_types::Error> {
         let result = async {
-            let actor = crate::authz::authorize(actor, crate::authz::Action::ApiTokenWrite)?;
+            let actor = crate::authz::authorize(actor, crate::authz::Action::AccountWrite)?;
             let rows = session::Entity::find()
                 .filter(
                     session::Column::UserId

@@ -57,7 +57,7 @@ impl Controller {
         days: u32,
     ) -> Result<ApiTokenCreated, Error> {
         let result = async {
-            let actor = authorize(actor, Action::ApiTokenWrite)?;
+            let actor = authorize(actor, Action::AccountWrite)?;
             let name = name.trim();
             if name.is_empty() || name.len() > 64 {
                 return Err(Error::invalid("Give the token a name of 1 to 64 characters."));
@@ -102,7 +102,7 @@ impl Controller {
 
     /// The actor's own tokens, newest first.
     pub async fn api_token_list(&self, actor: Option<&Actor>) -> Result<Vec<ApiTokenView>, Error> {
-        let actor = authorize(actor, Action::ApiTokenRead)?;
+        let actor = authorize(actor, Action::AccountRead)?;
         let rows = api_token::Entity::find()
             .filter(api_token::Column::UserId.eq(actor.user_id.into_untyped_uuid()))
             .order_by_desc(api_token::Column::CreatedAt)
@@ -127,7 +127,7 @@ impl Controller {
         id: ApiTokenUuid,
     ) -> Result<(), Error> {
         let result = async {
-            let actor = authorize(actor, Action::ApiTokenWrite)?;
+            let actor = authorize(actor, Action::AccountWrite)?;
             let res = api_token::Entity::update_many()
                 .col_expr(api_token::Column::RevokedAt, Some(now_ms()).into())
                 .filter(api_token::Column::Id.eq(id.into_untyped_uuid()))
