@@ -1,4 +1,4 @@
-//! Instances: launch (claim in one transaction, then the host agent's EnsureVm, undone on
+//! Instances: launch (claim in a batched transaction, see `claims`, then the host agent's EnsureVm, undone on
 //! failure), delete (RemoveVm, then release), and the state changes host agents report.
 //!
 //! `instance_create` is a two-step saga, each step with its undo:
@@ -13,22 +13,19 @@ use agent_proto::v1::{EnsureVmRequest, RemoveVmRequest, VmSpec, VmState, VmStatu
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::params;
-use portal_types::views::{InstanceState, InstanceType, InstanceView, LiveEvent};
+use portal_types::views::{InstanceState, InstanceView, LiveEvent};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    SqlErr,
 };
 use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::{Action, Actor, authorize};
+use crate::claims::Claimed;
 use crate::db::entity::{gpu_claim, host, instance};
 use crate::db::{now_ms, rfc3339};
 use crate::scheduling::allocation_of;
-use portal_scheduler::{GroupPolicy, Placement, PlacementError, PlacementRequest};
-
-/// Claims lost to another replica are decided again, at most this many times.
-const CLAIM_ATTEMPTS: usize = 64;
+use portal_scheduler::Placement;
 
 fn view(row: &instance::Model, host_name: Option<String>) -> InstanceView {
     InstanceView {
@@ -67,19 +64,6 @@ fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
 }
 
 /// A scheduler refusal as the user sees it: one capitalised sentence.
-fn capacity_error(e: PlacementError) -> Error {
-    let text = e.to_string();
-    let mut chars = text.chars();
-    let sentence = match chars.next() {
-        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
-        None => text,
-    };
-    match e {
-        PlacementError::InvalidRequest(_) => Error::invalid(sentence),
-        _ => Error::InsufficientCapacity { message: sentence },
-    }
-}
-
 async fn host_name(db: &DatabaseConnection, host_id: Option<Uuid>) -> Option<String> {
     let id = host_id?;
     host::Entity::find_by_id(id).one(db).await.ok().flatten().map(|h| h.name)
@@ -126,162 +110,21 @@ impl Controller {
         let actor = authorize(actor, Action::InstanceCreate)?;
         params.validate()?;
         let instance_type = crate::catalog::find(&self.db, &params.instance_type).await?;
-        let rows = self.instance_claim(actor, params, &instance_type).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (row, host) in rows {
-            let v = view(&row, Some(host));
-            self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(v.clone()));
-            tracing::info!(instance = %row.id, name = %row.name, host = ?v.host_name, "instance claimed");
-            let this = Arc::clone(self);
-            tokio::spawn(async move { this.instance_ensure_on_host(row).await });
-            out.push(v);
-        }
-        self.events.publish(None, LiveEvent::FleetChanged);
-        Ok(out)
+        let claimed = self.claims.claim(actor, params, instance_type).await?;
+        Ok(claimed.iter().map(|(row, host)| view(row, Some(host.clone()))).collect())
     }
 
-    /// Step 1: decide and commit, under the placer's lock (see `scheduling` for why this
-    /// cannot give a GPU, CPU or hugepage twice, within a replica or across replicas). The
-    /// quota and the name check run in the same transaction, after the tenant is locked.
-    async fn instance_claim(
-        &self,
-        actor: &Actor,
-        params: &params::InstanceCreate,
-        instance_type: &InstanceType,
-    ) -> Result<Vec<(instance::Model, String)>, Error> {
-        let names = params.names();
-        let mut guard = self.placer.lock().await;
-        let placer = guard
-            .as_mut()
-            .ok_or_else(|| Error::unavailable("launch before the agents were attached"))?;
-        let mut request = PlacementRequest::gpu(
-            instance_type.gpu_model.clone(),
-            instance_type.gpu_count,
-            instance_type.vcpus,
-            instance_type.memory_gib,
-        )
-        .vms(params.count);
-        request = match params.placement {
-            params::PlacementPolicy::Any => request,
-            params::PlacementPolicy::Cluster => request.group(GroupPolicy::Cluster),
-            params::PlacementPolicy::Spread => request.group(GroupPolicy::Spread),
-        };
-        'attempt: for _ in 0..CLAIM_ATTEMPTS {
-            let placements =
-                placer.scheduler.place(&request, &mut rand::rng()).map_err(capacity_error)?;
-            let txn = crate::db::begin_write(&self.db).await.map_err(Error::internal)?;
-            crate::quotas::check(
-                &txn,
-                actor.tenant_id,
-                &actor.tenant_name,
-                instance_type,
-                params.count,
-            )
-            .await?;
-            let taken = instance::Entity::find()
-                .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
-                .filter(instance::Column::Name.is_in(names.clone()))
-                .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
-                .one(&txn)
-                .await
-                .map_err(Error::internal)?;
-            if let Some(taken) = taken {
-                return Err(Error::Conflict {
-                    message: format!(
-                        "An instance named \"{}\" already exists in {}; pick another name.",
-                        taken.name, actor.tenant_name
-                    ),
-                });
-            }
-            // One generation bump per host, whatever the number of VMs on it.
-            let mut hosts: Vec<&str> = placements.iter().map(|p| p.host.as_str()).collect();
-            hosts.sort_unstable();
-            hosts.dedup();
-            for host_name in &hosts {
-                let (host_id, generation) = *placer
-                    .hosts
-                    .get(*host_name)
-                    .ok_or_else(|| Error::internal("the scheduler chose an unknown host"))?;
-                let bumped = host::Entity::update_many()
-                    .col_expr(host::Column::ClaimGeneration, (generation + 1).into())
-                    .filter(host::Column::Id.eq(host_id))
-                    .filter(host::Column::ClaimGeneration.eq(generation))
-                    .exec(&txn)
-                    .await
-                    .map_err(Error::internal)?;
-                if bumped.rows_affected != 1 {
-                    // Another replica claimed on this host since we last looked.
-                    txn.rollback().await.map_err(Error::internal)?;
-                    placer.reload_host(&self.db, host_name).await?;
-                    continue 'attempt;
-                }
-            }
-            let now = now_ms();
-            let mut rows = Vec::with_capacity(placements.len());
-            for (placement, name) in placements.iter().zip(&names) {
-                let (host_id, _) = placer.hosts[&placement.host];
-                let row = instance::ActiveModel {
-                    id: Set(Uuid::new_v4()),
-                    tenant_id: Set(actor.tenant_id.into_untyped_uuid()),
-                    name: Set(name.clone()),
-                    instance_type: Set(instance_type.name.clone()),
-                    state: Set(InstanceState::Provisioning.as_str().to_owned()),
-                    gpu_count: Set(request.gpu_count as i32),
-                    gpu_model: Set(request.gpu_model.clone()),
-                    vcpus: Set(request.vcpus as i32),
-                    memory_gib: Set(request.memory_gib as i32),
-                    disk_gib: Set(instance_type.disk_gib as i32),
-                    host_id: Set(Some(host_id)),
-                    spec: Set(Some(serde_json::to_string(placement).map_err(Error::internal)?)),
-                    message: Set(None),
-                    generation: Set(1),
-                    created_by: Set(actor.user_id.into_untyped_uuid()),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                }
-                .insert(&txn)
-                .await
-                .map_err(Error::internal)?;
-                let gpu_ids = placement
-                    .gpus
-                    .iter()
-                    .map(|&m| placer.gpu_ids.get(&(placement.host.clone(), m)).copied())
-                    .collect::<Option<Vec<Uuid>>>()
-                    .ok_or_else(|| Error::internal("the scheduler chose an unknown GPU"))?;
-                let claims = gpu_ids.iter().map(|gpu_id| gpu_claim::ActiveModel {
-                    gpu_id: Set(*gpu_id),
-                    instance_id: Set(row.id),
-                    host_id: Set(host_id),
-                });
-                match gpu_claim::Entity::insert_many(claims).exec_without_returning(&txn).await {
-                    Ok(_) => {}
-                    Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                        txn.rollback().await.map_err(Error::internal)?;
-                        placer.reload_host(&self.db, &placement.host).await?;
-                        continue 'attempt;
-                    }
-                    Err(e) => return Err(Error::internal(e)),
-                }
-                rows.push((row, placement.host.clone()));
-            }
-            txn.commit().await.map_err(Error::internal)?;
-            for host_name in hosts {
-                if let Some(entry) = placer.hosts.get_mut(host_name) {
-                    entry.1 += 1;
-                }
-            }
-            let allocations: Vec<_> =
-                rows.iter().filter_map(|(row, _)| allocation_of(row)).collect();
-            if let Err(e) = placer.scheduler.commit(allocations) {
-                // The database is the truth; rebuild the hosts' view from it.
-                tracing::error!(error = %e, "scheduler disagrees with a committed claim");
-                for (_, host_name) in &rows {
-                    placer.reload_host(&self.db, host_name).await?;
-                }
-            }
-            return Ok(rows);
+    /// After a claim commits: tell the tenant's pages and start step 2 for each VM.
+    pub(crate) fn instances_claimed(self: &Arc<Self>, actor: &Actor, claimed: &[Claimed]) {
+        for (row, host) in claimed {
+            let v = view(row, Some(host.clone()));
+            tracing::info!(instance = %row.id, name = %row.name, host = %host, "instance claimed");
+            self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(v));
+            let this = Arc::clone(self);
+            let row = row.clone();
+            tokio::spawn(async move { this.instance_ensure_on_host(row).await });
         }
-        Err(Error::unavailable("lost the claim race to other replicas repeatedly"))
+        self.events.publish(None, LiveEvent::FleetChanged);
     }
 
     /// Step 2: ask the host agent to start the VM; on refusal, undo both steps.

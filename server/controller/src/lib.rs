@@ -7,6 +7,7 @@ mod audit;
 pub mod authn;
 pub mod authz;
 mod catalog;
+mod claims;
 pub mod db;
 pub mod events;
 pub mod fleet;
@@ -85,6 +86,8 @@ pub struct Controller {
     agents: AgentRegistry,
     /// Present once agents are attached; launches wait on its lock (see `scheduling`).
     placer: tokio::sync::Mutex<Option<scheduling::Placer>>,
+    /// Launches wait here for the claim task (see `claims`).
+    claims: claims::ClaimQueue,
     provision_deadline: std::time::Duration,
     login_throttle: throttle::LoginThrottle,
     bootstrap: Bootstrap,
@@ -101,11 +104,12 @@ impl Controller {
             .await
             .map_err(StartError::Bootstrap)?;
         catalog::seed(&db).await.map_err(StartError::Bootstrap)?;
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|controller| Self {
             db,
             events: EventBus::default(),
             agents: AgentRegistry::default(),
             placer: tokio::sync::Mutex::new(None),
+            claims: claims::ClaimQueue::start(controller.clone()),
             provision_deadline: config.provision_deadline,
             login_throttle: throttle::LoginThrottle::new(config.login_throttle),
             bootstrap,

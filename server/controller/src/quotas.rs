@@ -22,9 +22,18 @@ async fn usage(
     db: &impl ConnectionTrait,
     tenant_id: TenantUuid,
 ) -> Result<BTreeMap<String, u64>, Error> {
-    let rows = instance::Entity::find()
+    // One row per GPU model (empty for CPU-only): instances, vCPUs, memory, GPUs.
+    let rows: Vec<(String, i64, i64, i64, i64)> = instance::Entity::find()
+        .select_only()
+        .column(instance::Column::GpuModel)
+        .column_as(instance::Column::Id.count(), "instances")
+        .column_as(instance::Column::Vcpus.sum(), "vcpus")
+        .column_as(instance::Column::MemoryGib.sum(), "memory_gib")
+        .column_as(instance::Column::GpuCount.sum(), "gpus")
         .filter(instance::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
         .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+        .group_by(instance::Column::GpuModel)
+        .into_tuple()
         .all(db)
         .await
         .map_err(Error::internal)?;
@@ -33,12 +42,12 @@ async fn usage(
         ("vcpus".to_owned(), 0),
         ("memory_gib".to_owned(), 0),
     ]);
-    for r in &rows {
-        *used.entry("instances".into()).or_default() += 1;
-        *used.entry("vcpus".into()).or_default() += r.vcpus as u64;
-        *used.entry("memory_gib".into()).or_default() += r.memory_gib as u64;
-        if r.gpu_count > 0 {
-            *used.entry(format!("gpus:{}", r.gpu_model)).or_default() += r.gpu_count as u64;
+    for (model, instances, vcpus, memory_gib, gpus) in rows {
+        *used.entry("instances".into()).or_default() += instances.max(0) as u64;
+        *used.entry("vcpus".into()).or_default() += vcpus.max(0) as u64;
+        *used.entry("memory_gib".into()).or_default() += memory_gib.max(0) as u64;
+        if gpus > 0 {
+            *used.entry(format!("gpus:{model}")).or_default() += gpus as u64;
         }
     }
     Ok(used)
@@ -58,18 +67,22 @@ async fn limits(
         .collect())
 }
 
-/// Inside the claim transaction: refuses a launch of `count` VMs of type `t` that would take
-/// the tenant over a quota.
-/// On PostgreSQL the tenant row is locked first so that two launches of one tenant are
-/// checked one after the other; SQLite's write transactions are serial already.
-pub(crate) async fn check(
+/// Inside a claim transaction: what a tenant may still launch. Each launch of the batch is
+/// taken from the budget in turn, so launches committed together cannot exceed a quota
+/// together either.
+#[derive(Clone)]
+pub(crate) struct Budget {
+    limits: BTreeMap<String, u64>,
+    used: BTreeMap<String, u64>,
+}
+
+/// Loads a tenant's budget in the claim transaction. On PostgreSQL the tenant row is locked
+/// first so that launches of one tenant from several replicas are checked one after the
+/// other; SQLite's write transactions are serial already. Callers lock tenants in id order.
+pub(crate) async fn budget(
     txn: &impl ConnectionTrait,
     tenant_id: TenantUuid,
-    tenant_name: &str,
-    t: &InstanceType,
-    count: u32,
-) -> Result<(), Error> {
-    let count = u64::from(count);
+) -> Result<Budget, Error> {
     if txn.get_database_backend() == DbBackend::Postgres {
         tenant::Entity::find_by_id(tenant_id.into_untyped_uuid())
             .lock_exclusive()
@@ -78,36 +91,52 @@ pub(crate) async fn check(
             .map_err(Error::internal)?;
     }
     let limits = limits(txn, tenant_id).await?;
-    if limits.is_empty() {
-        return Ok(());
-    }
-    let used = usage(txn, tenant_id).await?;
-    let mut wanted = vec![
-        ("instances".to_owned(), count, "instances".to_owned()),
-        ("vcpus".to_owned(), t.vcpus as u64 * count, "vCPUs".to_owned()),
-        ("memory_gib".to_owned(), t.memory_gib as u64 * count, "GiB of memory".to_owned()),
-    ];
-    if t.gpu_count > 0 {
-        wanted.push((
-            format!("gpus:{}", t.gpu_model),
-            t.gpu_count as u64 * count,
-            format!("{} GPUs", t.gpu_model),
-        ));
-    }
-    for (resource, want, label) in wanted {
-        let Some(&limit) = limits.get(&resource) else { continue };
-        let now = used.get(&resource).copied().unwrap_or(0);
-        if now + want > limit {
-            return Err(Error::Conflict {
-                message: format!(
-                    "This launch needs {want} {label} but {tenant_name} has {} of its quota of \
-                     {limit} left; delete an instance or ask the provider for a larger quota.",
-                    limit.saturating_sub(now)
-                ),
-            });
+    // Without limits there is nothing to count.
+    let used = if limits.is_empty() { BTreeMap::new() } else { usage(txn, tenant_id).await? };
+    Ok(Budget { limits, used })
+}
+
+impl Budget {
+    /// Takes `count` VMs of type `t` from the budget, or refuses without taking anything.
+    pub(crate) fn take(
+        &mut self,
+        tenant_name: &str,
+        t: &InstanceType,
+        count: u32,
+    ) -> Result<(), Error> {
+        let count = u64::from(count);
+        let mut wanted = vec![
+            ("instances".to_owned(), count, "instances".to_owned()),
+            ("vcpus".to_owned(), t.vcpus as u64 * count, "vCPUs".to_owned()),
+            ("memory_gib".to_owned(), t.memory_gib as u64 * count, "GiB of memory".to_owned()),
+        ];
+        if t.gpu_count > 0 {
+            wanted.push((
+                format!("gpus:{}", t.gpu_model),
+                t.gpu_count as u64 * count,
+                format!("{} GPUs", t.gpu_model),
+            ));
         }
+        for (resource, want, label) in &wanted {
+            let Some(&limit) = self.limits.get(resource) else { continue };
+            let now = self.used.get(resource).copied().unwrap_or(0);
+            if now + want > limit {
+                return Err(Error::Conflict {
+                    message: format!(
+                        "This launch needs {want} {label} but {tenant_name} has {} of its quota of \
+                         {limit} left; delete an instance or ask the provider for a larger quota.",
+                        limit.saturating_sub(now)
+                    ),
+                });
+            }
+        }
+        if !self.limits.is_empty() {
+            for (resource, want, _) in wanted {
+                *self.used.entry(resource).or_default() += want;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 impl Controller {

@@ -1,9 +1,9 @@
 //! The bridge between the database and the topology-aware scheduler (`portal-scheduler`).
 //!
 //! Each portal replica keeps a [`Scheduler`] in memory, built from the inventory and the
-//! claims in the database. A launch holds [`Placer`]'s lock while it decides, commits the
-//! claim in a database transaction and mirrors the commit in memory, so decisions within a
-//! replica never race. Across replicas, the transaction bumps the chosen host's claim
+//! claims in the database. The claim task (`claims`) holds [`Placer`]'s lock while it decides
+//! a batch of launches, commits their claims in one database transaction and mirrors them in
+//! memory, so decisions within a replica never race. Across replicas, the transaction bumps the chosen host's claim
 //! generation only if it is still the one this replica last saw: a claim another replica
 //! made on that host in the meantime makes the transaction fail, and the host is reloaded
 //! from the database before deciding again. A GPU is also the primary key of its claim row,

@@ -1,0 +1,375 @@
+//! Step 1 of a launch: decide and commit the claim, many launches per transaction.
+//!
+//! Launches queue up for one claim task per replica. It takes the placer's lock, drains the
+//! queue and, for the whole batch, in ONE database transaction: locks the batch's tenants
+//! (PostgreSQL; in id order), takes each launch from its tenant's quota budget, checks its
+//! names, lets the scheduler decide (each decision is mirrored in memory at once, so the
+//! next launch of the batch sees it), bumps each chosen host's claim generation if it is
+//! still the one this replica last saw, and inserts the instance and GPU-claim rows. A
+//! launch refused for quota, name or capacity is answered on its own and leaves the others
+//! alone; a claim another replica made on a chosen host rolls the batch back, reloads those
+//! hosts and decides again. Batching turns a round trip per claim into a few per batch, and
+//! the task runs to completion even if the caller's request is dropped.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Weak;
+
+use portal_scheduler::{Allocation, GroupPolicy, Placement, PlacementError, PlacementRequest};
+use portal_types::Error;
+use portal_types::ids::{GenericUuid, TenantUuid};
+use portal_types::params;
+use portal_types::views::{InstanceState, InstanceType};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
+    QuerySelect, SqlErr,
+};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::Controller;
+use crate::authz::Actor;
+use crate::db::entity::{gpu_claim, host, instance};
+use crate::db::now_ms;
+use crate::quotas::Budget;
+use crate::scheduling::Placer;
+
+/// Claims lost to another replica are decided again, at most this many times.
+const CLAIM_ATTEMPTS: usize = 64;
+/// Launches decided in one transaction, at most.
+const BATCH: usize = 128;
+/// Launches waiting for the claim task, at most; more wait to be queued.
+const QUEUE: usize = 4096;
+/// Rows per INSERT, well under SQLite's and PostgreSQL's bound on statement parameters.
+const INSERT_CHUNK: usize = 500;
+
+/// A committed instance row and the name of its host.
+pub(crate) type Claimed = (instance::Model, String);
+
+/// One launch waiting to be claimed.
+pub(crate) struct Launch {
+    pub actor: Actor,
+    pub params: params::InstanceCreate,
+    pub instance_type: InstanceType,
+    pub reply: oneshot::Sender<Result<Vec<Claimed>, Error>>,
+}
+
+/// Where launches are queued; the claim task ends when the controller is dropped.
+pub(crate) struct ClaimQueue(mpsc::Sender<Launch>);
+
+impl ClaimQueue {
+    pub(crate) fn start(controller: Weak<Controller>) -> ClaimQueue {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(claim_task(controller, rx));
+        ClaimQueue(tx)
+    }
+
+    /// Queues a launch and waits for its claim.
+    pub(crate) async fn claim(
+        &self,
+        actor: &Actor,
+        params: &params::InstanceCreate,
+        instance_type: InstanceType,
+    ) -> Result<Vec<Claimed>, Error> {
+        let (reply, answer) = oneshot::channel();
+        let launch = Launch { actor: actor.clone(), params: params.clone(), instance_type, reply };
+        let stopped = || Error::unavailable("the portal is shutting down; launch again");
+        self.0.send(launch).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn claim_task(controller: Weak<Controller>, mut queue: mpsc::Receiver<Launch>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
+        let Some(controller) = controller.upgrade() else { return };
+        let answers = controller.claim_batch(&batch).await;
+        for (launch, answer) in batch.drain(..).zip(answers) {
+            if let Ok(claimed) = &answer {
+                controller.instances_claimed(&launch.actor, claimed);
+            }
+            // The caller may have gone; the claim stands and the agent step runs anyway.
+            let _ = launch.reply.send(answer);
+        }
+    }
+}
+
+/// Why a batch's transaction did not commit.
+enum Abort {
+    /// Another replica claimed on these hosts: reload them and decide again.
+    Raced(Vec<String>),
+    /// Anything else: every launch of the batch gets this error.
+    Failed(Error),
+}
+
+impl From<sea_orm::DbErr> for Abort {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Abort::Failed(Error::internal(e))
+    }
+}
+
+/// A scheduler refusal as one sentence for the user.
+fn capacity_error(e: PlacementError) -> Error {
+    let text = e.to_string();
+    let mut chars = text.chars();
+    let sentence = match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => text,
+    };
+    match e {
+        PlacementError::InvalidRequest(_) => Error::invalid(sentence),
+        _ => Error::InsufficientCapacity { message: sentence },
+    }
+}
+
+fn placement_request(
+    params: &params::InstanceCreate,
+    instance_type: &InstanceType,
+) -> PlacementRequest {
+    let request = PlacementRequest::gpu(
+        instance_type.gpu_model.clone(),
+        instance_type.gpu_count,
+        instance_type.vcpus,
+        instance_type.memory_gib,
+    )
+    .vms(params.count);
+    match params.placement {
+        params::PlacementPolicy::Any => request,
+        params::PlacementPolicy::Cluster => request.group(GroupPolicy::Cluster),
+        params::PlacementPolicy::Spread => request.group(GroupPolicy::Spread),
+    }
+}
+
+impl Controller {
+    /// Claims a batch of launches: one answer per launch, in order.
+    async fn claim_batch(&self, batch: &[Launch]) -> Vec<Result<Vec<Claimed>, Error>> {
+        let mut guard = self.placer.lock().await;
+        let Some(placer) = guard.as_mut() else {
+            let e = Error::unavailable("launch before the agents were attached");
+            return batch.iter().map(|_| Err(e.clone())).collect();
+        };
+        for _ in 0..CLAIM_ATTEMPTS {
+            // What this attempt mirrored in the scheduler, to take back if it does not commit.
+            let mut mirrored = Vec::new();
+            let aborted = match self.claim_attempt(placer, batch, &mut mirrored).await {
+                Ok(answers) => return answers,
+                Err(abort) => abort,
+            };
+            for vm in &mirrored {
+                let _ = placer.scheduler.release(vm);
+            }
+            match aborted {
+                Abort::Raced(hosts) => {
+                    for host_name in hosts {
+                        if let Err(e) = placer.reload_host(&self.db, &host_name).await {
+                            return batch.iter().map(|_| Err(e.clone())).collect();
+                        }
+                    }
+                }
+                Abort::Failed(e) => return batch.iter().map(|_| Err(e.clone())).collect(),
+            }
+        }
+        let e = Error::unavailable("lost the claim race to other replicas repeatedly");
+        batch.iter().map(|_| Err(e.clone())).collect()
+    }
+
+    async fn claim_attempt(
+        &self,
+        placer: &mut Placer,
+        batch: &[Launch],
+        mirrored: &mut Vec<String>,
+    ) -> Result<Vec<Result<Vec<Claimed>, Error>>, Abort> {
+        let txn = crate::db::begin_write(&self.db).await?;
+        // Tenants in id order, so that replicas lock them in the same order.
+        let tenants: BTreeSet<TenantUuid> = batch.iter().map(|l| l.actor.tenant_id).collect();
+        let mut budgets = BTreeMap::new();
+        for tenant_id in tenants {
+            let budget = crate::quotas::budget(&txn, tenant_id).await.map_err(Abort::Failed)?;
+            budgets.insert(tenant_id, budget);
+        }
+        let mut taken = taken_names(&txn, batch).await?;
+        let now = now_ms();
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut rows: Vec<instance::Model> = Vec::new();
+        let mut hosts: BTreeSet<String> = BTreeSet::new();
+        for launch in batch {
+            let answer = decide(placer, launch, &mut budgets, &mut taken, now);
+            if let Ok(claimed) = &answer {
+                for (row, host_name) in claimed {
+                    mirrored.push(row.id.to_string());
+                    hosts.insert(host_name.clone());
+                    rows.push(row.clone());
+                }
+            }
+            answers.push(answer);
+        }
+        if rows.is_empty() {
+            txn.rollback().await?;
+            return Ok(answers);
+        }
+        // One generation bump per host, whatever the number of VMs on it.
+        for host_name in &hosts {
+            let (host_id, generation) = placer.hosts[host_name.as_str()];
+            let bumped = host::Entity::update_many()
+                .col_expr(host::Column::ClaimGeneration, (generation + 1).into())
+                .filter(host::Column::Id.eq(host_id))
+                .filter(host::Column::ClaimGeneration.eq(generation))
+                .exec(&txn)
+                .await?;
+            if bumped.rows_affected != 1 {
+                txn.rollback().await?;
+                return Err(Abort::Raced(vec![host_name.clone()]));
+            }
+        }
+        let claims = gpu_claims(placer, &rows).map_err(Abort::Failed)?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let models = chunk.iter().map(|r| r.clone().into_active_model().reset_all());
+            instance::Entity::insert_many(models).exec_without_returning(&txn).await?;
+        }
+        for chunk in claims.chunks(INSERT_CHUNK) {
+            match gpu_claim::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await
+            {
+                Ok(_) => {}
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    txn.rollback().await?;
+                    return Err(Abort::Raced(hosts.into_iter().collect()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        txn.commit().await?;
+        for host_name in &hosts {
+            if let Some(entry) = placer.hosts.get_mut(host_name.as_str()) {
+                entry.1 += 1;
+            }
+        }
+        mirrored.clear();
+        Ok(answers)
+    }
+}
+
+/// The names a batch asks for that live instances of the same tenant already have.
+async fn taken_names(
+    txn: &DatabaseTransaction,
+    batch: &[Launch],
+) -> Result<HashSet<(TenantUuid, String)>, Abort> {
+    let mut wanted: BTreeMap<TenantUuid, Vec<String>> = BTreeMap::new();
+    for launch in batch {
+        wanted.entry(launch.actor.tenant_id).or_default().extend(launch.params.names());
+    }
+    let mut taken = HashSet::new();
+    for (tenant_id, names) in wanted {
+        let found: Vec<String> = instance::Entity::find()
+            .select_only()
+            .column(instance::Column::Name)
+            .filter(instance::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
+            .filter(instance::Column::Name.is_in(names))
+            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        taken.extend(found.into_iter().map(|name| (tenant_id, name)));
+    }
+    Ok(taken)
+}
+
+/// Decides one launch of the batch and mirrors it in the scheduler: its rows, or why not.
+fn decide(
+    placer: &mut Placer,
+    launch: &Launch,
+    budgets: &mut BTreeMap<TenantUuid, Budget>,
+    taken: &mut HashSet<(TenantUuid, String)>,
+    now: i64,
+) -> Result<Vec<Claimed>, Error> {
+    let Launch { actor, params, instance_type: t, .. } = launch;
+    let names = params.names();
+    if let Some(name) = names.iter().find(|n| taken.contains(&(actor.tenant_id, (*n).clone()))) {
+        return Err(Error::Conflict {
+            message: format!(
+                "An instance named \"{name}\" already exists in {}; pick another name.",
+                actor.tenant_name
+            ),
+        });
+    }
+    let budget = budgets.get_mut(&actor.tenant_id).expect("every tenant of the batch has a budget");
+    let before = budget.clone();
+    budget.take(&actor.tenant_name, t, params.count)?;
+    let request = placement_request(params, t);
+    let placements = match placer.scheduler.place(&request, &mut rand::rng()) {
+        Ok(placements) => placements,
+        Err(e) => {
+            *budget = before;
+            return Err(capacity_error(e));
+        }
+    };
+    let rows: Vec<Claimed> = placements
+        .into_iter()
+        .zip(names)
+        .map(|(placement, name)| {
+            let (host_id, _) = placer.hosts[&placement.host];
+            let row = instance_row(actor, t, &request, &placement, name, host_id, now)?;
+            Ok((row, placement.host))
+        })
+        .collect::<Result<_, Error>>()?;
+    let allocations: Vec<Allocation> =
+        rows.iter().filter_map(|(row, _)| crate::scheduling::allocation_of(row)).collect();
+    placer.scheduler.commit(allocations).map_err(Error::internal)?;
+    taken.extend(rows.iter().map(|(row, _)| (actor.tenant_id, row.name.clone())));
+    Ok(rows)
+}
+
+fn instance_row(
+    actor: &Actor,
+    t: &InstanceType,
+    request: &PlacementRequest,
+    placement: &Placement,
+    name: String,
+    host_id: Uuid,
+    now: i64,
+) -> Result<instance::Model, Error> {
+    Ok(instance::Model {
+        id: Uuid::new_v4(),
+        tenant_id: actor.tenant_id.into_untyped_uuid(),
+        name,
+        instance_type: t.name.clone(),
+        state: InstanceState::Provisioning.as_str().to_owned(),
+        gpu_count: request.gpu_count as i32,
+        gpu_model: request.gpu_model.clone(),
+        vcpus: request.vcpus as i32,
+        memory_gib: request.memory_gib as i32,
+        disk_gib: t.disk_gib as i32,
+        host_id: Some(host_id),
+        spec: Some(serde_json::to_string(placement).map_err(Error::internal)?),
+        message: None,
+        generation: 1,
+        created_by: actor.user_id.into_untyped_uuid(),
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// The GPU-claim rows of committed instance rows (a GPU is the primary key of its claim).
+fn gpu_claims(
+    placer: &Placer,
+    rows: &[instance::Model],
+) -> Result<Vec<gpu_claim::ActiveModel>, Error> {
+    let mut claims = Vec::new();
+    for row in rows {
+        let allocation = crate::scheduling::allocation_of(row)
+            .ok_or_else(|| Error::internal("a claimed instance has no placement"))?;
+        let host_id =
+            row.host_id.ok_or_else(|| Error::internal("a claimed instance has no host"))?;
+        for &module in &allocation.placement.gpus {
+            let gpu_id = placer
+                .gpu_ids
+                .get(&(allocation.placement.host.clone(), module))
+                .copied()
+                .ok_or_else(|| Error::internal("the scheduler chose an unknown GPU"))?;
+            claims.push(gpu_claim::ActiveModel {
+                gpu_id: sea_orm::Set(gpu_id),
+                instance_id: sea_orm::Set(row.id),
+                host_id: sea_orm::Set(host_id),
+            });
+        }
+    }
+    Ok(claims)
+}
