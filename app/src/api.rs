@@ -140,6 +140,14 @@ pub async fn tenant_set_suspended(
     ctl.tenant_set_suspended(actor.as_ref(), tenant_id, suspended).await.map_err(fail)
 }
 
+#[server(prefix = "/api/fn", endpoint = "tenant_deletion_preview")]
+pub async fn tenant_deletion_preview(
+    tenant_id: TenantUuid,
+) -> Result<views::TenantDeletion, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.tenant_deletion_preview(actor.as_ref(), tenant_id).await.map_err(fail)
+}
+
 #[server(prefix = "/api/fn", endpoint = "tenant_delete")]
 pub async fn tenant_delete(tenant_id: TenantUuid, confirm_name: String) -> Result<(), Error> {
     let (ctl, _, actor) = context().await?;

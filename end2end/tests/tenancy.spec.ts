@@ -110,3 +110,59 @@ test("a provider admin added to a second tenant switches between them", async ({
   await page.getByTestId("tenant-switch").selectOption({ label: "default (tenant-admin)" });
   await expect(page.getByTestId("whoami")).toContainText("admin · default · tenant-admin");
 });
+
+test("deleting a tenant first names what will be lost, then needs its name", async ({ page }) => {
+  await signIn(page, "admin", password);
+  await page.goto("/admin/tenants");
+  await hydrated(page);
+  await page.getByTestId("tenant-form").locator('input[name="name"]').fill("doomed");
+  await page.getByTestId("tenant-form").getByRole("button", { name: "Create tenant" }).click();
+  const doomed = page.locator('[data-testid="tenant-row"][data-name="doomed"]');
+  await expect(doomed).toContainText("active");
+  // A member, and a quota.
+  await doomed.getByRole("link", { name: "doomed" }).click();
+  await hydrated(page);
+  const invite = page.getByTestId("invite-form");
+  await invite.locator('input[name="username"]').fill("dora");
+  await invite.getByRole("button", { name: "Invite" }).click();
+  const secret = (await page.getByTestId("one-time-password").textContent())!.trim();
+  await page.goto("/admin/tenants");
+  await hydrated(page);
+  await doomed.getByTestId("tenant-quotas").click();
+  await hydrated(page);
+  await page.getByTestId("quota-form").locator('input[name="resource"]').fill("vcpus");
+  await page.getByTestId("quota-form").locator('input[name="limit"]').fill("64");
+  await page.getByTestId("quota-form").getByRole("button", { name: "Set quota" }).click();
+  await expect(page.getByTestId("quota-table")).toContainText("vcpus");
+
+  await page.goto("/admin/tenants");
+  await hydrated(page);
+  await doomed.getByTestId("tenant-delete").click();
+  const box = page.locator('[data-testid="tenant-deletion"][data-name="doomed"]');
+  await expect(box).toContainText("Delete doomed?");
+  const lost = box.getByTestId("tenant-deletion-lost");
+  await expect(lost).toContainText("1 member loses access: dora");
+  await expect(lost).toContainText("dora belongs to no other tenant and can no longer sign in");
+  await expect(lost).toContainText("1 quota limit is removed");
+  await page.screenshot({ path: "test-results/tenant-deletion.png", fullPage: true });
+  // The wrong name is refused with a sentence; the right one deletes.
+  await box.getByTestId("tenant-deletion-name").fill("doom");
+  await box.getByTestId("tenant-deletion-submit").click();
+  await expect(page.getByTestId("tenancy-error")).toHaveText("Type the tenant's name, doomed, to confirm the deletion.");
+  await expect(doomed).toHaveCount(1);
+  await box.getByTestId("tenant-deletion-name").fill("doomed");
+  await box.getByTestId("tenant-deletion-submit").click();
+  await expect(doomed).toHaveCount(0);
+  await expect(box).toHaveCount(0);
+
+  // Dora can no longer sign in.
+  await page.goto("/");
+  await hydrated(page);
+  await page.getByTestId("logout").click();
+  await expect(page).toHaveURL(/\/login$/);
+  await hydrated(page);
+  await page.getByTestId("login-username").fill("dora");
+  await page.getByTestId("login-password").fill(secret);
+  await page.getByTestId("login-submit").click();
+  await expect(page.getByTestId("login-error")).toBeVisible();
+});

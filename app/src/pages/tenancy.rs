@@ -3,11 +3,12 @@
 
 use leptos::prelude::*;
 use portal_types::Error;
-use portal_types::views::Me;
+use portal_types::ids::TenantUuid;
+use portal_types::views::{Me, TenantDeletion};
 
 use crate::api::{
     TenantCreate, TenantDelete, TenantSetSuspended, UserAddToTenant, UserInvite, UserSetDisabled,
-    UserSetRole, audit_list, tenant_list, user_list,
+    UserSetRole, audit_list, tenant_deletion_preview, tenant_list, user_list,
 };
 
 const ROLES: [&str; 3] = ["viewer", "member", "tenant-admin"];
@@ -36,6 +37,22 @@ fn Tenants(me: Me) -> impl IntoView {
     let create = ServerAction::<TenantCreate>::new();
     let suspend = ServerAction::<TenantSetSuspended>::new();
     let delete = ServerAction::<TenantDelete>::new();
+    // The tenant whose deletion is being confirmed, and what it would take away.
+    let confirming = RwSignal::new(None::<TenantUuid>);
+    let impact = Resource::new(
+        move || confirming.get(),
+        |id| async move {
+            match id {
+                Some(id) => tenant_deletion_preview(id).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    );
+    Effect::new(move |_| {
+        if delete.value().get().is_some_and(|r| r.is_ok()) {
+            confirming.set(None);
+        }
+    });
     let tenants = Resource::new(
         move || (create.version().get(), suspend.version().get(), delete.version().get()),
         |_| tenant_list(),
@@ -75,11 +92,7 @@ fn Tenants(me: Me) -> impl IntoView {
                                                     {if suspended { "Resume" } else { "Suspend" }}
                                                 </button>
                                                 " "
-                                                <ActionForm action=delete attr:class="inline">
-                                                    <input type="hidden" name="tenant_id" value=id.to_string() />
-                                                    <input type="text" name="confirm_name" placeholder="type the name to delete" class="confirm" />
-                                                    <button type="submit" class="danger">"Delete"</button>
-                                                </ActionForm>
+                                                <button class="danger" data-testid="tenant-delete" on:click=move |_| confirming.set(Some(id))>"Delete…"</button>
                                             </td>
                                         </tr>
                                     }
@@ -88,13 +101,98 @@ fn Tenants(me: Me) -> impl IntoView {
                         </table>
                     })}
                 </Transition>
-                <p class="muted">"Deleting a tenant removes its members' access and its quotas; a tenant with instances cannot be deleted."</p>
+                <Transition fallback=|| ()>
+                    {move || impact.get().and_then(|r| r.ok()).flatten().map(|d| deletion_confirmation(d, delete, confirming))}
+                </Transition>
                 <ActionForm action=create attr:class="launch" attr:data-testid="tenant-form">
                     <label>"Name" <input type="text" name="name" required placeholder="acme" /></label>
                     <button type="submit" class="primary">"Create tenant"</button>
                 </ActionForm>
             </section>
         </main>
+    }
+}
+
+/// Names what deleting the tenant takes away, then asks for its name.
+fn deletion_confirmation(
+    d: TenantDeletion,
+    delete: ServerAction<TenantDelete>,
+    confirming: RwSignal<Option<TenantUuid>>,
+) -> impl IntoView {
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    // "dora belongs", "dora and eve belong".
+    let verb = |n: usize, one: &'static str, many: &'static str| if n == 1 { one } else { many };
+    let mut lost = Vec::new();
+    if !d.members.is_empty() {
+        let n = d.members.len();
+        lost.push(format!(
+            "{} {} access: {}",
+            plural(n as u64, "member", "members"),
+            verb(n, "loses", "lose"),
+            d.members.join(", ")
+        ));
+    }
+    if !d.stranded.is_empty() {
+        lost.push(format!(
+            "{} {} to no other tenant and can no longer sign in",
+            d.stranded.join(", "),
+            verb(d.stranded.len(), "belongs", "belong")
+        ));
+    }
+    if d.api_tokens > 0 {
+        lost.push(format!(
+            "{} {} working",
+            plural(d.api_tokens, "API token", "API tokens"),
+            verb(d.api_tokens as usize, "stops", "stop")
+        ));
+    }
+    if d.quotas > 0 {
+        lost.push(format!(
+            "{} {} removed",
+            plural(d.quotas, "quota limit", "quota limits"),
+            verb(d.quotas as usize, "is", "are")
+        ));
+    }
+    if !d.identity_providers.is_empty() {
+        lost.push(format!(
+            "single sign-on through {} is deleted with the tenant",
+            d.identity_providers.join(", ")
+        ));
+    }
+    if d.instance_history > 0 {
+        lost.push(format!(
+            "the history of {} is erased",
+            plural(d.instance_history, "deleted instance", "deleted instances")
+        ));
+    }
+    if lost.is_empty() {
+        lost.push("nothing else: the tenant is empty".to_owned());
+    }
+    let blocked = d.instances > 0;
+    let tenant_id = d.tenant_id.to_string();
+    let placeholder = format!("type {} to confirm", d.name);
+    let blocker = format!(
+        "{} still has {}; delete them first.",
+        d.name,
+        plural(d.instances, "instance", "instances")
+    );
+    view! {
+        <div class="confirm-box" role="dialog" data-testid="tenant-deletion" data-name=d.name.clone()>
+            <h3>{format!("Delete {}?", d.name)}</h3>
+            {blocked.then(|| view! { <p class="error" data-testid="tenant-deletion-blocked">{blocker}</p> })}
+            <p>"Deleting it cannot be undone, and:"</p>
+            <ul data-testid="tenant-deletion-lost">
+                {lost.into_iter().map(|l| view! { <li>{l}</li> }).collect_view()}
+            </ul>
+            <ActionForm action=delete attr:class="inline">
+                <input type="hidden" name="tenant_id" value=tenant_id />
+                <input type="text" name="confirm_name" placeholder=placeholder
+                    class="confirm" data-testid="tenant-deletion-name" disabled=blocked />
+                <button type="submit" class="danger" data-testid="tenant-deletion-submit" disabled=blocked>"Delete for good"</button>
+                " "
+                <button type="button" on:click=move |_| confirming.set(None)>"Cancel"</button>
+            </ActionForm>
+        </div>
     }
 }
 

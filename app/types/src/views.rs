@@ -247,6 +247,26 @@ pub struct TenantView {
     pub members: u64,
 }
 
+/// What deleting a tenant would take away, for the confirmation a provider admin reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantDeletion {
+    pub tenant_id: TenantUuid,
+    pub name: String,
+    /// Instances not deleted: while there are any, the tenant cannot be deleted.
+    pub instances: u64,
+    /// Usernames that lose their access to the tenant.
+    pub members: Vec<String>,
+    /// Of those, the ones in no other tenant: they can no longer sign in at all.
+    pub stranded: Vec<String>,
+    pub api_tokens: u64,
+    /// Quota limits set for the tenant.
+    pub quotas: u64,
+    /// Identity providers mapped to the tenant: they are deleted with it.
+    pub identity_providers: Vec<String>,
+    /// Rows of deleted instances, kept for the tenant's history until now.
+    pub instance_history: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserView {
     pub id: UserUuid,

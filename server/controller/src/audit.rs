@@ -5,9 +5,7 @@
 use portal_types::Error;
 use portal_types::ids::GenericUuid;
 use portal_types::views::AuditEntry;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
 
 use crate::Controller;
@@ -29,50 +27,14 @@ impl Controller {
         object_id: &str,
         result: Result<T, Error>,
     ) -> Result<T, Error> {
-        let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(e) => format!("{} {e}", e.status_code()),
-        };
-        self.audit_record(
-            actor.map(|a| a.user_id.into_untyped_uuid()),
-            actor.map_or("anonymous", |a| a.username.as_str()),
-            actor.map(|a| a.tenant_id.into_untyped_uuid()),
-            actor.and_then(|a| a.client),
-            action,
-            object_kind,
-            object_id,
-            outcome,
-        )
-        .await;
+        self.audit_write(entry_of(actor, action, object_kind, object_id, outcome(&result))).await;
         result
     }
 
     /// Writes one entry; a failure to write is logged, never hidden from operators.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn audit_record(
-        &self,
-        actor_id: Option<Uuid>,
-        actor_name: &str,
-        tenant_id: Option<Uuid>,
-        client: Option<std::net::IpAddr>,
-        action: &str,
-        object_kind: &str,
-        object_id: &str,
-        outcome: String,
-    ) {
-        let row = audit_log::ActiveModel {
-            id: Set(Uuid::new_v4()),
-            at: Set(now_ms()),
-            actor_id: Set(actor_id),
-            actor_name: Set(actor_name.to_owned()),
-            tenant_id: Set(tenant_id),
-            action: Set(action.to_owned()),
-            object_kind: Set(object_kind.to_owned()),
-            object_id: Set(object_id.to_owned()),
-            client_addr: Set(client.map(|c| c.to_string()).unwrap_or_default()),
-            outcome: Set(outcome),
-        };
-        if let Err(e) = row.insert(&self.db).await {
+    pub(crate) async fn audit_write(&self, row: audit_log::ActiveModel) {
+        let action = row.action.clone().take().unwrap_or_default();
+        if let Err(e) = audit_log::Entity::insert(row).exec_without_returning(&self.db).await {
             tracing::error!(error = %e, %action, "cannot write the audit log");
         }
     }
@@ -114,5 +76,59 @@ impl Controller {
                 outcome: r.outcome,
             })
             .collect())
+    }
+}
+
+/// One entry of a call by `actor` (anonymous when `None`).
+pub(crate) fn entry_of(
+    actor: Option<&Actor>,
+    action: &str,
+    object_kind: &str,
+    object_id: &str,
+    outcome: String,
+) -> audit_log::ActiveModel {
+    entry(
+        actor.map(|a| a.user_id.into_untyped_uuid()),
+        actor.map_or("anonymous", |a| a.username.as_str()),
+        actor.map(|a| a.tenant_id.into_untyped_uuid()),
+        actor.and_then(|a| a.client),
+        action,
+        object_kind,
+        object_id,
+        outcome,
+    )
+}
+
+/// One entry, for callers that are not (yet) an actor, such as a sign-in.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn entry(
+    actor_id: Option<Uuid>,
+    actor_name: &str,
+    tenant_id: Option<Uuid>,
+    client: Option<std::net::IpAddr>,
+    action: &str,
+    object_kind: &str,
+    object_id: &str,
+    outcome: String,
+) -> audit_log::ActiveModel {
+    audit_log::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        at: Set(now_ms()),
+        actor_id: Set(actor_id),
+        actor_name: Set(actor_name.to_owned()),
+        tenant_id: Set(tenant_id),
+        action: Set(action.to_owned()),
+        object_kind: Set(object_kind.to_owned()),
+        object_id: Set(object_id.to_owned()),
+        client_addr: Set(client.map(|c| c.to_string()).unwrap_or_default()),
+        outcome: Set(outcome),
+    }
+}
+
+/// How a call ended, as the log shows it: `ok` or the status and the sentence.
+pub(crate) fn outcome<T>(result: &Result<T, Error>) -> String {
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("{} {e}", e.status_code()),
     }
 }

@@ -1,13 +1,15 @@
 //! The instance-type catalog: what users can launch, at what price. Provider admins edit it;
 //! every signed-in user reads it.
 
+use std::collections::HashMap;
+
 use portal_scheduler::GpuShare;
 use portal_types::views::InstanceType;
 use portal_types::{Error, params};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -99,14 +101,20 @@ pub(crate) async fn gpu_share(db: &DatabaseConnection) -> Result<Option<GpuShare
     }))
 }
 
-pub(crate) async fn find(db: &DatabaseConnection, name: &str) -> Result<InstanceType, Error> {
-    instance_type::Entity::find()
-        .filter(instance_type::Column::Name.eq(name))
-        .one(db)
+/// The named instance types that exist (a launch batch reads its types in its transaction,
+/// so a type deleted meanwhile is not launched).
+pub(crate) async fn find_many(
+    db: &impl ConnectionTrait,
+    names: impl IntoIterator<Item = String>,
+) -> Result<HashMap<String, InstanceType>, Error> {
+    Ok(instance_type::Entity::find()
+        .filter(instance_type::Column::Name.is_in(names))
+        .all(db)
         .await
         .map_err(Error::internal)?
-        .map(|r| view(&r))
-        .ok_or_else(|| Error::not_found("instance type", name))
+        .iter()
+        .map(|r| (r.name.clone(), view(r)))
+        .collect())
 }
 
 impl Controller {

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::Actor;
-use crate::db::entity::{gpu_claim, host, instance};
+use crate::db::entity::{audit_log, gpu_claim, host, instance};
 use crate::db::now_ms;
 use crate::quotas::Budget;
 use crate::scheduling::Placer;
@@ -49,7 +49,6 @@ pub(crate) type Claimed = (instance::Model, String);
 pub(crate) struct Launch {
     pub actor: Actor,
     pub params: params::InstanceCreate,
-    pub instance_type: InstanceType,
     pub reply: oneshot::Sender<Result<Vec<Claimed>, Error>>,
 }
 
@@ -68,10 +67,9 @@ impl ClaimQueue {
         &self,
         actor: &Actor,
         params: &params::InstanceCreate,
-        instance_type: InstanceType,
     ) -> Result<Vec<Claimed>, Error> {
         let (reply, answer) = oneshot::channel();
-        let launch = Launch { actor: actor.clone(), params: params.clone(), instance_type, reply };
+        let launch = Launch { actor: actor.clone(), params: params.clone(), reply };
         let stopped = || Error::unavailable("the portal is shutting down; launch again");
         self.0.send(launch).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -186,14 +184,30 @@ impl Controller {
             let budget = crate::quotas::budget(&txn, tenant_id).await.map_err(Abort::Failed)?;
             budgets.insert(tenant_id, budget);
         }
+        let types =
+            crate::catalog::find_many(&txn, batch.iter().map(|l| l.params.instance_type.clone()))
+                .await
+                .map_err(Abort::Failed)?;
         let mut taken = taken_names(&txn, batch).await?;
         let now = now_ms();
         let mut answers = Vec::with_capacity(batch.len());
         let mut rows: Vec<instance::Model> = Vec::new();
         let mut hosts: BTreeSet<String> = BTreeSet::new();
+        let mut audit = Vec::new();
         for launch in batch {
-            let answer = decide(placer, launch, &mut budgets, &mut taken, now);
+            let answer = match types.get(&launch.params.instance_type) {
+                Some(t) => decide(placer, launch, t, &mut budgets, &mut taken, now),
+                None => Err(Error::not_found("instance type", &launch.params.instance_type)),
+            };
             if let Ok(claimed) = &answer {
+                // Recorded with the claim, so the log never misses a launch that happened.
+                audit.push(crate::audit::entry_of(
+                    Some(&launch.actor),
+                    "instance.create",
+                    "instance",
+                    &launch.params.name,
+                    "ok".to_owned(),
+                ));
                 for (row, host_name) in claimed {
                     mirrored.push(row.id.to_string());
                     hosts.insert(host_name.clone());
@@ -236,6 +250,9 @@ impl Controller {
                 Err(e) => return Err(e.into()),
             }
         }
+        for chunk in audit.chunks(INSERT_CHUNK) {
+            audit_log::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+        }
         txn.commit().await?;
         for host_name in &hosts {
             if let Some(entry) = placer.hosts.get_mut(host_name.as_str()) {
@@ -276,11 +293,12 @@ async fn taken_names(
 fn decide(
     placer: &mut Placer,
     launch: &Launch,
+    t: &InstanceType,
     budgets: &mut BTreeMap<TenantUuid, Budget>,
     taken: &mut HashSet<(TenantUuid, String)>,
     now: i64,
 ) -> Result<Vec<Claimed>, Error> {
-    let Launch { actor, params, instance_type: t, .. } = launch;
+    let Launch { actor, params, .. } = launch;
     let names = params.names();
     if let Some(name) = names.iter().find(|n| taken.contains(&(actor.tenant_id, (*n).clone()))) {
         return Err(Error::Conflict {

@@ -14,20 +14,18 @@ use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::params;
 use portal_types::views::{InstanceState, InstanceView, LiveEvent};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::{Action, Actor, authorize};
 use crate::claims::Claimed;
-use crate::db::entity::{gpu_claim, host, instance};
+use crate::db::entity::{gpu_claim, instance};
 use crate::db::{now_ms, rfc3339};
 use crate::scheduling::allocation_of;
 use portal_scheduler::Placement;
 
-fn view(row: &instance::Model, host_name: Option<String>) -> InstanceView {
+fn view(row: &instance::Model) -> InstanceView {
     InstanceView {
         id: InstanceUuid::from_untyped_uuid(row.id),
         name: row.name.clone(),
@@ -37,7 +35,7 @@ fn view(row: &instance::Model, host_name: Option<String>) -> InstanceView {
         gpu_model: row.gpu_model.clone(),
         vcpus: row.vcpus as u32,
         memory_gib: row.memory_gib as u32,
-        host_name,
+        host_name: host_of(row),
         message: row.message.clone(),
         created_at: rfc3339(row.created_at),
     }
@@ -64,9 +62,10 @@ fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
 }
 
 /// A scheduler refusal as the user sees it: one capitalised sentence.
-async fn host_name(db: &DatabaseConnection, host_id: Option<Uuid>) -> Option<String> {
-    let id = host_id?;
-    host::Entity::find_by_id(id).one(db).await.ok().flatten().map(|h| h.name)
+/// The host an instance was placed on, from its placement (no database read; host names
+/// never change).
+fn host_of(row: &instance::Model) -> Option<String> {
+    allocation_of(row).map(|a| a.placement.host)
 }
 
 impl Controller {
@@ -80,14 +79,7 @@ impl Controller {
             .all(&self.db)
             .await
             .map_err(Error::internal)?;
-        let hosts: std::collections::HashMap<Uuid, String> = host::Entity::find()
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?
-            .into_iter()
-            .map(|h| (h.id, h.name))
-            .collect();
-        Ok(rows.iter().map(|r| view(r, r.host_id.and_then(|h| hosts.get(&h).cloned()))).collect())
+        Ok(rows.iter().map(view).collect())
     }
 
     /// Launches one VM, or a group of `count` VMs (`name-1` … `name-N`) placed together
@@ -98,8 +90,13 @@ impl Controller {
         actor: Option<&Actor>,
         params: &params::InstanceCreate,
     ) -> Result<Vec<InstanceView>, Error> {
-        let result = self.instance_create_unaudited(actor, params).await;
-        self.audited(actor, "instance.create", "instance", &params.name, result).await
+        match self.instance_create_unaudited(actor, params).await {
+            // A launch that claimed was recorded in its claim's transaction.
+            Ok(views) => Ok(views),
+            refused => {
+                self.audited(actor, "instance.create", "instance", &params.name, refused).await
+            }
+        }
     }
 
     async fn instance_create_unaudited(
@@ -109,15 +106,14 @@ impl Controller {
     ) -> Result<Vec<InstanceView>, Error> {
         let actor = authorize(actor, Action::InstanceCreate)?;
         params.validate()?;
-        let instance_type = crate::catalog::find(&self.db, &params.instance_type).await?;
-        let claimed = self.claims.claim(actor, params, instance_type).await?;
-        Ok(claimed.iter().map(|(row, host)| view(row, Some(host.clone()))).collect())
+        let claimed = self.claims.claim(actor, params).await?;
+        Ok(claimed.iter().map(|(row, _)| view(row)).collect())
     }
 
     /// After a claim commits: tell the tenant's pages and start step 2 for each VM.
     pub(crate) fn instances_claimed(self: &Arc<Self>, actor: &Actor, claimed: &[Claimed]) {
         for (row, host) in claimed {
-            let v = view(row, Some(host.clone()));
+            let v = view(row);
             tracing::info!(instance = %row.id, name = %row.name, host = %host, "instance claimed");
             self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(v));
             let this = Arc::clone(self);
@@ -131,8 +127,8 @@ impl Controller {
     pub(crate) async fn instance_ensure_on_host(self: Arc<Self>, row: instance::Model) {
         let result = async {
             let allocation = allocation_of(&row).ok_or("the instance has no placement")?;
-            let host = host_name(&self.db, row.host_id).await.ok_or("its host is gone")?;
-            let mut client = self.agents.host(&host).ok_or("its host agent is not connected")?;
+            let host = &allocation.placement.host;
+            let mut client = self.agents.host(host).ok_or("its host agent is not connected")?;
             client
                 .ensure_vm(EnsureVmRequest { spec: Some(vm_spec(&row, &allocation.placement)) })
                 .await
@@ -153,7 +149,7 @@ impl Controller {
     /// Undo of both launch steps: remove the VM from the host (idempotent), release the
     /// claims and record why.
     pub(crate) async fn instance_undo_launch(&self, row: &instance::Model, message: &str) {
-        if let Some(host) = host_name(&self.db, row.host_id).await
+        if let Some(host) = host_of(row)
             && let Some(mut client) = self.agents.host(&host)
             && let Err(s) = client.remove_vm(RemoveVmRequest { vm_id: row.id.to_string() }).await
         {
@@ -190,15 +186,15 @@ impl Controller {
             let _ = placer.scheduler.release(&id.to_string());
         }
         match result {
-            Ok(Some(row)) => self.publish_instance(&row).await,
+            Ok(Some(row)) => self.publish_instance(&row),
             Ok(None) => {}
             Err(e) => tracing::error!(instance = %id, error = %e, "cannot record instance end"),
         }
         self.events.publish(None, LiveEvent::FleetChanged);
     }
 
-    async fn publish_instance(&self, row: &instance::Model) {
-        let v = view(row, host_name(&self.db, row.host_id).await);
+    fn publish_instance(&self, row: &instance::Model) {
+        let v = view(row);
         self.events.publish(
             Some(portal_types::ids::TenantUuid::from_untyped_uuid(row.tenant_id)),
             LiveEvent::Instance(v),
@@ -235,7 +231,7 @@ impl Controller {
         active.updated_at = Set(now_ms());
         let row = active.update(&self.db).await.map_err(Error::internal)?;
         tracing::info!(instance = %row.id, name = %row.name, "instance delete requested");
-        let out = view(&row, host_name(&self.db, row.host_id).await);
+        let out = view(&row);
         self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(out.clone()));
         let this = Arc::clone(self);
         tokio::spawn(async move { this.instance_remove_from_host(row).await });
@@ -243,7 +239,7 @@ impl Controller {
     }
 
     pub(crate) async fn instance_remove_from_host(self: Arc<Self>, row: instance::Model) {
-        let Some(host) = host_name(&self.db, row.host_id).await else {
+        let Some(host) = host_of(&row) else {
             // Never placed: nothing runs anywhere.
             self.instance_finish(row.id, InstanceState::Deleted, None).await;
             return;
@@ -312,10 +308,11 @@ impl Controller {
         state: InstanceState,
         message: Option<String>,
     ) {
+        let updated_at = now_ms();
         let res = instance::Entity::update_many()
             .col_expr(instance::Column::State, state.as_str().into())
-            .col_expr(instance::Column::Message, message.into())
-            .col_expr(instance::Column::UpdatedAt, now_ms().into())
+            .col_expr(instance::Column::Message, message.clone().into())
+            .col_expr(instance::Column::UpdatedAt, updated_at.into())
             .filter(instance::Column::Id.eq(row.id))
             .filter(instance::Column::State.eq(row.state.clone()))
             .exec(&self.db)
@@ -323,10 +320,13 @@ impl Controller {
         match res {
             Ok(r) if r.rows_affected == 1 => {
                 tracing::info!(instance = %row.id, name = %row.name, from = %row.state, to = %state, "instance state changed");
-                if let Ok(Some(updated)) = instance::Entity::find_by_id(row.id).one(&self.db).await
-                {
-                    self.publish_instance(&updated).await;
-                }
+                let updated = instance::Model {
+                    state: state.as_str().to_owned(),
+                    message,
+                    updated_at,
+                    ..row.clone()
+                };
+                self.publish_instance(&updated);
             }
             Ok(_) => {}
             Err(e) => {

@@ -232,12 +232,9 @@ impl Controller {
             Err(Error::BadCredentials) => self.login_throttle.record_failure(username, client, now),
             Err(_) => {}
         }
-        let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(e) => format!("{} {e}", e.status_code()),
-        };
         let user = result.as_ref().ok().map(|u| u.into_untyped_uuid());
-        self.audit_record(
+        let outcome = audit::outcome(&result);
+        self.audit_write(audit::entry(
             user,
             username,
             tenant,
@@ -246,7 +243,7 @@ impl Controller {
             "user",
             username,
             outcome,
-        )
+        ))
         .await;
         result
     }

@@ -556,20 +556,14 @@ impl RelyingParty {
             Ok(user) => ctl.actor(*user).await.ok().flatten(),
             Err(_) => None,
         };
-        let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(e) => format!("{} {e}", e.status_code()),
-        };
-        ctl.audit_record(
-            actor.as_ref().map(|a| a.user_id.into_untyped_uuid()),
-            actor.as_ref().map_or("anonymous", |a| a.username.as_str()),
-            actor.as_ref().map(|a| a.tenant_id.into_untyped_uuid()),
-            None,
+        let username = actor.as_ref().map_or("", |a| a.username.as_str());
+        ctl.audit_write(crate::audit::entry_of(
+            actor.as_ref(),
             "session.sign_in_sso",
             "user",
-            actor.as_ref().map_or("", |a| a.username.as_str()),
-            outcome,
-        )
+            username,
+            crate::audit::outcome(&result),
+        ))
         .await;
         result
     }

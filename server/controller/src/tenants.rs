@@ -5,15 +5,16 @@
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, TenantUuid};
 use portal_types::params::validate_name;
-use portal_types::views::{InstanceState, TenantView};
+use portal_types::views::{InstanceState, TenantDeletion, TenantView};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::{Action, Actor, authorize};
-use crate::db::entity::{instance, membership, tenant};
+use crate::db::entity::{api_token, identity_provider, instance, membership, quota, tenant, user};
 use crate::db::now_ms;
 
 impl Controller {
@@ -124,6 +125,83 @@ impl Controller {
 
     /// Deletes a tenant with its memberships and quotas. `confirm_name` must repeat its name;
     /// a tenant with instances is refused with their count.
+    /// What deleting the tenant would take away (nothing is changed).
+    pub async fn tenant_deletion_preview(
+        &self,
+        actor: Option<&Actor>,
+        id: TenantUuid,
+    ) -> Result<TenantDeletion, Error> {
+        authorize(actor, Action::TenantWrite)?;
+        let t = self.tenant_find(id).await?;
+        let db = &self.db;
+        let history = instance::Entity::find()
+            .filter(instance::Column::TenantId.eq(t.id))
+            .filter(instance::Column::State.eq(InstanceState::Deleted.as_str()))
+            .count(db)
+            .await
+            .map_err(Error::internal)?;
+        let member_ids: Vec<Uuid> = membership::Entity::find()
+            .select_only()
+            .column(membership::Column::UserId)
+            .filter(membership::Column::TenantId.eq(t.id))
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(Error::internal)?;
+        let members = user::Entity::find()
+            .filter(user::Column::Id.is_in(member_ids.clone()))
+            .order_by_asc(user::Column::Username)
+            .all(db)
+            .await
+            .map_err(Error::internal)?;
+        // Members with a membership elsewhere keep signing in there.
+        let elsewhere: Vec<Uuid> = membership::Entity::find()
+            .select_only()
+            .column(membership::Column::UserId)
+            .filter(membership::Column::UserId.is_in(member_ids))
+            .filter(membership::Column::TenantId.ne(t.id))
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(Error::internal)?;
+        let stranded = members
+            .iter()
+            .filter(|u| !u.provider_admin && !elsewhere.contains(&u.id))
+            .map(|u| u.username.clone())
+            .collect();
+        let api_tokens = api_token::Entity::find()
+            .filter(api_token::Column::TenantId.eq(t.id))
+            .count(db)
+            .await
+            .map_err(Error::internal)?;
+        let quotas = quota::Entity::find()
+            .filter(quota::Column::TenantId.eq(t.id))
+            .count(db)
+            .await
+            .map_err(Error::internal)?;
+        let identity_providers = identity_provider::Entity::find()
+            .filter(identity_provider::Column::TenantId.eq(t.id))
+            .order_by_asc(identity_provider::Column::Name)
+            .all(db)
+            .await
+            .map_err(Error::internal)?
+            .into_iter()
+            .map(|p| p.display_name)
+            .collect();
+        let view = self.tenant_view(t).await?;
+        Ok(TenantDeletion {
+            tenant_id: id,
+            name: view.name,
+            instances: view.instances,
+            members: members.into_iter().map(|u| u.username).collect(),
+            stranded,
+            api_tokens,
+            quotas,
+            identity_providers,
+            instance_history: history,
+        })
+    }
+
     pub async fn tenant_delete(
         &self,
         actor: Option<&Actor>,

@@ -223,6 +223,10 @@ async fn quota_race(stack: &Stack) {
         }
     }
     assert_eq!(won, 4);
+    // Each launch is in the audit log once: the 4 with their claim, the 12 with their refusal.
+    let audit = ctl.audit_list(admin, Some("instance.create"), None).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.outcome == "ok").count(), 4);
+    assert_eq!(audit.iter().filter(|e| e.outcome.starts_with("409")).count(), 12);
     let quota = ctl.quota_get(admin, None).await.unwrap();
     let gpus = quota.lines.iter().find(|l| l.resource == "gpus:H100-SXM5-80GB").unwrap();
     assert_eq!((gpus.used, gpus.limit), (4, Some(4)));
@@ -231,6 +235,24 @@ async fn quota_race(stack: &Stack) {
     // Lifting the limit lets the next launch through.
     ctl.quota_set(admin, tenant, "gpus:H100-SXM5-80GB", None).await.unwrap();
     ctl.instance_create(admin, &launch("q-after", "h100x1")).await.unwrap();
+    // Eight launches of one name at once (most of them decided in one batch): one wins.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let ctl = Arc::clone(ctl);
+            let admin = stack.admin.clone();
+            tokio::spawn(async move {
+                ctl.instance_create(Some(&admin), &launch("twin", "h100x1")).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(e) => assert!(e.to_string().contains("already exists"), "{e}"),
+        }
+    }
+    assert_eq!(won, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

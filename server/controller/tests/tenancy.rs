@@ -90,6 +90,14 @@ async fn tenant_admins_manage_their_own_tenant_only() {
     assert!(all.iter().any(|e| e.action == "tenant.create" && e.object_id == "acme"));
     assert_eq!(ctl.audit_list(Some(&bob), None, None).await.unwrap_err().status_code(), 403);
 
+    // Before deleting, the provider admin is told what would go.
+    let impact = ctl.tenant_deletion_preview(admin, acme.id).await.unwrap();
+    assert_eq!(impact.instances, 1);
+    assert_eq!(impact.members, ["alice@acme.test", "bob"]);
+    assert_eq!(impact.stranded, ["alice@acme.test", "bob"], "neither is in another tenant");
+    assert_eq!((impact.api_tokens, impact.identity_providers.len()), (0, 0));
+    let refused = ctl.tenant_deletion_preview(Some(&alice), acme.id).await.unwrap_err();
+    assert_eq!(refused.status_code(), 403);
     // Deleting needs the name, and no instances left.
     assert_eq!(ctl.tenant_delete(admin, acme.id, "acm").await.unwrap_err().status_code(), 400);
     let busy = ctl.tenant_delete(admin, acme.id, "acme").await.unwrap_err();
