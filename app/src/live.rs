@@ -4,7 +4,8 @@
 use portal_types::views::LiveEvent;
 
 /// Calls `on_event` for every event, and `on_open` whenever the stream (re)connects so the
-/// page can refetch what it may have missed while disconnected.
+/// page can refetch what it may have missed while disconnected, until the calling component
+/// is unmounted.
 pub fn subscribe(on_event: impl Fn(LiveEvent) + 'static, on_open: impl Fn() + 'static) {
     #[cfg(feature = "hydrate")]
     {
@@ -23,9 +24,10 @@ pub fn subscribe(on_event: impl Fn(LiveEvent) + 'static, on_open: impl Fn() + 's
         source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         let on_open = Closure::<dyn Fn()>::new(on_open);
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        // The stream lives as long as the page; the browser closes it on unload.
-        on_message.forget();
-        on_open.forget();
+        // The stream lives as long as the component that subscribed: navigating to another
+        // page closes it (and frees its callbacks) instead of leaving it open.
+        let alive = send_wrapper::SendWrapper::new((source, on_message, on_open));
+        leptos::prelude::on_cleanup(move || alive.0.close());
     }
     #[cfg(not(feature = "hydrate"))]
     {

@@ -3,6 +3,7 @@
 // active single-GPU partition, with CPUs and hugepages in use on that GPU's NUMA node; the
 // scalable unit shows its 8 rail leaves over its host cards, which link to the host pictures.
 import { expect, test, type Page } from "@playwright/test";
+import { hydrated } from "./hydrated";
 
 const password = process.env.PORTAL_ADMIN_PASSWORD!;
 
@@ -81,10 +82,17 @@ test("a launched VM on its host's topology picture and the scalable unit's rail 
   await page.goto("/admin/su/rack7");
   await expect(page.getByTestId("topology-error")).toHaveText("No scalable unit named rack7 exists.");
 
-  // Leave the fleet as we found it.
-  await page.goto("/");
-  await row.getByTestId("instance-delete").click();
-  await expect(row).toHaveCount(0, { timeout: 15_000 });
+  // The picture follows the fleet live: deleting the VM through the API (as a script
+  // would) frees its GPU on the open page without a click.
+  await page.goto(`/admin/hosts/${host}`);
+  await expect(page.locator('[data-testid="gpu-tile"][data-state="used"]')).toHaveCount(1);
+  await hydrated(page);
+  const listed = await (await page.request.post("/api/fn/instance_list", { form: {} })).json();
+  const id = listed.find((i: { name: string }) => i.name === "e2e-topo-1").id;
+  const deleted = await page.request.post("/api/fn/instance_delete", { form: { id } });
+  expect(deleted.status()).toBe(200);
+  await expect(page.locator('[data-testid="gpu-tile"][data-state="used"]')).toHaveCount(0, { timeout: 15_000 });
+  await expect(page.getByTestId("topology-launchable")).toContainText("1×8");
 
   // The two 404 pages above are the only failed loads.
   expect(consoleErrors.filter((e) => !/status of 404/.test(e))).toEqual([]);

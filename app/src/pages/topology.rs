@@ -13,7 +13,7 @@ use portal_types::topology::{
     self as topo, GpuState, GpuTile, Holder, HostInstance, Lane, NicTile, PartitionState,
     PartitionView, UnitHost,
 };
-use portal_types::views::{AgentLink, ModelCapacity};
+use portal_types::views::{AgentLink, LiveEvent, ModelCapacity};
 
 #[cfg(feature = "ssr")]
 use crate::ssr::{context, fail};
@@ -107,11 +107,25 @@ fn legend(holders: &[Holder]) -> impl IntoView + use<> {
     }
 }
 
+/// Claims, releases and cordons anywhere redraw the picture, as does every (re)connect of
+/// the live stream: changes made before it was open would be missed otherwise.
+fn redraw_on_fleet_changes(refresh: RwSignal<u64>) {
+    crate::live::subscribe(
+        move |event| {
+            if matches!(event, LiveEvent::FleetChanged) {
+                refresh.update(|t| *t += 1);
+            }
+        },
+        move || refresh.update(|t| *t += 1),
+    );
+}
+
 #[component]
 pub fn HostTopologyPage() -> impl IntoView {
     let params = use_params_map();
     let refresh = RwSignal::new(0u64);
     let name = move || params.read().get("name").unwrap_or_default();
+    redraw_on_fleet_changes(refresh);
     let picture = Resource::new(move || (name(), refresh.get()), |(name, _)| host_topology(name));
     view! {
         // Transition: a refresh keeps the old picture up until the new one arrives.
@@ -349,6 +363,7 @@ pub fn ScalableUnitPage() -> impl IntoView {
     let params = use_params_map();
     let refresh = RwSignal::new(0u64);
     let su = move || params.read().get("su").unwrap_or_default();
+    redraw_on_fleet_changes(refresh);
     let picture =
         Resource::new(move || (su(), refresh.get()), |(su, _)| scalable_unit_topology(su));
     view! {
