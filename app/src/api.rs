@@ -237,6 +237,19 @@ pub async fn tenant_switch(tenant_id: TenantUuid) -> Result<(), Error> {
     ctl.session_switch_tenant(&session, actor.as_ref(), tenant_id).await.map_err(fail)
 }
 
+#[server(prefix = "/api/fn", endpoint = "password_change")]
+pub async fn password_change(current: String, new: String, repeat: String) -> Result<(), Error> {
+    let (ctl, session, actor) = context().await?;
+    // Browsers carry a session; a script with an API token does not get one.
+    let signed_in = ctl.session_actor(&session, None).await.map_err(fail)?.is_some();
+    ctl.password_change(actor.as_ref(), &current, &new, &repeat).await.map_err(fail)?;
+    // The change ended every session of the user; this browser goes on under a new id.
+    if let (true, Some(actor)) = (signed_in, &actor) {
+        ctl.session_sign_in(&session, actor.user_id).await.map_err(fail)?;
+    }
+    Ok(())
+}
+
 #[server(prefix = "/api/fn", endpoint = "session_list")]
 pub async fn session_list() -> Result<Vec<views::SessionView>, Error> {
     let (ctl, session, actor) = context().await?;

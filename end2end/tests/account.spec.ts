@@ -39,3 +39,49 @@ test("an API token made in the portal calls the API until it is revoked", async 
   await expect(row).toContainText("revoked");
   expect((await script.post("/api/fn/instance_list", { form: {} })).status()).toBe(401);
 });
+
+test("a user changes their password on My account; the old one stops working", async ({ page }) => {
+  // The admin invites pat, who signs in with the one-time password.
+  const admin = await playwrightRequest.newContext({ baseURL: process.env.E2E_BASE_URL });
+  expect((await admin.post("/api/fn/login", { form: { username: "admin", password } })).status()).toBe(200);
+  const me = await (await admin.post("/api/fn/get_me", { form: {} })).json();
+  const invited = await admin.post("/api/fn/user_invite", { form: { tenant_id: me.tenant_id, username: "pat", role: "member" } });
+  expect(invited.status()).toBe(200);
+  const first = (await invited.json()).one_time_password as string;
+
+  const signIn = async (secret: string) => {
+    await page.goto("/login");
+    await hydrated(page);
+    await page.getByTestId("login-username").fill("pat");
+    await page.getByTestId("login-password").fill(secret);
+    await page.getByTestId("login-submit").click();
+  };
+  await signIn(first);
+  await expect(page.getByTestId("whoami")).toContainText("pat");
+  await page.goto("/account");
+  await hydrated(page);
+  const form = page.getByTestId("password-form");
+  const change = async (current: string, next: string, repeat: string) => {
+    await form.locator('input[name="current"]').fill(current);
+    await form.locator('input[name="new"]').fill(next);
+    await form.locator('input[name="repeat"]').fill(repeat);
+    await form.getByRole("button", { name: "Change password" }).click();
+  };
+  const chosen = "pat's own long passphrase";
+  await change("not-my-password", chosen, chosen);
+  await expect(page.getByTestId("password-error")).toHaveText("The current password is wrong; type it again.");
+  await change(first, chosen, chosen);
+  await expect(page.getByTestId("password-changed")).toBeVisible();
+  // This browser stays signed in.
+  await expect(page.getByTestId("session-table")).toContainText("(this browser)");
+  await page.goto("/");
+  await expect(page.getByTestId("whoami")).toContainText("pat");
+  await hydrated(page);
+  await page.getByTestId("logout").click();
+  await expect(page).toHaveURL(/\/login$/);
+
+  await signIn(first);
+  await expect(page.getByTestId("login-error")).toBeVisible();
+  await signIn(chosen);
+  await expect(page.getByTestId("whoami")).toContainText("pat");
+});

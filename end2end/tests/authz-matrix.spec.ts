@@ -42,6 +42,11 @@ const POLICY: Record<string, Policy> = {
   "POST /api/fn/host_set_cordoned": { expect: providerOnly, form: () => ({ host: "su2-h32", cordoned: "false" }) },
   "POST /api/fn/host_topology": { expect: providerOnly, form: () => ({ name: "su1-h01" }) },
   "POST /api/fn/scalable_unit_topology": { expect: providerOnly, form: () => ({ su: "su1" }) },
+  // Everyone signed in passes authorization and is stopped by the wrong current password.
+  "POST /api/fn/password_change": {
+    expect: { anonymous: 401, viewer: 400, member: 400, otherAdmin: 400, tenantAdmin: 400, providerAdmin: 400 },
+    form: () => ({ current: "not-the-password", new: "a-brand-new-password", repeat: "a-brand-new-password" }),
+  },
   "POST /api/fn/tenant_list": { expect: providerOnly, form: () => ({}) },
   "POST /api/fn/tenant_create": { expect: providerOnly, form: (_w, role) => ({ name: `t-${role.toLowerCase()}` }) },
   "POST /api/fn/tenant_set_suspended": { expect: providerOnly, form: (w) => ({ tenant_id: w.scratchTenant, suspended: "false" }) },

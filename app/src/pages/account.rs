@@ -1,9 +1,12 @@
-//! "My account": who I am, in which tenant with which role, and my API tokens.
+//! "My account": who I am, in which tenant with which role, my sessions, my password and my
+//! API tokens.
 
 use leptos::prelude::*;
 use portal_types::views::Me;
 
-use crate::api::{ApiTokenCreate, ApiTokenRevoke, SessionEnd, api_token_list, session_list};
+use crate::api::{
+    ApiTokenCreate, ApiTokenRevoke, PasswordChange, SessionEnd, api_token_list, session_list,
+};
 
 #[component]
 pub fn AccountPage() -> impl IntoView {
@@ -15,7 +18,11 @@ fn Account(me: Me) -> impl IntoView {
     let create = ServerAction::<ApiTokenCreate>::new();
     let revoke = ServerAction::<ApiTokenRevoke>::new();
     let end = ServerAction::<SessionEnd>::new();
-    let sessions = Resource::new(move || end.version().get(), |_| session_list());
+    let change = ServerAction::<PasswordChange>::new();
+    let sessions =
+        Resource::new(move || (end.version().get(), change.version().get()), |_| session_list());
+    let password_error = move || change.value().get().and_then(|r| r.err()).map(|e| e.to_string());
+    let password_changed = move || change.value().get().is_some_and(|r| r.is_ok());
     let tokens = Resource::new(
         move || (create.version().get(), revoke.version().get()),
         |_| api_token_list(),
@@ -72,6 +79,21 @@ fn Account(me: Me) -> impl IntoView {
                         </table>
                     })}
                 </Transition>
+            </section>
+            <section class="panel">
+                <h2>"Password"</h2>
+                <ActionForm action=change attr:class="launch" attr:data-testid="password-form">
+                    <label>"Current password" <input type="password" name="current" required autocomplete="current-password" /></label>
+                    <label>"New password" <input type="password" name="new" required minlength="12" autocomplete="new-password" /></label>
+                    <label>"New password again" <input type="password" name="repeat" required minlength="12" autocomplete="new-password" /></label>
+                    <button type="submit" class="primary">"Change password"</button>
+                </ActionForm>
+                <Show when=move || password_error().is_some()>
+                    <p class="error" role="alert" data-testid="password-error">{password_error}</p>
+                </Show>
+                <Show when=password_changed>
+                    <p data-testid="password-changed">"Password changed. Your other sessions were signed out."</p>
+                </Show>
             </section>
             <section class="panel">
                 <h2>"API tokens"</h2>

@@ -270,6 +270,82 @@ pub async fn memberships(
     Ok(out)
 }
 
+/// Shortest and longest password a user may choose (NIST SP 800-63B: at least 8; we ask for
+/// 12, the length of a passphrase of three words).
+const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 12..=256;
+
+impl crate::Controller {
+    /// Changes the actor's own password: the current one is checked (and throttled like a
+    /// sign-in), and every session of the user ends, as a stolen one would otherwise stay.
+    pub async fn password_change(
+        &self,
+        actor: Option<&Actor>,
+        current: &str,
+        new: &str,
+        repeat: &str,
+    ) -> Result<(), Error> {
+        let result = self.password_change_unaudited(actor, current, new, repeat).await;
+        let username = actor.map_or("", |a| a.username.as_str());
+        self.audited(actor, "account.password_change", "user", username, result).await
+    }
+
+    async fn password_change_unaudited(
+        &self,
+        actor: Option<&Actor>,
+        current: &str,
+        new: &str,
+        repeat: &str,
+    ) -> Result<(), Error> {
+        let actor = crate::authz::authorize(actor, crate::authz::Action::AccountWrite)?;
+        let has_password = user::Entity::find_by_id(actor.user_id.into_untyped_uuid())
+            .one(&self.db)
+            .await
+            .map_err(Error::internal)?
+            .is_some_and(|u| u.password_hash.is_some());
+        if !has_password {
+            return Err(Error::Conflict {
+                message: "You sign in through single sign-on; change your password at your \
+                          identity provider."
+                    .into(),
+            });
+        }
+        let chars = new.chars().count();
+        if !PASSWORD_CHARS.contains(&chars) {
+            return Err(Error::invalid(format!(
+                "Choose a new password of {} to {} characters.",
+                PASSWORD_CHARS.start(),
+                PASSWORD_CHARS.end()
+            )));
+        }
+        if new != repeat {
+            return Err(Error::invalid("The two new passwords differ; type them again."));
+        }
+        let now = std::time::Instant::now();
+        self.login_throttle.check(&actor.username, actor.client, now)?;
+        match verify_login(&self.db, &actor.username, current).await {
+            Ok(_) => {}
+            Err(Error::BadCredentials) => {
+                self.login_throttle.record_failure(&actor.username, actor.client, now);
+                return Err(Error::invalid("The current password is wrong; type it again."));
+            }
+            Err(e) => return Err(e),
+        }
+        if current == new {
+            return Err(Error::invalid("The new password is the current one; choose another."));
+        }
+        let hash = hash_password(new.to_owned()).await?;
+        user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Some(hash).into())
+            .filter(user::Column::Id.eq(actor.user_id.into_untyped_uuid()))
+            .exec(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        self.sessions_end_for_user(actor.user_id).await?;
+        tracing::info!(user = %actor.username, "password changed; sessions ended");
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

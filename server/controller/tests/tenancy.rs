@@ -191,3 +191,41 @@ async fn a_user_in_two_tenants_acts_in_the_one_they_choose() {
     let fallback = ctl.actor_in(sam.user_id, Some(other.id)).await.unwrap().unwrap();
     assert_eq!(fallback.tenant_name, "default");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_change_their_own_password_and_their_sessions_end() {
+    let stack = start(&sqlite_url("password"), 1).await;
+    let ctl = &stack.controller;
+    let invited = ctl.user_invite(Some(&stack.admin), None, "pat", "member").await.unwrap();
+    let first = invited.one_time_password.as_str();
+    let pat = sign_in(&stack, "pat", first).await;
+    let store = DbSessionStore::new(ctl.db().clone());
+    let mut record = Record {
+        id: Id::default(),
+        data: [("user_id".to_owned(), serde_json::json!(pat.user_id.to_string()))].into(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.unwrap();
+
+    // Each mistake is one sentence, and changes nothing.
+    let new = "correct horse battery";
+    for (current, new, repeat, says) in [
+        ("wrong-password", new, new, "current password is wrong"),
+        (first, new, "correct horse batterY", "differ"),
+        (first, "short", "short", "12 to 256 characters"),
+        (first, first, first, "is the current one"),
+    ] {
+        let err = ctl.password_change(Some(&pat), current, new, repeat).await.unwrap_err();
+        assert_eq!(err.status_code(), 400, "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+    }
+    assert_eq!(ctl.password_change(None, first, new, new).await.unwrap_err().status_code(), 401);
+    assert!(store.load(&record.id).await.unwrap().is_some(), "nothing changed yet");
+
+    ctl.password_change(Some(&pat), first, new, new).await.unwrap();
+    assert!(store.load(&record.id).await.unwrap().is_none(), "pat's other sessions ended");
+    assert_eq!(ctl.login("pat", first, None).await.unwrap_err(), Error::BadCredentials);
+    sign_in(&stack, "pat", new).await;
+    let audit = ctl.audit_list(Some(&stack.admin), Some("account."), None).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.outcome == "ok").count(), 1);
+}
