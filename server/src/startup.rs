@@ -65,6 +65,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the web server stopped")?;
+    controller.stop();
     Ok(())
 }
 

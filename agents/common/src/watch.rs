@@ -29,6 +29,16 @@ pub trait WatchEvent: Clone + Send + 'static {
     /// The event announcing that the resource last described by `self` is gone; `None` for
     /// resources that cannot disappear (a GPU).
     fn gone(&self) -> Option<Self>;
+
+    /// The event that ends every full snapshot, for streams that mark it (it describes no
+    /// resource): after it, whatever the snapshot did not list does not exist.
+    fn snapshot_end() -> Option<Self> {
+        None
+    }
+
+    fn is_snapshot_end(&self) -> bool {
+        false
+    }
 }
 
 /// A boxed stream of events, as drivers hand them to the gRPC layer.
@@ -79,7 +89,8 @@ where
     F: Fn() -> Option<(broadcast::Receiver<E>, Vec<E>)> + Send + 'static,
 {
     let (receiver, snapshot) = subscribe()?;
-    let watcher = Watcher { subscribe, receiver, pending: snapshot.into(), seen: BTreeMap::new() };
+    let pending = snapshot.into_iter().chain(E::snapshot_end()).collect();
+    let watcher = Watcher { subscribe, receiver, pending, seen: BTreeMap::new() };
     Some(Box::pin(futures::stream::unfold(watcher, |mut watcher| async move {
         let event = watcher.next().await?;
         Some((event, watcher))
@@ -118,6 +129,9 @@ where
     }
 
     fn record(&mut self, event: E) -> E {
+        if event.is_snapshot_end() {
+            return event;
+        }
         if event.is_gone() {
             self.seen.remove(&event.key());
         } else {
@@ -135,6 +149,7 @@ where
             .filter(|(key, _)| !present.contains(*key))
             .filter_map(|(_, last)| last.gone())
             .chain(snapshot)
+            .chain(E::snapshot_end())
             .collect();
     }
 }

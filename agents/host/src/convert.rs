@@ -73,6 +73,7 @@ pub fn host_event_to_proto(event: &HostEvent) -> pb::HostEvent {
     let event = match event {
         HostEvent::Vm(vm) => pb::host_event::Event::Vm(vm_status_to_proto(vm)),
         HostEvent::Gpu(gpu) => pb::host_event::Event::Gpu(gpu_status_to_proto(gpu)),
+        HostEvent::SnapshotEnd => pb::host_event::Event::SnapshotEnd(pb::SnapshotEnd {}),
     };
     pb::HostEvent { event: Some(event) }
 }

@@ -275,6 +275,8 @@ pub struct GpuStatus {
 pub enum HostEvent {
     Vm(VmStatus),
     Gpu(GpuStatus),
+    /// Ends a full snapshot: every VM on the host was listed before it.
+    SnapshotEnd,
 }
 
 /// Identifies the resource a [`HostEvent`] is about.
@@ -282,6 +284,7 @@ pub enum HostEvent {
 pub enum HostEventKey {
     Vm(String),
     Gpu(u32),
+    SnapshotEnd,
 }
 
 impl WatchEvent for HostEvent {
@@ -291,6 +294,7 @@ impl WatchEvent for HostEvent {
         match self {
             HostEvent::Vm(vm) => HostEventKey::Vm(vm.vm_id.clone()),
             HostEvent::Gpu(gpu) => HostEventKey::Gpu(gpu.module_id),
+            HostEvent::SnapshotEnd => HostEventKey::SnapshotEnd,
         }
     }
 
@@ -306,8 +310,16 @@ impl WatchEvent for HostEvent {
                 generation: vm.generation,
                 message: String::new(),
             })),
-            HostEvent::Gpu(_) => None,
+            HostEvent::Gpu(_) | HostEvent::SnapshotEnd => None,
         }
+    }
+
+    fn snapshot_end() -> Option<Self> {
+        Some(HostEvent::SnapshotEnd)
+    }
+
+    fn is_snapshot_end(&self) -> bool {
+        matches!(self, HostEvent::SnapshotEnd)
     }
 }
 

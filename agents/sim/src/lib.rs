@@ -27,6 +27,6 @@ pub mod topology;
 pub use agent_common::FaultPlan;
 pub use dpu_agent::{DpuOp, SimDpuDriver};
 pub use fleet::{FleetError, SimFleet, SimOptions};
-pub use host_agent::{GpuHealth, HostOp, SimHostDriver};
+pub use host_agent::{GpuHealth, HostDriver, HostOp, SimHostDriver};
 pub use switch_agent::{SimSwitchDriver, SwitchOp};
 pub use topology::{Topology, TopologyError};

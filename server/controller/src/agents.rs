@@ -1,7 +1,7 @@
 //! gRPC clients for the host agents, keyed by the agent's stable id, plus the watchers that keep
 //! one server-streaming `Watch` open per host agent and feed its events to the control plane.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -83,7 +83,10 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// Keeps a `Watch` stream open to one host agent for the life of the controller: events go
 /// to [`Controller::apply_host_event`]; a broken stream marks the host unreachable (so the
 /// scheduler skips it) and is retried with backoff.
-pub(crate) fn spawn_host_watcher(controller: Arc<Controller>, host_id: String) {
+pub(crate) fn spawn_host_watcher(
+    controller: Arc<Controller>,
+    host_id: String,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -93,11 +96,21 @@ pub(crate) fn spawn_host_watcher(controller: Arc<Controller>, host_id: String) {
                     controller.set_host_connected(&host_id, true).await;
                     backoff = Duration::from_millis(200);
                     let mut stream = response.into_inner();
+                    // The VMs of the stream's first snapshot, until its end marker.
+                    let mut listed = Some(HashSet::new());
                     loop {
                         match stream.message().await {
                             Ok(Some(event)) => match event.event {
                                 Some(host_event::Event::Vm(status)) => {
+                                    if let Some(listed) = listed.as_mut() {
+                                        listed.insert(status.vm_id.clone());
+                                    }
                                     controller.apply_vm_status(&host_id, status).await;
+                                }
+                                Some(host_event::Event::SnapshotEnd(_)) => {
+                                    if let Some(listed) = listed.take() {
+                                        controller.reconcile_host_snapshot(&host_id, &listed).await;
+                                    }
                                 }
                                 Some(host_event::Event::Gpu(status)) => {
                                     controller.apply_gpu_status(&host_id, status).await;
@@ -120,5 +133,5 @@ pub(crate) fn spawn_host_watcher(controller: Arc<Controller>, host_id: String) {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
-    });
+    })
 }

@@ -7,6 +7,7 @@
 //!
 //! The instance then stays `provisioning` until the host's watch stream says `running`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use agent_proto::v1::{EnsureVmRequest, RemoveVmRequest, VmSpec, VmState, VmStatus};
@@ -20,7 +21,7 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::authz::{Action, Actor, authorize};
 use crate::claims::Claimed;
-use crate::db::entity::{gpu_claim, instance};
+use crate::db::entity::{gpu_claim, host, instance};
 use crate::db::{now_ms, rfc3339};
 use crate::scheduling::allocation_of;
 use portal_scheduler::Placement;
@@ -298,6 +299,48 @@ impl Controller {
                 self.instance_set_state(&row, InstanceState::Failed, Some(message.into())).await;
             }
             _ => {}
+        }
+    }
+
+    /// After a host's full snapshot (`listed`: the VM ids it holds): instances the database
+    /// places on the host that it did not list are gone, e.g. the host restarted while no
+    /// control plane watched. A running one has failed, a deleting one is deleted (its
+    /// claims are released). Provisioning ones are left to the reconciler, which sends their
+    /// EnsureVm again.
+    pub(crate) async fn reconcile_host_snapshot(&self, host_name: &str, listed: &HashSet<String>) {
+        let rows = async {
+            let Some(host) =
+                host::Entity::find().filter(host::Column::Name.eq(host_name)).one(&self.db).await?
+            else {
+                return Ok(Vec::new());
+            };
+            instance::Entity::find()
+                .filter(instance::Column::HostId.eq(host.id))
+                .filter(
+                    instance::Column::State
+                        .is_in([InstanceState::Running.as_str(), InstanceState::Deleting.as_str()]),
+                )
+                .all(&self.db)
+                .await
+        }
+        .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(host = %host_name, error = %e, "cannot reconcile the host's snapshot");
+                return;
+            }
+        };
+        for row in rows.into_iter().filter(|r| !listed.contains(&r.id.to_string())) {
+            tracing::warn!(instance = %row.id, name = %row.name, host = %host_name, state = %row.state, "VM missing from its host's snapshot");
+            if row.state == InstanceState::Deleting.as_str() {
+                self.instance_finish(row.id, InstanceState::Deleted, None).await;
+            } else {
+                let message = "The VM is no longer on its host (the host may have restarted \
+                               while the portal was not watching). Delete this instance and \
+                               launch again.";
+                self.instance_set_state(&row, InstanceState::Failed, Some(message.into())).await;
+            }
         }
     }
 

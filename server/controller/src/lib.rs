@@ -88,6 +88,8 @@ pub struct Controller {
     placer: tokio::sync::Mutex<Option<scheduling::Placer>>,
     /// Launches wait here for the claim task (see `claims`).
     claims: claims::ClaimQueue,
+    /// The agent watchers and the reconciler, which [`Controller::stop`] ends.
+    background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
     provision_deadline: std::time::Duration,
     login_throttle: throttle::LoginThrottle,
     bootstrap: Bootstrap,
@@ -110,6 +112,7 @@ impl Controller {
             agents: AgentRegistry::default(),
             placer: tokio::sync::Mutex::new(None),
             claims: claims::ClaimQueue::start(controller.clone()),
+            background: std::sync::Mutex::default(),
             provision_deadline: config.provision_deadline,
             login_throttle: throttle::LoginThrottle::new(config.login_throttle),
             bootstrap,
@@ -145,11 +148,22 @@ impl Controller {
             StartError::Scheduler(e.internal_detail().unwrap_or(&e.to_string()).to_owned())
         })?;
         *self.placer.lock().await = Some(placer);
+        let mut background = self.background.lock().unwrap_or_else(|p| p.into_inner());
         for e in endpoints.iter().filter(|e| e.kind == AgentKind::Host) {
-            agents::spawn_host_watcher(Arc::clone(self), e.id.clone());
+            background
+                .push(agents::spawn_host_watcher(Arc::clone(self), e.id.clone()).abort_handle());
         }
-        reconciler::spawn(Arc::clone(self));
+        background.push(reconciler::spawn(Arc::clone(self)).abort_handle());
         Ok(())
+    }
+
+    /// Stops watching the agents and reconciling, as a control plane that goes down does
+    /// (for a graceful shutdown). Another controller on the same database takes over from
+    /// the agents' snapshots and the instance rows.
+    pub fn stop(&self) {
+        for task in self.background.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            task.abort();
+        }
     }
 
     async fn attach_agent(&self, endpoint: &AgentEndpoint) -> Result<(), StartError> {

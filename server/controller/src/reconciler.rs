@@ -17,7 +17,7 @@ use crate::db::now_ms;
 const PERIOD: Duration = Duration::from_secs(5);
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 
-pub(crate) fn spawn(controller: Arc<Controller>) {
+pub(crate) fn spawn(controller: Arc<Controller>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(PERIOD);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -27,7 +27,7 @@ pub(crate) fn spawn(controller: Arc<Controller>) {
                 tracing::warn!(error = %e, "instance reconciler pass failed");
             }
         }
-    });
+    })
 }
 
 impl Controller {

@@ -425,3 +425,64 @@ async fn repeated_failures_lock_the_account() {
     assert!(locked.to_string().starts_with("Too many failed sign-in attempts; try again in"));
     assert_eq!(ctl.login("nobody", "wrong", None).await.unwrap_err(), Error::BadCredentials);
 }
+
+/// The control plane goes down; meanwhile one VM vanishes from its host. The next control
+/// plane on the same database learns it from the host's snapshot: that instance failed with
+/// a sentence, the other one still runs, and deleting the failed one frees its GPUs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_vm_that_vanished_while_the_control_plane_was_down_is_failed() {
+    use sim_fleet::HostDriver;
+
+    let url = sqlite_url("vanished");
+    let stack = start(&url, 1).await;
+    let first = &stack.controller;
+    let mut events = first.events().subscribe();
+    let admin = Some(&stack.admin);
+    let kept = first.instance_create(admin, &launch("kept", "h100x8")).await.unwrap().remove(0);
+    let lost = first.instance_create(admin, &launch("lost", "h100x8")).await.unwrap().remove(0);
+    wait_for_state(&mut events, "kept", InstanceState::Running).await;
+    wait_for_state(&mut events, "lost", InstanceState::Running).await;
+    first.stop();
+
+    let host = stack.fleet.host(lost.host_name.as_deref().unwrap()).expect("sim host");
+    host.vm_remove(&lost.id.to_string()).await.expect("the VM goes");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while host.vm_status(&lost.id.to_string()).is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the sim host deletes the VM");
+
+    let second = Controller::open(&ControllerConfig {
+        admin_password: Some(PASSWORD.to_owned()),
+        ..ControllerConfig::new(&url)
+    })
+    .await
+    .unwrap();
+    second.attach_agents(stack.fleet.endpoints()).await.unwrap();
+    let admin = second.actor(stack.admin.user_id).await.unwrap().unwrap();
+    let admin = Some(&admin);
+    let failed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let list = second.instance_list(admin).await.unwrap();
+            if let Some(i) =
+                list.iter().find(|i| i.id == lost.id && i.state == InstanceState::Failed)
+            {
+                return i.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the vanished VM is marked failed");
+    assert!(failed.message.unwrap().contains("no longer on its host"));
+    let list = second.instance_list(admin).await.unwrap();
+    let still = list.iter().find(|i| i.id == kept.id).unwrap();
+    assert_eq!(still.state, InstanceState::Running);
+
+    let mut events = second.events().subscribe();
+    second.instance_delete(admin, lost.id).await.unwrap();
+    wait_for_state(&mut events, "lost", InstanceState::Deleted).await;
+    assert_eq!(second.fleet_summary(admin).await.unwrap().gpus_used(), 8);
+}

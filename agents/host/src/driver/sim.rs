@@ -484,7 +484,7 @@ mod tests {
         loop {
             match stream.next().await {
                 Some(HostEvent::Vm(vm)) => return vm,
-                Some(HostEvent::Gpu(_)) => continue,
+                Some(HostEvent::Gpu(_) | HostEvent::SnapshotEnd) => continue,
                 None => panic!("watch stream ended"),
             }
         }
@@ -560,6 +560,7 @@ mod tests {
         }
         assert!(matches!(&snapshot[0], HostEvent::Vm(vm) if vm.vm_id == VM_A));
         assert!(snapshot[1..].iter().all(|e| matches!(e, HostEvent::Gpu(_))));
+        assert_eq!(events.next().await, Some(HostEvent::SnapshotEnd));
 
         host.set_gpu_health(2, GpuHealth::Failed, "XID 79").expect("flip");
         assert_eq!(
@@ -604,6 +605,7 @@ mod tests {
         for _ in 0..4 {
             assert!(matches!(events.next().await, Some(HostEvent::Gpu(_))));
         }
+        assert_eq!(events.next().await, Some(HostEvent::SnapshotEnd));
         // Many changes while the watcher does not read: more than the capacity of 2.
         host.vm_remove(VM_A).await.expect("remove a");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -626,6 +628,8 @@ mod tests {
             }
         }
         assert_eq!(degraded, 3);
+        // The fresh state is complete, and says so.
+        assert_eq!(events.next().await, Some(HostEvent::SnapshotEnd));
     }
 
     #[tokio::test]
@@ -633,7 +637,8 @@ mod tests {
         let host = driver(16);
         let mut events = host.watch().await.expect("watch");
         host.shutdown();
-        for _ in 0..4 {
+        // The snapshot (four GPUs and its end) is still delivered.
+        for _ in 0..5 {
             assert!(events.next().await.is_some());
         }
         assert!(events.next().await.is_none());

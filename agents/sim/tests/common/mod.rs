@@ -158,18 +158,25 @@ pub async fn next_vm_of(stream: &mut Streaming<pb::HostEvent>, vm_id: &str) -> p
     }
 }
 
-/// Reads the snapshot of a host with `vms` VMs: returns the VM statuses and GPU statuses.
+/// Reads the snapshot of a host with `vms` VMs up to its end marker: returns the VM statuses
+/// and GPU statuses.
 pub async fn snapshot(
     stream: &mut Streaming<pb::HostEvent>,
     vms: usize,
 ) -> (Vec<pb::VmStatus>, Vec<pb::GpuStatus>) {
     let (mut vm_events, mut gpu_events) = (Vec::new(), Vec::new());
-    for _ in 0..vms + 8 {
+    loop {
         match next(stream).await.event {
             Some(pb::host_event::Event::Vm(vm)) => vm_events.push(vm),
             Some(pb::host_event::Event::Gpu(gpu)) => gpu_events.push(gpu),
+            Some(pb::host_event::Event::SnapshotEnd(_)) => break,
             None => panic!("empty host event"),
         }
     }
+    assert_eq!(
+        (vm_events.len(), gpu_events.len()),
+        (vms, 8),
+        "the snapshot lists every VM and GPU"
+    );
     (vm_events, gpu_events)
 }
