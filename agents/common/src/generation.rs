@@ -72,6 +72,44 @@ pub fn require_generation(kind: &str, generation: u64) -> Result<u64, DriverErro
     }
 }
 
+/// How many removals an agent remembers; a launch retry arrives within seconds, not after
+/// this many later removals.
+const TOMBSTONES: usize = 65_536;
+
+/// The generations at which resources were removed, so a late `Ensure` retry of a removed
+/// resource (at a generation up to its removal's) is refused instead of recreating it.
+#[derive(Debug, Default)]
+pub struct Tombstones {
+    by_id: std::collections::HashMap<String, u64>,
+    /// Oldest first, to forget the oldest beyond [`TOMBSTONES`].
+    order: std::collections::VecDeque<String>,
+}
+
+impl Tombstones {
+    /// Remembers a removal at `generation` (0: a removal without that guard).
+    pub fn record(&mut self, id: &str, generation: u64) {
+        if generation == 0 {
+            return;
+        }
+        if let Some(held) = self.by_id.get_mut(id) {
+            *held = (*held).max(generation);
+            return;
+        }
+        self.by_id.insert(id.to_owned(), generation);
+        self.order.push_back(id.to_owned());
+        if self.order.len() > TOMBSTONES
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.by_id.remove(&oldest);
+        }
+    }
+
+    /// The highest generation `id` was removed at, if it was.
+    pub fn get(&self, id: &str) -> Option<u64> {
+        self.by_id.get(id).copied()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +135,20 @@ mod tests {
     fn test_generation_zero_refused() {
         assert!(require_generation("VM", 0).is_err());
         assert_eq!(require_generation("VM", 5), Ok(5));
+    }
+
+    #[test]
+    fn tombstones_keep_the_highest_removal_and_forget_the_oldest() {
+        let mut t = Tombstones::default();
+        t.record("a", 0);
+        assert_eq!(t.get("a"), None, "generation 0 leaves no tombstone");
+        t.record("a", 3);
+        t.record("a", 2);
+        assert_eq!(t.get("a"), Some(3));
+        for i in 0..TOMBSTONES {
+            t.record(&format!("vm-{i}"), 1);
+        }
+        assert_eq!(t.get("a"), None, "the oldest was forgotten");
+        assert_eq!(t.get("vm-0"), Some(1));
     }
 }

@@ -55,8 +55,9 @@ impl HostAgent for HostAgentService {
         &self,
         request: Request<pb::RemoveVmRequest>,
     ) -> Result<Response<pb::VmStatus>, Status> {
-        let vm_id = convert::vm_id_from_proto(&request.into_inner().vm_id)?;
-        let status = self.driver.vm_remove(&vm_id).await?;
+        let request = request.into_inner();
+        let vm_id = convert::vm_id_from_proto(&request.vm_id)?;
+        let status = self.driver.vm_remove(&vm_id, request.generation).await?;
         Ok(Response::new(convert::vm_status_to_proto(&status)))
     }
 

@@ -324,7 +324,7 @@ async fn test_state_machine_and_watch_for_several_subscribers() {
     let absent = remove(&mut client, &uuid(2)).await;
     assert_eq!(absent.state(), pb::VmState::Deleted);
     assert_refused(
-        client.remove_vm(pb::RemoveVmRequest { vm_id: "vm-2".into() }).await,
+        client.remove_vm(pb::RemoveVmRequest { vm_id: "vm-2".into(), generation: 0 }).await,
         Code::InvalidArgument,
         "is not a UUID",
     );

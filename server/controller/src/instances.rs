@@ -63,6 +63,12 @@ fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
 }
 
 /// A scheduler refusal as the user sees it: one capitalised sentence.
+/// RemoveVm at the row's generation: a launch retry still in flight (at the generation of
+/// the launch, not above) cannot bring the VM back afterwards.
+fn remove_request(row: &instance::Model) -> RemoveVmRequest {
+    RemoveVmRequest { vm_id: row.id.to_string(), generation: row.generation.max(0) as u64 }
+}
+
 /// The host an instance was placed on, from its placement (no database read; host names
 /// never change).
 fn host_of(row: &instance::Model) -> Option<String> {
@@ -152,7 +158,7 @@ impl Controller {
     pub(crate) async fn instance_undo_launch(&self, row: &instance::Model, message: &str) {
         if let Some(host) = host_of(row)
             && let Some(mut client) = self.agents.host(&host)
-            && let Err(s) = client.remove_vm(RemoveVmRequest { vm_id: row.id.to_string() }).await
+            && let Err(s) = client.remove_vm(remove_request(row)).await
         {
             tracing::warn!(instance = %row.id, error = %s.message(), "undo: RemoveVm failed");
         }
@@ -161,26 +167,31 @@ impl Controller {
 
     /// Moves an instance to a final state (`failed` or `deleted`) and releases its GPUs, in
     /// one transaction.
+    /// A deleted instance stays deleted: a late undo of its launch changes nothing.
     async fn instance_finish(&self, id: Uuid, state: InstanceState, message: Option<String>) {
         let result = async {
             let txn = crate::db::begin_write(&self.db).await?;
+            let mut update = instance::Entity::update_many()
+                .col_expr(instance::Column::State, state.as_str().into())
+                .col_expr(instance::Column::UpdatedAt, now_ms().into())
+                .filter(instance::Column::Id.eq(id))
+                .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()));
+            if let Some(m) = message {
+                update = update.col_expr(instance::Column::Message, m.into());
+            }
+            if update.exec(&txn).await?.rows_affected == 0 {
+                txn.rollback().await?;
+                return Ok(None);
+            }
             gpu_claim::Entity::delete_many()
                 .filter(gpu_claim::Column::InstanceId.eq(id))
                 .exec(&txn)
                 .await?;
-            let mut update = instance::Entity::update_many()
-                .col_expr(instance::Column::State, state.as_str().into())
-                .col_expr(instance::Column::UpdatedAt, now_ms().into())
-                .filter(instance::Column::Id.eq(id));
-            if let Some(m) = message {
-                update = update.col_expr(instance::Column::Message, m.into());
-            }
-            update.exec(&txn).await?;
             txn.commit().await?;
             instance::Entity::find_by_id(id).one(&self.db).await
         }
         .await;
-        if result.is_ok()
+        if matches!(result, Ok(Some(_)))
             && let Some(placer) = self.placer.lock().await.as_mut()
         {
             // Not placed in memory (never committed there) is fine: nothing to free.
@@ -249,7 +260,7 @@ impl Controller {
             tracing::warn!(instance = %row.id, %host, "host agent not connected; delete waits");
             return;
         };
-        match client.remove_vm(RemoveVmRequest { vm_id: row.id.to_string() }).await {
+        match client.remove_vm(remove_request(&row)).await {
             Ok(status) if status.get_ref().state == VmState::Deleted as i32 => {
                 self.instance_finish(row.id, InstanceState::Deleted, None).await;
             }

@@ -445,7 +445,7 @@ async fn a_vm_that_vanished_while_the_control_plane_was_down_is_failed() {
     first.stop();
 
     let host = stack.fleet.host(lost.host_name.as_deref().unwrap()).expect("sim host");
-    host.vm_remove(&lost.id.to_string()).await.expect("the VM goes");
+    host.vm_remove(&lost.id.to_string(), 0).await.expect("the VM goes");
     tokio::time::timeout(Duration::from_secs(10), async {
         while host.vm_status(&lost.id.to_string()).is_some() {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -485,4 +485,29 @@ async fn a_vm_that_vanished_while_the_control_plane_was_down_is_failed() {
     second.instance_delete(admin, lost.id).await.unwrap();
     wait_for_state(&mut events, "lost", InstanceState::Deleted).await;
     assert_eq!(second.fleet_summary(admin).await.unwrap().gpus_used(), 8);
+}
+
+/// Deleted while its EnsureVm is still on the way: the agent removes nothing (yet), the
+/// claims are released, and when the late EnsureVm arrives the agent refuses it, so no VM
+/// appears on a host whose GPUs the portal already gave back. The instance stays deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_launch_deleted_before_its_vm_existed_never_starts() {
+    let stack = start(&sqlite_url("late-ensure"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    for host in stack.fleet.hosts() {
+        host.faults().delay(sim_fleet::HostOp::EnsureVm, Duration::from_millis(500));
+    }
+    let mut events = ctl.events().subscribe();
+    let vm = ctl.instance_create(admin, &launch("fleeting", "h100x8")).await.unwrap().remove(0);
+    ctl.instance_delete(admin, vm.id).await.unwrap();
+    wait_for_state(&mut events, "fleeting", InstanceState::Deleted).await;
+    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 0);
+
+    // Well after the delayed EnsureVm arrived: refused, and the row is still deleted.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let host = stack.fleet.host(vm.host_name.as_deref().unwrap()).unwrap();
+    assert_eq!(host.vm_count(), 0, "the late EnsureVm did not create the VM");
+    assert!(ctl.instance_list(admin).await.unwrap().is_empty());
+    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 0);
 }

@@ -48,9 +48,11 @@ pub trait HostDriver: Send + Sync + 'static {
     /// when done) and `DELETED` for a VM this host does not hold.
     ///
     /// Idempotent: removing a stopping VM returns `STOPPING` again; removing an absent VM
-    /// succeeds. Errors: `InvalidArgument` for a malformed id (caller's fault); `Unavailable`
-    /// when the device is busy (retry); `Internal` when the backend misbehaved.
-    async fn vm_remove(&self, vm_id: &str) -> Result<VmStatus, DriverError>;
+    /// succeeds. A `generation` above 0 is remembered: a later `vm_ensure` of this id with a
+    /// generation up to it is refused with `FailedPrecondition` (a late launch retry must not
+    /// bring the VM back). Errors: `InvalidArgument` for a malformed id (caller's fault);
+    /// `Unavailable` when the device is busy (retry); `Internal` when the backend misbehaved.
+    async fn vm_remove(&self, vm_id: &str, generation: u64) -> Result<VmStatus, DriverError>;
 
     /// The full current state (one `Vm` event per VM held, one `Gpu` event per GPU), then
     /// every change. Any number of subscribers; one that falls behind receives a fresh

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 use tracing::{debug, info};
 
-use agent_common::generation::Applied;
+use agent_common::generation::{Applied, Tombstones};
 use agent_common::hash::unit_fraction;
 use agent_common::watch::EventHub;
 use agent_common::{
@@ -99,6 +99,8 @@ struct Inner {
 
 struct HostState {
     vms: BTreeMap<String, VmRecord>,
+    /// Removed VMs: the generation of the removal, so late ensures stay refused.
+    removed: Tombstones,
     ledger: Ledger,
     gpu_health: BTreeMap<u32, (GpuHealth, String)>,
     events: EventHub<HostEvent>,
@@ -154,6 +156,7 @@ impl SimHostDriver {
                 faults: FaultPlan::new(),
                 state: Mutex::new(HostState {
                     vms: BTreeMap::new(),
+                    removed: Tombstones::default(),
                     ledger: Ledger::default(),
                     gpu_health,
                     events,
@@ -364,6 +367,15 @@ impl HostDriver for SimHostDriver {
         let mut guard = lock(&self.inner.state);
         let state = &mut *guard;
 
+        if let Some(removed_at) = state.removed.get(&spec.vm_id)
+            && spec.generation <= removed_at
+        {
+            return Err(DriverError::FailedPrecondition(format!(
+                "VM {} was removed at generation {removed_at}; a launch retry of generation {} \
+                 cannot bring it back",
+                spec.vm_id, spec.generation
+            )));
+        }
         let existing = state.vms.get(&spec.vm_id);
         if let Some(vm) = existing
             && vm.state == VmState::Stopping
@@ -415,11 +427,12 @@ impl HostDriver for SimHostDriver {
         Ok(status)
     }
 
-    async fn vm_remove(&self, vm_id: &str) -> Result<VmStatus, DriverError> {
+    async fn vm_remove(&self, vm_id: &str, generation: u64) -> Result<VmStatus, DriverError> {
         self.inner.faults.check(HostOp::RemoveVm).await?;
         let runtime = runtime()?;
         let mut guard = lock(&self.inner.state);
         let state = &mut *guard;
+        state.removed.record(vm_id, generation);
         let Some(vm) = state.vms.get_mut(vm_id) else {
             debug!(host_id = %self.host_id(), vm_id, "remove of an absent VM");
             return Ok(VmStatus {
@@ -510,24 +523,25 @@ mod tests {
         assert_eq!(next_vm(&mut events).await.state, VmState::Running);
         assert_eq!(host.inventory().await.expect("inv").active_partitions.len(), 1);
 
-        let status = host.vm_remove(VM_A).await.expect("remove");
+        let status = host.vm_remove(VM_A, 2).await.expect("remove");
         assert_eq!(status.state, VmState::Stopping);
         // Still held while stopping.
         assert_eq!(host.inventory().await.expect("inv").active_partitions.len(), 1);
-        assert_eq!(host.vm_remove(VM_A).await.expect("again").state, VmState::Stopping);
+        assert_eq!(host.vm_remove(VM_A, 2).await.expect("again").state, VmState::Stopping);
         assert_eq!(next_vm(&mut events).await.state, VmState::Stopping);
         assert_eq!(next_vm(&mut events).await.state, VmState::Deleted);
         let inventory = host.inventory().await.expect("inv");
         assert!(inventory.active_partitions.is_empty());
         assert_eq!(inventory.hugepages_1g_free, BTreeMap::from([(0, 16), (1, 16)]));
-        assert_eq!(host.vm_remove(VM_A).await.expect("absent").state, VmState::Deleted);
+        assert_eq!(host.vm_remove(VM_A, 2).await.expect("absent").state, VmState::Deleted);
     }
 
     #[tokio::test(start_paused = true)]
     async fn test_ensure_while_stopping_is_retryable() {
         let host = driver(64);
         host.vm_ensure(cpu_vm(VM_A)).await.expect("ensure");
-        host.vm_remove(VM_A).await.expect("remove");
+        // Removed without a generation guard: the same launch may come back once it is gone.
+        host.vm_remove(VM_A, 0).await.expect("remove");
         let err = host.vm_ensure(cpu_vm(VM_A)).await.expect_err("stopping");
         assert!(matches!(err, DriverError::Unavailable(_)), "{err}");
     }
@@ -581,6 +595,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn test_a_removed_vm_is_not_brought_back_by_a_late_ensure() {
+        let host = driver(64);
+        host.vm_remove(VM_A, 2).await.expect("remove before the launch arrived");
+        let late = host.vm_ensure(cpu_vm(VM_A)).await.unwrap_err();
+        assert!(
+            matches!(&late, DriverError::FailedPrecondition(m) if m.contains("removed at generation 2")),
+            "{late:?}"
+        );
+        assert_eq!(host.vm_count(), 0);
+        // A newer generation is a new decision of the control plane and goes through.
+        let newer = VmSpec { generation: 3, ..cpu_vm(VM_A) };
+        assert_eq!(host.vm_ensure(newer).await.expect("newer").state, VmState::Provisioning);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn test_boot_fault_fails_the_vm() {
         let host = driver(64);
         host.faults().fail_nth(HostOp::Boot, 1);
@@ -607,7 +636,7 @@ mod tests {
         }
         assert_eq!(events.next().await, Some(HostEvent::SnapshotEnd));
         // Many changes while the watcher does not read: more than the capacity of 2.
-        host.vm_remove(VM_A).await.expect("remove a");
+        host.vm_remove(VM_A, 2).await.expect("remove a");
         tokio::time::sleep(Duration::from_millis(100)).await;
         let b = VmSpec { vcpu_pins: vec![5], emulator_cpu: 6, ..cpu_vm(VM_B) };
         host.vm_ensure(b).await.expect("ensure b");

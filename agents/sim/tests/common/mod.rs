@@ -114,7 +114,7 @@ pub async fn ensure(
 
 pub async fn remove(client: &mut HostAgentClient<Channel>, vm_id: &str) -> pb::VmStatus {
     client
-        .remove_vm(pb::RemoveVmRequest { vm_id: vm_id.into() })
+        .remove_vm(pb::RemoveVmRequest { vm_id: vm_id.into(), generation: 0 })
         .await
         .expect("remove")
         .into_inner()
