@@ -98,14 +98,21 @@ pub struct Controller {
 impl Controller {
     /// Opens (and migrates) the database and makes sure a first admin exists.
     pub async fn open(config: &ControllerConfig) -> Result<Arc<Self>, StartError> {
-        let db = db::connect(&config.database_url).await.map_err(|e| StartError::Database {
+        let database_error = |e: sea_orm::DbErr| StartError::Database {
             url: redact_url(&config.database_url),
             detail: e.to_string(),
-        })?;
-        let bootstrap = authn::bootstrap_admin(&db, config.admin_password.as_deref())
-            .await
-            .map_err(StartError::Bootstrap)?;
-        catalog::seed(&db).await.map_err(StartError::Bootstrap)?;
+        };
+        // Replicas starting together take turns: one migrates and creates the first admin
+        // and the seed catalog, the others find them.
+        let bootstrap = db::with_startup_lock(&config.database_url, database_error, async |db| {
+            let bootstrap = authn::bootstrap_admin(db, config.admin_password.as_deref())
+                .await
+                .map_err(StartError::Bootstrap)?;
+            catalog::seed(db).await.map_err(StartError::Bootstrap)?;
+            Ok::<_, StartError>(bootstrap)
+        })
+        .await?;
+        let db = db::connect(&config.database_url).await.map_err(database_error)?;
         Ok(Arc::new_cyclic(|controller| Self {
             db,
             events: EventBus::default(),

@@ -511,3 +511,20 @@ async fn a_launch_deleted_before_its_vm_existed_never_starts() {
     assert!(ctl.instance_list(admin).await.unwrap().is_empty());
     assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 0);
 }
+
+/// Four replicas start at once on an empty PostgreSQL database: they take turns, so one
+/// migrates and seeds, and all four come up with one admin and one catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_on_postgres_take_turns() {
+    let Some(url) = postgres_url("replicas").await else { return };
+    let config = ControllerConfig {
+        admin_password: Some(PASSWORD.to_owned()),
+        ..ControllerConfig::new(&url)
+    };
+    let opened = futures::future::join_all((0..4).map(|_| Controller::open(&config))).await;
+    let replicas: Vec<_> = opened.into_iter().map(|r| r.expect("every replica starts")).collect();
+    let user = replicas[3].login("admin", PASSWORD, None).await.expect("one admin");
+    let admin = replicas[0].actor(user).await.unwrap().unwrap();
+    let types = replicas[1].instance_type_list(Some(&admin)).await.unwrap();
+    assert_eq!(types.len(), 6, "the catalog was seeded once");
+}

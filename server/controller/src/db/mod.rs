@@ -9,8 +9,47 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
-/// Opens the database at `url` (`sqlite://…?mode=rwc` or `postgres://…`) and applies every
-/// pending migration.
+/// The key of the PostgreSQL advisory lock replicas take turns on at startup ("gpcstart").
+const STARTUP_LOCK: i64 = 0x6770_6373_7461_7274;
+
+/// Runs `first_steps` (migrations, then whatever a start must do once: the first admin, the
+/// seed catalog) with the database to itself. On PostgreSQL, replicas starting together take
+/// turns on an advisory lock, held by a connection of its own for the whole run; on SQLite
+/// one process owns the file.
+/// `db_error` turns a database failure into the caller's error.
+pub async fn with_startup_lock<T, E, F>(
+    url: &str,
+    db_error: impl Fn(sea_orm::DbErr) -> E,
+    first_steps: F,
+) -> Result<T, E>
+where
+    F: AsyncFnOnce(&DatabaseConnection) -> Result<T, E>,
+{
+    if !url.starts_with("postgres") {
+        let db = connect(url).await.map_err(&db_error)?;
+        Migrator::up(&db, None).await.map_err(&db_error)?;
+        return first_steps(&db).await;
+    }
+    // One connection: the lock belongs to the session that runs every step.
+    let mut options = ConnectOptions::new(url.to_owned());
+    options.sqlx_logging(false).max_connections(1).min_connections(1);
+    let own = Database::connect(options).await.map_err(&db_error)?;
+    let lock = format!("SELECT pg_advisory_lock({STARTUP_LOCK})");
+    own.execute_unprepared(&lock).await.map_err(&db_error)?;
+    let result = async {
+        Migrator::up(&own, None).await.map_err(&db_error)?;
+        first_steps(&own).await
+    }
+    .await;
+    // Closing the session releases the lock too; unlocking first hands it on at once.
+    let unlock = format!("SELECT pg_advisory_unlock({STARTUP_LOCK})");
+    let _ = own.execute_unprepared(&unlock).await;
+    let _ = own.close().await;
+    result
+}
+
+/// Opens the database at `url` (`sqlite://…?mode=rwc` or `postgres://…`); see
+/// [`with_startup_lock`] for the migrations.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options.sqlx_logging(false);
@@ -29,7 +68,6 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
     if db.get_database_backend() == DbBackend::Sqlite {
         db.execute_unprepared("PRAGMA synchronous = NORMAL").await?;
     }
-    Migrator::up(&db, None).await?;
     Ok(db)
 }
 
