@@ -14,7 +14,10 @@ pub async fn login(username: String, password: String) -> Result<(), Error> {
     let client = crate::ssr::client_address().await;
     let user_id = ctl.login(username.trim(), &password, client).await.map_err(fail)?;
     ctl.session_sign_in(&session, user_id).await.map_err(fail)?;
-    leptos_axum::redirect("/");
+    // A password someone else chose is for signing in once: choose one's own first.
+    let must_change =
+        ctl.actor(user_id).await.map_err(fail)?.is_some_and(|a| a.must_change_password);
+    leptos_axum::redirect(if must_change { "/account" } else { "/" });
     Ok(())
 }
 

@@ -116,6 +116,13 @@ async function session(username?: string, password?: string): Promise<APIRequest
   if (username) {
     const r = await ctx.post("/api/fn/login", { form: { username, password: password! } });
     expect(r.status(), `sign-in of ${username}`).toBe(200);
+    // Invited users choose their own password before they may do anything else.
+    const me = await (await ctx.post("/api/fn/get_me", { form: {} })).json();
+    if (me.must_change_password) {
+      const own = `${password}-own`;
+      const changed = await ctx.post("/api/fn/password_change", { form: { current: password!, new: own, repeat: own } });
+      expect(changed.status(), `password change of ${username}`).toBe(200);
+    }
   }
   return ctx;
 }

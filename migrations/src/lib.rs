@@ -8,6 +8,7 @@ mod m20261124_000002_catalog_quotas;
 mod m20261124_000003_identity_providers;
 mod m20261124_000004_tenancy_audit;
 mod m20261124_000005_api_tokens;
+mod m20261124_000006_password_change;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_identity_providers::Migration),
             Box::new(m20261124_000004_tenancy_audit::Migration),
             Box::new(m20261124_000005_api_tokens::Migration),
+            Box::new(m20261124_000006_password_change::Migration),
         ]
     }
 }

@@ -10,7 +10,7 @@ use crate::api::{
 
 #[component]
 pub fn AccountPage() -> impl IntoView {
-    super::guarded(|_| true, |me| view! { <Account me /> }.into_any())
+    super::guarded_account(|me| view! { <Account me /> }.into_any())
 }
 
 #[component]
@@ -23,6 +23,7 @@ fn Account(me: Me) -> impl IntoView {
         Resource::new(move || (end.version().get(), change.version().get()), |_| session_list());
     let password_error = move || change.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     let password_changed = move || change.value().get().is_some_and(|r| r.is_ok());
+    let must_change = me.must_change_password;
     let tokens = Resource::new(
         move || (create.version().get(), revoke.version().get()),
         |_| api_token_list(),
@@ -82,6 +83,11 @@ fn Account(me: Me) -> impl IntoView {
             </section>
             <section class="panel">
                 <h2>"Password"</h2>
+                <Show when=move || must_change && !password_changed()>
+                    <p class="notice" data-testid="password-required">
+                        "Choose your own password to continue: the one you were given was for signing in once."
+                    </p>
+                </Show>
                 <ActionForm action=change attr:class="launch" attr:data-testid="password-form">
                     <label>"Current password" <input type="password" name="current" required autocomplete="current-password" /></label>
                     <label>"New password" <input type="password" name="new" required minlength="12" autocomplete="new-password" /></label>
@@ -92,7 +98,8 @@ fn Account(me: Me) -> impl IntoView {
                     <p class="error" role="alert" data-testid="password-error">{password_error}</p>
                 </Show>
                 <Show when=password_changed>
-                    <p data-testid="password-changed">"Password changed. Your other sessions were signed out."</p>
+                    <p data-testid="password-changed">"Password changed. Your other sessions were signed out. "
+                        <a href="/" data-testid="continue">"Continue to the dashboard"</a></p>
                 </Show>
             </section>
             <section class="panel">

@@ -15,6 +15,9 @@ pub struct Me {
     pub role: String,
     /// Every tenant the user may act in (switch with `tenant_switch`).
     pub memberships: Vec<Membership>,
+    /// The user signed in with a password someone else chose and must choose their own
+    /// before anything else.
+    pub must_change_password: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

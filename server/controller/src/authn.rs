@@ -123,6 +123,8 @@ pub async fn bootstrap_admin(
         provider_admin: Set(true),
         disabled: Set(false),
         created_at: Set(now),
+        // A generated password was printed to a console: the admin chooses their own.
+        must_change_password: Set(matches!(outcome, Bootstrap::CreatedWithGeneratedPassword(_))),
     }
     .insert(&txn)
     .await
@@ -240,6 +242,7 @@ pub async fn load_actor(
         tenant_name: t.name,
         role: Role::parse(&m.role).unwrap_or(Role::Viewer),
         client: None,
+        must_change_password: u.must_change_password,
     }))
 }
 
@@ -296,7 +299,7 @@ impl crate::Controller {
         new: &str,
         repeat: &str,
     ) -> Result<(), Error> {
-        let actor = crate::authz::authorize(actor, crate::authz::Action::AccountWrite)?;
+        let actor = crate::authz::authorize(actor, crate::authz::Action::PasswordChange)?;
         let has_password = user::Entity::find_by_id(actor.user_id.into_untyped_uuid())
             .one(&self.db)
             .await
@@ -336,6 +339,7 @@ impl crate::Controller {
         let hash = hash_password(new.to_owned()).await?;
         user::Entity::update_many()
             .col_expr(user::Column::PasswordHash, Some(hash).into())
+            .col_expr(user::Column::MustChangePassword, false.into())
             .filter(user::Column::Id.eq(actor.user_id.into_untyped_uuid()))
             .exec(&self.db)
             .await

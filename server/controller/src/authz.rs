@@ -44,6 +44,9 @@ pub struct Actor {
     pub role: Role,
     /// Where the request came from, for the audit log.
     pub client: Option<std::net::IpAddr>,
+    /// Signed in with a password someone else chose (an invitation, the generated first
+    /// admin password): until they choose their own, that is all they may do.
+    pub must_change_password: bool,
 }
 
 /// Everything a caller can ask the control plane to do.
@@ -79,6 +82,8 @@ pub enum Action {
     AccountRead,
     /// End one's own sessions; create and revoke one's own API tokens.
     AccountWrite,
+    /// Change one's own password.
+    PasswordChange,
     /// See the instances of the actor's tenant.
     InstanceRead,
     InstanceCreate,
@@ -88,6 +93,13 @@ pub enum Action {
 /// The policy. Returns the actor so callers write `let actor = authorize(actor, …)?;`.
 pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error> {
     let actor = actor.ok_or(Error::Unauthenticated)?;
+    if actor.must_change_password && !matches!(action, Action::AccountRead | Action::PasswordChange)
+    {
+        return Err(Error::forbidden(
+            "choose your own password on My account first; the one you were given was for \
+             signing in once",
+        ));
+    }
     let allowed = actor.provider_admin
         || match action {
             Action::FleetRead
@@ -102,6 +114,7 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
             Action::CapacityRead
             | Action::AccountRead
             | Action::AccountWrite
+            | Action::PasswordChange
             | Action::CatalogRead
             | Action::QuotaRead
             | Action::InstanceRead => true,
@@ -129,6 +142,7 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
                 Action::AuditRead => "see the audit log",
                 Action::AccountRead => "see their account",
                 Action::AccountWrite => "change their account",
+                Action::PasswordChange => "change their password",
                 Action::InstanceRead => "see instances",
                 Action::InstanceCreate => "launch instances",
                 Action::InstanceDelete => "delete instances",
@@ -160,6 +174,7 @@ mod tests {
             tenant_name: "acme".into(),
             role,
             client: None,
+            must_change_password: false,
         }
     }
 

@@ -285,7 +285,7 @@ impl Controller {
 
     /// The signed-in user with every tenant they may act in.
     pub async fn me(&self, actor: Option<&Actor>) -> Result<Me, Error> {
-        let actor = authorize(actor, Action::InstanceRead)?;
+        let actor = authorize(actor, Action::AccountRead)?;
         let memberships = authn::memberships(&self.db, actor.user_id).await?;
         Ok(Me {
             user_id: actor.user_id,
@@ -295,6 +295,7 @@ impl Controller {
             tenant_name: actor.tenant_name.clone(),
             role: actor.role.as_str().to_owned(),
             memberships,
+            must_change_password: actor.must_change_password,
         })
     }
 

@@ -967,7 +967,7 @@ async fn map_and_store(
                 provider_admin: Set(false),
                 disabled: Set(false),
                 created_at: Set(now),
-                ..Default::default()
+                must_change_password: Set(false),
             }
             .insert(&txn)
             .await

@@ -95,6 +95,8 @@ impl Controller {
                 provider_admin: Set(false),
                 disabled: Set(false),
                 created_at: Set(now_ms()),
+                // The inviter saw this password: it is for signing in once.
+                must_change_password: Set(true),
             }
             .insert(&txn)
             .await

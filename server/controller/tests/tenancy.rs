@@ -9,10 +9,31 @@ use portal_types::Error;
 use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
 
-async fn sign_in(stack: &Stack, username: &str, password: &str) -> portal_controller::authz::Actor {
+/// The password a test user chooses in place of the one-time `given` one.
+fn own(given: &str) -> String {
+    format!("{given}-own")
+}
+
+/// Signs a user in with the one-time password they were given, the first time choosing
+/// their own ([`own`]), as the portal makes them; later sign-ins use their own.
+async fn sign_in(stack: &Stack, username: &str, given: &str) -> portal_controller::authz::Actor {
     let ctl = &stack.controller;
-    let user = ctl.login(username, password, None).await.expect("signs in");
-    ctl.actor(user).await.unwrap().expect("has an actor")
+    let user = match ctl.login(username, given, None).await {
+        Ok(user) => user,
+        Err(Error::BadCredentials) => {
+            ctl.login(username, &own(given), None).await.expect("signs in")
+        }
+        Err(e) => panic!("{username} cannot sign in: {e}"),
+    };
+    let actor = ctl.actor(user).await.unwrap().expect("has an actor");
+    if !actor.must_change_password {
+        return actor;
+    }
+    let mine = own(given);
+    ctl.password_change(Some(&actor), given, &mine, &mine).await.expect("chooses a password");
+    let actor = ctl.actor(user).await.unwrap().expect("has an actor");
+    assert!(!actor.must_change_password);
+    actor
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +127,7 @@ async fn tenant_admins_manage_their_own_tenant_only() {
     // Suspending a tenant stops its members from signing in.
     ctl.tenant_set_suspended(admin, acme.id, true).await.unwrap();
     let suspended =
-        ctl.login("alice@acme.test", &invited.one_time_password, None).await.unwrap_err();
+        ctl.login("alice@acme.test", &own(&invited.one_time_password), None).await.unwrap_err();
     assert_eq!(suspended.status_code(), 403, "{suspended}");
     assert!(ctl.actor(alice.user_id).await.unwrap().is_none());
     ctl.tenant_set_suspended(admin, acme.id, false).await.unwrap();
@@ -193,12 +214,21 @@ async fn a_user_in_two_tenants_acts_in_the_one_they_choose() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_change_their_own_password_and_their_sessions_end() {
+async fn invited_users_choose_their_own_password_first_and_their_sessions_end() {
     let stack = start(&sqlite_url("password"), 1).await;
     let ctl = &stack.controller;
     let invited = ctl.user_invite(Some(&stack.admin), None, "pat", "member").await.unwrap();
     let first = invited.one_time_password.as_str();
-    let pat = sign_in(&stack, "pat", first).await;
+    let user = ctl.login("pat", first, None).await.unwrap();
+    let pat = ctl.actor(user).await.unwrap().unwrap();
+    // With the password the admin saw, pat may only read their account and change it.
+    assert!(pat.must_change_password);
+    let refused = ctl.instance_list(Some(&pat)).await.unwrap_err();
+    assert_eq!(refused.status_code(), 403);
+    assert!(refused.to_string().contains("choose your own password"), "{refused}");
+    let token = ctl.api_token_create(Some(&pat), "sneaky", "member", 30).await.unwrap_err();
+    assert_eq!(token.status_code(), 403, "no API token before choosing a password");
+    assert!(ctl.me(Some(&pat)).await.unwrap().must_change_password);
     let store = DbSessionStore::new(ctl.db().clone());
     let mut record = Record {
         id: Id::default(),
@@ -225,7 +255,9 @@ async fn users_change_their_own_password_and_their_sessions_end() {
     ctl.password_change(Some(&pat), first, new, new).await.unwrap();
     assert!(store.load(&record.id).await.unwrap().is_none(), "pat's other sessions ended");
     assert_eq!(ctl.login("pat", first, None).await.unwrap_err(), Error::BadCredentials);
-    sign_in(&stack, "pat", new).await;
+    let pat = sign_in(&stack, "pat", new).await;
+    assert!(!pat.must_change_password);
+    assert!(ctl.instance_list(Some(&pat)).await.unwrap().is_empty());
     let audit = ctl.audit_list(Some(&stack.admin), Some("account."), None).await.unwrap();
     assert_eq!(audit.iter().filter(|e| e.outcome == "ok").count(), 1);
 }

@@ -56,6 +56,8 @@ pub mod user {
         pub provider_admin: bool,
         pub disabled: bool,
         pub created_at: i64,
+        /// Signed in with a password someone else chose: only choosing one's own is allowed.
+        pub must_change_password: bool,
     }
     no_relations!();
 }
