@@ -277,6 +277,11 @@ impl Controller {
             tracing::warn!(host = %host_name, vm = %status.vm_id, "agent reported a VM id that is not a UUID");
             return;
         };
+        let reported = VmState::try_from(status.state).unwrap_or(VmState::Unspecified);
+        // Only these change an instance; provisioning and stopping echo what we asked for.
+        if !matches!(reported, VmState::Running | VmState::Failed | VmState::Deleted) {
+            return;
+        }
         let row = match instance::Entity::find_by_id(id).one(&self.db).await {
             Ok(Some(row)) => row,
             Ok(None) => {
@@ -289,7 +294,6 @@ impl Controller {
             }
         };
         let current = InstanceState::parse(&row.state).unwrap_or(InstanceState::Failed);
-        let reported = VmState::try_from(status.state).unwrap_or(VmState::Unspecified);
         match (current, reported) {
             (InstanceState::Provisioning, VmState::Running) => {
                 self.instance_set_state(&row, InstanceState::Running, None).await;
