@@ -77,7 +77,8 @@ pub struct Config {
 
     /// Where browsers reach the portal (e.g. https://gpu.example.com), for the single
     /// sign-on redirect URL {public-url}/auth/oidc/callback registered at identity
-    /// providers. Default: http://{listen}.
+    /// providers, and as the portal's origin behind a proxy that rewrites the Host header.
+    /// Default: http://{listen}.
     #[arg(long, env = "PORTAL_PUBLIC_URL")]
     pub public_url: Option<String>,
 }

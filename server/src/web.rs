@@ -77,6 +77,9 @@ pub async fn router(controller: Arc<Controller>, config: &Config) -> anyhow::Res
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(options)
         .layer(sessions)
-        .layer(axum::middleware::from_fn(crate::csrf::guard));
+        .layer(axum::middleware::from_fn_with_state(
+            crate::csrf::PublicOrigin::from_url(config.public_url.as_deref()),
+            crate::csrf::guard,
+        ));
     Ok(app)
 }
