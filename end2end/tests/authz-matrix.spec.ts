@@ -33,6 +33,7 @@ const POLICY: Record<string, Policy> = {
   "POST /api/fn/login": { expect: "public", form: () => ({}) },
   "POST /api/fn/logout": { expect: "public", form: () => ({}) },
   "POST /api/fn/identity_provider_buttons": { expect: "public", form: () => ({}) },
+  "POST /api/fn/sso_refusal": { expect: "public", form: () => ({ reference: "0123456789abcdef" }) },
   "GET /api/v1/events": { expect: "public", form: () => ({}) }, // a stream: covered in skeleton.spec.ts
   "POST /api/fn/get_me": { expect: all(200), form: () => ({}) },
   "POST /api/fn/capacity": { expect: all(200), form: () => ({}) },

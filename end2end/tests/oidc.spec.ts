@@ -86,9 +86,16 @@ test("a provider admin adds an identity provider and alice signs in with it as a
 test("a refused single sign-on comes back to the sign-in page as one sentence", async ({ page }) => {
   // A callback nobody started: no state, nonce or PKCE verifier in this browser's session.
   await page.goto("/auth/oidc/callback?code=stolen&state=guess");
-  await expect(page).toHaveURL(/\/login\?error=/);
+  await expect(page).toHaveURL(/\/login\?sso=[0-9a-f]{16}$/);
   await expect(page.getByTestId("sso-error")).toContainText("no state, nonce or PKCE verifier in the session");
   // An unknown provider.
   await page.goto("/auth/oidc/nope/login");
   await expect(page.getByTestId("sso-error")).toHaveText("No identity provider named nope exists.");
+  // A crafted link cannot put words on the sign-in page, nor show another browser's refusal.
+  await page.goto("/login?sso=0123456789abcdef");
+  await expect(page.getByTestId("login-username")).toBeVisible();
+  await expect(page.getByTestId("sso-error")).toHaveCount(0);
+  await page.goto("/login?error=Your+account+is+locked%3B+call+555-0100");
+  await expect(page.getByTestId("login-username")).toBeVisible();
+  await expect(page.locator("body")).not.toContainText("call 555");
 });

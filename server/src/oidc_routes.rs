@@ -1,6 +1,6 @@
 //! Single sign-on over HTTP: `GET /auth/oidc/{name}/login` sends the browser to the identity
 //! provider, `GET /auth/oidc/callback` finishes the sign-in and lands on the dashboard, or on
-//! the sign-in page with `?error=<one sentence>`. The work is in
+//! the sign-in page with `?sso=<reference>` to the sentence saying why, kept in the session. The work is in
 //! [`portal_controller::oidc::RelyingParty`]; these handlers only translate to redirects.
 
 use std::sync::Arc;
@@ -45,8 +45,8 @@ fn found(location: &str) -> Response {
     (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
 }
 
-/// Back to the sign-in page with the refusal as one sentence.
-fn refused(err: &Error) -> Response {
+/// Back to the sign-in page, which shows the refusal as one sentence.
+async fn refused(session: &Session, err: &Error) -> Response {
     let sentence = match err {
         Error::Unavailable { .. } => {
             "The identity provider cannot be reached right now; try again shortly or sign in \
@@ -59,13 +59,19 @@ fn refused(err: &Error) -> Response {
         Some(detail) => tracing::warn!(%detail, "single sign-on failed"),
         None => tracing::info!(reason = %sentence, "single sign-on refused"),
     }
-    found(&format!("/login?error={}", percent_encode(&sentence)))
+    match portal_controller::oidc::remember_refusal(session, &sentence).await {
+        Ok(reference) => found(&format!("/login?sso={reference}")),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot keep the refusal for the sign-in page");
+            found("/login")
+        }
+    }
 }
 
 async fn login(State(sso): State<Sso>, session: Session, Path(name): Path<String>) -> Response {
     match sso.rp.begin(&sso.controller, &session, &name).await {
         Ok(url) => found(&url),
-        Err(e) => refused(&e),
+        Err(e) => refused(&session, &e).await,
     }
 }
 
@@ -76,27 +82,6 @@ async fn callback(
 ) -> Response {
     match sso.rp.finish(&sso.controller, &session, &response).await {
         Ok(_) => found("/"),
-        Err(e) => refused(&e),
-    }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sentences_survive_the_query_string() {
-        assert_eq!(super::percent_encode("a b/é;"), "a%20b%2F%C3%A9%3B");
+        Err(e) => refused(&session, &e).await,
     }
 }

@@ -110,6 +110,14 @@ pub async fn identity_provider_buttons() -> Result<Vec<SignInButton>, Error> {
         .collect())
 }
 
+/// Public on purpose: why this browser's last single sign-on was refused (`reference` from
+/// the sign-in page's URL).
+#[server(prefix = "/api/fn", endpoint = "sso_refusal")]
+pub async fn sso_refusal(reference: String) -> Result<Option<String>, Error> {
+    let (_, session, _) = context().await?;
+    portal_controller::oidc::refusal(&session, &reference).await.map_err(fail)
+}
+
 #[component]
 pub fn IdentityPage() -> impl IntoView {
     super::guarded(|me| me.provider_admin, |me| view! { <Identity me /> }.into_any())

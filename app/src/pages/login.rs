@@ -1,20 +1,27 @@
 //! Sign-in with a local account or, one button each, an OpenID Connect identity provider;
-//! a refused single sign-on comes back here as `?error=<sentence>`.
+//! a refused single sign-on comes back here as `?sso=<reference>` to the reason, which the
+//! session keeps.
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::Login;
-use crate::pages::identity::identity_provider_buttons;
+use crate::pages::identity::{identity_provider_buttons, sso_refusal};
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let login = ServerAction::<Login>::new();
     let error = move || login.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     let query = use_query_map();
-    // Leptos escapes it; the length cap keeps a crafted link from filling the page.
-    let sso_error =
-        move || query.read().get("error").map(|e| e.chars().take(300).collect::<String>());
+    let refused = Resource::new(
+        move || query.read().get("sso"),
+        |reference| async move {
+            match reference {
+                Some(reference) => sso_refusal(reference).await.ok().flatten(),
+                None => None,
+            }
+        },
+    );
     let providers = Resource::new(|| (), |_| identity_provider_buttons());
     view! {
         <main class="login">
@@ -35,9 +42,11 @@ pub fn LoginPage() -> impl IntoView {
                 <Show when=move || error().is_some()>
                     <p class="error" role="alert" data-testid="login-error">{error}</p>
                 </Show>
-                <Show when=move || sso_error().is_some()>
-                    <p class="error" role="alert" data-testid="sso-error">{sso_error}</p>
-                </Show>
+                <Transition fallback=|| ()>
+                    {move || refused.get().flatten().map(|sentence| view! {
+                        <p class="error" role="alert" data-testid="sso-error">{sentence}</p>
+                    })}
+                </Transition>
                 <Transition fallback=|| ()>
                     {move || providers.get().and_then(Result::ok).map(|buttons| buttons.into_iter().map(|b| view! {
                         // rel=external: a full page load to the server route, not client routing.

@@ -222,7 +222,7 @@ impl Controller {
         }
         // One generation bump per host, whatever the number of VMs on it.
         for host_name in &hosts {
-            let (host_id, generation) = placer.hosts[host_name.as_str()];
+            let (host_id, generation) = known_host(placer, host_name).map_err(Abort::Failed)?;
             let bumped = host::Entity::update_many()
                 .col_expr(host::Column::ClaimGeneration, (generation + 1).into())
                 .filter(host::Column::Id.eq(host_id))
@@ -308,7 +308,9 @@ fn decide(
             ),
         });
     }
-    let budget = budgets.get_mut(&actor.tenant_id).expect("every tenant of the batch has a budget");
+    let budget = budgets
+        .get_mut(&actor.tenant_id)
+        .ok_or_else(|| Error::internal("a launch's tenant has no budget in its batch"))?;
     let before = budget.clone();
     budget.take(&actor.tenant_name, t, params.count)?;
     let request = placement_request(params, t);
@@ -323,7 +325,7 @@ fn decide(
         .into_iter()
         .zip(names)
         .map(|(placement, name)| {
-            let (host_id, _) = placer.hosts[&placement.host];
+            let (host_id, _) = known_host(placer, &placement.host)?;
             let row = instance_row(actor, t, &request, &placement, name, host_id, now)?;
             Ok((row, placement.host))
         })
@@ -333,6 +335,16 @@ fn decide(
     placer.scheduler.commit(allocations).map_err(Error::internal)?;
     taken.extend(rows.iter().map(|(row, _)| (actor.tenant_id, row.name.clone())));
     Ok(rows)
+}
+
+/// The id and claim generation of a host the scheduler chose. (Never a panic in the claim
+/// task: it serves every launch of the replica.)
+fn known_host(placer: &Placer, name: &str) -> Result<(Uuid, i64), Error> {
+    placer
+        .hosts
+        .get(name)
+        .copied()
+        .ok_or_else(|| Error::internal("the scheduler chose an unknown host"))
 }
 
 fn instance_row(

@@ -44,6 +44,8 @@ use crate::db::now_ms;
 const PENDING_KEY: &str = "oidc_pending";
 /// Session key of what RP-initiated logout needs after a single sign-on.
 const LOGOUT_KEY: &str = "oidc_logout";
+/// Session key of why the last single sign-on was refused, shown once on the sign-in page.
+const REFUSAL_KEY: &str = "oidc_refusal";
 /// A sign-in left at the provider longer than this must start over.
 const PENDING_TTL_MS: i64 = 10 * 60 * 1000;
 /// Provider metadata and keys are re-read this often (and at once when a token names an
@@ -711,6 +713,22 @@ pub async fn logout_url(session: &Session) -> Result<Option<String>, Error> {
             .append_pair("post_logout_redirect_uri", &h.post_logout_redirect_uri);
         Some(url.to_string())
     }))
+}
+
+/// Keeps why a single sign-on was refused for the sign-in page, under a random reference
+/// for its URL. (The sentence does not travel in the URL, where a crafted link could put
+/// any words on the page; a reference another browser made finds nothing here.)
+pub async fn remember_refusal(session: &Session, sentence: &str) -> Result<String, Error> {
+    let reference = format!("{:016x}", rand::random::<u64>());
+    let kept = (reference.clone(), sentence.to_owned());
+    session.insert(REFUSAL_KEY, kept).await.map_err(Error::internal)?;
+    Ok(reference)
+}
+
+/// The refusal this browser's session keeps under `reference`, if any.
+pub async fn refusal(session: &Session, reference: &str) -> Result<Option<String>, Error> {
+    let kept: Option<(String, String)> = session.get(REFUSAL_KEY).await.map_err(Error::internal)?;
+    Ok(kept.filter(|(r, _)| r == reference).map(|(_, sentence)| sentence))
 }
 
 fn discovery_error<RE: std::error::Error + 'static>(
