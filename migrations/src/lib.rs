@@ -9,6 +9,7 @@ mod m20261124_000003_identity_providers;
 mod m20261124_000004_tenancy_audit;
 mod m20261124_000005_api_tokens;
 mod m20261124_000006_password_change;
+mod m20261124_000007_login_failures;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_tenancy_audit::Migration),
             Box::new(m20261124_000005_api_tokens::Migration),
             Box::new(m20261124_000006_password_change::Migration),
+            Box::new(m20261124_000007_login_failures::Migration),
         ]
     }
 }

@@ -323,12 +323,14 @@ impl crate::Controller {
         if new != repeat {
             return Err(Error::invalid("The two new passwords differ; type them again."));
         }
-        let now = std::time::Instant::now();
-        self.login_throttle.check(&actor.username, actor.client, now)?;
+        let now = now_ms();
+        self.login_throttle.check(&self.db, &actor.username, actor.client, now).await?;
         match verify_login(&self.db, &actor.username, current).await {
             Ok(_) => {}
             Err(Error::BadCredentials) => {
-                self.login_throttle.record_failure(&actor.username, actor.client, now);
+                self.login_throttle
+                    .record_failure(&self.db, &actor.username, actor.client, now)
+                    .await?;
                 return Err(Error::invalid("The current password is wrong; type it again."));
             }
             Err(e) => return Err(e),

@@ -229,9 +229,9 @@ impl Controller {
         password: &str,
         client: Option<std::net::IpAddr>,
     ) -> Result<UserUuid, Error> {
-        let now = std::time::Instant::now();
+        let now = db::now_ms();
         let mut tenant = None;
-        let result = match self.login_throttle.check(username, client, now) {
+        let result = match self.login_throttle.check(&self.db, username, client, now).await {
             Ok(()) => match authn::verify_login(&self.db, username, password).await {
                 Ok(user) => match self.actor(user).await? {
                     Some(actor) => {
@@ -248,10 +248,15 @@ impl Controller {
             },
             Err(throttled) => Err(throttled),
         };
-        match &result {
-            Ok(_) => self.login_throttle.record_success(username),
-            Err(Error::BadCredentials) => self.login_throttle.record_failure(username, client, now),
-            Err(_) => {}
+        let recorded = match &result {
+            Ok(_) => self.login_throttle.record_success(&self.db, username).await,
+            Err(Error::BadCredentials) => {
+                self.login_throttle.record_failure(&self.db, username, client, now).await
+            }
+            Err(_) => Ok(()),
+        };
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "cannot record the sign-in for throttling");
         }
         let user = result.as_ref().ok().map(|u| u.into_untyped_uuid());
         let outcome = audit::outcome(&result);

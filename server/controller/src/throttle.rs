@@ -1,17 +1,19 @@
 //! Failed sign-ins, counted per account and per client address: at most 100 failures an
-//! hour for either, and an account locked for a while after a run of failures. Counted in
-//! this replica's memory (several replicas each count their own share).
+//! hour for either, and an account locked for a while after a run of failures. The failures
+//! are rows in the database, so every replica counts them all.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portal_types::Error;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use uuid::Uuid;
 
-const HOUR: Duration = Duration::from_secs(3600);
-/// Keys kept at most; past it, keys with no failure in the last hour are forgotten.
-const MAX_KEYS: usize = 100_000;
+use crate::db::entity::login_failure;
+
+const HOUR_MS: i64 = 3600 * 1000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottleConfig {
@@ -31,67 +33,112 @@ impl Default for ThrottleConfig {
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
     config: ThrottleConfig,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+fn user_key(username: &str) -> String {
+    format!("user:{}", username.to_lowercase())
+}
+
+fn keys(username: &str, client: Option<IpAddr>) -> Vec<String> {
+    let mut keys = vec![user_key(username)];
+    keys.extend(client.map(|ip| format!("ip:{ip}")));
+    keys
 }
 
 impl LoginThrottle {
     pub fn new(config: ThrottleConfig) -> Self {
-        LoginThrottle { config, failures: Mutex::default() }
+        LoginThrottle { config }
     }
 
-    fn keys(username: &str, client: Option<IpAddr>) -> Vec<String> {
-        let mut keys = vec![format!("user:{}", username.to_lowercase())];
-        keys.extend(client.map(|ip| format!("ip:{ip}")));
-        keys
+    /// How long a key must wait given its failures of the last hour (`times`, oldest first,
+    /// ms), at `now`; zero when it may try.
+    fn wait(&self, is_account: bool, times: &[i64], now: i64) -> i64 {
+        let mut wait = 0;
+        if times.len() >= self.config.per_hour {
+            wait = HOUR_MS - (now - times[0]);
+        }
+        let lockout = self.config.lockout.as_millis() as i64;
+        let recent: Vec<i64> = times.iter().copied().filter(|t| now - t < lockout).collect();
+        if is_account
+            && recent.len() >= self.config.lockout_after
+            && let Some(last) = recent.last()
+        {
+            wait = wait.max(lockout - (now - last));
+        }
+        wait.max(0)
     }
 
     /// Refuses the attempt when the account or the address is over a limit.
-    pub fn check(&self, username: &str, client: Option<IpAddr>, now: Instant) -> Result<(), Error> {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let mut wait = Duration::ZERO;
-        for key in Self::keys(username, client) {
-            let Some(times) = map.get(&key) else { continue };
-            let in_hour: Vec<&Instant> = times.iter().filter(|t| now - **t < HOUR).collect();
-            if in_hour.len() >= self.config.per_hour
-                && let Some(oldest) = in_hour.first()
-            {
-                wait = wait.max(HOUR - (now - **oldest));
-            }
-            if key.starts_with("user:") {
-                let recent: Vec<&Instant> =
-                    times.iter().filter(|t| now - **t < self.config.lockout).collect();
-                if recent.len() >= self.config.lockout_after
-                    && let Some(last) = recent.last()
-                {
-                    wait = wait.max(self.config.lockout - (now - **last));
-                }
-            }
+    pub async fn check(
+        &self,
+        db: &impl ConnectionTrait,
+        username: &str,
+        client: Option<IpAddr>,
+        now: i64,
+    ) -> Result<(), Error> {
+        let keys = keys(username, client);
+        let rows: Vec<(String, i64)> = login_failure::Entity::find()
+            .select_only()
+            .column(login_failure::Column::Key)
+            .column(login_failure::Column::At)
+            .filter(login_failure::Column::Key.is_in(keys.clone()))
+            .filter(login_failure::Column::At.gt(now - HOUR_MS))
+            .order_by_asc(login_failure::Column::At)
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(Error::internal)?;
+        let mut wait = 0;
+        for key in &keys {
+            let times: Vec<i64> =
+                rows.iter().filter(|(k, _)| k == key).map(|(_, at)| *at).collect();
+            wait = wait.max(self.wait(key.starts_with("user:"), &times, now));
         }
-        if wait.is_zero() {
+        if wait == 0 {
             Ok(())
         } else {
-            Err(Error::Throttled { retry_after_secs: wait.as_secs().max(1) })
+            Err(Error::Throttled { retry_after_secs: (wait as u64).div_ceil(1000).max(1) })
         }
     }
 
-    pub fn record_failure(&self, username: &str, client: Option<IpAddr>, now: Instant) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_KEYS {
-            map.retain(|_, times| times.back().is_some_and(|t| now - *t < HOUR));
-        }
-        for key in Self::keys(username, client) {
-            let times = map.entry(key).or_default();
-            times.push_back(now);
-            while times.len() > self.config.per_hour.max(self.config.lockout_after) {
-                times.pop_front();
-            }
-        }
+    /// Counts a failure against the account and the address; failures older than an hour
+    /// are forgotten at the same time.
+    pub async fn record_failure(
+        &self,
+        db: &impl ConnectionTrait,
+        username: &str,
+        client: Option<IpAddr>,
+        now: i64,
+    ) -> Result<(), Error> {
+        login_failure::Entity::delete_many()
+            .filter(login_failure::Column::At.lte(now - HOUR_MS))
+            .exec(db)
+            .await
+            .map_err(Error::internal)?;
+        let rows = keys(username, client).into_iter().map(|key| login_failure::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            key: Set(key),
+            at: Set(now),
+        });
+        login_failure::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await
+            .map_err(Error::internal)?;
+        Ok(())
     }
 
     /// A successful sign-in clears the account's run of failures (not the address's).
-    pub fn record_success(&self, username: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&format!("user:{}", username.to_lowercase()));
+    pub async fn record_success(
+        &self,
+        db: &impl ConnectionTrait,
+        username: &str,
+    ) -> Result<(), Error> {
+        login_failure::Entity::delete_many()
+            .filter(login_failure::Column::Key.eq(user_key(username)))
+            .exec(db)
+            .await
+            .map_err(Error::internal)?;
+        Ok(())
     }
 }
 
@@ -99,43 +146,24 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
-    const IP: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    const START: i64 = 1_800_000_000_000;
 
     #[test]
     fn an_account_locks_after_a_run_of_failures_and_unlocks_later() {
         let t = LoginThrottle::new(ThrottleConfig::default());
-        let start = Instant::now();
-        for i in 0..10 {
-            assert!(t.check("alice", IP, start).is_ok(), "attempt {i}");
-            t.record_failure("alice", IP, start);
-        }
-        let err = t.check("alice", None, start).unwrap_err();
-        assert_eq!(err, Error::Throttled { retry_after_secs: 300 });
-        assert!(t.check("bob", None, start).is_ok(), "other accounts are not locked");
-        assert!(t.check("alice", None, start + Duration::from_secs(301)).is_ok());
+        assert_eq!(t.wait(true, &[START; 9], START), 0, "nine failures: not yet");
+        assert_eq!(t.wait(true, &[START; 10], START), 300_000);
+        assert_eq!(t.wait(false, &[START; 10], START), 0, "addresses are not locked out");
+        assert_eq!(t.wait(true, &[START; 10], START + 301_000), 0);
     }
 
     #[test]
-    fn an_address_is_limited_to_100_failures_an_hour_across_accounts() {
+    fn a_key_is_limited_to_100_failures_an_hour() {
         let t = LoginThrottle::new(ThrottleConfig::default());
-        let start = Instant::now();
-        for i in 0..100 {
-            t.record_failure(&format!("user{i}"), IP, start);
-        }
-        assert!(matches!(t.check("someone", IP, start), Err(Error::Throttled { .. })));
-        assert!(t.check("someone", None, start).is_ok(), "other addresses are not limited");
-        assert!(t.check("someone", IP, start + HOUR).is_ok());
-    }
-
-    #[test]
-    fn success_clears_the_account_run() {
-        let t = LoginThrottle::new(ThrottleConfig::default());
-        let now = Instant::now();
-        for _ in 0..9 {
-            t.record_failure("carol", None, now);
-        }
-        t.record_success("carol");
-        t.record_failure("carol", None, now);
-        assert!(t.check("carol", None, now).is_ok());
+        // One every 30 s: 100 in 50 minutes; the oldest leaves the hour 10 minutes from now.
+        let times: Vec<i64> = (0..100).map(|i| START + i * 30_000).collect();
+        let now = START + 50 * 60_000;
+        assert_eq!(t.wait(false, &times, now), 10 * 60_000);
+        assert_eq!(t.wait(false, &times[1..], now), 0);
     }
 }

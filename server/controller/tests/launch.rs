@@ -409,13 +409,21 @@ async fn stuck_and_refused_launches_are_undone() {
 /// Ten wrong passwords lock the account for a while: even the right password is then refused
 /// with "try again in N seconds", while other accounts are unaffected.
 #[tokio::test]
-async fn repeated_failures_lock_the_account() {
-    let stack = start(&sqlite_url("throttle"), 1).await;
+async fn repeated_failures_lock_the_account_on_every_replica() {
+    let url = sqlite_url("throttle");
+    let stack = start(&url, 1).await;
     let ctl = &stack.controller;
+    // A second replica on the same database shares the count.
+    let other = Controller::open(&ControllerConfig::new(&url)).await.unwrap();
     let client = Some(std::net::IpAddr::from([127, 0, 0, 1]));
-    for _ in 0..10 {
-        assert_eq!(ctl.login("admin", "wrong", client).await.unwrap_err(), Error::BadCredentials);
+    for i in 0..10 {
+        let replica = if i % 2 == 0 { ctl } else { &other };
+        assert_eq!(
+            replica.login("admin", "wrong", client).await.unwrap_err(),
+            Error::BadCredentials
+        );
     }
+    assert!(matches!(other.login("admin", PASSWORD, None).await, Err(Error::Throttled { .. })));
     let locked = ctl.login("admin", PASSWORD, client).await.unwrap_err();
     assert!(
         matches!(locked, Error::Throttled { retry_after_secs } if retry_after_secs > 200),

@@ -310,3 +310,18 @@ pub mod api_token {
     }
     no_relations!();
 }
+
+pub mod login_failure {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "login_failure")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// `user:<lowercase name>` or `ip:<address>`.
+        pub key: String,
+        /// Milliseconds since the Unix epoch.
+        pub at: i64,
+    }
+    no_relations!();
+}
