@@ -429,6 +429,9 @@ pub struct RelyingParty {
     redirect_url: RedirectUrl,
     post_logout_url: String,
     discovery: tokio::sync::Mutex<HashMap<(Uuid, String), Arc<Discovered>>>,
+    /// A token signed with a key we do not know makes us re-read the provider's keys, at
+    /// most this often (forged key ids must not turn us into a request amplifier).
+    key_refresh_after: Duration,
 }
 
 fn refuse(message: impl Into<String>) -> Error {
@@ -460,7 +463,15 @@ impl RelyingParty {
             redirect_url,
             post_logout_url: format!("{base}/login"),
             discovery: tokio::sync::Mutex::new(HashMap::new()),
+            key_refresh_after: Duration::from_secs(30),
         })
+    }
+
+    /// How soon after reading a provider's keys an unknown key id may make us read them
+    /// again (default 30 s).
+    pub fn with_key_refresh_after(mut self, after: Duration) -> Self {
+        self.key_refresh_after = after;
+        self
     }
 
     pub fn redirect_url(&self) -> &str {
@@ -626,7 +637,7 @@ impl RelyingParty {
                 d.metadata.issuer().as_str()
             )));
         }
-        let client = self.client(&provider, &d);
+        let mut client = self.client(&provider, &d);
         let token = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|_| refuse(format!("{display} advertises no token endpoint.")))?
@@ -644,9 +655,10 @@ impl RelyingParty {
                 // An unknown key may mean the provider rotated its keys: re-read them once.
                 Err(ClaimsVerificationError::SignatureVerification(
                     SignatureVerificationError::NoMatchingKey,
-                )) if d.at.elapsed() > Duration::from_secs(30) => {
+                )) if d.at.elapsed() >= self.key_refresh_after => {
                     d = self.metadata(&provider, true).await?;
-                    let client = self.client(&provider, &d);
+                    // The at_hash check below needs the new keys too.
+                    client = self.client(&provider, &d);
                     id_token
                         .claims(&client.id_token_verifier(), &nonce)
                         .cloned()

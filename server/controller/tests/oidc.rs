@@ -78,6 +78,9 @@ struct IdpState {
     issuer: String,
     key: CoreRsaPrivateSigningKey,
     foreign_key: CoreRsaPrivateSigningKey,
+    /// The key after a rotation: another key id, published in place of `key`.
+    next_key: CoreRsaPrivateSigningKey,
+    rotated: std::sync::atomic::AtomicBool,
     misbehave: Mutex<Misbehave>,
     codes: Mutex<HashMap<String, Grant>>,
     access_tokens: Mutex<HashMap<String, Grant>>,
@@ -97,6 +100,12 @@ impl Idp {
             key: CoreRsaPrivateSigningKey::from_pem(PROVIDER_KEY, kid.clone()).unwrap(),
             // Same key id: only the signature can tell the two apart.
             foreign_key: CoreRsaPrivateSigningKey::from_pem(FOREIGN_KEY, kid).unwrap(),
+            next_key: CoreRsaPrivateSigningKey::from_pem(
+                FOREIGN_KEY,
+                Some(JsonWebKeyId::new("next-key".into())),
+            )
+            .unwrap(),
+            rotated: std::sync::atomic::AtomicBool::new(false),
             misbehave: Mutex::default(),
             codes: Mutex::default(),
             access_tokens: Mutex::default(),
@@ -113,6 +122,11 @@ impl Idp {
 
     fn issuer(&self) -> &str {
         &self.state.issuer
+    }
+
+    /// Replaces the signing key with one of another id, as providers rotate keys.
+    fn rotate_key(&self) {
+        self.state.rotated.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn misbehave(&self, how: Misbehave) {
@@ -171,7 +185,17 @@ async fn discovery(State(s): State<Arc<IdpState>>) -> Json<serde_json::Value> {
 }
 
 async fn jwks(State(s): State<Arc<IdpState>>) -> Json<CoreJsonWebKeySet> {
-    Json(CoreJsonWebKeySet::new(vec![s.key.as_verification_key()]))
+    Json(CoreJsonWebKeySet::new(vec![s.signing_key().as_verification_key()]))
+}
+
+impl IdpState {
+    fn signing_key(&self) -> &CoreRsaPrivateSigningKey {
+        if self.rotated.load(std::sync::atomic::Ordering::SeqCst) {
+            &self.next_key
+        } else {
+            &self.key
+        }
+    }
 }
 
 fn oauth_error(error: &str, description: &str) -> Response {
@@ -229,7 +253,7 @@ async fn token(
     }
     let claims: IdTokenClaims<ExtraClaims, CoreGenderClaim> =
         serde_json::from_value(claims).unwrap();
-    let key = if how == Misbehave::BadSignature { &s.foreign_key } else { &s.key };
+    let key = if how == Misbehave::BadSignature { &s.foreign_key } else { s.signing_key() };
     let hashed = if how == Misbehave::BadAtHash {
         AccessToken::new("not-the-access-token".into())
     } else {
@@ -661,3 +685,23 @@ CwZZ7G8L6FiQoQlWGT64aFdzt7NPD4Nu/5VEjeWIe7NoTJfFFzixowDOgQfsIMmc
 jl8NHF9CKWwcBuFPFEJPuH2C9Oep4+4DpczIYqhTw3NNgnbBbEurUunjj+SSEOKu
 tCsicvYDvPA/yCivrBCNxkMNe/M7dffgoNFLYSnVij3TdmIMBxg=
 -----END RSA PRIVATE KEY-----";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_provider_key_is_fetched_on_its_first_use() {
+    let mut p = portal("rotation", "").await;
+    p.rp = RelyingParty::new("http://127.0.0.1:3000")
+        .unwrap()
+        .with_key_refresh_after(std::time::Duration::ZERO);
+    p.sign_in(&session(&p), "alice-sub", Some("alice@example.com"), &[]).await.unwrap();
+    // The provider rotates; the keys we hold do not know the new key id.
+    p.idp.rotate_key();
+    let bob = p.sign_in(&session(&p), "bob-sub", Some("bob@example.com"), &[]).await.unwrap();
+    assert_eq!(bob.username, "bob@example.com");
+    // Within the refresh interval, an unknown key is refused with a sentence instead of
+    // fetching the keys again.
+    let q = portal("rotation-guarded", "").await;
+    q.sign_in(&session(&q), "carol-sub", Some("carol@example.com"), &[]).await.unwrap();
+    q.idp.rotate_key();
+    let err = q.sign_in(&session(&q), "dave-sub", Some("dave@example.com"), &[]).await.unwrap_err();
+    assert_eq!(err.status_code(), 400, "{err}");
+}
