@@ -108,6 +108,20 @@ impl Tombstones {
     pub fn get(&self, id: &str) -> Option<u64> {
         self.by_id.get(id).copied()
     }
+
+    /// Refuses an `Ensure` of `kind` `id` at `generation` when the resource was removed at
+    /// that generation or a later one: a late retry must not bring it back.
+    pub fn check_ensure(&self, kind: &str, id: &str, generation: u64) -> Result<(), DriverError> {
+        match self.get(id) {
+            Some(removed_at) if generation <= removed_at => {
+                Err(DriverError::FailedPrecondition(format!(
+                    "{kind} {id} was removed at generation {removed_at}; a retry of generation \
+                     {generation} cannot bring it back"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

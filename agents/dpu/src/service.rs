@@ -54,8 +54,9 @@ impl DpuAgent for DpuAgentService {
         &self,
         request: Request<pb::RemovePortRequest>,
     ) -> Result<Response<pb::PortStatus>, Status> {
-        let port_id = convert::port_id_from_proto(&request.into_inner().port_id)?;
-        let status = self.driver.port_remove(&port_id).await?;
+        let request = request.into_inner();
+        let port_id = convert::port_id_from_proto(&request.port_id)?;
+        let status = self.driver.port_remove(&port_id, request.generation).await?;
         Ok(Response::new(convert::port_status_to_proto(&status)))
     }
 

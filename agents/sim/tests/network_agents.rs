@@ -112,14 +112,14 @@ async fn test_dpu_inventory_ports_and_watch() {
     assert_refused(ensure(bad_rule).await, Code::InvalidArgument, "rules[0].port range");
 
     let removed = client
-        .remove_port(pb::RemovePortRequest { port_id: uuid(1001) })
+        .remove_port(pb::RemovePortRequest { port_id: uuid(1001), generation: 0 })
         .await
         .expect("remove")
         .into_inner();
     assert_eq!((removed.state(), removed.generation), (pb::PortState::Removed, 2));
     assert_eq!(next(&mut events).await, removed);
     let absent = client
-        .remove_port(pb::RemovePortRequest { port_id: uuid(1001) })
+        .remove_port(pb::RemovePortRequest { port_id: uuid(1001), generation: 0 })
         .await
         .expect("remove absent")
         .into_inner();
@@ -145,14 +145,14 @@ async fn test_dpu_max_ports_and_faults() {
     let faults = fleet.dpu(DPU).expect("handle").faults();
     faults.fail_nth(DpuOp::RemovePort, 1);
     let status = client
-        .remove_port(pb::RemovePortRequest { port_id: uuid(1000) })
+        .remove_port(pb::RemovePortRequest { port_id: uuid(1000), generation: 0 })
         .await
         .expect_err("injected");
     assert_eq!(status.code(), Code::Unavailable);
     assert!(status.message().contains("injected fault: remove_port"));
     assert_eq!(fleet.dpu(DPU).expect("handle").port_count(), 64);
     client
-        .remove_port(pb::RemovePortRequest { port_id: uuid(1000) })
+        .remove_port(pb::RemovePortRequest { port_id: uuid(1000), generation: 0 })
         .await
         .expect("retry succeeds");
     assert_eq!(fleet.dpu(DPU).expect("handle").port_count(), 63);
@@ -217,7 +217,7 @@ async fn test_switch_inventory_vpcs_and_watch() {
     assert_refused(ensure(stale).await, Code::FailedPrecondition, "already at generation 2");
 
     let removed = client
-        .remove_vpc(pb::RemoveVpcRequest { vpc_id: uuid(5002) })
+        .remove_vpc(pb::RemoveVpcRequest { vpc_id: uuid(5002), generation: 0 })
         .await
         .expect("remove")
         .into_inner();

@@ -54,8 +54,9 @@ impl SwitchAgent for SwitchAgentService {
         &self,
         request: Request<pb::RemoveVpcRequest>,
     ) -> Result<Response<pb::VpcStatus>, Status> {
-        let vpc_id = convert::vpc_id_from_proto(&request.into_inner().vpc_id)?;
-        let status = self.driver.vpc_remove(&vpc_id).await?;
+        let request = request.into_inner();
+        let vpc_id = convert::vpc_id_from_proto(&request.vpc_id)?;
+        let status = self.driver.vpc_remove(&vpc_id, request.generation).await?;
         Ok(Response::new(convert::vpc_status_to_proto(&status)))
     }
 

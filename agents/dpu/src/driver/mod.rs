@@ -33,7 +33,9 @@ pub trait DpuDriver: Send + Sync + 'static {
 
     /// Detaches and deletes the port; returns `REMOVED`, also for a port this DPU does not
     /// hold. Idempotent. Errors: `Unavailable` (retry), `Internal` (backend misbehaved).
-    async fn port_remove(&self, port_id: &str) -> Result<PortStatus, DriverError>;
+    /// A `generation` above 0 is remembered: a later ensure of this id up to it is refused
+    /// with `FailedPrecondition` (a late retry must not bring it back).
+    async fn port_remove(&self, port_id: &str, generation: u64) -> Result<PortStatus, DriverError>;
 
     /// One status per port held, then every change; a lagging subscriber is resynchronised
     /// (see `agent_common::watch`). Ends when the agent shuts down. Errors: `Unavailable`.

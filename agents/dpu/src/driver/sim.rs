@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 use tracing::info;
 
-use agent_common::generation::Applied;
+use agent_common::generation::{Applied, Tombstones};
 use agent_common::watch::EventHub;
 use agent_common::{
     DriverError, EnsureAction, EventStream, FaultPlan, decide_ensure, lock, snapshot_then_changes,
@@ -70,6 +70,8 @@ struct Inner {
 
 struct DpuState {
     ports: BTreeMap<String, PortSpec>,
+    /// Removed ports: the generation of the removal, so late ensures stay refused.
+    removed: Tombstones,
     events: EventHub<PortStatus>,
 }
 
@@ -98,7 +100,11 @@ impl SimDpuDriver {
                 description,
                 options,
                 faults: FaultPlan::new(),
-                state: Mutex::new(DpuState { ports: BTreeMap::new(), events }),
+                state: Mutex::new(DpuState {
+                    ports: BTreeMap::new(),
+                    removed: Tombstones::default(),
+                    events,
+                }),
             }),
         }
     }
@@ -176,6 +182,7 @@ impl DpuDriver for SimDpuDriver {
         self.inner.faults.check(DpuOp::EnsurePort).await?;
         self.apply_latency().await;
         let mut state = lock(&self.inner.state);
+        state.removed.check_ensure("port", &spec.port_id, spec.generation)?;
         let applied = state
             .ports
             .get(&spec.port_id)
@@ -203,10 +210,11 @@ impl DpuDriver for SimDpuDriver {
         Ok(status)
     }
 
-    async fn port_remove(&self, port_id: &str) -> Result<PortStatus, DriverError> {
+    async fn port_remove(&self, port_id: &str, generation: u64) -> Result<PortStatus, DriverError> {
         self.inner.faults.check(DpuOp::RemovePort).await?;
         self.apply_latency().await;
         let mut state = lock(&self.inner.state);
+        state.removed.record(port_id, generation);
         let generation = match state.ports.remove(port_id) {
             Some(held) => {
                 info!(dpu_id = %self.dpu_id(), port_id, "port removed");
@@ -309,7 +317,7 @@ mod tests {
         assert!(matches!(err, DriverError::ResourceExhausted(_)), "{err}");
         // Re-ensuring a held port never counts against the limit.
         dpu.port_ensure(port(1)).await.expect("held port");
-        dpu.port_remove(&port(1).port_id).await.expect("remove");
+        dpu.port_remove(&port(1).port_id, 0).await.expect("remove");
         dpu.port_ensure(port(3)).await.expect("room again");
     }
 
@@ -319,12 +327,25 @@ mod tests {
         dpu.port_ensure(port(1)).await.expect("1");
         let mut events = dpu.watch().await.expect("watch");
         assert_eq!(events.next().await.map(|s| s.state), Some(PortState::Ready));
-        let removed = dpu.port_remove(&port(1).port_id).await.expect("remove");
+        let removed = dpu.port_remove(&port(1).port_id, 0).await.expect("remove");
         assert_eq!((removed.state, removed.generation), (PortState::Removed, 1));
-        let absent = dpu.port_remove(&port(1).port_id).await.expect("absent");
+        let absent = dpu.port_remove(&port(1).port_id, 0).await.expect("absent");
         assert_eq!((absent.state, absent.generation), (PortState::Removed, 0));
         dpu.port_ensure(port(2)).await.expect("2");
         assert_eq!(events.next().await, Some(removed));
         assert_eq!(events.next().await.map(|s| s.port_id), Some(port(2).port_id));
+    }
+
+    #[tokio::test]
+    async fn test_a_removed_port_is_not_brought_back_by_a_late_ensure() {
+        let dpu = dpu(8);
+        dpu.port_remove(&port(1).port_id, 2).await.expect("remove first");
+        let late = dpu.port_ensure(port(1)).await.expect_err("late retry");
+        assert!(
+            matches!(&late, DriverError::FailedPrecondition(m) if m.contains("removed at generation 2")),
+            "{late}"
+        );
+        assert!(dpu.port(&port(1).port_id).is_none());
+        dpu.port_ensure(PortSpec { generation: 3, ..port(1) }).await.expect("a newer decision");
     }
 }

@@ -367,15 +367,7 @@ impl HostDriver for SimHostDriver {
         let mut guard = lock(&self.inner.state);
         let state = &mut *guard;
 
-        if let Some(removed_at) = state.removed.get(&spec.vm_id)
-            && spec.generation <= removed_at
-        {
-            return Err(DriverError::FailedPrecondition(format!(
-                "VM {} was removed at generation {removed_at}; a launch retry of generation {} \
-                 cannot bring it back",
-                spec.vm_id, spec.generation
-            )));
-        }
+        state.removed.check_ensure("VM", &spec.vm_id, spec.generation)?;
         let existing = state.vms.get(&spec.vm_id);
         if let Some(vm) = existing
             && vm.state == VmState::Stopping

@@ -31,7 +31,9 @@ pub trait SwitchDriver: Send + Sync + 'static {
 
     /// Removes the VPC's VRF and VNIs; returns `REMOVED`, also for a VPC this switch does not
     /// hold. Idempotent. Errors: `Unavailable` (retry), `Internal` (backend misbehaved).
-    async fn vpc_remove(&self, vpc_id: &str) -> Result<VpcStatus, DriverError>;
+    /// A `generation` above 0 is remembered: a later ensure of this id up to it is refused
+    /// with `FailedPrecondition` (a late retry must not bring it back).
+    async fn vpc_remove(&self, vpc_id: &str, generation: u64) -> Result<VpcStatus, DriverError>;
 
     /// One status per VPC held, then every change; a lagging subscriber is resynchronised
     /// (see `agent_common::watch`). Ends when the agent shuts down. Errors: `Unavailable`.

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 use tracing::info;
 
-use agent_common::generation::Applied;
+use agent_common::generation::{Applied, Tombstones};
 use agent_common::watch::EventHub;
 use agent_common::{
     DriverError, EnsureAction, EventStream, FaultPlan, decide_ensure, lock, snapshot_then_changes,
@@ -70,6 +70,8 @@ struct Inner {
 
 struct SwitchState {
     vpcs: BTreeMap<String, VpcSpec>,
+    /// Removed vpcs: the generation of the removal, so late ensures stay refused.
+    removed: Tombstones,
     events: EventHub<VpcStatus>,
 }
 
@@ -98,7 +100,11 @@ impl SimSwitchDriver {
                 description,
                 options,
                 faults: FaultPlan::new(),
-                state: Mutex::new(SwitchState { vpcs: BTreeMap::new(), events }),
+                state: Mutex::new(SwitchState {
+                    vpcs: BTreeMap::new(),
+                    removed: Tombstones::default(),
+                    events,
+                }),
             }),
         }
     }
@@ -178,6 +184,7 @@ impl SwitchDriver for SimSwitchDriver {
         self.inner.faults.check(SwitchOp::EnsureVpc).await?;
         self.apply_latency().await;
         let mut state = lock(&self.inner.state);
+        state.removed.check_ensure("VPC", &spec.vpc_id, spec.generation)?;
         let applied = state
             .vpcs
             .get(&spec.vpc_id)
@@ -195,10 +202,11 @@ impl SwitchDriver for SimSwitchDriver {
         Ok(status)
     }
 
-    async fn vpc_remove(&self, vpc_id: &str) -> Result<VpcStatus, DriverError> {
+    async fn vpc_remove(&self, vpc_id: &str, generation: u64) -> Result<VpcStatus, DriverError> {
         self.inner.faults.check(SwitchOp::RemoveVpc).await?;
         self.apply_latency().await;
         let mut state = lock(&self.inner.state);
+        state.removed.record(vpc_id, generation);
         let generation = match state.vpcs.remove(vpc_id) {
             Some(held) => {
                 info!(switch_id = %self.switch_id(), vpc_id, "VPC removed");
@@ -298,12 +306,28 @@ mod tests {
         switch.vpc_ensure(vpc(1, 50_001, 10_001)).await.expect("ensure");
         let mut events = switch.watch().await.expect("watch");
         assert_eq!(events.next().await.map(|s| s.state), Some(VpcState::Ready));
-        let removed = switch.vpc_remove(&vpc(1, 0, 0).vpc_id).await.expect("remove");
+        let removed = switch.vpc_remove(&vpc(1, 0, 0).vpc_id, 0).await.expect("remove");
         assert_eq!(removed.state, VpcState::Removed);
         assert_eq!(events.next().await, Some(removed));
-        let absent = switch.vpc_remove(&vpc(1, 0, 0).vpc_id).await.expect("absent");
+        let absent = switch.vpc_remove(&vpc(1, 0, 0).vpc_id, 0).await.expect("absent");
         assert_eq!((absent.state, absent.generation), (VpcState::Removed, 0));
         switch.vpc_ensure(vpc(1, 50_001, 10_001)).await.expect("re-create");
         assert_eq!(events.next().await.map(|s| s.state), Some(VpcState::Ready));
+    }
+
+    #[tokio::test]
+    async fn test_a_removed_vpc_is_not_brought_back_by_a_late_ensure() {
+        let switch = switch();
+        switch.vpc_remove(&vpc(1, 0, 0).vpc_id, 2).await.expect("remove first");
+        let late = switch.vpc_ensure(vpc(1, 0, 0)).await.expect_err("late retry");
+        assert!(
+            matches!(&late, DriverError::FailedPrecondition(m) if m.contains("removed at generation 2")),
+            "{late}"
+        );
+        assert!(switch.vpc(&vpc(1, 0, 0).vpc_id).is_none());
+        switch
+            .vpc_ensure(VpcSpec { generation: 3, ..vpc(1, 0, 0) })
+            .await
+            .expect("a newer decision");
     }
 }
