@@ -9,6 +9,12 @@ use portal_controller::authz::Actor;
 use portal_types::Error;
 use tower_sessions::Session;
 
+/// The caller of the current request, worked out once however many server functions a
+/// server-rendered page calls (each would read the session, the user and their tenants
+/// again). Provided fresh for every request.
+#[derive(Clone, Default)]
+pub struct RequestActor(Arc<std::sync::Mutex<Option<Option<Actor>>>>);
+
 /// The controller, the session and the signed-in actor (if any) of the current request.
 pub async fn context() -> Result<(Arc<Controller>, Session, Option<Actor>), Error> {
     let ctl = use_context::<Arc<Controller>>()
@@ -16,6 +22,11 @@ pub async fn context() -> Result<(Arc<Controller>, Session, Option<Actor>), Erro
     let session: Session = leptos_axum::extract()
         .await
         .map_err(|e| fail(Error::internal(format!("no session layer: {e}"))))?;
+    let cache = use_context::<RequestActor>().unwrap_or_default();
+    let known = cache.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(actor) = known {
+        return Ok((ctl, session, actor));
+    }
     let client = client_address().await;
     let mut actor = ctl.session_actor(&session, client).await.map_err(fail)?;
     // Scripts and the CLI authenticate with `Authorization: Bearer gpc_…` instead.
@@ -24,6 +35,7 @@ pub async fn context() -> Result<(Arc<Controller>, Session, Option<Actor>), Erro
     {
         actor = ctl.token_actor(&token, client).await.map_err(fail)?;
     }
+    *cache.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(actor.clone());
     Ok((ctl, session, actor))
 }
 

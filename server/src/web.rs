@@ -68,7 +68,10 @@ pub async fn router(controller: Arc<Controller>, config: &Config) -> anyhow::Res
         .leptos_routes_with_context(
             &options,
             routes,
-            move || provide_context(Arc::clone(&context_controller)),
+            move || {
+                provide_context(Arc::clone(&context_controller));
+                provide_context(portal_app::ssr::RequestActor::default());
+            },
             {
                 let options = options.clone();
                 move || shell(options.clone())

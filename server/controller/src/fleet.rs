@@ -12,14 +12,14 @@ use portal_types::views::{
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set,
+    QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::{Action, Actor, authorize};
-use crate::db::entity::{dpu, gpu, gpu_claim, host, switch};
+use crate::db::entity::{dpu, gpu, host, switch};
 use crate::db::now_ms;
 
 /// The parts of a host's inventory placement needs beyond the GPU rows, stored as JSON on
@@ -282,29 +282,49 @@ impl Controller {
     /// The dashboard's fleet view: every host with its GPUs used, free and unhealthy.
     pub async fn fleet_summary(&self, actor: Option<&Actor>) -> Result<FleetSummary, Error> {
         authorize(actor, Action::FleetRead)?;
-        let hosts = host::Entity::find()
+        // Only the columns the map shows (not the topology facts), and the GPUs counted by
+        // the database: a few rows per host instead of every GPU and claim.
+        let hosts: Vec<(Uuid, String, i32, String, bool, bool)> = host::Entity::find()
+            .select_only()
+            .columns([
+                host::Column::Id,
+                host::Column::Name,
+                host::Column::ScalableUnit,
+                host::Column::SystemModel,
+                host::Column::AgentConnected,
+                host::Column::Cordoned,
+            ])
             .order_by_asc(host::Column::Name)
+            .into_tuple()
             .all(&self.db)
             .await
             .map_err(Error::internal)?;
-        let gpus = gpu::Entity::find().all(&self.db).await.map_err(Error::internal)?;
-        let claimed: std::collections::HashSet<Uuid> = gpu_claim::Entity::find()
-            .all(&self.db)
+        let backend = self.db.get_database_backend();
+        let counts = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(
+                backend,
+                "SELECT gpu.host_id, gpu.model, COUNT(*) AS total, \
+                 COUNT(gpu_claim.gpu_id) AS used, \
+                 SUM(CASE WHEN gpu_claim.gpu_id IS NULL AND gpu.health = 'failed' \
+                     THEN 1 ELSE 0 END) AS unhealthy \
+                 FROM gpu LEFT JOIN gpu_claim ON gpu_claim.gpu_id = gpu.id \
+                 GROUP BY gpu.host_id, gpu.model",
+            ))
             .await
-            .map_err(Error::internal)?
-            .into_iter()
-            .map(|c| c.gpu_id)
-            .collect();
+            .map_err(Error::internal)?;
         let mut per_host: HashMap<Uuid, (u32, u32, u32, String)> = HashMap::new();
-        for g in &gpus {
-            let entry = per_host.entry(g.host_id).or_default();
-            entry.0 += 1;
-            if claimed.contains(&g.id) {
-                entry.1 += 1;
-            } else if g.health == "failed" {
-                entry.2 += 1;
-            }
-            entry.3.clone_from(&g.model);
+        for row in counts {
+            let count = |name: &str| -> Result<u32, Error> {
+                Ok(row.try_get::<i64>("", name).map_err(Error::internal)?.max(0) as u32)
+            };
+            let host_id: Uuid = row.try_get("", "host_id").map_err(Error::internal)?;
+            let model: String = row.try_get("", "model").map_err(Error::internal)?;
+            let entry = per_host.entry(host_id).or_default();
+            entry.0 += count("total")?;
+            entry.1 += count("used")?;
+            entry.2 += count("unhealthy")?;
+            entry.3 = model;
         }
         let dpus = dpu::Entity::find().count(&self.db).await.map_err(Error::internal)? as u32;
         let switches =
@@ -312,24 +332,24 @@ impl Controller {
         Ok(FleetSummary {
             hosts: hosts
                 .into_iter()
-                .map(|h| {
+                .map(|(id, name, scalable_unit, system_model, agent_connected, cordoned)| {
                     let (total, used, unhealthy, model) =
-                        per_host.get(&h.id).cloned().unwrap_or_default();
+                        per_host.get(&id).cloned().unwrap_or_default();
                     HostView {
-                        id: HostUuid::from_untyped_uuid(h.id),
-                        name: h.name,
-                        scalable_unit: h.scalable_unit as u32,
-                        system_model: h.system_model,
+                        id: HostUuid::from_untyped_uuid(id),
+                        name,
+                        scalable_unit: scalable_unit as u32,
+                        system_model,
                         gpu_model: model,
                         gpus_total: total,
                         gpus_used: used,
                         gpus_unhealthy: unhealthy,
-                        agent: if h.agent_connected {
+                        agent: if agent_connected {
                             AgentLink::Connected
                         } else {
                             AgentLink::Unreachable
                         },
-                        cordoned: h.cordoned,
+                        cordoned,
                     }
                 })
                 .collect(),

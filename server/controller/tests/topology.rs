@@ -196,6 +196,11 @@ async fn only_provider_admins_see_topology_and_unknown_names_are_404() {
     assert_eq!(blocked, [0, 2, 5, 11]);
     let l = sick.launchable[0].launchable;
     assert_eq!((l.x8, l.x4, l.x2, l.x1), (0, 1, 1, 1));
+    // The dashboard's fleet map counts it too.
+    let fleet = ctl.fleet_summary(admin).await.unwrap();
+    let sick_card = fleet.hosts.iter().find(|h| h.name == "su1-h02").unwrap();
+    assert_eq!((sick_card.gpus_total, sick_card.gpus_used, sick_card.gpus_unhealthy), (8, 0, 1));
+    assert_eq!(sick_card.gpu_model, "H100-SXM5-80GB");
     let unit = ctl.scalable_unit_topology(admin, 1).await.unwrap();
     let card = unit.hosts.iter().find(|h| h.name == "su1-h02").unwrap();
     assert_eq!((card.count("free"), card.count("bad")), (7, 1));
