@@ -61,6 +61,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let app = crate::web::router(Arc::clone(&controller), &config).await?;
     banner(&config, controller.bootstrap(), endpoints.len());
+    // Pages stream in several writes: without TCP_NODELAY, Nagle's algorithm and delayed
+    // ACKs hold a response's tail for ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
