@@ -1,5 +1,6 @@
-//! Instances: launch (claim in a batched transaction, see `claims`, then the host agent's EnsureVm, undone on
-//! failure), delete (RemoveVm, then release), and the state changes host agents report.
+//! Instances: launch (claim in a batched transaction, see `claims`, then the host agent's
+//! EnsureVm, undone on failure), delete (RemoveVm, then release), and the state changes host
+//! agents report.
 //!
 //! `instance_create` is a two-step saga, each step with its undo:
 //!   1. claim   — instance row + GPU claims in one transaction  / release claims, mark failed
@@ -62,7 +63,6 @@ fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
     }
 }
 
-/// A scheduler refusal as the user sees it: one capitalised sentence.
 /// RemoveVm at the row's generation: a launch retry still in flight (at the generation of
 /// the launch, not above) cannot bring the VM back afterwards.
 fn remove_request(row: &instance::Model) -> RemoveVmRequest {
