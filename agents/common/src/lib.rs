@@ -13,6 +13,7 @@ pub mod error;
 pub mod fault;
 pub mod generation;
 pub mod hash;
+pub mod store;
 pub mod validate;
 pub mod watch;
 

@@ -3,19 +3,17 @@
 //! and refuses a MAC or IP already used on the same VNI, as the bridge would misbehave with
 //! duplicates. The handle (this type; clones share one DPU) exposes the fault plan.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::broadcast;
 use tracing::info;
 
-use agent_common::generation::{Applied, Tombstones};
-use agent_common::watch::EventHub;
+use agent_common::store::{Resource, Store};
+use agent_common::watch::Subscription;
 use agent_common::{
-    DriverError, EnsureAction, EventStream, FaultPlan, decide_ensure, lock, snapshot_then_changes,
+    DriverError, EnsureAction, EventStream, FaultPlan, lock, snapshot_then_changes,
 };
 
 use super::DpuDriver;
@@ -65,22 +63,41 @@ struct Inner {
     description: DpuDescription,
     options: SimDpuOptions,
     faults: FaultPlan<DpuOp>,
-    state: Mutex<DpuState>,
+    ports: Mutex<Store<PortSpec>>,
 }
 
-struct DpuState {
-    ports: BTreeMap<String, PortSpec>,
-    /// Removed ports: the generation of the removal, so late ensures stay refused.
-    removed: Tombstones,
-    events: EventHub<PortStatus>,
-}
+impl Resource for PortSpec {
+    type Status = PortStatus;
+    const KIND: &'static str = "port";
 
-fn ready(spec: &PortSpec) -> PortStatus {
-    PortStatus {
-        port_id: spec.port_id.clone(),
-        state: PortState::Ready,
-        generation: spec.generation,
-        message: String::new(),
+    fn id(&self) -> &str {
+        &self.port_id
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn same_as(&self, other: &Self) -> bool {
+        PortSpec::same_as(self, other)
+    }
+
+    fn ready(&self) -> PortStatus {
+        PortStatus {
+            port_id: self.port_id.clone(),
+            state: PortState::Ready,
+            generation: self.generation,
+            message: String::new(),
+        }
+    }
+
+    fn removed(id: &str, generation: u64) -> PortStatus {
+        PortStatus {
+            port_id: id.to_owned(),
+            state: PortState::Removed,
+            generation,
+            message: String::new(),
+        }
     }
 }
 
@@ -94,18 +111,9 @@ impl fmt::Debug for SimDpuDriver {
 
 impl SimDpuDriver {
     pub fn new(description: DpuDescription, options: SimDpuOptions) -> Self {
-        let events = EventHub::new(options.event_capacity);
+        let ports = Mutex::new(Store::new(options.event_capacity));
         SimDpuDriver {
-            inner: Arc::new(Inner {
-                description,
-                options,
-                faults: FaultPlan::new(),
-                state: Mutex::new(DpuState {
-                    ports: BTreeMap::new(),
-                    removed: Tombstones::default(),
-                    events,
-                }),
-            }),
+            inner: Arc::new(Inner { description, options, faults: FaultPlan::new(), ports }),
         }
     }
 
@@ -124,16 +132,16 @@ impl SimDpuDriver {
 
     /// The spec of a port this DPU holds.
     pub fn port(&self, port_id: &str) -> Option<PortSpec> {
-        lock(&self.inner.state).ports.get(port_id).cloned()
+        lock(&self.inner.ports).get(port_id).cloned()
     }
 
     pub fn port_count(&self) -> usize {
-        lock(&self.inner.state).ports.len()
+        lock(&self.inner.ports).len()
     }
 
     /// Ends every watch stream and refuses new ones (agent shutdown).
     pub fn shutdown(&self) {
-        lock(&self.inner.state).events.close();
+        lock(&self.inner.ports).close();
     }
 
     async fn apply_latency(&self) {
@@ -144,16 +152,14 @@ impl SimDpuDriver {
 }
 
 impl Inner {
-    fn subscribe(&self) -> Option<(broadcast::Receiver<PortStatus>, Vec<PortStatus>)> {
-        let state = lock(&self.state);
-        let receiver = state.events.subscribe()?;
-        Some((receiver, state.ports.values().map(ready).collect()))
+    fn subscribe(&self) -> Option<Subscription<PortStatus>> {
+        lock(&self.ports).subscribe()
     }
 }
 
 /// Refuses a MAC or IP another port already uses on the same VNI.
-fn check_addresses(ports: &BTreeMap<String, PortSpec>, spec: &PortSpec) -> Result<(), DriverError> {
-    let same_vni = ports.values().filter(|p| p.port_id != spec.port_id && p.vni == spec.vni);
+fn check_addresses(ports: &Store<PortSpec>, spec: &PortSpec) -> Result<(), DriverError> {
+    let same_vni = ports.specs().filter(|p| p.port_id != spec.port_id && p.vni == spec.vni);
     for other in same_vni {
         if other.mac == spec.mac {
             return Err(DriverError::FailedPrecondition(format!(
@@ -181,17 +187,12 @@ impl DpuDriver for SimDpuDriver {
     async fn port_ensure(&self, spec: PortSpec) -> Result<PortStatus, DriverError> {
         self.inner.faults.check(DpuOp::EnsurePort).await?;
         self.apply_latency().await;
-        let mut state = lock(&self.inner.state);
-        state.removed.check_ensure("port", &spec.port_id, spec.generation)?;
-        let applied = state
-            .ports
-            .get(&spec.port_id)
-            .map(|held| Applied { generation: held.generation, same_spec: held.same_as(&spec) });
-        match decide_ensure("port", &spec.port_id, applied, spec.generation)? {
-            EnsureAction::Unchanged => return Ok(ready(&spec)),
+        let mut ports = lock(&self.inner.ports);
+        match ports.decide(&spec)? {
+            EnsureAction::Unchanged => return Ok(spec.ready()),
             EnsureAction::Create => {
                 let max = self.inner.description.max_ports;
-                if state.ports.len() >= max as usize {
+                if ports.len() >= max as usize {
                     return Err(DriverError::ResourceExhausted(format!(
                         "DPU {} already holds its maximum of {max} tenant ports; remove a port \
                          or place this one on another DPU",
@@ -201,35 +202,18 @@ impl DpuDriver for SimDpuDriver {
             }
             EnsureAction::Replace => {}
         }
-        check_addresses(&state.ports, &spec)?;
-        let status = ready(&spec);
+        check_addresses(&ports, &spec)?;
         info!(dpu_id = %self.dpu_id(), port_id = %spec.port_id, vni = spec.vni,
               generation = spec.generation, "port ready");
-        state.ports.insert(spec.port_id.clone(), spec);
-        state.events.publish(status.clone());
-        Ok(status)
+        Ok(ports.apply(spec))
     }
 
     async fn port_remove(&self, port_id: &str, generation: u64) -> Result<PortStatus, DriverError> {
         self.inner.faults.check(DpuOp::RemovePort).await?;
         self.apply_latency().await;
-        let mut state = lock(&self.inner.state);
-        state.removed.record(port_id, generation);
-        let generation = match state.ports.remove(port_id) {
-            Some(held) => {
-                info!(dpu_id = %self.dpu_id(), port_id, "port removed");
-                held.generation
-            }
-            None => 0,
-        };
-        let status = PortStatus {
-            port_id: port_id.to_owned(),
-            state: PortState::Removed,
-            generation,
-            message: String::new(),
-        };
-        if generation != 0 {
-            state.events.publish(status.clone());
+        let (status, was_held) = lock(&self.inner.ports).remove(port_id, generation);
+        if was_held {
+            info!(dpu_id = %self.dpu_id(), port_id, "port removed");
         }
         Ok(status)
     }

@@ -3,19 +3,17 @@
 //! by another VPC on the switch, as the real configuration would collide. The handle (this
 //! type; clones share one switch) exposes the fault plan.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::broadcast;
 use tracing::info;
 
-use agent_common::generation::{Applied, Tombstones};
-use agent_common::watch::EventHub;
+use agent_common::store::{Resource, Store};
+use agent_common::watch::Subscription;
 use agent_common::{
-    DriverError, EnsureAction, EventStream, FaultPlan, decide_ensure, lock, snapshot_then_changes,
+    DriverError, EnsureAction, EventStream, FaultPlan, lock, snapshot_then_changes,
 };
 
 use super::SwitchDriver;
@@ -65,22 +63,41 @@ struct Inner {
     description: SwitchDescription,
     options: SimSwitchOptions,
     faults: FaultPlan<SwitchOp>,
-    state: Mutex<SwitchState>,
+    vpcs: Mutex<Store<VpcSpec>>,
 }
 
-struct SwitchState {
-    vpcs: BTreeMap<String, VpcSpec>,
-    /// Removed vpcs: the generation of the removal, so late ensures stay refused.
-    removed: Tombstones,
-    events: EventHub<VpcStatus>,
-}
+impl Resource for VpcSpec {
+    type Status = VpcStatus;
+    const KIND: &'static str = "VPC";
 
-fn ready(spec: &VpcSpec) -> VpcStatus {
-    VpcStatus {
-        vpc_id: spec.vpc_id.clone(),
-        state: VpcState::Ready,
-        generation: spec.generation,
-        message: String::new(),
+    fn id(&self) -> &str {
+        &self.vpc_id
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn same_as(&self, other: &Self) -> bool {
+        VpcSpec::same_as(self, other)
+    }
+
+    fn ready(&self) -> VpcStatus {
+        VpcStatus {
+            vpc_id: self.vpc_id.clone(),
+            state: VpcState::Ready,
+            generation: self.generation,
+            message: String::new(),
+        }
+    }
+
+    fn removed(id: &str, generation: u64) -> VpcStatus {
+        VpcStatus {
+            vpc_id: id.to_owned(),
+            state: VpcState::Removed,
+            generation,
+            message: String::new(),
+        }
     }
 }
 
@@ -94,18 +111,9 @@ impl fmt::Debug for SimSwitchDriver {
 
 impl SimSwitchDriver {
     pub fn new(description: SwitchDescription, options: SimSwitchOptions) -> Self {
-        let events = EventHub::new(options.event_capacity);
+        let vpcs = Mutex::new(Store::new(options.event_capacity));
         SimSwitchDriver {
-            inner: Arc::new(Inner {
-                description,
-                options,
-                faults: FaultPlan::new(),
-                state: Mutex::new(SwitchState {
-                    vpcs: BTreeMap::new(),
-                    removed: Tombstones::default(),
-                    events,
-                }),
-            }),
+            inner: Arc::new(Inner { description, options, faults: FaultPlan::new(), vpcs }),
         }
     }
 
@@ -124,16 +132,16 @@ impl SimSwitchDriver {
 
     /// The spec of a VPC this switch holds.
     pub fn vpc(&self, vpc_id: &str) -> Option<VpcSpec> {
-        lock(&self.inner.state).vpcs.get(vpc_id).cloned()
+        lock(&self.inner.vpcs).get(vpc_id).cloned()
     }
 
     pub fn vpc_count(&self) -> usize {
-        lock(&self.inner.state).vpcs.len()
+        lock(&self.inner.vpcs).len()
     }
 
     /// Ends every watch stream and refuses new ones (agent shutdown).
     pub fn shutdown(&self) {
-        lock(&self.inner.state).events.close();
+        lock(&self.inner.vpcs).close();
     }
 
     async fn apply_latency(&self) {
@@ -144,17 +152,15 @@ impl SimSwitchDriver {
 }
 
 impl Inner {
-    fn subscribe(&self) -> Option<(broadcast::Receiver<VpcStatus>, Vec<VpcStatus>)> {
-        let state = lock(&self.state);
-        let receiver = state.events.subscribe()?;
-        Some((receiver, state.vpcs.values().map(ready).collect()))
+    fn subscribe(&self) -> Option<Subscription<VpcStatus>> {
+        lock(&self.vpcs).subscribe()
     }
 }
 
 /// Refuses a VNI or VRF name another VPC on this switch already uses.
-fn check_collisions(vpcs: &BTreeMap<String, VpcSpec>, spec: &VpcSpec) -> Result<(), DriverError> {
+fn check_collisions(vpcs: &Store<VpcSpec>, spec: &VpcSpec) -> Result<(), DriverError> {
     let wanted = spec.vnis();
-    for other in vpcs.values().filter(|v| v.vpc_id != spec.vpc_id) {
+    for other in vpcs.specs().filter(|v| v.vpc_id != spec.vpc_id) {
         if let Some(vni) = wanted.intersection(&other.vnis()).next() {
             return Err(DriverError::FailedPrecondition(format!(
                 "VNI {vni} is already used by VPC {} on this switch; allocate VNIs unique \
@@ -183,45 +189,22 @@ impl SwitchDriver for SimSwitchDriver {
     async fn vpc_ensure(&self, spec: VpcSpec) -> Result<VpcStatus, DriverError> {
         self.inner.faults.check(SwitchOp::EnsureVpc).await?;
         self.apply_latency().await;
-        let mut state = lock(&self.inner.state);
-        state.removed.check_ensure("VPC", &spec.vpc_id, spec.generation)?;
-        let applied = state
-            .vpcs
-            .get(&spec.vpc_id)
-            .map(|held| Applied { generation: held.generation, same_spec: held.same_as(&spec) });
-        if decide_ensure("VPC", &spec.vpc_id, applied, spec.generation)? == EnsureAction::Unchanged
-        {
-            return Ok(ready(&spec));
+        let mut vpcs = lock(&self.inner.vpcs);
+        if vpcs.decide(&spec)? == EnsureAction::Unchanged {
+            return Ok(spec.ready());
         }
-        check_collisions(&state.vpcs, &spec)?;
-        let status = ready(&spec);
+        check_collisions(&vpcs, &spec)?;
         info!(switch_id = %self.switch_id(), vpc_id = %spec.vpc_id, vrf = %spec.vrf_name,
               l3_vni = spec.l3_vni, generation = spec.generation, "VPC ready");
-        state.vpcs.insert(spec.vpc_id.clone(), spec);
-        state.events.publish(status.clone());
-        Ok(status)
+        Ok(vpcs.apply(spec))
     }
 
     async fn vpc_remove(&self, vpc_id: &str, generation: u64) -> Result<VpcStatus, DriverError> {
         self.inner.faults.check(SwitchOp::RemoveVpc).await?;
         self.apply_latency().await;
-        let mut state = lock(&self.inner.state);
-        state.removed.record(vpc_id, generation);
-        let generation = match state.vpcs.remove(vpc_id) {
-            Some(held) => {
-                info!(switch_id = %self.switch_id(), vpc_id, "VPC removed");
-                held.generation
-            }
-            None => 0,
-        };
-        let status = VpcStatus {
-            vpc_id: vpc_id.to_owned(),
-            state: VpcState::Removed,
-            generation,
-            message: String::new(),
-        };
-        if generation != 0 {
-            state.events.publish(status.clone());
+        let (status, was_held) = lock(&self.inner.vpcs).remove(vpc_id, generation);
+        if was_held {
+            info!(switch_id = %self.switch_id(), vpc_id, "VPC removed");
         }
         Ok(status)
     }
