@@ -104,16 +104,24 @@ pub async fn quota_set(
     limit: String,
 ) -> Result<views::TenantQuota, Error> {
     let (ctl, _, actor) = context().await?;
-    let limit = match limit.trim() {
-        "" => None,
-        text => Some(text.parse::<u64>().map_err(|_| {
-            fail(Error::invalid(format!(
-                "The limit \"{text}\" is not a whole number; enter one, or leave it empty for no \
-                 limit."
-            )))
-        })?),
-    };
+    let limit = params::QuotaLimit::parse(&limit).map_err(fail)?;
     ctl.quota_set(actor.as_ref(), tenant_id, resource.trim(), limit).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "quota_default_list")]
+pub async fn quota_default_list() -> Result<Vec<views::QuotaLine>, Error> {
+    let (ctl, _, actor) = context().await?;
+    ctl.quota_default_list(actor.as_ref()).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "quota_default_set")]
+pub async fn quota_default_set(
+    resource: String,
+    limit: String,
+) -> Result<Vec<views::QuotaLine>, Error> {
+    let (ctl, _, actor) = context().await?;
+    let limit = params::QuotaLimit::parse(&limit).map_err(fail)?;
+    ctl.quota_default_set(actor.as_ref(), resource.trim(), limit).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "host_set_cordoned")]

@@ -3,8 +3,9 @@
 // admin of another tenant, tenant admin, provider admin} must answer the expected status —
 // 401 without a session, 403 for a forbidden action, 404 for another tenant's object. A
 // route that has no row in POLICY below fails the test: a new route needs a policy.
-import { APIRequestContext, expect, request as playwrightRequest, test } from "@playwright/test";
+import { APIRequestContext, expect, test } from "@playwright/test";
 import { execFileSync } from "node:child_process";
+import { adminPassword, call, invite as inviteAs, session } from "./api";
 
 type Role = "anonymous" | "viewer" | "member" | "otherAdmin" | "tenantAdmin" | "providerAdmin";
 const ROLES: Role[] = ["anonymous", "viewer", "member", "otherAdmin", "tenantAdmin", "providerAdmin"];
@@ -66,7 +67,9 @@ const POLICY: Record<string, Policy> = {
   },
   "POST /api/fn/instance_type_delete": { expect: providerOnly, form: async (w) => ({ name: await w.typeName() }) },
   "POST /api/fn/quota_get": { expect: { ...all(200), otherAdmin: 404 }, form: (w) => ({ tenant_id: w.home }) },
-  "POST /api/fn/quota_set": { expect: providerOnly, form: (w) => ({ tenant_id: w.home, resource: "instances", limit: "" }) },
+  "POST /api/fn/quota_set": { expect: providerOnly, form: (w) => ({ tenant_id: w.home, resource: "instances", limit: "unlimited" }) },
+  "POST /api/fn/quota_default_list": { expect: providerOnly, form: () => ({}) },
+  "POST /api/fn/quota_default_set": { expect: providerOnly, form: () => ({ resource: "instances", limit: "10" }) },
   "POST /api/fn/instance_create": {
     expect: { anonymous: 401, viewer: 403, member: 200, otherAdmin: 200, tenantAdmin: 200, providerAdmin: 200 },
     form: (_w, role) => ({ "create[name]": `mx-${role.toLowerCase()}`, "create[instance_type]": "c8m32" }),
@@ -109,31 +112,6 @@ const POLICY: Record<string, Policy> = {
   },
 };
 
-const base = process.env.E2E_BASE_URL!;
-const adminPassword = process.env.PORTAL_ADMIN_PASSWORD!;
-
-async function session(username?: string, password?: string): Promise<APIRequestContext> {
-  const ctx = await playwrightRequest.newContext({ baseURL: base });
-  if (username) {
-    const r = await ctx.post("/api/fn/login", { form: { username, password: password! } });
-    expect(r.status(), `sign-in of ${username}`).toBe(200);
-    // Invited users choose their own password before they may do anything else.
-    const me = await (await ctx.post("/api/fn/get_me", { form: {} })).json();
-    if (me.must_change_password) {
-      const own = `${password}-own`;
-      const changed = await ctx.post("/api/fn/password_change", { form: { current: password!, new: own, repeat: own } });
-      expect(changed.status(), `password change of ${username}`).toBe(200);
-    }
-  }
-  return ctx;
-}
-
-async function call<T>(ctx: APIRequestContext, fn: string, form: Record<string, string>): Promise<T> {
-  const r = await ctx.post(`/api/fn/${fn}`, { form });
-  expect(r.status(), `${fn}: ${await r.text()}`).toBe(200);
-  return (await r.json()) as T;
-}
-
 test("every route answers every role as its policy says", async () => {
   test.setTimeout(180_000);
   const routes = execFileSync("../target/debug/portal-server", ["--print-routes"], { encoding: "utf8" })
@@ -145,8 +123,7 @@ test("every route answers every role as its policy says", async () => {
   // The world: users of every role in the admin's tenant, and an admin of another tenant.
   const admin = await session("admin", adminPassword);
   const me = await call<{ tenant_id: string }>(admin, "get_me", {});
-  const invite = async (tenant: string, username: string, role: string) =>
-    call<{ user: { id: string }; one_time_password: string }>(admin, "user_invite", { tenant_id: tenant, username, role });
+  const invite = (tenant: string, username: string, role: string) => inviteAs(admin, tenant, username, role);
   const other = await call<{ id: string }>(admin, "tenant_create", { name: "matrix-other" });
   const scratch = await call<{ id: string }>(admin, "tenant_create", { name: "matrix-scratch" });
   const users: Record<string, { user: { id: string }; one_time_password: string }> = {

@@ -132,11 +132,11 @@ test("a provider admin adds an instance type and caps GPUs with a quota", async 
   await page.getByTestId("launch-submit").click();
   await expect(page.getByTestId("launch-error")).toContainText("quota of 1");
 
-  // Lift the limit again: an empty limit removes it.
+  // Lift the limit again: the provider's own tenant is unlimited.
   await page.getByTestId("nav-admin").click();
   await hydrated(page);
   await quota.locator('input[name="resource"]').fill("gpus:H100-SXM5-80GB");
-  await quota.locator('input[name="limit"]').fill("");
+  await quota.locator('input[name="limit"]').fill("unlimited");
   await quota.getByRole("button", { name: "Set quota" }).click();
   await expect(page.getByTestId("quota-table")).toContainText("no limit");
 });

@@ -5,6 +5,7 @@ mod config;
 mod csrf;
 mod live;
 mod oidc_routes;
+mod render;
 mod startup;
 mod web;
 
@@ -26,7 +27,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(startup::run(config)) {
+    let result = runtime.block_on(startup::run(config));
+    // Tasks still running (a request that would not end) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One sentence a person can act on, not a backtrace.

@@ -10,6 +10,9 @@ use portal_controller::{Bootstrap, Controller, ControllerConfig};
 
 use crate::config::Config;
 
+/// How long a shutdown waits for requests in flight before it ends them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.database_url.is_none() {
         check_writable_dir(&config.data_dir)?;
@@ -66,10 +69,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the web server stopped")?;
+    let (stopping, mut stop_seen) = tokio::sync::watch::channel(false);
+    let server =
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                let _ = stopping.send(true);
+            });
+    // Graceful means finishing what is in flight, not waiting forever for a request that
+    // never ends (a stalled upload, a client that stopped reading).
+    let grace = async move {
+        let _ = stop_seen.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = server => served.context("the web server stopped")?,
+        () = grace => tracing::warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "requests were still open after the shutdown grace period; stopping anyway"
+        ),
+    }
     controller.stop();
     Ok(())
 }

@@ -79,6 +79,10 @@ pub async fn router(controller: Arc<Controller>, config: &Config) -> anyhow::Res
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(options)
+        .layer(axum::middleware::from_fn_with_state(
+            crate::render::RenderPool::new(crate::render::PAGE_DEADLINE),
+            crate::render::isolate,
+        ))
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(
             crate::csrf::PublicOrigin::from_url(config.public_url.as_deref()),

@@ -38,10 +38,6 @@ fn Account(me: Me) -> impl IntoView {
     };
     let created = move || create.value().get().and_then(|r| r.ok());
     view! {
-        <header class="topbar">
-            <a class="brand" href="/">"GPU Cloud"</a>
-            <span class="nav">"My account"</span>
-        </header>
         <main class="dashboard">
             <section class="panel" data-testid="account">
                 <h2>{me.username.clone()}</h2>
@@ -83,6 +79,7 @@ fn Account(me: Me) -> impl IntoView {
             </section>
             <section class="panel">
                 <h2>"Password"</h2>
+                <p class="muted">"Changing it signs out your other sessions and revokes your API tokens."</p>
                 <Show when=move || must_change && !password_changed()>
                     <p class="notice" data-testid="password-required">
                         "Choose your own password to continue: the one you were given was for signing in once."
@@ -98,7 +95,7 @@ fn Account(me: Me) -> impl IntoView {
                     <p class="error" role="alert" data-testid="password-error">{password_error}</p>
                 </Show>
                 <Show when=password_changed>
-                    <p data-testid="password-changed">"Password changed. Your other sessions were signed out. "
+                    <p data-testid="password-changed">"Password changed. Your other sessions were signed out and your API tokens revoked. "
                         <a href="/" data-testid="continue">"Continue to the dashboard"</a></p>
                 </Show>
             </section>

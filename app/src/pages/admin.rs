@@ -2,11 +2,11 @@
 
 use leptos::prelude::*;
 use portal_types::Error;
-use portal_types::views::{InstanceType, Me};
+use portal_types::views::{InstanceType, Me, QuotaLine};
 
 use crate::api::{
-    HostSetCordoned, InstanceTypeCreate, InstanceTypeDelete, QuotaSet, instance_type_list,
-    quota_get,
+    HostSetCordoned, InstanceTypeCreate, InstanceTypeDelete, QuotaDefaultSet, QuotaSet,
+    instance_type_list, quota_default_list, quota_get,
 };
 
 #[component]
@@ -20,6 +20,8 @@ fn Admin(me: Me) -> impl IntoView {
     let delete = ServerAction::<InstanceTypeDelete>::new();
     let set_quota = ServerAction::<QuotaSet>::new();
     let cordon = ServerAction::<HostSetCordoned>::new();
+    let set_default = ServerAction::<QuotaDefaultSet>::new();
+    let defaults = Resource::new(move || set_default.version().get(), |_| quota_default_list());
     let types = Resource::new(
         move || (create.version().get(), delete.version().get()),
         |_| instance_type_list(),
@@ -39,15 +41,10 @@ fn Admin(me: Me) -> impl IntoView {
             .or_else(|| err(delete.value().get()))
             .or_else(|| err(set_quota.value().get().map(|r| r.map(|_| ()))))
             .or_else(|| err(cordon.value().get()))
+            .or_else(|| err(set_default.value().get().map(|r| r.map(|_| ()))))
             .map(|e| e.to_string())
     };
     view! {
-        <header class="topbar">
-            <a class="brand" href="/">"GPU Cloud"</a>
-            <a class="nav" href="/admin/tenants">"Tenants"</a>
-            <a class="nav" href="/admin/identity" data-testid="nav-identity">"Identity providers"</a>
-            <span class="who">{me.username.clone()} " · provider admin"</span>
-        </header>
         <main class="dashboard">
             <Show when=move || error().is_some()>
                 <p class="error" role="alert" data-testid="admin-error">{error}</p>
@@ -55,7 +52,9 @@ fn Admin(me: Me) -> impl IntoView {
             <section class="panel">
                 <h2>"Instance types"</h2>
                 <Transition fallback=|| ()>
-                    {move || types.get().map(|t| view! { <TypeTable types=t.unwrap_or_default() delete /> })}
+                    {move || Suspend::new(async move {
+                        view! { <TypeTable types=types.await.unwrap_or_default() delete /> }
+                    })}
                 </Transition>
                 <ActionForm action=create attr:class="launch" attr:data-testid="type-form">
                     <label>"Name" <input type="text" name="create[name]" required placeholder="h100x1-large" /></label>
@@ -90,32 +89,65 @@ fn Admin(me: Me) -> impl IntoView {
                 </Show>
             </section>
             <section class="panel">
-                <h2>"Quotas of " {move || quota.get().and_then(|q| q.ok()).map(|q| q.tenant_name)}</h2>
-                <Transition fallback=|| ()>
-                    {move || quota.get().map(|q| q.ok().map(|q| view! {
-                        <table class="instances" data-testid="quota-table">
-                            <thead><tr><th>"Resource"</th><th>"Used"</th><th>"Limit"</th></tr></thead>
-                            <tbody>
-                                {q.lines.into_iter().map(|l| view! {
-                                    <tr>
-                                        <td>{l.resource}</td>
-                                        <td>{l.used}</td>
-                                        <td>{l.limit.map_or_else(|| "no limit".to_owned(), |m| m.to_string())}</td>
-                                    </tr>
-                                }).collect_view()}
-                            </tbody>
-                        </table>
-                    }))}
+                // One boundary reads the quota, heading included (DESIGN §5).
+                <Transition fallback=|| view! { <h2>"Quotas"</h2> }>
+                    {move || Suspend::new(async move { match quota.await {
+                        Ok(q) => view! {
+                            <h2>"Quotas of " {q.tenant_name.clone()}</h2>
+                            <table class="instances" data-testid="quota-table">
+                                <thead><tr><th>"Resource"</th><th>"Used"</th><th>"Limit"</th></tr></thead>
+                                <tbody>
+                                    {q.lines.into_iter().map(|l| view! {
+                                        <tr>
+                                            <td>{l.resource.clone()}</td>
+                                            <td>{l.used}</td>
+                                            <td>{limit_text(&l)} {l.default.then_some(" (default)")}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(e) => view! { <h2>"Quotas"</h2> <p class="error">{e.to_string()}</p> }.into_any(),
+                    }})}
                 </Transition>
                 <ActionForm action=set_quota attr:class="launch" attr:data-testid="quota-form">
                     <input type="hidden" name="tenant_id" value=move || tenant().to_string() />
                     <label>"Resource" <input type="text" name="resource" required placeholder="gpus:H100-SXM5-80GB, vcpus, memory_gib, instances" /></label>
-                    <label>"Limit" <input type="text" name="limit" placeholder="empty: no limit" /></label>
+                    <label>"Limit" <input type="text" name="limit" placeholder="a number, unlimited, or empty for the default" /></label>
                     <button type="submit" class="primary">"Set quota"</button>
+                </ActionForm>
+            </section>
+            <section class="panel">
+                <h2>"Default quotas"</h2>
+                <p class="muted">"What every tenant may use where it has no limit of its own. A resource with no default and no limit of the tenant's allows nothing."</p>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move { match defaults.await {
+                        Ok(lines) => view! {
+                            <table class="instances" data-testid="default-quota-table">
+                                <thead><tr><th>"Resource"</th><th>"Default limit"</th></tr></thead>
+                                <tbody>
+                                    {lines.into_iter().map(|l| view! {
+                                        <tr><td>{l.resource.clone()}</td><td>{limit_text(&l)}</td></tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    }})}
+                </Transition>
+                <ActionForm action=set_default attr:class="launch" attr:data-testid="default-quota-form">
+                    <label>"Resource" <input type="text" name="resource" required placeholder="gpus:H100-SXM5-80GB, vcpus, memory_gib, instances" /></label>
+                    <label>"Limit" <input type="text" name="limit" placeholder="a number, unlimited, or empty for none" /></label>
+                    <button type="submit" class="primary">"Set default"</button>
                 </ActionForm>
             </section>
         </main>
     }
+}
+
+/// "8" or "no limit".
+fn limit_text(line: &QuotaLine) -> String {
+    line.limit.map_or_else(|| "no limit".to_owned(), |m| m.to_string())
 }
 
 #[component]

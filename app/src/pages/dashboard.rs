@@ -2,16 +2,14 @@
 //! and the one-screen launch form.
 
 use leptos::prelude::*;
-use leptos_router::components::Redirect;
-use portal_types::Error;
 use portal_types::views::{
     AgentLink, Capacity, FleetSummary, HostView, InstanceState, InstanceView, LiveEvent, Me,
     TenantQuota,
 };
 
 use crate::api::{
-    InstanceCreate, InstanceDelete, Logout, TenantSwitch, capacity, fleet_summary, get_me,
-    instance_list, instance_type_list, quota_get,
+    InstanceCreate, InstanceDelete, capacity, fleet_summary, instance_list, instance_type_list,
+    quota_get,
 };
 
 /// The instance list as the page shows it: the last fetched list with every newer live
@@ -34,16 +32,7 @@ pub fn merge_instances(base: &[InstanceView], updates: &[InstanceView]) -> Vec<I
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
-    let me = Resource::new(|| (), |_| get_me());
-    view! {
-        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || me.get().map(|me| match me {
-                Ok(me) => view! { <Dashboard me /> }.into_any(),
-                Err(Error::Unauthenticated) => view! { <Redirect path="/login" /> }.into_any(),
-                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-            })}
-        </Suspense>
-    }
+    super::guarded(|_| true, |me| view! { <Dashboard me /> }.into_any())
 }
 
 #[component]
@@ -79,15 +68,6 @@ fn Dashboard(me: Me) -> impl IntoView {
         },
     );
 
-    let logout = ServerAction::<Logout>::new();
-    let switch = ServerAction::<TenantSwitch>::new();
-    // Another tenant means other instances, quota and role: start the page afresh.
-    Effect::new(move |_| {
-        if let Some(Ok(())) = switch.value().get() {
-            let _ = window().location().reload();
-        }
-    });
-    let memberships = me.memberships.clone();
     let create = ServerAction::<InstanceCreate>::new();
     let delete = ServerAction::<InstanceDelete>::new();
     Effect::new(move |_| {
@@ -105,45 +85,14 @@ fn Dashboard(me: Me) -> impl IntoView {
     let can_launch = me.provider_admin || me.role != "viewer";
 
     view! {
-        <header class="topbar">
-            <span class="brand">"GPU Cloud"</span>
-            <span class="live" class:on=move || connected.get() title="Live status stream" data-testid="live-indicator">
-                {move || if connected.get() { "● live" } else { "○ connecting" }}
-            </span>
-            {admin.then(|| view! { <a class="nav" href="/admin" data-testid="nav-admin">"Admin"</a> })}
-            {admin.then(|| view! { <a class="nav" href="/admin/tenants" data-testid="nav-tenants">"Tenants"</a> })}
-            {(admin || me.role == "tenant-admin").then(|| view! {
-                <a class="nav" href="/users" data-testid="nav-users">"Users"</a>
-                <a class="nav" href="/audit" data-testid="nav-audit">"Audit"</a>
-            })}
-            <a class="nav" href="/account" data-testid="nav-account">"My account"</a>
-            <span class="who" data-testid="whoami">
-                {me.username.clone()} " · " {me.tenant_name.clone()} " · " {me.role.clone()}
-                {me.provider_admin.then_some(" · provider admin")}
-            </span>
-            {(memberships.len() > 1).then(|| {
-                let current = me.tenant_id;
-                view! {
-                    <select class="switch" data-testid="tenant-switch" on:change=move |ev| {
-                        if let Ok(tenant_id) = event_target_value(&ev).parse() {
-                            switch.dispatch(TenantSwitch { tenant_id });
-                        }
-                    }>
-                        {memberships.iter().map(|m| view! {
-                            <option value=m.tenant_id.to_string() selected=m.tenant_id == current>
-                                {format!("{} ({})", m.tenant_name, m.role)}
-                            </option>
-                        }).collect_view()}
-                    </select>
-                }
-            })}
-            <ActionForm action=logout>
-                <button type="submit" class="link" data-testid="logout">"Sign out"</button>
-            </ActionForm>
-        </header>
         <main class="dashboard">
             <section class="panel">
-                <h2>"Instances"</h2>
+                <h2>
+                    "Instances "
+                    <span class="live" class:on=move || connected.get() title="Live status stream" data-testid="live-indicator">
+                        {move || if connected.get() { "● live" } else { "○ connecting" }}
+                    </span>
+                </h2>
                 <Show when=move || can_launch>
                     <ActionForm action=create attr:class="launch" attr:data-testid="launch-form">
                         <label>

@@ -4,7 +4,6 @@
 
 use leptos::prelude::*;
 use portal_types::Error;
-use portal_types::views::Me;
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "ssr")]
@@ -120,11 +119,11 @@ pub async fn sso_refusal(reference: String) -> Result<Option<String>, Error> {
 
 #[component]
 pub fn IdentityPage() -> impl IntoView {
-    super::guarded(|me| me.provider_admin, |me| view! { <Identity me /> }.into_any())
+    super::guarded(|me| me.provider_admin, |_| view! { <Identity /> }.into_any())
 }
 
 #[component]
-fn Identity(me: Me) -> impl IntoView {
+fn Identity() -> impl IntoView {
     let create = ServerAction::<IdentityProviderCreate>::new();
     let delete = ServerAction::<IdentityProviderDelete>::new();
     let providers = Resource::new(
@@ -140,11 +139,6 @@ fn Identity(me: Me) -> impl IntoView {
             .map(|e| e.to_string())
     };
     view! {
-        <header class="topbar">
-            <a class="brand" href="/">"GPU Cloud"</a>
-            <a class="nav" href="/admin">"Admin"</a>
-            <span class="who">{me.username.clone()} " · provider admin"</span>
-        </header>
         <main class="dashboard">
             <Show when=move || error().is_some()>
                 <p class="error" role="alert" data-testid="idp-error">{error}</p>

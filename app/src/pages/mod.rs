@@ -11,10 +11,10 @@ use leptos_router::components::Redirect;
 use portal_types::Error;
 use portal_types::views::Me;
 
-use crate::api::get_me;
+use crate::api::{Logout, TenantSwitch, get_me};
 
 /// Signs the page in: anonymous visitors go to sign-in, users who must choose their own
-/// password to My account, others see `page` or the refusal.
+/// password to My account, others see the top bar and `page`, or the refusal.
 pub(crate) fn guarded(allowed: fn(&Me) -> bool, page: fn(Me) -> AnyView) -> impl IntoView {
     guard(allowed, page, false)
 }
@@ -26,17 +26,78 @@ pub(crate) fn guarded_account(page: fn(Me) -> AnyView) -> impl IntoView {
 
 fn guard(allowed: fn(&Me) -> bool, page: fn(Me) -> AnyView, account: bool) -> impl IntoView {
     let me = Resource::new(|| (), |_| get_me());
+    // The resource is awaited inside `Suspend`, read by this one boundary only (DESIGN §5).
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || me.get().map(|me| match me {
-                Ok(me) if me.must_change_password && !account => {
-                    view! { <Redirect path="/account" /> }.into_any()
+            {move || Suspend::new(async move {
+                match me.await {
+                    Ok(me) if me.must_change_password && !account => {
+                        view! { <Redirect path="/account" /> }.into_any()
+                    }
+                    Ok(me) if allowed(&me) => view! { <TopBar me=me.clone() /> {page(me)} }.into_any(),
+                    Ok(me) => view! {
+                        <TopBar me />
+                        <main class="dashboard">
+                            <p class="error" data-testid="page-refused">"Your role does not allow this page."</p>
+                        </main>
+                    }.into_any(),
+                    Err(Error::Unauthenticated) => view! { <Redirect path="/login" /> }.into_any(),
+                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 }
-                Ok(me) if allowed(&me) => page(me),
-                Ok(_) => view! { <p class="error">"Your role does not allow this page."</p> }.into_any(),
-                Err(Error::Unauthenticated) => view! { <Redirect path="/login" /> }.into_any(),
-                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
             })}
         </Suspense>
+    }
+}
+
+/// The one top bar of every signed-in page: where one can go with one's role, who and
+/// where one is, the tenant switch and sign-out.
+#[component]
+fn TopBar(me: Me) -> impl IntoView {
+    let logout = ServerAction::<Logout>::new();
+    let switch = ServerAction::<TenantSwitch>::new();
+    // Another tenant means other instances, quota and role: start the page afresh.
+    Effect::new(move |_| {
+        if let Some(Ok(())) = switch.value().get() {
+            let _ = window().location().reload();
+        }
+    });
+    let admin = me.provider_admin;
+    let tenant_admin = admin || me.role == "tenant-admin";
+    let current = me.tenant_id;
+    let memberships = me.memberships.clone();
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">"GPU Cloud"</a>
+            {admin.then(|| view! {
+                <a class="nav" href="/admin" data-testid="nav-admin">"Admin"</a>
+                <a class="nav" href="/admin/tenants" data-testid="nav-tenants">"Tenants"</a>
+                <a class="nav" href="/admin/identity" data-testid="nav-identity">"Identity providers"</a>
+            })}
+            {tenant_admin.then(|| view! {
+                <a class="nav" href="/users" data-testid="nav-users">"Users"</a>
+                <a class="nav" href="/audit" data-testid="nav-audit">"Audit"</a>
+            })}
+            <a class="nav" href="/account" data-testid="nav-account">"My account"</a>
+            <span class="who" data-testid="whoami">
+                {me.username.clone()} " · " {me.tenant_name.clone()} " · " {me.role.clone()}
+                {admin.then_some(" · provider admin")}
+            </span>
+            {(memberships.len() > 1).then(|| view! {
+                <select class="switch" data-testid="tenant-switch" on:change=move |ev| {
+                    if let Ok(tenant_id) = event_target_value(&ev).parse() {
+                        switch.dispatch(TenantSwitch { tenant_id });
+                    }
+                }>
+                    {memberships.iter().map(|m| view! {
+                        <option value=m.tenant_id.to_string() selected=m.tenant_id == current>
+                            {format!("{} ({})", m.tenant_name, m.role)}
+                        </option>
+                    }).collect_view()}
+                </select>
+            })}
+            <ActionForm action=logout>
+                <button type="submit" class="link" data-testid="logout">"Sign out"</button>
+            </ActionForm>
+        </header>
     }
 }

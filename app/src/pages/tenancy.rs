@@ -13,27 +13,17 @@ use crate::api::{
 
 const ROLES: [&str; 3] = ["viewer", "member", "tenant-admin"];
 
-fn topbar(me: &Me, title: &'static str) -> impl IntoView + use<> {
-    view! {
-        <header class="topbar">
-            <a class="brand" href="/">"GPU Cloud"</a>
-            <span class="nav">{title}</span>
-            <span class="who">{me.username.clone()} " · " {me.tenant_name.clone()} " · " {me.role.clone()}</span>
-        </header>
-    }
-}
-
 fn first_error(errors: Vec<Option<Error>>) -> Option<String> {
     errors.into_iter().flatten().next().map(|e| e.to_string())
 }
 
 #[component]
 pub fn TenantsPage() -> impl IntoView {
-    super::guarded(|me| me.provider_admin, |me| view! { <Tenants me /> }.into_any())
+    super::guarded(|me| me.provider_admin, |_| view! { <Tenants /> }.into_any())
 }
 
 #[component]
-fn Tenants(me: Me) -> impl IntoView {
+fn Tenants() -> impl IntoView {
     let create = ServerAction::<TenantCreate>::new();
     let suspend = ServerAction::<TenantSetSuspended>::new();
     let delete = ServerAction::<TenantDelete>::new();
@@ -65,7 +55,6 @@ fn Tenants(me: Me) -> impl IntoView {
         ])
     };
     view! {
-        {topbar(&me, "Tenants")}
         <main class="dashboard">
             <Show when=move || error().is_some()>
                 <p class="error" role="alert" data-testid="tenancy-error">{error}</p>
@@ -236,7 +225,6 @@ fn Users(me: Me) -> impl IntoView {
     let own_tenant = me.tenant_id;
     let invited = move || invite.value().get().and_then(|r| r.ok());
     view! {
-        {topbar(&me, "Users")}
         <main class="dashboard">
             <Show when=move || error().is_some()>
                 <p class="error" role="alert" data-testid="tenancy-error">{error}</p>
@@ -308,16 +296,15 @@ fn Users(me: Me) -> impl IntoView {
 pub fn AuditPage() -> impl IntoView {
     super::guarded(
         |me| me.provider_admin || me.role == "tenant-admin",
-        |me| view! { <Audit me /> }.into_any(),
+        |_| view! { <Audit /> }.into_any(),
     )
 }
 
 #[component]
-fn Audit(me: Me) -> impl IntoView {
+fn Audit() -> impl IntoView {
     let action = RwSignal::new(String::new());
     let entries = Resource::new(move || action.get(), |a| audit_list(Some(a), None));
     view! {
-        {topbar(&me, "Audit log")}
         <main class="dashboard">
             <section class="panel">
                 <h2>"Audit log"</h2>

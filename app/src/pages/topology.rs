@@ -56,24 +56,24 @@ fn outcome<T: 'static>(result: Result<T, Error>, draw: impl FnOnce(T) -> AnyView
     }
 }
 
+/// Where on the fleet this picture is, and a refresh button, under the page's top bar.
 #[component]
-fn TopBar(
+fn Crumbs(
     #[prop(into)] trail: Vec<(String, Option<String>)>,
     refresh: RwSignal<u64>,
 ) -> impl IntoView {
     view! {
-        <header class="topbar">
-            <a class="brand" href="/">"GPU Cloud"</a>
+        <div class="subbar">
             <nav class="crumbs">
                 {trail.into_iter().map(|(label, href)| match href {
                     Some(href) => view! { <a href=href>{label}</a> }.into_any(),
                     None => view! { <span>{label}</span> }.into_any(),
                 }).collect_view()}
             </nav>
-            <button class="link who" data-testid="topology-refresh" on:click=move |_| refresh.update(|t| *t += 1)>
+            <button class="link" data-testid="topology-refresh" on:click=move |_| refresh.update(|t| *t += 1)>
                 "↻ Refresh"
             </button>
-        </header>
+        </div>
     }
 }
 
@@ -122,6 +122,11 @@ fn redraw_on_fleet_changes(refresh: RwSignal<u64>) {
 
 #[component]
 pub fn HostTopologyPage() -> impl IntoView {
+    super::guarded(|me| me.provider_admin, |_| view! { <HostTopology /> }.into_any())
+}
+
+#[component]
+fn HostTopology() -> impl IntoView {
     let params = use_params_map();
     let refresh = RwSignal::new(0u64);
     let name = move || params.read().get("name").unwrap_or_default();
@@ -130,17 +135,14 @@ pub fn HostTopologyPage() -> impl IntoView {
     view! {
         // Transition: a refresh keeps the old picture up until the new one arrives.
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || picture.get().map(|r| outcome(r, |t| {
+            {move || Suspend::new(async move { outcome(picture.await, |t| {
                 let trail = vec![
                     ("Fleet".to_owned(), Some("/".to_owned())),
                     (format!("su{}", t.scalable_unit), Some(format!("/admin/su/su{}", t.scalable_unit))),
                     (t.name.clone(), None),
                 ];
-                view! {
-                    <TopBar trail refresh />
-                    <main class="dashboard"><HostPicture host=t /></main>
-                }.into_any()
-            }))}
+                view! { <main class="dashboard"><Crumbs trail refresh /><HostPicture host=t /></main> }.into_any()
+            })})}
         </Transition>
     }
 }
@@ -360,6 +362,11 @@ fn VmLine(i: HostInstance) -> impl IntoView {
 
 #[component]
 pub fn ScalableUnitPage() -> impl IntoView {
+    super::guarded(|me| me.provider_admin, |_| view! { <ScalableUnit /> }.into_any())
+}
+
+#[component]
+fn ScalableUnit() -> impl IntoView {
     let params = use_params_map();
     let refresh = RwSignal::new(0u64);
     let su = move || params.read().get("su").unwrap_or_default();
@@ -369,13 +376,10 @@ pub fn ScalableUnitPage() -> impl IntoView {
     view! {
         // Transition: a refresh keeps the old picture up until the new one arrives.
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || picture.get().map(|r| outcome(r, |t| {
+            {move || Suspend::new(async move { outcome(picture.await, |t| {
                 let trail = vec![("Fleet".to_owned(), Some("/".to_owned())), (t.name.clone(), None)];
-                view! {
-                    <TopBar trail refresh />
-                    <main class="dashboard"><UnitPicture unit=t /></main>
-                }.into_any()
-            }))}
+                view! { <main class="dashboard"><Crumbs trail refresh /><UnitPicture unit=t /></main> }.into_any()
+            })})}
         </Transition>
     }
 }

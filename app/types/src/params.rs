@@ -133,6 +133,30 @@ pub fn validate_quota_resource(resource: &str) -> Result<(), Error> {
     }
 }
 
+/// A quota limit as typed in the portal: a whole number, `unlimited`, or nothing for the
+/// provider's default (for a default itself: none, so that tenants get nothing of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QuotaLimit {
+    Default,
+    Unlimited,
+    Max(u64),
+}
+
+impl QuotaLimit {
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text.trim() {
+            "" => Ok(QuotaLimit::Default),
+            t if t.eq_ignore_ascii_case("unlimited") => Ok(QuotaLimit::Unlimited),
+            t => t.parse().map(QuotaLimit::Max).map_err(|_| {
+                Error::invalid(format!(
+                    "The limit \"{t}\" is not a whole number; enter one, \"unlimited\", or \
+                     nothing for the default."
+                ))
+            }),
+        }
+    }
+}
+
 /// Names are DNS labels so they can become host names: 1–63 of `a-z0-9-`, starting with a
 /// letter, not ending with `-`.
 pub fn validate_name(name: &str) -> Result<(), Error> {

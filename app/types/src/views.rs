@@ -184,8 +184,10 @@ pub struct QuotaLine {
     /// `instances`, `vcpus`, `memory_gib` or `gpus:<model>`.
     pub resource: String,
     pub used: u64,
-    /// `None`: no limit set.
+    /// `None`: unlimited (set explicitly; a resource without any limit allows nothing).
     pub limit: Option<u64>,
+    /// The limit is the provider's default for tenants, not one of the tenant's own.
+    pub default: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

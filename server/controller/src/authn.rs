@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::authz::{Actor, Role};
-use crate::db::entity::{membership, tenant, user};
+use crate::db::entity::{membership, quota, tenant, user};
 use crate::db::now_ms;
 
 /// Name of the tenant the first provider admin belongs to.
@@ -125,6 +125,7 @@ pub async fn bootstrap_admin(
         created_at: Set(now),
         // A generated password was printed to a console: the admin chooses their own.
         must_change_password: Set(matches!(outcome, Bootstrap::CreatedWithGeneratedPassword(_))),
+        sessions_valid_after: Set(0),
     }
     .insert(&txn)
     .await
@@ -137,6 +138,17 @@ pub async fn bootstrap_admin(
     .insert(&txn)
     .await
     .map_err(Error::internal)?;
+    // The provider's own tenant is not held to the defaults meant for customers.
+    let unlimited = ["instances", "vcpus", "memory_gib", &format!("gpus:{}", crate::catalog::H100)]
+        .map(|r| quota::ActiveModel {
+            tenant_id: Set(tenant_id),
+            resource: Set(r.to_owned()),
+            max_value: Set(-1),
+        });
+    quota::Entity::insert_many(unlimited)
+        .exec_without_returning(&txn)
+        .await
+        .map_err(Error::internal)?;
     txn.commit().await.map_err(Error::internal)?;
     Ok(outcome)
 }
@@ -192,10 +204,14 @@ fn has_current_parameters(hash: &str) -> bool {
 /// Rebuilds the actor for a signed-in user, acting in `tenant` when they belong to it (else
 /// in their oldest tenant); `None` if the user was removed or disabled since, or has
 /// no tenant to act in, which ends their session.
+/// The actor for a user in `tenant` (or their first tenant), or `None` when the user may not
+/// act: disabled, in no tenant, or — for a session signed in at `session_signed_in_ms` —
+/// when every session signed in before the user's `sessions_valid_after` was revoked.
 pub async fn load_actor(
     db: &DatabaseConnection,
     user_id: UserUuid,
     tenant: Option<TenantUuid>,
+    session_signed_in_ms: Option<i64>,
 ) -> Result<Option<Actor>, Error> {
     let Some(u) = user::Entity::find_by_id(user_id.into_untyped_uuid())
         .one(db)
@@ -204,7 +220,7 @@ pub async fn load_actor(
     else {
         return Ok(None);
     };
-    if u.disabled {
+    if u.disabled || session_signed_in_ms.is_some_and(|at| at < u.sessions_valid_after) {
         return Ok(None);
     }
     let mut memberships = Vec::new();
@@ -243,6 +259,7 @@ pub async fn load_actor(
         role: Role::parse(&m.role).unwrap_or(Role::Viewer),
         client: None,
         must_change_password: u.must_change_password,
+        via_token: false,
     }))
 }
 
@@ -324,16 +341,18 @@ impl crate::Controller {
             return Err(Error::invalid("The two new passwords differ; type them again."));
         }
         let now = now_ms();
-        self.login_throttle.check(&self.db, &actor.username, actor.client, now).await?;
+        let throttle = &self.login_throttle;
+        let reservation = throttle.reserve(&self.db, &actor.username, actor.client, now).await?;
         match verify_login(&self.db, &actor.username, current).await {
-            Ok(_) => {}
+            Ok(_) => throttle.release(&self.db, reservation).await?,
             Err(Error::BadCredentials) => {
-                self.login_throttle
-                    .record_failure(&self.db, &actor.username, actor.client, now)
-                    .await?;
+                throttle.failed(&self.db, reservation, now).await?;
                 return Err(Error::invalid("The current password is wrong; type it again."));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                throttle.release(&self.db, reservation).await?;
+                return Err(e);
+            }
         }
         if current == new {
             return Err(Error::invalid("The new password is the current one; choose another."));
@@ -347,7 +366,9 @@ impl crate::Controller {
             .await
             .map_err(Error::internal)?;
         self.sessions_end_for_user(actor.user_id).await?;
-        tracing::info!(user = %actor.username, "password changed; sessions ended");
+        // A token made by whoever knew the old password must not outlive it.
+        self.api_tokens_revoke_all(actor.user_id).await?;
+        tracing::info!(user = %actor.username, "password changed; sessions ended, tokens revoked");
         Ok(())
     }
 }

@@ -47,6 +47,9 @@ pub struct Actor {
     /// Signed in with a password someone else chose (an invitation, the generated first
     /// admin password): until they choose their own, that is all they may do.
     pub must_change_password: bool,
+    /// Authenticated with an API token: it may not manage tokens, sessions or passwords,
+    /// or it could outlive its own expiry and revocation.
+    pub via_token: bool,
 }
 
 /// Everything a caller can ask the control plane to do.
@@ -98,6 +101,12 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
         return Err(Error::forbidden(
             "choose your own password on My account first; the one you were given was for \
              signing in once",
+        ));
+    }
+    if actor.via_token && matches!(action, Action::AccountWrite | Action::PasswordChange) {
+        return Err(Error::forbidden(
+            "an API token cannot manage tokens, sessions or passwords; sign in to the portal \
+             for that",
         ));
     }
     let allowed = actor.provider_admin
@@ -175,6 +184,7 @@ mod tests {
             role,
             client: None,
             must_change_password: false,
+            via_token: false,
         }
     }
 
@@ -223,5 +233,15 @@ mod tests {
             assert!(authorize(Some(&actor(Role::Viewer, true)), action).is_ok());
         }
         assert!(authorize(Some(&tenant_admin), Action::CapacityRead).is_ok());
+    }
+
+    #[test]
+    fn tokens_cannot_manage_tokens_sessions_or_passwords() {
+        let token = Actor { via_token: true, ..actor(Role::TenantAdmin, true) };
+        for action in [Action::AccountWrite, Action::PasswordChange] {
+            assert_eq!(authorize(Some(&token), action).unwrap_err().status_code(), 403);
+        }
+        assert!(authorize(Some(&token), Action::AccountRead).is_ok());
+        assert!(authorize(Some(&token), Action::InstanceCreate).is_ok());
     }
 }

@@ -231,33 +231,36 @@ impl Controller {
     ) -> Result<UserUuid, Error> {
         let now = db::now_ms();
         let mut tenant = None;
-        let result = match self.login_throttle.check(&self.db, username, client, now).await {
-            Ok(()) => match authn::verify_login(&self.db, username, password).await {
-                Ok(user) => match self.actor(user).await? {
-                    Some(actor) => {
-                        tenant = Some(actor.tenant_id.into_untyped_uuid());
-                        Ok(user)
-                    }
-                    // Right password, but no tenant to act in (suspended, or no membership).
-                    None => Err(Error::forbidden(
-                        "this account's tenant is suspended or it belongs to none; ask your \
-                         provider",
-                    )),
-                },
-                other => other,
-            },
+        let result = match self.login_throttle.reserve(&self.db, username, client, now).await {
+            Ok(reservation) => {
+                let result = match authn::verify_login(&self.db, username, password).await {
+                    Ok(user) => match self.actor(user).await {
+                        Ok(Some(actor)) => {
+                            tenant = Some(actor.tenant_id.into_untyped_uuid());
+                            Ok(user)
+                        }
+                        // Right password, but no tenant to act in (suspended, or none).
+                        Ok(None) => Err(Error::forbidden(
+                            "this account's tenant is suspended or it belongs to none; ask \
+                             your provider",
+                        )),
+                        Err(e) => Err(e),
+                    },
+                    other => other,
+                };
+                let throttle = &self.login_throttle;
+                let recorded = match &result {
+                    Ok(_) => throttle.succeeded(&self.db, username, reservation).await,
+                    Err(Error::BadCredentials) => throttle.failed(&self.db, reservation, now).await,
+                    Err(_) => throttle.release(&self.db, reservation).await,
+                };
+                if let Err(e) = recorded {
+                    tracing::error!(error = %e, "cannot record the sign-in for throttling");
+                }
+                result
+            }
             Err(throttled) => Err(throttled),
         };
-        let recorded = match &result {
-            Ok(_) => self.login_throttle.record_success(&self.db, username).await,
-            Err(Error::BadCredentials) => {
-                self.login_throttle.record_failure(&self.db, username, client, now).await
-            }
-            Err(_) => Ok(()),
-        };
-        if let Err(e) = recorded {
-            tracing::error!(error = %e, "cannot record the sign-in for throttling");
-        }
         let user = result.as_ref().ok().map(|u| u.into_untyped_uuid());
         let outcome = audit::outcome(&result);
         self.audit_write(audit::entry(
@@ -276,7 +279,7 @@ impl Controller {
 
     /// The actor for a session's user, or `None` when the user no longer may sign in.
     pub async fn actor(&self, user_id: UserUuid) -> Result<Option<Actor>, Error> {
-        authn::load_actor(&self.db, user_id, None).await
+        authn::load_actor(&self.db, user_id, None, None).await
     }
 
     /// The actor for a user acting in `tenant` (if they belong to it).
@@ -285,7 +288,7 @@ impl Controller {
         user_id: UserUuid,
         tenant: Option<portal_types::ids::TenantUuid>,
     ) -> Result<Option<Actor>, Error> {
-        authn::load_actor(&self.db, user_id, tenant).await
+        authn::load_actor(&self.db, user_id, tenant, None).await
     }
 
     /// The signed-in user with every tenant they may act in.

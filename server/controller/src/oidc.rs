@@ -998,6 +998,7 @@ async fn map_and_store(
                 disabled: Set(false),
                 created_at: Set(now),
                 must_change_password: Set(false),
+                sessions_valid_after: Set(0),
             }
             .insert(&txn)
             .await

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, TenantUuid};
-use portal_types::params::validate_quota_resource;
+use portal_types::params::{QuotaLimit, validate_quota_resource};
 use portal_types::views::{InstanceState, InstanceType, QuotaLine, TenantQuota};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -15,7 +15,7 @@ use sea_orm::{
 
 use crate::Controller;
 use crate::authz::{Action, Actor, authorize};
-use crate::db::entity::{instance, quota, tenant};
+use crate::db::entity::{default_quota, instance, quota, tenant};
 
 /// What a tenant's live instances use, by quota resource.
 async fn usage(
@@ -53,18 +53,43 @@ async fn usage(
     Ok(used)
 }
 
+/// `max_value` of an explicit "unlimited".
+const UNLIMITED: i64 = -1;
+
+fn limit_of(max_value: i64) -> Option<u64> {
+    (max_value >= 0).then_some(max_value as u64)
+}
+
+fn max_value_of(limit: QuotaLimit) -> Option<i64> {
+    match limit {
+        QuotaLimit::Default => None,
+        QuotaLimit::Unlimited => Some(UNLIMITED),
+        QuotaLimit::Max(n) => Some(n.min(i64::MAX as u64) as i64),
+    }
+}
+
+/// A tenant's limits: its own over the provider's defaults, each with whether it is a
+/// default. `None` is unlimited; a resource missing here allows nothing.
 async fn limits(
     db: &impl ConnectionTrait,
     tenant_id: TenantUuid,
-) -> Result<BTreeMap<String, u64>, Error> {
-    Ok(quota::Entity::find()
-        .filter(quota::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
+) -> Result<BTreeMap<String, (Option<u64>, bool)>, Error> {
+    let mut out: BTreeMap<String, (Option<u64>, bool)> = default_quota::Entity::find()
         .all(db)
         .await
         .map_err(Error::internal)?
         .into_iter()
-        .map(|q| (q.resource, q.max_value.max(0) as u64))
-        .collect())
+        .map(|d| (d.resource, (limit_of(d.max_value), true)))
+        .collect();
+    for q in quota::Entity::find()
+        .filter(quota::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
+        .all(db)
+        .await
+        .map_err(Error::internal)?
+    {
+        out.insert(q.resource, (limit_of(q.max_value), false));
+    }
+    Ok(out)
 }
 
 /// Inside a claim transaction: what a tenant may still launch. Each launch of the batch is
@@ -72,7 +97,7 @@ async fn limits(
 /// together either.
 #[derive(Clone)]
 pub(crate) struct Budget {
-    limits: BTreeMap<String, u64>,
+    limits: BTreeMap<String, Option<u64>>,
     used: BTreeMap<String, u64>,
 }
 
@@ -90,10 +115,8 @@ pub(crate) async fn budget(
             .await
             .map_err(Error::internal)?;
     }
-    let limits = limits(txn, tenant_id).await?;
-    // Without limits there is nothing to count.
-    let used = if limits.is_empty() { BTreeMap::new() } else { usage(txn, tenant_id).await? };
-    Ok(Budget { limits, used })
+    let limits = limits(txn, tenant_id).await?.into_iter().map(|(r, (l, _))| (r, l)).collect();
+    Ok(Budget { limits, used: usage(txn, tenant_id).await? })
 }
 
 impl Budget {
@@ -118,7 +141,10 @@ impl Budget {
             ));
         }
         for (resource, want, label) in &wanted {
-            let Some(&limit) = self.limits.get(resource) else { continue };
+            // Unlimited only when said so; no limit at all allows nothing.
+            let Some(limit) = self.limits.get(resource).copied().unwrap_or(Some(0)) else {
+                continue;
+            };
             let now = self.used.get(resource).copied().unwrap_or(0);
             if now + want > limit {
                 return Err(Error::Conflict {
@@ -130,10 +156,8 @@ impl Budget {
                 });
             }
         }
-        if !self.limits.is_empty() {
-            for (resource, want, _) in wanted {
-                *self.used.entry(resource).or_default() += want;
-            }
+        for (resource, want, _) in wanted {
+            *self.used.entry(resource).or_default() += want;
         }
         Ok(())
     }
@@ -167,22 +191,27 @@ impl Controller {
             tenant_name: t.name,
             lines: resources
                 .into_iter()
-                .map(|r| QuotaLine {
-                    used: used.get(&r).copied().unwrap_or(0),
-                    limit: limits.get(&r).copied(),
-                    resource: r,
+                .map(|r| {
+                    let (limit, default) = limits.get(&r).copied().unwrap_or((Some(0), false));
+                    QuotaLine {
+                        used: used.get(&r).copied().unwrap_or(0),
+                        limit,
+                        default,
+                        resource: r,
+                    }
                 })
                 .collect(),
         })
     }
 
-    /// Sets (or with `None` removes) one quota limit of a tenant.
+    /// Sets one quota limit of a tenant, or with [`QuotaLimit::Default`] gives it back to
+    /// the provider's default.
     pub async fn quota_set(
         &self,
         actor: Option<&Actor>,
         tenant_id: TenantUuid,
         resource: &str,
-        limit: Option<u64>,
+        limit: QuotaLimit,
     ) -> Result<TenantQuota, Error> {
         let result = self.quota_set_unaudited(actor, tenant_id, resource, limit).await;
         self.audited(actor, "quota.set", "quota", &format!("{tenant_id}/{resource}"), result).await
@@ -193,7 +222,7 @@ impl Controller {
         actor: Option<&Actor>,
         tenant_id: TenantUuid,
         resource: &str,
-        limit: Option<u64>,
+        limit: QuotaLimit,
     ) -> Result<TenantQuota, Error> {
         authorize(actor, Action::QuotaWrite)?;
         validate_quota_resource(resource)?;
@@ -207,12 +236,12 @@ impl Controller {
         if exists.is_none() {
             return Err(Error::not_found("tenant", tenant_id));
         }
-        match limit {
-            Some(limit) => {
+        match max_value_of(limit) {
+            Some(max_value) => {
                 let row = quota::ActiveModel {
                     tenant_id: Set(tenant_id.into_untyped_uuid()),
                     resource: Set(resource.to_owned()),
-                    max_value: Set(limit.min(i64::MAX as u64) as i64),
+                    max_value: Set(max_value),
                 };
                 quota::Entity::insert(row)
                     .on_conflict(
@@ -234,5 +263,62 @@ impl Controller {
             }
         }
         self.quota_get(actor, Some(tenant_id)).await
+    }
+
+    /// The limits every tenant gets where it has none of its own (provider admins).
+    pub async fn quota_default_list(&self, actor: Option<&Actor>) -> Result<Vec<QuotaLine>, Error> {
+        authorize(actor, Action::QuotaWrite)?;
+        let rows = default_quota::Entity::find().all(&self.db).await.map_err(Error::internal)?;
+        let mut lines: Vec<QuotaLine> = rows
+            .into_iter()
+            .map(|d| QuotaLine {
+                resource: d.resource,
+                used: 0,
+                limit: limit_of(d.max_value),
+                default: true,
+            })
+            .collect();
+        lines.sort_by(|a, b| a.resource.cmp(&b.resource));
+        Ok(lines)
+    }
+
+    /// Sets one default limit; [`QuotaLimit::Default`] removes it, so tenants without their
+    /// own limit get none of that resource.
+    pub async fn quota_default_set(
+        &self,
+        actor: Option<&Actor>,
+        resource: &str,
+        limit: QuotaLimit,
+    ) -> Result<Vec<QuotaLine>, Error> {
+        let result = async {
+            authorize(actor, Action::QuotaWrite)?;
+            validate_quota_resource(resource)?;
+            match max_value_of(limit) {
+                Some(max_value) => {
+                    let row = default_quota::ActiveModel {
+                        resource: Set(resource.to_owned()),
+                        max_value: Set(max_value),
+                    };
+                    default_quota::Entity::insert(row)
+                        .on_conflict(
+                            OnConflict::column(default_quota::Column::Resource)
+                                .update_column(default_quota::Column::MaxValue)
+                                .to_owned(),
+                        )
+                        .exec_without_returning(&self.db)
+                        .await
+                        .map_err(Error::internal)?;
+                }
+                None => {
+                    default_quota::Entity::delete_by_id(resource.to_owned())
+                        .exec(&self.db)
+                        .await
+                        .map_err(Error::internal)?;
+                }
+            }
+            self.quota_default_list(actor).await
+        }
+        .await;
+        self.audited(actor, "quota.default_set", "quota", resource, result).await
     }
 }

@@ -68,18 +68,15 @@ impl SessionStore for DbSessionStore {
         }
     }
 
+    /// Updates a session that exists; never re-creates one that was deleted meanwhile (a
+    /// sign-out or revocation racing a request of the same session). New sessions and new
+    /// ids after `cycle_id` go through `create`.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        session::Entity::insert(Self::row(record)?)
-            .on_conflict(
-                OnConflict::column(session::Column::Id)
-                    .update_columns([
-                        session::Column::Data,
-                        session::Column::ExpiresAt,
-                        session::Column::UserId,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
+        let row = Self::row(record)?;
+        session::Entity::update_many()
+            .set(session::ActiveModel { id: sea_orm::ActiveValue::NotSet, ..row })
+            .filter(session::Column::Id.eq(record.id.to_string()))
+            .exec(&self.db)
             .await
             .map_err(backend)?;
         Ok(())
@@ -117,6 +114,8 @@ const USER_KEY: &str = "user_id";
 const TENANT_KEY: &str = "tenant_id";
 /// The session key holding when the user signed in (Unix seconds).
 const SIGNED_IN_AT_KEY: &str = "signed_in_at";
+/// The same in Unix milliseconds, compared with the user's `sessions_valid_after`.
+const SIGNED_IN_AT_MS_KEY: &str = "signed_in_at_ms";
 /// A session ends this long after sign-in however active it is (the idle timeout is set on
 /// the cookie layer).
 pub const ABSOLUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
@@ -136,6 +135,7 @@ impl crate::Controller {
         session.insert(USER_KEY, user_id).await.map_err(session_error)?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         session.insert(SIGNED_IN_AT_KEY, now).await.map_err(session_error)?;
+        session.insert(SIGNED_IN_AT_MS_KEY, now_ms()).await.map_err(session_error)?;
         Ok(())
     }
 
@@ -167,7 +167,11 @@ impl crate::Controller {
             Some(user_id) => {
                 let tenant: Option<portal_types::ids::TenantUuid> =
                     session.get(TENANT_KEY).await.map_err(session_error)?;
-                let actor = self.actor_in(user_id, tenant).await?;
+                let signed_in_ms: Option<i64> =
+                    session.get(SIGNED_IN_AT_MS_KEY).await.map_err(session_error)?;
+                let signed_in_ms = signed_in_ms.unwrap_or(signed_in_at.unwrap_or(0) * 1000);
+                let actor =
+                    crate::authn::load_actor(&self.db, user_id, tenant, Some(signed_in_ms)).await?;
                 Ok(actor.map(|actor| crate::authz::Actor { client, ..actor }))
             }
             None => Ok(None),

@@ -1,6 +1,10 @@
-//! Failed sign-ins, counted per account and per client address: at most 100 failures an
-//! hour for either, and an account locked for a while after a run of failures. The failures
-//! are rows in the database, so every replica counts them all.
+//! Failed sign-ins, counted per account and per client address. An account's failures make
+//! it wait longer and longer before the next attempt (1 s, 2 s, 4 s … up to a minute) rather
+//! than locking it: someone guessing from many addresses slows the account down but cannot
+//! keep its owner out. An address is limited to 100 failures an hour. Each attempt reserves
+//! its failure before the password is hashed, so a thousand concurrent guesses are counted
+//! as a thousand; the reservation is given back when the attempt did not fail on the
+//! password. The failures are rows in the database, so every replica counts them all.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -17,16 +21,23 @@ const HOUR_MS: i64 = 3600 * 1000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottleConfig {
-    /// Failures an hour, per account and per client address.
+    /// Failures an hour per client address.
     pub per_hour: usize,
-    /// This many failures within `lockout` lock the account for `lockout`.
-    pub lockout_after: usize,
-    pub lockout: Duration,
+    /// Failures of an account within `window` that cost nothing; each one after doubles
+    /// the wait before the next attempt, from one second up to `max_delay`.
+    pub free_failures: usize,
+    pub window: Duration,
+    pub max_delay: Duration,
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
-        ThrottleConfig { per_hour: 100, lockout_after: 10, lockout: Duration::from_secs(300) }
+        ThrottleConfig {
+            per_hour: 100,
+            free_failures: 5,
+            window: Duration::from_secs(900),
+            max_delay: Duration::from_secs(60),
+        }
     }
 }
 
@@ -34,6 +45,10 @@ impl Default for ThrottleConfig {
 pub struct LoginThrottle {
     config: ThrottleConfig,
 }
+
+/// The failure rows an attempt reserved before checking the password.
+#[must_use = "an attempt ends with `failed`, `succeeded` or `release`"]
+pub struct Reservation(Vec<Uuid>);
 
 fn user_key(username: &str) -> String {
     format!("user:{}", username.to_lowercase())
@@ -50,39 +65,54 @@ impl LoginThrottle {
         LoginThrottle { config }
     }
 
-    /// How long a key must wait given its failures of the last hour (`times`, oldest first,
-    /// ms), at `now`; zero when it may try.
+    /// How long a key must wait given its other failures of the last hour (`times`, oldest
+    /// first, ms), at `now`; zero when it may try.
     fn wait(&self, is_account: bool, times: &[i64], now: i64) -> i64 {
-        let mut wait = 0;
-        if times.len() >= self.config.per_hour {
-            wait = HOUR_MS - (now - times[0]);
+        if !is_account {
+            return if times.len() >= self.config.per_hour {
+                (HOUR_MS - (now - times[times.len() - self.config.per_hour])).max(0)
+            } else {
+                0
+            };
         }
-        let lockout = self.config.lockout.as_millis() as i64;
-        let recent: Vec<i64> = times.iter().copied().filter(|t| now - t < lockout).collect();
-        if is_account
-            && recent.len() >= self.config.lockout_after
-            && let Some(last) = recent.last()
-        {
-            wait = wait.max(lockout - (now - last));
-        }
-        wait.max(0)
+        let window = self.config.window.as_millis() as i64;
+        let recent: Vec<i64> = times.iter().copied().filter(|t| now - t < window).collect();
+        let Some(excess) = recent.len().checked_sub(self.config.free_failures) else {
+            return 0;
+        };
+        let delay = (1000i64 << excess.min(20)).min(self.config.max_delay.as_millis() as i64);
+        let last = recent.last().copied().unwrap_or(now);
+        (delay - (now - last)).max(0)
     }
 
-    /// Refuses the attempt when the account or the address is over a limit.
-    pub async fn check(
+    /// Reserves this attempt's failure against the account and the address, then refuses
+    /// it (giving the reservation back) when either must still wait. Concurrent attempts
+    /// see each other's reservations.
+    pub async fn reserve(
         &self,
         db: &impl ConnectionTrait,
         username: &str,
         client: Option<IpAddr>,
         now: i64,
-    ) -> Result<(), Error> {
+    ) -> Result<Reservation, Error> {
         let keys = keys(username, client);
+        let reservation = Reservation(keys.iter().map(|_| Uuid::new_v4()).collect());
+        let rows = keys.iter().zip(&reservation.0).map(|(key, id)| login_failure::ActiveModel {
+            id: Set(*id),
+            key: Set(key.clone()),
+            at: Set(now),
+        });
+        login_failure::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await
+            .map_err(Error::internal)?;
         let rows: Vec<(String, i64)> = login_failure::Entity::find()
             .select_only()
             .column(login_failure::Column::Key)
             .column(login_failure::Column::At)
             .filter(login_failure::Column::Key.is_in(keys.clone()))
             .filter(login_failure::Column::At.gt(now - HOUR_MS))
+            .filter(login_failure::Column::Id.is_not_in(reservation.0.clone()))
             .order_by_asc(login_failure::Column::At)
             .into_tuple()
             .all(db)
@@ -95,19 +125,34 @@ impl LoginThrottle {
             wait = wait.max(self.wait(key.starts_with("user:"), &times, now));
         }
         if wait == 0 {
-            Ok(())
+            Ok(reservation)
         } else {
+            // A refused attempt is not a failure: it must not lengthen the wait.
+            self.release(db, reservation).await?;
             Err(Error::Throttled { retry_after_secs: (wait as u64).div_ceil(1000).max(1) })
         }
     }
 
-    /// Counts a failure against the account and the address; failures older than an hour
-    /// are forgotten at the same time.
-    pub async fn record_failure(
+    /// The attempt did not fail on the password (or never got to it): not a failure.
+    pub async fn release(
         &self,
         db: &impl ConnectionTrait,
-        username: &str,
-        client: Option<IpAddr>,
+        reservation: Reservation,
+    ) -> Result<(), Error> {
+        login_failure::Entity::delete_many()
+            .filter(login_failure::Column::Id.is_in(reservation.0))
+            .exec(db)
+            .await
+            .map_err(Error::internal)?;
+        Ok(())
+    }
+
+    /// The password was wrong: the reservation stays as the failure; failures older than an
+    /// hour are forgotten at the same time.
+    pub async fn failed(
+        &self,
+        db: &impl ConnectionTrait,
+        _reservation: Reservation,
         now: i64,
     ) -> Result<(), Error> {
         login_failure::Entity::delete_many()
@@ -115,24 +160,18 @@ impl LoginThrottle {
             .exec(db)
             .await
             .map_err(Error::internal)?;
-        let rows = keys(username, client).into_iter().map(|key| login_failure::ActiveModel {
-            id: Set(Uuid::new_v4()),
-            key: Set(key),
-            at: Set(now),
-        });
-        login_failure::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await
-            .map_err(Error::internal)?;
         Ok(())
     }
 
-    /// A successful sign-in clears the account's run of failures (not the address's).
-    pub async fn record_success(
+    /// A successful sign-in gives the reservation back and clears the account's run of
+    /// failures (not the address's).
+    pub async fn succeeded(
         &self,
         db: &impl ConnectionTrait,
         username: &str,
+        reservation: Reservation,
     ) -> Result<(), Error> {
+        self.release(db, reservation).await?;
         login_failure::Entity::delete_many()
             .filter(login_failure::Column::Key.eq(user_key(username)))
             .exec(db)
@@ -149,16 +188,20 @@ mod tests {
     const START: i64 = 1_800_000_000_000;
 
     #[test]
-    fn an_account_locks_after_a_run_of_failures_and_unlocks_later() {
+    fn an_account_waits_longer_after_each_failure_but_is_never_locked_out() {
         let t = LoginThrottle::new(ThrottleConfig::default());
-        assert_eq!(t.wait(true, &[START; 9], START), 0, "nine failures: not yet");
-        assert_eq!(t.wait(true, &[START; 10], START), 300_000);
-        assert_eq!(t.wait(false, &[START; 10], START), 0, "addresses are not locked out");
-        assert_eq!(t.wait(true, &[START; 10], START + 301_000), 0);
+        assert_eq!(t.wait(true, &[START; 4], START), 0, "four failures: free");
+        assert_eq!(t.wait(true, &[START; 5], START), 1_000);
+        assert_eq!(t.wait(true, &[START; 6], START), 2_000);
+        assert_eq!(t.wait(true, &[START; 8], START), 8_000);
+        assert_eq!(t.wait(true, &[START; 99], START), 60_000, "capped at a minute");
+        assert_eq!(t.wait(true, &[START; 99], START + 60_000), 0, "then it may try again");
+        assert_eq!(t.wait(false, &[START; 99], START), 0, "addresses have an hourly limit only");
+        assert_eq!(t.wait(true, &[START; 50], START + 901_000), 0, "old failures are forgotten");
     }
 
     #[test]
-    fn a_key_is_limited_to_100_failures_an_hour() {
+    fn an_address_is_limited_to_100_failures_an_hour() {
         let t = LoginThrottle::new(ThrottleConfig::default());
         // One every 30 s: 100 in 50 minutes; the oldest leaves the hour 10 minutes from now.
         let times: Vec<i64> = (0..100).map(|i| START + i * 30_000).collect();

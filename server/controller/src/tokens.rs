@@ -144,6 +144,18 @@ impl Controller {
         self.audited(actor, "api_token.revoke", "api_token", &id.to_string(), result).await
     }
 
+    /// Revokes every token of a user (after a password change).
+    pub(crate) async fn api_tokens_revoke_all(&self, user_id: UserUuid) -> Result<(), Error> {
+        api_token::Entity::update_many()
+            .col_expr(api_token::Column::RevokedAt, Some(now_ms()).into())
+            .filter(api_token::Column::UserId.eq(user_id.into_untyped_uuid()))
+            .filter(api_token::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(Error::internal)?;
+        Ok(())
+    }
+
     /// The actor a bearer token stands for, or `None` for an unknown, expired or revoked
     /// token, a disabled user, or one no longer in the token's tenant.
     pub async fn token_actor(
@@ -182,7 +194,7 @@ impl Controller {
             .filter(api_token::Column::Id.eq(row.id))
             .exec(&self.db)
             .await;
-        Ok(Some(Actor { role, provider_admin: false, client, ..user }))
+        Ok(Some(Actor { role, provider_admin: false, client, via_token: true, ..user }))
     }
 }
 

@@ -24,6 +24,39 @@ fn managed_tenant(actor: &Actor, tenant: Option<TenantUuid>) -> Result<TenantUui
     Ok(tenant)
 }
 
+/// A tenant admin's change to a user also reaches the user's other tenants when it disables
+/// the account or ends its sessions: only provider admins may do that to a user who is in
+/// other tenants too, or to a provider admin.
+async fn check_not_shared(
+    db: &sea_orm::DatabaseConnection,
+    actor: &Actor,
+    tenant: TenantUuid,
+    user_id: UserUuid,
+) -> Result<(), Error> {
+    if actor.provider_admin {
+        return Ok(());
+    }
+    let target = user::Entity::find_by_id(user_id.into_untyped_uuid())
+        .one(db)
+        .await
+        .map_err(Error::internal)?
+        .ok_or_else(|| Error::not_found("user", user_id))?;
+    let elsewhere = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id.into_untyped_uuid()))
+        .filter(membership::Column::TenantId.ne(tenant.into_untyped_uuid()))
+        .one(db)
+        .await
+        .map_err(Error::internal)?;
+    if target.provider_admin || elsewhere.is_some() {
+        return Err(Error::forbidden(format!(
+            "{} also belongs to other tenants or runs the cloud; ask your provider to change \
+             this account",
+            target.username
+        )));
+    }
+    Ok(())
+}
+
 fn parse_role(role: &str) -> Result<Role, Error> {
     Role::parse(role).ok_or_else(|| {
         Error::invalid(format!("\"{role}\" is not a role; use viewer, member or tenant-admin."))
@@ -97,6 +130,7 @@ impl Controller {
                 created_at: Set(now_ms()),
                 // The inviter saw this password: it is for signing in once.
                 must_change_password: Set(true),
+                sessions_valid_after: Set(0),
             }
             .insert(&txn)
             .await
@@ -185,6 +219,7 @@ impl Controller {
                     message: "You cannot change your own role; ask another admin.".into(),
                 });
             }
+            check_not_shared(&self.db, actor, tenant, user_id).await?;
             let res = membership::Entity::update_many()
                 .col_expr(membership::Column::Role, role.as_str().into())
                 .filter(membership::Column::UserId.eq(user_id.into_untyped_uuid()))
@@ -225,6 +260,7 @@ impl Controller {
             if member.is_none() {
                 return Err(Error::not_found("user", user_id));
             }
+            check_not_shared(&self.db, actor, tenant, user_id).await?;
             user::Entity::update_many()
                 .col_expr(user::Column::Disabled, disabled.into())
                 .filter(user::Column::Id.eq(user_id.into_untyped_uuid()))
@@ -241,8 +277,15 @@ impl Controller {
         self.audited(actor, verb, "user", &user_id.to_string(), result).await
     }
 
-    /// Ends every session of a user (server side: the rows go, so cookies stop working).
+    /// Ends every session of a user (server side: the rows go, so cookies stop working, and
+    /// sessions signed in before now are void even if a request in flight writes one back).
     pub(crate) async fn sessions_end_for_user(&self, user_id: UserUuid) -> Result<(), Error> {
+        user::Entity::update_many()
+            .col_expr(user::Column::SessionsValidAfter, now_ms().into())
+            .filter(user::Column::Id.eq(user_id.into_untyped_uuid()))
+            .exec(&self.db)
+            .await
+            .map_err(Error::internal)?;
         session::Entity::delete_many()
             .filter(session::Column::UserId.eq(user_id.into_untyped_uuid()))
             .exec(&self.db)

@@ -261,3 +261,131 @@ async fn invited_users_choose_their_own_password_first_and_their_sessions_end() 
     let audit = ctl.audit_list(Some(&stack.admin), Some("account."), None).await.unwrap();
     assert_eq!(audit.iter().filter(|e| e.outcome == "ok").count(), 1);
 }
+
+/// A tenant admin cannot disable or change the role of a user who also belongs to another
+/// tenant, nor of a provider admin (who would otherwise be locked out for good); a provider
+/// admin can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_admins_cannot_disable_shared_users_or_provider_admins() {
+    let stack = start(&sqlite_url("shared-users"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let acme = ctl.tenant_create(admin, "acme").await.unwrap();
+    let beta = ctl.tenant_create(admin, "beta").await.unwrap();
+    let invited = ctl.user_invite(admin, Some(acme.id), "alice", "tenant-admin").await.unwrap();
+    let alice = sign_in(&stack, "alice", &invited.one_time_password).await;
+    let carol = ctl.user_invite(admin, Some(acme.id), "carol", "member").await.unwrap();
+    ctl.user_add_to_tenant(admin, beta.id, "carol", "member").await.unwrap();
+    ctl.user_add_to_tenant(admin, acme.id, "admin", "member").await.unwrap();
+    let dave = ctl.user_invite(admin, Some(acme.id), "dave", "member").await.unwrap();
+
+    for target in [carol.user.id, stack.admin.user_id] {
+        let disable = ctl.user_set_disabled(Some(&alice), None, target, true).await.unwrap_err();
+        assert_eq!(disable.status_code(), 403, "{disable}");
+        assert!(disable.to_string().contains("ask your provider"), "{disable}");
+        let role = ctl.user_set_role(Some(&alice), None, target, "viewer").await.unwrap_err();
+        assert_eq!(role.status_code(), 403, "{role}");
+    }
+    // The provider admin still signs in; a user of acme alone is alice's to manage.
+    ctl.login("admin", PASSWORD, None).await.expect("the provider admin is not locked out");
+    ctl.user_set_disabled(Some(&alice), None, dave.user.id, true).await.unwrap();
+    ctl.user_set_role(Some(&alice), None, dave.user.id, "viewer").await.unwrap();
+    ctl.user_set_disabled(admin, Some(acme.id), carol.user.id, true).await.unwrap();
+}
+
+/// A revoked session stays revoked: a request of the same session that was in flight
+/// cannot write it back, and a copy of its data no longer signs anyone in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_session_cannot_be_written_back() {
+    let stack = start(&sqlite_url("revoked-session"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let invited = ctl.user_invite(admin, None, "erin", "member").await.unwrap();
+    let erin = sign_in(&stack, "erin", &invited.one_time_password).await;
+    let store = std::sync::Arc::new(DbSessionStore::new(ctl.db().clone()));
+    let session = tower_sessions::Session::new(None, store.clone(), None);
+    ctl.session_sign_in(&session, erin.user_id).await.unwrap();
+    session.save().await.unwrap();
+    let id = session.id().expect("saved");
+    assert!(ctl.session_actor(&session, None).await.unwrap().is_some());
+
+    // Erin's role changes (her sessions end) while a request of her session is in flight,
+    // which then saves the session it loaded before.
+    let in_flight = store.load(&id).await.unwrap().expect("loaded before the revocation");
+    ctl.user_set_role(admin, None, erin.user_id, "viewer").await.unwrap();
+    store.save(&in_flight).await.unwrap();
+    assert!(store.load(&id).await.unwrap().is_none(), "the deleted session was written back");
+    // Even restored by other means, a session from before the revocation is void.
+    let mut restored = in_flight.clone();
+    store.create(&mut restored).await.unwrap();
+    let again = tower_sessions::Session::new(Some(restored.id), store.clone(), None);
+    assert!(ctl.session_actor(&again, None).await.unwrap().is_none());
+}
+
+/// An API token acts for its user but cannot make more tokens (outliving its own expiry
+/// and revocation), end sessions or change the password; a password change revokes the
+/// user's tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_cannot_manage_tokens_sessions_or_passwords() {
+    let stack = start(&sqlite_url("token-limits"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let invited = ctl.user_invite(admin, None, "fay", "member").await.unwrap();
+    let fay = sign_in(&stack, "fay", &invited.one_time_password).await;
+    let made = ctl.api_token_create(Some(&fay), "ci", "member", 30).await.unwrap();
+    let token = ctl.token_actor(&made.token, None).await.unwrap().expect("token acts");
+    assert!(ctl.instance_list(Some(&token)).await.is_ok());
+    let more = ctl.api_token_create(Some(&token), "more", "member", 365).await.unwrap_err();
+    assert_eq!(more.status_code(), 403, "{more}");
+    assert!(more.to_string().contains("API token cannot"), "{more}");
+    let revoke = ctl.api_token_revoke(Some(&token), made.view.id).await.unwrap_err();
+    assert_eq!(revoke.status_code(), 403);
+    let mine = own(&invited.one_time_password);
+    let change =
+        ctl.password_change(Some(&token), &mine, "another-password-1", "another-password-1");
+    assert_eq!(change.await.unwrap_err().status_code(), 403);
+
+    ctl.password_change(Some(&fay), &mine, "another-password-1", "another-password-1")
+        .await
+        .unwrap();
+    assert!(ctl.token_actor(&made.token, None).await.unwrap().is_none(), "revoked by the change");
+}
+
+/// A new tenant gets the provider's default quotas, never "no limit": without a default or
+/// a limit of its own a resource allows nothing; only an explicit "unlimited" lifts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_tenants_get_default_quotas_and_a_missing_limit_allows_nothing() {
+    use portal_types::params::QuotaLimit;
+    let stack = start(&sqlite_url("default-quotas"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let gpus = "gpus:H100-SXM5-80GB";
+    let acme = ctl.tenant_create(admin, "acme").await.unwrap();
+    let quota = ctl.quota_get(admin, Some(acme.id)).await.unwrap();
+    let line = quota.lines.iter().find(|l| l.resource == gpus).expect("a GPU default");
+    assert_eq!((line.limit, line.default), (Some(8), true));
+    let invited = ctl.user_invite(admin, Some(acme.id), "gil", "member").await.unwrap();
+    let gil = sign_in(&stack, "gil", &invited.one_time_password).await;
+
+    // One member cannot take the fleet: 8 GPUs by default.
+    ctl.instance_create(Some(&gil), &launch("one-node", "h100x8")).await.unwrap();
+    let more = ctl.instance_create(Some(&gil), &launch("two-nodes", "h100x1")).await.unwrap_err();
+    assert!(more.to_string().contains("quota of 8"), "{more}");
+
+    // No default for GPUs: a tenant without a limit of its own gets none.
+    ctl.quota_default_set(admin, gpus, QuotaLimit::Default).await.unwrap();
+    let none = ctl.instance_create(Some(&gil), &launch("none", "h100x1")).await.unwrap_err();
+    assert!(none.to_string().contains("quota of 0"), "{none}");
+    // An explicit unlimited, and the tenant's own limit over a default.
+    ctl.quota_set(admin, acme.id, gpus, QuotaLimit::Unlimited).await.unwrap();
+    ctl.instance_create(Some(&gil), &launch("more", "h100x1")).await.unwrap();
+    ctl.quota_default_set(admin, "instances", QuotaLimit::Max(1)).await.unwrap();
+    let capped = ctl.instance_create(Some(&gil), &launch("capped", "c8m32")).await.unwrap_err();
+    assert!(capped.to_string().contains("quota of 1"), "{capped}");
+    ctl.quota_set(admin, acme.id, "instances", QuotaLimit::Max(5)).await.unwrap();
+    ctl.instance_create(Some(&gil), &launch("allowed", "c8m32")).await.unwrap();
+    // Only provider admins see and change the defaults.
+    assert_eq!(ctl.quota_default_list(Some(&gil)).await.unwrap_err().status_code(), 403);
+    let set = ctl.quota_default_set(Some(&gil), gpus, QuotaLimit::Unlimited).await.unwrap_err();
+    assert_eq!(set.status_code(), 403);
+}

@@ -150,6 +150,7 @@ async fn only_provider_admins_see_topology_and_unknown_names_are_404() {
         role: Role::TenantAdmin,
         client: None,
         must_change_password: false,
+        via_token: false,
     };
     let forbidden = ctl.host_topology(Some(&member), "su1-h01").await.unwrap_err();
     assert_eq!(forbidden.status_code(), 403);

@@ -58,6 +58,9 @@ pub mod user {
         pub created_at: i64,
         /// Signed in with a password someone else chose: only choosing one's own is allowed.
         pub must_change_password: bool,
+        /// Sessions signed in before this (Unix ms) are void: revocation that a concurrent
+        /// request of the same session cannot undo.
+        pub sessions_valid_after: i64,
     }
     no_relations!();
 }
@@ -239,6 +242,19 @@ pub mod quota {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub tenant_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub resource: String,
+        pub max_value: i64,
+    }
+    no_relations!();
+}
+
+/// The quota every tenant without a limit of its own gets; `max_value = -1` is unlimited.
+pub mod default_quota {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "default_quota")]
+    pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub resource: String,
         pub max_value: i64,
