@@ -1,21 +1,34 @@
 //! `/api/v1/events`: the live status stream as server-sent events. Each viewer gets the
-//! events of their own tenant and the fleet-wide ones, nothing else.
+//! events of their own tenant and the fleet-wide ones, nothing else, and only while they
+//! may still read instances: the session is checked again every few seconds, so the stream
+//! ends soon after sign-out, the session's end, disabling, suspension or removal from the
+//! tenant. It also ends when the portal shuts down.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use portal_controller::Controller;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
+use portal_controller::authz::{Action, Actor, authorize};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tower_sessions::Session;
+
+/// How often an open stream checks that its viewer may still see it.
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// Turns true when the portal starts shutting down.
+#[derive(Clone)]
+pub struct Stopping(pub watch::Receiver<bool>);
 
 pub async fn events(
     State(controller): State<Arc<Controller>>,
+    Extension(Stopping(mut stopping)): Extension<Stopping>,
     session: Session,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StatusCode> {
     let actor = controller
@@ -23,11 +36,54 @@ pub async fn events(
         .await
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
         .ok_or(StatusCode::UNAUTHORIZED)?;
-    let tenant = actor.tenant_id;
-    let stream = BroadcastStream::new(controller.events().subscribe())
-        // A viewer too slow to keep up loses the stream; the browser reconnects and refetches.
-        .map_while(|item| item.ok())
-        .filter(move |e| e.tenant_id.is_none() || e.tenant_id == Some(tenant))
-        .map(|e| Ok(Event::default().json_data(&e.event).unwrap_or_else(|_| Event::default())));
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    authorize(Some(&actor), Action::InstanceRead).map_err(|_| StatusCode::FORBIDDEN)?;
+    let session_id = session.id().ok_or(StatusCode::UNAUTHORIZED)?;
+    let mut bus = controller.events().subscribe();
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut recheck = tokio::time::interval(RECHECK);
+        recheck.tick().await;
+        loop {
+            let event = tokio::select! {
+                received = bus.recv() => match received {
+                    // A viewer too slow to keep up loses the stream; the browser reconnects
+                    // and refetches.
+                    Ok(e) if e.tenant_id.is_none() || e.tenant_id == Some(actor.tenant_id) => {
+                        Event::default().json_data(&e.event).unwrap_or_default()
+                    }
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => break,
+                },
+                _ = recheck.tick() => {
+                    if still_allowed(&controller, session_id, &actor).await { continue } else { break }
+                }
+                () = async { let _ = stopping.wait_for(|s| *s).await; } => break,
+                () = tx.closed() => break,
+            };
+            if tx.send(Ok(event)).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The session still exists, still acts as the same user in the same tenant, and may still
+/// read instances there.
+async fn still_allowed(
+    controller: &Controller,
+    session_id: tower_sessions::session::Id,
+    actor: &Actor,
+) -> bool {
+    // A fresh look at the stored session, not the copy this request loaded.
+    let fresh = Session::new(Some(session_id), Arc::new(controller.session_store()), None);
+    match controller.session_actor(&fresh, None).await {
+        Ok(Some(now)) => {
+            now.user_id == actor.user_id
+                && now.tenant_id == actor.tenant_id
+                && authorize(Some(&now), Action::InstanceRead).is_ok()
+        }
+        _ => false,
+    }
 }

@@ -62,14 +62,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "agents attached"
     );
 
-    let app = crate::web::router(Arc::clone(&controller), &config).await?;
+    let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+    let app = crate::web::router(Arc::clone(&controller), &config, stop_seen.clone()).await?;
     banner(&config, controller.bootstrap(), endpoints.len());
     // Pages stream in several writes: without TCP_NODELAY, Nagle's algorithm and delayed
     // ACKs hold a response's tail for ~40 ms.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let (stopping, mut stop_seen) = tokio::sync::watch::channel(false);
+    let mut stop_seen = stop_seen;
     let server =
         axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {

@@ -23,7 +23,11 @@ pub const REST_ROUTES: [(&str, &str); 1] = [("GET", "/api/v1/events")];
 /// Sessions end after this long without a request.
 const SESSION_IDLE: time::Duration = time::Duration::hours(8);
 
-pub async fn router(controller: Arc<Controller>, config: &Config) -> anyhow::Result<Router> {
+pub async fn router(
+    controller: Arc<Controller>,
+    config: &Config,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Router> {
     let site_root = config.site_root.to_string_lossy().into_owned();
     let bundle = config.site_root.join("pkg").join("portal_bg.wasm");
     if !bundle.exists() {
@@ -83,6 +87,7 @@ pub async fn router(controller: Arc<Controller>, config: &Config) -> anyhow::Res
             crate::render::RenderPool::new(crate::render::PAGE_DEADLINE),
             crate::render::isolate,
         ))
+        .layer(axum::Extension(crate::live::Stopping(stopping)))
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(
             crate::csrf::PublicOrigin::from_url(config.public_url.as_deref()),
