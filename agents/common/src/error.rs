@@ -102,3 +102,16 @@ mod tests {
         }
     }
 }
+
+/// An error with its sources, "transport error: connection refused" rather than just the
+/// outermost layer.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
