@@ -48,8 +48,9 @@ pub enum TlsError {
         source: std::io::Error,
     },
     #[error(
-        "cannot read {path}: {source}; create the certificates first (portal-server pki, or \
-         sim-fleet --pki-dir)"
+        "cannot read {path}: {source}; create the certificates with `portal-server pki \
+         --agents-file FILE --pki-dir DIR` (or sim-fleet --pki-dir DIR) and pass that directory \
+         as --pki-dir"
     )]
     Read {
         path: std::path::PathBuf,
