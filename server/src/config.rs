@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -35,6 +35,12 @@ pub struct Config {
     /// it the portal runs a simulated datacenter in-process, reached over gRPC on loopback.
     #[arg(long, env = "PORTAL_AGENTS_FILE")]
     pub agents_file: Option<PathBuf>,
+
+    /// Directory of the agents' CA and the control plane's client certificate (ca.pem,
+    /// control-plane.pem, control-plane.key); default: DATA_DIR/pki. With --agents-file they
+    /// must exist (see the `pki` command); the simulated datacenter creates them.
+    #[arg(long, env = "PORTAL_PKI_DIR", value_name = "DIR")]
+    pub pki_dir: Option<PathBuf>,
 
     /// Topology of the simulated datacenter (default: the built-in HGX H100 topology).
     #[arg(long, env = "PORTAL_SIM_TOPOLOGY", conflicts_with = "agents_file")]
@@ -81,9 +87,33 @@ pub struct Config {
     /// Default: http://{listen}.
     #[arg(long, env = "PORTAL_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// One-off commands instead of serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Create the agents' mutual TLS certificates and exit: a CA, one server certificate per
+    /// agent of the agents file and the control plane's client certificate, keeping those
+    /// that exist. Copy ca.pem and agents/<kind>/<id>.pem and .key to each agent.
+    Pki {
+        /// The agents file (TOML of [[agent]] kind/id/url) to make certificates for.
+        #[arg(long, value_name = "FILE")]
+        agents_file: PathBuf,
+        /// Where to write them; default: the portal's --pki-dir (DATA_DIR/pki).
+        #[arg(long, value_name = "DIR")]
+        pki_dir: Option<PathBuf>,
+    },
 }
 
 impl Config {
+    /// Where the agents' CA and the control plane's certificate are.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.pki_dir.clone().unwrap_or_else(|| self.data_dir.join("pki"))
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
             format!("sqlite://{}?mode=rwc", self.data_dir.join("portal.db").display())

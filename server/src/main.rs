@@ -5,19 +5,30 @@ mod config;
 mod csrf;
 mod live;
 mod oidc_routes;
+mod pki;
 mod render;
 mod startup;
 mod web;
 
 use clap::Parser;
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Command, Config, LogFormat};
 
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
     if config.print_routes {
         print_routes();
         return std::process::ExitCode::SUCCESS;
+    }
+    if let Some(Command::Pki { agents_file, pki_dir }) = &config.command {
+        let dir = pki_dir.clone().unwrap_or_else(|| config.pki_dir());
+        return match pki::run(agents_file, &dir) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     init_tracing(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_common::tls::PkiDir;
 use anyhow::{Context, anyhow};
 use portal_controller::{Bootstrap, Controller, ControllerConfig};
 
@@ -35,7 +36,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })
     .await?;
 
-    // Keep the simulated datacenter alive as long as the portal.
+    // Keep the simulated datacenter alive as long as the portal. Either way the agents are
+    // dialled with mutual TLS, with the control plane's certificate from the PKI directory.
+    let pki = PkiDir::new(config.pki_dir());
     let (_sim, endpoints) = match &config.agents_file {
         Some(path) => (None, read_agents_file(path)?),
         None => {
@@ -47,15 +50,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 provision_delay: Duration::from_secs_f64(config.sim_provision_secs.max(0.0)),
                 ..Default::default()
             };
-            let fleet = sim_fleet::SimFleet::start(&topology, options)
+            // Creates the CA and the certificates in the PKI directory on the first start.
+            let fleet = sim_fleet::SimFleet::start(&topology, options, &pki)
                 .await
                 .map_err(|e| anyhow!("cannot start the simulated datacenter: {e}"))?;
             let endpoints = fleet.endpoints().to_vec();
             (Some(fleet), endpoints)
         }
     };
+    let tls = pki.control_plane().map_err(|e| anyhow!("{e}"))?;
     let started = std::time::Instant::now();
-    controller.attach_agents(&endpoints).await?;
+    controller.attach_agents(&endpoints, &tls).await?;
     tracing::info!(
         agents = endpoints.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -112,7 +117,7 @@ fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_agents_file(path: &Path) -> anyhow::Result<Vec<agent_proto::AgentEndpoint>> {
+pub(crate) fn read_agents_file(path: &Path) -> anyhow::Result<Vec<agent_proto::AgentEndpoint>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow!("cannot read the agents file {}: {e}", path.display()))?;
     let list: agent_proto::AgentList = toml::from_str(&text)

@@ -54,28 +54,73 @@ fn an_unusable_data_dir_is_named() {
     assert!(line.ends_with("pass --data-dir with a writable path"), "{stderr}");
 }
 
+/// An agents file with one host at `url`, and the PKI for it in the test's data directory
+/// (made by `portal-server pki`).
+fn agents_file_with_pki(test: &str, url: &str) -> std::path::PathBuf {
+    let agents =
+        std::env::temp_dir().join(format!("portal-agents-{test}-{}.toml", std::process::id()));
+    std::fs::write(
+        &agents,
+        format!("[[agent]]\nkind = \"host\"\nid = \"su1-h01\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    let data = std::env::temp_dir().join(format!("portal-badcfg-{test}-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_portal-server"))
+        .args(["--data-dir", data.to_str().unwrap(), "pki", "--agents-file"])
+        .arg(&agents)
+        .output()
+        .expect("portal-server pki runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(data.join("pki/agents/host/su1-h01.key").exists());
+    agents
+}
+
 #[test]
 fn an_unreachable_agent_is_named() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let agents = std::env::temp_dir().join(format!("portal-agents-{}.toml", std::process::id()));
-    std::fs::write(
-        &agents,
-        format!(
-            "[[agent]]\nkind = \"host\"\nid = \"su1-h01\"\nurl = \"http://127.0.0.1:{closed}\"\n"
-        ),
-    )
-    .unwrap();
+    let agents = agents_file_with_pki("agent", &format!("https://127.0.0.1:{closed}"));
     let (code, stderr) =
         portal("agent", &["--listen", "127.0.0.1:0", "--agents-file", agents.to_str().unwrap()]);
     assert_eq!(code, 1);
     let line = last_line(&stderr);
     assert!(
         line.starts_with(&format!(
-            "error: cannot reach the host agent su1-h01 at http://127.0.0.1:{closed}"
+            "error: cannot reach the host agent su1-h01 at https://127.0.0.1:{closed}"
         )),
         "{stderr}"
     );
     assert!(line.ends_with("start it, or remove it from the agents file"), "{stderr}");
+}
+
+#[test]
+fn a_plain_text_agent_url_is_named() {
+    let agents = agents_file_with_pki("plain", "http://127.0.0.1:1");
+    let (code, stderr) =
+        portal("plain", &["--listen", "127.0.0.1:0", "--agents-file", agents.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        last_line(&stderr),
+        "error: cannot dial the host agent su1-h01 at http://127.0.0.1:1: agents serve only \
+         mutual TLS, so write its URL as https://host:port"
+    );
+}
+
+#[test]
+fn missing_agent_certificates_are_named() {
+    let agents =
+        std::env::temp_dir().join(format!("portal-agents-nopki-{}.toml", std::process::id()));
+    std::fs::write(
+        &agents,
+        "[[agent]]\nkind = \"host\"\nid = \"su1-h01\"\nurl = \"https://127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let (code, stderr) =
+        portal("nopki", &["--listen", "127.0.0.1:0", "--agents-file", agents.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let line = last_line(&stderr);
+    assert!(line.starts_with("error: cannot read "), "{stderr}");
+    assert!(line.contains("pki/ca.pem"), "{stderr}");
+    assert!(line.contains("portal-server pki --agents-file FILE --pki-dir DIR"), "{stderr}");
 }
 
 #[test]

@@ -72,6 +72,19 @@ impl From<crate::fault::InjectedFault> for DriverError {
     }
 }
 
+/// An error with its sources, "transport error: connection refused" rather than just the
+/// outermost layer.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

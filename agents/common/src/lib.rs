@@ -5,7 +5,9 @@
 //! - [`watch`]: the "full state, then every change" stream behind each agent's `Watch`;
 //! - [`generation`]: the idempotency and generation rules of every `Ensure`;
 //! - [`validate`]: parsing of ids, VNIs, MAC and IP addresses and CIDRs at the agent boundary;
-//! - [`hash`]: a stable hash and a seeded generator for deterministic jitter and chaos.
+//! - [`hash`]: a stable hash and a seeded generator for deterministic jitter and chaos;
+//! - [`tls`]: the agents' PKI (CA, agent and control-plane certificates, their directory) and
+//!   the mutual TLS configurations of both ends.
 //!
 //! This crate knows nothing of hosts, DPUs or switches and never depends on the control plane.
 
@@ -14,6 +16,7 @@ pub mod fault;
 pub mod generation;
 pub mod hash;
 pub mod store;
+pub mod tls;
 pub mod validate;
 pub mod watch;
 

@@ -4,8 +4,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 
+use agent_common::tls::AgentCredentials;
 use agent_proto::v1 as pb;
 use agent_proto::v1::dpu_agent_server::{DpuAgent, DpuAgentServer};
 
@@ -23,9 +25,13 @@ impl DpuAgentService {
         DpuAgentService { driver }
     }
 
-    /// The tonic service to add to a server.
-    pub fn into_server(self) -> DpuAgentServer<Self> {
-        DpuAgentServer::new(self)
+    /// A server for this service that accepts only mutual TLS: callers must present the
+    /// control plane's certificate from the agents' CA (see `agent_common::tls`).
+    pub fn into_router(
+        self,
+        credentials: &AgentCredentials,
+    ) -> Result<Router, tonic::transport::Error> {
+        Ok(credentials.server()?.add_service(DpuAgentServer::new(self)))
     }
 }
 

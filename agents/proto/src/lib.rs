@@ -17,6 +17,18 @@ pub enum AgentKind {
     Switch,
 }
 
+impl AgentKind {
+    /// The agents file's spelling (`host`, `dpu`, `switch`), also the kind in the DNS name
+    /// of the agent's certificate.
+    pub fn label(self) -> &'static str {
+        match self {
+            AgentKind::Host => "host",
+            AgentKind::Dpu => "dpu",
+            AgentKind::Switch => "switch",
+        }
+    }
+}
+
 impl std::fmt::Display for AgentKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -28,7 +40,8 @@ impl std::fmt::Display for AgentKind {
 }
 
 /// Where the control plane reaches one agent, e.g.
-/// `{ kind = "host", id = "su1-h07", url = "http://127.0.0.1:41234" }`.
+/// `{ kind = "host", id = "su1-h07", url = "https://127.0.0.1:41234" }`. Agents serve only
+/// mutual TLS; the agent's certificate must name `id` (see `agent_common::tls`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentEndpoint {
     pub kind: AgentKind,

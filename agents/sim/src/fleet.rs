@@ -1,6 +1,7 @@
 //! [`SimFleet`]: starts one simulated agent per host, DPU and leaf switch of a topology, each
-//! on its own loopback port in this process and runtime, and hands out in-process handles
-//! for fault injection and health changes.
+//! on its own loopback port in this process and runtime, serving only mutual TLS with its own
+//! certificate from a PKI directory, and hands out in-process handles for fault injection
+//! and health changes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,10 +13,12 @@ use host_agent::{HostAgentService, SimHostDriver, SimHostOptions};
 use switch_agent::{SimSwitchDriver, SimSwitchOptions, SwitchAgentService};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::Server;
+use tonic::transport::{Channel, Endpoint};
 use tracing::{info, warn};
 
+use agent_common::error::error_chain;
 use agent_common::hash::stable_hash;
+use agent_common::tls::{AgentCredentials, AgentName, PkiDir, TlsError};
 
 use crate::serve::serve_on_loopback;
 use crate::topology::Topology;
@@ -63,11 +66,16 @@ pub enum FleetError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot prepare the simulated agents' certificates: {0}")]
+    Pki(#[from] TlsError),
+    #[error("cannot serve mutual TLS for {kind} agent {id}: {detail}; recreate its certificate")]
+    Tls { kind: AgentKind, id: String, detail: String },
 }
 
 /// A running simulated fleet. Dropping it stops the servers too, without waiting;
 /// [`shutdown`](Self::shutdown) waits for them.
 pub struct SimFleet {
+    pki: PkiDir,
     endpoints: Vec<AgentEndpoint>,
     hosts: BTreeMap<String, SimHostDriver>,
     dpus: BTreeMap<String, SimDpuDriver>,
@@ -76,17 +84,48 @@ pub struct SimFleet {
     servers: Vec<JoinHandle<()>>,
 }
 
+fn tls_error(kind: AgentKind, id: &str, e: &tonic::transport::Error) -> FleetError {
+    FleetError::Tls { kind, id: id.to_owned(), detail: error_chain(e) }
+}
+
 /// How long shutdown waits for servers to close their connections before aborting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 impl SimFleet {
-    /// Starts every agent of `topology` and returns once all listen. On a bind failure the
-    /// agents already started are stopped again.
-    pub async fn start(topology: &Topology, options: SimOptions) -> Result<SimFleet, FleetError> {
+    /// Starts every agent of `topology` and returns once all listen. First makes sure `pki`
+    /// holds a CA, the control plane's certificate and one certificate per agent (keeping
+    /// what exists; see [`PkiDir::ensure`]); each agent then serves only mutual TLS with its
+    /// own certificate. On a bind failure the agents already started are stopped again.
+    pub async fn start(
+        topology: &Topology,
+        options: SimOptions,
+        pki: &PkiDir,
+    ) -> Result<SimFleet, FleetError> {
         let started = std::time::Instant::now();
         let plan = topology.plan();
+        let names: Vec<(AgentKind, String)> = plan
+            .hosts
+            .iter()
+            .map(|h| (AgentKind::Host, h.host_id.clone()))
+            .chain(plan.dpus.iter().map(|d| (AgentKind::Dpu, d.dpu_id.clone())))
+            .chain(plan.switches.iter().map(|s| (AgentKind::Switch, s.switch_id.clone())))
+            .collect();
+        let names: Vec<AgentName<'_>> =
+            names.iter().map(|(kind, id)| AgentName { kind: kind.label(), id }).collect();
+        // A key per agent: issuing the 209 certificates of the default fleet takes under
+        // 0.2 s even in a debug build, so sharing one key would buy nothing worth its risk.
+        let ensured = pki.ensure(&names, false)?;
+        info!(
+            dir = %pki.root().display(),
+            ca_created = ensured.ca_created,
+            issued = ensured.issued,
+            kept = ensured.kept,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "agent certificates ready"
+        );
         let (stop, _) = watch::channel(false);
         let mut fleet = SimFleet {
+            pki: pki.clone(),
             endpoints: Vec::with_capacity(plan.hosts.len() + plan.dpus.len() + plan.switches.len()),
             hosts: BTreeMap::new(),
             dpus: BTreeMap::new(),
@@ -107,8 +146,11 @@ impl SimFleet {
                     event_capacity: options.event_capacity,
                 },
             );
-            let service = HostAgentService::new(Arc::new(driver.clone())).into_server();
-            fleet.serve(AgentKind::Host, &id, Server::builder().add_service(service)).await?;
+            let credentials = fleet.credentials(AgentKind::Host, &id)?;
+            let router = HostAgentService::new(Arc::new(driver.clone()))
+                .into_router(&credentials)
+                .map_err(|e| tls_error(AgentKind::Host, &id, &e))?;
+            fleet.serve(AgentKind::Host, &id, router).await?;
             fleet.hosts.insert(id, driver);
         }
         for description in plan.dpus {
@@ -120,8 +162,11 @@ impl SimFleet {
                     event_capacity: options.event_capacity,
                 },
             );
-            let service = DpuAgentService::new(Arc::new(driver.clone())).into_server();
-            fleet.serve(AgentKind::Dpu, &id, Server::builder().add_service(service)).await?;
+            let credentials = fleet.credentials(AgentKind::Dpu, &id)?;
+            let router = DpuAgentService::new(Arc::new(driver.clone()))
+                .into_router(&credentials)
+                .map_err(|e| tls_error(AgentKind::Dpu, &id, &e))?;
+            fleet.serve(AgentKind::Dpu, &id, router).await?;
             fleet.dpus.insert(id, driver);
         }
         for description in plan.switches {
@@ -133,8 +178,11 @@ impl SimFleet {
                     event_capacity: options.event_capacity,
                 },
             );
-            let service = SwitchAgentService::new(Arc::new(driver.clone())).into_server();
-            fleet.serve(AgentKind::Switch, &id, Server::builder().add_service(service)).await?;
+            let credentials = fleet.credentials(AgentKind::Switch, &id)?;
+            let router = SwitchAgentService::new(Arc::new(driver.clone()))
+                .into_router(&credentials)
+                .map_err(|e| tls_error(AgentKind::Switch, &id, &e))?;
+            fleet.serve(AgentKind::Switch, &id, router).await?;
             fleet.switches.insert(id, driver);
         }
 
@@ -146,6 +194,10 @@ impl SimFleet {
             "simulated fleet started"
         );
         Ok(fleet)
+    }
+
+    fn credentials(&self, kind: AgentKind, id: &str) -> Result<AgentCredentials, FleetError> {
+        Ok(self.pki.agent(AgentName { kind: kind.label(), id })?)
     }
 
     async fn serve(
@@ -161,10 +213,15 @@ impl SimFleet {
         self.endpoints.push(AgentEndpoint {
             kind,
             id: id.to_owned(),
-            url: format!("http://{}", server.addr),
+            url: format!("https://{}", server.addr),
         });
         self.servers.push(server.task);
         Ok(())
+    }
+
+    /// The directory with the CA, the agents' and the control plane's certificates.
+    pub fn pki(&self) -> &PkiDir {
+        &self.pki
     }
 
     /// Every agent's endpoint: hosts, then DPUs, then switches, each in topology order.
@@ -180,6 +237,23 @@ impl SimFleet {
     /// The endpoint of the agent with this id (host, DPU or switch).
     pub fn endpoint(&self, id: &str) -> Option<&AgentEndpoint> {
         self.endpoints.iter().find(|e| e.id == id)
+    }
+
+    /// A channel to agent `id` as the control plane dials it: mutual TLS with the control
+    /// plane's certificate from this fleet's PKI directory, expecting the agent's own name.
+    pub async fn control_plane_channel(&self, id: &str) -> Result<Channel, String> {
+        let endpoint = self.endpoint(id).ok_or_else(|| format!("no agent {id} in this fleet"))?;
+        let tls = self
+            .pki
+            .control_plane()
+            .and_then(|c| c.client_config(endpoint.kind.label(), id))
+            .map_err(|e| e.to_string())?;
+        Endpoint::from_shared(endpoint.url.clone())
+            .and_then(|e| e.tls_config(tls))
+            .map_err(|e| error_chain(&e))?
+            .connect()
+            .await
+            .map_err(|e| error_chain(&e))
     }
 
     /// The in-process handle of host `id` (e.g. `su1-h07`).

@@ -4,8 +4,9 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use sim_fleet::{SimFleet, SimOptions, Topology};
-//! let fleet = SimFleet::start(&Topology::hgx_h100(2), SimOptions::default()).await?;
+//! use sim_fleet::{PkiDir, SimFleet, SimOptions, Topology};
+//! let pki = PkiDir::new("data/pki");
+//! let fleet = SimFleet::start(&Topology::hgx_h100(2), SimOptions::default(), &pki).await?;
 //! for endpoint in fleet.endpoints() {
 //!     println!("{} {} {}", endpoint.kind, endpoint.id, endpoint.url);
 //! }
@@ -25,6 +26,7 @@ pub mod serve;
 pub mod topology;
 
 pub use agent_common::FaultPlan;
+pub use agent_common::tls::PkiDir;
 pub use dpu_agent::{DpuOp, SimDpuDriver};
 pub use fleet::{FleetError, SimFleet, SimOptions};
 pub use host_agent::{GpuHealth, HostDriver, HostOp, SimHostDriver};

@@ -1,8 +1,9 @@
 //! `sim-fleet`: serves a simulated HGX fleet on loopback until Ctrl-C, and writes the agents
-//! file (`[[agent]]` kind/id/url) the portal reads.
+//! file (`[[agent]]` kind/id/`https://` url) the portal reads. Every agent serves only mutual
+//! TLS with a certificate from `--pki-dir` (created there if missing).
 //!
 //! ```text
-//! sim-fleet [--topology FILE] [--scalable-units N] [--agents-file OUT]
+//! sim-fleet [--topology FILE] [--scalable-units N] [--agents-file OUT] [--pki-dir DIR]
 //!           [--provision-delay-ms MS] [--remove-delay-ms MS] [--seed N]
 //! ```
 //!
@@ -34,6 +35,11 @@ struct Args {
     /// Where to write the agents file (TOML); default: standard output.
     #[arg(long, value_name = "OUT")]
     agents_file: Option<PathBuf>,
+    /// Directory of the agents' CA and certificates: a CA, one certificate per agent and the
+    /// control plane's client certificate are created there when missing. The default is
+    /// where the portal looks with its default data directory.
+    #[arg(long, value_name = "DIR", default_value = "data/pki")]
+    pki_dir: PathBuf,
     /// How long a new VM stays PROVISIONING, in milliseconds.
     #[arg(long, value_name = "MS")]
     provision_delay_ms: Option<u64>,
@@ -122,7 +128,8 @@ async fn run(args: &Args, topology: &Topology) -> Result<(), String> {
         seed: args.seed.unwrap_or(defaults.seed),
         ..defaults
     };
-    let fleet = SimFleet::start(topology, options).await.map_err(|err| err.to_string())?;
+    let pki = agent_common::tls::PkiDir::new(&args.pki_dir);
+    let fleet = SimFleet::start(topology, options, &pki).await.map_err(|err| err.to_string())?;
     let agents = toml::to_string(&fleet.agent_list())
         .map_err(|err| format!("cannot encode the agents file: {err}"))?;
     match &args.agents_file {

@@ -42,10 +42,14 @@ fn test_bad_arguments_exit_2_with_one_sentence() {
 fn test_serves_writes_agents_file_and_stops_on_sigint() {
     let agents_file: PathBuf =
         std::env::temp_dir().join(format!("sim-fleet-agents-{}.toml", std::process::id()));
+    let pki_dir = std::env::temp_dir().join(format!("sim-fleet-cli-pki-{}", std::process::id()));
     let _ = std::fs::remove_file(&agents_file);
+    let _ = std::fs::remove_dir_all(&pki_dir);
     let mut child = Command::new(BIN)
         .args(["--scalable-units", "1", "--agents-file"])
         .arg(&agents_file)
+        .arg("--pki-dir")
+        .arg(&pki_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -61,6 +65,12 @@ fn test_serves_writes_agents_file_and_stops_on_sigint() {
     };
     assert_eq!(agents.agents.len(), 32 + 64 + 8);
     assert_eq!(agents.agents[0].id, "su1-h01");
+    assert!(agents.agents.iter().all(|a| a.url.starts_with("https://")), "TLS only");
+    for file in
+        ["ca.pem", "control-plane.pem", "agents/host/su1-h01.key", "agents/switch/su1-leaf1.pem"]
+    {
+        assert!(pki_dir.join(file).exists(), "{file} created in --pki-dir");
+    }
 
     let status =
         Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("send SIGINT");
@@ -78,4 +88,5 @@ fn test_serves_writes_agents_file_and_stops_on_sigint() {
     };
     assert!(exit.success(), "{exit:?}");
     let _ = std::fs::remove_file(&agents_file);
+    let _ = std::fs::remove_dir_all(&pki_dir);
 }

@@ -12,12 +12,13 @@ use agent_proto::v1::switch_agent_client::SwitchAgentClient;
 use agent_proto::{AgentKind, AgentList};
 use sim_fleet::{SimFleet, SimOptions, Topology};
 use tokio::task::JoinSet;
+use tonic::transport::Channel;
 
 /// Asks one agent for its inventory and returns the id it reports.
-async fn reported_id(kind: AgentKind, url: String) -> String {
+async fn reported_id(kind: AgentKind, channel: Channel) -> String {
     match kind {
         AgentKind::Host => {
-            let mut client = HostAgentClient::connect(url).await.expect("connect");
+            let mut client = HostAgentClient::new(channel);
             client
                 .get_inventory(pb::InventoryRequest {})
                 .await
@@ -26,7 +27,7 @@ async fn reported_id(kind: AgentKind, url: String) -> String {
                 .host_id
         }
         AgentKind::Dpu => {
-            let mut client = DpuAgentClient::connect(url).await.expect("connect");
+            let mut client = DpuAgentClient::new(channel);
             client
                 .get_inventory(pb::InventoryRequest {})
                 .await
@@ -35,7 +36,7 @@ async fn reported_id(kind: AgentKind, url: String) -> String {
                 .dpu_id
         }
         AgentKind::Switch => {
-            let mut client = SwitchAgentClient::connect(url).await.expect("connect");
+            let mut client = SwitchAgentClient::new(channel);
             client
                 .get_inventory(pb::InventoryRequest {})
                 .await
@@ -50,9 +51,11 @@ async fn reported_id(kind: AgentKind, url: String) -> String {
 async fn test_two_scalable_units_start_and_every_endpoint_answers() {
     let topology = Topology::hgx_h100(2);
     let started = Instant::now();
-    let fleet = SimFleet::start(&topology, SimOptions::default()).await.expect("fleet starts");
+    let pki = common::temp_pki("two-units");
+    let fleet =
+        SimFleet::start(&topology, SimOptions::default(), &pki).await.expect("fleet starts");
     let took = started.elapsed();
-    eprintln!("started 64 hosts, 128 DPUs and 16 switches in {took:?}");
+    eprintln!("started 64 hosts, 128 DPUs and 16 switches (and their certificates) in {took:?}");
     // A generous bound so a busy machine does not fail the test; the target is far below.
     assert!(took < Duration::from_secs(3), "start took {took:?}");
 
@@ -64,12 +67,13 @@ async fn test_two_scalable_units_start_and_every_endpoint_answers() {
     );
     let urls: BTreeSet<&str> = endpoints.iter().map(|e| e.url.as_str()).collect();
     assert_eq!(urls.len(), 208, "every agent has its own port");
-    assert!(endpoints.iter().all(|e| e.url.starts_with("http://127.0.0.1:")));
+    assert!(endpoints.iter().all(|e| e.url.starts_with("https://127.0.0.1:")));
 
     let mut calls = JoinSet::new();
     for endpoint in endpoints {
-        let (kind, id, url) = (endpoint.kind, endpoint.id.clone(), endpoint.url.clone());
-        calls.spawn(async move { (id, reported_id(kind, url).await) });
+        let (kind, id) = (endpoint.kind, endpoint.id.clone());
+        let channel = fleet.control_plane_channel(&id).await.expect("connect");
+        calls.spawn(async move { (id, reported_id(kind, channel).await) });
     }
     let mut answered = 0;
     while let Some(result) = calls.join_next().await {
@@ -95,7 +99,7 @@ async fn test_two_scalable_units_start_and_every_endpoint_answers() {
 async fn test_shutdown_ends_open_watch_streams_promptly() {
     let fleet = common::fleet().await;
     let url = fleet.endpoint("su1-h01").expect("host").url.clone();
-    let mut client = HostAgentClient::connect(url.clone()).await.expect("connect");
+    let mut client = common::host_client(&fleet, "su1-h01").await;
     let mut events = client.watch(pb::WatchRequest {}).await.expect("watch").into_inner();
     common::snapshot(&mut events, 0).await;
 
@@ -106,5 +110,6 @@ async fn test_shutdown_ends_open_watch_streams_promptly() {
     let ended =
         tokio::time::timeout(Duration::from_secs(2), events.message()).await.expect("stream ends");
     assert!(!matches!(ended, Ok(Some(_))), "{ended:?}");
-    assert!(HostAgentClient::connect(url).await.is_err());
+    let port = url.rsplit(':').next().expect("port");
+    assert!(std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err(), "port closed");
 }

@@ -1,16 +1,20 @@
 //! gRPC clients for the host agents, keyed by the agent's stable id, plus the watchers that keep
 //! one server-streaming `Watch` open per host agent and feed its events to the control plane.
+//! Every agent is dialled with mutual TLS (see `agent_common::tls`): the control plane's
+//! client certificate, and only a server certificate naming the agents file's id is accepted.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use agent_common::error::error_chain;
+use agent_common::tls::ControlPlaneCredentials;
 use agent_proto::v1::host_agent_client::HostAgentClient;
 use agent_proto::v1::{WatchRequest, host_event};
 use agent_proto::{AgentEndpoint, AgentKind};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::Controller;
+use crate::{Controller, StartError};
 
 /// Why an agent could not be reached at startup.
 #[derive(Debug, thiserror::Error)]
@@ -29,33 +33,41 @@ pub struct AgentRegistry {
     hosts: RwLock<HashMap<String, HostAgentClient<Channel>>>,
 }
 
-pub(crate) async fn connect(endpoint: &AgentEndpoint) -> Result<Channel, AgentUnreachable> {
+pub(crate) async fn connect(
+    endpoint: &AgentEndpoint,
+    tls: &ControlPlaneCredentials,
+) -> Result<Channel, StartError> {
+    let misconfigured = |detail: String| StartError::AgentConfig {
+        kind: endpoint.kind,
+        id: endpoint.id.clone(),
+        url: endpoint.url.clone(),
+        detail,
+    };
     let unreachable = |detail: String| AgentUnreachable {
         kind: endpoint.kind,
         id: endpoint.id.clone(),
         url: endpoint.url.clone(),
         detail,
     };
+    // tonic speaks plain text to an http:// URL even with a TLS configuration.
+    if !endpoint.url.starts_with("https://") {
+        return Err(misconfigured(
+            "agents serve only mutual TLS, so write its URL as https://host:port".to_owned(),
+        ));
+    }
+    let tls = tls
+        .client_config(endpoint.kind.label(), &endpoint.id)
+        .map_err(|e| misconfigured(e.to_string()))?;
     Endpoint::from_shared(endpoint.url.clone())
-        .map_err(|e| unreachable(format!("not a valid URL: {e}")))?
+        .map_err(|e| misconfigured(format!("not a valid URL: {e}")))?
+        .tls_config(tls)
+        .map_err(|e| misconfigured(error_chain(&e)))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(30))
         .tcp_nodelay(true)
         .connect()
         .await
-        .map_err(|e| unreachable(error_chain(&e)))
-}
-
-/// "transport error: connection refused" rather than just the outermost layer.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+        .map_err(|e| unreachable(error_chain(&e)).into())
 }
 
 impl AgentRegistry {

@@ -271,7 +271,8 @@ impl Controller {
         }
     }
 
-    /// A host agent reported a VM's state (from its watch stream).
+    /// A host agent reported a VM's state (from its watch stream); ignored unless the VM is
+    /// placed on that host.
     pub(crate) async fn apply_vm_status(&self, host_name: &str, status: VmStatus) {
         let Ok(id) = Uuid::parse_str(&status.vm_id) else {
             tracing::warn!(host = %host_name, vm = %status.vm_id, "agent reported a VM id that is not a UUID");
@@ -293,6 +294,13 @@ impl Controller {
                 return;
             }
         };
+        // Only the VM's own host speaks for it: another host reporting the same id (a
+        // misbehaving or compromised agent) must not fail or delete someone's instance.
+        let placed_on = host_of(&row);
+        if placed_on.as_deref() != Some(host_name) {
+            tracing::warn!(host = %host_name, vm = %id, placed_on = placed_on.as_deref().unwrap_or("nowhere"), "ignored a VM status from a host the VM is not placed on");
+            return;
+        }
         let current = InstanceState::parse(&row.state).unwrap_or(InstanceState::Failed);
         match (current, reported) {
             (InstanceState::Provisioning, VmState::Running) => {

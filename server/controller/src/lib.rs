@@ -25,6 +25,7 @@ mod users;
 
 use std::sync::Arc;
 
+use agent_common::tls::ControlPlaneCredentials;
 use agent_proto::v1::InventoryRequest;
 use agent_proto::{AgentEndpoint, AgentKind};
 use futures::StreamExt;
@@ -74,6 +75,13 @@ pub enum StartError {
     Bootstrap(Error),
     #[error(transparent)]
     AgentUnreachable(#[from] AgentUnreachable),
+    #[error("cannot dial the {kind} agent {id} at {url}: {detail}")]
+    AgentConfig { kind: AgentKind, id: String, url: String, detail: String },
+    #[error(
+        "the {kind} agent at {url} reports the id {reported}, but the agents file lists it as \
+         {listed}; correct the agents file or the agent"
+    )]
+    AgentIdMismatch { kind: AgentKind, url: String, listed: String, reported: String },
     #[error("the {kind} agent at {url} answered its inventory call with an error: {detail}")]
     Inventory { kind: AgentKind, url: String, detail: String },
     #[error("cannot build the scheduler from the reported inventory: {0}")]
@@ -139,14 +147,17 @@ impl Controller {
         &self.db
     }
 
-    /// Connects to every agent, records their inventory and opens the host watch streams.
-    /// Any agent that cannot be reached is an error naming it.
+    /// Connects to every agent with mutual TLS (`tls`: the control plane's certificate and
+    /// the agents' CA), records their inventory and opens the host watch streams. Any agent
+    /// that cannot be reached, or whose certificate or inventory names another id than the
+    /// agents file, is an error naming it.
     pub async fn attach_agents(
         self: &Arc<Self>,
         endpoints: &[AgentEndpoint],
+        tls: &ControlPlaneCredentials,
     ) -> Result<(), StartError> {
         let results: Vec<Result<(), StartError>> = futures::stream::iter(endpoints)
-            .map(|e| self.attach_agent(e))
+            .map(|e| self.attach_agent(e, tls))
             .buffer_unordered(64)
             .collect()
             .await;
@@ -173,8 +184,26 @@ impl Controller {
         }
     }
 
-    async fn attach_agent(&self, endpoint: &AgentEndpoint) -> Result<(), StartError> {
-        let channel = agents::connect(endpoint).await?;
+    async fn attach_agent(
+        &self,
+        endpoint: &AgentEndpoint,
+        tls: &ControlPlaneCredentials,
+    ) -> Result<(), StartError> {
+        let channel = agents::connect(endpoint, tls).await?;
+        // The certificate already names the agents file's id; an inventory that disagrees
+        // is a misconfigured agent, and must not register under another host's name.
+        let check_id = |reported: &str| {
+            if reported == endpoint.id {
+                Ok(())
+            } else {
+                Err(StartError::AgentIdMismatch {
+                    kind: endpoint.kind,
+                    url: endpoint.url.clone(),
+                    listed: endpoint.id.clone(),
+                    reported: reported.to_owned(),
+                })
+            }
+        };
         let inventory_error = |s: tonic::Status| StartError::Inventory {
             kind: endpoint.kind,
             url: endpoint.url.clone(),
@@ -194,8 +223,9 @@ impl Controller {
                     .await
                     .map_err(inventory_error)?
                     .into_inner();
+                check_id(&inv.host_id)?;
                 self.host_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
-                self.agents.insert_host(&inv.host_id, channel);
+                self.agents.insert_host(&endpoint.id, channel);
             }
             AgentKind::Dpu => {
                 let mut client =
@@ -205,6 +235,7 @@ impl Controller {
                     .await
                     .map_err(inventory_error)?
                     .into_inner();
+                check_id(&inv.dpu_id)?;
                 self.dpu_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
             }
             AgentKind::Switch => {
@@ -215,6 +246,7 @@ impl Controller {
                     .await
                     .map_err(inventory_error)?
                     .into_inner();
+                check_id(&inv.switch_id)?;
                 self.switch_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
             }
         }

@@ -143,12 +143,18 @@ async fn an_unreachable_agent_is_named_at_startup() {
     let endpoint = agent_proto::AgentEndpoint {
         kind: agent_proto::AgentKind::Host,
         id: "su9-h99".into(),
-        url: format!("http://127.0.0.1:{port}"),
+        url: format!("https://127.0.0.1:{port}"),
     };
-    let err = controller.attach_agents(&[endpoint]).await.unwrap_err();
+    let pki = temp_pki("unreachable");
+    pki.ensure(&[], false).unwrap();
+    let err =
+        controller.attach_agents(&[endpoint], &pki.control_plane().unwrap()).await.unwrap_err();
     assert!(matches!(err, StartError::AgentUnreachable(_)));
     let text = err.to_string();
-    assert!(text.starts_with("cannot reach the host agent su9-h99 at http://127.0.0.1:"), "{text}");
+    assert!(
+        text.starts_with("cannot reach the host agent su9-h99 at https://127.0.0.1:"),
+        "{text}"
+    );
 }
 
 /// The last 8 GPUs of the fleet, 64 concurrent 1-GPU launches: exactly 8 win.
@@ -487,7 +493,7 @@ async fn a_vm_that_vanished_while_the_control_plane_was_down_is_failed() {
     })
     .await
     .unwrap();
-    second.attach_agents(stack.fleet.endpoints()).await.unwrap();
+    second.attach_agents(stack.fleet.endpoints(), &stack.tls).await.unwrap();
     let admin = second.actor(stack.admin.user_id).await.unwrap().unwrap();
     let admin = Some(&admin);
     let failed = tokio::time::timeout(Duration::from_secs(10), async {

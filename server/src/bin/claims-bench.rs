@@ -59,11 +59,13 @@ struct Figures {
     failed: usize,
 }
 
-async fn run(database_url: &str, args: &Args) -> Result<Figures, String> {
+async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result<Figures, String> {
     let topology = sim_fleet::Topology::hgx_h100(args.scalable_units);
     let options =
         sim_fleet::SimOptions { provision_delay: Duration::from_millis(10), ..Default::default() };
-    let fleet = sim_fleet::SimFleet::start(&topology, options).await.map_err(|e| e.to_string())?;
+    let fleet =
+        sim_fleet::SimFleet::start(&topology, options, pki).await.map_err(|e| e.to_string())?;
+    let tls = pki.control_plane().map_err(|e| e.to_string())?;
     let password = "claims-bench-password";
     let ctl = Controller::open(&ControllerConfig {
         admin_password: Some(password.to_owned()),
@@ -71,7 +73,7 @@ async fn run(database_url: &str, args: &Args) -> Result<Figures, String> {
     })
     .await
     .map_err(|e| e.to_string())?;
-    ctl.attach_agents(fleet.endpoints()).await.map_err(|e| e.to_string())?;
+    ctl.attach_agents(fleet.endpoints(), &tls).await.map_err(|e| e.to_string())?;
     let user = ctl.login("admin", password, None).await.map_err(|e| e.to_string())?;
     let admin = ctl.actor(user).await.map_err(|e| e.to_string())?.ok_or("no admin")?;
 
@@ -136,7 +138,7 @@ async fn main() -> std::process::ExitCode {
         databases.push(("postgres", url.clone()));
     }
     for (name, url) in databases {
-        match run(&url, &args).await {
+        match run(&url, &args, &sim_fleet::PkiDir::new(dir.join("pki"))).await {
             Ok(f) => {
                 println!(
                     "{name}: {} claims, {} at a time: {:.0} claims/s, p50 {:.2} ms, p99 {:.2} ms, {} failed",

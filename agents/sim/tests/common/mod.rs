@@ -1,5 +1,6 @@
-//! Helpers shared by the gRPC integration tests: a fast simulated fleet, clients, VM specs
-//! on the HGX H100 layout, and watch-stream readers with timeouts.
+//! Helpers shared by the gRPC integration tests: a fast simulated fleet with its own PKI
+//! directory, clients that dial as the control plane (mutual TLS), VM specs on the HGX H100
+//! layout, and watch-stream readers with timeouts.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -8,7 +9,7 @@ use agent_proto::v1 as pb;
 use agent_proto::v1::dpu_agent_client::DpuAgentClient;
 use agent_proto::v1::host_agent_client::HostAgentClient;
 use agent_proto::v1::switch_agent_client::SwitchAgentClient;
-use sim_fleet::{SimFleet, SimOptions, Topology};
+use sim_fleet::{PkiDir, SimFleet, SimOptions, Topology};
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
@@ -33,25 +34,35 @@ pub async fn fleet_with(scalable_units: u32) -> SimFleet {
             seed: 7,
             ..SimOptions::default()
         },
+        &temp_pki("fleet"),
     )
     .await
     .expect("fleet starts")
 }
 
-fn url(fleet: &SimFleet, id: &str) -> String {
-    fleet.endpoint(id).expect("agent in fleet").url.clone()
+/// A fresh, empty PKI directory under the system's temporary directory.
+pub fn temp_pki(name: &str) -> PkiDir {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sim-fleet-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    PkiDir::new(dir)
+}
+
+async fn channel(fleet: &SimFleet, id: &str) -> Channel {
+    fleet.control_plane_channel(id).await.unwrap_or_else(|e| panic!("connect to {id}: {e}"))
 }
 
 pub async fn host_client(fleet: &SimFleet, id: &str) -> HostAgentClient<Channel> {
-    HostAgentClient::connect(url(fleet, id)).await.expect("connect host agent")
+    HostAgentClient::new(channel(fleet, id).await)
 }
 
 pub async fn dpu_client(fleet: &SimFleet, id: &str) -> DpuAgentClient<Channel> {
-    DpuAgentClient::connect(url(fleet, id)).await.expect("connect DPU agent")
+    DpuAgentClient::new(channel(fleet, id).await)
 }
 
 pub async fn switch_client(fleet: &SimFleet, id: &str) -> SwitchAgentClient<Channel> {
-    SwitchAgentClient::connect(url(fleet, id)).await.expect("connect switch agent")
+    SwitchAgentClient::new(channel(fleet, id).await)
 }
 
 pub fn uuid(n: u32) -> String {

@@ -1,10 +1,12 @@
-//! Shared by the control-plane integration tests: a simulated fleet on loopback, the
-//! control plane attached to it, and per-test SQLite or PostgreSQL databases.
+//! Shared by the control-plane integration tests: a simulated fleet on loopback (mutual TLS,
+//! certificates in a per-test PKI directory), the control plane attached to it, and per-test
+//! SQLite or PostgreSQL databases.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_common::tls::{ControlPlaneCredentials, PkiDir};
 use portal_controller::authz::Actor;
 use portal_controller::{Controller, ControllerConfig};
 use portal_types::params::InstanceCreate;
@@ -21,6 +23,23 @@ pub struct Stack {
     pub controller: Arc<Controller>,
     pub fleet: sim_fleet::SimFleet,
     pub admin: Actor,
+    /// What the control plane dials the fleet's agents with.
+    pub tls: ControlPlaneCredentials,
+}
+
+/// A fresh, empty PKI directory under the system's temporary directory.
+pub fn temp_pki(name: &str) -> PkiDir {
+    let dir = std::env::temp_dir().join(format!("portal-test-pki-{name}-{}", uuid::Uuid::new_v4()));
+    PkiDir::new(dir)
+}
+
+/// A host agent client as the control plane dials it (mutual TLS, the agent's own name).
+pub async fn host_client(
+    stack: &Stack,
+    id: &str,
+) -> agent_proto::v1::host_agent_client::HostAgentClient<tonic::transport::Channel> {
+    let channel = stack.fleet.control_plane_channel(id).await.expect("connect to the host agent");
+    agent_proto::v1::host_agent_client::HostAgentClient::new(channel)
 }
 
 pub async fn start(database_url: &str, scalable_units: u32) -> Stack {
@@ -36,7 +55,10 @@ pub async fn start_with_deadline(
     let topology = sim_fleet::Topology::hgx_h100(scalable_units);
     let options =
         sim_fleet::SimOptions { provision_delay: Duration::from_millis(50), ..Default::default() };
-    let fleet = sim_fleet::SimFleet::start(&topology, options).await.expect("sim fleet starts");
+    let pki = temp_pki("stack");
+    let fleet =
+        sim_fleet::SimFleet::start(&topology, options, &pki).await.expect("sim fleet starts");
+    let tls = pki.control_plane().expect("control-plane certificate");
     let controller = Controller::open(&ControllerConfig {
         admin_password: Some(PASSWORD.to_owned()),
         provision_deadline: deadline,
@@ -44,10 +66,10 @@ pub async fn start_with_deadline(
     })
     .await
     .expect("controller opens");
-    controller.attach_agents(fleet.endpoints()).await.expect("agents attach");
+    controller.attach_agents(fleet.endpoints(), &tls).await.expect("agents attach");
     let user = controller.login("admin", PASSWORD, None).await.expect("admin signs in");
     let admin = controller.actor(user).await.unwrap().expect("admin actor");
-    Stack { controller, fleet, admin }
+    Stack { controller, fleet, admin, tls }
 }
 
 /// A fresh PostgreSQL database for one test, or `None` when the run has no PostgreSQL.
