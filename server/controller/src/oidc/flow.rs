@@ -26,7 +26,7 @@ use tower_sessions::Session;
 use uuid::Uuid;
 
 use super::identity::{Identity, map_and_store};
-use super::verify::{bad_at_hash, claims_error, token_error};
+use super::verify::{bad_at_hash, check_issued_at, claims_error, token_error};
 use super::{refuse, sanitize};
 use crate::Controller;
 use crate::db::entity::identity_provider;
@@ -178,6 +178,14 @@ impl RelyingParty {
         provider: &identity_provider::Model,
         refresh: bool,
     ) -> Result<Arc<Discovered>, Error> {
+        // Also checked when the provider is added; this catches rows stored before that.
+        if !super::providers::issuer_is_safe(&provider.issuer_url) {
+            return Err(refuse(format!(
+                "The issuer URL of {} uses plain http:// on a host that is not loopback (allowed \
+                 only on loopback); a provider admin must change it to https://.",
+                provider.display_name
+            )));
+        }
         let key = (provider.id, provider.issuer_url.clone());
         // One lock across the fetch: concurrent sign-ins wait for one discovery instead of
         // each fetching it.
@@ -202,9 +210,12 @@ impl RelyingParty {
         Ok(d)
     }
 
-    fn client(&self, provider: &identity_provider::Model, d: &Discovered) -> RpClient {
-        let secret = (!provider.client_secret.is_empty())
-            .then(|| ClientSecret::new(provider.client_secret.clone()));
+    fn client(
+        &self,
+        provider: &identity_provider::Model,
+        d: &Discovered,
+        secret: Option<ClientSecret>,
+    ) -> RpClient {
         RpClient::from_provider_metadata(
             d.metadata.clone(),
             ClientId::new(provider.client_id.clone()),
@@ -228,7 +239,8 @@ impl RelyingParty {
             .map_err(Error::internal)?
             .ok_or_else(|| Error::not_found("identity provider", name))?;
         let d = self.metadata(&provider, false).await?;
-        let client = self.client(&provider, &d);
+        // The authorization request carries no secret.
+        let client = self.client(&provider, &d, None);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = client
             .authorize_url(
@@ -332,7 +344,8 @@ impl RelyingParty {
                 d.metadata.issuer().as_str()
             )));
         }
-        let mut client = self.client(&provider, &d);
+        let secret = ctl.client_secret(&provider)?;
+        let mut client = self.client(&provider, &d, secret.clone());
         let token = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|_| refuse(format!("{display} advertises no token endpoint.")))?
@@ -353,7 +366,7 @@ impl RelyingParty {
                 )) if d.at.elapsed() >= self.key_refresh_after => {
                     d = self.metadata(&provider, true).await?;
                     // The at_hash check below needs the new keys too.
-                    client = self.client(&provider, &d);
+                    client = self.client(&provider, &d, secret);
                     id_token
                         .claims(&client.id_token_verifier(), &nonce)
                         .cloned()
@@ -364,6 +377,7 @@ impl RelyingParty {
                 }
             }
         };
+        check_issued_at(&claims)?;
         // at_hash binds the access token to the ID token; check it when present.
         if let Some(expected) = claims.access_token_hash() {
             let verifier = client.id_token_verifier();
@@ -377,7 +391,9 @@ impl RelyingParty {
         }
         let mut identity = Identity::from_claims(&claims, &provider.group_claim);
         // Some providers (oidc-provider by default) put e-mail and groups only in userinfo.
-        if (identity.email.is_none() || identity.groups.is_none())
+        if (identity.email.is_none()
+            || identity.email_verified.is_none()
+            || identity.groups.is_none())
             && let Ok(request) =
                 client.user_info(token.access_token().clone(), Some(claims.subject().clone()))
         {
@@ -403,7 +419,7 @@ impl RelyingParty {
             };
             session.insert(LOGOUT_KEY, hint).await.map_err(Error::internal)?;
         }
-        tracing::info!(provider = %provider.name, user = %identity.username(&provider.name), "single sign-on");
+        tracing::info!(provider = %provider.name, user = %user_id, "single sign-on");
         Ok(user_id)
     }
 }

@@ -2,9 +2,14 @@
 //! provider's groups, and the user linked to (provider, subject).
 
 use openidconnect::core::CoreGenderClaim;
+use std::collections::HashMap;
+
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, UserUuid};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
+    Set,
+};
 use uuid::Uuid;
 
 use super::flow::{Claims, ExtraClaims};
@@ -12,7 +17,7 @@ use super::providers::{RoleRule, rules_of};
 use super::refuse;
 use crate::Controller;
 use crate::authz::Role;
-use crate::db::entity::{external_identity, identity_provider, membership, user};
+use crate::db::entity::{external_identity, identity_provider, membership, tenant, user};
 use crate::db::now_ms;
 
 /// What the portal takes from a verified sign-in.
@@ -50,8 +55,12 @@ impl Identity {
         info: &openidconnect::UserInfoClaims<ExtraClaims, CoreGenderClaim>,
         group_claim: &str,
     ) {
+        let info_email = info.email().map(|e| e.as_str().to_ascii_lowercase());
         if self.email.is_none() {
-            self.email = info.email().map(|e| e.as_str().to_ascii_lowercase());
+            self.email = info_email;
+            self.email_verified = info.email_verified();
+        } else if self.email_verified.is_none() && info_email == self.email {
+            // Only a statement about the same address counts.
             self.email_verified = info.email_verified();
         }
         if self.groups.is_none() {
@@ -59,19 +68,53 @@ impl Identity {
         }
     }
 
+    /// The portal's name for a new user: the address (the subject when the provider sent
+    /// none) qualified by the provider, `alice@example.com (corp)`. Usernames are global;
+    /// local ones cannot contain spaces or parentheses and provider names are unique, so
+    /// this never names a local account or another provider's user. The user is found by
+    /// (provider, subject) in `external_identity`, never by this name.
     pub(super) fn username(&self, provider: &str) -> String {
-        self.email.clone().unwrap_or_else(|| format!("{}@{provider}", self.subject))
+        let name = self.email.as_deref().unwrap_or(&self.subject);
+        format!("{name} ({provider})")
     }
 }
 
-/// The role for `groups`: the highest role any matching rule grants, else the default.
-pub fn role_for(rules: &[RoleRule], groups: &[String], default_role: &str) -> Role {
+/// The role for `groups`: the highest role any matching rule grants, else the default;
+/// `None` when nothing matches and the default is "none".
+pub fn role_for(rules: &[RoleRule], groups: &[String], default_role: &str) -> Option<Role> {
     rules
         .iter()
         .filter(|r| groups.iter().any(|g| g == &r.group))
         .filter_map(|r| Role::parse(&r.role))
         .max()
-        .unwrap_or_else(|| Role::parse(default_role).unwrap_or(Role::Viewer))
+        .or_else(|| Role::parse(default_role))
+}
+
+/// The display name of the provider each of `users` signs in through, for user lists;
+/// local users are absent.
+pub(crate) async fn providers_of(
+    db: &DatabaseConnection,
+    users: &[Uuid],
+) -> Result<HashMap<Uuid, String>, Error> {
+    let links = external_identity::Entity::find()
+        .filter(external_identity::Column::UserId.is_in(users.iter().copied()))
+        .all(db)
+        .await
+        .map_err(Error::internal)?;
+    if links.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let names: HashMap<Uuid, String> = identity_provider::Entity::find()
+        .all(db)
+        .await
+        .map_err(Error::internal)?
+        .into_iter()
+        .map(|p| (p.id, p.display_name))
+        .collect();
+    Ok(links
+        .into_iter()
+        .filter_map(|l| Some((l.user_id, names.get(&l.provider_id)?.clone())))
+        .collect())
 }
 
 /// Checks the e-mail domain, finds or creates the user, and sets their role in the
@@ -93,11 +136,23 @@ pub(super) async fn map_and_store(
                 provider.email_domains
             )));
         };
-        if identity.email_verified == Some(false) {
-            return Err(refuse(format!(
-                "{display} says the e-mail address {email} is not verified; verify it there and \
-                 sign in again."
-            )));
+        // The domain admits people only if the provider vouches for the address; a missing
+        // claim vouches for nothing.
+        match identity.email_verified {
+            Some(true) => {}
+            Some(false) => {
+                return Err(refuse(format!(
+                    "{display} says the e-mail address {email} is not verified; verify it there \
+                     and sign in again."
+                )));
+            }
+            None => {
+                return Err(refuse(format!(
+                    "{display} sent no email_verified claim, so the e-mail address {email} is \
+                     not verified for this portal; ask your identity provider's admin to \
+                     release that claim."
+                )));
+            }
         }
         let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
         if !provider.email_domains.split(',').any(|d| d == domain) {
@@ -112,6 +167,16 @@ pub(super) async fn map_and_store(
         identity.groups.as_deref().unwrap_or(&[]),
         &provider.default_role,
     );
+    let Some(role) = role else {
+        let tenant = tenant::Entity::find_by_id(provider.tenant_id)
+            .one(&ctl.db)
+            .await
+            .map_err(Error::internal)?
+            .map_or_else(|| "the provider's tenant".to_owned(), |t| t.name);
+        return Err(refuse(format!(
+            "No group of yours maps to a role in {tenant}; ask your admin."
+        )));
+    };
     let username = identity.username(&provider.name);
     let now = now_ms();
     let txn = crate::db::begin_write(&ctl.db).await.map_err(Error::internal)?;
@@ -138,8 +203,9 @@ pub(super) async fn map_and_store(
             u.id
         }
         None => {
-            // Never adopt an existing account by name: a provider asserting someone's
-            // address must not take over a local (or another provider's) account.
+            // Never adopt an existing account by name. The qualified name is only taken by
+            // another subject of this provider asserting the same address, or by a user left
+            // from an earlier provider of the same name.
             let taken = user::Entity::find()
                 .filter(user::Column::Username.eq(&username))
                 .one(&txn)
@@ -147,8 +213,9 @@ pub(super) async fn map_and_store(
                 .map_err(Error::internal)?;
             if taken.is_some() {
                 return Err(refuse(format!(
-                    "An account named {username} already exists and is not linked to {display}; \
-                     ask an admin to remove or rename it."
+                    "The name {username} belongs to another account (another identity at \
+                     {display}, or one left by an earlier provider of that name); ask an admin \
+                     to remove or rename that account."
                 )));
             }
             let id = Uuid::new_v4();
@@ -160,6 +227,7 @@ pub(super) async fn map_and_store(
                 disabled: Set(false),
                 created_at: Set(now),
                 must_change_password: Set(false),
+                ..Default::default()
             }
             .insert(&txn)
             .await
@@ -207,15 +275,19 @@ pub(super) async fn map_and_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oidc::parse_role_rules;
 
     #[test]
     fn role_rules_parse_and_pick_the_highest_matching_role() {
         let rules = parse_role_rules("ml-team=member\nadmins = tenant-admin, ").unwrap();
         assert_eq!(rules.len(), 2);
         let groups = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(role_for(&rules, &groups(&["ml-team"]), "viewer"), Role::Member);
-        assert_eq!(role_for(&rules, &groups(&["ml-team", "admins"]), "viewer"), Role::TenantAdmin);
-        assert_eq!(role_for(&rules, &groups(&["other"]), "viewer"), Role::Viewer);
+        let role = |g: &[&str], default: &str| role_for(&rules, &groups(g), default);
+        assert_eq!(role(&["ml-team"], "viewer"), Some(Role::Member));
+        assert_eq!(role(&["ml-team", "admins"], "viewer"), Some(Role::TenantAdmin));
+        assert_eq!(role(&["other"], "viewer"), Some(Role::Viewer));
+        assert_eq!(role(&["other"], "none"), None, "no rule matches and no default role");
+        assert_eq!(role(&["ml-team"], "none"), Some(Role::Member));
         assert!(parse_role_rules("ml-team member").is_err());
     }
 }

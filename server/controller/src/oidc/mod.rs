@@ -10,18 +10,23 @@
 //! that says what was wrong; tokens and secrets are never logged.
 //!
 //! Files by concern: `providers` (what admins configure), `flow` (the two redirects),
-//! `verify` (the ID token), `identity` (who the user is in the portal).
+//! `verify` (the ID token), `identity` (who the user is in the portal), `secrets` (client
+//! secrets encrypted at rest).
 
 mod flow;
 mod identity;
 mod providers;
+mod secrets;
 mod verify;
 
 use portal_types::Error;
 
 pub use flow::{Callback, ExtraClaims, RelyingParty, logout_url, refusal, remember_refusal};
+pub(crate) use identity::providers_of;
 pub use identity::role_for;
 pub use providers::{ProviderButton, ProviderCreate, ProviderInfo, RoleRule, parse_role_rules};
+pub(crate) use secrets::seal_all;
+pub use secrets::{SecretKeyError, SecretKeys};
 
 fn refuse(message: impl Into<String>) -> Error {
     Error::invalid(message)

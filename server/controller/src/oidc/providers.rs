@@ -36,7 +36,7 @@ pub struct ProviderCreate {
     /// The ID token (or userinfo) claim holding the user's groups; empty: `groups`.
     pub group_claim: String,
     pub role_rules: Vec<RoleRule>,
-    /// Role for users no rule matches.
+    /// Role for users no rule matches, or [`NO_ROLE`] to refuse them.
     pub default_role: String,
 }
 
@@ -76,6 +76,25 @@ pub fn parse_role_rules(text: &str) -> Result<Vec<RoleRule>, Error> {
             Ok(RoleRule { group: group.trim().to_owned(), role: role.trim().to_owned() })
         })
         .collect()
+}
+
+/// The default role that admits nobody: users no role rule matches are refused.
+pub const NO_ROLE: &str = "none";
+
+/// Whether an issuer URL may be used: https, or plain http only on loopback (127.0.0.0/8,
+/// ::1, localhost), where no one between the portal and the provider can read or change
+/// the discovery document, the keys or the tokens. (Development and the end-to-end tests
+/// run a provider on 127.0.0.1 without TLS.)
+pub(super) fn issuer_is_safe(issuer: &str) -> bool {
+    use openidconnect::url::{Host, Url};
+    let Ok(url) = Url::parse(issuer) else { return false };
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(Host::Domain(host))) => host.eq_ignore_ascii_case("localhost"),
+        ("http", Some(Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(Host::Ipv6(ip))) => ip.is_loopback(),
+        _ => false,
+    }
 }
 
 fn valid_slug(name: &str) -> bool {
@@ -166,11 +185,12 @@ impl Controller {
             if create.display_name.trim().is_empty() { name } else { create.display_name.trim() };
         // The exact issuer string the provider advertises: ID tokens are compared to it.
         let issuer = create.issuer_url.trim();
-        let parsed = openidconnect::url::Url::parse(issuer)
+        openidconnect::url::Url::parse(issuer)
             .map_err(|_| Error::invalid(format!("The issuer URL \"{issuer}\" is not a URL.")))?;
-        if !matches!(parsed.scheme(), "https" | "http") {
+        if !issuer_is_safe(issuer) {
             return Err(Error::invalid(format!(
-                "The issuer URL \"{issuer}\" must start with https:// (or http:// on loopback)."
+                "The issuer URL \"{issuer}\" must start with https:// (plain http:// is allowed \
+                 only on loopback: 127.0.0.0/8, ::1 or localhost)."
             )));
         }
         let client_id = create.client_id.trim();
@@ -180,7 +200,12 @@ impl Controller {
             ));
         }
         let default_role = create.default_role.trim();
-        check_role(default_role, "default role")?;
+        if default_role != NO_ROLE && Role::parse(default_role).is_none() {
+            return Err(Error::invalid(format!(
+                "The default role \"{default_role}\" is not a role; use viewer, member, \
+                 tenant-admin, or none to refuse users no rule matches."
+            )));
+        }
         for rule in &create.role_rules {
             if rule.group.is_empty() {
                 return Err(Error::invalid("A role rule has an empty group name."));
@@ -219,13 +244,15 @@ impl Controller {
                 ),
             });
         }
+        let id = Uuid::new_v4();
         let row = identity_provider::ActiveModel {
-            id: Set(Uuid::new_v4()),
+            id: Set(id),
             name: Set(name.to_owned()),
             display_name: Set(display_name.to_owned()),
             issuer_url: Set(issuer.to_owned()),
             client_id: Set(client_id.to_owned()),
-            client_secret: Set(create.client_secret.trim().to_owned()),
+            client_secret: Set(self.secret_keys.seal(id, create.client_secret.trim())),
+            client_secret_sealed: Set(true),
             tenant_id: Set(tenant.id),
             email_domains: Set(domains.join(",")),
             group_claim: Set(group_claim.to_owned()),

@@ -7,8 +7,27 @@ use openidconnect::{
 };
 use portal_types::Error;
 
-use super::flow::unreachable_provider;
+use super::flow::{Claims, unreachable_provider};
 use super::{refuse, sanitize};
+
+/// How far ahead of ours a provider's clock may run.
+const MAX_CLOCK_SKEW_S: i64 = 60;
+
+/// Refuses an ID token issued in the future. `openidconnect` accepts any `iat` unless told
+/// otherwise; a token from the future means a wrong clock at the provider or a token made
+/// ahead of time to outlive its expiry check, and neither should sign anyone in.
+pub(super) fn check_issued_at(claims: &Claims) -> Result<(), Error> {
+    let now_s = crate::db::now_ms() / 1000;
+    let ahead = claims.issue_time().timestamp() - now_s;
+    if ahead > MAX_CLOCK_SKEW_S {
+        return Err(refuse(format!(
+            "The ID token was issued in the future ({ahead} s ahead of the portal's clock); \
+             sign in again, and ask the identity provider's admin to check its clock if it \
+             happens again."
+        )));
+    }
+    Ok(())
+}
 
 pub(super) fn bad_at_hash() -> Error {
     refuse(
