@@ -968,9 +968,18 @@ async fn the_secret_key_rotates_and_a_wrong_key_stops_the_start() {
 /// user named by the bare address. The first start qualifies the name and encrypts the secret.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_old_database_gets_qualified_names_and_encrypted_secrets() {
+    upgrade_on(sqlite_url("upgrade")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_postgres_database_gets_qualified_names_and_encrypted_secrets() {
+    let Some(url) = postgres_url().await else { return };
+    upgrade_on(url).await;
+}
+
+async fn upgrade_on(url: String) {
     use portal_migrations::{Migrator, MigratorTrait};
     use sea_orm::{ConnectionTrait, Statement, Value};
-    let url = sqlite_url("upgrade");
     let db = portal_controller::db::connect(&url).await.unwrap();
     // The schema as it was before this change (migrations 001 to 007).
     Migrator::up(&db, Some(7)).await.unwrap();
@@ -980,18 +989,18 @@ async fn an_old_database_gets_qualified_names_and_encrypted_secrets() {
     let run = |sql: &str, values: Vec<Value>| {
         db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
     };
-    run("INSERT INTO tenant (id, name, created_at) VALUES (?, 'acme', 0)", vec![tenant.into()])
+    run("INSERT INTO tenant (id, name, created_at) VALUES ($1, 'acme', 0)", vec![tenant.into()])
         .await
         .unwrap();
     run(
         "INSERT INTO users (id, username, provider_admin, disabled, created_at) \
-         VALUES (?, 'alice@example.com', false, false, 0)",
+         VALUES ($1, 'alice@example.com', false, false, 0)",
         vec![user.into()],
     )
     .await
     .unwrap();
     run(
-        "INSERT INTO membership (user_id, tenant_id, role) VALUES (?, ?, 'member')",
+        "INSERT INTO membership (user_id, tenant_id, role) VALUES ($1, $2, 'member')",
         vec![user.into(), tenant.into()],
     )
     .await
@@ -999,7 +1008,7 @@ async fn an_old_database_gets_qualified_names_and_encrypted_secrets() {
     run(
         "INSERT INTO identity_provider (id, name, display_name, issuer_url, client_id, \
          client_secret, tenant_id, email_domains, group_claim, role_rules, default_role, \
-         created_at) VALUES (?, 'corp', 'Corp SSO', ?, 'portal', 'portal-secret', ?, '', \
+         created_at) VALUES ($1, 'corp', 'Corp SSO', $2, 'portal', 'portal-secret', $3, '', \
          'groups', '[]', 'viewer', 0)",
         vec![prov.into(), idp.issuer().into(), tenant.into()],
     )
@@ -1007,7 +1016,7 @@ async fn an_old_database_gets_qualified_names_and_encrypted_secrets() {
     .unwrap();
     run(
         "INSERT INTO external_identity (provider_id, subject, user_id, created_at, \
-         last_sign_in_at) VALUES (?, 'alice-sub', ?, 0, 0)",
+         last_sign_in_at) VALUES ($1, 'alice-sub', $2, 0, 0)",
         vec![prov.into(), user.into()],
     )
     .await
