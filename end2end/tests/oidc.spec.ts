@@ -68,7 +68,7 @@ test("a provider admin adds an identity provider and alice signs in with it as a
 
   // Back on the dashboard as alice, in the provider's tenant, with the mapped role.
   await expect(page).toHaveURL(/127\.0\.0\.1:\d+\/$/);
-  await expect(page.getByTestId("whoami")).toContainText("alice@example.com · default · member");
+  await expect(page.getByTestId("whoami")).toContainText("alice@example.com (corp) · default · member");
   await expect(page.getByTestId("nav-admin")).toHaveCount(0);
 
   // Signing out ends the session here and, RP-initiated, at the provider, which asks and

@@ -11,6 +11,7 @@ mod m20261124_000005_api_tokens;
 mod m20261124_000006_password_change;
 mod m20261124_000007_login_failures;
 mod m20261202_000008_sessions_and_default_quotas;
+mod m20261202_000009_oidc_hardening;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000006_password_change::Migration),
             Box::new(m20261124_000007_login_failures::Migration),
             Box::new(m20261202_000008_sessions_and_default_quotas::Migration),
+            Box::new(m20261202_000009_oidc_hardening::Migration),
         ]
     }
 }

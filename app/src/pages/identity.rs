@@ -171,6 +171,7 @@ fn Identity() -> impl IntoView {
                             <option value="viewer">"viewer"</option>
                             <option value="member">"member"</option>
                             <option value="tenant-admin">"tenant-admin"</option>
+                            <option value="none">"none: refuse users no rule matches"</option>
                         </select>
                     </label>
                     <button type="submit" class="primary">"Add provider"</button>
@@ -197,10 +198,12 @@ fn ProviderTable(
             <tbody>
                 {list.into_iter().map(|p| {
                     let name = p.name.clone();
+                    // "none" admits only users a rule matches.
+                    let otherwise = if p.default_role == "none" { "refused" } else { p.default_role.as_str() };
                     let roles = if p.role_rules.is_empty() {
-                        format!("everyone {}", p.default_role)
+                        format!("everyone {otherwise}")
                     } else {
-                        format!("{} (else {}) from {}", p.role_rules, p.default_role, p.group_claim)
+                        format!("{} (else {otherwise}) from {}", p.role_rules, p.group_claim)
                     };
                     view! {
                         <tr data-testid="idp-row" data-name=p.name.clone()>

@@ -248,7 +248,7 @@ fn Users(me: Me) -> impl IntoView {
                                     let current = u.role.clone();
                                     view! {
                                         <tr data-testid="user-row" data-name=u.username.clone()>
-                                            <td class="name">{u.username.clone()}{u.provider_admin.then_some(" (provider admin)")}</td>
+                                            <td class="name">{u.username.clone()}{u.provider_admin.then_some(" (provider admin)")}{u.provider.clone().map(|p| view! { <span class="muted" data-testid="user-provider">" · via " {p}</span> })}</td>
                                             <td>
                                                 <select on:change=move |ev| {
                                                     set_role.dispatch(UserSetRole { tenant_id: tenant(), user_id: id, role: event_target_value(&ev) });

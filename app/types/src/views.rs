@@ -279,6 +279,9 @@ pub struct UserView {
     pub role: String,
     pub disabled: bool,
     pub provider_admin: bool,
+    /// The identity provider a single sign-on user signs in through (its display name).
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
 /// A new local account, with its one-time password shown once.

@@ -52,16 +52,21 @@ pub struct ControllerConfig {
     pub provision_deadline: std::time::Duration,
     /// Failed sign-in limits and the account lockout.
     pub login_throttle: throttle::ThrottleConfig,
+    /// Encrypts identity providers' client secrets at rest; the server passes
+    /// [`oidc::SecretKeys::load`] of its data directory.
+    pub secret_keys: oidc::SecretKeys,
 }
 
 impl ControllerConfig {
-    /// The defaults for a database URL: a 10-minute launch deadline, a generated password.
+    /// The defaults for a database URL: a 10-minute launch deadline, a generated password, a
+    /// secret key that lives as long as the process.
     pub fn new(database_url: impl Into<String>) -> Self {
         ControllerConfig {
             database_url: database_url.into(),
             admin_password: None,
             provision_deadline: std::time::Duration::from_secs(600),
             login_throttle: throttle::ThrottleConfig::default(),
+            secret_keys: oidc::SecretKeys::ephemeral(),
         }
     }
 }
@@ -86,6 +91,8 @@ pub enum StartError {
     Inventory { kind: AgentKind, url: String, detail: String },
     #[error("cannot build the scheduler from the reported inventory: {0}")]
     Scheduler(String),
+    #[error(transparent)]
+    SecretKey(#[from] oidc::SecretKeyError),
 }
 
 pub struct Controller {
@@ -101,6 +108,7 @@ pub struct Controller {
     provision_deadline: std::time::Duration,
     login_throttle: throttle::LoginThrottle,
     bootstrap: Bootstrap,
+    secret_keys: oidc::SecretKeys,
 }
 
 impl Controller {
@@ -117,6 +125,7 @@ impl Controller {
                 .await
                 .map_err(StartError::Bootstrap)?;
             catalog::seed(db).await.map_err(StartError::Bootstrap)?;
+            oidc::seal_all(db, &config.secret_keys).await?;
             Ok::<_, StartError>(bootstrap)
         })
         .await?;
@@ -131,6 +140,7 @@ impl Controller {
             provision_deadline: config.provision_deadline,
             login_throttle: throttle::LoginThrottle::new(config.login_throttle),
             bootstrap,
+            secret_keys: config.secret_keys.clone(),
         }))
     }
 

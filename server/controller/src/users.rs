@@ -76,6 +76,8 @@ impl Controller {
             .all(&self.db)
             .await
             .map_err(Error::internal)?;
+        let ids: Vec<Uuid> = members.iter().map(|m| m.user_id).collect();
+        let mut providers = crate::oidc::providers_of(&self.db, &ids).await?;
         let mut out = Vec::with_capacity(members.len());
         for m in members {
             if let Some(u) =
@@ -87,6 +89,7 @@ impl Controller {
                     role: m.role,
                     disabled: u.disabled,
                     provider_admin: u.provider_admin,
+                    provider: providers.remove(&u.id),
                 });
             }
         }
@@ -151,6 +154,7 @@ impl Controller {
                     role: role.as_str().to_owned(),
                     disabled: false,
                     provider_admin: false,
+                    provider: None,
                 },
                 one_time_password: password,
             })

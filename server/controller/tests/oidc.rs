@@ -26,9 +26,13 @@ use openidconnect::{
     PrivateSigningKey,
 };
 use portal_controller::authz::{Actor, Role};
-use portal_controller::oidc::{Callback, ExtraClaims, ProviderCreate, RelyingParty, RoleRule};
+use portal_controller::db::entity::identity_provider;
+use portal_controller::oidc::{
+    Callback, ExtraClaims, ProviderCreate, RelyingParty, RoleRule, SecretKeys,
+};
 use portal_controller::{Controller, ControllerConfig};
 use portal_types::Error;
+use portal_types::ids::{GenericUuid, UserUuid};
 use serde_json::json;
 use tower_sessions::Session;
 
@@ -60,6 +64,25 @@ enum Misbehave {
     BadAtHash,
     /// E-mail and groups only from userinfo, as oidc-provider does by default.
     ClaimsOnlyInUserinfo,
+    /// No `email_verified` claim, neither in the ID token nor from userinfo.
+    EmailVerifiedMissing,
+    /// `email_verified: false` in both.
+    EmailUnverified,
+    /// `iat` ten minutes ahead of the portal's clock.
+    IssuedInFuture,
+    /// `iat` 30 s ahead: clock skew the portal tolerates.
+    IssuedSlightlyAhead,
+}
+
+impl Misbehave {
+    /// The `email_verified` claim the provider sends with an e-mail address.
+    fn email_verified(self) -> Option<bool> {
+        match self {
+            Misbehave::EmailVerifiedMissing => None,
+            Misbehave::EmailUnverified => Some(false),
+            _ => Some(true),
+        }
+    }
 }
 
 /// What the provider's login page learnt from the authorization request.
@@ -234,8 +257,12 @@ async fn token(
     let access_token = format!("at-{}", uuid::Uuid::new_v4());
     s.access_tokens.lock().unwrap().insert(access_token.clone(), grant.clone());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let (iat, exp) =
-        if how == Misbehave::Expired { (now - 7200, now - 3600) } else { (now, now + 300) };
+    let (iat, exp) = match how {
+        Misbehave::Expired => (now - 7200, now - 3600),
+        Misbehave::IssuedInFuture => (now + 600, now + 900),
+        Misbehave::IssuedSlightlyAhead => (now + 30, now + 330),
+        _ => (now, now + 300),
+    };
     let mut claims = json!({
         "iss": if how == Misbehave::WrongIssuer { "http://evil.example".to_owned() } else { s.issuer.clone() },
         "aud": [if how == Misbehave::WrongAudience { "someone-else" } else { CLIENT_ID }],
@@ -247,7 +274,9 @@ async fn token(
     if how != Misbehave::ClaimsOnlyInUserinfo {
         if let Some(email) = &grant.email {
             claims["email"] = json!(email);
-            claims["email_verified"] = json!(true);
+            if let Some(verified) = how.email_verified() {
+                claims["email_verified"] = json!(verified);
+            }
         }
         claims["groups"] = json!(grant.groups);
     }
@@ -293,22 +322,49 @@ async fn userinfo(State(s): State<Arc<IdpState>>, headers: HeaderMap) -> Respons
     let Some(grant) = s.access_tokens.lock().unwrap().get(bearer).cloned() else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    Json(json!({
-        "sub": grant.subject,
-        "email": grant.email,
-        "email_verified": true,
-        "groups": grant.groups,
-    }))
-    .into_response()
+    let mut info = json!({ "sub": grant.subject, "email": grant.email, "groups": grant.groups });
+    if let Some(verified) = s.misbehave.lock().unwrap().email_verified() {
+        info["email_verified"] = json!(verified);
+    }
+    Json(info).into_response()
 }
 
 // ---------------------------------------------------------------------------------------
 
 struct Portal {
+    database_url: String,
     controller: Arc<Controller>,
     admin: Actor,
     rp: RelyingParty,
     idp: Idp,
+}
+
+/// Opens the control plane on `database_url` with `keys` and signs the admin in.
+async fn open(database_url: &str, keys: SecretKeys) -> Result<(Arc<Controller>, Actor), String> {
+    let controller = Controller::open(&ControllerConfig {
+        admin_password: Some(ADMIN_PASSWORD.to_owned()),
+        secret_keys: keys,
+        ..ControllerConfig::new(database_url)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let admin_id = controller.login("admin", ADMIN_PASSWORD, None).await.unwrap();
+    let admin = controller.actor(admin_id).await.unwrap().unwrap();
+    Ok((controller, admin))
+}
+
+/// What a provider admin enters for another provider at the test's identity provider.
+fn provider(name: &str, issuer: &str, default_role: &str) -> ProviderCreate {
+    ProviderCreate {
+        name: name.into(),
+        issuer_url: issuer.to_owned(),
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        tenant: "default".into(),
+        role_rules: vec![RoleRule { group: "ml-team".into(), role: "member".into() }],
+        default_role: default_role.into(),
+        ..Default::default()
+    }
 }
 
 fn sqlite_url(name: &str) -> String {
@@ -338,14 +394,11 @@ async fn postgres_url() -> Option<String> {
 }
 
 async fn portal_on(database_url: &str, email_domains: &str) -> Portal {
-    let controller = Controller::open(&ControllerConfig {
-        admin_password: Some(ADMIN_PASSWORD.to_owned()),
-        ..ControllerConfig::new(database_url)
-    })
-    .await
-    .expect("controller opens");
-    let admin_id = controller.login("admin", ADMIN_PASSWORD, None).await.unwrap();
-    let admin = controller.actor(admin_id).await.unwrap().unwrap();
+    portal_with(database_url, email_domains, SecretKeys::new([7; 32], None)).await
+}
+
+async fn portal_with(database_url: &str, email_domains: &str, keys: SecretKeys) -> Portal {
+    let (controller, admin) = open(database_url, keys).await.expect("controller opens");
     let idp = Idp::start().await;
     controller
         .identity_provider_create(
@@ -369,7 +422,7 @@ async fn portal_on(database_url: &str, email_domains: &str) -> Portal {
         .await
         .expect("provider created");
     let rp = RelyingParty::new("http://127.0.0.1:3000").unwrap();
-    Portal { controller, admin, rp, idp }
+    Portal { database_url: database_url.to_owned(), controller, admin, rp, idp }
 }
 
 fn session(p: &Portal) -> Session {
@@ -377,7 +430,30 @@ fn session(p: &Portal) -> Session {
 }
 
 impl Portal {
-    /// One whole sign-in of `subject` through the provider.
+    /// Stops this control plane and starts another on the same database with `keys`, as an
+    /// operator restarting the portal does; the identity provider keeps running.
+    async fn restart(&mut self, keys: SecretKeys) -> Result<(), String> {
+        self.controller.stop();
+        let (controller, admin) = open(&self.database_url, keys).await?;
+        self.controller = controller;
+        self.admin = admin;
+        // A new process: no discovery cached.
+        self.rp = RelyingParty::new("http://127.0.0.1:3000").unwrap();
+        Ok(())
+    }
+
+    /// The identity provider row `name` as stored.
+    async fn stored_provider(&self, name: &str) -> identity_provider::Model {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        identity_provider::Entity::find()
+            .filter(identity_provider::Column::Name.eq(name))
+            .one(self.controller.db())
+            .await
+            .unwrap()
+            .expect("provider stored")
+    }
+
+    /// One whole sign-in of `subject` through the provider `corp`.
     async fn sign_in(
         &self,
         session: &Session,
@@ -385,7 +461,19 @@ impl Portal {
         email: Option<&str>,
         groups: &[&str],
     ) -> Result<Actor, Error> {
-        let url = self.rp.begin(&self.controller, session, "corp").await?;
+        self.sign_in_with("corp", session, subject, email, groups).await
+    }
+
+    /// One whole sign-in of `subject` through the portal's provider named `provider`.
+    async fn sign_in_with(
+        &self,
+        provider: &str,
+        session: &Session,
+        subject: &str,
+        email: Option<&str>,
+        groups: &[&str],
+    ) -> Result<Actor, Error> {
+        let url = self.rp.begin(&self.controller, session, provider).await?;
         let callback = self.idp.authorize(&url, subject, email, groups, None);
         let user = self.rp.finish(&self.controller, session, &callback).await?;
         Ok(self.controller.actor(user).await?.expect("signed-in user has an actor"))
@@ -413,7 +501,7 @@ async fn first_sign_in_creates_the_user_in_the_mapped_tenant_with_the_mapped_rol
     let p = portal("happy", "").await;
     let s = session(&p);
     let alice = p.sign_in(&s, "alice-sub", Some("Alice@Example.com"), &["ml-team"]).await.unwrap();
-    assert_eq!(alice.username, "alice@example.com");
+    assert_eq!(alice.username, "alice@example.com (corp)");
     assert_eq!(alice.tenant_name, "default");
     assert_eq!(alice.role, Role::Member);
     assert!(!alice.provider_admin);
@@ -434,9 +522,9 @@ async fn first_sign_in_creates_the_user_in_the_mapped_tenant_with_the_mapped_rol
     assert_eq!(demoted.user_id, alice.user_id);
     assert_eq!(demoted.role, Role::Viewer, "no matching group: the default role");
 
-    // Without an e-mail address the user is sub@provider.
+    // Without an e-mail address the user is named by the subject.
     let bob = p.sign_in(&session(&p), "bob-sub", None, &["ml-team"]).await.unwrap();
-    assert_eq!(bob.username, "bob-sub@corp");
+    assert_eq!(bob.username, "bob-sub (corp)");
     assert_eq!(bob.role, Role::Member);
 }
 
@@ -453,7 +541,7 @@ async fn single_sign_on_works_on_postgres_and_rotates_the_session_id() {
     s.save().await.unwrap();
     assert_ne!(s.id(), Some(before), "the session id changes at sign-in (no fixation)");
     let dana = p.controller.actor(user).await.unwrap().unwrap();
-    assert_eq!((dana.username.as_str(), dana.role), ("dana@example.com", Role::TenantAdmin));
+    assert_eq!((dana.username.as_str(), dana.role), ("dana@example.com (corp)", Role::TenantAdmin));
     // Refusals write nothing on PostgreSQL either.
     assert_sentence(&p.refused(Misbehave::WrongAudience).await, "wrong audience");
 }
@@ -506,7 +594,7 @@ async fn claims_missing_from_the_id_token_come_from_userinfo() {
         .sign_in(&session(&p), "carol-sub", Some("carol@example.com"), &["ml-team"])
         .await
         .unwrap();
-    assert_eq!(carol.username, "carol@example.com");
+    assert_eq!(carol.username, "carol@example.com (corp)");
     assert_eq!(carol.role, Role::Member);
 }
 
@@ -584,11 +672,13 @@ async fn email_domains_and_existing_accounts_are_respected() {
     assert_sentence(&err.to_string(), "not in a domain admitted");
     let err = p.sign_in(&session(&p), "y", None, &["ml-team"]).await.unwrap_err();
     assert_sentence(&err.to_string(), "sent no e-mail address");
-    // A provider asserting the local admin's name does not get the admin account.
+    // A provider asserting the local admin's name does not get the admin account: its user
+    // is another account, named after the provider.
     let p2 = portal("takeover", "").await;
-    let err = p2.sign_in(&session(&p2), "admin-sub", Some("admin"), &["admins"]).await;
-    // "admin" is not an e-mail address the provider would send, but the name is what counts.
-    assert_sentence(&err.unwrap_err().to_string(), "already exists and is not linked");
+    let other = p2.sign_in(&session(&p2), "admin-sub", Some("admin"), &["admins"]).await.unwrap();
+    assert_ne!(other.user_id, p2.admin.user_id);
+    assert_eq!(other.username, "admin (corp)");
+    assert!(!other.provider_admin);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -696,7 +786,7 @@ async fn a_rotated_provider_key_is_fetched_on_its_first_use() {
     // The provider rotates; the keys we hold do not know the new key id.
     p.idp.rotate_key();
     let bob = p.sign_in(&session(&p), "bob-sub", Some("bob@example.com"), &[]).await.unwrap();
-    assert_eq!(bob.username, "bob@example.com");
+    assert_eq!(bob.username, "bob@example.com (corp)");
     // Within the refresh interval, an unknown key is refused with a sentence instead of
     // fetching the keys again.
     let q = portal("rotation-guarded", "").await;
@@ -704,4 +794,261 @@ async fn a_rotated_provider_key_is_fetched_on_its_first_use() {
     q.idp.rotate_key();
     let err = q.sign_in(&session(&q), "dave-sub", Some("dave@example.com"), &[]).await.unwrap_err();
     assert_eq!(err.status_code(), 400, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn email_verified_is_required_when_domains_are_configured() {
+    let p = portal("email-verified", "example.com").await;
+    assert_sentence(&p.refused(Misbehave::EmailVerifiedMissing).await, "is not verified");
+    assert_sentence(&p.refused(Misbehave::EmailUnverified).await, "is not verified");
+    // Without domains the address only names the user: no claim is needed.
+    let q = portal("email-verified-any", "").await;
+    q.idp.misbehave(Misbehave::EmailVerifiedMissing);
+    q.sign_in(&session(&q), "u-sub", Some("u@example.com"), &[]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_default_role_of_none_refuses_users_no_rule_matches() {
+    let p = portal("no-default-role", "").await;
+    let strict = provider("strict", p.idp.issuer(), "none");
+    p.controller.identity_provider_create(Some(&p.admin), &strict).await.unwrap();
+    let listed = p.controller.identity_provider_list(Some(&p.admin)).await.unwrap();
+    assert_eq!(listed.iter().find(|i| i.name == "strict").unwrap().default_role, "none");
+    let err = p
+        .sign_in_with("strict", &session(&p), "x-sub", Some("x@example.com"), &["other"])
+        .await
+        .unwrap_err();
+    assert_sentence(
+        &err.to_string(),
+        "No group of yours maps to a role in default; ask your admin.",
+    );
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let users =
+        portal_controller::db::entity::user::Entity::find().count(p.controller.db()).await.unwrap();
+    assert_eq!(users, 1, "a refused sign-in writes no user");
+    let member = p
+        .sign_in_with("strict", &session(&p), "y-sub", Some("y@example.com"), &["ml-team"])
+        .await
+        .unwrap();
+    assert_eq!(member.role, Role::Member);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sso_users_are_keyed_by_provider_and_subject_never_by_username() {
+    let p = portal("identity-keys", "").await;
+    // A tenant admin invites a local alice@example.com before Alice first signs in.
+    let local = p
+        .controller
+        .user_invite(Some(&p.admin), None, "alice@example.com", "viewer")
+        .await
+        .unwrap();
+    let alice = p
+        .sign_in(&session(&p), "alice-sub", Some("alice@example.com"), &["ml-team"])
+        .await
+        .unwrap();
+    assert_ne!(alice.user_id, local.user.id);
+    assert_eq!(alice.username, "alice@example.com (corp)");
+    assert_eq!(alice.role, Role::Member);
+    // Another provider asserting the same address, even the same subject: another user.
+    let other = provider("other", p.idp.issuer(), "viewer");
+    p.controller.identity_provider_create(Some(&p.admin), &other).await.unwrap();
+    let elsewhere = p
+        .sign_in_with("other", &session(&p), "alice-sub", Some("alice@example.com"), &[])
+        .await
+        .unwrap();
+    assert_ne!(elsewhere.user_id, alice.user_id);
+    assert_eq!(elsewhere.username, "alice@example.com (other)");
+    // Her next sign-in through corp finds her by subject, whatever address it carries.
+    let again = p
+        .sign_in(&session(&p), "alice-sub", Some("alice.b@example.com"), &["ml-team"])
+        .await
+        .unwrap();
+    assert_eq!(again.user_id, alice.user_id);
+    // Another subject of corp asserting her address does not become her.
+    let err =
+        p.sign_in(&session(&p), "mallory-sub", Some("alice@example.com"), &[]).await.unwrap_err();
+    assert_sentence(&err.to_string(), "belongs to another");
+    // Local names cannot look like a provider's users.
+    let err = p
+        .controller
+        .user_invite(Some(&p.admin), None, "bob@example.com (corp)", "viewer")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is not valid"), "{err}");
+    // The user list shows the provider beside single sign-on users.
+    let users = p.controller.user_list(Some(&p.admin), None).await.unwrap();
+    let provider_of = |name: &str| {
+        users
+            .iter()
+            .find(|u| u.username == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .provider
+            .clone()
+    };
+    assert_eq!(provider_of("alice@example.com"), None);
+    assert_eq!(provider_of("alice@example.com (corp)").as_deref(), Some("Corp SSO"));
+    assert_eq!(provider_of("alice@example.com (other)").as_deref(), Some("other"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_issuers_are_accepted_only_on_loopback() {
+    let p = portal("http-loopback", "").await;
+    let create = |name: &str, issuer: &str| {
+        let c = provider(name, issuer, "viewer");
+        let ctl = Arc::clone(&p.controller);
+        let admin = p.admin.clone();
+        async move { ctl.identity_provider_create(Some(&admin), &c).await }
+    };
+    for issuer in [
+        "http://idp.example.com",
+        "http://10.0.0.1:8080",
+        "http://localhost.example.com",
+        "http://127.0.0.1.nip.io",
+    ] {
+        let err = create("plain", issuer).await.unwrap_err();
+        assert_sentence(&err.to_string(), "only on loopback");
+    }
+    for (name, issuer) in [
+        ("l1", "http://localhost:9400"),
+        ("l2", "http://127.0.0.2:9400"),
+        ("l3", "http://[::1]:9400"),
+        ("tls", "https://idp.example.com"),
+    ] {
+        create(name, issuer).await.unwrap_or_else(|e| panic!("{issuer}: {e}"));
+    }
+    // A provider stored before the check existed is refused at sign-in, before any request.
+    use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+    let mut row = p.stored_provider("corp").await.into_active_model();
+    row.issuer_url = Set("http://idp.example.com".into());
+    row.update(p.controller.db()).await.unwrap();
+    let err = p.rp.begin(&p.controller, &session(&p), "corp").await.unwrap_err();
+    assert_sentence(&err.to_string(), "only on loopback");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn id_tokens_issued_in_the_future_are_refused() {
+    let p = portal("issued-at", "").await;
+    assert_sentence(&p.refused(Misbehave::IssuedInFuture).await, "issued in the future");
+    // A provider whose clock runs a little ahead is tolerated.
+    p.idp.misbehave(Misbehave::IssuedSlightlyAhead);
+    p.sign_in(&session(&p), "skew-sub", Some("skew@example.com"), &[]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_secrets_are_encrypted_at_rest() {
+    let p = portal("sealed", "").await;
+    let row = p.stored_provider("corp").await;
+    assert!(row.client_secret_sealed);
+    assert!(!row.client_secret.contains(CLIENT_SECRET), "{}", row.client_secret);
+    // The token endpoint checks the secret, so a sign-in proves it decrypts.
+    p.sign_in(&session(&p), "a-sub", Some("a@example.com"), &[]).await.unwrap();
+    // The admins' view never carries it.
+    let listed = p.controller.identity_provider_list(Some(&p.admin)).await.unwrap();
+    assert!(!format!("{listed:?}").contains(CLIENT_SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_secret_key_rotates_and_a_wrong_key_stops_the_start() {
+    let (old, new) = ([1; 32], [2; 32]);
+    let mut p = portal_with(&sqlite_url("rotate-key"), "", SecretKeys::new(old, None)).await;
+    let before = p.stored_provider("corp").await.client_secret;
+    // The new key alone cannot read the secrets: the start stops with a sentence.
+    let err = p.restart(SecretKeys::new(new, None)).await.unwrap_err();
+    assert!(err.contains("cannot be decrypted"), "{err}");
+    assert!(err.contains("PORTAL_SECRET_KEY_PREVIOUS"), "{err}");
+    // With the old key as the previous one, every secret is re-encrypted with the new key...
+    p.restart(SecretKeys::new(new, Some(old))).await.unwrap();
+    assert_ne!(p.stored_provider("corp").await.client_secret, before);
+    // ...so the old key is no longer needed.
+    p.restart(SecretKeys::new(new, None)).await.unwrap();
+    p.sign_in(&session(&p), "b-sub", Some("b@example.com"), &[]).await.unwrap();
+}
+
+/// A database from before single sign-on hardening: a provider with a plaintext secret and a
+/// user named by the bare address. The first start qualifies the name and encrypts the secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_database_gets_qualified_names_and_encrypted_secrets() {
+    upgrade_on(sqlite_url("upgrade")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_postgres_database_gets_qualified_names_and_encrypted_secrets() {
+    let Some(url) = postgres_url().await else { return };
+    upgrade_on(url).await;
+}
+
+async fn upgrade_on(url: String) {
+    use portal_migrations::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectionTrait, Statement, Value};
+    let db = portal_controller::db::connect(&url).await.unwrap();
+    // The schema as it was before this change (migrations 001 to 007).
+    Migrator::up(&db, Some(7)).await.unwrap();
+    let idp = Idp::start().await;
+    let (tenant, user, prov) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let backend = db.get_database_backend();
+    let run = |sql: &str, values: Vec<Value>| {
+        db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+    };
+    run("INSERT INTO tenant (id, name, created_at) VALUES ($1, 'acme', 0)", vec![tenant.into()])
+        .await
+        .unwrap();
+    run(
+        "INSERT INTO users (id, username, provider_admin, disabled, created_at) \
+         VALUES ($1, 'alice@example.com', false, false, 0)",
+        vec![user.into()],
+    )
+    .await
+    .unwrap();
+    run(
+        "INSERT INTO membership (user_id, tenant_id, role) VALUES ($1, $2, 'member')",
+        vec![user.into(), tenant.into()],
+    )
+    .await
+    .unwrap();
+    run(
+        "INSERT INTO identity_provider (id, name, display_name, issuer_url, client_id, \
+         client_secret, tenant_id, email_domains, group_claim, role_rules, default_role, \
+         created_at) VALUES ($1, 'corp', 'Corp SSO', $2, 'portal', 'portal-secret', $3, '', \
+         'groups', '[]', 'viewer', 0)",
+        vec![prov.into(), idp.issuer().into(), tenant.into()],
+    )
+    .await
+    .unwrap();
+    run(
+        "INSERT INTO external_identity (provider_id, subject, user_id, created_at, \
+         last_sign_in_at) VALUES ($1, 'alice-sub', $2, 0, 0)",
+        vec![prov.into(), user.into()],
+    )
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+
+    // This database has no admin account: open the control plane without signing one in.
+    let start = || async {
+        Controller::open(&ControllerConfig {
+            secret_keys: SecretKeys::new([3; 32], None),
+            ..ControllerConfig::new(&url)
+        })
+        .await
+        .unwrap()
+    };
+    let controller = start().await;
+    let admin = controller.actor(UserUuid::from_untyped_uuid(user)).await.unwrap().unwrap();
+    let p = Portal {
+        database_url: url.clone(),
+        controller,
+        admin,
+        rp: RelyingParty::new("http://127.0.0.1:3000").unwrap(),
+        idp,
+    };
+    let row = p.stored_provider("corp").await;
+    assert!(row.client_secret_sealed);
+    assert!(!row.client_secret.contains(CLIENT_SECRET));
+    let alice = p.sign_in(&session(&p), "alice-sub", Some("alice@example.com"), &[]).await.unwrap();
+    assert_eq!(alice.user_id.into_untyped_uuid(), user);
+    assert_eq!(alice.username, "alice@example.com (corp)");
+    // A second start finds nothing left to do.
+    p.controller.stop();
+    start().await.stop();
+    assert_eq!(p.stored_provider("corp").await.client_secret, row.client_secret);
 }

@@ -274,6 +274,7 @@ pub mod identity_provider {
         pub display_name: String,
         pub issuer_url: String,
         pub client_id: String,
+        /// Encrypted with the portal's secret key (see `oidc::secrets`) once `client_secret_sealed`.
         pub client_secret: String,
         pub tenant_id: Uuid,
         /// Comma-separated, lower case; empty: no restriction.
@@ -282,8 +283,11 @@ pub mod identity_provider {
         /// JSON list of `{"group": …, "role": …}`.
         #[sea_orm(column_type = "Text")]
         pub role_rules: String,
+        /// A role, or "none": users no rule matches are refused.
         pub default_role: String,
         pub created_at: i64,
+        /// False only for rows written before secrets were encrypted, until the next start.
+        pub client_secret_sealed: bool,
     }
     no_relations!();
 }
