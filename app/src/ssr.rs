@@ -39,6 +39,25 @@ pub async fn context() -> Result<(Arc<Controller>, Session, Option<Actor>), Erro
     Ok((ctl, session, actor))
 }
 
+/// The page's Content-Security-Policy: scripts only from the portal and the inline ones
+/// Leptos writes with this response's nonce, WebAssembly allowed to compile, styles from
+/// the portal (inline style attributes carry tenant colors), no framing, no plug-ins.
+pub fn content_security_policy() {
+    let (Some(nonce), Some(response)) =
+        (leptos::nonce::use_nonce(), use_context::<ResponseOptions>())
+    else {
+        return;
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+         object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&policy) {
+        response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
 /// Sets the response status for `err` and logs what only operators may see.
 pub fn fail(err: Error) -> Error {
     if let Some(options) = use_context::<ResponseOptions>()

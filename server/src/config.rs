@@ -63,7 +63,7 @@ pub struct Config {
     #[arg(long, env = "PORTAL_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 
-    /// Mark session cookies Secure; turn on when the portal is served over HTTPS.
+    /// Mark session cookies Secure (automatic when --public-url is https://).
     #[arg(long, env = "PORTAL_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
 
@@ -109,6 +109,12 @@ pub enum Command {
 }
 
 impl Config {
+    /// Browsers reach the portal over https (its public URL says so): cookies are `Secure`
+    /// and HSTS is sent.
+    pub fn is_https(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+    }
+
     /// Where the agents' CA and the control plane's certificate are.
     pub fn pki_dir(&self) -> PathBuf {
         self.pki_dir.clone().unwrap_or_else(|| self.data_dir.join("pki"))

@@ -6,6 +6,7 @@ mod csrf;
 mod live;
 mod oidc_routes;
 mod pki;
+mod protect;
 mod render;
 mod startup;
 mod web;

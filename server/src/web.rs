@@ -59,7 +59,7 @@ pub async fn router(
         .with_name("portal_session")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_secure(config.secure_cookies)
+        .with_secure(config.secure_cookies || config.is_https())
         .with_expiry(Expiry::OnInactivity(SESSION_IDLE));
 
     let routes = generate_route_list(App);
@@ -92,6 +92,16 @@ pub async fn router(
         .layer(axum::middleware::from_fn_with_state(
             crate::csrf::PublicOrigin::from_url(config.public_url.as_deref()),
             crate::csrf::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::protect::InFlight::new(crate::protect::MAX_IN_FLIGHT),
+            crate::protect::shed_load,
         ));
+    let app = crate::protect::security_headers(config.is_https()).into_iter().fold(
+        app,
+        |app, (name, value)| {
+            app.layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(name, value))
+        },
+    );
     Ok(app)
 }
