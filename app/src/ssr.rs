@@ -71,13 +71,14 @@ pub fn fail(err: Error) -> Error {
     err
 }
 
-/// The caller's IP address as the socket saw it (for sign-in throttling). Behind a reverse
-/// proxy this is the proxy's address.
+/// The address a request is taken to come from, worked out by the server from the socket
+/// and, behind trusted proxies only, `X-Forwarded-For` (a request extension).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// The caller's IP address (for sign-in throttling and the audit log).
 pub async fn client_address() -> Option<std::net::IpAddr> {
-    leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .await
-        .ok()
-        .map(|info| info.0.ip())
+    leptos_axum::extract::<axum::Extension<ClientIp>>().await.ok().map(|c| c.0.0)
 }
 
 async fn bearer_token() -> Option<String> {

@@ -2,8 +2,15 @@
 //! provider, `GET /auth/oidc/callback` finishes the sign-in and lands on the dashboard, or on
 //! the sign-in page with `?sso=<reference>` to the sentence saying why, kept in the session. The work is in
 //! [`portal_controller::oidc::RelyingParty`]; these handlers only translate to redirects.
+//!
+//! Every anonymous start stores a pending sign-in in a session row, so starts are bounded
+//! (per client address and in all) and an anonymous visitor's session lives ten minutes,
+//! not the eight hours of a signed-in one.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use axum::Router;
@@ -14,7 +21,7 @@ use axum::routing::get;
 use portal_controller::Controller;
 use portal_controller::oidc::{Callback, RelyingParty};
 use portal_types::Error;
-use tower_sessions::Session;
+use tower_sessions::{Expiry, Session};
 
 use crate::config::Config;
 
@@ -22,6 +29,45 @@ use crate::config::Config;
 struct Sso {
     controller: Arc<Controller>,
     rp: Arc<RelyingParty>,
+    starts: Arc<Mutex<StartBudget>>,
+}
+
+/// Sign-in starts a minute, per client address and in all.
+const STARTS_PER_ADDRESS: u32 = 20;
+const STARTS_IN_ALL: u32 = 1200;
+/// How long an anonymous session (a pending sign-in, a refusal to show) lives.
+const ANONYMOUS_SESSION: time::Duration = time::Duration::minutes(10);
+
+/// Counts of sign-in starts in the current minute.
+#[derive(Default)]
+struct StartBudget {
+    minute: Option<Instant>,
+    all: u32,
+    by_address: HashMap<IpAddr, u32>,
+}
+
+impl StartBudget {
+    /// Takes one start for `address`, or says no.
+    fn take(&mut self, address: IpAddr, now: Instant) -> bool {
+        if self.minute.is_none_or(|m| now.duration_since(m) >= Duration::from_secs(60)) {
+            *self = StartBudget { minute: Some(now), ..StartBudget::default() };
+        }
+        let mine = self.by_address.entry(address).or_default();
+        if *mine >= STARTS_PER_ADDRESS || self.all >= STARTS_IN_ALL {
+            return false;
+        }
+        *mine += 1;
+        self.all += 1;
+        true
+    }
+}
+
+/// An anonymous visitor's session ends ten minutes after its last use; signing in gives it
+/// the usual lifetime again.
+async fn keep_briefly_if_anonymous(controller: &Controller, session: &Session) {
+    if matches!(controller.session_actor(session, None).await, Ok(None)) {
+        session.set_expiry(Some(Expiry::OnInactivity(ANONYMOUS_SESSION)));
+    }
 }
 
 /// The routes, ready to merge into a router of any state. The session layer must wrap them.
@@ -36,7 +82,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
     Ok(Router::new()
         .route("/auth/oidc/{name}/login", get(login))
         .route("/auth/oidc/callback", get(callback))
-        .with_state(Sso { controller, rp: Arc::new(rp) }))
+        .with_state(Sso { controller, rp: Arc::new(rp), starts: Arc::default() }))
 }
 
 /// A 302, which every browser follows with GET (the providers' authorization endpoints and
@@ -46,7 +92,7 @@ fn found(location: &str) -> Response {
 }
 
 /// Back to the sign-in page, which shows the refusal as one sentence.
-async fn refused(session: &Session, err: &Error) -> Response {
+async fn refused(controller: &Controller, session: &Session, err: &Error) -> Response {
     let sentence = match err {
         Error::Unavailable { .. } => {
             "The identity provider cannot be reached right now; try again shortly or sign in \
@@ -59,6 +105,7 @@ async fn refused(session: &Session, err: &Error) -> Response {
         Some(detail) => tracing::warn!(%detail, "single sign-on failed"),
         None => tracing::info!(reason = %sentence, "single sign-on refused"),
     }
+    keep_briefly_if_anonymous(controller, session).await;
     match portal_controller::oidc::remember_refusal(session, &sentence).await {
         Ok(reference) => found(&format!("/login?sso={reference}")),
         Err(e) => {
@@ -68,10 +115,26 @@ async fn refused(session: &Session, err: &Error) -> Response {
     }
 }
 
-async fn login(State(sso): State<Sso>, session: Session, Path(name): Path<String>) -> Response {
+async fn login(
+    State(sso): State<Sso>,
+    client: Option<axum::Extension<crate::client_ip::ClientIp>>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Response {
+    let client = client.map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.0);
+    let allowed = sso.starts.lock().unwrap_or_else(|p| p.into_inner()).take(client, Instant::now());
+    if !allowed {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "60")],
+            "Too many single sign-on attempts; try again in a minute.",
+        )
+            .into_response();
+    }
+    keep_briefly_if_anonymous(&sso.controller, &session).await;
     match sso.rp.begin(&sso.controller, &session, &name).await {
         Ok(url) => found(&url),
-        Err(e) => refused(&session, &e).await,
+        Err(e) => refused(&sso.controller, &session, &e).await,
     }
 }
 
@@ -82,6 +145,6 @@ async fn callback(
 ) -> Response {
     match sso.rp.finish(&sso.controller, &session, &response).await {
         Ok(_) => found("/"),
-        Err(e) => refused(&session, &e).await,
+        Err(e) => refused(&sso.controller, &session, &e).await,
     }
 }

@@ -94,6 +94,10 @@ pub async fn router(
             crate::csrf::guard,
         ))
         .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.trusted_proxies.clone()),
+            crate::client_ip::resolve,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             crate::protect::InFlight::new(crate::protect::MAX_IN_FLIGHT),
             crate::protect::shed_load,
         ));

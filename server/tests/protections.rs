@@ -174,3 +174,79 @@ fn shutdown_ends_within_seconds_even_with_a_request_stuck() {
     }
     drop(stuck);
 }
+
+#[test]
+fn anonymous_sign_in_starts_are_bounded_and_their_sessions_short_lived() {
+    let portal = start("sso-starts", &[]);
+    let mut refused = 0;
+    for i in 0..25 {
+        let r = request(&portal, "GET /auth/oidc/no-such-provider/login HTTP/1.1\r\n\r\n").unwrap();
+        if r.starts_with("HTTP/1.1 429") {
+            refused += 1;
+            continue;
+        }
+        assert!(r.starts_with("HTTP/1.1 302"), "start {i}: {r}");
+        // The refusal to show is kept in a session that lives minutes, not hours.
+        let cookie = header(&r, "set-cookie").expect("a session for the refusal");
+        let max_age: i64 = cookie
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("Max-Age="))
+            .expect("a Max-Age")
+            .parse()
+            .unwrap();
+        assert!(max_age <= 600, "{cookie}");
+    }
+    assert_eq!(refused, 5, "20 starts a minute per address");
+}
+
+/// Signs `admin` in; returns the session cookie.
+fn sign_in_admin(portal: &Portal) -> String {
+    let body = format!("username=admin&password={}", PASSWORD.replace(' ', "+"));
+    let r = send(
+        portal,
+        &format!(
+            "POST /api/fn/login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        ),
+        body.as_bytes(),
+    )
+    .unwrap();
+    header(&r, "set-cookie").expect("signed in").split(';').next().unwrap().to_owned()
+}
+
+/// The audit log's addresses of failed sign-ins of `user` after one sent with the header
+/// `X-Forwarded-For: 203.0.113.7`.
+fn audited_address(portal: &Portal, user: &str) -> String {
+    let body = format!("username={user}&password=wrong");
+    send(
+        portal,
+        &format!(
+            "POST /api/fn/login HTTP/1.1\r\nX-Forwarded-For: 203.0.113.7\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        ),
+        body.as_bytes(),
+    )
+    .unwrap();
+    let cookie = sign_in_admin(portal);
+    let r = send(
+        portal,
+        &format!(
+            "POST /api/fn/audit_list HTTP/1.1\r\nCookie: {cookie}\r\nContent-Length: 0\r\n\r\n"
+        ),
+        b"",
+    )
+    .unwrap();
+    let json = r.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let start = json.find(&format!("\"actor\":\"{user}\"")).expect("the failed sign-in is audited");
+    let entry = &json[start..json[start..].find('}').map_or(json.len(), |e| start + e)];
+    entry.split("\"client\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned()
+}
+
+#[test]
+fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
+    let direct = start("xff-direct", &[]);
+    assert_eq!(audited_address(&direct, "mallory"), "127.0.0.1");
+    drop(direct);
+    let proxied = start("xff-proxy", &["--trusted-proxies", "127.0.0.0/8"]);
+    assert_eq!(audited_address(&proxied, "mallory"), "203.0.113.7");
+}

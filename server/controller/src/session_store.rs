@@ -132,6 +132,8 @@ impl crate::Controller {
         user_id: portal_types::ids::UserUuid,
     ) -> Result<(), portal_types::Error> {
         session.cycle_id().await.map_err(session_error)?;
+        // Back to the usual lifetime if it was an anonymous visitor's short one.
+        session.set_expiry(None);
         session.insert(USER_KEY, user_id).await.map_err(session_error)?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         session.insert(SIGNED_IN_AT_KEY, now).await.map_err(session_error)?;
