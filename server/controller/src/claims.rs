@@ -371,6 +371,7 @@ fn instance_row(
         spec: Some(serde_json::to_string(placement).map_err(Error::internal)?),
         message: None,
         generation: 1,
+        vm_removal: None,
         created_by: actor.user_id.into_untyped_uuid(),
         created_at: now,
         updated_at: now,

@@ -94,14 +94,12 @@ pub fn allocation_of(row: &instance::Model) -> Option<Allocation> {
     Some(Allocation::new(row.id.to_string(), placement))
 }
 
-/// Instances that hold host resources: everything not deleted. A failed VM keeps its
-/// resources until it is deleted, as the host may still hold it.
+/// Instances that hold host resources (see [`crate::removal::holding`]).
 async fn holding_instances(
     db: &DatabaseConnection,
     host_id: Option<Uuid>,
 ) -> Result<Vec<instance::Model>, Error> {
-    let mut query = instance::Entity::find()
-        .filter(instance::Column::State.ne(portal_types::views::InstanceState::Deleted.as_str()));
+    let mut query = instance::Entity::find().filter(crate::removal::holding());
     if let Some(id) = host_id {
         query = query.filter(instance::Column::HostId.eq(id));
     }
