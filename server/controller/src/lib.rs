@@ -11,6 +11,7 @@ mod claims;
 pub mod db;
 pub mod events;
 pub mod fleet;
+mod fleet_sync;
 mod instances;
 pub mod oidc;
 mod quotas;
@@ -202,6 +203,7 @@ impl Controller {
                 .push(agents::spawn_host_watcher(Arc::clone(self), e.id.clone()).abort_handle());
         }
         background.push(reconciler::spawn(Arc::clone(self)).abort_handle());
+        background.push(fleet_sync::spawn(Arc::clone(self)).abort_handle());
         Ok(())
     }
 

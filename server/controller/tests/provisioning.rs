@@ -128,3 +128,75 @@ async fn a_vm_the_database_does_not_want_is_listed_then_removed() {
     })
     .await;
 }
+
+/// Two replicas on one database. Replica A cordons every host but one, and half the GPUs of
+/// that one fail; replica B, whose scheduler believed the whole fleet open, never places on
+/// a cordoned host or a failed GPU, and soon sees the cordons itself (LISTEN/NOTIFY on
+/// PostgreSQL, a periodic refresh on SQLite), uncordons included.
+async fn replicas_see_each_others_cordons_and_gpu_health(url: &str) {
+    use sim_fleet::GpuHealth;
+
+    let stack = start(url, 1).await;
+    let a = &stack.controller;
+    let admin = Some(&stack.admin);
+    let b = Controller::open(&ControllerConfig {
+        admin_password: Some(PASSWORD.to_owned()),
+        ..ControllerConfig::new(url)
+    })
+    .await
+    .unwrap();
+    b.attach_agents(stack.fleet.endpoints(), &stack.tls).await.unwrap();
+    assert_eq!(b.capacity(admin).await.unwrap().fleet[0].launchable.x8, 32);
+
+    let names: Vec<String> =
+        a.fleet_summary(admin).await.unwrap().hosts.iter().map(|h| h.name.clone()).collect();
+    let (open, cordoned) = names.split_last().unwrap();
+    for name in cordoned {
+        a.host_set_cordoned(admin, name, true).await.unwrap();
+    }
+    let open_host = stack.fleet.host(open).unwrap();
+    for module in 1..=4 {
+        open_host.set_gpu_health(module, GpuHealth::Failed, "XID 79: fell off the bus").unwrap();
+    }
+    eventually(10, "the failed GPUs in the database", async || {
+        let fleet = a.fleet_summary(admin).await.unwrap();
+        fleet.hosts.iter().any(|h| &h.name == open && h.gpus_unhealthy == 4)
+    })
+    .await;
+
+    // Right away, before any refresh could have reached B.
+    let err = b.instance_create(admin, &launch("b-eight", "h100x8")).await.unwrap_err();
+    assert_eq!(err.status_code(), 507, "{err}");
+    let four = b.instance_create(admin, &launch("b-four", "h100x4")).await.unwrap().remove(0);
+    assert_eq!(four.host_name.as_deref(), Some(open.as_str()));
+    let err = b.instance_create(admin, &launch("b-one", "h100x1")).await.unwrap_err();
+    assert_eq!(err.status_code(), 507, "{err}");
+    let fleet = a.fleet_summary(admin).await.unwrap();
+    assert!(fleet.hosts.iter().all(|h| h.gpus_used == 0 || &h.name == open), "{fleet:?}");
+
+    // B's scheduler catches up: nothing launchable anywhere.
+    eventually(10, "B seeing A's cordons", async || {
+        let l = b.capacity(admin).await.unwrap().fleet[0].launchable;
+        (l.x8, l.x4, l.x2, l.x1) == (0, 0, 0, 0)
+    })
+    .await;
+    // And an uncordon reaches B too.
+    a.host_set_cordoned(admin, &cordoned[0], false).await.unwrap();
+    eventually(10, "B seeing A's uncordon", async || {
+        b.capacity(admin).await.unwrap().fleet[0].launchable.x8 == 1
+    })
+    .await;
+    let eight = b.instance_create(admin, &launch("b-eight", "h100x8")).await.unwrap().remove(0);
+    assert_eq!(eight.host_name.as_deref(), Some(cordoned[0].as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_see_each_others_cordons_and_gpu_health_on_sqlite() {
+    replicas_see_each_others_cordons_and_gpu_health(&sqlite_url("replicas-cordon")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_see_each_others_cordons_and_gpu_health_on_postgres() {
+    let Some(url) = postgres_url("replicas_cordon").await else { return };
+    replicas_see_each_others_cordons_and_gpu_health(&url).await;
+}
