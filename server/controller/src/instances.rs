@@ -3,9 +3,10 @@
 //! `removal`), and the state changes host agents report.
 //!
 //! `instance_create` is a two-step saga, each step with its undo:
-//!   1. claim   — instance row + GPU claims in one transaction  / mark failed; release the
-//!                claims once the host confirms the VM is gone
+//!   1. claim   — instance row + GPU claims in one transaction  / mark failed
 //!   2. ensure  — host agent EnsureVm (idempotent by vm id)      / host agent RemoveVm
+//!
+//! The claims are released once the host confirms the VM is gone (see `removal`).
 //!
 //! The instance then stays `provisioning` until the host's watch stream says `running`.
 
