@@ -12,6 +12,7 @@ mod m20261124_000006_password_change;
 mod m20261124_000007_login_failures;
 mod m20261202_000008_sessions_and_default_quotas;
 mod m20261202_000009_oidc_hardening;
+mod m20261202_000010_vm_removal;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000007_login_failures::Migration),
             Box::new(m20261202_000008_sessions_and_default_quotas::Migration),
             Box::new(m20261202_000009_oidc_hardening::Migration),
+            Box::new(m20261202_000010_vm_removal::Migration),
         ]
     }
 }

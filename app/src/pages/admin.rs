@@ -1,4 +1,4 @@
-//! Provider-admin pages: the instance-type catalog and tenant quotas.
+//! Provider-admin pages: the instance-type catalog, tenant quotas and stray VMs.
 
 use leptos::prelude::*;
 use portal_types::Error;
@@ -21,6 +21,7 @@ fn Admin(me: Me) -> impl IntoView {
     let set_quota = ServerAction::<QuotaSet>::new();
     let cordon = ServerAction::<HostSetCordoned>::new();
     let set_default = ServerAction::<QuotaDefaultSet>::new();
+    let strays = Resource::new(|| (), |_| stray_vm_list());
     let defaults = Resource::new(move || set_default.version().get(), |_| quota_default_list());
     let types = Resource::new(
         move || (create.version().get(), delete.version().get()),
@@ -87,6 +88,26 @@ fn Admin(me: Me) -> impl IntoView {
                 <Show when=move || matches!(cordon.value().get(), Some(Ok(())))>
                     <p class="muted" data-testid="cordon-done">"Done."</p>
                 </Show>
+            </section>
+            <section class="panel" data-testid="stray-vms">
+                <h2>"Stray VMs"</h2>
+                <p class="muted">"VMs a host runs that no instance wants there; they may hold GPUs. The portal removes them after a grace period."</p>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move { match strays.await {
+                        Ok(rows) if rows.is_empty() => view! { <p class="muted">"None."</p> }.into_any(),
+                        Ok(rows) => view! {
+                            <table class="instances" data-testid="stray-table">
+                                <thead><tr><th>"Host"</th><th>"VM"</th><th>"State"</th><th>"Seen since"</th></tr></thead>
+                                <tbody>
+                                    {rows.into_iter().map(|s| view! {
+                                        <tr><td>{s.host}</td><td class="mono">{s.vm_id}</td><td>{s.state}</td><td>{s.since}</td></tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    }})}
+                </Transition>
             </section>
             <section class="panel">
                 // One boundary reads the quota, heading included (DESIGN §5).
@@ -174,4 +195,25 @@ fn TypeTable(types: Vec<InstanceType>, delete: ServerAction<InstanceTypeDelete>)
             </tbody>
         </table>
     }
+}
+
+/// A VM a host runs that the database does not want there (read-only; the control plane's
+/// reconciler removes it after its grace period).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StrayVmRow {
+    pub host: String,
+    pub vm_id: String,
+    pub state: String,
+    /// RFC 3339: when the portal first saw it.
+    pub since: String,
+}
+
+#[server(prefix = "/api/fn", endpoint = "stray_vm_list")]
+pub async fn stray_vm_list() -> Result<Vec<StrayVmRow>, Error> {
+    let (ctl, _, actor) = crate::ssr::context().await?;
+    let strays = ctl.stray_vm_list(actor.as_ref()).await.map_err(crate::ssr::fail)?;
+    Ok(strays
+        .into_iter()
+        .map(|s| StrayVmRow { host: s.host, vm_id: s.vm_id, state: s.state, since: s.since })
+        .collect())
 }

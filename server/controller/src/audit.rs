@@ -1,9 +1,10 @@
 //! The audit log: every mutating call records who, what, which object, from where and the
 //! outcome, refusals included. Provider admins read all of it; a tenant admin reads their
-//! tenant's entries only.
+//! tenant's entries only. An entry is filed under the tenant of the object acted on (see
+//! [`filed_under`]), so a tenant's admins see what a provider admin did to their tenant.
 
 use portal_types::Error;
-use portal_types::ids::GenericUuid;
+use portal_types::ids::{GenericUuid, TenantUuid};
 use portal_types::views::AuditEntry;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
@@ -17,7 +18,8 @@ use crate::db::{now_ms, rfc3339};
 const MAX_ENTRIES: u64 = 500;
 
 impl Controller {
-    /// Records one call and passes its result through, so a method ends with
+    /// Records one call on an object of the actor's own tenant, or of none (a host, the
+    /// catalog), and passes its result through, so a method ends with
     /// `self.audited(actor, "instance.create", "instance", &name, result).await`.
     pub(crate) async fn audited<T>(
         &self,
@@ -27,7 +29,23 @@ impl Controller {
         object_id: &str,
         result: Result<T, Error>,
     ) -> Result<T, Error> {
-        self.audit_write(entry_of(actor, action, object_kind, object_id, outcome(&result))).await;
+        self.audited_in(actor, None, action, object_kind, object_id, result).await
+    }
+
+    /// Like [`audited`](Self::audited) for an object of `object_tenant`: the entry is filed
+    /// under that tenant (see [`filed_under`]).
+    pub(crate) async fn audited_in<T>(
+        &self,
+        actor: Option<&Actor>,
+        object_tenant: Option<TenantUuid>,
+        action: &str,
+        object_kind: &str,
+        object_id: &str,
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut row = entry_of(actor, action, object_kind, object_id, outcome(&result));
+        row.tenant_id = Set(filed_under(actor, object_tenant));
+        self.audit_write(row).await;
         result
     }
 
@@ -79,7 +97,20 @@ impl Controller {
     }
 }
 
-/// One entry of a call by `actor` (anonymous when `None`).
+/// The tenant an entry is filed under: the object's, so that its tenant admins see what was
+/// done to their tenant, also by a provider admin acting from another tenant. The actor's
+/// own when the object belongs to no tenant, or to one the actor may not see: a refused
+/// attempt on another tenant's object must not tell that tenant who tried.
+fn filed_under(actor: Option<&Actor>, object_tenant: Option<TenantUuid>) -> Option<Uuid> {
+    let actor = actor?;
+    let tenant = match object_tenant {
+        Some(t) if actor.provider_admin || t == actor.tenant_id => t,
+        _ => actor.tenant_id,
+    };
+    Some(tenant.into_untyped_uuid())
+}
+
+/// One entry of a call by `actor` (anonymous when `None`), filed under the actor's tenant.
 pub(crate) fn entry_of(
     actor: Option<&Actor>,
     action: &str,

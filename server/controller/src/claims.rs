@@ -11,7 +11,7 @@
 //! hosts and decides again. Batching turns a round trip per claim into a few per batch, and
 //! the task runs to completion even if the caller's request is dropped.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Weak;
 
 use portal_scheduler::{Allocation, GroupPolicy, Placement, PlacementError, PlacementRequest};
@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::Actor;
-use crate::db::entity::{audit_log, gpu_claim, host, instance};
+use crate::db::entity::{audit_log, gpu, gpu_claim, host, instance};
 use crate::db::now_ms;
 use crate::quotas::Budget;
 use crate::scheduling::Placer;
@@ -93,7 +93,8 @@ async fn claim_task(controller: Weak<Controller>, mut queue: mpsc::Receiver<Laun
 
 /// Why a batch's transaction did not commit.
 enum Abort {
-    /// Another replica claimed on these hosts: reload them and decide again.
+    /// Another replica claimed on these hosts, or cordoned them, or saw a chosen GPU fail:
+    /// reload them and decide again.
     Raced(Vec<String>),
     /// Anything else: every launch of the batch gets this error.
     Failed(Error),
@@ -220,19 +221,27 @@ impl Controller {
             txn.rollback().await?;
             return Ok(answers);
         }
-        // One generation bump per host, whatever the number of VMs on it.
+        // One generation bump per host, whatever the number of VMs on it. Only on a host the
+        // database says is not cordoned: another replica may have cordoned it, and this
+        // update waits for (or locks out) a cordon being written.
         for host_name in &hosts {
             let (host_id, generation) = known_host(placer, host_name).map_err(Abort::Failed)?;
             let bumped = host::Entity::update_many()
                 .col_expr(host::Column::ClaimGeneration, (generation + 1).into())
                 .filter(host::Column::Id.eq(host_id))
                 .filter(host::Column::ClaimGeneration.eq(generation))
+                .filter(host::Column::Cordoned.eq(false))
                 .exec(&txn)
                 .await?;
             if bumped.rows_affected != 1 {
                 txn.rollback().await?;
                 return Err(Abort::Raced(vec![host_name.clone()]));
             }
+        }
+        let unhealthy = chosen_failed_gpus(&txn, &rows).await?;
+        if !unhealthy.is_empty() {
+            txn.rollback().await?;
+            return Err(Abort::Raced(unhealthy));
         }
         let claims = gpu_claims(placer, &rows).map_err(Abort::Failed)?;
         for chunk in rows.chunks(INSERT_CHUNK) {
@@ -262,6 +271,39 @@ impl Controller {
         mirrored.clear();
         Ok(answers)
     }
+}
+
+/// The hosts where a VM of the batch got a GPU the database says has failed (another
+/// replica's watch stream may have recorded it first). A health change also bumps the
+/// host's claim generation, so on PostgreSQL one committing meanwhile fails the bump above.
+async fn chosen_failed_gpus(
+    txn: &DatabaseTransaction,
+    rows: &[instance::Model],
+) -> Result<Vec<String>, Abort> {
+    // (host id, module) → host name, for every GPU the batch chose.
+    let mut chosen: HashMap<(Uuid, u8), String> = HashMap::new();
+    for row in rows {
+        if let (Some(host_id), Some(a)) = (row.host_id, crate::scheduling::allocation_of(row)) {
+            for &m in &a.placement.gpus {
+                chosen.insert((host_id, m), a.placement.host.clone());
+            }
+        }
+    }
+    if chosen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let host_ids: BTreeSet<Uuid> = chosen.keys().map(|(h, _)| *h).collect();
+    let failed: Vec<(Uuid, i32)> = gpu::Entity::find()
+        .select_only()
+        .columns([gpu::Column::HostId, gpu::Column::ModuleId])
+        .filter(gpu::Column::HostId.is_in(host_ids))
+        .filter(gpu::Column::Health.eq("failed"))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let hosts: BTreeSet<String> =
+        failed.into_iter().filter_map(|(h, m)| chosen.get(&(h, m as u8)).cloned()).collect();
+    Ok(hosts.into_iter().collect())
 }
 
 /// The names a batch asks for that live instances of the same tenant already have.
@@ -371,6 +413,7 @@ fn instance_row(
         spec: Some(serde_json::to_string(placement).map_err(Error::internal)?),
         message: None,
         generation: 1,
+        vm_removal: None,
         created_by: actor.user_id.into_untyped_uuid(),
         created_at: now,
         updated_at: now,

@@ -231,12 +231,14 @@ impl Controller {
             .filter(host::Column::AgentConnected.ne(connected))
             .exec(&self.db)
             .await;
+        // This replica's own link decides its scheduler, also when another replica already
+        // recorded the same change (then the update found nothing to change).
+        if let Some(placer) = self.placer.lock().await.as_mut() {
+            let _ = placer.scheduler.set_agent_reachable(name, connected);
+        }
         match res {
             Ok(r) if r.rows_affected > 0 => {
                 tracing::info!(host = %name, connected, "host agent link changed");
-                if let Some(placer) = self.placer.lock().await.as_mut() {
-                    let _ = placer.scheduler.set_agent_reachable(name, connected);
-                }
                 self.events.publish(None, LiveEvent::FleetChanged);
             }
             Ok(_) => {}
@@ -246,8 +248,9 @@ impl Controller {
 
     pub(crate) async fn apply_gpu_status(&self, host_name: &str, status: GpuStatus) {
         let res = async {
+            let txn = crate::db::begin_write(&self.db).await?;
             let Some(h) =
-                host::Entity::find().filter(host::Column::Name.eq(host_name)).one(&self.db).await?
+                host::Entity::find().filter(host::Column::Name.eq(host_name)).one(&txn).await?
             else {
                 return Ok(0);
             };
@@ -256,22 +259,36 @@ impl Controller {
                 .filter(gpu::Column::HostId.eq(h.id))
                 .filter(gpu::Column::ModuleId.eq(status.module_id as i32))
                 .filter(gpu::Column::Health.ne(health_str(status.health)))
-                .exec(&self.db)
+                .exec(&txn)
                 .await?;
+            if r.rows_affected > 0 {
+                // A claim on this host decided with the old health fails its generation check.
+                host::Entity::update_many()
+                    .col_expr(
+                        host::Column::ClaimGeneration,
+                        sea_orm::sea_query::ExprTrait::add(
+                            sea_orm::sea_query::Expr::col(host::Column::ClaimGeneration),
+                            1,
+                        ),
+                    )
+                    .filter(host::Column::Id.eq(h.id))
+                    .exec(&txn)
+                    .await?;
+            }
+            txn.commit().await?;
             Ok::<_, sea_orm::DbErr>(r.rows_affected)
         }
         .await;
+        // This replica's scheduler follows its own watch stream, also when another replica
+        // recorded the change first.
+        if let Some(placer) = self.placer.lock().await.as_mut() {
+            let healthy = health_str(status.health) != "failed";
+            let _ = placer.scheduler.set_gpu_healthy(host_name, status.module_id as u8, healthy);
+        }
         match res {
             Ok(0) => {}
             Ok(_) => {
-                if let Some(placer) = self.placer.lock().await.as_mut() {
-                    let healthy = health_str(status.health) != "failed";
-                    let _ = placer.scheduler.set_gpu_healthy(
-                        host_name,
-                        status.module_id as u8,
-                        healthy,
-                    );
-                }
+                self.fleet_changed(host_name).await;
                 tracing::info!(host = %host_name, module = status.module_id, health = health_str(status.health), message = %status.message, "GPU health changed");
                 self.events.publish(None, LiveEvent::FleetChanged);
             }
@@ -410,6 +427,8 @@ impl Controller {
         if let Some(placer) = placer.as_mut() {
             placer.scheduler.set_cordoned(host_name, cordoned).map_err(Error::internal)?;
         }
+        drop(placer);
+        self.fleet_changed(host_name).await;
         tracing::info!(host = %host_name, cordoned, "host cordon changed");
         self.events.publish(None, LiveEvent::FleetChanged);
         Ok(())

@@ -1,10 +1,12 @@
 //! Instances: launch (claim in a batched transaction, see `claims`, then the host agent's
-//! EnsureVm, undone on failure), delete (RemoveVm, then release), and the state changes host
-//! agents report.
+//! EnsureVm, undone on failure), delete (RemoveVm, then release once the host confirms, see
+//! `removal`), and the state changes host agents report.
 //!
 //! `instance_create` is a two-step saga, each step with its undo:
-//!   1. claim   — instance row + GPU claims in one transaction  / release claims, mark failed
+//!   1. claim   — instance row + GPU claims in one transaction  / mark failed
 //!   2. ensure  — host agent EnsureVm (idempotent by vm id)      / host agent RemoveVm
+//!
+//! The claims are released once the host confirms the VM is gone (see `removal`).
 //!
 //! The instance then stays `provisioning` until the host's watch stream says `running`.
 
@@ -22,8 +24,9 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::authz::{Action, Actor, authorize};
 use crate::claims::Claimed;
-use crate::db::entity::{gpu_claim, host, instance};
+use crate::db::entity::{host, instance};
 use crate::db::{now_ms, rfc3339};
+use crate::removal::Removal;
 use crate::scheduling::allocation_of;
 use portal_scheduler::Placement;
 
@@ -65,13 +68,13 @@ fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
 
 /// RemoveVm at the row's generation: a launch retry still in flight (at the generation of
 /// the launch, not above) cannot bring the VM back afterwards.
-fn remove_request(row: &instance::Model) -> RemoveVmRequest {
+pub(crate) fn remove_request(row: &instance::Model) -> RemoveVmRequest {
     RemoveVmRequest { vm_id: row.id.to_string(), generation: row.generation.max(0) as u64 }
 }
 
 /// The host an instance was placed on, from its placement (no database read; host names
 /// never change).
-fn host_of(row: &instance::Model) -> Option<String> {
+pub(crate) fn host_of(row: &instance::Model) -> Option<String> {
     allocation_of(row).map(|a| a.placement.host)
 }
 
@@ -153,59 +156,7 @@ impl Controller {
         }
     }
 
-    /// Undo of both launch steps: remove the VM from the host (idempotent), release the
-    /// claims and record why.
-    pub(crate) async fn instance_undo_launch(&self, row: &instance::Model, message: &str) {
-        if let Some(host) = host_of(row)
-            && let Some(mut client) = self.agents.host(&host)
-            && let Err(s) = client.remove_vm(remove_request(row)).await
-        {
-            tracing::warn!(instance = %row.id, error = %s.message(), "undo: RemoveVm failed");
-        }
-        self.instance_finish(row.id, InstanceState::Failed, Some(message.to_owned())).await;
-    }
-
-    /// Moves an instance to a final state (`failed` or `deleted`) and releases its GPUs, in
-    /// one transaction.
-    /// A deleted instance stays deleted: a late undo of its launch changes nothing.
-    async fn instance_finish(&self, id: Uuid, state: InstanceState, message: Option<String>) {
-        let result = async {
-            let txn = crate::db::begin_write(&self.db).await?;
-            let mut update = instance::Entity::update_many()
-                .col_expr(instance::Column::State, state.as_str().into())
-                .col_expr(instance::Column::UpdatedAt, now_ms().into())
-                .filter(instance::Column::Id.eq(id))
-                .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()));
-            if let Some(m) = message {
-                update = update.col_expr(instance::Column::Message, m.into());
-            }
-            if update.exec(&txn).await?.rows_affected == 0 {
-                txn.rollback().await?;
-                return Ok(None);
-            }
-            gpu_claim::Entity::delete_many()
-                .filter(gpu_claim::Column::InstanceId.eq(id))
-                .exec(&txn)
-                .await?;
-            txn.commit().await?;
-            instance::Entity::find_by_id(id).one(&self.db).await
-        }
-        .await;
-        if matches!(result, Ok(Some(_)))
-            && let Some(placer) = self.placer.lock().await.as_mut()
-        {
-            // Not placed in memory (never committed there) is fine: nothing to free.
-            let _ = placer.scheduler.release(&id.to_string());
-        }
-        match result {
-            Ok(Some(row)) => self.publish_instance(&row),
-            Ok(None) => {}
-            Err(e) => tracing::error!(instance = %id, error = %e, "cannot record instance end"),
-        }
-        self.events.publish(None, LiveEvent::FleetChanged);
-    }
-
-    fn publish_instance(&self, row: &instance::Model) {
+    pub(crate) fn publish_instance(&self, row: &instance::Model) {
         let v = view(row);
         self.events.publish(
             Some(portal_types::ids::TenantUuid::from_untyped_uuid(row.tenant_id)),
@@ -213,8 +164,8 @@ impl Controller {
         );
     }
 
-    /// Deletes an instance of the actor's tenant: the host agent removes the VM, and its
-    /// watch stream's `deleted` releases the claims. Deleting twice is fine.
+    /// Deletes an instance of the actor's tenant: the host agent removes the VM, and once the
+    /// host confirms it is gone the claims are released. Deleting twice is fine.
     pub async fn instance_delete(
         self: &Arc<Self>,
         actor: Option<&Actor>,
@@ -240,6 +191,7 @@ impl Controller {
         let mut active: instance::ActiveModel = row.clone().into();
         active.state = Set(InstanceState::Deleting.as_str().to_owned());
         active.generation = Set(row.generation + 1);
+        active.vm_removal = Set(Some(Removal::Delete.as_str().to_owned()));
         active.updated_at = Set(now_ms());
         let row = active.update(&self.db).await.map_err(Error::internal)?;
         tracing::info!(instance = %row.id, name = %row.name, "instance delete requested");
@@ -251,34 +203,20 @@ impl Controller {
     }
 
     pub(crate) async fn instance_remove_from_host(self: Arc<Self>, row: instance::Model) {
-        let Some(host) = host_of(&row) else {
-            // Never placed: nothing runs anywhere.
-            self.instance_finish(row.id, InstanceState::Deleted, None).await;
-            return;
-        };
-        let Some(mut client) = self.agents.host(&host) else {
-            tracing::warn!(instance = %row.id, %host, "host agent not connected; delete waits");
-            return;
-        };
-        match client.remove_vm(remove_request(&row)).await {
-            Ok(status) if status.get_ref().state == VmState::Deleted as i32 => {
-                self.instance_finish(row.id, InstanceState::Deleted, None).await;
-            }
-            Ok(_) => {} // stopping: the watch stream reports `deleted` when done
-            Err(s) => {
-                tracing::warn!(instance = %row.id, %host, error = %s.message(), "RemoveVm failed");
-            }
-        }
+        self.instance_remove_vm(&row).await;
     }
 
     /// A host agent reported a VM's state (from its watch stream); ignored unless the VM is
     /// placed on that host.
     pub(crate) async fn apply_vm_status(&self, host_name: &str, status: VmStatus) {
+        let reported = VmState::try_from(status.state).unwrap_or(VmState::Unspecified);
+        if reported == VmState::Deleted {
+            self.stray_gone(host_name, &status.vm_id);
+        }
         let Ok(id) = Uuid::parse_str(&status.vm_id) else {
             tracing::warn!(host = %host_name, vm = %status.vm_id, "agent reported a VM id that is not a UUID");
             return;
         };
-        let reported = VmState::try_from(status.state).unwrap_or(VmState::Unspecified);
         // Only these change an instance; provisioning and stopping echo what we asked for.
         if !matches!(reported, VmState::Running | VmState::Failed | VmState::Deleted) {
             return;
@@ -286,7 +224,7 @@ impl Controller {
         let row = match instance::Entity::find_by_id(id).one(&self.db).await {
             Ok(Some(row)) => row,
             Ok(None) => {
-                tracing::warn!(host = %host_name, vm = %id, "agent runs a VM the control plane does not know");
+                self.stray_seen(host_name, &status, None);
                 return;
             }
             Err(e) => {
@@ -299,6 +237,13 @@ impl Controller {
         let placed_on = host_of(&row);
         if placed_on.as_deref() != Some(host_name) {
             tracing::warn!(host = %host_name, vm = %id, placed_on = placed_on.as_deref().unwrap_or("nowhere"), "ignored a VM status from a host the VM is not placed on");
+            if reported != VmState::Deleted {
+                self.stray_seen(host_name, &status, Some(&row));
+            }
+            return;
+        }
+        if reported != VmState::Deleted && crate::removal::unwanted(&row) {
+            self.stray_seen(host_name, &status, Some(&row));
             return;
         }
         let current = InstanceState::parse(&row.state).unwrap_or(InstanceState::Failed);
@@ -313,8 +258,9 @@ impl Controller {
                 );
                 self.instance_set_state(&row, InstanceState::Failed, Some(message)).await;
             }
-            (InstanceState::Deleting, VmState::Deleted) => {
-                self.instance_finish(row.id, InstanceState::Deleted, None).await;
+            (InstanceState::Deleting | InstanceState::Failed, VmState::Deleted) => {
+                // A failed one only if its removal was asked for (see `removal`).
+                self.instance_vm_gone(row.id).await;
             }
             (InstanceState::Running, VmState::Deleted) => {
                 let message =
@@ -327,10 +273,11 @@ impl Controller {
 
     /// After a host's full snapshot (`listed`: the VM ids it holds): instances the database
     /// places on the host that it did not list are gone, e.g. the host restarted while no
-    /// control plane watched. A running one has failed, a deleting one is deleted (its
-    /// claims are released). Provisioning ones are left to the reconciler, which sends their
-    /// EnsureVm again.
+    /// control plane watched. A running one has failed; a deleting one, or a failed one whose
+    /// removal was asked for, is finished and its claims released. Provisioning ones are left
+    /// to the reconciler, which sends their EnsureVm again.
     pub(crate) async fn reconcile_host_snapshot(&self, host_name: &str, listed: &HashSet<String>) {
+        self.strays_listed(host_name, listed);
         let rows = async {
             let Some(host) =
                 host::Entity::find().filter(host::Column::Name.eq(host_name)).one(&self.db).await?
@@ -340,8 +287,12 @@ impl Controller {
             instance::Entity::find()
                 .filter(instance::Column::HostId.eq(host.id))
                 .filter(
-                    instance::Column::State
-                        .is_in([InstanceState::Running.as_str(), InstanceState::Deleting.as_str()]),
+                    sea_orm::Condition::any()
+                        .add(instance::Column::State.is_in([
+                            InstanceState::Running.as_str(),
+                            InstanceState::Deleting.as_str(),
+                        ]))
+                        .add(crate::removal::failed_pending_removal()),
                 )
                 .all(&self.db)
                 .await
@@ -356,8 +307,8 @@ impl Controller {
         };
         for row in rows.into_iter().filter(|r| !listed.contains(&r.id.to_string())) {
             tracing::warn!(instance = %row.id, name = %row.name, host = %host_name, state = %row.state, "VM missing from its host's snapshot");
-            if row.state == InstanceState::Deleting.as_str() {
-                self.instance_finish(row.id, InstanceState::Deleted, None).await;
+            if row.state != InstanceState::Running.as_str() {
+                self.instance_vm_gone(row.id).await;
             } else {
                 let message = "The VM is no longer on its host (the host may have restarted \
                                while the portal was not watching). Delete this instance and \
@@ -368,7 +319,7 @@ impl Controller {
     }
 
     /// Compare-and-set on the state, so a late event cannot overwrite a newer state.
-    async fn instance_set_state(
+    pub(crate) async fn instance_set_state(
         &self,
         row: &instance::Model,
         state: InstanceState,

@@ -11,12 +11,15 @@ mod claims;
 pub mod db;
 pub mod events;
 pub mod fleet;
+mod fleet_sync;
 mod instances;
 pub mod oidc;
 mod quotas;
 mod reconciler;
+mod removal;
 mod scheduling;
 pub mod session_store;
+mod strays;
 mod tenants;
 pub mod throttle;
 mod tokens;
@@ -40,6 +43,7 @@ use crate::events::EventBus;
 
 pub use crate::authn::Bootstrap;
 pub use crate::authz::Role;
+pub use crate::strays::StrayVm;
 
 /// How the control plane starts.
 #[derive(Debug, Clone)]
@@ -50,6 +54,13 @@ pub struct ControllerConfig {
     pub admin_password: Option<String>,
     /// How long a launch may stay `provisioning` before it is undone and marked failed.
     pub provision_deadline: std::time::Duration,
+    /// How long a delete may wait for the host to confirm the VM is gone before the instance
+    /// is marked failed with a sentence saying so (its GPUs stay claimed until the host
+    /// confirms; the removal keeps being retried).
+    pub delete_deadline: std::time::Duration,
+    /// How long a VM a host runs but the database does not want is shown to provider admins
+    /// before the reconciler removes it.
+    pub stray_grace: std::time::Duration,
     /// Failed sign-in limits and the account lockout.
     pub login_throttle: throttle::ThrottleConfig,
     /// Encrypts identity providers' client secrets at rest; the server passes
@@ -58,13 +69,16 @@ pub struct ControllerConfig {
 }
 
 impl ControllerConfig {
-    /// The defaults for a database URL: a 10-minute launch deadline, a generated password, a
-    /// secret key that lives as long as the process.
+    /// The defaults for a database URL: a 10-minute launch and delete deadline, 5 minutes of
+    /// grace for stray VMs, a generated password, a secret key that lives as long as the
+    /// process.
     pub fn new(database_url: impl Into<String>) -> Self {
         ControllerConfig {
             database_url: database_url.into(),
             admin_password: None,
             provision_deadline: std::time::Duration::from_secs(600),
+            delete_deadline: std::time::Duration::from_secs(600),
+            stray_grace: std::time::Duration::from_secs(300),
             login_throttle: throttle::ThrottleConfig::default(),
             secret_keys: oidc::SecretKeys::ephemeral(),
         }
@@ -106,6 +120,10 @@ pub struct Controller {
     /// The agent watchers and the reconciler, which [`Controller::stop`] ends.
     background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
     provision_deadline: std::time::Duration,
+    delete_deadline: std::time::Duration,
+    stray_grace: std::time::Duration,
+    /// VMs hosts run that the database does not want there (see `strays`).
+    strays: strays::Strays,
     login_throttle: throttle::LoginThrottle,
     bootstrap: Bootstrap,
     secret_keys: oidc::SecretKeys,
@@ -138,6 +156,9 @@ impl Controller {
             claims: claims::ClaimQueue::start(controller.clone()),
             background: std::sync::Mutex::default(),
             provision_deadline: config.provision_deadline,
+            delete_deadline: config.delete_deadline,
+            stray_grace: config.stray_grace,
+            strays: strays::Strays::default(),
             login_throttle: throttle::LoginThrottle::new(config.login_throttle),
             bootstrap,
             secret_keys: config.secret_keys.clone(),
@@ -182,6 +203,7 @@ impl Controller {
                 .push(agents::spawn_host_watcher(Arc::clone(self), e.id.clone()).abort_handle());
         }
         background.push(reconciler::spawn(Arc::clone(self)).abort_handle());
+        background.push(fleet_sync::spawn(Arc::clone(self)).abort_handle());
         Ok(())
     }
 

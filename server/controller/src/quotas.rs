@@ -214,7 +214,8 @@ impl Controller {
         limit: QuotaLimit,
     ) -> Result<TenantQuota, Error> {
         let result = self.quota_set_unaudited(actor, tenant_id, resource, limit).await;
-        self.audited(actor, "quota.set", "quota", &format!("{tenant_id}/{resource}"), result).await
+        let object = format!("{tenant_id}/{resource}");
+        self.audited_in(actor, Some(tenant_id), "quota.set", "quota", &object, result).await
     }
 
     async fn quota_set_unaudited(

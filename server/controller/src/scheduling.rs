@@ -9,13 +9,13 @@
 //! from the database before deciding again. A GPU is also the primary key of its claim row,
 //! the last line of defence.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use portal_scheduler::{
     Allocation, Host, Nic, NumaNode, Partition, Placement, Scheduler, SchedulerConfig,
 };
 use portal_types::Error;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use crate::db::entity::{gpu, host, instance};
@@ -94,14 +94,12 @@ pub fn allocation_of(row: &instance::Model) -> Option<Allocation> {
     Some(Allocation::new(row.id.to_string(), placement))
 }
 
-/// Instances that hold host resources: everything not deleted. A failed VM keeps its
-/// resources until it is deleted, as the host may still hold it.
+/// Instances that hold host resources (see [`crate::removal::holding`]).
 async fn holding_instances(
     db: &DatabaseConnection,
     host_id: Option<Uuid>,
 ) -> Result<Vec<instance::Model>, Error> {
-    let mut query = instance::Entity::find()
-        .filter(instance::Column::State.ne(portal_types::views::InstanceState::Deleted.as_str()));
+    let mut query = instance::Entity::find().filter(crate::removal::holding());
     if let Some(id) = host_id {
         query = query.filter(instance::Column::HostId.eq(id));
     }
@@ -160,6 +158,38 @@ impl Placer {
             holding_instances(db, Some(host_id)).await?.iter().filter_map(allocation_of).collect();
         self.scheduler.load(allocations).map_err(Error::internal)?;
         self.hosts.insert(host_name.to_owned(), (host_id, row.claim_generation));
+        // Its cordon or GPU health may be what changed (by another replica).
+        let failed: Vec<i32> = gpu::Entity::find()
+            .select_only()
+            .column(gpu::Column::ModuleId)
+            .filter(gpu::Column::HostId.eq(host_id))
+            .filter(gpu::Column::Health.eq("failed"))
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(Error::internal)?;
+        let failed: HashSet<u8> = failed.into_iter().map(|m| m as u8).collect();
+        self.set_flags(host_name, row.cordoned, &failed);
         Ok(())
+    }
+
+    /// Makes the scheduler's cordon and GPU health of a host what the database says
+    /// (`failed`: the module ids of its failed GPUs); true if anything changed.
+    pub fn set_flags(&mut self, host_name: &str, cordoned: bool, failed: &HashSet<u8>) -> bool {
+        let Some(host) = self.scheduler.host(host_name) else { return false };
+        let cordon_differs = host.cordoned != cordoned;
+        let health_differs: Vec<(u8, bool)> = host
+            .gpus
+            .iter()
+            .filter(|g| g.healthy == failed.contains(&g.module_id))
+            .map(|g| (g.module_id, !failed.contains(&g.module_id)))
+            .collect();
+        if cordon_differs {
+            let _ = self.scheduler.set_cordoned(host_name, cordoned);
+        }
+        for &(module, healthy) in &health_differs {
+            let _ = self.scheduler.set_gpu_healthy(host_name, module, healthy);
+        }
+        cordon_differs || !health_differs.is_empty()
     }
 }

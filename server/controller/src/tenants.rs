@@ -93,7 +93,9 @@ impl Controller {
             self.tenant_view(row).await
         }
         .await;
-        self.audited(actor, "tenant.create", "tenant", name, result).await
+        // Filed under the new tenant: its admins see who made it.
+        let created = result.as_ref().ok().map(|t| t.id);
+        self.audited_in(actor, created, "tenant.create", "tenant", name, result).await
     }
 
     pub async fn tenant_set_suspended(
@@ -120,7 +122,7 @@ impl Controller {
         }
         .await;
         let verb = if suspended { "tenant.suspend" } else { "tenant.resume" };
-        self.audited(actor, verb, "tenant", &id.to_string(), result).await
+        self.audited_in(actor, Some(id), verb, "tenant", &id.to_string(), result).await
     }
 
     /// Deletes a tenant with its memberships and quotas. `confirm_name` must repeat its name;
@@ -250,6 +252,6 @@ impl Controller {
             Ok(())
         }
         .await;
-        self.audited(actor, "tenant.delete", "tenant", &id.to_string(), result).await
+        self.audited_in(actor, Some(id), "tenant.delete", "tenant", &id.to_string(), result).await
     }
 }

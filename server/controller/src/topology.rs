@@ -43,14 +43,14 @@ struct Held {
     holder: Holder,
 }
 
-/// Instances still holding resources (everything not deleted, as the scheduler counts them)
+/// Instances still holding resources (as the scheduler counts them, see `removal::holding`)
 /// on `host_ids`, with their placements and tenant names.
 async fn held_on(
     db: &sea_orm::DatabaseConnection,
     host_ids: Vec<Uuid>,
 ) -> Result<Vec<Held>, Error> {
     let rows = instance::Entity::find()
-        .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+        .filter(crate::removal::holding())
         .filter(instance::Column::HostId.is_in(host_ids))
         .order_by_asc(instance::Column::CreatedAt)
         .all(db)

@@ -160,7 +160,7 @@ impl Controller {
             })
         }
         .await;
-        self.audited(actor, "user.invite", "user", username, result).await
+        self.audited_in(actor, tenant, "user.invite", "user", username, result).await
     }
 
     /// Adds an existing user to another tenant with a role (provider admins: only they may
@@ -203,7 +203,7 @@ impl Controller {
             Ok(())
         }
         .await;
-        self.audited(actor, "user.add_to_tenant", "user", username, result).await
+        self.audited_in(actor, Some(tenant), "user.add_to_tenant", "user", username, result).await
     }
 
     /// Changes a member's role in the tenant; their sessions end so it applies at once.
@@ -237,7 +237,8 @@ impl Controller {
             self.sessions_end_for_user(user_id).await
         }
         .await;
-        self.audited(actor, "user.set_role", "user", &user_id.to_string(), result).await
+        let object = user_id.to_string();
+        self.audited_in(actor, tenant, "user.set_role", "user", &object, result).await
     }
 
     /// Disables (or re-enables) a member of the tenant; disabling ends their sessions.
@@ -278,7 +279,7 @@ impl Controller {
         }
         .await;
         let verb = if disabled { "user.disable" } else { "user.enable" };
-        self.audited(actor, verb, "user", &user_id.to_string(), result).await
+        self.audited_in(actor, tenant, verb, "user", &user_id.to_string(), result).await
     }
 
     /// Ends every session of a user (server side: the rows go, so cookies stop working, and

@@ -393,7 +393,6 @@ async fn stuck_and_refused_launches_are_undone() {
         row.message.as_deref().unwrap_or("").contains("did not start within 1 minute"),
         "{row:?}"
     );
-    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 0);
     let host = stack.fleet.host(stuck.host_name.as_deref().unwrap()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
         while host.vm_count() > 0 {
@@ -402,6 +401,11 @@ async fn stuck_and_refused_launches_are_undone() {
     })
     .await
     .expect("the VM is removed from its host");
+    // The GPUs are released once the host confirmed the VM is gone, not before.
+    eventually(10, "the release", async || {
+        ctl.fleet_summary(admin).await.unwrap().gpus_used() == 0
+    })
+    .await;
 
     for host in stack.fleet.hosts() {
         host.faults().clear();

@@ -106,7 +106,9 @@ async fn tenant_admins_manage_their_own_tenant_only() {
     assert!(alices.iter().any(|e| e.action == "instance.create"
         && e.actor == "bob"
         && e.outcome.starts_with("403")));
-    assert!(alices.iter().all(|e| e.actor != "admin"), "no other tenant's entries");
+    // The provider admin's invitation of Alice into acme is acme's; its own launch is not.
+    assert!(alices.iter().any(|e| e.actor == "admin" && e.action == "user.invite"));
+    assert!(alices.iter().all(|e| e.object_id != "admins-vm"), "no other tenant's entries");
     let all = ctl.audit_list(admin, Some("tenant."), None).await.unwrap();
     assert!(all.iter().any(|e| e.action == "tenant.create" && e.object_id == "acme"));
     assert_eq!(ctl.audit_list(Some(&bob), None, None).await.unwrap_err().status_code(), 403);
@@ -388,4 +390,61 @@ async fn new_tenants_get_default_quotas_and_a_missing_limit_allows_nothing() {
     assert_eq!(ctl.quota_default_list(Some(&gil)).await.unwrap_err().status_code(), 403);
     let set = ctl.quota_default_set(Some(&gil), gpus, QuotaLimit::Unlimited).await.unwrap_err();
     assert_eq!(set.status_code(), 403);
+}
+
+/// A provider admin's changes to a tenant are filed under that tenant: its tenant admin sees
+/// them, another tenant's admin does not, and a refused attempt on another tenant stays with
+/// the one who tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_admins_change_to_a_tenant_is_in_that_tenants_audit_log() {
+    use portal_types::params::QuotaLimit;
+
+    let stack = start(&sqlite_url("audit-tenant"), 1).await;
+    let ctl = &stack.controller;
+    let admin = Some(&stack.admin);
+    let acme = ctl.tenant_create(admin, "acme").await.unwrap();
+    let globex = ctl.tenant_create(admin, "globex").await.unwrap();
+    let a = ctl.user_invite(admin, Some(acme.id), "alice", "tenant-admin").await.unwrap();
+    let alice = sign_in(&stack, "alice", &a.one_time_password).await;
+    let g = ctl.user_invite(admin, Some(globex.id), "gary", "tenant-admin").await.unwrap();
+    let gary = sign_in(&stack, "gary", &g.one_time_password).await;
+
+    ctl.quota_set(admin, acme.id, "instances", QuotaLimit::Max(3)).await.unwrap();
+    let bob = ctl.user_invite(admin, Some(acme.id), "bob", "viewer").await.unwrap();
+    ctl.user_set_role(admin, Some(acme.id), bob.user.id, "member").await.unwrap();
+    ctl.user_set_disabled(admin, Some(acme.id), bob.user.id, true).await.unwrap();
+    ctl.tenant_set_suspended(admin, acme.id, true).await.unwrap();
+    ctl.tenant_set_suspended(admin, acme.id, false).await.unwrap();
+    // Gary's refused attempt on acme is not acme's business: it stays in globex's log.
+    let refused = ctl.user_invite(Some(&gary), Some(acme.id), "mallory", "viewer").await;
+    assert_eq!(refused.unwrap_err().status_code(), 404);
+
+    let by_admin = |entries: &[portal_types::views::AuditEntry]| -> Vec<String> {
+        entries.iter().filter(|e| e.actor == "admin").map(|e| e.action.clone()).collect()
+    };
+    let alices = ctl.audit_list(Some(&alice), None, None).await.unwrap();
+    let seen = by_admin(&alices);
+    for action in [
+        "tenant.create",
+        "user.invite",
+        "quota.set",
+        "user.set_role",
+        "user.disable",
+        "tenant.suspend",
+        "tenant.resume",
+    ] {
+        assert!(seen.iter().any(|a| a == action), "alice misses {action}: {seen:?}");
+    }
+    assert!(alices.iter().all(|e| e.actor != "gary"), "{alices:?}");
+    let garys = ctl.audit_list(Some(&gary), None, None).await.unwrap();
+    assert!(
+        garys.iter().all(|e| !e.object_id.starts_with(&acme.id.to_string())
+            && e.object_id != "alice"
+            && e.object_id != "bob"),
+        "gary sees acme's entries: {garys:?}"
+    );
+    assert!(garys.iter().any(|e| e.actor == "gary" && e.object_id == "mallory"));
+    // The provider admin still sees everything.
+    let all = ctl.audit_list(admin, Some("quota.set"), None).await.unwrap();
+    assert_eq!(all.len(), 1);
 }

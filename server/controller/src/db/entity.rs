@@ -196,6 +196,9 @@ pub mod instance {
         #[sea_orm(column_type = "Text", nullable)]
         pub message: Option<String>,
         pub generation: i64,
+        /// Why the VM is to leave its host (`delete`, `undo`), or `done` once the host
+        /// confirmed it is gone; see `crate::removal`.
+        pub vm_removal: Option<String>,
         pub created_by: Uuid,
         pub created_at: i64,
         pub updated_at: i64,

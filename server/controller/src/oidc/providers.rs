@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use portal_types::Error;
+use portal_types::ids::{GenericUuid, TenantUuid};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -158,8 +159,14 @@ impl Controller {
         create: &ProviderCreate,
     ) -> Result<ProviderInfo, Error> {
         let result = self.identity_provider_create_unaudited(actor, create).await;
-        self.audited(
+        // Filed under the tenant the provider signs users into, which its admins care about.
+        let tenant = match &result {
+            Ok(_) => self.tenant_named(create.tenant.trim()).await,
+            Err(_) => None,
+        };
+        self.audited_in(
             actor,
+            tenant,
             "identity_provider.create",
             "identity_provider",
             create.name.trim(),
@@ -290,8 +297,22 @@ impl Controller {
         actor: Option<&Actor>,
         name: &str,
     ) -> Result<(), Error> {
+        let tenant = identity_provider::Entity::find()
+            .filter(identity_provider::Column::Name.eq(name))
+            .one(&self.db)
+            .await
+            .ok()
+            .flatten()
+            .map(|p| TenantUuid::from_untyped_uuid(p.tenant_id));
         let result = self.identity_provider_delete_unaudited(actor, name).await;
-        self.audited(actor, "identity_provider.delete", "identity_provider", name, result).await
+        let kind = "identity_provider";
+        self.audited_in(actor, tenant, "identity_provider.delete", kind, name, result).await
+    }
+
+    /// The id of the tenant with this name, for filing audit entries.
+    async fn tenant_named(&self, name: &str) -> Option<TenantUuid> {
+        let found = tenant::Entity::find().filter(tenant::Column::Name.eq(name)).one(&self.db);
+        found.await.ok().flatten().map(|t| TenantUuid::from_untyped_uuid(t.id))
     }
 
     async fn identity_provider_delete_unaudited(

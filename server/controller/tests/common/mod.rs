@@ -52,6 +52,15 @@ pub async fn start_with_deadline(
     scalable_units: u32,
     deadline: Duration,
 ) -> Stack {
+    start_with(database_url, scalable_units, |c| c.provision_deadline = deadline).await
+}
+
+/// A stack whose control plane's configuration `configure` changes.
+pub async fn start_with(
+    database_url: &str,
+    scalable_units: u32,
+    configure: impl FnOnce(&mut ControllerConfig),
+) -> Stack {
     let topology = sim_fleet::Topology::hgx_h100(scalable_units);
     let options =
         sim_fleet::SimOptions { provision_delay: Duration::from_millis(50), ..Default::default() };
@@ -59,13 +68,12 @@ pub async fn start_with_deadline(
     let fleet =
         sim_fleet::SimFleet::start(&topology, options, &pki).await.expect("sim fleet starts");
     let tls = pki.control_plane().expect("control-plane certificate");
-    let controller = Controller::open(&ControllerConfig {
+    let mut config = ControllerConfig {
         admin_password: Some(PASSWORD.to_owned()),
-        provision_deadline: deadline,
         ..ControllerConfig::new(database_url)
-    })
-    .await
-    .expect("controller opens");
+    };
+    configure(&mut config);
+    let controller = Controller::open(&config).await.expect("controller opens");
     controller.attach_agents(fleet.endpoints(), &tls).await.expect("agents attach");
     let user = controller.login("admin", PASSWORD, None).await.expect("admin signs in");
     let admin = controller.actor(user).await.unwrap().expect("admin actor");
@@ -89,6 +97,17 @@ pub fn sqlite_url(name: &str) -> String {
     let dir = std::env::temp_dir().join(format!("portal-test-{name}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     format!("sqlite://{}?mode=rwc", dir.join("portal.db").display())
+}
+
+/// Waits up to `secs` seconds for `check` to hold, polling.
+pub async fn eventually<F: AsyncFnMut() -> bool>(secs: u64, what: &str, mut check: F) {
+    let waited = tokio::time::timeout(Duration::from_secs(secs), async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("{what} did not happen within {secs} s"));
 }
 
 pub async fn wait_for_state(

@@ -1,0 +1,194 @@
+//! Taking a VM off its host, and releasing what it held only once the host confirms it is
+//! gone: RemoveVm answered `deleted`, or the host's watch stream (an event or a snapshot
+//! without it) says so. Until then the VM may still run on its GPUs, so they stay claimed.
+//!
+//! The instance row records why the VM is to go (`vm_removal`): `delete` (the user deleted
+//! it: it ends `deleted`) or `undo` (its launch was undone: it stays `failed`, with the
+//! reason). Once the host confirms, `vm_removal` becomes `done` and the claims are released
+//! in the same transaction. The reconciler repeats RemoveVm for every pending removal.
+
+use portal_types::views::{InstanceState, LiveEvent};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+use uuid::Uuid;
+
+use agent_proto::v1::VmState;
+
+use crate::Controller;
+use crate::db::entity::{gpu_claim, instance};
+use crate::db::now_ms;
+use crate::instances::{host_of, remove_request};
+
+/// Why an instance's VM is to leave its host (the `vm_removal` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Removal {
+    /// Deleted by a user: the instance ends `deleted`.
+    Delete,
+    /// Its launch was undone: the instance stays `failed` with the reason.
+    Undo,
+    /// The host confirmed the VM is gone; the instance holds nothing.
+    Done,
+}
+
+impl Removal {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Removal::Delete => "delete",
+            Removal::Undo => "undo",
+            Removal::Done => "done",
+        }
+    }
+
+    pub(crate) fn of(row: &instance::Model) -> Option<Removal> {
+        match row.vm_removal.as_deref()? {
+            "delete" => Some(Removal::Delete),
+            "undo" => Some(Removal::Undo),
+            "done" => Some(Removal::Done),
+            _ => None,
+        }
+    }
+}
+
+/// Instances that hold host resources: not deleted, and not confirmed gone from their host.
+/// (A failed VM keeps its resources until then: the host may still hold it.)
+pub(crate) fn holding() -> Condition {
+    Condition::all().add(instance::Column::State.ne(InstanceState::Deleted.as_str())).add(
+        Condition::any()
+            .add(instance::Column::VmRemoval.is_null())
+            .add(instance::Column::VmRemoval.ne(Removal::Done.as_str())),
+    )
+}
+
+/// Failed instances whose VM the control plane still has to remove.
+pub(crate) fn failed_pending_removal() -> Condition {
+    Condition::all()
+        .add(instance::Column::State.eq(InstanceState::Failed.as_str()))
+        .add(instance::Column::VmRemoval.is_in([Removal::Delete.as_str(), Removal::Undo.as_str()]))
+}
+
+/// Whether the host should no longer run this instance's VM (for VMs a host reports).
+pub(crate) fn unwanted(row: &instance::Model) -> bool {
+    row.state == InstanceState::Deleted.as_str() || Removal::of(row) == Some(Removal::Done)
+}
+
+impl Controller {
+    /// Undo of both launch steps, in saga order: first record that the launch failed and
+    /// why (its GPUs still held), then ask the host to remove the VM; the GPUs are released
+    /// when the host confirms. Only a launch still `provisioning` is undone: one that ran,
+    /// or was deleted meanwhile, is not this undo's to touch.
+    pub(crate) async fn instance_undo_launch(&self, row: &instance::Model, message: &str) {
+        let updated_at = now_ms();
+        let res = instance::Entity::update_many()
+            .col_expr(instance::Column::State, InstanceState::Failed.as_str().into())
+            .col_expr(instance::Column::Message, message.into())
+            .col_expr(instance::Column::VmRemoval, Removal::Undo.as_str().into())
+            .col_expr(instance::Column::UpdatedAt, updated_at.into())
+            .filter(instance::Column::Id.eq(row.id))
+            .filter(instance::Column::State.eq(InstanceState::Provisioning.as_str()))
+            .exec(&self.db)
+            .await;
+        match res {
+            Ok(r) if r.rows_affected == 1 => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(instance = %row.id, error = %e, "cannot record the undo");
+                return;
+            }
+        }
+        let failed = instance::Model {
+            state: InstanceState::Failed.as_str().to_owned(),
+            message: Some(message.to_owned()),
+            vm_removal: Some(Removal::Undo.as_str().to_owned()),
+            updated_at,
+            ..row.clone()
+        };
+        if !self.instance_remove_vm(&failed).await {
+            // Not confirmed yet: show the failure now; the release follows the host.
+            self.publish_instance(&failed);
+        }
+    }
+
+    /// Asks the host to remove the instance's VM; true when it confirmed at once and the
+    /// instance was finished. A VM still stopping is confirmed by the watch stream; a failed
+    /// call is repeated by the reconciler.
+    pub(crate) async fn instance_remove_vm(&self, row: &instance::Model) -> bool {
+        let Some(host) = host_of(row) else {
+            // Never placed: nothing runs anywhere.
+            return self.instance_vm_gone(row.id).await;
+        };
+        let Some(mut client) = self.agents.host(&host) else {
+            tracing::warn!(instance = %row.id, %host, "host agent not connected; removal waits");
+            return false;
+        };
+        match client.remove_vm(remove_request(row)).await {
+            Ok(status) if status.get_ref().state == VmState::Deleted as i32 => {
+                self.instance_vm_gone(row.id).await
+            }
+            Ok(_) => false,
+            Err(s) => {
+                tracing::warn!(instance = %row.id, %host, error = %s.message(), "RemoveVm failed; retrying later");
+                false
+            }
+        }
+    }
+
+    /// The host confirmed the instance's VM is gone: the instance ends as its removal
+    /// intended (`deleted`, or `failed` for an undone launch) and its GPUs are released, in
+    /// one transaction. True when this call finished it; a VM nobody asked to remove (a
+    /// running one that vanished) is left to its caller.
+    pub(crate) async fn instance_vm_gone(&self, id: Uuid) -> bool {
+        let result = async {
+            let txn = crate::db::begin_write(&self.db).await?;
+            let Some(row) = instance::Entity::find_by_id(id).one(&txn).await? else {
+                return Ok(None);
+            };
+            let end = match (InstanceState::parse(&row.state), Removal::of(&row)) {
+                (Some(InstanceState::Deleting), _)
+                | (Some(InstanceState::Failed), Some(Removal::Delete)) => InstanceState::Deleted,
+                (Some(InstanceState::Failed), Some(Removal::Undo)) => InstanceState::Failed,
+                _ => return Ok(None),
+            };
+            let updated_at = now_ms();
+            // Compare-and-set: a concurrent delete or finish must not be overwritten.
+            let res = instance::Entity::update_many()
+                .col_expr(instance::Column::State, end.as_str().into())
+                .col_expr(instance::Column::VmRemoval, Removal::Done.as_str().into())
+                .col_expr(instance::Column::UpdatedAt, updated_at.into())
+                .filter(instance::Column::Id.eq(id))
+                .filter(instance::Column::State.eq(row.state.clone()))
+                .exec(&txn)
+                .await?;
+            if res.rows_affected == 0 {
+                return Ok(None);
+            }
+            gpu_claim::Entity::delete_many()
+                .filter(gpu_claim::Column::InstanceId.eq(id))
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+            Ok::<_, sea_orm::DbErr>(Some(instance::Model {
+                state: end.as_str().to_owned(),
+                vm_removal: Some(Removal::Done.as_str().to_owned()),
+                updated_at,
+                ..row
+            }))
+        }
+        .await;
+        match result {
+            Ok(Some(row)) => {
+                if let Some(placer) = self.placer.lock().await.as_mut() {
+                    // Not placed in memory (never committed there) is fine: nothing to free.
+                    let _ = placer.scheduler.release(&id.to_string());
+                }
+                tracing::info!(instance = %id, name = %row.name, state = %row.state, "VM gone from its host; resources released");
+                self.publish_instance(&row);
+                self.events.publish(None, LiveEvent::FleetChanged);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!(instance = %id, error = %e, "cannot record that the VM is gone");
+                false
+            }
+        }
+    }
+}
