@@ -43,6 +43,7 @@ const POLICY: Record<string, Policy> = {
   "POST /api/fn/fleet_summary": { expect: providerOnly, form: () => ({}) },
   "POST /api/fn/host_set_cordoned": { expect: providerOnly, form: () => ({ host: "su2-h32", cordoned: "false" }) },
   "POST /api/fn/host_topology": { expect: providerOnly, form: () => ({ name: "su1-h01" }) },
+  "POST /api/fn/stray_vm_list": { expect: providerOnly, form: () => ({}) },
   "POST /api/fn/scalable_unit_topology": { expect: providerOnly, form: () => ({ su: "su1" }) },
   // Everyone signed in passes authorization and is stopped by the wrong current password.
   "POST /api/fn/password_change": {

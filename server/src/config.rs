@@ -59,6 +59,16 @@ pub struct Config {
     #[arg(long, env = "PORTAL_PROVISION_DEADLINE_SECS", default_value_t = 600)]
     pub provision_deadline_secs: u64,
 
+    /// Seconds a delete may wait for its host to confirm the VM is gone before the instance
+    /// is marked failed (its GPUs stay reserved until the host confirms).
+    #[arg(long, env = "PORTAL_DELETE_DEADLINE_SECS", default_value_t = 600)]
+    pub delete_deadline_secs: u64,
+
+    /// Seconds a VM that a host runs but the database does not want is listed before it is
+    /// removed.
+    #[arg(long, env = "PORTAL_STRAY_GRACE_SECS", default_value_t = 300)]
+    pub stray_grace_secs: u64,
+
     /// Directory holding the browser bundle (pkg/portal.js, pkg/portal_bg.wasm, pkg/portal.css).
     #[arg(long, env = "PORTAL_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,

@@ -32,6 +32,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let controller = Controller::open(&ControllerConfig {
         admin_password: config.admin_password.clone(),
         provision_deadline: Duration::from_secs(config.provision_deadline_secs),
+        delete_deadline: Duration::from_secs(config.delete_deadline_secs),
+        stray_grace: Duration::from_secs(config.stray_grace_secs),
         secret_keys: portal_controller::oidc::SecretKeys::load(&config.data_dir)?,
         ..ControllerConfig::new(config.database_url())
     })
