@@ -28,6 +28,12 @@ export async function call<T>(ctx: APIRequestContext, fn: string, form: Record<s
   return (await r.json()) as T;
 }
 
+/// The cookies of a signed-in request context, as a Cookie header for Node's fetch.
+export async function cookieOf(ctx: APIRequestContext): Promise<string> {
+  const { cookies } = await ctx.storageState();
+  return cookies.map((c) => `${c.name}=${c.value}`).join("; ");
+}
+
 export interface Invited {
   user: { id: string };
   one_time_password: string;

@@ -3,8 +3,8 @@
 // concurrent. Every response must be complete (a page ends with its last script) within 5 s and
 // never a 5xx, and the portal must still answer /healthz afterwards. A page whose
 // rendering can deadlock (DESIGN §5, the Leptos SSR trap) fails here.
-import { APIRequestContext, expect, test } from "@playwright/test";
-import { adminPassword, base, call, invite, session } from "./api";
+import { expect, test } from "@playwright/test";
+import { adminPassword, base, call, cookieOf, invite, session } from "./api";
 
 const SEQUENTIAL = 100;
 const CONCURRENT = 200;
@@ -42,12 +42,6 @@ const fn = (name: string, form: Record<string, string> = {}): Target => ({
     return { status: r.status, complete: true };
   },
 });
-
-/// The session cookie of a signed-in request context, for fetch.
-async function cookieOf(ctx: APIRequestContext): Promise<string> {
-  const { cookies } = await ctx.storageState();
-  return cookies.map((c) => `${c.name}=${c.value}`).join("; ");
-}
 
 test("no page or server function hangs or fails under repeated and concurrent load", async () => {
   test.setTimeout(900_000);

@@ -1,13 +1,8 @@
 // The live event stream is for those who may read instances, and only while they may:
 // it ends within seconds of sign-out, disabling or removal, and a user who must still
 // choose a password gets nothing.
-import { APIRequestContext, expect, test } from "@playwright/test";
-import { adminPassword, base, call, invite, session } from "./api";
-
-async function cookieOf(ctx: APIRequestContext): Promise<string> {
-  const { cookies } = await ctx.storageState();
-  return cookies.map((c) => `${c.name}=${c.value}`).join("; ");
-}
+import { expect, test } from "@playwright/test";
+import { adminPassword, base, call, cookieOf, invite, session } from "./api";
 
 /// Opens the stream; `ended` resolves true when the server ends it, false if still open
 /// after 30 s. (Wrapped in an object: an async function returning a promise would wait

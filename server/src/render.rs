@@ -58,16 +58,14 @@ pub async fn isolate(State(pool): State<RenderPool>, req: Request, next: Next) -
         axum::body::to_bytes(body, MAX_PAGE_BYTES).await.map(|bytes| (parts, bytes))
     });
     let abort = task.abort_handle();
-    match tokio::time::timeout(pool.deadline, task).await {
-        Ok(Ok(Ok((parts, bytes)))) => Response::from_parts(parts, Body::from(bytes)),
-        Ok(Ok(Err(e))) => {
-            tracing::error!(%path, error = %e, "a page could not be rendered");
-            unavailable(
-                "This page could not be rendered; reload it, and tell your provider if it persists.",
-            )
-        }
-        Ok(Err(e)) => {
-            tracing::error!(%path, error = %e, "a page's render task failed");
+    // The task's failure (a panic) and the body's (too large) alike: not rendered.
+    let rendered = tokio::time::timeout(pool.deadline, task)
+        .await
+        .map(|joined| joined.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())));
+    match rendered {
+        Ok(Ok((parts, bytes))) => Response::from_parts(parts, Body::from(bytes)),
+        Ok(Err(error)) => {
+            tracing::error!(%path, %error, "a page could not be rendered");
             unavailable(
                 "This page could not be rendered; reload it, and tell your provider if it persists.",
             )

@@ -82,6 +82,19 @@ fn send(portal: &Portal, head: &str, body: &[u8]) -> Option<String> {
     (!out.is_empty()).then(|| String::from_utf8_lossy(&out).into_owned())
 }
 
+/// POSTs a form to `path` with extra header lines (each ending in CRLF).
+fn post_form(portal: &Portal, path: &str, headers: &str, body: &[u8]) -> Option<String> {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\n{headers}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    send(portal, &head, body)
+}
+
+fn admin_form() -> String {
+    format!("username=admin&password={}", PASSWORD.replace(' ', "+"))
+}
+
 fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
     let head = response.split("\r\n\r\n").next()?;
     head.lines().find_map(|l| {
@@ -95,15 +108,7 @@ fn bodies_are_bounded_and_every_response_has_security_headers() {
     let portal = start("limits", &[]);
     // A body over the limit is refused before it is read, announced or not.
     let big = vec![b'a'; 1 << 20];
-    let announced = send(
-        &portal,
-        &format!(
-            "POST /api/fn/login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
-            big.len()
-        ),
-        &big,
-    )
-    .unwrap();
+    let announced = post_form(&portal, "/api/fn/login", "", &big).unwrap();
     assert!(announced.starts_with("HTTP/1.1 413"), "{announced}");
     let mut chunked = format!("{:x}\r\n", big.len()).into_bytes();
     chunked.extend_from_slice(&big);
@@ -133,16 +138,7 @@ fn bodies_are_bounded_and_every_response_has_security_headers() {
 #[test]
 fn behind_an_https_public_url_cookies_are_secure_and_hsts_is_sent() {
     let portal = start("https", &["--public-url", "https://gpu.example.test"]);
-    let body = format!("username=admin&password={}", PASSWORD.replace(' ', "+"));
-    let signed_in = send(
-        &portal,
-        &format!(
-            "POST /api/fn/login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        ),
-        body.as_bytes(),
-    )
-    .unwrap();
+    let signed_in = post_form(&portal, "/api/fn/login", "", admin_form().as_bytes()).unwrap();
     let cookie = header(&signed_in, "set-cookie").expect("a session cookie");
     assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
     assert!(header(&signed_in, "strict-transport-security").is_some());
@@ -201,45 +197,22 @@ fn anonymous_sign_in_starts_are_bounded_and_their_sessions_short_lived() {
 
 /// Signs `admin` in; returns the session cookie.
 fn sign_in_admin(portal: &Portal) -> String {
-    let body = format!("username=admin&password={}", PASSWORD.replace(' ', "+"));
-    let r = send(
-        portal,
-        &format!(
-            "POST /api/fn/login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        ),
-        body.as_bytes(),
-    )
-    .unwrap();
+    let r = post_form(portal, "/api/fn/login", "", admin_form().as_bytes()).unwrap();
     header(&r, "set-cookie").expect("signed in").split(';').next().unwrap().to_owned()
 }
 
 /// The audit log's addresses of failed sign-ins of `user` after one sent with the header
 /// `X-Forwarded-For: 203.0.113.7`.
 fn audited_address(portal: &Portal, user: &str) -> String {
-    let body = format!("username={user}&password=wrong");
-    send(
-        portal,
-        &format!(
-            "POST /api/fn/login HTTP/1.1\r\nX-Forwarded-For: 203.0.113.7\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        ),
-        body.as_bytes(),
-    )
-    .unwrap();
+    let guess = format!("username={user}&password=wrong");
+    post_form(portal, "/api/fn/login", "X-Forwarded-For: 203.0.113.7\r\n", guess.as_bytes())
+        .unwrap();
     let cookie = sign_in_admin(portal);
-    let r = send(
-        portal,
-        &format!(
-            "POST /api/fn/audit_list HTTP/1.1\r\nCookie: {cookie}\r\nContent-Length: 0\r\n\r\n"
-        ),
-        b"",
-    )
-    .unwrap();
-    let json = r.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let start = json.find(&format!("\"actor\":\"{user}\"")).expect("the failed sign-in is audited");
-    let entry = &json[start..json[start..].find('}').map_or(json.len(), |e| start + e)];
-    entry.split("\"client\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned()
+    let r = post_form(portal, "/api/fn/audit_list", &format!("Cookie: {cookie}\r\n"), b"").unwrap();
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap_or_default()).expect("JSON");
+    let entry = entries.iter().find(|e| e["actor"] == user).expect("the failed sign-in is audited");
+    entry["client"].as_str().unwrap().to_owned()
 }
 
 #[test]

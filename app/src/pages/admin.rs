@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 use portal_types::Error;
-use portal_types::views::{InstanceType, Me, QuotaLine};
+use portal_types::views::{InstanceType, Me};
 
 use crate::api::{
     HostSetCordoned, InstanceTypeCreate, InstanceTypeDelete, QuotaDefaultSet, QuotaSet,
@@ -122,7 +122,7 @@ fn Admin(me: Me) -> impl IntoView {
                                         <tr>
                                             <td>{l.resource.clone()}</td>
                                             <td>{l.used}</td>
-                                            <td>{limit_text(&l)} {l.default.then_some(" (default)")}</td>
+                                            <td>{l.limit_text()} {l.default.then_some(" (default)")}</td>
                                         </tr>
                                     }).collect_view()}
                                 </tbody>
@@ -148,7 +148,7 @@ fn Admin(me: Me) -> impl IntoView {
                                 <thead><tr><th>"Resource"</th><th>"Default limit"</th></tr></thead>
                                 <tbody>
                                     {lines.into_iter().map(|l| view! {
-                                        <tr><td>{l.resource.clone()}</td><td>{limit_text(&l)}</td></tr>
+                                        <tr><td>{l.resource.clone()}</td><td>{l.limit_text()}</td></tr>
                                     }).collect_view()}
                                 </tbody>
                             </table>
@@ -164,11 +164,6 @@ fn Admin(me: Me) -> impl IntoView {
             </section>
         </main>
     }
-}
-
-/// "8" or "no limit".
-fn limit_text(line: &QuotaLine) -> String {
-    line.limit.map_or_else(|| "no limit".to_owned(), |m| m.to_string())
 }
 
 #[component]

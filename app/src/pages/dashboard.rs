@@ -168,7 +168,7 @@ fn QuotaBar(quota: TenantQuota) -> impl IntoView {
         <p class="quota" data-testid="quota">
             "Usage in " {quota.tenant_name.clone()} ":"
             {quota.lines.into_iter().map(|l| {
-                let limit = l.limit.map_or_else(|| "no limit".to_owned(), |m| m.to_string());
+                let limit = l.limit_text();
                 let full = l.limit.is_some_and(|m| l.used >= m);
                 view! {
                     <span class="chip" class:full=full data-testid="quota-line" data-resource=l.resource.clone()>

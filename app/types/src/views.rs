@@ -190,6 +190,13 @@ pub struct QuotaLine {
     pub default: bool,
 }
 
+impl QuotaLine {
+    /// "8" or "no limit".
+    pub fn limit_text(&self) -> String {
+        self.limit.map_or_else(|| "no limit".to_owned(), |m| m.to_string())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantQuota {
     pub tenant_id: TenantUuid,
