@@ -7,6 +7,8 @@ use portal_types::{Error, params, views};
 
 #[cfg(feature = "ssr")]
 use crate::ssr::{context, fail};
+#[cfg(feature = "ssr")]
+use portal_controller::context::Through;
 
 #[server(prefix = "/api/fn", endpoint = "login")]
 pub async fn login(username: String, password: String) -> Result<(), Error> {
@@ -34,66 +36,66 @@ pub async fn logout() -> Result<(), Error> {
 
 #[server(prefix = "/api/fn", endpoint = "get_me")]
 pub async fn get_me() -> Result<views::Me, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.me(actor.as_ref()).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.me(&opctx).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "fleet_summary")]
 pub async fn fleet_summary() -> Result<views::FleetSummary, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.fleet_summary(actor.as_ref()).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.fleet_summary(&opctx).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "instance_list")]
 pub async fn instance_list() -> Result<Vec<views::InstanceView>, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.instance_list(actor.as_ref()).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.instance_list(&opctx).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "instance_create")]
 pub async fn instance_create(
     create: params::InstanceCreate,
 ) -> Result<Vec<views::InstanceView>, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.instance_create(actor.as_ref(), &create).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.instance_create(&opctx, &create).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "instance_delete")]
 pub async fn instance_delete(id: InstanceUuid) -> Result<views::InstanceView, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.instance_delete(actor.as_ref(), id).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.instance_delete(&opctx, id).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "capacity")]
 pub async fn capacity() -> Result<views::Capacity, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.capacity(actor.as_ref()).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.capacity(&opctx).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "instance_type_list")]
 pub async fn instance_type_list() -> Result<Vec<views::InstanceType>, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.instance_type_list(actor.as_ref()).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.instance_type_list(&opctx).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "instance_type_create")]
 pub async fn instance_type_create(
     create: params::InstanceTypeCreate,
 ) -> Result<views::InstanceType, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.instance_type_create(actor.as_ref(), &create).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.instance_type_create(&opctx, &create).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "instance_type_delete")]
 pub async fn instance_type_delete(name: String) -> Result<(), Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.instance_type_delete(actor.as_ref(), &name).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.instance_type_delete(&opctx, &name).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "quota_get")]
 pub async fn quota_get(tenant_id: Option<TenantUuid>) -> Result<views::TenantQuota, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.quota_get(actor.as_ref(), tenant_id).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.quota_get(&opctx, tenant_id).await.map_err(fail)
 }
 
 /// `limit` empty removes the limit.
@@ -103,15 +105,15 @@ pub async fn quota_set(
     resource: String,
     limit: String,
 ) -> Result<views::TenantQuota, Error> {
-    let (ctl, _, actor) = context().await?;
+    let (ctl, _, opctx) = context().await?;
     let limit = params::QuotaLimit::parse(&limit).map_err(fail)?;
-    ctl.quota_set(actor.as_ref(), tenant_id, resource.trim(), limit).await.map_err(fail)
+    ctl.quota_set(&opctx, tenant_id, resource.trim(), limit).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "quota_default_list")]
 pub async fn quota_default_list() -> Result<Vec<views::QuotaLine>, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.quota_default_list(actor.as_ref()).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.quota_default_list(&opctx).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "quota_default_set")]
@@ -119,27 +121,27 @@ pub async fn quota_default_set(
     resource: String,
     limit: String,
 ) -> Result<Vec<views::QuotaLine>, Error> {
-    let (ctl, _, actor) = context().await?;
+    let (ctl, _, opctx) = context().await?;
     let limit = params::QuotaLimit::parse(&limit).map_err(fail)?;
-    ctl.quota_default_set(actor.as_ref(), resource.trim(), limit).await.map_err(fail)
+    ctl.quota_default_set(&opctx, resource.trim(), limit).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "host_set_cordoned")]
 pub async fn host_set_cordoned(host: String, cordoned: bool) -> Result<(), Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.host_set_cordoned(actor.as_ref(), host.trim(), cordoned).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.host_set_cordoned(&opctx, host.trim(), cordoned).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "tenant_list")]
 pub async fn tenant_list() -> Result<Vec<views::TenantView>, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.tenant_list(actor.as_ref()).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.tenant_list(&opctx).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "tenant_create")]
 pub async fn tenant_create(name: String) -> Result<views::TenantView, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.tenant_create(actor.as_ref(), name.trim()).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.tenant_create(&opctx, name.trim()).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "tenant_set_suspended")]
@@ -147,28 +149,28 @@ pub async fn tenant_set_suspended(
     tenant_id: TenantUuid,
     suspended: bool,
 ) -> Result<views::TenantView, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.tenant_set_suspended(actor.as_ref(), tenant_id, suspended).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.tenant_set_suspended(&opctx, tenant_id, suspended).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "tenant_deletion_preview")]
 pub async fn tenant_deletion_preview(
     tenant_id: TenantUuid,
 ) -> Result<views::TenantDeletion, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.tenant_deletion_preview(actor.as_ref(), tenant_id).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.tenant_deletion_preview(&opctx, tenant_id).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "tenant_delete")]
 pub async fn tenant_delete(tenant_id: TenantUuid, confirm_name: String) -> Result<(), Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.tenant_delete(actor.as_ref(), tenant_id, confirm_name.trim()).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.tenant_delete(&opctx, tenant_id, confirm_name.trim()).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "user_list")]
 pub async fn user_list(tenant_id: Option<TenantUuid>) -> Result<Vec<views::UserView>, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.user_list(actor.as_ref(), tenant_id).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.user_list(&opctx, tenant_id).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "user_invite")]
@@ -177,8 +179,8 @@ pub async fn user_invite(
     username: String,
     role: String,
 ) -> Result<views::UserInvited, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.user_invite(actor.as_ref(), tenant_id, username.trim(), &role).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.user_invite(&opctx, tenant_id, username.trim(), &role).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "user_set_role")]
@@ -187,8 +189,8 @@ pub async fn user_set_role(
     user_id: UserUuid,
     role: String,
 ) -> Result<(), Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.user_set_role(actor.as_ref(), tenant_id, user_id, &role).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.user_set_role(&opctx, tenant_id, user_id, &role).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "user_set_disabled")]
@@ -197,8 +199,8 @@ pub async fn user_set_disabled(
     user_id: UserUuid,
     disabled: bool,
 ) -> Result<(), Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.user_set_disabled(actor.as_ref(), tenant_id, user_id, disabled).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.user_set_disabled(&opctx, tenant_id, user_id, disabled).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "audit_list")]
@@ -206,14 +208,14 @@ pub async fn audit_list(
     action: Option<String>,
     actor_name: Option<String>,
 ) -> Result<Vec<views::AuditEntry>, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.audit_list(actor.as_ref(), action.as_deref(), actor_name.as_deref()).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.audit_list(&opctx, action.as_deref(), actor_name.as_deref()).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "api_token_list")]
 pub async fn api_token_list() -> Result<Vec<views::ApiTokenView>, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.api_token_list(actor.as_ref()).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.api_token_list(&opctx).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "api_token_create")]
@@ -222,14 +224,14 @@ pub async fn api_token_create(
     role: String,
     days: u32,
 ) -> Result<views::ApiTokenCreated, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.api_token_create(actor.as_ref(), &name, &role, days).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.api_token_create(&opctx, &name, &role, days).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "api_token_revoke")]
 pub async fn api_token_revoke(id: ApiTokenUuid) -> Result<(), Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.api_token_revoke(actor.as_ref(), id).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.api_token_revoke(&opctx, id).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "user_add_to_tenant")]
@@ -238,24 +240,23 @@ pub async fn user_add_to_tenant(
     username: String,
     role: String,
 ) -> Result<(), Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.user_add_to_tenant(actor.as_ref(), tenant_id, username.trim(), &role).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.user_add_to_tenant(&opctx, tenant_id, username.trim(), &role).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "tenant_switch")]
 pub async fn tenant_switch(tenant_id: TenantUuid) -> Result<(), Error> {
-    let (ctl, session, actor) = context().await?;
-    ctl.session_switch_tenant(&session, actor.as_ref(), tenant_id).await.map_err(fail)
+    let (ctl, session, opctx) = context().await?;
+    ctl.session_switch_tenant(&session, &opctx, tenant_id).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "password_change")]
 pub async fn password_change(current: String, new: String, repeat: String) -> Result<(), Error> {
-    let (ctl, session, actor) = context().await?;
-    // Browsers carry a session; a script with an API token does not get one.
-    let signed_in = ctl.session_actor(&session, None).await.map_err(fail)?.is_some();
-    ctl.password_change(actor.as_ref(), &current, &new, &repeat).await.map_err(fail)?;
-    // The change ended every session of the user; this browser goes on under a new id.
-    if let (true, Some(actor)) = (signed_in, &actor) {
+    let (ctl, session, opctx) = context().await?;
+    ctl.password_change(&opctx, &current, &new, &repeat).await.map_err(fail)?;
+    // The change ended every session of the user; this browser goes on under a new id (a
+    // script with an API token has no session to renew).
+    if let (Through::Session, Some(actor)) = (opctx.through(), opctx.actor()) {
         ctl.session_sign_in(&session, actor.user_id).await.map_err(fail)?;
     }
     Ok(())
@@ -263,12 +264,12 @@ pub async fn password_change(current: String, new: String, repeat: String) -> Re
 
 #[server(prefix = "/api/fn", endpoint = "session_list")]
 pub async fn session_list() -> Result<Vec<views::SessionView>, Error> {
-    let (ctl, session, actor) = context().await?;
-    ctl.session_list(actor.as_ref(), &session).await.map_err(fail)
+    let (ctl, session, opctx) = context().await?;
+    ctl.session_list(&opctx, &session).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "session_end")]
 pub async fn session_end(label: String) -> Result<(), Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.session_end(actor.as_ref(), &label).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.session_end(&opctx, &label).await.map_err(fail)
 }

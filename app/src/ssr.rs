@@ -5,7 +5,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 use leptos_axum::ResponseOptions;
 use portal_controller::Controller;
-use portal_controller::authz::Actor;
+use portal_controller::OpContext;
 use portal_types::Error;
 use tower_sessions::Session;
 
@@ -13,10 +13,10 @@ use tower_sessions::Session;
 /// server-rendered page calls (each would read the session, the user and their tenants
 /// again). Provided fresh for every request.
 #[derive(Clone, Default)]
-pub struct RequestActor(Arc<std::sync::Mutex<Option<Option<Actor>>>>);
+pub struct RequestActor(Arc<std::sync::Mutex<Option<OpContext>>>);
 
-/// The controller, the session and the signed-in actor (if any) of the current request.
-pub async fn context() -> Result<(Arc<Controller>, Session, Option<Actor>), Error> {
+/// The controller, the session and the caller (signed in or not) of the current request.
+pub async fn context() -> Result<(Arc<Controller>, Session, OpContext), Error> {
     let ctl = use_context::<Arc<Controller>>()
         .ok_or_else(|| fail(Error::internal("no controller in the server function context")))?;
     let session: Session = leptos_axum::extract()
@@ -24,19 +24,21 @@ pub async fn context() -> Result<(Arc<Controller>, Session, Option<Actor>), Erro
         .map_err(|e| fail(Error::internal(format!("no session layer: {e}"))))?;
     let cache = use_context::<RequestActor>().unwrap_or_default();
     let known = cache.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    if let Some(actor) = known {
-        return Ok((ctl, session, actor));
+    if let Some(opctx) = known {
+        return Ok((ctl, session, opctx));
     }
     let client = client_address().await;
-    let mut actor = ctl.session_actor(&session, client).await.map_err(fail)?;
+    let actor = ctl.session_actor(&session, client).await.map_err(fail)?;
+    let mut opctx = OpContext::for_session(actor);
     // Scripts and the CLI authenticate with `Authorization: Bearer gpc_…` instead.
-    if actor.is_none()
+    if opctx.actor().is_none()
         && let Some(token) = bearer_token().await
+        && let Some(by_token) = ctl.token_actor(&token, client).await.map_err(fail)?
     {
-        actor = ctl.token_actor(&token, client).await.map_err(fail)?;
+        opctx = by_token;
     }
-    *cache.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(actor.clone());
-    Ok((ctl, session, actor))
+    *cache.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(opctx.clone());
+    Ok((ctl, session, opctx))
 }
 
 /// The page's Content-Security-Policy: scripts only from the portal and the inline ones

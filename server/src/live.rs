@@ -14,7 +14,8 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use portal_controller::Controller;
-use portal_controller::authz::{Action, Actor, authorize};
+use portal_controller::OpContext;
+use portal_controller::authz::{Action, Actor};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tower_sessions::Session;
@@ -36,7 +37,9 @@ pub async fn events(
         .await
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
         .ok_or(StatusCode::UNAUTHORIZED)?;
-    authorize(Some(&actor), Action::InstanceRead).map_err(|_| StatusCode::FORBIDDEN)?;
+    OpContext::for_session(Some(actor.clone()))
+        .authorize(Action::InstanceRead)
+        .map_err(|_| StatusCode::FORBIDDEN)?;
     let session_id = session.id().ok_or(StatusCode::UNAUTHORIZED)?;
     let mut bus = controller.events().subscribe();
     let (tx, rx) = mpsc::channel(64);
@@ -82,7 +85,7 @@ async fn still_allowed(
         Ok(Some(now)) => {
             now.user_id == actor.user_id
                 && now.tenant_id == actor.tenant_id
-                && authorize(Some(&now), Action::InstanceRead).is_ok()
+                && OpContext::for_session(Some(now)).authorize(Action::InstanceRead).is_ok()
         }
         _ => false,
     }

@@ -205,8 +205,8 @@ pub struct StrayVmRow {
 
 #[server(prefix = "/api/fn", endpoint = "stray_vm_list")]
 pub async fn stray_vm_list() -> Result<Vec<StrayVmRow>, Error> {
-    let (ctl, _, actor) = crate::ssr::context().await?;
-    let strays = ctl.stray_vm_list(actor.as_ref()).await.map_err(crate::ssr::fail)?;
+    let (ctl, _, opctx) = crate::ssr::context().await?;
+    let strays = ctl.stray_vm_list(&opctx).await.map_err(crate::ssr::fail)?;
     Ok(strays
         .into_iter()
         .map(|s| StrayVmRow { host: s.host, vm_id: s.vm_id, state: s.state, since: s.since })

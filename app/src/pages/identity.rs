@@ -33,8 +33,8 @@ pub struct SignInButton {
 
 #[server(prefix = "/api/fn", endpoint = "identity_provider_list")]
 pub async fn identity_provider_list() -> Result<Vec<ProviderRow>, Error> {
-    let (ctl, _, actor) = context().await?;
-    let list = ctl.identity_provider_list(actor.as_ref()).await.map_err(fail)?;
+    let (ctl, _, opctx) = context().await?;
+    let list = ctl.identity_provider_list(&opctx).await.map_err(fail)?;
     Ok(list
         .into_iter()
         .map(|p| ProviderRow {
@@ -75,7 +75,7 @@ pub struct ProviderForm {
 #[server(prefix = "/api/fn", endpoint = "identity_provider_create")]
 pub async fn identity_provider_create(form: ProviderForm) -> Result<(), Error> {
     use portal_controller::oidc::{ProviderCreate, parse_role_rules};
-    let (ctl, _, actor) = context().await?;
+    let (ctl, _, opctx) = context().await?;
     let create = ProviderCreate {
         role_rules: parse_role_rules(&form.role_rules).map_err(fail)?,
         name: form.name,
@@ -88,14 +88,14 @@ pub async fn identity_provider_create(form: ProviderForm) -> Result<(), Error> {
         group_claim: form.group_claim,
         default_role: form.default_role,
     };
-    ctl.identity_provider_create(actor.as_ref(), &create).await.map_err(fail)?;
+    ctl.identity_provider_create(&opctx, &create).await.map_err(fail)?;
     Ok(())
 }
 
 #[server(prefix = "/api/fn", endpoint = "identity_provider_delete")]
 pub async fn identity_provider_delete(name: String) -> Result<(), Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.identity_provider_delete(actor.as_ref(), &name).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.identity_provider_delete(&opctx, &name).await.map_err(fail)
 }
 
 /// Public on purpose: visitors who are not signed in need the buttons.

@@ -20,19 +20,19 @@ use crate::ssr::{context, fail};
 
 #[server(prefix = "/api/fn", endpoint = "host_topology")]
 pub async fn host_topology(name: String) -> Result<topo::HostTopology, Error> {
-    let (ctl, _, actor) = context().await?;
-    ctl.host_topology(actor.as_ref(), &name).await.map_err(fail)
+    let (ctl, _, opctx) = context().await?;
+    ctl.host_topology(&opctx, &name).await.map_err(fail)
 }
 
 /// `su` as in the URL: "su1" (or "1").
 #[server(prefix = "/api/fn", endpoint = "scalable_unit_topology")]
 pub async fn scalable_unit_topology(su: String) -> Result<topo::ScalableUnitTopology, Error> {
-    let (ctl, _, actor) = context().await?;
+    let (ctl, _, opctx) = context().await?;
     match topo::parse_scalable_unit(&su) {
-        Some(number) => ctl.scalable_unit_topology(actor.as_ref(), number).await.map_err(fail),
+        Some(number) => ctl.scalable_unit_topology(&opctx, number).await.map_err(fail),
         // Not a unit name: the caller's permissions still answer first (401/403), then the
         // answer names what they typed.
-        None => match ctl.scalable_unit_topology(actor.as_ref(), 0).await {
+        None => match ctl.scalable_unit_topology(&opctx, 0).await {
             Err(e @ (Error::Unauthenticated | Error::Forbidden { .. })) => Err(fail(e)),
             _ => Err(fail(Error::not_found("scalable unit", su))),
         },

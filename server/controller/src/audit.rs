@@ -10,7 +10,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Se
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::authz::{Action, Actor, authorize};
+use crate::authz::{Action, Actor};
+use crate::context::OpContext;
 use crate::db::entity::audit_log;
 use crate::db::{now_ms, rfc3339};
 
@@ -20,31 +21,31 @@ const MAX_ENTRIES: u64 = 500;
 impl Controller {
     /// Records one call on an object of the actor's own tenant, or of none (a host, the
     /// catalog), and passes its result through, so a method ends with
-    /// `self.audited(actor, "instance.create", "instance", &name, result).await`.
+    /// `self.audited(opctx, "instance.create", "instance", &name, result).await`.
     pub(crate) async fn audited<T>(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         action: &str,
         object_kind: &str,
         object_id: &str,
         result: Result<T, Error>,
     ) -> Result<T, Error> {
-        self.audited_in(actor, None, action, object_kind, object_id, result).await
+        self.audited_in(opctx, None, action, object_kind, object_id, result).await
     }
 
     /// Like [`audited`](Self::audited) for an object of `object_tenant`: the entry is filed
     /// under that tenant (see [`filed_under`]).
     pub(crate) async fn audited_in<T>(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         object_tenant: Option<TenantUuid>,
         action: &str,
         object_kind: &str,
         object_id: &str,
         result: Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut row = entry_of(actor, action, object_kind, object_id, outcome(&result));
-        row.tenant_id = Set(filed_under(actor, object_tenant));
+        let mut row = entry_of(opctx.actor(), action, object_kind, object_id, outcome(&result));
+        row.tenant_id = Set(filed_under(opctx, object_tenant));
         self.audit_write(row).await;
         result
     }
@@ -60,11 +61,11 @@ impl Controller {
     /// Newest first; `action` filters by prefix (e.g. `instance.`), `actor` by username.
     pub async fn audit_list(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         action: Option<&str>,
         actor_name: Option<&str>,
     ) -> Result<Vec<AuditEntry>, Error> {
-        let actor = authorize(actor, Action::AuditRead)?;
+        let actor = opctx.authorize(Action::AuditRead)?;
         let mut query = audit_log::Entity::find();
         if !actor.provider_admin {
             query =
@@ -101,8 +102,8 @@ impl Controller {
 /// done to their tenant, also by a provider admin acting from another tenant. The actor's
 /// own when the object belongs to no tenant, or to one the actor may not see: a refused
 /// attempt on another tenant's object must not tell that tenant who tried.
-fn filed_under(actor: Option<&Actor>, object_tenant: Option<TenantUuid>) -> Option<Uuid> {
-    let actor = actor?;
+fn filed_under(opctx: &OpContext, object_tenant: Option<TenantUuid>) -> Option<Uuid> {
+    let actor = opctx.actor()?;
     let tenant = match object_tenant {
         Some(t) if actor.provider_admin || t == actor.tenant_id => t,
         _ => actor.tenant_id,

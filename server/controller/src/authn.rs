@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::authz::{Actor, Role};
+use crate::context::OpContext;
 use crate::db::entity::{membership, quota, tenant, user};
 use crate::db::now_ms;
 
@@ -259,7 +260,6 @@ pub async fn load_actor(
         role: Role::parse(&m.role).unwrap_or(Role::Viewer),
         client: None,
         must_change_password: u.must_change_password,
-        via_token: false,
     }))
 }
 
@@ -299,24 +299,24 @@ impl crate::Controller {
     /// sign-in), and every session of the user ends, as a stolen one would otherwise stay.
     pub async fn password_change(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         current: &str,
         new: &str,
         repeat: &str,
     ) -> Result<(), Error> {
-        let result = self.password_change_unaudited(actor, current, new, repeat).await;
-        let username = actor.map_or("", |a| a.username.as_str());
-        self.audited(actor, "account.password_change", "user", username, result).await
+        let result = self.password_change_unaudited(opctx, current, new, repeat).await;
+        let username = opctx.actor().map_or("", |a| a.username.as_str());
+        self.audited(opctx, "account.password_change", "user", username, result).await
     }
 
     async fn password_change_unaudited(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         current: &str,
         new: &str,
         repeat: &str,
     ) -> Result<(), Error> {
-        let actor = crate::authz::authorize(actor, crate::authz::Action::PasswordChange)?;
+        let actor = opctx.authorize(crate::authz::Action::PasswordChange)?;
         let has_password = user::Entity::find_by_id(actor.user_id.into_untyped_uuid())
             .one(&self.db)
             .await

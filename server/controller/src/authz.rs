@@ -5,9 +5,12 @@
 
 use portal_types::Error;
 use portal_types::ids::{TenantUuid, UserUuid};
+use serde::{Deserialize, Serialize};
+
+use crate::context::{OpContext, Through};
 
 /// A role within one tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Role {
     Viewer,
     Member,
@@ -34,7 +37,7 @@ impl Role {
 }
 
 /// The authenticated caller of a control-plane method, acting within one tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub user_id: UserUuid,
     pub username: String,
@@ -47,9 +50,6 @@ pub struct Actor {
     /// Signed in with a password someone else chose (an invitation, the generated first
     /// admin password): until they choose their own, that is all they may do.
     pub must_change_password: bool,
-    /// Authenticated with an API token: it may not manage tokens, sessions or passwords,
-    /// or it could outlive its own expiry and revocation.
-    pub via_token: bool,
 }
 
 /// Everything a caller can ask the control plane to do.
@@ -93,9 +93,9 @@ pub enum Action {
     InstanceDelete,
 }
 
-/// The policy. Returns the actor so callers write `let actor = authorize(actor, …)?;`.
-pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error> {
-    let actor = actor.ok_or(Error::Unauthenticated)?;
+/// The policy. Returns the actor so callers write `let actor = opctx.authorize(…)?;`.
+pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
+    let actor = opctx.actor().ok_or(Error::Unauthenticated)?;
     if actor.must_change_password && !matches!(action, Action::AccountRead | Action::PasswordChange)
     {
         return Err(Error::forbidden(
@@ -103,7 +103,9 @@ pub fn authorize(actor: Option<&Actor>, action: Action) -> Result<&Actor, Error>
              signing in once",
         ));
     }
-    if actor.via_token && matches!(action, Action::AccountWrite | Action::PasswordChange) {
+    if opctx.through() == Through::Token
+        && matches!(action, Action::AccountWrite | Action::PasswordChange)
+    {
         return Err(Error::forbidden(
             "an API token cannot manage tokens, sessions or passwords; sign in to the portal \
              for that",
@@ -184,8 +186,11 @@ mod tests {
             role,
             client: None,
             must_change_password: false,
-            via_token: false,
         }
+    }
+
+    fn op(actor: &Actor) -> OpContext {
+        OpContext::for_session(Some(actor.clone()))
     }
 
     #[test]
@@ -209,18 +214,21 @@ mod tests {
             Action::InstanceCreate,
             Action::InstanceDelete,
         ] {
-            assert_eq!(authorize(None, action).unwrap_err(), Error::Unauthenticated);
+            assert_eq!(
+                authorize(&OpContext::anonymous(), action).unwrap_err(),
+                Error::Unauthenticated
+            );
         }
     }
 
     #[test]
     fn viewers_read_but_cannot_mutate() {
         let viewer = actor(Role::Viewer, false);
-        assert!(authorize(Some(&viewer), Action::InstanceRead).is_ok());
-        let err = authorize(Some(&viewer), Action::InstanceCreate).unwrap_err();
+        assert!(authorize(&op(&viewer), Action::InstanceRead).is_ok());
+        let err = authorize(&op(&viewer), Action::InstanceCreate).unwrap_err();
         assert_eq!(err.status_code(), 403);
-        assert!(authorize(Some(&actor(Role::Member, false)), Action::InstanceDelete).is_ok());
-        assert!(authorize(Some(&actor(Role::Viewer, true)), Action::InstanceDelete).is_ok());
+        assert!(authorize(&op(&actor(Role::Member, false)), Action::InstanceDelete).is_ok());
+        assert!(authorize(&op(&actor(Role::Viewer, true)), Action::InstanceDelete).is_ok());
     }
 
     #[test]
@@ -229,19 +237,19 @@ mod tests {
         for action in
             [Action::FleetRead, Action::FleetWrite, Action::CatalogWrite, Action::QuotaWrite]
         {
-            assert_eq!(authorize(Some(&tenant_admin), action).unwrap_err().status_code(), 403);
-            assert!(authorize(Some(&actor(Role::Viewer, true)), action).is_ok());
+            assert_eq!(authorize(&op(&tenant_admin), action).unwrap_err().status_code(), 403);
+            assert!(authorize(&op(&actor(Role::Viewer, true)), action).is_ok());
         }
-        assert!(authorize(Some(&tenant_admin), Action::CapacityRead).is_ok());
+        assert!(authorize(&op(&tenant_admin), Action::CapacityRead).is_ok());
     }
 
     #[test]
     fn tokens_cannot_manage_tokens_sessions_or_passwords() {
-        let token = Actor { via_token: true, ..actor(Role::TenantAdmin, true) };
+        let token = OpContext::for_token(actor(Role::TenantAdmin, true));
         for action in [Action::AccountWrite, Action::PasswordChange] {
-            assert_eq!(authorize(Some(&token), action).unwrap_err().status_code(), 403);
+            assert_eq!(authorize(&token, action).unwrap_err().status_code(), 403);
         }
-        assert!(authorize(Some(&token), Action::AccountRead).is_ok());
-        assert!(authorize(Some(&token), Action::InstanceCreate).is_ok());
+        assert!(authorize(&token, Action::AccountRead).is_ok());
+        assert!(authorize(&token, Action::InstanceCreate).is_ok());
     }
 }

@@ -14,7 +14,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::authz::{Action, Actor, authorize};
+use crate::authz::Action;
+use crate::context::OpContext;
 use crate::db::entity::instance_type;
 use crate::db::now_ms;
 
@@ -118,11 +119,8 @@ pub(crate) async fn find_many(
 }
 
 impl Controller {
-    pub async fn instance_type_list(
-        &self,
-        actor: Option<&Actor>,
-    ) -> Result<Vec<InstanceType>, Error> {
-        authorize(actor, Action::CatalogRead)?;
+    pub async fn instance_type_list(&self, opctx: &OpContext) -> Result<Vec<InstanceType>, Error> {
+        opctx.authorize(Action::CatalogRead)?;
         let rows = instance_type::Entity::find().all(&self.db).await.map_err(Error::internal)?;
         let mut types: Vec<InstanceType> = rows.iter().map(view).collect();
         // GPU types first, smallest first; CPU-only types after them.
@@ -132,19 +130,19 @@ impl Controller {
 
     pub async fn instance_type_create(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         create: &params::InstanceTypeCreate,
     ) -> Result<InstanceType, Error> {
-        let result = self.instance_type_create_unaudited(actor, create).await;
-        self.audited(actor, "instance_type.create", "instance_type", &create.name, result).await
+        let result = self.instance_type_create_unaudited(opctx, create).await;
+        self.audited(opctx, "instance_type.create", "instance_type", &create.name, result).await
     }
 
     async fn instance_type_create_unaudited(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         create: &params::InstanceTypeCreate,
     ) -> Result<InstanceType, Error> {
-        authorize(actor, Action::CatalogWrite)?;
+        opctx.authorize(Action::CatalogWrite)?;
         create.validate()?;
         let exists = instance_type::Entity::find()
             .filter(instance_type::Column::Name.eq(&create.name))
@@ -164,21 +162,17 @@ impl Controller {
     }
 
     /// Removes a type from the catalog; instances already running keep their shape.
-    pub async fn instance_type_delete(
-        &self,
-        actor: Option<&Actor>,
-        name: &str,
-    ) -> Result<(), Error> {
-        let result = self.instance_type_delete_unaudited(actor, name).await;
-        self.audited(actor, "instance_type.delete", "instance_type", name, result).await
+    pub async fn instance_type_delete(&self, opctx: &OpContext, name: &str) -> Result<(), Error> {
+        let result = self.instance_type_delete_unaudited(opctx, name).await;
+        self.audited(opctx, "instance_type.delete", "instance_type", name, result).await
     }
 
     async fn instance_type_delete_unaudited(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         name: &str,
     ) -> Result<(), Error> {
-        authorize(actor, Action::CatalogWrite)?;
+        opctx.authorize(Action::CatalogWrite)?;
         let res = instance_type::Entity::delete_many()
             .filter(instance_type::Column::Name.eq(name))
             .exec(&self.db)

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::authz::{Action, Actor, authorize};
+use crate::authz::Action;
+use crate::context::OpContext;
 use crate::db::entity::{dpu, gpu, host, switch};
 use crate::db::now_ms;
 
@@ -297,8 +298,8 @@ impl Controller {
     }
 
     /// The dashboard's fleet view: every host with its GPUs used, free and unhealthy.
-    pub async fn fleet_summary(&self, actor: Option<&Actor>) -> Result<FleetSummary, Error> {
-        authorize(actor, Action::FleetRead)?;
+    pub async fn fleet_summary(&self, opctx: &OpContext) -> Result<FleetSummary, Error> {
+        opctx.authorize(Action::FleetRead)?;
         // Only the columns the map shows (not the topology facts), and the GPUs counted by
         // the database: a few rows per host instead of every GPU and claim.
         let hosts: Vec<(Uuid, String, i32, String, bool, bool)> = host::Entity::find()
@@ -391,13 +392,13 @@ impl Controller {
     /// Takes a host out of scheduling for maintenance (its VMs stay) or puts it back.
     pub async fn host_set_cordoned(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         host_name: &str,
         cordoned: bool,
     ) -> Result<(), Error> {
-        let result = self.host_set_cordoned_unaudited(actor, host_name, cordoned).await;
+        let result = self.host_set_cordoned_unaudited(opctx, host_name, cordoned).await;
         self.audited(
-            actor,
+            opctx,
             if cordoned { "host.cordon" } else { "host.uncordon" },
             "host",
             host_name,
@@ -408,11 +409,11 @@ impl Controller {
 
     async fn host_set_cordoned_unaudited(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         host_name: &str,
         cordoned: bool,
     ) -> Result<(), Error> {
-        authorize(actor, Action::FleetWrite)?;
+        opctx.authorize(Action::FleetWrite)?;
         // Under the placer's lock, so no launch decides between the row and the scheduler.
         let mut placer = self.placer.lock().await;
         let res = host::Entity::update_many()
@@ -436,8 +437,8 @@ impl Controller {
 
     /// "Still launchable: a×8, b×4, c×2, d×1" fleet-wide for everyone; per scalable unit for
     /// provider admins.
-    pub async fn capacity(&self, actor: Option<&Actor>) -> Result<Capacity, Error> {
-        let actor = authorize(actor, Action::CapacityRead)?;
+    pub async fn capacity(&self, opctx: &OpContext) -> Result<Capacity, Error> {
+        let actor = opctx.authorize(Action::CapacityRead)?;
         let guard = self.placer.lock().await;
         let Some(placer) = guard.as_ref() else { return Ok(Capacity::default()) };
         let scheduler = &placer.scheduler;

@@ -22,8 +22,9 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::authz::{Action, Actor, authorize};
+use crate::authz::{Action, Actor};
 use crate::claims::Claimed;
+use crate::context::OpContext;
 use crate::db::entity::{host, instance};
 use crate::db::{now_ms, rfc3339};
 use crate::removal::Removal;
@@ -80,8 +81,8 @@ pub(crate) fn host_of(row: &instance::Model) -> Option<String> {
 
 impl Controller {
     /// The instances of the actor's tenant, newest first, without deleted ones.
-    pub async fn instance_list(&self, actor: Option<&Actor>) -> Result<Vec<InstanceView>, Error> {
-        let actor = authorize(actor, Action::InstanceRead)?;
+    pub async fn instance_list(&self, opctx: &OpContext) -> Result<Vec<InstanceView>, Error> {
+        let actor = opctx.authorize(Action::InstanceRead)?;
         let rows = instance::Entity::find()
             .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
             .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
@@ -97,24 +98,24 @@ impl Controller {
     /// Returns as soon as the claims are committed, in state `provisioning`.
     pub async fn instance_create(
         self: &Arc<Self>,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         params: &params::InstanceCreate,
     ) -> Result<Vec<InstanceView>, Error> {
-        match self.instance_create_unaudited(actor, params).await {
+        match self.instance_create_unaudited(opctx, params).await {
             // A launch that claimed was recorded in its claim's transaction.
             Ok(views) => Ok(views),
             refused => {
-                self.audited(actor, "instance.create", "instance", &params.name, refused).await
+                self.audited(opctx, "instance.create", "instance", &params.name, refused).await
             }
         }
     }
 
     async fn instance_create_unaudited(
         self: &Arc<Self>,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         params: &params::InstanceCreate,
     ) -> Result<Vec<InstanceView>, Error> {
-        let actor = authorize(actor, Action::InstanceCreate)?;
+        let actor = opctx.authorize(Action::InstanceCreate)?;
         params.validate()?;
         let claimed = self.claims.claim(actor, params).await?;
         Ok(claimed.iter().map(|(row, _)| view(row)).collect())
@@ -168,19 +169,19 @@ impl Controller {
     /// host confirms it is gone the claims are released. Deleting twice is fine.
     pub async fn instance_delete(
         self: &Arc<Self>,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         id: InstanceUuid,
     ) -> Result<InstanceView, Error> {
-        let result = self.instance_delete_unaudited(actor, id).await;
-        self.audited(actor, "instance.delete", "instance", &id.to_string(), result).await
+        let result = self.instance_delete_unaudited(opctx, id).await;
+        self.audited(opctx, "instance.delete", "instance", &id.to_string(), result).await
     }
 
     async fn instance_delete_unaudited(
         self: &Arc<Self>,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         id: InstanceUuid,
     ) -> Result<InstanceView, Error> {
-        let actor = authorize(actor, Action::InstanceDelete)?;
+        let actor = opctx.authorize(Action::InstanceDelete)?;
         let row = instance::Entity::find_by_id(id.into_untyped_uuid())
             .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
             .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))

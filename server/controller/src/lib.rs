@@ -8,6 +8,7 @@ pub mod authn;
 pub mod authz;
 mod catalog;
 mod claims;
+pub mod context;
 pub mod db;
 pub mod events;
 pub mod fleet;
@@ -38,11 +39,12 @@ use portal_types::views::Me;
 use sea_orm::DatabaseConnection;
 
 use crate::agents::{AgentRegistry, AgentUnreachable};
-use crate::authz::{Action, Actor, authorize};
+use crate::authz::{Action, Actor};
 use crate::events::EventBus;
 
 pub use crate::authn::Bootstrap;
 pub use crate::authz::Role;
+pub use crate::context::OpContext;
 pub use crate::strays::StrayVm;
 
 /// How the control plane starts.
@@ -356,8 +358,8 @@ impl Controller {
     }
 
     /// The signed-in user with every tenant they may act in.
-    pub async fn me(&self, actor: Option<&Actor>) -> Result<Me, Error> {
-        let actor = authorize(actor, Action::AccountRead)?;
+    pub async fn me(&self, opctx: &OpContext) -> Result<Me, Error> {
+        let actor = opctx.authorize(Action::AccountRead)?;
         let memberships = authn::memberships(&self.db, actor.user_id).await?;
         Ok(Me {
             user_id: actor.user_id,

@@ -14,7 +14,8 @@ use sea_orm::{
 };
 
 use crate::Controller;
-use crate::authz::{Action, Actor, authorize};
+use crate::authz::Action;
+use crate::context::OpContext;
 use crate::db::entity::{default_quota, instance, quota, tenant};
 
 /// What a tenant's live instances use, by quota resource.
@@ -168,10 +169,10 @@ impl Controller {
     /// provider admins (another tenant is not found for the others).
     pub async fn quota_get(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         tenant_id: Option<TenantUuid>,
     ) -> Result<TenantQuota, Error> {
-        let actor = authorize(actor, Action::QuotaRead)?;
+        let actor = opctx.authorize(Action::QuotaRead)?;
         let tenant_id = tenant_id.unwrap_or(actor.tenant_id);
         if tenant_id != actor.tenant_id && !actor.provider_admin {
             return Err(Error::not_found("tenant", tenant_id));
@@ -208,24 +209,24 @@ impl Controller {
     /// the provider's default.
     pub async fn quota_set(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         tenant_id: TenantUuid,
         resource: &str,
         limit: QuotaLimit,
     ) -> Result<TenantQuota, Error> {
-        let result = self.quota_set_unaudited(actor, tenant_id, resource, limit).await;
+        let result = self.quota_set_unaudited(opctx, tenant_id, resource, limit).await;
         let object = format!("{tenant_id}/{resource}");
-        self.audited_in(actor, Some(tenant_id), "quota.set", "quota", &object, result).await
+        self.audited_in(opctx, Some(tenant_id), "quota.set", "quota", &object, result).await
     }
 
     async fn quota_set_unaudited(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         tenant_id: TenantUuid,
         resource: &str,
         limit: QuotaLimit,
     ) -> Result<TenantQuota, Error> {
-        authorize(actor, Action::QuotaWrite)?;
+        opctx.authorize(Action::QuotaWrite)?;
         validate_quota_resource(resource)?;
         let exists = tenant::Entity::find_by_id(tenant_id.into_untyped_uuid())
             .select_only()
@@ -263,12 +264,12 @@ impl Controller {
                     .map_err(Error::internal)?;
             }
         }
-        self.quota_get(actor, Some(tenant_id)).await
+        self.quota_get(opctx, Some(tenant_id)).await
     }
 
     /// The limits every tenant gets where it has none of its own (provider admins).
-    pub async fn quota_default_list(&self, actor: Option<&Actor>) -> Result<Vec<QuotaLine>, Error> {
-        authorize(actor, Action::QuotaWrite)?;
+    pub async fn quota_default_list(&self, opctx: &OpContext) -> Result<Vec<QuotaLine>, Error> {
+        opctx.authorize(Action::QuotaWrite)?;
         let rows = default_quota::Entity::find().all(&self.db).await.map_err(Error::internal)?;
         let mut lines: Vec<QuotaLine> = rows
             .into_iter()
@@ -287,12 +288,12 @@ impl Controller {
     /// own limit get none of that resource.
     pub async fn quota_default_set(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         resource: &str,
         limit: QuotaLimit,
     ) -> Result<Vec<QuotaLine>, Error> {
         let result = async {
-            authorize(actor, Action::QuotaWrite)?;
+            opctx.authorize(Action::QuotaWrite)?;
             validate_quota_resource(resource)?;
             match max_value_of(limit) {
                 Some(max_value) => {
@@ -317,9 +318,9 @@ impl Controller {
                         .map_err(Error::internal)?;
                 }
             }
-            self.quota_default_list(actor).await
+            self.quota_default_list(opctx).await
         }
         .await;
-        self.audited(actor, "quota.default_set", "quota", resource, result).await
+        self.audited(opctx, "quota.default_set", "quota", resource, result).await
     }
 }

@@ -185,10 +185,10 @@ impl crate::Controller {
     pub async fn session_switch_tenant(
         &self,
         session: &tower_sessions::Session,
-        actor: Option<&crate::authz::Actor>,
+        opctx: &crate::context::OpContext,
         tenant: portal_types::ids::TenantUuid,
     ) -> Result<(), portal_types::Error> {
-        let actor = crate::authz::authorize(actor, crate::authz::Action::InstanceRead)?;
+        let actor = opctx.authorize(crate::authz::Action::InstanceRead)?;
         if self.actor_in(actor.user_id, Some(tenant)).await?.map(|a| a.tenant_id) != Some(tenant) {
             return Err(portal_types::Error::not_found("tenant", tenant));
         }
@@ -199,10 +199,10 @@ impl crate::Controller {
     /// The user's sessions, labelled by a hash of their id (ids are bearer secrets).
     pub async fn session_list(
         &self,
-        actor: Option<&crate::authz::Actor>,
+        opctx: &crate::context::OpContext,
         current: &tower_sessions::Session,
     ) -> Result<Vec<portal_types::views::SessionView>, portal_types::Error> {
-        let actor = crate::authz::authorize(actor, crate::authz::Action::AccountRead)?;
+        let actor = opctx.authorize(crate::authz::Action::AccountRead)?;
         let current = current.id().map(|id| session_label(&id.to_string()));
         let rows = session::Entity::find()
             .filter(
@@ -229,11 +229,11 @@ impl crate::Controller {
     /// Ends one of the user's sessions by its label; another user's is not found.
     pub async fn session_end(
         &self,
-        actor: Option<&crate::authz::Actor>,
+        opctx: &crate::context::OpContext,
         label: &str,
     ) -> Result<(), portal_types::Error> {
         let result = async {
-            let actor = crate::authz::authorize(actor, crate::authz::Action::AccountWrite)?;
+            let actor = opctx.authorize(crate::authz::Action::AccountWrite)?;
             let rows = session::Entity::find()
                 .filter(
                     session::Column::UserId
@@ -253,7 +253,7 @@ impl crate::Controller {
             Ok(())
         }
         .await;
-        self.audited(actor, "session.end", "session", label, result).await
+        self.audited(opctx, "session.end", "session", label, result).await
     }
 }
 

@@ -16,7 +16,8 @@ use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::authz::{Action, Actor, authorize};
+use crate::authz::Action;
+use crate::context::OpContext;
 use crate::db::entity::instance;
 use crate::db::{now_ms, rfc3339};
 
@@ -87,8 +88,8 @@ impl Controller {
     }
 
     /// VMs hosts run that the database does not want there (provider admins), by host.
-    pub async fn stray_vm_list(&self, actor: Option<&Actor>) -> Result<Vec<StrayVm>, Error> {
-        authorize(actor, Action::FleetRead)?;
+    pub async fn stray_vm_list(&self, opctx: &OpContext) -> Result<Vec<StrayVm>, Error> {
+        opctx.authorize(Action::FleetRead)?;
         Ok(self
             .strays()
             .iter()

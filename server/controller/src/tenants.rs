@@ -13,13 +13,14 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::authz::{Action, Actor, authorize};
+use crate::authz::Action;
+use crate::context::OpContext;
 use crate::db::entity::{api_token, identity_provider, instance, membership, quota, tenant, user};
 use crate::db::now_ms;
 
 impl Controller {
-    pub async fn tenant_list(&self, actor: Option<&Actor>) -> Result<Vec<TenantView>, Error> {
-        authorize(actor, Action::TenantWrite)?;
+    pub async fn tenant_list(&self, opctx: &OpContext) -> Result<Vec<TenantView>, Error> {
+        opctx.authorize(Action::TenantWrite)?;
         let rows = tenant::Entity::find()
             .order_by_asc(tenant::Column::Name)
             .all(&self.db)
@@ -61,13 +62,9 @@ impl Controller {
             .ok_or_else(|| Error::not_found("tenant", id))
     }
 
-    pub async fn tenant_create(
-        &self,
-        actor: Option<&Actor>,
-        name: &str,
-    ) -> Result<TenantView, Error> {
+    pub async fn tenant_create(&self, opctx: &OpContext, name: &str) -> Result<TenantView, Error> {
         let result = async {
-            authorize(actor, Action::TenantWrite)?;
+            opctx.authorize(Action::TenantWrite)?;
             validate_name(name)?;
             let exists = tenant::Entity::find()
                 .filter(tenant::Column::Name.eq(name))
@@ -95,17 +92,17 @@ impl Controller {
         .await;
         // Filed under the new tenant: its admins see who made it.
         let created = result.as_ref().ok().map(|t| t.id);
-        self.audited_in(actor, created, "tenant.create", "tenant", name, result).await
+        self.audited_in(opctx, created, "tenant.create", "tenant", name, result).await
     }
 
     pub async fn tenant_set_suspended(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         id: TenantUuid,
         suspended: bool,
     ) -> Result<TenantView, Error> {
         let result = async {
-            let actor = authorize(actor, Action::TenantWrite)?;
+            let actor = opctx.authorize(Action::TenantWrite)?;
             if suspended && id == actor.tenant_id {
                 return Err(Error::Conflict {
                     message: "You cannot suspend your own tenant; sign in from another.".into(),
@@ -122,7 +119,7 @@ impl Controller {
         }
         .await;
         let verb = if suspended { "tenant.suspend" } else { "tenant.resume" };
-        self.audited_in(actor, Some(id), verb, "tenant", &id.to_string(), result).await
+        self.audited_in(opctx, Some(id), verb, "tenant", &id.to_string(), result).await
     }
 
     /// Deletes a tenant with its memberships and quotas. `confirm_name` must repeat its name;
@@ -130,10 +127,10 @@ impl Controller {
     /// What deleting the tenant would take away (nothing is changed).
     pub async fn tenant_deletion_preview(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         id: TenantUuid,
     ) -> Result<TenantDeletion, Error> {
-        authorize(actor, Action::TenantWrite)?;
+        opctx.authorize(Action::TenantWrite)?;
         let t = self.tenant_find(id).await?;
         let db = &self.db;
         let history = instance::Entity::find()
@@ -206,12 +203,12 @@ impl Controller {
 
     pub async fn tenant_delete(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         id: TenantUuid,
         confirm_name: &str,
     ) -> Result<(), Error> {
         let result = async {
-            let actor = authorize(actor, Action::TenantWrite)?;
+            let actor = opctx.authorize(Action::TenantWrite)?;
             let t = self.tenant_find(id).await?;
             if id == actor.tenant_id {
                 return Err(Error::Conflict {
@@ -252,6 +249,6 @@ impl Controller {
             Ok(())
         }
         .await;
-        self.audited_in(actor, Some(id), "tenant.delete", "tenant", &id.to_string(), result).await
+        self.audited_in(opctx, Some(id), "tenant.delete", "tenant", &id.to_string(), result).await
     }
 }

@@ -14,7 +14,8 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::authz::{Action, Actor, Role, authorize};
+use crate::authz::{Action, Actor, Role};
+use crate::context::OpContext;
 use crate::db::entity::{api_token, tenant};
 use crate::db::{now_ms, rfc3339};
 
@@ -51,13 +52,13 @@ impl Controller {
     /// Creates a token for the actor in their tenant, with at most their role.
     pub async fn api_token_create(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         name: &str,
         role: &str,
         days: u32,
     ) -> Result<ApiTokenCreated, Error> {
         let result = async {
-            let actor = authorize(actor, Action::AccountWrite)?;
+            let actor = opctx.authorize(Action::AccountWrite)?;
             let name = name.trim();
             if name.is_empty() || name.len() > 64 {
                 return Err(Error::invalid("Give the token a name of 1 to 64 characters."));
@@ -97,12 +98,12 @@ impl Controller {
             Ok(ApiTokenCreated { view: self.token_view(&row, &actor.tenant_name), token })
         }
         .await;
-        self.audited(actor, "api_token.create", "api_token", name, result).await
+        self.audited(opctx, "api_token.create", "api_token", name, result).await
     }
 
     /// The actor's own tokens, newest first.
-    pub async fn api_token_list(&self, actor: Option<&Actor>) -> Result<Vec<ApiTokenView>, Error> {
-        let actor = authorize(actor, Action::AccountRead)?;
+    pub async fn api_token_list(&self, opctx: &OpContext) -> Result<Vec<ApiTokenView>, Error> {
+        let actor = opctx.authorize(Action::AccountRead)?;
         let rows = api_token::Entity::find()
             .filter(api_token::Column::UserId.eq(actor.user_id.into_untyped_uuid()))
             .order_by_desc(api_token::Column::CreatedAt)
@@ -121,13 +122,9 @@ impl Controller {
     }
 
     /// Revokes one of the actor's tokens; someone else's token is not found.
-    pub async fn api_token_revoke(
-        &self,
-        actor: Option<&Actor>,
-        id: ApiTokenUuid,
-    ) -> Result<(), Error> {
+    pub async fn api_token_revoke(&self, opctx: &OpContext, id: ApiTokenUuid) -> Result<(), Error> {
         let result = async {
-            let actor = authorize(actor, Action::AccountWrite)?;
+            let actor = opctx.authorize(Action::AccountWrite)?;
             let res = api_token::Entity::update_many()
                 .col_expr(api_token::Column::RevokedAt, Some(now_ms()).into())
                 .filter(api_token::Column::Id.eq(id.into_untyped_uuid()))
@@ -141,7 +138,7 @@ impl Controller {
             Ok(())
         }
         .await;
-        self.audited(actor, "api_token.revoke", "api_token", &id.to_string(), result).await
+        self.audited(opctx, "api_token.revoke", "api_token", &id.to_string(), result).await
     }
 
     /// Revokes every token of a user (after a password change).
@@ -156,13 +153,13 @@ impl Controller {
         Ok(())
     }
 
-    /// The actor a bearer token stands for, or `None` for an unknown, expired or revoked
+    /// The caller a bearer token stands for, or `None` for an unknown, expired or revoked
     /// token, a disabled user, or one no longer in the token's tenant.
     pub async fn token_actor(
         &self,
         token: &str,
         client: Option<std::net::IpAddr>,
-    ) -> Result<Option<Actor>, Error> {
+    ) -> Result<Option<OpContext>, Error> {
         if token.len() < PREFIX_LEN || !token.starts_with("gpc_") {
             return Ok(None);
         }
@@ -194,7 +191,7 @@ impl Controller {
             .filter(api_token::Column::Id.eq(row.id))
             .exec(&self.db)
             .await;
-        Ok(Some(Actor { role, provider_admin: false, client, via_token: true, ..user }))
+        Ok(Some(OpContext::for_token(Actor { role, provider_admin: false, client, ..user })))
     }
 }
 

@@ -22,7 +22,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::authz::{Action, Actor, authorize};
+use crate::authz::Action;
+use crate::context::OpContext;
 use crate::db::entity::{dpu, gpu, host, instance, switch, tenant};
 use crate::fleet::{HostFacts, PartitionFacts, capacity_view};
 use crate::scheduling::allocation_of;
@@ -216,10 +217,10 @@ impl Controller {
     /// One host as the topology page draws it.
     pub async fn host_topology(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         host_name: &str,
     ) -> Result<HostTopology, Error> {
-        authorize(actor, Action::FleetRead)?;
+        opctx.authorize(Action::FleetRead)?;
         let row = host::Entity::find()
             .filter(host::Column::Name.eq(host_name))
             .one(&self.db)
@@ -407,10 +408,10 @@ impl Controller {
     /// One scalable unit: its rail leaves in rail order and its hosts with their GPUs.
     pub async fn scalable_unit_topology(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         su: u32,
     ) -> Result<ScalableUnitTopology, Error> {
-        authorize(actor, Action::FleetRead)?;
+        opctx.authorize(Action::FleetRead)?;
         let name = format!("su{su}");
         let unit = su as i32;
         let hosts = host::Entity::find()

@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use crate::Controller;
 use crate::authn::{generate_password, hash_password};
-use crate::authz::{Action, Actor, Role, authorize};
+use crate::authz::{Action, Actor, Role};
+use crate::context::OpContext;
 use crate::db::entity::{membership, session, user};
 use crate::db::now_ms;
 
@@ -66,10 +67,10 @@ fn parse_role(role: &str) -> Result<Role, Error> {
 impl Controller {
     pub async fn user_list(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         tenant: Option<TenantUuid>,
     ) -> Result<Vec<UserView>, Error> {
-        let actor = authorize(actor, Action::UserRead)?;
+        let actor = opctx.authorize(Action::UserRead)?;
         let tenant = managed_tenant(actor, tenant)?;
         let members = membership::Entity::find()
             .filter(membership::Column::TenantId.eq(tenant.into_untyped_uuid()))
@@ -100,13 +101,13 @@ impl Controller {
     /// Creates a local account in the tenant with a role and a one-time password.
     pub async fn user_invite(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         tenant: Option<TenantUuid>,
         username: &str,
         role: &str,
     ) -> Result<UserInvited, Error> {
         let result = async {
-            let actor = authorize(actor, Action::UserWrite)?;
+            let actor = opctx.authorize(Action::UserWrite)?;
             let tenant = managed_tenant(actor, tenant)?;
             let role = parse_role(role)?;
             validate_username(username)?;
@@ -160,20 +161,20 @@ impl Controller {
             })
         }
         .await;
-        self.audited_in(actor, tenant, "user.invite", "user", username, result).await
+        self.audited_in(opctx, tenant, "user.invite", "user", username, result).await
     }
 
     /// Adds an existing user to another tenant with a role (provider admins: only they may
     /// see users across tenants).
     pub async fn user_add_to_tenant(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         tenant: TenantUuid,
         username: &str,
         role: &str,
     ) -> Result<(), Error> {
         let result = async {
-            authorize(actor, Action::TenantWrite)?;
+            opctx.authorize(Action::TenantWrite)?;
             let role = parse_role(role)?;
             let u = user::Entity::find()
                 .filter(user::Column::Username.eq(username))
@@ -203,19 +204,19 @@ impl Controller {
             Ok(())
         }
         .await;
-        self.audited_in(actor, Some(tenant), "user.add_to_tenant", "user", username, result).await
+        self.audited_in(opctx, Some(tenant), "user.add_to_tenant", "user", username, result).await
     }
 
     /// Changes a member's role in the tenant; their sessions end so it applies at once.
     pub async fn user_set_role(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         tenant: Option<TenantUuid>,
         user_id: UserUuid,
         role: &str,
     ) -> Result<(), Error> {
         let result = async {
-            let actor = authorize(actor, Action::UserWrite)?;
+            let actor = opctx.authorize(Action::UserWrite)?;
             let tenant = managed_tenant(actor, tenant)?;
             let role = parse_role(role)?;
             if user_id == actor.user_id {
@@ -238,19 +239,19 @@ impl Controller {
         }
         .await;
         let object = user_id.to_string();
-        self.audited_in(actor, tenant, "user.set_role", "user", &object, result).await
+        self.audited_in(opctx, tenant, "user.set_role", "user", &object, result).await
     }
 
     /// Disables (or re-enables) a member of the tenant; disabling ends their sessions.
     pub async fn user_set_disabled(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         tenant: Option<TenantUuid>,
         user_id: UserUuid,
         disabled: bool,
     ) -> Result<(), Error> {
         let result = async {
-            let actor = authorize(actor, Action::UserWrite)?;
+            let actor = opctx.authorize(Action::UserWrite)?;
             let tenant = managed_tenant(actor, tenant)?;
             if user_id == actor.user_id {
                 return Err(Error::Conflict { message: "You cannot disable yourself.".into() });
@@ -279,7 +280,7 @@ impl Controller {
         }
         .await;
         let verb = if disabled { "user.disable" } else { "user.enable" };
-        self.audited_in(actor, tenant, verb, "user", &user_id.to_string(), result).await
+        self.audited_in(opctx, tenant, verb, "user", &user_id.to_string(), result).await
     }
 
     /// Ends every session of a user (server side: the rows go, so cookies stop working, and

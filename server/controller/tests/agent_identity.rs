@@ -89,7 +89,7 @@ async fn an_inventory_that_reports_another_id_is_refused() {
 async fn a_vm_status_from_a_host_it_is_not_placed_on_is_ignored() {
     let stack = start(&sqlite_url("wrong-host"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let mut events = ctl.events().subscribe();
     let vm = ctl.instance_create(admin, &launch("placed", "h100x1")).await.unwrap().remove(0);
     wait_for_state(&mut events, "placed", InstanceState::Running).await;

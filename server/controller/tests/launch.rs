@@ -17,7 +17,7 @@ use common::*;
 
 async fn launch_run_delete(stack: &Stack) {
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let fleet = ctl.fleet_summary(admin).await.unwrap();
     assert_eq!(fleet.hosts.len(), 32);
     assert_eq!(fleet.gpus_total(), 256);
@@ -68,7 +68,7 @@ async fn full_fleet_race(stack: &Stack) {
             let ctl = Arc::clone(ctl);
             let admin = stack.admin.clone();
             tokio::spawn(async move {
-                ctl.instance_create(Some(&admin), &launch(&format!("big-{i}"), "h100x8")).await
+                ctl.instance_create(&op(&admin), &launch(&format!("big-{i}"), "h100x8")).await
             })
         })
         .collect();
@@ -85,7 +85,7 @@ async fn full_fleet_race(stack: &Stack) {
         }
     }
     assert_eq!((won, refused), (32, 8));
-    let fleet = ctl.fleet_summary(Some(&stack.admin)).await.unwrap();
+    let fleet = ctl.fleet_summary(&op(&stack.admin)).await.unwrap();
     assert_eq!(fleet.gpus_used(), 256);
     assert!(fleet.hosts.iter().all(|h| h.gpus_used == 8));
 }
@@ -107,7 +107,7 @@ async fn full_fleet_race_on_postgres() {
 async fn bad_input_is_refused_with_a_sentence_and_nothing_written() {
     let stack = start(&sqlite_url("bad"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     for (name, instance_type, status) in
         [("Bad Name", "h100x1", 400), ("ok", "", 400), ("", "h100x1", 400), ("ok", "h100x3", 404)]
     {
@@ -116,8 +116,14 @@ async fn bad_input_is_refused_with_a_sentence_and_nothing_written() {
     }
     assert!(ctl.instance_list(admin).await.unwrap().is_empty());
     // Anonymous callers get 401 from every method.
-    assert_eq!(ctl.instance_list(None).await.unwrap_err(), Error::Unauthenticated);
-    assert_eq!(ctl.fleet_summary(None).await.unwrap_err(), Error::Unauthenticated);
+    assert_eq!(
+        ctl.instance_list(&OpContext::anonymous()).await.unwrap_err(),
+        Error::Unauthenticated
+    );
+    assert_eq!(
+        ctl.fleet_summary(&OpContext::anonymous()).await.unwrap_err(),
+        Error::Unauthenticated
+    );
 }
 
 #[tokio::test]
@@ -160,7 +166,7 @@ async fn an_unreachable_agent_is_named_at_startup() {
 /// The last 8 GPUs of the fleet, 64 concurrent 1-GPU launches: exactly 8 win.
 async fn last_gpus_race(stack: &Stack) {
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     for i in 0..31 {
         ctl.instance_create(admin, &launch(&format!("fill-{i}"), "h100x8")).await.unwrap();
     }
@@ -170,7 +176,7 @@ async fn last_gpus_race(stack: &Stack) {
             let ctl = Arc::clone(ctl);
             let admin = stack.admin.clone();
             tokio::spawn(async move {
-                ctl.instance_create(Some(&admin), &launch(&format!("last-{i}"), "h100x1")).await
+                ctl.instance_create(&op(&admin), &launch(&format!("last-{i}"), "h100x1")).await
             })
         })
         .collect();
@@ -206,7 +212,7 @@ async fn last_gpus_race_on_postgres() {
 /// what is left; usage is reported against the quota.
 async fn quota_race(stack: &Stack) {
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let tenant = stack.admin.tenant_id;
     ctl.quota_set(admin, tenant, "gpus:H100-SXM5-80GB", QuotaLimit::Max(4)).await.unwrap();
     let tasks: Vec<_> = (0..16)
@@ -214,7 +220,7 @@ async fn quota_race(stack: &Stack) {
             let ctl = Arc::clone(ctl);
             let admin = stack.admin.clone();
             tokio::spawn(async move {
-                ctl.instance_create(Some(&admin), &launch(&format!("q-{i}"), "h100x1")).await
+                ctl.instance_create(&op(&admin), &launch(&format!("q-{i}"), "h100x1")).await
             })
         })
         .collect();
@@ -247,7 +253,7 @@ async fn quota_race(stack: &Stack) {
             let ctl = Arc::clone(ctl);
             let admin = stack.admin.clone();
             tokio::spawn(async move {
-                ctl.instance_create(Some(&admin), &launch("twin", "h100x1")).await
+                ctl.instance_create(&op(&admin), &launch("twin", "h100x1")).await
             })
         })
         .collect();
@@ -278,7 +284,7 @@ async fn quota_race_on_postgres() {
 async fn cpu_only_vms_run_and_capacity_counts_partitions() {
     let stack = start(&sqlite_url("cpu"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let before = ctl.capacity(admin).await.unwrap();
     assert_eq!(before.fleet[0].launchable.x8, 32);
     assert_eq!(before.scalable_units.len(), 1);
@@ -301,7 +307,7 @@ async fn cpu_only_vms_run_and_capacity_counts_partitions() {
 async fn placement_groups_are_all_or_nothing() {
     let stack = start(&sqlite_url("groups"), 2).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let cluster = InstanceCreate {
         count: 4,
         placement: PlacementPolicy::Cluster,
@@ -348,7 +354,7 @@ async fn placement_groups_are_all_or_nothing() {
 async fn cordoned_hosts_get_no_new_vms() {
     let stack = start(&sqlite_url("cordon"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let first = ctl.instance_create(admin, &launch("keep", "h100x8")).await.unwrap().remove(0);
     let host = first.host_name.unwrap();
     // Cordon every other host but one.
@@ -380,7 +386,7 @@ async fn cordoned_hosts_get_no_new_vms() {
 async fn stuck_and_refused_launches_are_undone() {
     let stack = start_with_deadline(&sqlite_url("deadline"), 1, Duration::from_secs(1)).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     for host in stack.fleet.hosts() {
         host.faults().delay(sim_fleet::HostOp::Boot, Duration::from_secs(3600));
     }
@@ -474,7 +480,7 @@ async fn a_vm_that_vanished_while_the_control_plane_was_down_is_failed() {
     let stack = start(&url, 1).await;
     let first = &stack.controller;
     let mut events = first.events().subscribe();
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let kept = first.instance_create(admin, &launch("kept", "h100x8")).await.unwrap().remove(0);
     let lost = first.instance_create(admin, &launch("lost", "h100x8")).await.unwrap().remove(0);
     wait_for_state(&mut events, "kept", InstanceState::Running).await;
@@ -499,7 +505,7 @@ async fn a_vm_that_vanished_while_the_control_plane_was_down_is_failed() {
     .unwrap();
     second.attach_agents(stack.fleet.endpoints(), &stack.tls).await.unwrap();
     let admin = second.actor(stack.admin.user_id).await.unwrap().unwrap();
-    let admin = Some(&admin);
+    let admin = &op(&admin);
     let failed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let list = second.instance_list(admin).await.unwrap();
@@ -531,7 +537,7 @@ async fn a_vm_that_vanished_while_the_control_plane_was_down_is_failed() {
 async fn a_launch_deleted_before_its_vm_existed_never_starts() {
     let stack = start(&sqlite_url("late-ensure"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     for host in stack.fleet.hosts() {
         host.faults().delay(sim_fleet::HostOp::EnsureVm, Duration::from_millis(500));
     }
@@ -562,6 +568,6 @@ async fn replicas_starting_together_on_postgres_take_turns() {
     let replicas: Vec<_> = opened.into_iter().map(|r| r.expect("every replica starts")).collect();
     let user = replicas[3].login("admin", PASSWORD, None).await.expect("one admin");
     let admin = replicas[0].actor(user).await.unwrap().unwrap();
-    let types = replicas[1].instance_type_list(Some(&admin)).await.unwrap();
+    let types = replicas[1].instance_type_list(&op(&admin)).await.unwrap();
     assert_eq!(types.len(), 6, "the catalog was seeded once");
 }

@@ -30,10 +30,14 @@ use portal_controller::db::entity::identity_provider;
 use portal_controller::oidc::{
     Callback, ExtraClaims, ProviderCreate, RelyingParty, RoleRule, SecretKeys,
 };
-use portal_controller::{Controller, ControllerConfig};
+use portal_controller::{Controller, ControllerConfig, OpContext};
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, UserUuid};
 use serde_json::json;
+
+fn op(actor: &Actor) -> OpContext {
+    OpContext::for_session(Some(actor.clone()))
+}
 use tower_sessions::Session;
 
 const CLIENT_ID: &str = "portal";
@@ -402,7 +406,7 @@ async fn portal_with(database_url: &str, email_domains: &str, keys: SecretKeys) 
     let idp = Idp::start().await;
     controller
         .identity_provider_create(
-            Some(&admin),
+            &op(&admin),
             &ProviderCreate {
                 name: "corp".into(),
                 display_name: "Corp SSO".into(),
@@ -576,12 +580,12 @@ async fn discovery_problems_are_named() {
     };
     // A trailing slash: discovery answers with the issuer without it.
     let slash = add("slash", format!("{}/", p.idp.issuer()));
-    p.controller.identity_provider_create(Some(&p.admin), &slash).await.unwrap();
+    p.controller.identity_provider_create(&op(&p.admin), &slash).await.unwrap();
     let err = p.rp.begin(&p.controller, &session(&p), "slash").await.unwrap_err();
     assert_sentence(&err.to_string(), "wrong issuer");
     // Nothing listens there: unavailable (503), the detail only in the log.
     let gone = add("gone", "http://127.0.0.1:9".into());
-    p.controller.identity_provider_create(Some(&p.admin), &gone).await.unwrap();
+    p.controller.identity_provider_create(&op(&p.admin), &gone).await.unwrap();
     let err = p.rp.begin(&p.controller, &session(&p), "gone").await.unwrap_err();
     assert_eq!(err.status_code(), 503);
 }
@@ -685,9 +689,16 @@ async fn email_domains_and_existing_accounts_are_respected() {
 async fn only_provider_admins_manage_providers_and_input_is_checked() {
     let p = portal("admin", "").await;
     let viewer = p.sign_in(&session(&p), "v", Some("v@example.com"), &[]).await.unwrap();
-    let err = p.controller.identity_provider_list(Some(&viewer)).await.unwrap_err();
+    let err = p.controller.identity_provider_list(&op(&viewer)).await.unwrap_err();
     assert_eq!(err.status_code(), 403);
-    assert_eq!(p.controller.identity_provider_list(None).await.unwrap_err().status_code(), 401);
+    assert_eq!(
+        p.controller
+            .identity_provider_list(&OpContext::anonymous())
+            .await
+            .unwrap_err()
+            .status_code(),
+        401
+    );
     let bad = |f: fn(&mut ProviderCreate)| {
         let mut c = ProviderCreate {
             name: "other".into(),
@@ -708,13 +719,13 @@ async fn only_provider_admins_manage_providers_and_input_is_checked() {
         (bad(|c| c.name = "corp".into()), "already exists"),
         (bad(|c| c.email_domains = "not-a-domain".into()), "is not a domain"),
     ] {
-        let err = p.controller.identity_provider_create(Some(&p.admin), &create).await.unwrap_err();
+        let err = p.controller.identity_provider_create(&op(&p.admin), &create).await.unwrap_err();
         assert!(err.to_string().contains(needle), "{needle}: {err}");
     }
     let buttons = p.controller.identity_provider_buttons().await.unwrap();
     assert_eq!(buttons.len(), 1);
     assert_eq!((buttons[0].name.as_str(), buttons[0].display_name.as_str()), ("corp", "Corp SSO"));
-    p.controller.identity_provider_delete(Some(&p.admin), "corp").await.unwrap();
+    p.controller.identity_provider_delete(&op(&p.admin), "corp").await.unwrap();
     let err = p.rp.begin(&p.controller, &session(&p), "corp").await.unwrap_err();
     assert_eq!(err.status_code(), 404);
 }
@@ -811,8 +822,8 @@ async fn email_verified_is_required_when_domains_are_configured() {
 async fn a_default_role_of_none_refuses_users_no_rule_matches() {
     let p = portal("no-default-role", "").await;
     let strict = provider("strict", p.idp.issuer(), "none");
-    p.controller.identity_provider_create(Some(&p.admin), &strict).await.unwrap();
-    let listed = p.controller.identity_provider_list(Some(&p.admin)).await.unwrap();
+    p.controller.identity_provider_create(&op(&p.admin), &strict).await.unwrap();
+    let listed = p.controller.identity_provider_list(&op(&p.admin)).await.unwrap();
     assert_eq!(listed.iter().find(|i| i.name == "strict").unwrap().default_role, "none");
     let err = p
         .sign_in_with("strict", &session(&p), "x-sub", Some("x@example.com"), &["other"])
@@ -837,11 +848,8 @@ async fn a_default_role_of_none_refuses_users_no_rule_matches() {
 async fn sso_users_are_keyed_by_provider_and_subject_never_by_username() {
     let p = portal("identity-keys", "").await;
     // A tenant admin invites a local alice@example.com before Alice first signs in.
-    let local = p
-        .controller
-        .user_invite(Some(&p.admin), None, "alice@example.com", "viewer")
-        .await
-        .unwrap();
+    let local =
+        p.controller.user_invite(&op(&p.admin), None, "alice@example.com", "viewer").await.unwrap();
     let alice = p
         .sign_in(&session(&p), "alice-sub", Some("alice@example.com"), &["ml-team"])
         .await
@@ -851,7 +859,7 @@ async fn sso_users_are_keyed_by_provider_and_subject_never_by_username() {
     assert_eq!(alice.role, Role::Member);
     // Another provider asserting the same address, even the same subject: another user.
     let other = provider("other", p.idp.issuer(), "viewer");
-    p.controller.identity_provider_create(Some(&p.admin), &other).await.unwrap();
+    p.controller.identity_provider_create(&op(&p.admin), &other).await.unwrap();
     let elsewhere = p
         .sign_in_with("other", &session(&p), "alice-sub", Some("alice@example.com"), &[])
         .await
@@ -871,12 +879,12 @@ async fn sso_users_are_keyed_by_provider_and_subject_never_by_username() {
     // Local names cannot look like a provider's users.
     let err = p
         .controller
-        .user_invite(Some(&p.admin), None, "bob@example.com (corp)", "viewer")
+        .user_invite(&op(&p.admin), None, "bob@example.com (corp)", "viewer")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("is not valid"), "{err}");
     // The user list shows the provider beside single sign-on users.
-    let users = p.controller.user_list(Some(&p.admin), None).await.unwrap();
+    let users = p.controller.user_list(&op(&p.admin), None).await.unwrap();
     let provider_of = |name: &str| {
         users
             .iter()
@@ -897,7 +905,7 @@ async fn plain_http_issuers_are_accepted_only_on_loopback() {
         let c = provider(name, issuer, "viewer");
         let ctl = Arc::clone(&p.controller);
         let admin = p.admin.clone();
-        async move { ctl.identity_provider_create(Some(&admin), &c).await }
+        async move { ctl.identity_provider_create(&op(&admin), &c).await }
     };
     for issuer in [
         "http://idp.example.com",
@@ -943,7 +951,7 @@ async fn client_secrets_are_encrypted_at_rest() {
     // The token endpoint checks the secret, so a sign-in proves it decrypts.
     p.sign_in(&session(&p), "a-sub", Some("a@example.com"), &[]).await.unwrap();
     // The admins' view never carries it.
-    let listed = p.controller.identity_provider_list(Some(&p.admin)).await.unwrap();
+    let listed = p.controller.identity_provider_list(&op(&p.admin)).await.unwrap();
     assert!(!format!("{listed:?}").contains(CLIENT_SECRET));
 }
 

@@ -25,7 +25,7 @@ async fn a_delete_its_host_never_confirms_fails_at_the_deadline_and_keeps_the_gp
     })
     .await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let mut events = ctl.events().subscribe();
     let vm = ctl.instance_create(admin, &launch("doomed", "h100x8")).await.unwrap().remove(0);
     wait_for_state(&mut events, "doomed", InstanceState::Running).await;
@@ -60,7 +60,7 @@ async fn a_delete_its_host_never_confirms_fails_at_the_deadline_and_keeps_the_gp
 async fn an_undo_whose_remove_failed_keeps_the_gpus_until_the_host_confirms() {
     let stack = start_with_deadline(&sqlite_url("undo-remove"), 1, Duration::from_secs(1)).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     for host in stack.fleet.hosts() {
         host.faults().delay(sim_fleet::HostOp::Boot, Duration::from_secs(3600));
         host.faults().fail_always(sim_fleet::HostOp::RemoveVm);
@@ -92,7 +92,7 @@ async fn a_vm_the_database_does_not_want_is_listed_then_removed() {
     let grace = |c: &mut ControllerConfig| c.stray_grace = Duration::from_secs(1);
     let stack = start_with(&url, 1, grace).await;
     let first = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let mut events = first.events().subscribe();
     let vm = first.instance_create(admin, &launch("ghost", "h100x8")).await.unwrap().remove(0);
     wait_for_state(&mut events, "ghost", InstanceState::Running).await;
@@ -122,7 +122,7 @@ async fn a_vm_the_database_does_not_want_is_listed_then_removed() {
         list.iter().any(|s| s.host == host_name && s.vm_id == id && !s.since.is_empty())
     })
     .await;
-    assert_eq!(second.stray_vm_list(None).await.unwrap_err().status_code(), 401);
+    assert_eq!(second.stray_vm_list(&OpContext::anonymous()).await.unwrap_err().status_code(), 401);
     eventually(20, "the stray VM's removal", async || {
         host.vm_count() == 0 && second.stray_vm_list(admin).await.unwrap().is_empty()
     })
@@ -138,7 +138,7 @@ async fn replicas_see_each_others_cordons_and_gpu_health(url: &str) {
 
     let stack = start(url, 1).await;
     let a = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let b = Controller::open(&ControllerConfig {
         admin_password: Some(PASSWORD.to_owned()),
         ..ControllerConfig::new(url)

@@ -30,7 +30,7 @@ async fn sign_in(stack: &Stack, username: &str, given: &str) -> portal_controlle
         return actor;
     }
     let mine = own(given);
-    ctl.password_change(Some(&actor), given, &mine, &mine).await.expect("chooses a password");
+    ctl.password_change(&op(&actor), given, &mine, &mine).await.expect("chooses a password");
     let actor = ctl.actor(user).await.unwrap().expect("has an actor");
     assert!(!actor.must_change_password);
     actor
@@ -40,7 +40,7 @@ async fn sign_in(stack: &Stack, username: &str, given: &str) -> portal_controlle
 async fn tenant_admins_manage_their_own_tenant_only() {
     let stack = start(&sqlite_url("tenancy"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
 
     let acme = ctl.tenant_create(admin, "acme").await.unwrap();
     assert_eq!(ctl.tenant_create(admin, "acme").await.unwrap_err().status_code(), 409);
@@ -50,25 +50,25 @@ async fn tenant_admins_manage_their_own_tenant_only() {
     assert_eq!((alice.tenant_name.as_str(), alice.role.as_str()), ("acme", "tenant-admin"));
 
     // Alice invites a viewer; the viewer can read but not launch.
-    let bob_invite = ctl.user_invite(Some(&alice), None, "bob", "viewer").await.unwrap();
+    let bob_invite = ctl.user_invite(&op(&alice), None, "bob", "viewer").await.unwrap();
     let bob = sign_in(&stack, "bob", &bob_invite.one_time_password).await;
-    assert!(ctl.instance_list(Some(&bob)).await.unwrap().is_empty());
+    assert!(ctl.instance_list(&op(&bob)).await.unwrap().is_empty());
     assert_eq!(
-        ctl.instance_create(Some(&bob), &launch("x", "h100x1")).await.unwrap_err().status_code(),
+        ctl.instance_create(&op(&bob), &launch("x", "h100x1")).await.unwrap_err().status_code(),
         403
     );
-    assert_eq!(ctl.user_list(Some(&bob), None).await.unwrap_err().status_code(), 403);
+    assert_eq!(ctl.user_list(&op(&bob), None).await.unwrap_err().status_code(), 403);
     // Alice sees her tenant's users, not another tenant's (404), and cannot make tenants.
-    assert_eq!(ctl.user_list(Some(&alice), None).await.unwrap().len(), 2);
+    assert_eq!(ctl.user_list(&op(&alice), None).await.unwrap().len(), 2);
     let default_tenant = stack.admin.tenant_id;
     assert_eq!(
-        ctl.user_list(Some(&alice), Some(default_tenant)).await.unwrap_err().status_code(),
+        ctl.user_list(&op(&alice), Some(default_tenant)).await.unwrap_err().status_code(),
         404
     );
-    assert_eq!(ctl.tenant_create(Some(&alice), "evil").await.unwrap_err().status_code(), 403);
+    assert_eq!(ctl.tenant_create(&op(&alice), "evil").await.unwrap_err().status_code(), 403);
     // Another tenant's instance is not found for Alice.
     let mine = ctl.instance_create(admin, &launch("admins-vm", "h100x1")).await.unwrap().remove(0);
-    assert_eq!(ctl.instance_delete(Some(&alice), mine.id).await.unwrap_err().status_code(), 404);
+    assert_eq!(ctl.instance_delete(&op(&alice), mine.id).await.unwrap_err().status_code(), 404);
 
     // A role change ends the user's sessions; the new role applies at the next sign-in.
     let store = DbSessionStore::new(ctl.db().clone());
@@ -79,29 +79,29 @@ async fn tenant_admins_manage_their_own_tenant_only() {
     };
     store.create(&mut record).await.unwrap();
     assert!(store.load(&record.id).await.unwrap().is_some());
-    ctl.user_set_role(Some(&alice), None, bob.user_id, "member").await.unwrap();
+    ctl.user_set_role(&op(&alice), None, bob.user_id, "member").await.unwrap();
     assert!(store.load(&record.id).await.unwrap().is_none(), "bob's session ended");
     let bob = sign_in(&stack, "bob", &bob_invite.one_time_password).await;
-    ctl.instance_create(Some(&bob), &launch("bobs-vm", "h100x1")).await.unwrap();
+    ctl.instance_create(&op(&bob), &launch("bobs-vm", "h100x1")).await.unwrap();
     assert_eq!(
-        ctl.user_set_role(Some(&alice), None, alice.user_id, "viewer")
+        ctl.user_set_role(&op(&alice), None, alice.user_id, "viewer")
             .await
             .unwrap_err()
             .status_code(),
         409
     );
     assert_eq!(
-        ctl.user_set_role(Some(&alice), None, bob.user_id, "root").await.unwrap_err().status_code(),
+        ctl.user_set_role(&op(&alice), None, bob.user_id, "root").await.unwrap_err().status_code(),
         400
     );
 
     // Disabled users cannot sign in.
-    ctl.user_set_disabled(Some(&alice), None, bob.user_id, true).await.unwrap();
+    ctl.user_set_disabled(&op(&alice), None, bob.user_id, true).await.unwrap();
     let refused = ctl.login("bob", &bob_invite.one_time_password, None).await.unwrap_err();
     assert_eq!(refused, Error::BadCredentials);
 
     // The audit log: Alice sees acme's entries only, the provider admin everything.
-    let alices = ctl.audit_list(Some(&alice), None, None).await.unwrap();
+    let alices = ctl.audit_list(&op(&alice), None, None).await.unwrap();
     assert!(alices.iter().any(|e| e.action == "user.set_role" && e.outcome == "ok"));
     assert!(alices.iter().any(|e| e.action == "instance.create"
         && e.actor == "bob"
@@ -111,7 +111,7 @@ async fn tenant_admins_manage_their_own_tenant_only() {
     assert!(alices.iter().all(|e| e.object_id != "admins-vm"), "no other tenant's entries");
     let all = ctl.audit_list(admin, Some("tenant."), None).await.unwrap();
     assert!(all.iter().any(|e| e.action == "tenant.create" && e.object_id == "acme"));
-    assert_eq!(ctl.audit_list(Some(&bob), None, None).await.unwrap_err().status_code(), 403);
+    assert_eq!(ctl.audit_list(&op(&bob), None, None).await.unwrap_err().status_code(), 403);
 
     // Before deleting, the provider admin is told what would go.
     let impact = ctl.tenant_deletion_preview(admin, acme.id).await.unwrap();
@@ -119,7 +119,7 @@ async fn tenant_admins_manage_their_own_tenant_only() {
     assert_eq!(impact.members, ["alice@acme.test", "bob"]);
     assert_eq!(impact.stranded, ["alice@acme.test", "bob"], "neither is in another tenant");
     assert_eq!((impact.api_tokens, impact.identity_providers.len()), (0, 0));
-    let refused = ctl.tenant_deletion_preview(Some(&alice), acme.id).await.unwrap_err();
+    let refused = ctl.tenant_deletion_preview(&op(&alice), acme.id).await.unwrap_err();
     assert_eq!(refused.status_code(), 403);
     // Deleting needs the name, and no instances left.
     assert_eq!(ctl.tenant_delete(admin, acme.id, "acm").await.unwrap_err().status_code(), 400);
@@ -143,37 +143,38 @@ async fn api_tokens_act_for_their_user_in_one_tenant_until_revoked_or_expired() 
 
     let stack = start(&sqlite_url("tokens"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let invited = ctl.user_invite(admin, None, "meg", "member").await.unwrap();
     let meg = sign_in(&stack, "meg", &invited.one_time_password).await;
 
     // Never more than one's own role.
-    let err = ctl.api_token_create(Some(&meg), "too-strong", "tenant-admin", 30).await.unwrap_err();
+    let err = ctl.api_token_create(&op(&meg), "too-strong", "tenant-admin", 30).await.unwrap_err();
     assert_eq!(err.status_code(), 403, "{err}");
     assert_eq!(
-        ctl.api_token_create(Some(&meg), "x", "member", 0).await.unwrap_err().status_code(),
+        ctl.api_token_create(&op(&meg), "x", "member", 0).await.unwrap_err().status_code(),
         400
     );
 
-    let created = ctl.api_token_create(Some(&meg), "ci", "viewer", 30).await.unwrap();
+    let created = ctl.api_token_create(&op(&meg), "ci", "viewer", 30).await.unwrap();
     assert!(created.token.starts_with(&created.view.prefix));
     let as_token = ctl.token_actor(&created.token, None).await.unwrap().expect("token works");
-    assert_eq!((as_token.username.as_str(), as_token.role.as_str()), ("meg", "viewer"));
+    let token_actor = as_token.actor().expect("an actor");
+    assert_eq!((token_actor.username.as_str(), token_actor.role.as_str()), ("meg", "viewer"));
     // A viewer token cannot launch even though meg could.
-    let refused = ctl.instance_create(Some(&as_token), &launch("t", "c8m32")).await.unwrap_err();
+    let refused = ctl.instance_create(&as_token, &launch("t", "c8m32")).await.unwrap_err();
     assert_eq!(refused.status_code(), 403);
     // A wrong secret with the right prefix is refused.
     let forged = format!("{}{}", &created.token[..12], "x".repeat(32));
     assert!(ctl.token_actor(&forged, None).await.unwrap().is_none());
-    let list = ctl.api_token_list(Some(&meg)).await.unwrap();
+    let list = ctl.api_token_list(&op(&meg)).await.unwrap();
     assert!(list[0].last_used_at.is_some(), "use is recorded");
     // Someone else cannot revoke it.
     assert_eq!(ctl.api_token_revoke(admin, created.view.id).await.unwrap_err().status_code(), 404);
-    ctl.api_token_revoke(Some(&meg), created.view.id).await.unwrap();
+    ctl.api_token_revoke(&op(&meg), created.view.id).await.unwrap();
     assert!(ctl.token_actor(&created.token, None).await.unwrap().is_none());
 
     // Expired tokens stop working.
-    let second = ctl.api_token_create(Some(&meg), "short", "member", 1).await.unwrap();
+    let second = ctl.api_token_create(&op(&meg), "short", "member", 1).await.unwrap();
     api_token::Entity::update_many()
         .col_expr(api_token::Column::ExpiresAt, 0i64.into())
         .filter(api_token::Column::Name.eq("short"))
@@ -182,7 +183,7 @@ async fn api_tokens_act_for_their_user_in_one_tenant_until_revoked_or_expired() 
         .unwrap();
     assert!(ctl.token_actor(&second.token, None).await.unwrap().is_none());
     // Disabled users' tokens stop working too.
-    let third = ctl.api_token_create(Some(&meg), "third", "member", 1).await.unwrap();
+    let third = ctl.api_token_create(&op(&meg), "third", "member", 1).await.unwrap();
     ctl.user_set_disabled(admin, None, meg.user_id, true).await.unwrap();
     assert!(ctl.token_actor(&third.token, None).await.unwrap().is_none());
 }
@@ -191,7 +192,7 @@ async fn api_tokens_act_for_their_user_in_one_tenant_until_revoked_or_expired() 
 async fn a_user_in_two_tenants_acts_in_the_one_they_choose() {
     let stack = start(&sqlite_url("switch"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let invited = ctl.user_invite(admin, None, "sam", "viewer").await.unwrap();
     let lab = ctl.tenant_create(admin, "lab").await.unwrap();
     ctl.user_add_to_tenant(admin, lab.id, "sam", "tenant-admin").await.unwrap();
@@ -199,16 +200,16 @@ async fn a_user_in_two_tenants_acts_in_the_one_they_choose() {
     assert_eq!(again.status_code(), 409);
 
     let sam = sign_in(&stack, "sam", &invited.one_time_password).await;
-    let me = ctl.me(Some(&sam)).await.unwrap();
+    let me = ctl.me(&op(&sam)).await.unwrap();
     let names: Vec<_> = me.memberships.iter().map(|m| m.tenant_name.as_str()).collect();
     assert_eq!(names, ["default", "lab"]);
     // Sam acts in "default" as a viewer unless he picks "lab", where he is tenant admin.
     assert_eq!(sam.tenant_name, "default");
     let in_lab = ctl.actor_in(sam.user_id, Some(lab.id)).await.unwrap().unwrap();
     assert_eq!((in_lab.tenant_name.as_str(), in_lab.role.as_str()), ("lab", "tenant-admin"));
-    ctl.instance_create(Some(&in_lab), &launch("lab-vm", "c8m32")).await.unwrap();
-    assert_eq!(ctl.instance_list(Some(&in_lab)).await.unwrap().len(), 1);
-    assert!(ctl.instance_list(Some(&sam)).await.unwrap().is_empty(), "default sees none of lab's");
+    ctl.instance_create(&op(&in_lab), &launch("lab-vm", "c8m32")).await.unwrap();
+    assert_eq!(ctl.instance_list(&op(&in_lab)).await.unwrap().len(), 1);
+    assert!(ctl.instance_list(&op(&sam)).await.unwrap().is_empty(), "default sees none of lab's");
     // A tenant he is not in falls back to his first tenant.
     let other = ctl.tenant_create(admin, "other").await.unwrap();
     let fallback = ctl.actor_in(sam.user_id, Some(other.id)).await.unwrap().unwrap();
@@ -219,18 +220,18 @@ async fn a_user_in_two_tenants_acts_in_the_one_they_choose() {
 async fn invited_users_choose_their_own_password_first_and_their_sessions_end() {
     let stack = start(&sqlite_url("password"), 1).await;
     let ctl = &stack.controller;
-    let invited = ctl.user_invite(Some(&stack.admin), None, "pat", "member").await.unwrap();
+    let invited = ctl.user_invite(&op(&stack.admin), None, "pat", "member").await.unwrap();
     let first = invited.one_time_password.as_str();
     let user = ctl.login("pat", first, None).await.unwrap();
     let pat = ctl.actor(user).await.unwrap().unwrap();
     // With the password the admin saw, pat may only read their account and change it.
     assert!(pat.must_change_password);
-    let refused = ctl.instance_list(Some(&pat)).await.unwrap_err();
+    let refused = ctl.instance_list(&op(&pat)).await.unwrap_err();
     assert_eq!(refused.status_code(), 403);
     assert!(refused.to_string().contains("choose your own password"), "{refused}");
-    let token = ctl.api_token_create(Some(&pat), "sneaky", "member", 30).await.unwrap_err();
+    let token = ctl.api_token_create(&op(&pat), "sneaky", "member", 30).await.unwrap_err();
     assert_eq!(token.status_code(), 403, "no API token before choosing a password");
-    assert!(ctl.me(Some(&pat)).await.unwrap().must_change_password);
+    assert!(ctl.me(&op(&pat)).await.unwrap().must_change_password);
     let store = DbSessionStore::new(ctl.db().clone());
     let mut record = Record {
         id: Id::default(),
@@ -247,20 +248,26 @@ async fn invited_users_choose_their_own_password_first_and_their_sessions_end() 
         (first, "short", "short", "12 to 256 characters"),
         (first, first, first, "is the current one"),
     ] {
-        let err = ctl.password_change(Some(&pat), current, new, repeat).await.unwrap_err();
+        let err = ctl.password_change(&op(&pat), current, new, repeat).await.unwrap_err();
         assert_eq!(err.status_code(), 400, "{err}");
         assert!(err.to_string().contains(says), "{err}");
     }
-    assert_eq!(ctl.password_change(None, first, new, new).await.unwrap_err().status_code(), 401);
+    assert_eq!(
+        ctl.password_change(&OpContext::anonymous(), first, new, new)
+            .await
+            .unwrap_err()
+            .status_code(),
+        401
+    );
     assert!(store.load(&record.id).await.unwrap().is_some(), "nothing changed yet");
 
-    ctl.password_change(Some(&pat), first, new, new).await.unwrap();
+    ctl.password_change(&op(&pat), first, new, new).await.unwrap();
     assert!(store.load(&record.id).await.unwrap().is_none(), "pat's other sessions ended");
     assert_eq!(ctl.login("pat", first, None).await.unwrap_err(), Error::BadCredentials);
     let pat = sign_in(&stack, "pat", new).await;
     assert!(!pat.must_change_password);
-    assert!(ctl.instance_list(Some(&pat)).await.unwrap().is_empty());
-    let audit = ctl.audit_list(Some(&stack.admin), Some("account."), None).await.unwrap();
+    assert!(ctl.instance_list(&op(&pat)).await.unwrap().is_empty());
+    let audit = ctl.audit_list(&op(&stack.admin), Some("account."), None).await.unwrap();
     assert_eq!(audit.iter().filter(|e| e.outcome == "ok").count(), 1);
 }
 
@@ -271,7 +278,7 @@ async fn invited_users_choose_their_own_password_first_and_their_sessions_end() 
 async fn tenant_admins_cannot_disable_shared_users_or_provider_admins() {
     let stack = start(&sqlite_url("shared-users"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let acme = ctl.tenant_create(admin, "acme").await.unwrap();
     let beta = ctl.tenant_create(admin, "beta").await.unwrap();
     let invited = ctl.user_invite(admin, Some(acme.id), "alice", "tenant-admin").await.unwrap();
@@ -282,16 +289,16 @@ async fn tenant_admins_cannot_disable_shared_users_or_provider_admins() {
     let dave = ctl.user_invite(admin, Some(acme.id), "dave", "member").await.unwrap();
 
     for target in [carol.user.id, stack.admin.user_id] {
-        let disable = ctl.user_set_disabled(Some(&alice), None, target, true).await.unwrap_err();
+        let disable = ctl.user_set_disabled(&op(&alice), None, target, true).await.unwrap_err();
         assert_eq!(disable.status_code(), 403, "{disable}");
         assert!(disable.to_string().contains("ask your provider"), "{disable}");
-        let role = ctl.user_set_role(Some(&alice), None, target, "viewer").await.unwrap_err();
+        let role = ctl.user_set_role(&op(&alice), None, target, "viewer").await.unwrap_err();
         assert_eq!(role.status_code(), 403, "{role}");
     }
     // The provider admin still signs in; a user of acme alone is alice's to manage.
     ctl.login("admin", PASSWORD, None).await.expect("the provider admin is not locked out");
-    ctl.user_set_disabled(Some(&alice), None, dave.user.id, true).await.unwrap();
-    ctl.user_set_role(Some(&alice), None, dave.user.id, "viewer").await.unwrap();
+    ctl.user_set_disabled(&op(&alice), None, dave.user.id, true).await.unwrap();
+    ctl.user_set_role(&op(&alice), None, dave.user.id, "viewer").await.unwrap();
     ctl.user_set_disabled(admin, Some(acme.id), carol.user.id, true).await.unwrap();
 }
 
@@ -301,7 +308,7 @@ async fn tenant_admins_cannot_disable_shared_users_or_provider_admins() {
 async fn a_revoked_session_cannot_be_written_back() {
     let stack = start(&sqlite_url("revoked-session"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let invited = ctl.user_invite(admin, None, "erin", "member").await.unwrap();
     let erin = sign_in(&stack, "erin", &invited.one_time_password).await;
     let store = std::sync::Arc::new(DbSessionStore::new(ctl.db().clone()));
@@ -331,23 +338,22 @@ async fn a_revoked_session_cannot_be_written_back() {
 async fn api_tokens_cannot_manage_tokens_sessions_or_passwords() {
     let stack = start(&sqlite_url("token-limits"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let invited = ctl.user_invite(admin, None, "fay", "member").await.unwrap();
     let fay = sign_in(&stack, "fay", &invited.one_time_password).await;
-    let made = ctl.api_token_create(Some(&fay), "ci", "member", 30).await.unwrap();
+    let made = ctl.api_token_create(&op(&fay), "ci", "member", 30).await.unwrap();
     let token = ctl.token_actor(&made.token, None).await.unwrap().expect("token acts");
-    assert!(ctl.instance_list(Some(&token)).await.is_ok());
-    let more = ctl.api_token_create(Some(&token), "more", "member", 365).await.unwrap_err();
+    assert!(ctl.instance_list(&token).await.is_ok());
+    let more = ctl.api_token_create(&token, "more", "member", 365).await.unwrap_err();
     assert_eq!(more.status_code(), 403, "{more}");
     assert!(more.to_string().contains("API token cannot"), "{more}");
-    let revoke = ctl.api_token_revoke(Some(&token), made.view.id).await.unwrap_err();
+    let revoke = ctl.api_token_revoke(&token, made.view.id).await.unwrap_err();
     assert_eq!(revoke.status_code(), 403);
     let mine = own(&invited.one_time_password);
-    let change =
-        ctl.password_change(Some(&token), &mine, "another-password-1", "another-password-1");
+    let change = ctl.password_change(&token, &mine, "another-password-1", "another-password-1");
     assert_eq!(change.await.unwrap_err().status_code(), 403);
 
-    ctl.password_change(Some(&fay), &mine, "another-password-1", "another-password-1")
+    ctl.password_change(&op(&fay), &mine, "another-password-1", "another-password-1")
         .await
         .unwrap();
     assert!(ctl.token_actor(&made.token, None).await.unwrap().is_none(), "revoked by the change");
@@ -360,7 +366,7 @@ async fn new_tenants_get_default_quotas_and_a_missing_limit_allows_nothing() {
     use portal_types::params::QuotaLimit;
     let stack = start(&sqlite_url("default-quotas"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let gpus = "gpus:H100-SXM5-80GB";
     let acme = ctl.tenant_create(admin, "acme").await.unwrap();
     let quota = ctl.quota_get(admin, Some(acme.id)).await.unwrap();
@@ -370,25 +376,25 @@ async fn new_tenants_get_default_quotas_and_a_missing_limit_allows_nothing() {
     let gil = sign_in(&stack, "gil", &invited.one_time_password).await;
 
     // One member cannot take the fleet: 8 GPUs by default.
-    ctl.instance_create(Some(&gil), &launch("one-node", "h100x8")).await.unwrap();
-    let more = ctl.instance_create(Some(&gil), &launch("two-nodes", "h100x1")).await.unwrap_err();
+    ctl.instance_create(&op(&gil), &launch("one-node", "h100x8")).await.unwrap();
+    let more = ctl.instance_create(&op(&gil), &launch("two-nodes", "h100x1")).await.unwrap_err();
     assert!(more.to_string().contains("quota of 8"), "{more}");
 
     // No default for GPUs: a tenant without a limit of its own gets none.
     ctl.quota_default_set(admin, gpus, QuotaLimit::Default).await.unwrap();
-    let none = ctl.instance_create(Some(&gil), &launch("none", "h100x1")).await.unwrap_err();
+    let none = ctl.instance_create(&op(&gil), &launch("none", "h100x1")).await.unwrap_err();
     assert!(none.to_string().contains("quota of 0"), "{none}");
     // An explicit unlimited, and the tenant's own limit over a default.
     ctl.quota_set(admin, acme.id, gpus, QuotaLimit::Unlimited).await.unwrap();
-    ctl.instance_create(Some(&gil), &launch("more", "h100x1")).await.unwrap();
+    ctl.instance_create(&op(&gil), &launch("more", "h100x1")).await.unwrap();
     ctl.quota_default_set(admin, "instances", QuotaLimit::Max(1)).await.unwrap();
-    let capped = ctl.instance_create(Some(&gil), &launch("capped", "c8m32")).await.unwrap_err();
+    let capped = ctl.instance_create(&op(&gil), &launch("capped", "c8m32")).await.unwrap_err();
     assert!(capped.to_string().contains("quota of 1"), "{capped}");
     ctl.quota_set(admin, acme.id, "instances", QuotaLimit::Max(5)).await.unwrap();
-    ctl.instance_create(Some(&gil), &launch("allowed", "c8m32")).await.unwrap();
+    ctl.instance_create(&op(&gil), &launch("allowed", "c8m32")).await.unwrap();
     // Only provider admins see and change the defaults.
-    assert_eq!(ctl.quota_default_list(Some(&gil)).await.unwrap_err().status_code(), 403);
-    let set = ctl.quota_default_set(Some(&gil), gpus, QuotaLimit::Unlimited).await.unwrap_err();
+    assert_eq!(ctl.quota_default_list(&op(&gil)).await.unwrap_err().status_code(), 403);
+    let set = ctl.quota_default_set(&op(&gil), gpus, QuotaLimit::Unlimited).await.unwrap_err();
     assert_eq!(set.status_code(), 403);
 }
 
@@ -401,7 +407,7 @@ async fn a_provider_admins_change_to_a_tenant_is_in_that_tenants_audit_log() {
 
     let stack = start(&sqlite_url("audit-tenant"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
     let acme = ctl.tenant_create(admin, "acme").await.unwrap();
     let globex = ctl.tenant_create(admin, "globex").await.unwrap();
     let a = ctl.user_invite(admin, Some(acme.id), "alice", "tenant-admin").await.unwrap();
@@ -416,13 +422,13 @@ async fn a_provider_admins_change_to_a_tenant_is_in_that_tenants_audit_log() {
     ctl.tenant_set_suspended(admin, acme.id, true).await.unwrap();
     ctl.tenant_set_suspended(admin, acme.id, false).await.unwrap();
     // Gary's refused attempt on acme is not acme's business: it stays in globex's log.
-    let refused = ctl.user_invite(Some(&gary), Some(acme.id), "mallory", "viewer").await;
+    let refused = ctl.user_invite(&op(&gary), Some(acme.id), "mallory", "viewer").await;
     assert_eq!(refused.unwrap_err().status_code(), 404);
 
     let by_admin = |entries: &[portal_types::views::AuditEntry]| -> Vec<String> {
         entries.iter().filter(|e| e.actor == "admin").map(|e| e.action.clone()).collect()
     };
-    let alices = ctl.audit_list(Some(&alice), None, None).await.unwrap();
+    let alices = ctl.audit_list(&op(&alice), None, None).await.unwrap();
     let seen = by_admin(&alices);
     for action in [
         "tenant.create",
@@ -436,7 +442,7 @@ async fn a_provider_admins_change_to_a_tenant_is_in_that_tenants_audit_log() {
         assert!(seen.iter().any(|a| a == action), "alice misses {action}: {seen:?}");
     }
     assert!(alices.iter().all(|e| e.actor != "gary"), "{alices:?}");
-    let garys = ctl.audit_list(Some(&gary), None, None).await.unwrap();
+    let garys = ctl.audit_list(&op(&gary), None, None).await.unwrap();
     assert!(
         garys.iter().all(|e| !e.object_id.starts_with(&acme.id.to_string())
             && e.object_id != "alice"

@@ -35,7 +35,7 @@ async fn a_launched_vm_on_its_hosts_picture_on_postgres() {
 
 async fn a_launched_vm_appears_on_its_hosts_picture_and_leaves_with_it(stack: &Stack) {
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
 
     let mut events = ctl.events().subscribe();
     let created = ctl.instance_create(admin, &launch("topo-2", "h100x2")).await.unwrap().remove(0);
@@ -135,11 +135,14 @@ async fn a_launched_vm_appears_on_its_hosts_picture_and_leaves_with_it(stack: &S
 async fn only_provider_admins_see_topology_and_unknown_names_are_404() {
     let stack = start(&sqlite_url("topology-authz"), 1).await;
     let ctl = &stack.controller;
-    let admin = Some(&stack.admin);
+    let admin = &op(&stack.admin);
 
-    let anonymous = ctl.host_topology(None, "su1-h01").await.unwrap_err();
+    let anonymous = ctl.host_topology(&OpContext::anonymous(), "su1-h01").await.unwrap_err();
     assert_eq!(anonymous.status_code(), 401, "{anonymous}");
-    assert_eq!(ctl.scalable_unit_topology(None, 1).await.unwrap_err().status_code(), 401);
+    assert_eq!(
+        ctl.scalable_unit_topology(&OpContext::anonymous(), 1).await.unwrap_err().status_code(),
+        401
+    );
 
     let member = Actor {
         user_id: UserUuid::from_untyped_uuid(uuid::Uuid::new_v4()),
@@ -150,12 +153,11 @@ async fn only_provider_admins_see_topology_and_unknown_names_are_404() {
         role: Role::TenantAdmin,
         client: None,
         must_change_password: false,
-        via_token: false,
     };
-    let forbidden = ctl.host_topology(Some(&member), "su1-h01").await.unwrap_err();
+    let forbidden = ctl.host_topology(&op(&member), "su1-h01").await.unwrap_err();
     assert_eq!(forbidden.status_code(), 403);
     assert!(forbidden.to_string().contains("cannot see the fleet"), "{forbidden}");
-    assert_eq!(ctl.scalable_unit_topology(Some(&member), 1).await.unwrap_err().status_code(), 403);
+    assert_eq!(ctl.scalable_unit_topology(&op(&member), 1).await.unwrap_err().status_code(), 403);
 
     let missing = ctl.host_topology(admin, "su9-h99").await.unwrap_err();
     assert_eq!(missing.status_code(), 404);

@@ -76,6 +76,7 @@ async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result
     ctl.attach_agents(fleet.endpoints(), &tls).await.map_err(|e| e.to_string())?;
     let user = ctl.login("admin", password, None).await.map_err(|e| e.to_string())?;
     let admin = ctl.actor(user).await.map_err(|e| e.to_string())?.ok_or("no admin")?;
+    let admin = portal_controller::OpContext::for_session(Some(admin));
 
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
     let started = Instant::now();
@@ -88,7 +89,7 @@ async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result
                 let _permit = semaphore.acquire_owned().await.ok()?;
                 let t = Instant::now();
                 let create = InstanceCreate::one(format!("b-{i}"), "h100x1");
-                ctl.instance_create(Some(&admin), &create).await.ok().map(|_| t.elapsed())
+                ctl.instance_create(&admin, &create).await.ok().map(|_| t.elapsed())
             })
         })
         .collect();

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::authz::{Action, Actor, Role, authorize};
+use crate::authz::{Action, Role};
+use crate::context::OpContext;
 use crate::db::entity::{identity_provider, tenant};
 use crate::db::now_ms;
 
@@ -121,9 +122,9 @@ impl Controller {
     /// The identity providers, for provider admins.
     pub async fn identity_provider_list(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
     ) -> Result<Vec<ProviderInfo>, Error> {
-        authorize(actor, Action::IdentityProviderWrite)?;
+        opctx.authorize(Action::IdentityProviderWrite)?;
         let rows = identity_provider::Entity::find()
             .order_by_asc(identity_provider::Column::Name)
             .all(&self.db)
@@ -155,17 +156,17 @@ impl Controller {
     /// Adds an identity provider; everything is checked before anything is written.
     pub async fn identity_provider_create(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         create: &ProviderCreate,
     ) -> Result<ProviderInfo, Error> {
-        let result = self.identity_provider_create_unaudited(actor, create).await;
+        let result = self.identity_provider_create_unaudited(opctx, create).await;
         // Filed under the tenant the provider signs users into, which its admins care about.
         let tenant = match &result {
             Ok(_) => self.tenant_named(create.tenant.trim()).await,
             Err(_) => None,
         };
         self.audited_in(
-            actor,
+            opctx,
             tenant,
             "identity_provider.create",
             "identity_provider",
@@ -177,10 +178,10 @@ impl Controller {
 
     async fn identity_provider_create_unaudited(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         create: &ProviderCreate,
     ) -> Result<ProviderInfo, Error> {
-        authorize(actor, Action::IdentityProviderWrite)?;
+        opctx.authorize(Action::IdentityProviderWrite)?;
         let name = create.name.trim();
         if !valid_slug(name) {
             return Err(Error::invalid(format!(
@@ -294,7 +295,7 @@ impl Controller {
     /// sign in through it.
     pub async fn identity_provider_delete(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         name: &str,
     ) -> Result<(), Error> {
         let tenant = identity_provider::Entity::find()
@@ -304,9 +305,9 @@ impl Controller {
             .ok()
             .flatten()
             .map(|p| TenantUuid::from_untyped_uuid(p.tenant_id));
-        let result = self.identity_provider_delete_unaudited(actor, name).await;
+        let result = self.identity_provider_delete_unaudited(opctx, name).await;
         let kind = "identity_provider";
-        self.audited_in(actor, tenant, "identity_provider.delete", kind, name, result).await
+        self.audited_in(opctx, tenant, "identity_provider.delete", kind, name, result).await
     }
 
     /// The id of the tenant with this name, for filing audit entries.
@@ -317,10 +318,10 @@ impl Controller {
 
     async fn identity_provider_delete_unaudited(
         &self,
-        actor: Option<&Actor>,
+        opctx: &OpContext,
         name: &str,
     ) -> Result<(), Error> {
-        authorize(actor, Action::IdentityProviderWrite)?;
+        opctx.authorize(Action::IdentityProviderWrite)?;
         let res = identity_provider::Entity::delete_many()
             .filter(identity_provider::Column::Name.eq(name))
             .exec(&self.db)

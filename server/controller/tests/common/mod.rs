@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_common::tls::{ControlPlaneCredentials, PkiDir};
+pub use portal_controller::OpContext;
 use portal_controller::authz::Actor;
 use portal_controller::{Controller, ControllerConfig};
 use portal_types::params::InstanceCreate;
@@ -14,6 +15,11 @@ use portal_types::views::{InstanceState, LiveEvent};
 use sea_orm::{ConnectionTrait, Database};
 
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The caller `actor` through a portal session.
+pub fn op(actor: &Actor) -> OpContext {
+    OpContext::for_session(Some(actor.clone()))
+}
 
 pub fn launch(name: &str, instance_type: &str) -> InstanceCreate {
     InstanceCreate::one(name, instance_type)
