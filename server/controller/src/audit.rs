@@ -12,8 +12,8 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::authz::{Action, Actor};
 use crate::context::OpContext;
-use crate::db::entity::audit_log;
-use crate::db::{now_ms, rfc3339};
+use crate::datastore::entity::audit_log;
+use crate::datastore::{now_ms, rfc3339};
 
 /// Entries a single read returns at most.
 const MAX_ENTRIES: u64 = 500;

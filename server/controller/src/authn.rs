@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::authz::{Actor, Role};
 use crate::context::OpContext;
-use crate::db::entity::{membership, quota, tenant, user};
-use crate::db::now_ms;
+use crate::datastore::entity::{membership, quota, tenant, user};
+use crate::datastore::now_ms;
 
 /// Name of the tenant the first provider admin belongs to.
 pub const DEFAULT_TENANT: &str = "default";
@@ -107,7 +107,7 @@ pub async fn bootstrap_admin(
     let now = now_ms();
     let tenant_id = Uuid::new_v4();
     let user_id = Uuid::new_v4();
-    let txn = crate::db::begin_write(db).await.map_err(Error::internal)?;
+    let txn = crate::datastore::begin_write(db).await.map_err(Error::internal)?;
     tenant::ActiveModel {
         id: Set(tenant_id),
         name: Set(DEFAULT_TENANT.to_owned()),

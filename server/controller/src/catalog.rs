@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::db::entity::instance_type;
-use crate::db::now_ms;
+use crate::datastore::entity::instance_type;
+use crate::datastore::now_ms;
 
 /// The GPU model the simulated HGX H100 hosts report.
 pub const H100: &str = "H100-SXM5-80GB";

@@ -28,8 +28,8 @@ use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::Actor;
-use crate::db::entity::{audit_log, gpu, gpu_claim, host, instance};
-use crate::db::now_ms;
+use crate::datastore::entity::{audit_log, gpu, gpu_claim, host, instance};
+use crate::datastore::now_ms;
 use crate::quotas::Budget;
 use crate::scheduling::Placer;
 
@@ -177,7 +177,7 @@ impl Controller {
         batch: &[Launch],
         mirrored: &mut Vec<String>,
     ) -> Result<Vec<Result<Vec<Claimed>, Error>>, Abort> {
-        let txn = crate::db::begin_write(&self.db).await?;
+        let txn = crate::datastore::begin_write(&self.db).await?;
         // Tenants in id order, so that replicas lock them in the same order.
         let tenants: BTreeSet<TenantUuid> = batch.iter().map(|l| l.actor.tenant_id).collect();
         let mut budgets = BTreeMap::new();

@@ -20,8 +20,8 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::db::entity::{dpu, gpu, host, switch};
-use crate::db::now_ms;
+use crate::datastore::entity::{dpu, gpu, host, switch};
+use crate::datastore::now_ms;
 
 /// The parts of a host's inventory placement needs beyond the GPU rows, stored as JSON on
 /// the host row. Everything comes from the agent; nothing is assumed about the hardware.
@@ -106,7 +106,7 @@ impl Controller {
         inv: &HostInventory,
     ) -> Result<HostUuid, Error> {
         let facts = serde_json::to_string(&HostFacts::from(inv)).map_err(Error::internal)?;
-        let txn = crate::db::begin_write(&self.db).await.map_err(Error::internal)?;
+        let txn = crate::datastore::begin_write(&self.db).await.map_err(Error::internal)?;
         let existing = host::Entity::find()
             .filter(host::Column::Name.eq(&inv.host_id))
             .one(&txn)
@@ -249,7 +249,7 @@ impl Controller {
 
     pub(crate) async fn apply_gpu_status(&self, host_name: &str, status: GpuStatus) {
         let res = async {
-            let txn = crate::db::begin_write(&self.db).await?;
+            let txn = crate::datastore::begin_write(&self.db).await?;
             let Some(h) =
                 host::Entity::find().filter(host::Column::Name.eq(host_name)).one(&txn).await?
             else {

@@ -23,7 +23,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::db::entity::{gpu, host};
+use crate::datastore::entity::{gpu, host};
 
 /// The PostgreSQL channel fleet changes are announced on.
 const CHANNEL: &str = "portal_fleet";

@@ -9,7 +9,7 @@ pub mod authz;
 mod catalog;
 mod claims;
 pub mod context;
-pub mod db;
+pub mod datastore;
 pub mod events;
 pub mod fleet;
 mod fleet_sync;
@@ -112,7 +112,9 @@ pub enum StartError {
 }
 
 pub struct Controller {
+    /// Moving into `datastore`: modules not yet split still query through this.
     db: DatabaseConnection,
+    datastore: datastore::DataStore,
     events: EventBus,
     agents: AgentRegistry,
     /// Present once agents are attached; launches wait on its lock (see `scheduling`).
@@ -140,17 +142,19 @@ impl Controller {
         };
         // Replicas starting together take turns: one migrates and creates the first admin
         // and the seed catalog, the others find them.
-        let bootstrap = db::with_startup_lock(&config.database_url, database_error, async |db| {
-            let bootstrap = authn::bootstrap_admin(db, config.admin_password.as_deref())
-                .await
-                .map_err(StartError::Bootstrap)?;
-            catalog::seed(db).await.map_err(StartError::Bootstrap)?;
-            oidc::seal_all(db, &config.secret_keys).await?;
-            Ok::<_, StartError>(bootstrap)
-        })
-        .await?;
-        let db = db::connect(&config.database_url).await.map_err(database_error)?;
+        let bootstrap =
+            datastore::with_startup_lock(&config.database_url, database_error, async |db| {
+                let bootstrap = authn::bootstrap_admin(db, config.admin_password.as_deref())
+                    .await
+                    .map_err(StartError::Bootstrap)?;
+                catalog::seed(db).await.map_err(StartError::Bootstrap)?;
+                oidc::seal_all(db, &config.secret_keys).await?;
+                Ok::<_, StartError>(bootstrap)
+            })
+            .await?;
+        let db = datastore::connect(&config.database_url).await.map_err(database_error)?;
         Ok(Arc::new_cyclic(|controller| Self {
+            datastore: datastore::DataStore::new(db.clone()),
             db,
             events: EventBus::default(),
             agents: AgentRegistry::default(),
@@ -295,7 +299,7 @@ impl Controller {
         password: &str,
         client: Option<std::net::IpAddr>,
     ) -> Result<UserUuid, Error> {
-        let now = db::now_ms();
+        let now = datastore::now_ms();
         let mut tenant = None;
         let result = match self.login_throttle.reserve(&self.db, username, client, now).await {
             Ok(reservation) => {

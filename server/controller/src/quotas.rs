@@ -16,7 +16,7 @@ use sea_orm::{
 use crate::Controller;
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::db::entity::{default_quota, instance, quota, tenant};
+use crate::datastore::entity::{default_quota, instance, quota, tenant};
 
 /// What a tenant's live instances use, by quota resource.
 async fn usage(

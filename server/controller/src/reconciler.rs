@@ -14,8 +14,8 @@ use portal_types::views::InstanceState;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 
 use crate::Controller;
-use crate::db::entity::instance;
-use crate::db::now_ms;
+use crate::datastore::entity::instance;
+use crate::datastore::now_ms;
 
 /// How often the reconciler looks, and how long a transition may take before a retry.
 const PERIOD: Duration = Duration::from_secs(5);

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use agent_proto::v1::VmState;
 
 use crate::Controller;
-use crate::db::entity::{gpu_claim, instance};
-use crate::db::now_ms;
+use crate::datastore::entity::{gpu_claim, instance};
+use crate::datastore::now_ms;
 use crate::instances::{host_of, remove_request};
 
 /// Why an instance's VM is to leave its host (the `vm_removal` column).
@@ -137,7 +137,7 @@ impl Controller {
     /// running one that vanished) is left to its caller.
     pub(crate) async fn instance_vm_gone(&self, id: Uuid) -> bool {
         let result = async {
-            let txn = crate::db::begin_write(&self.db).await?;
+            let txn = crate::datastore::begin_write(&self.db).await?;
             let Some(row) = instance::Entity::find_by_id(id).one(&txn).await? else {
                 return Ok(None);
             };

@@ -8,8 +8,8 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use crate::db::entity::session;
-use crate::db::now_ms;
+use crate::datastore::entity::session;
+use crate::datastore::now_ms;
 
 #[derive(Debug, Clone)]
 pub struct DbSessionStore {
@@ -220,7 +220,7 @@ impl crate::Controller {
                 portal_types::views::SessionView {
                     current: current.as_deref() == Some(label.as_str()),
                     label,
-                    expires_at: crate::db::rfc3339(r.expires_at),
+                    expires_at: crate::datastore::rfc3339(r.expires_at),
                 }
             })
             .collect())

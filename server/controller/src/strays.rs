@@ -18,8 +18,8 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::db::entity::instance;
-use crate::db::{now_ms, rfc3339};
+use crate::datastore::entity::instance;
+use crate::datastore::{now_ms, rfc3339};
 
 /// A VM a host runs that the database does not want there, as provider admins see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,8 +15,10 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::db::entity::{api_token, identity_provider, instance, membership, quota, tenant, user};
-use crate::db::now_ms;
+use crate::datastore::entity::{
+    api_token, identity_provider, instance, membership, quota, tenant, user,
+};
+use crate::datastore::now_ms;
 
 impl Controller {
     pub async fn tenant_list(&self, opctx: &OpContext) -> Result<Vec<TenantView>, Error> {
@@ -235,7 +237,7 @@ impl Controller {
             self.sessions_end_for_tenant(id).await?;
             // Memberships and quotas go with the tenant (ON DELETE CASCADE); deleted
             // instances' rows keep it referenced, so remove those history rows first.
-            let txn = crate::db::begin_write(&self.db).await.map_err(Error::internal)?;
+            let txn = crate::datastore::begin_write(&self.db).await.map_err(Error::internal)?;
             instance::Entity::delete_many()
                 .filter(instance::Column::TenantId.eq(id.into_untyped_uuid()))
                 .exec(&txn)

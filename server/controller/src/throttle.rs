@@ -15,7 +15,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::db::entity::login_failure;
+use crate::datastore::entity::login_failure;
 
 const HOUR_MS: i64 = 3600 * 1000;
 

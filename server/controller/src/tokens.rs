@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::authz::{Action, Actor, Role};
 use crate::context::OpContext;
-use crate::db::entity::{api_token, tenant};
-use crate::db::{now_ms, rfc3339};
+use crate::datastore::entity::{api_token, tenant};
+use crate::datastore::{now_ms, rfc3339};
 
 const PREFIX_LEN: usize = 12;
 const MAX_DAYS: u32 = 365;

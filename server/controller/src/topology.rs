@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::db::entity::{dpu, gpu, host, instance, switch, tenant};
+use crate::datastore::entity::{dpu, gpu, host, instance, switch, tenant};
 use crate::fleet::{HostFacts, PartitionFacts, capacity_view};
 use crate::scheduling::allocation_of;
 

@@ -12,8 +12,8 @@ use crate::Controller;
 use crate::authn::{generate_password, hash_password};
 use crate::authz::{Action, Actor, Role};
 use crate::context::OpContext;
-use crate::db::entity::{membership, session, user};
-use crate::db::now_ms;
+use crate::datastore::entity::{membership, session, user};
+use crate::datastore::now_ms;
 
 /// The tenant an actor may manage users in: their own, or any for provider admins. Another
 /// tenant is not found for everyone else.
@@ -124,7 +124,7 @@ impl Controller {
             let password = generate_password();
             let hash = hash_password(password.clone()).await?;
             let id = Uuid::new_v4();
-            let txn = crate::db::begin_write(&self.db).await.map_err(Error::internal)?;
+            let txn = crate::datastore::begin_write(&self.db).await.map_err(Error::internal)?;
             user::ActiveModel {
                 id: Set(id),
                 username: Set(username.to_owned()),

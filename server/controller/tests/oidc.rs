@@ -26,7 +26,7 @@ use openidconnect::{
     PrivateSigningKey,
 };
 use portal_controller::authz::{Actor, Role};
-use portal_controller::db::entity::identity_provider;
+use portal_controller::datastore::entity::identity_provider;
 use portal_controller::oidc::{
     Callback, ExtraClaims, ProviderCreate, RelyingParty, RoleRule, SecretKeys,
 };
@@ -614,8 +614,10 @@ async fn every_bad_id_token_is_refused_with_its_sentence() {
     assert_sentence(&p.refused(Misbehave::BadAtHash).await, "at_hash does not match");
     // Nothing was written by any of them: the admin is still the only user.
     use sea_orm::{EntityTrait, PaginatorTrait};
-    let users =
-        portal_controller::db::entity::user::Entity::find().count(p.controller.db()).await.unwrap();
+    let users = portal_controller::datastore::entity::user::Entity::find()
+        .count(p.controller.db())
+        .await
+        .unwrap();
     assert_eq!(users, 1);
 }
 
@@ -834,8 +836,10 @@ async fn a_default_role_of_none_refuses_users_no_rule_matches() {
         "No group of yours maps to a role in default; ask your admin.",
     );
     use sea_orm::{EntityTrait, PaginatorTrait};
-    let users =
-        portal_controller::db::entity::user::Entity::find().count(p.controller.db()).await.unwrap();
+    let users = portal_controller::datastore::entity::user::Entity::find()
+        .count(p.controller.db())
+        .await
+        .unwrap();
     assert_eq!(users, 1, "a refused sign-in writes no user");
     let member = p
         .sign_in_with("strict", &session(&p), "y-sub", Some("y@example.com"), &["ml-team"])
@@ -988,7 +992,7 @@ async fn an_old_postgres_database_gets_qualified_names_and_encrypted_secrets() {
 async fn upgrade_on(url: String) {
     use portal_migrations::{Migrator, MigratorTrait};
     use sea_orm::{ConnectionTrait, Statement, Value};
-    let db = portal_controller::db::connect(&url).await.unwrap();
+    let db = portal_controller::datastore::connect(&url).await.unwrap();
     // The schema as it was before this change (migrations 001 to 007).
     Migrator::up(&db, Some(7)).await.unwrap();
     let idp = Idp::start().await;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use portal_controller::db::entity::{gpu_claim, instance};
+use portal_controller::datastore::entity::{gpu_claim, instance};
 use portal_controller::{Controller, ControllerConfig};
 use portal_types::views::InstanceState;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};

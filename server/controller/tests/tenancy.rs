@@ -138,7 +138,7 @@ async fn tenant_admins_manage_their_own_tenant_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_tokens_act_for_their_user_in_one_tenant_until_revoked_or_expired() {
-    use portal_controller::db::entity::api_token;
+    use portal_controller::datastore::entity::api_token;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
     let stack = start(&sqlite_url("tokens"), 1).await;

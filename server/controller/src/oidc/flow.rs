@@ -29,8 +29,8 @@ use super::identity::{Identity, map_and_store};
 use super::verify::{bad_at_hash, check_issued_at, claims_error, token_error};
 use super::{refuse, sanitize};
 use crate::Controller;
-use crate::db::entity::identity_provider;
-use crate::db::now_ms;
+use crate::datastore::entity::identity_provider;
+use crate::datastore::now_ms;
 
 /// Session key of a sign-in in progress (state, nonce, PKCE verifier).
 const PENDING_KEY: &str = "oidc_pending";

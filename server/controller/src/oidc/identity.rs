@@ -17,8 +17,8 @@ use super::providers::{RoleRule, rules_of};
 use super::refuse;
 use crate::Controller;
 use crate::authz::Role;
-use crate::db::entity::{external_identity, identity_provider, membership, tenant, user};
-use crate::db::now_ms;
+use crate::datastore::entity::{external_identity, identity_provider, membership, tenant, user};
+use crate::datastore::now_ms;
 
 /// What the portal takes from a verified sign-in.
 #[derive(Debug, Clone, Default)]
@@ -179,7 +179,7 @@ pub(super) async fn map_and_store(
     };
     let username = identity.username(&provider.name);
     let now = now_ms();
-    let txn = crate::db::begin_write(&ctl.db).await.map_err(Error::internal)?;
+    let txn = crate::datastore::begin_write(&ctl.db).await.map_err(Error::internal)?;
     let link = external_identity::Entity::find_by_id((provider.id, identity.subject.clone()))
         .one(&txn)
         .await

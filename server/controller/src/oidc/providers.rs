@@ -12,8 +12,8 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::authz::{Action, Role};
 use crate::context::OpContext;
-use crate::db::entity::{identity_provider, tenant};
-use crate::db::now_ms;
+use crate::datastore::entity::{identity_provider, tenant};
+use crate::datastore::now_ms;
 
 /// Maps members of an identity-provider group to a role in the provider's tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

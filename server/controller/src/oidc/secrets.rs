@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::refuse;
 use crate::Controller;
-use crate::db::entity::identity_provider;
+use crate::datastore::entity::identity_provider;
 
 pub const KEY_ENV: &str = "PORTAL_SECRET_KEY";
 pub const PREVIOUS_KEY_ENV: &str = "PORTAL_SECRET_KEY_PREVIOUS";
@@ -194,7 +194,7 @@ pub(crate) async fn seal_all(
     keys: &SecretKeys,
 ) -> Result<(), SecretKeyError> {
     let db_error = |e: sea_orm::DbErr| SecretKeyError(format!("cannot re-encrypt secrets: {e}"));
-    let txn = crate::db::begin_write(db).await.map_err(db_error)?;
+    let txn = crate::datastore::begin_write(db).await.map_err(db_error)?;
     let rows = identity_provider::Entity::find().all(&txn).await.map_err(db_error)?;
     let (mut sealed, mut resealed) = (0, 0);
     for row in rows {

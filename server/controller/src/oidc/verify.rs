@@ -17,7 +17,7 @@ const MAX_CLOCK_SKEW_S: i64 = 60;
 /// otherwise; a token from the future means a wrong clock at the provider or a token made
 /// ahead of time to outlive its expiry check, and neither should sign anyone in.
 pub(super) fn check_issued_at(claims: &Claims) -> Result<(), Error> {
-    let now_s = crate::db::now_ms() / 1000;
+    let now_s = crate::datastore::now_ms() / 1000;
     let ahead = claims.issue_time().timestamp() - now_s;
     if ahead > MAX_CLOCK_SKEW_S {
         return Err(refuse(format!(

@@ -1,7 +1,5 @@
-//! The datastore: connection, migrations and the sea-orm entities. Only control-plane
-//! modules use it; nothing outside `portal-controller` sees a table.
-
-pub mod entity;
+//! Opening the database, migrating it once per start, write transactions, and the time
+//! format of its columns.
 
 use portal_migrations::{Migrator, MigratorTrait};
 use sea_orm::{

@@ -1,0 +1,84 @@
+//! The datastore: every database call of the control plane, and the only module (with
+//! `migrations/`) that may name sea-orm; `.ci/check-layers` enforces it.
+//!
+//! One file per resource (`<resource>.rs`) adds `impl DataStore` methods named
+//! `<resource>_<verb>`. A method that a request reaches takes the caller's [`OpContext`]
+//! first and authorizes on its first line; tenant scoping comes from the authorized actor,
+//! never from a caller-supplied id alone. Errors are [`StoreError`]: a query failure keeps
+//! its whole cause chain for the log, a public error passes through unchanged.
+//!
+//! [`OpContext`]: crate::context::OpContext
+
+mod connection;
+pub mod entity;
+
+pub use connection::{begin_write, connect, now_ms, rfc3339, with_startup_lock};
+
+use sea_orm::DatabaseConnection;
+
+/// The control plane's handle on the database.
+#[derive(Clone)]
+pub struct DataStore {
+    db: DatabaseConnection,
+}
+
+impl DataStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        DataStore { db }
+    }
+
+    /// The connection, for tests that inspect rows and for code being moved into this layer.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+/// Why a datastore method failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed (nobody's fault the caller can fix; operators see the cause).
+    #[error("database error: {0}")]
+    Query(#[from] sea_orm::DbErr),
+    /// Refused, not found, invalid, conflicting: the sentence the caller sees.
+    #[error(transparent)]
+    Public(#[from] portal_types::Error),
+}
+
+impl From<StoreError> for portal_types::Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Query(e) => portal_types::Error::internal(cause_chain(&e)),
+            StoreError::Public(e) => e,
+        }
+    }
+}
+
+/// `e` and every error that caused it, outermost first, for operators.
+fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_failure_keeps_its_causes_and_a_public_error_passes_through() {
+        let io = std::io::Error::other("disk on fire");
+        let db = sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(format!("pool: {io}")));
+        let public: portal_types::Error = StoreError::Query(db).into();
+        assert!(public.internal_detail().is_some_and(|d| d.contains("disk on fire")), "{public:?}");
+        let refused = portal_types::Error::forbidden("no");
+        assert_eq!(portal_types::Error::from(StoreError::Public(refused.clone())), refused);
+    }
+}
