@@ -140,12 +140,14 @@ pub async fn bootstrap_admin(
     .await
     .map_err(Error::internal)?;
     // The provider's own tenant is not held to the defaults meant for customers.
-    let unlimited = ["instances", "vcpus", "memory_gib", &format!("gpus:{}", crate::catalog::H100)]
-        .map(|r| quota::ActiveModel {
-            tenant_id: Set(tenant_id),
-            resource: Set(r.to_owned()),
-            max_value: Set(-1),
-        });
+    let unlimited =
+        ["instances", "vcpus", "memory_gib", &format!("gpus:{}", crate::app::catalog::H100)].map(
+            |r| quota::ActiveModel {
+                tenant_id: Set(tenant_id),
+                resource: Set(r.to_owned()),
+                max_value: Set(-1),
+            },
+        );
     quota::Entity::insert_many(unlimited)
         .exec_without_returning(&txn)
         .await

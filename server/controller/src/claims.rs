@@ -185,10 +185,12 @@ impl Controller {
             let budget = crate::quotas::budget(&txn, tenant_id).await.map_err(Abort::Failed)?;
             budgets.insert(tenant_id, budget);
         }
-        let types =
-            crate::catalog::find_many(&txn, batch.iter().map(|l| l.params.instance_type.clone()))
-                .await
-                .map_err(Abort::Failed)?;
+        let types = crate::datastore::instance_type::instance_types_named(
+            &txn,
+            batch.iter().map(|l| l.params.instance_type.clone()),
+        )
+        .await
+        .map_err(|e| Abort::Failed(e.into()))?;
         let mut taken = taken_names(&txn, batch).await?;
         let now = now_ms();
         let mut answers = Vec::with_capacity(batch.len());
@@ -202,7 +204,7 @@ impl Controller {
             };
             if let Ok(claimed) = &answer {
                 // Recorded with the claim, so the log never misses a launch that happened.
-                audit.push(crate::audit::entry_of(
+                audit.push(crate::app::audit::entry_of(
                     Some(&launch.actor),
                     "instance.create",
                     "instance",
@@ -260,7 +262,9 @@ impl Controller {
             }
         }
         for chunk in audit.chunks(INSERT_CHUNK) {
-            audit_log::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+            audit_log::Entity::insert_many(chunk.iter().map(|r| r.row()))
+                .exec_without_returning(&txn)
+                .await?;
         }
         txn.commit().await?;
         for host_name in &hosts {

@@ -3,10 +3,9 @@
 //! [`Controller`]; every public method authorizes on its first line.
 
 pub mod agents;
-mod audit;
+mod app;
 pub mod authn;
 pub mod authz;
-mod catalog;
 mod claims;
 pub mod context;
 pub mod datastore;
@@ -34,12 +33,13 @@ use agent_proto::v1::InventoryRequest;
 use agent_proto::{AgentEndpoint, AgentKind};
 use futures::StreamExt;
 use portal_types::Error;
-use portal_types::ids::{GenericUuid, UserUuid};
+use portal_types::ids::UserUuid;
 use portal_types::views::Me;
 use sea_orm::DatabaseConnection;
 
 use crate::agents::{AgentRegistry, AgentUnreachable};
 use crate::authz::{Action, Actor};
+use crate::datastore::audit::AuditRecord;
 use crate::events::EventBus;
 
 pub use crate::authn::Bootstrap;
@@ -147,7 +147,9 @@ impl Controller {
                 let bootstrap = authn::bootstrap_admin(db, config.admin_password.as_deref())
                     .await
                     .map_err(StartError::Bootstrap)?;
-                catalog::seed(db).await.map_err(StartError::Bootstrap)?;
+                datastore::instance_type::instance_type_seed(db, &app::catalog::default_catalog())
+                    .await
+                    .map_err(|e| StartError::Bootstrap(e.into()))?;
                 oidc::seal_all(db, &config.secret_keys).await?;
                 Ok::<_, StartError>(bootstrap)
             })
@@ -306,7 +308,7 @@ impl Controller {
                 let result = match authn::verify_login(&self.db, username, password).await {
                     Ok(user) => match self.actor(user).await {
                         Ok(Some(actor)) => {
-                            tenant = Some(actor.tenant_id.into_untyped_uuid());
+                            tenant = Some(actor.tenant_id);
                             Ok(user)
                         }
                         // Right password, but no tenant to act in (suspended, or none).
@@ -331,18 +333,17 @@ impl Controller {
             }
             Err(throttled) => Err(throttled),
         };
-        let user = result.as_ref().ok().map(|u| u.into_untyped_uuid());
-        let outcome = audit::outcome(&result);
-        self.audit_write(audit::entry(
-            user,
-            username,
-            tenant,
+        let user = result.as_ref().ok().copied();
+        self.audit_write(&AuditRecord {
+            actor_id: user,
+            actor_name: username.to_owned(),
+            tenant_id: tenant,
             client,
-            "session.sign_in",
-            "user",
-            username,
-            outcome,
-        ))
+            action: "session.sign_in".to_owned(),
+            object_kind: "user".to_owned(),
+            object_id: username.to_owned(),
+            outcome: app::audit::outcome(&result),
+        })
         .await;
         result
     }

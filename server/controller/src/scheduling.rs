@@ -109,7 +109,9 @@ async fn holding_instances(
 impl Placer {
     /// Builds the scheduler from the database: every host, GPU and held allocation.
     pub async fn load(db: &DatabaseConnection) -> Result<Placer, Error> {
-        let config = SchedulerConfig { gpu_share: crate::catalog::gpu_share(db).await? };
+        let gpu_share =
+            crate::datastore::DataStore::new(db.clone()).instance_type_gpu_share().await?;
+        let config = SchedulerConfig { gpu_share };
         let rows = host::Entity::find().all(db).await.map_err(Error::internal)?;
         let gpu_rows = gpu::Entity::find().all(db).await.map_err(Error::internal)?;
         let mut hosts = Vec::with_capacity(rows.len());

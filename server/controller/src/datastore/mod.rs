@@ -9,8 +9,10 @@
 //!
 //! [`OpContext`]: crate::context::OpContext
 
+pub mod audit;
 mod connection;
 pub mod entity;
+pub mod instance_type;
 
 pub use connection::{begin_write, connect, now_ms, rfc3339, with_startup_lock};
 

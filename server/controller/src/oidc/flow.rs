@@ -277,12 +277,12 @@ impl RelyingParty {
             Err(_) => None,
         };
         let username = actor.as_ref().map_or("", |a| a.username.as_str());
-        ctl.audit_write(crate::audit::entry_of(
+        ctl.audit_write(&crate::app::audit::entry_of(
             actor.as_ref(),
             "session.sign_in_sso",
             "user",
             username,
-            crate::audit::outcome(&result),
+            crate::app::audit::outcome(&result),
         ))
         .await;
         result

@@ -1,0 +1,98 @@
+//! The instance-type catalog: what users can launch, at what price. Provider admins edit it;
+//! every signed-in user reads it.
+
+use portal_types::views::InstanceType;
+use portal_types::{Error, params};
+
+use crate::Controller;
+use crate::authz::Action;
+use crate::context::OpContext;
+
+/// The GPU model the simulated HGX H100 hosts report.
+pub const H100: &str = "H100-SXM5-80GB";
+
+/// The catalog a new installation starts with: per H100 20 vCPUs and 200 GiB (a NUMA node of
+/// an HGX H100 host has 28 CPUs and 240 GiB of hugepages per GPU), which leaves each node
+/// room for the two CPU-only sizes even while all its GPUs are free.
+pub(crate) fn default_catalog() -> Vec<params::InstanceTypeCreate> {
+    let gpu = |gpus: u32| params::InstanceTypeCreate {
+        name: format!("h100x{gpus}"),
+        gpu_model: H100.to_owned(),
+        gpu_count: gpus,
+        vcpus: 20 * gpus,
+        memory_gib: 200 * gpus,
+        disk_gib: 200 * gpus,
+        price_cents_per_hour: 249 * u64::from(gpus),
+    };
+    let cpu = |vcpus: u32, price: u64| params::InstanceTypeCreate {
+        name: format!("c{vcpus}m{}", vcpus * 4),
+        gpu_model: String::new(),
+        gpu_count: 0,
+        vcpus,
+        memory_gib: vcpus * 4,
+        disk_gib: 100,
+        price_cents_per_hour: price,
+    };
+    vec![gpu(1), gpu(2), gpu(4), gpu(8), cpu(8, 24), cpu(16, 48)]
+}
+
+impl Controller {
+    pub async fn instance_type_list(&self, opctx: &OpContext) -> Result<Vec<InstanceType>, Error> {
+        opctx.authorize(Action::CatalogRead)?;
+        let mut types = self.datastore.instance_type_list(opctx).await?;
+        // GPU types first, smallest first; CPU-only types after them.
+        types.sort_by_key(|t| (t.gpu_count == 0, t.gpu_count, t.vcpus, t.name.clone()));
+        Ok(types)
+    }
+
+    pub async fn instance_type_create(
+        &self,
+        opctx: &OpContext,
+        create: &params::InstanceTypeCreate,
+    ) -> Result<InstanceType, Error> {
+        let result = self.instance_type_create_unaudited(opctx, create).await;
+        self.audited(opctx, "instance_type.create", "instance_type", &create.name, result).await
+    }
+
+    async fn instance_type_create_unaudited(
+        &self,
+        opctx: &OpContext,
+        create: &params::InstanceTypeCreate,
+    ) -> Result<InstanceType, Error> {
+        opctx.authorize(Action::CatalogWrite)?;
+        create.validate()?;
+        Ok(self.datastore.instance_type_create(opctx, create).await?)
+    }
+
+    /// Removes a type from the catalog; instances already running keep their shape.
+    pub async fn instance_type_delete(&self, opctx: &OpContext, name: &str) -> Result<(), Error> {
+        let result = self.instance_type_delete_unaudited(opctx, name).await;
+        self.audited(opctx, "instance_type.delete", "instance_type", name, result).await
+    }
+
+    async fn instance_type_delete_unaudited(
+        &self,
+        opctx: &OpContext,
+        name: &str,
+    ) -> Result<(), Error> {
+        opctx.authorize(Action::CatalogWrite)?;
+        Ok(self.datastore.instance_type_delete(opctx, name).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_catalog_is_valid_and_fits_an_hgx_h100_numa_node() {
+        for t in super::default_catalog() {
+            t.validate().unwrap();
+            // 112 CPUs and 960 hugepages per NUMA node, 4 GPUs per node.
+            if let (Some(cpus), Some(gib)) =
+                (t.vcpus.checked_div(t.gpu_count), t.memory_gib.checked_div(t.gpu_count))
+            {
+                assert!(cpus < 28, "{}", t.name);
+                assert!(gib <= 240, "{}", t.name);
+            }
+        }
+    }
+}

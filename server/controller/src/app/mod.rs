@@ -1,0 +1,5 @@
+//! Request-path logic, one file per resource: validate, decide, call the datastore and the
+//! agents, audit, publish events. No SQL here: every query is a `DataStore` method.
+
+pub(crate) mod audit;
+pub(crate) mod catalog;
