@@ -20,7 +20,6 @@ mod removal;
 mod scheduling;
 pub mod session_store;
 mod strays;
-mod tenants;
 pub mod throttle;
 mod tokens;
 mod topology;

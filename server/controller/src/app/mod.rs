@@ -3,3 +3,4 @@
 
 pub(crate) mod audit;
 pub(crate) mod catalog;
+mod tenants;

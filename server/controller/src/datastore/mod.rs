@@ -13,6 +13,7 @@ pub mod audit;
 mod connection;
 pub mod entity;
 pub mod instance_type;
+mod tenant;
 
 pub use connection::{begin_write, connect, now_ms, rfc3339, with_startup_lock};
 
