@@ -367,7 +367,7 @@ impl crate::Controller {
             .exec(&self.db)
             .await
             .map_err(Error::internal)?;
-        self.sessions_end_for_user(actor.user_id).await?;
+        self.datastore.user_sessions_end(actor.user_id).await?;
         // A token made by whoever knew the old password must not outlive it.
         self.api_tokens_revoke_all(actor.user_id).await?;
         tracing::info!(user = %actor.username, "password changed; sessions ended, tokens revoked");

@@ -93,6 +93,16 @@ pub enum Action {
     InstanceDelete,
 }
 
+/// The tenant an actor may manage users in: their own, or any for provider admins. Another
+/// tenant is not found for everyone else.
+pub fn managed_tenant(actor: &Actor, tenant: Option<TenantUuid>) -> Result<TenantUuid, Error> {
+    let tenant = tenant.unwrap_or(actor.tenant_id);
+    if tenant != actor.tenant_id && !actor.provider_admin {
+        return Err(Error::not_found("tenant", tenant));
+    }
+    Ok(tenant)
+}
+
 /// The policy. Returns the actor so callers write `let actor = opctx.authorize(…)?;`.
 pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
     let actor = opctx.actor().ok_or(Error::Unauthenticated)?;

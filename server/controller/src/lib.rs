@@ -23,7 +23,6 @@ mod strays;
 pub mod throttle;
 mod tokens;
 mod topology;
-mod users;
 
 use std::sync::Arc;
 

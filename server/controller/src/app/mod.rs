@@ -4,3 +4,4 @@
 pub(crate) mod audit;
 pub(crate) mod catalog;
 mod tenants;
+mod users;

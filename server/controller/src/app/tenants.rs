@@ -43,7 +43,7 @@ impl Controller {
             }
             let view = self.datastore.tenant_set_suspended(opctx, id, suspended).await?;
             if suspended {
-                self.sessions_end_for_tenant(id).await?;
+                self.datastore.tenant_sessions_end(id).await?;
             }
             Ok(view)
         }
@@ -93,7 +93,7 @@ impl Controller {
                     ),
                 });
             }
-            self.sessions_end_for_tenant(id).await?;
+            self.datastore.tenant_sessions_end(id).await?;
             Ok(self.datastore.tenant_delete(opctx, id).await?)
         }
         .await;

@@ -14,6 +14,7 @@ mod connection;
 pub mod entity;
 pub mod instance_type;
 mod tenant;
+mod user;
 
 pub use connection::{begin_write, connect, now_ms, rfc3339, with_startup_lock};
 

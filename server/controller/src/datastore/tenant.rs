@@ -145,10 +145,8 @@ impl DataStore {
             .filter(api_token::Column::TenantId.eq(t.id))
             .count(db)
             .await?;
-        let quotas = quota::Entity::find()
-            .filter(quota::Column::TenantId.eq(t.id))
-            .count(db)
-            .await?;
+        let quotas =
+            quota::Entity::find().filter(quota::Column::TenantId.eq(t.id)).count(db).await?;
         let identity_providers = identity_provider::Entity::find()
             .filter(identity_provider::Column::TenantId.eq(t.id))
             .order_by_asc(identity_provider::Column::Name)
@@ -170,7 +168,6 @@ impl DataStore {
             instance_history: history,
         })
     }
-
 
     /// Deletes the tenant with its memberships and quotas (ON DELETE CASCADE) and its
     /// deleted instances' history rows, in one transaction. The caller checked that no live
