@@ -27,10 +27,10 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::Controller;
+use crate::app::quotas::Budget;
 use crate::authz::Actor;
 use crate::datastore::entity::{audit_log, gpu, gpu_claim, host, instance};
 use crate::datastore::now_ms;
-use crate::quotas::Budget;
 use crate::scheduling::Placer;
 
 /// Claims lost to another replica are decided again, at most this many times.
@@ -182,7 +182,10 @@ impl Controller {
         let tenants: BTreeSet<TenantUuid> = batch.iter().map(|l| l.actor.tenant_id).collect();
         let mut budgets = BTreeMap::new();
         for tenant_id in tenants {
-            let budget = crate::quotas::budget(&txn, tenant_id).await.map_err(Abort::Failed)?;
+            let (limits, used) = crate::datastore::quota::quota_budget_in(&txn, tenant_id)
+                .await
+                .map_err(|e| Abort::Failed(e.into()))?;
+            let budget = Budget::new(limits, used);
             budgets.insert(tenant_id, budget);
         }
         let types = crate::datastore::instance_type::instance_types_named(

@@ -14,7 +14,6 @@ pub mod fleet;
 mod fleet_sync;
 mod instances;
 pub mod oidc;
-mod quotas;
 mod reconciler;
 mod removal;
 mod scheduling;

@@ -3,5 +3,6 @@
 
 pub(crate) mod audit;
 pub(crate) mod catalog;
+pub(crate) mod quotas;
 mod tenants;
 mod users;

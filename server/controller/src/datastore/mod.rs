@@ -13,6 +13,7 @@ pub mod audit;
 mod connection;
 pub mod entity;
 pub mod instance_type;
+pub mod quota;
 mod tenant;
 mod user;
 

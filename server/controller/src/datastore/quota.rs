@@ -1,28 +1,26 @@
-//! Per-tenant quotas: instances, vCPUs, memory and GPUs per model. Provider admins set them;
-//! a tenant sees its usage against them; every launch is checked in the same transaction
-//! that claims the resources, so concurrent launches cannot exceed a quota together.
+//! Per-tenant quota limits, the provider's defaults, and what a tenant's live instances use.
 
 use std::collections::BTreeMap;
 
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, TenantUuid};
-use portal_types::params::{QuotaLimit, validate_quota_resource};
-use portal_types::views::{InstanceState, InstanceType, QuotaLine, TenantQuota};
+use portal_types::params::QuotaLimit;
+use portal_types::views::{InstanceState, QuotaLine, TenantQuota};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
 };
 
-use crate::Controller;
+use super::entity::{default_quota, instance, quota, tenant};
+use super::{DataStore, StoreError};
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::datastore::entity::{default_quota, instance, quota, tenant};
 
 /// What a tenant's live instances use, by quota resource.
 async fn usage(
     db: &impl ConnectionTrait,
     tenant_id: TenantUuid,
-) -> Result<BTreeMap<String, u64>, Error> {
+) -> Result<BTreeMap<String, u64>, StoreError> {
     // One row per GPU model (empty for CPU-only): instances, vCPUs, memory, GPUs.
     let rows: Vec<(String, i64, i64, i64, i64)> = instance::Entity::find()
         .select_only()
@@ -36,8 +34,7 @@ async fn usage(
         .group_by(instance::Column::GpuModel)
         .into_tuple()
         .all(db)
-        .await
-        .map_err(Error::internal)?;
+        .await?;
     let mut used = BTreeMap::from([
         ("instances".to_owned(), 0u64),
         ("vcpus".to_owned(), 0),
@@ -74,113 +71,54 @@ fn max_value_of(limit: QuotaLimit) -> Option<i64> {
 async fn limits(
     db: &impl ConnectionTrait,
     tenant_id: TenantUuid,
-) -> Result<BTreeMap<String, (Option<u64>, bool)>, Error> {
+) -> Result<BTreeMap<String, (Option<u64>, bool)>, StoreError> {
     let mut out: BTreeMap<String, (Option<u64>, bool)> = default_quota::Entity::find()
         .all(db)
-        .await
-        .map_err(Error::internal)?
+        .await?
         .into_iter()
         .map(|d| (d.resource, (limit_of(d.max_value), true)))
         .collect();
     for q in quota::Entity::find()
         .filter(quota::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
         .all(db)
-        .await
-        .map_err(Error::internal)?
+        .await?
     {
         out.insert(q.resource, (limit_of(q.max_value), false));
     }
     Ok(out)
 }
 
-/// Inside a claim transaction: what a tenant may still launch. Each launch of the batch is
-/// taken from the budget in turn, so launches committed together cannot exceed a quota
-/// together either.
-#[derive(Clone)]
-pub(crate) struct Budget {
-    limits: BTreeMap<String, Option<u64>>,
-    used: BTreeMap<String, u64>,
-}
-
-/// Loads a tenant's budget in the claim transaction. On PostgreSQL the tenant row is locked
-/// first so that launches of one tenant from several replicas are checked one after the
-/// other; SQLite's write transactions are serial already. Callers lock tenants in id order.
-pub(crate) async fn budget(
+/// A tenant's limits (`None`: unlimited; a resource missing allows nothing) and usage, read
+/// in a claim transaction. On PostgreSQL the tenant row is locked first so that launches of
+/// one tenant from several replicas are checked one after the other; SQLite's write
+/// transactions are serial already. Callers lock tenants in id order.
+pub(crate) async fn quota_budget_in(
     txn: &impl ConnectionTrait,
     tenant_id: TenantUuid,
-) -> Result<Budget, Error> {
+) -> Result<(BTreeMap<String, Option<u64>>, BTreeMap<String, u64>), StoreError> {
     if txn.get_database_backend() == DbBackend::Postgres {
-        tenant::Entity::find_by_id(tenant_id.into_untyped_uuid())
-            .lock_exclusive()
-            .one(txn)
-            .await
-            .map_err(Error::internal)?;
+        tenant::Entity::find_by_id(tenant_id.into_untyped_uuid()).lock_exclusive().one(txn).await?;
     }
     let limits = limits(txn, tenant_id).await?.into_iter().map(|(r, (l, _))| (r, l)).collect();
-    Ok(Budget { limits, used: usage(txn, tenant_id).await? })
+    Ok((limits, usage(txn, tenant_id).await?))
 }
 
-impl Budget {
-    /// Takes `count` VMs of type `t` from the budget, or refuses without taking anything.
-    pub(crate) fn take(
-        &mut self,
-        tenant_name: &str,
-        t: &InstanceType,
-        count: u32,
-    ) -> Result<(), Error> {
-        let count = u64::from(count);
-        let mut wanted = vec![
-            ("instances".to_owned(), count, "instances".to_owned()),
-            ("vcpus".to_owned(), t.vcpus as u64 * count, "vCPUs".to_owned()),
-            ("memory_gib".to_owned(), t.memory_gib as u64 * count, "GiB of memory".to_owned()),
-        ];
-        if t.gpu_count > 0 {
-            wanted.push((
-                format!("gpus:{}", t.gpu_model),
-                t.gpu_count as u64 * count,
-                format!("{} GPUs", t.gpu_model),
-            ));
-        }
-        for (resource, want, label) in &wanted {
-            // Unlimited only when said so; no limit at all allows nothing.
-            let Some(limit) = self.limits.get(resource).copied().unwrap_or(Some(0)) else {
-                continue;
-            };
-            let now = self.used.get(resource).copied().unwrap_or(0);
-            if now + want > limit {
-                return Err(Error::Conflict {
-                    message: format!(
-                        "This launch needs {want} {label} but {tenant_name} has {} of its quota of \
-                         {limit} left; delete an instance or ask the provider for a larger quota.",
-                        limit.saturating_sub(now)
-                    ),
-                });
-            }
-        }
-        for (resource, want, _) in wanted {
-            *self.used.entry(resource).or_default() += want;
-        }
-        Ok(())
-    }
-}
-
-impl Controller {
+impl DataStore {
     /// A tenant's usage against its quota: its own tenant for everyone, any tenant for
     /// provider admins (another tenant is not found for the others).
     pub async fn quota_get(
         &self,
         opctx: &OpContext,
         tenant_id: Option<TenantUuid>,
-    ) -> Result<TenantQuota, Error> {
+    ) -> Result<TenantQuota, StoreError> {
         let actor = opctx.authorize(Action::QuotaRead)?;
         let tenant_id = tenant_id.unwrap_or(actor.tenant_id);
         if tenant_id != actor.tenant_id && !actor.provider_admin {
-            return Err(Error::not_found("tenant", tenant_id));
+            return Err(Error::not_found("tenant", tenant_id).into());
         }
         let t = tenant::Entity::find_by_id(tenant_id.into_untyped_uuid())
             .one(&self.db)
-            .await
-            .map_err(Error::internal)?
+            .await?
             .ok_or_else(|| Error::not_found("tenant", tenant_id))?;
         let used = usage(&self.db, tenant_id).await?;
         let limits = limits(&self.db, tenant_id).await?;
@@ -205,38 +143,24 @@ impl Controller {
         })
     }
 
-    /// Sets one quota limit of a tenant, or with [`QuotaLimit::Default`] gives it back to
-    /// the provider's default.
+    /// Sets one quota limit of a tenant (a validated resource), or with
+    /// [`QuotaLimit::Default`] gives it back to the provider's default.
     pub async fn quota_set(
         &self,
         opctx: &OpContext,
         tenant_id: TenantUuid,
         resource: &str,
         limit: QuotaLimit,
-    ) -> Result<TenantQuota, Error> {
-        let result = self.quota_set_unaudited(opctx, tenant_id, resource, limit).await;
-        let object = format!("{tenant_id}/{resource}");
-        self.audited_in(opctx, Some(tenant_id), "quota.set", "quota", &object, result).await
-    }
-
-    async fn quota_set_unaudited(
-        &self,
-        opctx: &OpContext,
-        tenant_id: TenantUuid,
-        resource: &str,
-        limit: QuotaLimit,
-    ) -> Result<TenantQuota, Error> {
+    ) -> Result<(), StoreError> {
         opctx.authorize(Action::QuotaWrite)?;
-        validate_quota_resource(resource)?;
         let exists = tenant::Entity::find_by_id(tenant_id.into_untyped_uuid())
             .select_only()
             .column(tenant::Column::Id)
             .into_tuple::<uuid::Uuid>()
             .one(&self.db)
-            .await
-            .map_err(Error::internal)?;
+            .await?;
         if exists.is_none() {
-            return Err(Error::not_found("tenant", tenant_id));
+            return Err(Error::not_found("tenant", tenant_id).into());
         }
         match max_value_of(limit) {
             Some(max_value) => {
@@ -252,25 +176,26 @@ impl Controller {
                             .to_owned(),
                     )
                     .exec_without_returning(&self.db)
-                    .await
-                    .map_err(Error::internal)?;
+                    .await?;
             }
             None => {
                 quota::Entity::delete_many()
                     .filter(quota::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
                     .filter(quota::Column::Resource.eq(resource))
                     .exec(&self.db)
-                    .await
-                    .map_err(Error::internal)?;
+                    .await?;
             }
         }
-        self.quota_get(opctx, Some(tenant_id)).await
+        Ok(())
     }
 
     /// The limits every tenant gets where it has none of its own (provider admins).
-    pub async fn quota_default_list(&self, opctx: &OpContext) -> Result<Vec<QuotaLine>, Error> {
+    pub async fn quota_default_list(
+        &self,
+        opctx: &OpContext,
+    ) -> Result<Vec<QuotaLine>, StoreError> {
         opctx.authorize(Action::QuotaWrite)?;
-        let rows = default_quota::Entity::find().all(&self.db).await.map_err(Error::internal)?;
+        let rows = default_quota::Entity::find().all(&self.db).await?;
         let mut lines: Vec<QuotaLine> = rows
             .into_iter()
             .map(|d| QuotaLine {
@@ -284,43 +209,33 @@ impl Controller {
         Ok(lines)
     }
 
-    /// Sets one default limit; [`QuotaLimit::Default`] removes it, so tenants without their
-    /// own limit get none of that resource.
+    /// Sets one default limit; [`QuotaLimit::Default`] removes it.
     pub async fn quota_default_set(
         &self,
         opctx: &OpContext,
         resource: &str,
         limit: QuotaLimit,
-    ) -> Result<Vec<QuotaLine>, Error> {
-        let result = async {
-            opctx.authorize(Action::QuotaWrite)?;
-            validate_quota_resource(resource)?;
-            match max_value_of(limit) {
-                Some(max_value) => {
-                    let row = default_quota::ActiveModel {
-                        resource: Set(resource.to_owned()),
-                        max_value: Set(max_value),
-                    };
-                    default_quota::Entity::insert(row)
-                        .on_conflict(
-                            OnConflict::column(default_quota::Column::Resource)
-                                .update_column(default_quota::Column::MaxValue)
-                                .to_owned(),
-                        )
-                        .exec_without_returning(&self.db)
-                        .await
-                        .map_err(Error::internal)?;
-                }
-                None => {
-                    default_quota::Entity::delete_by_id(resource.to_owned())
-                        .exec(&self.db)
-                        .await
-                        .map_err(Error::internal)?;
-                }
+    ) -> Result<(), StoreError> {
+        opctx.authorize(Action::QuotaWrite)?;
+        match max_value_of(limit) {
+            Some(max_value) => {
+                let row = default_quota::ActiveModel {
+                    resource: Set(resource.to_owned()),
+                    max_value: Set(max_value),
+                };
+                default_quota::Entity::insert(row)
+                    .on_conflict(
+                        OnConflict::column(default_quota::Column::Resource)
+                            .update_column(default_quota::Column::MaxValue)
+                            .to_owned(),
+                    )
+                    .exec_without_returning(&self.db)
+                    .await?;
             }
-            self.quota_default_list(opctx).await
+            None => {
+                default_quota::Entity::delete_by_id(resource.to_owned()).exec(&self.db).await?;
+            }
         }
-        .await;
-        self.audited(opctx, "quota.default_set", "quota", resource, result).await
+        Ok(())
     }
 }
