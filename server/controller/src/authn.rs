@@ -369,7 +369,7 @@ impl crate::Controller {
             .map_err(Error::internal)?;
         self.datastore.user_sessions_end(actor.user_id).await?;
         // A token made by whoever knew the old password must not outlive it.
-        self.api_tokens_revoke_all(actor.user_id).await?;
+        self.datastore.api_tokens_revoke_all(actor.user_id).await?;
         tracing::info!(user = %actor.username, "password changed; sessions ended, tokens revoked");
         Ok(())
     }

@@ -5,4 +5,5 @@ pub(crate) mod audit;
 pub(crate) mod catalog;
 pub(crate) mod quotas;
 mod tenants;
+mod tokens;
 mod users;
