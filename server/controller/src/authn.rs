@@ -1,24 +1,17 @@
-//! Local accounts: argon2id password hashes, the first provider admin, sign-in, and turning a
-//! session's user id back into an [`Actor`].
+//! Local accounts: argon2id password hashes, the first provider admin, sign-in and password
+//! changes.
 
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use portal_types::Error;
-use portal_types::ids::{GenericUuid, TenantUuid, UserUuid};
+use portal_types::ids::UserUuid;
 use rand::Rng;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    Set,
-};
 use tokio::sync::Semaphore;
-use uuid::Uuid;
 
-use crate::authz::{Actor, Role};
 use crate::context::OpContext;
-use crate::datastore::entity::{membership, quota, tenant, user};
-use crate::datastore::now_ms;
+use crate::datastore::{DataStore, account, now_ms};
 
 /// Name of the tenant the first provider admin belongs to.
 pub const DEFAULT_TENANT: &str = "default";
@@ -85,10 +78,10 @@ pub enum Bootstrap {
 
 /// On an empty database, creates the default tenant and the first provider admin.
 pub async fn bootstrap_admin(
-    db: &DatabaseConnection,
+    db: &DataStore,
     configured_password: Option<&str>,
 ) -> Result<Bootstrap, Error> {
-    if user::Entity::find().count(db).await.map_err(Error::internal)? > 0 {
+    if account::users_exist(db.connection()).await? {
         return Ok(Bootstrap::Existing);
     }
     let (password, outcome) = match configured_password {
@@ -104,70 +97,32 @@ pub async fn bootstrap_admin(
         }
     };
     let hash = hash_password(password).await?;
-    let now = now_ms();
-    let tenant_id = Uuid::new_v4();
-    let user_id = Uuid::new_v4();
-    let txn = crate::datastore::begin_write(db).await.map_err(Error::internal)?;
-    tenant::ActiveModel {
-        id: Set(tenant_id),
-        name: Set(DEFAULT_TENANT.to_owned()),
-        created_at: Set(now),
-        suspended: Set(false),
-    }
-    .insert(&txn)
-    .await
-    .map_err(Error::internal)?;
-    user::ActiveModel {
-        id: Set(user_id),
-        username: Set(ADMIN_USERNAME.to_owned()),
-        password_hash: Set(Some(hash)),
-        provider_admin: Set(true),
-        disabled: Set(false),
-        created_at: Set(now),
-        // A generated password was printed to a console: the admin chooses their own.
-        must_change_password: Set(matches!(outcome, Bootstrap::CreatedWithGeneratedPassword(_))),
-        sessions_valid_after: Set(0),
-    }
-    .insert(&txn)
-    .await
-    .map_err(Error::internal)?;
-    membership::ActiveModel {
-        user_id: Set(user_id),
-        tenant_id: Set(tenant_id),
-        role: Set(Role::TenantAdmin.as_str().to_owned()),
-    }
-    .insert(&txn)
-    .await
-    .map_err(Error::internal)?;
-    // The provider's own tenant is not held to the defaults meant for customers.
+    // The provider's own tenant is not held to the defaults meant for customers; a generated
+    // password was printed to a console, so the admin chooses their own.
     let unlimited =
-        ["instances", "vcpus", "memory_gib", &format!("gpus:{}", crate::app::catalog::H100)].map(
-            |r| quota::ActiveModel {
-                tenant_id: Set(tenant_id),
-                resource: Set(r.to_owned()),
-                max_value: Set(-1),
-            },
-        );
-    quota::Entity::insert_many(unlimited)
-        .exec_without_returning(&txn)
-        .await
-        .map_err(Error::internal)?;
-    txn.commit().await.map_err(Error::internal)?;
+        ["instances", "vcpus", "memory_gib", &format!("gpus:{}", crate::app::catalog::H100)]
+            .map(str::to_owned);
+    let generated = matches!(outcome, Bootstrap::CreatedWithGeneratedPassword(_));
+    account::first_admin_create(
+        db.connection(),
+        DEFAULT_TENANT,
+        ADMIN_USERNAME,
+        hash,
+        generated,
+        &unlimited,
+    )
+    .await?;
     Ok(outcome)
 }
 
 /// Checks a username and password; the answer and its timing are the same for an unknown
 /// user, a disabled one and a wrong password.
 pub async fn verify_login(
-    db: &DatabaseConnection,
+    datastore: &DataStore,
     username: &str,
     password: &str,
 ) -> Result<UserUuid, Error> {
-    let found = user::Entity::find()
-        .filter(user::Column::Username.eq(username))
-        .one(db)
-        .await
-        .map_err(Error::internal)?;
+    let found = datastore.credentials_by_name(username).await?;
     let hash =
         found.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
     let outdated = !has_current_parameters(&hash);
@@ -179,15 +134,10 @@ pub async fn verify_login(
                 // The parameters were raised since this hash was made: store a new one now
                 // that we hold the password.
                 let new_hash = hash_password(password.to_owned()).await?;
-                user::Entity::update_many()
-                    .col_expr(user::Column::PasswordHash, Some(new_hash).into())
-                    .filter(user::Column::Id.eq(u.id))
-                    .exec(db)
-                    .await
-                    .map_err(Error::internal)?;
+                datastore.user_password_set(u.user_id, new_hash, false).await?;
                 tracing::info!(user = %u.username, "password rehashed with current parameters");
             }
-            Ok(UserUuid::from_untyped_uuid(u.id))
+            Ok(u.user_id)
         }
         _ => Err(Error::BadCredentials),
     }
@@ -202,94 +152,6 @@ fn has_current_parameters(hash: &str) -> bool {
         && parsed.params.get_decimal("m") == Some(params.m_cost())
         && parsed.params.get_decimal("t") == Some(params.t_cost())
         && parsed.params.get_decimal("p") == Some(params.p_cost())
-}
-
-/// Rebuilds the actor for a signed-in user, acting in `tenant` when they belong to it (else
-/// in their oldest tenant); `None` if the user was removed or disabled since, or has
-/// no tenant to act in, which ends their session.
-/// The actor for a user in `tenant` (or their first tenant), or `None` when the user may not
-/// act: disabled, in no tenant, or — for a session signed in at `session_signed_in_ms` —
-/// when every session signed in before the user's `sessions_valid_after` was revoked.
-pub async fn load_actor(
-    db: &DatabaseConnection,
-    user_id: UserUuid,
-    tenant: Option<TenantUuid>,
-    session_signed_in_ms: Option<i64>,
-) -> Result<Option<Actor>, Error> {
-    let Some(u) = user::Entity::find_by_id(user_id.into_untyped_uuid())
-        .one(db)
-        .await
-        .map_err(Error::internal)?
-    else {
-        return Ok(None);
-    };
-    if u.disabled || session_signed_in_ms.is_some_and(|at| at < u.sessions_valid_after) {
-        return Ok(None);
-    }
-    let mut memberships = Vec::new();
-    for m in membership::Entity::find()
-        .filter(membership::Column::UserId.eq(u.id))
-        .all(db)
-        .await
-        .map_err(Error::internal)?
-    {
-        let t = tenant::Entity::find_by_id(m.tenant_id)
-            .one(db)
-            .await
-            .map_err(Error::internal)?
-            .ok_or_else(|| Error::internal("membership points at a missing tenant"))?;
-        if !t.suspended || u.provider_admin {
-            memberships.push((m, t));
-        }
-    }
-    // Without a choice, the oldest tenant: adding someone elsewhere does not move them.
-    memberships.sort_by_key(|(_, t)| (t.created_at, t.name.clone()));
-    let chosen = tenant
-        .and_then(|want| {
-            memberships.iter().position(|(m, _)| m.tenant_id == want.into_untyped_uuid())
-        })
-        .unwrap_or(0);
-    if memberships.is_empty() {
-        return Ok(None);
-    }
-    let (m, t) = memberships.swap_remove(chosen);
-    Ok(Some(Actor {
-        user_id,
-        username: u.username,
-        provider_admin: u.provider_admin,
-        tenant_id: TenantUuid::from_untyped_uuid(t.id),
-        tenant_name: t.name,
-        role: Role::parse(&m.role).unwrap_or(Role::Viewer),
-        client: None,
-        must_change_password: u.must_change_password,
-    }))
-}
-
-/// Every tenant a user belongs to (suspended ones left out), by name.
-pub async fn memberships(
-    db: &DatabaseConnection,
-    user_id: UserUuid,
-) -> Result<Vec<portal_types::views::Membership>, Error> {
-    let mut out = Vec::new();
-    for m in membership::Entity::find()
-        .filter(membership::Column::UserId.eq(user_id.into_untyped_uuid()))
-        .all(db)
-        .await
-        .map_err(Error::internal)?
-    {
-        if let Some(t) =
-            tenant::Entity::find_by_id(m.tenant_id).one(db).await.map_err(Error::internal)?
-            && !t.suspended
-        {
-            out.push(portal_types::views::Membership {
-                tenant_id: TenantUuid::from_untyped_uuid(t.id),
-                tenant_name: t.name,
-                role: m.role,
-            });
-        }
-    }
-    out.sort_by(|a, b| a.tenant_name.cmp(&b.tenant_name));
-    Ok(out)
 }
 
 /// Shortest and longest password a user may choose (NIST SP 800-63B: at least 8; we ask for
@@ -319,10 +181,10 @@ impl crate::Controller {
         repeat: &str,
     ) -> Result<(), Error> {
         let actor = opctx.authorize(crate::authz::Action::PasswordChange)?;
-        let has_password = user::Entity::find_by_id(actor.user_id.into_untyped_uuid())
-            .one(&self.db)
-            .await
-            .map_err(Error::internal)?
+        let has_password = self
+            .datastore
+            .credentials_by_name(&actor.username)
+            .await?
             .is_some_and(|u| u.password_hash.is_some());
         if !has_password {
             return Err(Error::Conflict {
@@ -345,7 +207,7 @@ impl crate::Controller {
         let now = now_ms();
         let throttle = &self.login_throttle;
         let reservation = throttle.reserve(&self.db, &actor.username, actor.client, now).await?;
-        match verify_login(&self.db, &actor.username, current).await {
+        match verify_login(&self.datastore, &actor.username, current).await {
             Ok(_) => throttle.release(&self.db, reservation).await?,
             Err(Error::BadCredentials) => {
                 throttle.failed(&self.db, reservation, now).await?;
@@ -360,13 +222,7 @@ impl crate::Controller {
             return Err(Error::invalid("The new password is the current one; choose another."));
         }
         let hash = hash_password(new.to_owned()).await?;
-        user::Entity::update_many()
-            .col_expr(user::Column::PasswordHash, Some(hash).into())
-            .col_expr(user::Column::MustChangePassword, false.into())
-            .filter(user::Column::Id.eq(actor.user_id.into_untyped_uuid()))
-            .exec(&self.db)
-            .await
-            .map_err(Error::internal)?;
+        self.datastore.user_password_set(actor.user_id, hash, true).await?;
         self.datastore.user_sessions_end(actor.user_id).await?;
         // A token made by whoever knew the old password must not outlive it.
         self.datastore.api_tokens_revoke_all(actor.user_id).await?;

@@ -143,10 +143,13 @@ impl Controller {
                 let bootstrap = authn::bootstrap_admin(db, config.admin_password.as_deref())
                     .await
                     .map_err(StartError::Bootstrap)?;
-                datastore::instance_type::instance_type_seed(db, &app::catalog::default_catalog())
-                    .await
-                    .map_err(|e| StartError::Bootstrap(e.into()))?;
-                oidc::seal_all(db, &config.secret_keys).await?;
+                datastore::instance_type::instance_type_seed(
+                    db.connection(),
+                    &app::catalog::default_catalog(),
+                )
+                .await
+                .map_err(|e| StartError::Bootstrap(e.into()))?;
+                oidc::seal_all(db.connection(), &config.secret_keys).await?;
                 Ok::<_, StartError>(bootstrap)
             })
             .await?;
@@ -301,7 +304,7 @@ impl Controller {
         let mut tenant = None;
         let result = match self.login_throttle.reserve(&self.db, username, client, now).await {
             Ok(reservation) => {
-                let result = match authn::verify_login(&self.db, username, password).await {
+                let result = match authn::verify_login(&self.datastore, username, password).await {
                     Ok(user) => match self.actor(user).await {
                         Ok(Some(actor)) => {
                             tenant = Some(actor.tenant_id);
@@ -346,7 +349,7 @@ impl Controller {
 
     /// The actor for a session's user, or `None` when the user no longer may sign in.
     pub async fn actor(&self, user_id: UserUuid) -> Result<Option<Actor>, Error> {
-        authn::load_actor(&self.db, user_id, None, None).await
+        Ok(self.datastore.actor_load(user_id, None, None).await?)
     }
 
     /// The actor for a user acting in `tenant` (if they belong to it).
@@ -355,13 +358,13 @@ impl Controller {
         user_id: UserUuid,
         tenant: Option<portal_types::ids::TenantUuid>,
     ) -> Result<Option<Actor>, Error> {
-        authn::load_actor(&self.db, user_id, tenant, None).await
+        Ok(self.datastore.actor_load(user_id, tenant, None).await?)
     }
 
     /// The signed-in user with every tenant they may act in.
     pub async fn me(&self, opctx: &OpContext) -> Result<Me, Error> {
         let actor = opctx.authorize(Action::AccountRead)?;
-        let memberships = authn::memberships(&self.db, actor.user_id).await?;
+        let memberships = self.datastore.user_memberships(opctx).await?;
         Ok(Me {
             user_id: actor.user_id,
             username: actor.username.clone(),

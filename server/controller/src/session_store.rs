@@ -172,8 +172,7 @@ impl crate::Controller {
                 let signed_in_ms: Option<i64> =
                     session.get(SIGNED_IN_AT_MS_KEY).await.map_err(session_error)?;
                 let signed_in_ms = signed_in_ms.unwrap_or(signed_in_at.unwrap_or(0) * 1000);
-                let actor =
-                    crate::authn::load_actor(&self.db, user_id, tenant, Some(signed_in_ms)).await?;
+                let actor = self.datastore.actor_load(user_id, tenant, Some(signed_in_ms)).await?;
                 Ok(actor.map(|actor| crate::authz::Actor { client, ..actor }))
             }
             None => Ok(None),

@@ -21,12 +21,12 @@ pub async fn with_startup_lock<T, E, F>(
     first_steps: F,
 ) -> Result<T, E>
 where
-    F: AsyncFnOnce(&DatabaseConnection) -> Result<T, E>,
+    F: AsyncFnOnce(&super::DataStore) -> Result<T, E>,
 {
     if !url.starts_with("postgres") {
         let db = connect(url).await.map_err(&db_error)?;
         Migrator::up(&db, None).await.map_err(&db_error)?;
-        return first_steps(&db).await;
+        return first_steps(&super::DataStore::new(db)).await;
     }
     // One connection: the lock belongs to the session that runs every step.
     let mut options = ConnectOptions::new(url.to_owned());
@@ -36,7 +36,7 @@ where
     own.execute_unprepared(&lock).await.map_err(&db_error)?;
     let result = async {
         Migrator::up(&own, None).await.map_err(&db_error)?;
-        first_steps(&own).await
+        first_steps(&super::DataStore::new(own.clone())).await
     }
     .await;
     // Closing the session releases the lock too; unlocking first hands it on at once.

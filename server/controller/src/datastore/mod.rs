@@ -9,6 +9,7 @@
 //!
 //! [`OpContext`]: crate::context::OpContext
 
+pub mod account;
 pub mod api_token;
 pub mod audit;
 mod connection;
