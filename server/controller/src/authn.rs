@@ -206,15 +206,16 @@ impl crate::Controller {
         }
         let now = now_ms();
         let throttle = &self.login_throttle;
-        let reservation = throttle.reserve(&self.db, &actor.username, actor.client, now).await?;
+        let reservation =
+            throttle.reserve(&self.datastore, &actor.username, actor.client, now).await?;
         match verify_login(&self.datastore, &actor.username, current).await {
-            Ok(_) => throttle.release(&self.db, reservation).await?,
+            Ok(_) => throttle.release(&self.datastore, reservation).await?,
             Err(Error::BadCredentials) => {
-                throttle.failed(&self.db, reservation, now).await?;
+                throttle.failed(&self.datastore, reservation, now).await?;
                 return Err(Error::invalid("The current password is wrong; type it again."));
             }
             Err(e) => {
-                throttle.release(&self.db, reservation).await?;
+                throttle.release(&self.datastore, reservation).await?;
                 return Err(e);
             }
         }

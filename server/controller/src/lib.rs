@@ -302,7 +302,8 @@ impl Controller {
     ) -> Result<UserUuid, Error> {
         let now = datastore::now_ms();
         let mut tenant = None;
-        let result = match self.login_throttle.reserve(&self.db, username, client, now).await {
+        let result = match self.login_throttle.reserve(&self.datastore, username, client, now).await
+        {
             Ok(reservation) => {
                 let result = match authn::verify_login(&self.datastore, username, password).await {
                     Ok(user) => match self.actor(user).await {
@@ -321,9 +322,11 @@ impl Controller {
                 };
                 let throttle = &self.login_throttle;
                 let recorded = match &result {
-                    Ok(_) => throttle.succeeded(&self.db, username, reservation).await,
-                    Err(Error::BadCredentials) => throttle.failed(&self.db, reservation, now).await,
-                    Err(_) => throttle.release(&self.db, reservation).await,
+                    Ok(_) => throttle.succeeded(&self.datastore, username, reservation).await,
+                    Err(Error::BadCredentials) => {
+                        throttle.failed(&self.datastore, reservation, now).await
+                    }
+                    Err(_) => throttle.release(&self.datastore, reservation).await,
                 };
                 if let Err(e) = recorded {
                     tracing::error!(error = %e, "cannot record the sign-in for throttling");

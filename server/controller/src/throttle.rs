@@ -10,12 +10,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use portal_types::Error;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
 use uuid::Uuid;
 
-use crate::datastore::entity::login_failure;
+use crate::datastore::DataStore;
 
 const HOUR_MS: i64 = 3600 * 1000;
 
@@ -90,34 +87,16 @@ impl LoginThrottle {
     /// see each other's reservations.
     pub async fn reserve(
         &self,
-        db: &impl ConnectionTrait,
+        db: &DataStore,
         username: &str,
         client: Option<IpAddr>,
         now: i64,
     ) -> Result<Reservation, Error> {
         let keys = keys(username, client);
         let reservation = Reservation(keys.iter().map(|_| Uuid::new_v4()).collect());
-        let rows = keys.iter().zip(&reservation.0).map(|(key, id)| login_failure::ActiveModel {
-            id: Set(*id),
-            key: Set(key.clone()),
-            at: Set(now),
-        });
-        login_failure::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await
-            .map_err(Error::internal)?;
-        let rows: Vec<(String, i64)> = login_failure::Entity::find()
-            .select_only()
-            .column(login_failure::Column::Key)
-            .column(login_failure::Column::At)
-            .filter(login_failure::Column::Key.is_in(keys.clone()))
-            .filter(login_failure::Column::At.gt(now - HOUR_MS))
-            .filter(login_failure::Column::Id.is_not_in(reservation.0.clone()))
-            .order_by_asc(login_failure::Column::At)
-            .into_tuple()
-            .all(db)
-            .await
-            .map_err(Error::internal)?;
+        let rows: Vec<(Uuid, String)> = reservation.0.iter().copied().zip(keys.clone()).collect();
+        db.login_failures_insert(&rows, now).await?;
+        let rows = db.login_failures_since(&keys, now - HOUR_MS, &reservation.0).await?;
         let mut wait = 0;
         for key in &keys {
             let times: Vec<i64> =
@@ -134,50 +113,31 @@ impl LoginThrottle {
     }
 
     /// The attempt did not fail on the password (or never got to it): not a failure.
-    pub async fn release(
-        &self,
-        db: &impl ConnectionTrait,
-        reservation: Reservation,
-    ) -> Result<(), Error> {
-        login_failure::Entity::delete_many()
-            .filter(login_failure::Column::Id.is_in(reservation.0))
-            .exec(db)
-            .await
-            .map_err(Error::internal)?;
-        Ok(())
+    pub async fn release(&self, db: &DataStore, reservation: Reservation) -> Result<(), Error> {
+        Ok(db.login_failures_delete(&reservation.0).await?)
     }
 
     /// The password was wrong: the reservation stays as the failure; failures older than an
     /// hour are forgotten at the same time.
     pub async fn failed(
         &self,
-        db: &impl ConnectionTrait,
+        db: &DataStore,
         _reservation: Reservation,
         now: i64,
     ) -> Result<(), Error> {
-        login_failure::Entity::delete_many()
-            .filter(login_failure::Column::At.lte(now - HOUR_MS))
-            .exec(db)
-            .await
-            .map_err(Error::internal)?;
-        Ok(())
+        Ok(db.login_failures_expire(now - HOUR_MS).await?)
     }
 
     /// A successful sign-in gives the reservation back and clears the account's run of
     /// failures (not the address's).
     pub async fn succeeded(
         &self,
-        db: &impl ConnectionTrait,
+        db: &DataStore,
         username: &str,
         reservation: Reservation,
     ) -> Result<(), Error> {
         self.release(db, reservation).await?;
-        login_failure::Entity::delete_many()
-            .filter(login_failure::Column::Key.eq(user_key(username)))
-            .exec(db)
-            .await
-            .map_err(Error::internal)?;
-        Ok(())
+        Ok(db.login_failures_clear(&user_key(username)).await?)
     }
 }
 

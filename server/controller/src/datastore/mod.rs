@@ -15,6 +15,7 @@ pub mod audit;
 mod connection;
 pub mod entity;
 pub mod instance_type;
+mod login_failure;
 pub mod quota;
 mod tenant;
 mod user;
