@@ -20,7 +20,6 @@ mod scheduling;
 pub mod session_store;
 mod strays;
 pub mod throttle;
-mod topology;
 
 use std::sync::Arc;
 

@@ -6,4 +6,5 @@ pub(crate) mod catalog;
 pub(crate) mod quotas;
 mod tenants;
 mod tokens;
+mod topology;
 mod users;

@@ -18,6 +18,7 @@ pub mod instance_type;
 mod login_failure;
 pub mod quota;
 mod tenant;
+pub mod topology;
 mod user;
 
 pub use connection::{begin_write, connect, now_ms, rfc3339, with_startup_lock};

@@ -18,13 +18,13 @@ use portal_types::topology::{
     NumaTopology, PartitionSlot, PartitionState, PartitionView, ScalableUnitTopology, UnitHost,
 };
 use portal_types::views::{AgentLink, InstanceState};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::datastore::entity::{dpu, gpu, host, instance, switch, tenant};
+use crate::datastore::entity::{gpu, host, instance};
+use crate::datastore::topology::{HostRows, UnitRows};
 use crate::fleet::{HostFacts, PartitionFacts, capacity_view};
 use crate::scheduling::allocation_of;
 
@@ -44,35 +44,20 @@ struct Held {
     holder: Holder,
 }
 
-/// Instances still holding resources (as the scheduler counts them, see `removal::holding`)
-/// on `host_ids`, with their placements and tenant names.
+/// Instances still holding resources on `host_ids`, with their placements and owners.
 async fn held_on(
-    db: &sea_orm::DatabaseConnection,
+    ctl: &Controller,
+    opctx: &OpContext,
     host_ids: Vec<Uuid>,
 ) -> Result<Vec<Held>, Error> {
-    let rows = instance::Entity::find()
-        .filter(crate::removal::holding())
-        .filter(instance::Column::HostId.is_in(host_ids))
-        .order_by_asc(instance::Column::CreatedAt)
-        .all(db)
-        .await
-        .map_err(Error::internal)?;
-    let tenant_ids: BTreeSet<Uuid> = rows.iter().map(|r| r.tenant_id).collect();
-    let tenants: HashMap<Uuid, String> = tenant::Entity::find()
-        .filter(tenant::Column::Id.is_in(tenant_ids))
-        .all(db)
-        .await
-        .map_err(Error::internal)?
-        .into_iter()
-        .map(|t| (t.id, t.name))
-        .collect();
+    let rows = ctl.datastore.instances_holding_on(opctx, host_ids).await?;
     Ok(rows
         .into_iter()
-        .filter_map(|row| {
+        .filter_map(|(row, tenant_name)| {
             let placement = allocation_of(&row)?.placement;
             let holder = Holder {
                 tenant_id: TenantUuid::from_untyped_uuid(row.tenant_id),
-                tenant_name: tenants.get(&row.tenant_id).cloned().unwrap_or_default(),
+                tenant_name,
                 instance_id: InstanceUuid::from_untyped_uuid(row.id),
                 instance_name: row.name.clone(),
             };
@@ -221,26 +206,10 @@ impl Controller {
         host_name: &str,
     ) -> Result<HostTopology, Error> {
         opctx.authorize(Action::FleetRead)?;
-        let row = host::Entity::find()
-            .filter(host::Column::Name.eq(host_name))
-            .one(&self.db)
-            .await
-            .map_err(Error::internal)?
-            .ok_or_else(|| Error::not_found("host", host_name))?;
+        let HostRows { host: row, gpus, dpus } =
+            self.datastore.host_topology_rows(opctx, host_name).await?;
         let facts = facts_of(&row)?;
-        let gpus = gpu::Entity::find()
-            .filter(gpu::Column::HostId.eq(row.id))
-            .order_by_asc(gpu::Column::ModuleId)
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?;
-        let held = held_on(&self.db, vec![row.id]).await?;
-        let dpus = dpu::Entity::find()
-            .filter(dpu::Column::HostName.eq(&row.name))
-            .order_by_asc(dpu::Column::Name)
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?;
+        let held = held_on(self, opctx, vec![row.id]).await?;
         let launchable = match self.placer.lock().await.as_ref() {
             Some(p) => p.scheduler.host_capacity(&row.name).unwrap_or_default(),
             None => Vec::new(),
@@ -413,29 +382,10 @@ impl Controller {
     ) -> Result<ScalableUnitTopology, Error> {
         opctx.authorize(Action::FleetRead)?;
         let name = format!("su{su}");
-        let unit = su as i32;
-        let hosts = host::Entity::find()
-            .filter(host::Column::ScalableUnit.eq(unit))
-            .order_by_asc(host::Column::Name)
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?;
-        let switches = switch::Entity::find()
-            .filter(switch::Column::ScalableUnit.eq(unit))
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?;
-        if hosts.is_empty() && switches.is_empty() {
-            return Err(Error::not_found("scalable unit", &name));
-        }
+        let UnitRows { hosts, switches, gpus } =
+            self.datastore.scalable_unit_rows(opctx, su).await?;
         let host_ids: Vec<Uuid> = hosts.iter().map(|h| h.id).collect();
-        let gpus = gpu::Entity::find()
-            .filter(gpu::Column::HostId.is_in(host_ids.clone()))
-            .order_by_asc(gpu::Column::ModuleId)
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?;
-        let held = held_on(&self.db, host_ids).await?;
+        let held = held_on(self, opctx, host_ids).await?;
         let launchable = match self.placer.lock().await.as_ref() {
             Some(p) => p.scheduler.scalable_unit_capacity(&name).unwrap_or_default(),
             None => Vec::new(),
