@@ -10,7 +10,6 @@ mod claims;
 pub mod context;
 pub mod datastore;
 pub mod events;
-pub mod fleet;
 mod fleet_sync;
 mod instances;
 pub mod oidc;

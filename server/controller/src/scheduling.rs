@@ -18,8 +18,8 @@ use portal_types::Error;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
+use crate::app::fleet::HostFacts;
 use crate::datastore::entity::{gpu, host, instance};
-use crate::fleet::HostFacts;
 
 /// The scheduler and what it needs to turn decisions into claim rows.
 pub struct Placer {

@@ -3,6 +3,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod catalog;
+pub(crate) mod fleet;
 pub(crate) mod quotas;
 mod tenants;
 mod tokens;

@@ -21,11 +21,11 @@ use portal_types::views::{AgentLink, InstanceState};
 use uuid::Uuid;
 
 use crate::Controller;
+use crate::app::fleet::{HostFacts, PartitionFacts, capacity_view};
 use crate::authz::Action;
 use crate::context::OpContext;
 use crate::datastore::entity::{gpu, host, instance};
 use crate::datastore::topology::{HostRows, UnitRows};
-use crate::fleet::{HostFacts, PartitionFacts, capacity_view};
 use crate::scheduling::allocation_of;
 
 fn link(connected: bool) -> AgentLink {
@@ -516,7 +516,7 @@ mod tests {
             pcie_switch: switch.into(),
             health: "ok".into(),
         };
-        let nic = |index: u32, switch: &str| crate::fleet::NicFacts {
+        let nic = |index: u32, switch: &str| crate::app::fleet::NicFacts {
             index,
             name: format!("nic{index}"),
             numa_node: 0,

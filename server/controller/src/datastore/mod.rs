@@ -14,6 +14,7 @@ pub mod api_token;
 pub mod audit;
 mod connection;
 pub mod entity;
+pub mod fleet;
 pub mod instance_type;
 mod login_failure;
 pub mod quota;
