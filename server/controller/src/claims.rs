@@ -159,7 +159,7 @@ impl Controller {
             match aborted {
                 Abort::Raced(hosts) => {
                     for host_name in hosts {
-                        if let Err(e) = placer.reload_host(&self.db, &host_name).await {
+                        if let Err(e) = placer.reload_host(&self.datastore, &host_name).await {
                             return batch.iter().map(|_| Err(e.clone())).collect();
                         }
                     }

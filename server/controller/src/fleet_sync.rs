@@ -17,13 +17,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
-};
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::datastore::entity::{gpu, host};
 
 /// The PostgreSQL channel fleet changes are announced on.
 const CHANNEL: &str = "portal_fleet";
@@ -34,7 +30,7 @@ const POSTGRES_PERIOD: Duration = Duration::from_secs(60);
 
 pub(crate) fn spawn(controller: Arc<Controller>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if controller.db.get_database_backend() == DbBackend::Postgres {
+        if controller.datastore.is_postgres() {
             controller.listen_for_fleet_changes().await;
         } else {
             let mut every = tokio::time::interval(SQLITE_PERIOD);
@@ -51,26 +47,19 @@ impl Controller {
     /// Tells the other replicas that a host's cordon or GPU health changed (PostgreSQL; on
     /// SQLite they find out at their next refresh).
     pub(crate) async fn fleet_changed(&self, host_name: &str) {
-        if self.db.get_database_backend() != DbBackend::Postgres {
+        if !self.datastore.is_postgres() {
             return;
         }
-        let notify = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [CHANNEL.into(), host_name.into()],
-        );
-        if let Err(e) = self.db.execute_raw(notify).await {
+        if let Err(e) = self.datastore.notify(CHANNEL, host_name).await {
             // The others catch up at their periodic refresh; the claim check stays exact.
             tracing::warn!(host = %host_name, error = %e, "cannot announce a fleet change");
         }
     }
 
     async fn listen_for_fleet_changes(self: &Arc<Self>) {
-        let pool = self.db.get_postgres_connection_pool().clone();
         let mut backoff = Duration::from_millis(200);
         loop {
-            let mut listener = match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await
-            {
+            let mut listener = match self.datastore.listen(CHANNEL).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for fleet changes; retrying");
@@ -79,18 +68,13 @@ impl Controller {
                     continue;
                 }
             };
-            if let Err(e) = listener.listen(CHANNEL).await {
-                tracing::warn!(error = %e, "cannot listen for fleet changes; retrying");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
             backoff = Duration::from_millis(200);
             // Anything announced before LISTEN took effect.
             self.fleet_flags_refresh(None).await;
             loop {
-                let next = tokio::time::timeout(POSTGRES_PERIOD, listener.try_recv()).await;
+                let next = tokio::time::timeout(POSTGRES_PERIOD, listener.recv()).await;
                 match next {
-                    Ok(Ok(Some(n))) => self.fleet_flags_refresh(Some(n.payload())).await,
+                    Ok(Ok(Some(host))) => self.fleet_flags_refresh(Some(&host)).await,
                     // The connection was lost (and is re-made by the next call): what was
                     // announced meanwhile is lost, so read everything.
                     Ok(Ok(None)) | Err(_) => self.fleet_flags_refresh(None).await,
@@ -106,27 +90,7 @@ impl Controller {
     /// Reads the cordon and GPU health of one host (or all) and applies what differs to this
     /// replica's scheduler.
     pub(crate) async fn fleet_flags_refresh(&self, only: Option<&str>) {
-        let read = async {
-            let mut hosts = host::Entity::find().select_only().columns([
-                host::Column::Id,
-                host::Column::Name,
-                host::Column::Cordoned,
-            ]);
-            if let Some(name) = only {
-                hosts = hosts.filter(host::Column::Name.eq(name));
-            }
-            let hosts: Vec<(Uuid, String, bool)> = hosts.into_tuple().all(&self.db).await?;
-            let mut failed = gpu::Entity::find()
-                .select_only()
-                .columns([gpu::Column::HostId, gpu::Column::ModuleId])
-                .filter(gpu::Column::Health.eq("failed"));
-            if only.is_some() {
-                failed = failed.filter(gpu::Column::HostId.is_in(hosts.iter().map(|h| h.0)));
-            }
-            let failed: Vec<(Uuid, i32)> = failed.into_tuple().all(&self.db).await?;
-            Ok::<_, sea_orm::DbErr>((hosts, failed))
-        };
-        let (hosts, failed) = match read.await {
+        let (hosts, failed) = match self.datastore.host_flags(only).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot refresh the fleet's cordons and GPU health");

@@ -198,7 +198,7 @@ impl Controller {
             .collect()
             .await;
         results.into_iter().collect::<Result<(), _>>()?;
-        let placer = scheduling::Placer::load(&self.db).await.map_err(|e| {
+        let placer = scheduling::Placer::load(&self.datastore).await.map_err(|e| {
             StartError::Scheduler(e.internal_detail().unwrap_or(&e.to_string()).to_owned())
         })?;
         *self.placer.lock().await = Some(placer);

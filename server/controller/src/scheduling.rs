@@ -15,10 +15,10 @@ use portal_scheduler::{
     Allocation, Host, Nic, NumaNode, Partition, Placement, Scheduler, SchedulerConfig,
 };
 use portal_types::Error;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use crate::app::fleet::HostFacts;
+use crate::datastore::DataStore;
 use crate::datastore::entity::{gpu, host, instance};
 
 /// The scheduler and what it needs to turn decisions into claim rows.
@@ -94,26 +94,11 @@ pub fn allocation_of(row: &instance::Model) -> Option<Allocation> {
     Some(Allocation::new(row.id.to_string(), placement))
 }
 
-/// Instances that hold host resources (see [`crate::removal::holding`]).
-async fn holding_instances(
-    db: &DatabaseConnection,
-    host_id: Option<Uuid>,
-) -> Result<Vec<instance::Model>, Error> {
-    let mut query = instance::Entity::find().filter(crate::removal::holding());
-    if let Some(id) = host_id {
-        query = query.filter(instance::Column::HostId.eq(id));
-    }
-    query.all(db).await.map_err(Error::internal)
-}
-
 impl Placer {
     /// Builds the scheduler from the database: every host, GPU and held allocation.
-    pub async fn load(db: &DatabaseConnection) -> Result<Placer, Error> {
-        let gpu_share =
-            crate::datastore::DataStore::new(db.clone()).instance_type_gpu_share().await?;
-        let config = SchedulerConfig { gpu_share };
-        let rows = host::Entity::find().all(db).await.map_err(Error::internal)?;
-        let gpu_rows = gpu::Entity::find().all(db).await.map_err(Error::internal)?;
+    pub async fn load(db: &DataStore) -> Result<Placer, Error> {
+        let config = SchedulerConfig { gpu_share: db.instance_type_gpu_share().await? };
+        let (rows, gpu_rows) = db.placement_hosts().await?;
         let mut hosts = Vec::with_capacity(rows.len());
         let mut seen = HashMap::with_capacity(rows.len());
         let mut gpu_ids = HashMap::with_capacity(gpu_rows.len());
@@ -129,23 +114,18 @@ impl Placer {
         }
         let mut scheduler = Scheduler::new(hosts, config).map_err(Error::internal)?;
         let allocations: Vec<Allocation> =
-            holding_instances(db, None).await?.iter().filter_map(allocation_of).collect();
+            db.instances_holding(None).await?.iter().filter_map(allocation_of).collect();
         scheduler.load(allocations).map_err(Error::internal)?;
         Ok(Placer { scheduler, hosts: seen, gpu_ids })
     }
 
     /// Another replica claimed on `host_name`: drop what we believe about the host and load
     /// its allocations and generation from the database again.
-    pub async fn reload_host(
-        &mut self,
-        db: &DatabaseConnection,
-        host_name: &str,
-    ) -> Result<(), Error> {
+    pub async fn reload_host(&mut self, db: &DataStore, host_name: &str) -> Result<(), Error> {
         let Some(&(host_id, _)) = self.hosts.get(host_name) else { return Ok(()) };
-        let row = host::Entity::find_by_id(host_id)
-            .one(db)
-            .await
-            .map_err(Error::internal)?
+        let row = db
+            .host_row(host_id)
+            .await?
             .ok_or_else(|| Error::internal(format!("host {host_name} vanished")))?;
         let held: Vec<String> = self
             .scheduler
@@ -157,20 +137,12 @@ impl Placer {
             let _ = self.scheduler.release(&vm);
         }
         let allocations: Vec<Allocation> =
-            holding_instances(db, Some(host_id)).await?.iter().filter_map(allocation_of).collect();
+            db.instances_holding(Some(host_id)).await?.iter().filter_map(allocation_of).collect();
         self.scheduler.load(allocations).map_err(Error::internal)?;
         self.hosts.insert(host_name.to_owned(), (host_id, row.claim_generation));
         // Its cordon or GPU health may be what changed (by another replica).
-        let failed: Vec<i32> = gpu::Entity::find()
-            .select_only()
-            .column(gpu::Column::ModuleId)
-            .filter(gpu::Column::HostId.eq(host_id))
-            .filter(gpu::Column::Health.eq("failed"))
-            .into_tuple()
-            .all(db)
-            .await
-            .map_err(Error::internal)?;
-        let failed: HashSet<u8> = failed.into_iter().map(|m| m as u8).collect();
+        let (_, failed) = db.host_flags(Some(host_name)).await?;
+        let failed: HashSet<u8> = failed.into_iter().map(|(_, m)| m as u8).collect();
         self.set_flags(host_name, row.cordoned, &failed);
         Ok(())
     }

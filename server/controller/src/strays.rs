@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use agent_proto::v1::{RemoveVmRequest, VmState, VmStatus};
 use portal_types::Error;
-use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use crate::Controller;
@@ -139,7 +138,7 @@ impl Controller {
     /// there; `None` when unsure (a database error), to look again at the next pass.
     async fn still_stray(&self, host: &str, vm_id: &str) -> Option<bool> {
         let Ok(id) = Uuid::parse_str(vm_id) else { return Some(true) };
-        match instance::Entity::find_by_id(id).one(&self.db).await {
+        match self.datastore.instance_row(id).await {
             Ok(None) => Some(true),
             Ok(Some(row)) => Some(
                 crate::removal::unwanted(&row)

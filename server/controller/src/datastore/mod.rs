@@ -17,6 +17,8 @@ pub mod entity;
 pub mod fleet;
 pub mod instance_type;
 mod login_failure;
+pub(crate) mod notify;
+mod placement;
 pub mod quota;
 mod tenant;
 pub mod topology;
