@@ -41,7 +41,7 @@ fn Account(me: Me) -> impl IntoView {
         <main class="dashboard">
             <section class="panel" data-testid="account">
                 <h2>{me.username.clone()}</h2>
-                <p>"Tenant " <strong>{me.tenant_name.clone()}</strong> " · role " <strong>{me.role.clone()}</strong>
+                <p>"Tenant " <strong>{me.tenant_name.clone()}</strong> " · role " <strong>{me.role.as_str()}</strong>
                     {me.provider_admin.then_some(" · provider admin")}</p>
             </section>
             <Show when=move || error().is_some()>
@@ -113,7 +113,7 @@ fn Account(me: Me) -> impl IntoView {
                                         <tr data-testid="token-row" data-name=t.name.clone()>
                                             <td class="name">{t.name.clone()}</td>
                                             <td><code>{t.prefix.clone()}</code></td>
-                                            <td>{t.role.clone()}</td>
+                                            <td>{t.role.as_str()}</td>
                                             <td class="muted">{t.expires_at.chars().take(10).collect::<String>()}</td>
                                             <td class="muted">{t.last_used_at.clone().map_or_else(|| "never".to_owned(), |u| u.replace('T', " ").chars().take(19).collect())}</td>
                                             <td>

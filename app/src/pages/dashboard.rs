@@ -2,6 +2,7 @@
 //! and the one-screen launch form.
 
 use leptos::prelude::*;
+use portal_types::Role;
 use portal_types::views::{
     AgentLink, Capacity, FleetSummary, HostView, InstanceState, InstanceView, LiveEvent, Me,
     TenantQuota,
@@ -82,7 +83,7 @@ fn Dashboard(me: Me) -> impl IntoView {
     });
     let create_error = move || create.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     let delete_error = move || delete.value().get().and_then(|r| r.err()).map(|e| e.to_string());
-    let can_launch = me.provider_admin || me.role != "viewer";
+    let can_launch = me.provider_admin || me.role != Role::Viewer;
 
     view! {
         <main class="dashboard">

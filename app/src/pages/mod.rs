@@ -9,6 +9,7 @@ pub mod topology;
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use portal_types::Error;
+use portal_types::Role;
 use portal_types::views::Me;
 
 use crate::api::{Logout, TenantSwitch, get_me};
@@ -62,7 +63,7 @@ fn TopBar(me: Me) -> impl IntoView {
         }
     });
     let admin = me.provider_admin;
-    let tenant_admin = admin || me.role == "tenant-admin";
+    let tenant_admin = admin || me.role == Role::TenantAdmin;
     let current = me.tenant_id;
     let memberships = me.memberships.clone();
     view! {
@@ -79,7 +80,7 @@ fn TopBar(me: Me) -> impl IntoView {
             })}
             <a class="nav" href="/account" data-testid="nav-account">"My account"</a>
             <span class="who" data-testid="whoami">
-                {me.username.clone()} " · " {me.tenant_name.clone()} " · " {me.role.clone()}
+                {me.username.clone()} " · " {me.tenant_name.clone()} " · " {me.role.as_str()}
                 {admin.then_some(" · provider admin")}
             </span>
             {(memberships.len() > 1).then(|| view! {

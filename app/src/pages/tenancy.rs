@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 use portal_types::Error;
+use portal_types::Role;
 use portal_types::ids::TenantUuid;
 use portal_types::views::{Me, TenantDeletion};
 
@@ -10,8 +11,6 @@ use crate::api::{
     TenantCreate, TenantDelete, TenantSetSuspended, UserAddToTenant, UserInvite, UserSetDisabled,
     UserSetRole, audit_list, tenant_deletion_preview, tenant_list, user_list,
 };
-
-const ROLES: [&str; 3] = ["viewer", "member", "tenant-admin"];
 
 fn first_error(errors: Vec<Option<Error>>) -> Option<String> {
     errors.into_iter().flatten().next().map(|e| e.to_string())
@@ -188,7 +187,7 @@ fn deletion_confirmation(
 #[component]
 pub fn UsersPage() -> impl IntoView {
     super::guarded(
-        |me| me.provider_admin || me.role == "tenant-admin",
+        |me| me.provider_admin || me.role == Role::TenantAdmin,
         |me| view! { <Users me /> }.into_any(),
     )
 }
@@ -245,7 +244,7 @@ fn Users(me: Me) -> impl IntoView {
                                 {list.unwrap_or_default().into_iter().map(|u| {
                                     let id = u.id;
                                     let disabled = u.disabled;
-                                    let current = u.role.clone();
+                                    let current = u.role;
                                     view! {
                                         <tr data-testid="user-row" data-name=u.username.clone()>
                                             <td class="name">{u.username.clone()}{u.provider_admin.then_some(" (provider admin)")}{u.provider.clone().map(|p| view! { <span class="muted" data-testid="user-provider">" · via " {p}</span> })}</td>
@@ -253,7 +252,7 @@ fn Users(me: Me) -> impl IntoView {
                                                 <select on:change=move |ev| {
                                                     set_role.dispatch(UserSetRole { tenant_id: tenant(), user_id: id, role: event_target_value(&ev) });
                                                 }>
-                                                    {ROLES.map(|r| view! { <option value=r selected=r == current>{r}</option> }).collect_view()}
+                                                    {Role::ALL.map(|r| view! { <option value=r.as_str() selected=r == current>{r.as_str()}</option> }).collect_view()}
                                                 </select>
                                             </td>
                                             <td>{if disabled { "disabled" } else { "active" }}</td>
@@ -273,7 +272,7 @@ fn Users(me: Me) -> impl IntoView {
                     {move || tenant().map(|t: portal_types::ids::TenantUuid| view! { <input type="hidden" name="tenant_id" value=t.to_string() /> })}
                     <label>"Username" <input type="text" name="username" required placeholder="alice@example.com" /></label>
                     <label>"Role"
-                        <select name="role">{ROLES.map(|r| view! { <option value=r>{r}</option> }).collect_view()}</select>
+                        <select name="role">{Role::ALL.map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> }).collect_view()}</select>
                     </label>
                     <button type="submit" class="primary">"Invite"</button>
                 </ActionForm>
@@ -282,7 +281,7 @@ fn Users(me: Me) -> impl IntoView {
                         <input type="hidden" name="tenant_id" value=move || tenant().unwrap_or(own_tenant).to_string() />
                         <label>"Existing user" <input type="text" name="username" required placeholder="alice" /></label>
                         <label>"Role"
-                            <select name="role">{ROLES.map(|r| view! { <option value=r>{r}</option> }).collect_view()}</select>
+                            <select name="role">{Role::ALL.map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> }).collect_view()}</select>
                         </label>
                         <button type="submit">"Add to this tenant"</button>
                     </ActionForm>
@@ -295,7 +294,7 @@ fn Users(me: Me) -> impl IntoView {
 #[component]
 pub fn AuditPage() -> impl IntoView {
     super::guarded(
-        |me| me.provider_admin || me.role == "tenant-admin",
+        |me| me.provider_admin || me.role == Role::TenantAdmin,
         |_| view! { <Audit /> }.into_any(),
     )
 }

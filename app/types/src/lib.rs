@@ -4,7 +4,9 @@
 pub mod error;
 pub mod ids;
 pub mod params;
+pub mod role;
 pub mod topology;
 pub mod views;
 
 pub use error::Error;
+pub use role::Role;

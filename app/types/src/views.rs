@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Role;
 use crate::ids::{ApiTokenUuid, HostUuid, InstanceUuid, TenantUuid, UserUuid};
 
 /// The signed-in user as the portal shows them.
@@ -12,7 +13,7 @@ pub struct Me {
     pub provider_admin: bool,
     pub tenant_id: TenantUuid,
     pub tenant_name: String,
-    pub role: String,
+    pub role: Role,
     /// Every tenant the user may act in (switch with `tenant_switch`).
     pub memberships: Vec<Membership>,
     /// The user signed in with a password someone else chose and must choose their own
@@ -24,7 +25,7 @@ pub struct Me {
 pub struct Membership {
     pub tenant_id: TenantUuid,
     pub tenant_name: String,
-    pub role: String,
+    pub role: Role,
 }
 
 /// Whether the control plane currently holds a working stream to an agent.
@@ -283,7 +284,7 @@ pub struct TenantDeletion {
 pub struct UserView {
     pub id: UserUuid,
     pub username: String,
-    pub role: String,
+    pub role: Role,
     pub disabled: bool,
     pub provider_admin: bool,
     /// The identity provider a single sign-on user signs in through (its display name).
@@ -306,7 +307,7 @@ pub struct ApiTokenView {
     /// The token's first characters, to recognise it.
     pub prefix: String,
     pub tenant_name: String,
-    pub role: String,
+    pub role: Role,
     pub created_at: String,
     pub expires_at: String,
     pub last_used_at: Option<String>,

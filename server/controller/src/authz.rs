@@ -9,32 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::{OpContext, Through};
 
-/// A role within one tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Role {
-    Viewer,
-    Member,
-    TenantAdmin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Member => "member",
-            Role::TenantAdmin => "tenant-admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "viewer" => Role::Viewer,
-            "member" => Role::Member,
-            "tenant-admin" => Role::TenantAdmin,
-            _ => return None,
-        })
-    }
-}
+pub use portal_types::Role;
 
 /// The authenticated caller of a control-plane method, acting within one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

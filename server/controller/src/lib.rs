@@ -372,7 +372,7 @@ impl Controller {
             provider_admin: actor.provider_admin,
             tenant_id: actor.tenant_id,
             tenant_name: actor.tenant_name.clone(),
-            role: actor.role.as_str().to_owned(),
+            role: actor.role,
             memberships,
             must_change_password: actor.must_change_password,
         })

@@ -10,7 +10,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{membership, quota, tenant, user};
-use super::{DataStore, StoreError, begin_write, now_ms};
+use super::{DataStore, StoreError, begin_write, now_ms, stored_role};
 use crate::authz::{Action, Actor, Role};
 use crate::context::OpContext;
 
@@ -159,7 +159,7 @@ impl DataStore {
             provider_admin: u.provider_admin,
             tenant_id: TenantUuid::from_untyped_uuid(t.id),
             tenant_name: t.name,
-            role: Role::parse(&m.role).unwrap_or(Role::Viewer),
+            role: stored_role(&m.role),
             client: None,
             must_change_password: u.must_change_password,
         }))
@@ -180,7 +180,7 @@ impl DataStore {
                 out.push(Membership {
                     tenant_id: TenantUuid::from_untyped_uuid(t.id),
                     tenant_name: t.name,
-                    role: m.role,
+                    role: stored_role(&m.role),
                 });
             }
         }

@@ -7,7 +7,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use uuid::Uuid;
 
 use super::entity::{api_token, tenant};
-use super::{DataStore, StoreError, now_ms, rfc3339};
+use super::{DataStore, StoreError, now_ms, rfc3339, stored_role};
 use crate::authz::{Action, Role};
 use crate::context::OpContext;
 
@@ -28,7 +28,7 @@ fn view(row: &api_token::Model, tenant_name: &str) -> ApiTokenView {
         name: row.name.clone(),
         prefix: row.prefix.clone(),
         tenant_name: tenant_name.to_owned(),
-        role: row.role.clone(),
+        role: stored_role(&row.role),
         created_at: rfc3339(row.created_at),
         expires_at: rfc3339(row.expires_at),
         last_used_at: row.last_used_at.map(rfc3339),
@@ -127,7 +127,7 @@ impl DataStore {
             id: ApiTokenUuid::from_untyped_uuid(r.id),
             user_id: UserUuid::from_untyped_uuid(r.user_id),
             tenant_id: TenantUuid::from_untyped_uuid(r.tenant_id),
-            role: Role::parse(&r.role).unwrap_or(Role::Viewer),
+            role: stored_role(&r.role),
             hash: r.hash,
             usable: r.revoked_at.is_none() && r.expires_at > now,
         }))

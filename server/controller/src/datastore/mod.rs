@@ -45,6 +45,11 @@ impl DataStore {
     }
 }
 
+/// A role column as a role; one this version does not know grants the least.
+pub(crate) fn stored_role(column: &str) -> crate::authz::Role {
+    crate::authz::Role::parse(column).unwrap_or(crate::authz::Role::Viewer)
+}
+
 /// Why a datastore method failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -8,7 +8,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use super::entity::{membership, session, user};
-use super::{DataStore, StoreError, begin_write, now_ms};
+use super::{DataStore, StoreError, begin_write, now_ms, stored_role};
 use crate::authz::{Action, Actor, Role, managed_tenant};
 use crate::context::OpContext;
 
@@ -33,7 +33,7 @@ impl DataStore {
                 out.push(UserView {
                     id: UserUuid::from_untyped_uuid(u.id),
                     username: u.username,
-                    role: m.role,
+                    role: stored_role(&m.role),
                     disabled: u.disabled,
                     provider_admin: u.provider_admin,
                     provider: providers.remove(&u.id),
@@ -89,7 +89,7 @@ impl DataStore {
         Ok(UserView {
             id: UserUuid::from_untyped_uuid(id),
             username: username.to_owned(),
-            role: role.as_str().to_owned(),
+            role,
             disabled: false,
             provider_admin: false,
             provider: None,
