@@ -7,7 +7,9 @@ use portal_types::Error;
 use portal_types::ids::{TenantUuid, UserUuid};
 
 /// A role within one tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Role {
     Viewer,
     Member,
@@ -34,7 +36,8 @@ impl Role {
 }
 
 /// The authenticated caller of a control-plane method, acting within one tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serializable so saga parameters carry who acted, never a credential.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Actor {
     pub user_id: UserUuid,
     pub username: String,

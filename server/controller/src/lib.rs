@@ -17,6 +17,7 @@ pub mod oidc;
 mod quotas;
 mod reconciler;
 mod removal;
+mod sagas;
 mod scheduling;
 pub mod session_store;
 mod strays;
@@ -43,6 +44,8 @@ use crate::events::EventBus;
 
 pub use crate::authn::Bootstrap;
 pub use crate::authz::Role;
+#[doc(hidden)]
+pub use crate::sagas::executor::Injection;
 pub use crate::strays::StrayVm;
 
 /// How the control plane starts.
@@ -61,6 +64,9 @@ pub struct ControllerConfig {
     /// How long a VM a host runs but the database does not want is shown to provider admins
     /// before the reconciler removes it.
     pub stray_grace: std::time::Duration,
+    /// How long a replica's unfinished sagas stay its own without a renewal; past it, a
+    /// live replica (or this one restarted) resumes them.
+    pub saga_lease: std::time::Duration,
     /// Failed sign-in limits and the account lockout.
     pub login_throttle: throttle::ThrottleConfig,
     /// Encrypts identity providers' client secrets at rest; the server passes
@@ -79,6 +85,7 @@ impl ControllerConfig {
             provision_deadline: std::time::Duration::from_secs(600),
             delete_deadline: std::time::Duration::from_secs(600),
             stray_grace: std::time::Duration::from_secs(300),
+            saga_lease: sagas::executor::DEFAULT_LEASE,
             login_throttle: throttle::ThrottleConfig::default(),
             secret_keys: oidc::SecretKeys::ephemeral(),
         }
@@ -117,7 +124,9 @@ pub struct Controller {
     placer: tokio::sync::Mutex<Option<scheduling::Placer>>,
     /// Launches wait here for the claim task (see `claims`).
     claims: claims::ClaimQueue,
-    /// The agent watchers and the reconciler, which [`Controller::stop`] ends.
+    /// Runs, resumes and adopts sagas (see `sagas`).
+    sagas: sagas::executor::SagaExecutor,
+    /// The agent watchers, the reconciler and saga adoption, which [`Controller::stop`] ends.
     background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
     provision_deadline: std::time::Duration,
     delete_deadline: std::time::Duration,
@@ -148,12 +157,14 @@ impl Controller {
         })
         .await?;
         let db = db::connect(&config.database_url).await.map_err(database_error)?;
+        let sagas = sagas::executor::SagaExecutor::new(db.clone(), config.saga_lease);
         Ok(Arc::new_cyclic(|controller| Self {
             db,
             events: EventBus::default(),
             agents: AgentRegistry::default(),
             placer: tokio::sync::Mutex::new(None),
             claims: claims::ClaimQueue::start(controller.clone()),
+            sagas,
             background: std::sync::Mutex::default(),
             provision_deadline: config.provision_deadline,
             delete_deadline: config.delete_deadline,
@@ -203,6 +214,9 @@ impl Controller {
                 .push(agents::spawn_host_watcher(Arc::clone(self), e.id.clone()).abort_handle());
         }
         background.push(reconciler::spawn(Arc::clone(self)).abort_handle());
+        // Now that agents are reachable: resume or unwind unfinished sagas (at once, then
+        // periodically with the lease renewals).
+        background.push(sagas::executor::spawn(Arc::clone(self)).abort_handle());
         background.push(fleet_sync::spawn(Arc::clone(self)).abort_handle());
         Ok(())
     }
@@ -283,6 +297,12 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    /// Tests: a failure, repetition or stop injected into the next saga this replica starts.
+    #[doc(hidden)]
+    pub fn testing_inject_next_saga(&self, injection: Injection) {
+        self.sagas.inject_next(injection);
     }
 
     /// Checks a local account's password (see [`authn::verify_login`]), refusing early when
