@@ -73,7 +73,8 @@ pub(crate) fn unwanted(row: &instance::Model) -> bool {
 impl Controller {
     /// A launch that is undone ends failed, with the first reason given (a later one
     /// does not overwrite it), and its VM is to be removed. A deleted or deleting instance
-    /// is the delete's to finish.
+    /// is the delete's to finish. Not published yet: the undo shows it once the host has
+    /// had a chance to confirm the removal, so pages see the failure with its GPUs released.
     pub(crate) async fn instance_launch_failed(&self, row: &instance::Model, message: &str) {
         let updated_at = now_ms();
         let live = [InstanceState::Provisioning.as_str(), InstanceState::Running.as_str()];
@@ -97,19 +98,11 @@ impl Controller {
                     .exec(&self.db)
                     .await?;
             }
-            Ok::<_, sea_orm::DbErr>(marked.rows_affected == 1)
+            Ok::<_, sea_orm::DbErr>(())
         }
         .await;
-        match res {
-            Ok(true) => self.publish_instance(&instance::Model {
-                state: InstanceState::Failed.as_str().to_owned(),
-                message: Some(message.to_owned()),
-                vm_removal: Some(Removal::Undo.as_str().to_owned()),
-                updated_at,
-                ..row.clone()
-            }),
-            Ok(false) => {}
-            Err(e) => tracing::error!(instance = %row.id, error = %e, "cannot record the undo"),
+        if let Err(e) = res {
+            tracing::error!(instance = %row.id, error = %e, "cannot record the undo");
         }
     }
 

@@ -158,6 +158,7 @@ async fn sic_undo_launch(ctx: ActionContext) -> Result<(), anyhow::Error> {
     let p: Params = ctx.saga_params()?;
     let c = controller(&ctx);
     let mut backoff = Backoff::default();
+    let mut shown = false;
     loop {
         match c.instance_row(p.instance_id).await {
             Ok(row) => {
@@ -168,6 +169,11 @@ async fn sic_undo_launch(ctx: ActionContext) -> Result<(), anyhow::Error> {
                 .await;
                 if c.instance_removed(p.instance_id).await {
                     return Ok(());
+                }
+                // Not confirmed at once: show the failure now; the release follows the host.
+                if !shown && let Ok(row) = c.instance_row(p.instance_id).await {
+                    c.publish_instance(&row);
+                    shown = true;
                 }
             }
             Err(e) => {
