@@ -136,6 +136,22 @@ impl Controller {
             .ok_or_else(|| Error::not_found("instance", id))
     }
 
+    /// A saga's first node: the row its transaction wrote is there. Database errors are
+    /// retried; only a missing row fails it.
+    pub(crate) async fn instance_confirm(&self, id: Uuid) -> Result<(), Error> {
+        let mut backoff = crate::sagas::Backoff::default();
+        loop {
+            match self.instance_row(id).await {
+                Err(e @ Error::NotFound { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(instance = %id, error = %e, "cannot read the instance; retrying")
+                }
+                Ok(_) => return Ok(()),
+            }
+            backoff.sleep().await;
+        }
+    }
+
     /// When a launch that is still `provisioning` fails (ms).
     pub(crate) fn launch_deadline(&self, row: &instance::Model) -> i64 {
         row.created_at + self.provision_deadline.as_millis() as i64

@@ -305,6 +305,12 @@ impl Controller {
         self.sagas.inject_next(injection);
     }
 
+    /// Tests: waits until a saga stopped at its [`Injection::HangAfter`] node.
+    #[doc(hidden)]
+    pub async fn testing_saga_stopped(&self) {
+        self.sagas.store.hung.notified().await;
+    }
+
     /// Checks a local account's password (see [`authn::verify_login`]), refusing early when
     /// the account or the client address has failed too often (see [`throttle`]).
     pub async fn login(

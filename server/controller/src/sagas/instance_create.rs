@@ -67,11 +67,12 @@ fn controller(ctx: &ActionContext) -> &Arc<Controller> {
     &ctx.user_data().0
 }
 
-/// The claim was made in the transaction that wrote this saga: confirm its row is there.
+/// The claim was made in the transaction that wrote this saga: confirm its row is there
+/// (retrying database errors: steno runs no undo for the node that fails, and this node's
+/// undo is what releases the claim).
 async fn sic_claimed(ctx: ActionContext) -> Result<(), ActionError> {
     let p: Params = ctx.saga_params()?;
-    controller(&ctx).instance_row(p.instance_id).await.map_err(saga_action_failed)?;
-    Ok(())
+    controller(&ctx).instance_confirm(p.instance_id).await.map_err(saga_action_failed)
 }
 
 /// EnsureVm (idempotent by VM id and generation), retrying transient errors until the
@@ -176,6 +177,7 @@ async fn sic_undo_launch(ctx: ActionContext) -> Result<(), anyhow::Error> {
                     shown = true;
                 }
             }
+            Err(Error::NotFound { .. }) => return Ok(()),
             Err(e) => {
                 tracing::warn!(instance = %p.instance_id, error = %e, "cannot read the instance to undo its launch")
             }

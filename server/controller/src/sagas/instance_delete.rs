@@ -59,11 +59,11 @@ fn controller(ctx: &ActionContext) -> &Arc<Controller> {
     &ctx.user_data().0
 }
 
-/// The mark was made in the transaction that wrote this saga: confirm the row is there.
+/// The mark was made in the transaction that wrote this saga: confirm the row is there
+/// (retrying database errors, as `instance_create`'s first node does).
 async fn sid_deleting(ctx: ActionContext) -> Result<(), ActionError> {
     let p: Params = ctx.saga_params()?;
-    controller(&ctx).instance_row(p.instance_id).await.map_err(saga_action_failed)?;
-    Ok(())
+    controller(&ctx).instance_confirm(p.instance_id).await.map_err(saga_action_failed)
 }
 
 /// A delete that did not happen: failed, to be deleted again (its removal stays pending,
@@ -81,6 +81,7 @@ async fn sid_deleting_undo(ctx: ActionContext) -> Result<(), anyhow::Error> {
                 }
                 return Ok(());
             }
+            Err(Error::NotFound { .. }) => return Ok(()),
             Err(e) => {
                 tracing::warn!(instance = %p.instance_id, error = %e, "cannot read the instance to undo its delete")
             }

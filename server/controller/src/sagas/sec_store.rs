@@ -31,6 +31,8 @@ pub(crate) struct SagaStore {
     /// Tests: once this node's "succeeded" event is recorded, the saga stops for good, as
     /// if the replica had died right then.
     pub(crate) hang_after: Mutex<Option<(SagaId, u32)>>,
+    /// Tests: told when a saga stopped there.
+    pub(crate) hung: tokio::sync::Notify,
 }
 
 /// An insert that found its row already there succeeded.
@@ -40,7 +42,13 @@ fn already_there(e: &DbErr) -> bool {
 
 impl SagaStore {
     pub(crate) fn new(db: DatabaseConnection, lease: Duration) -> Self {
-        SagaStore { db, owner: Uuid::new_v4().to_string(), lease, hang_after: Mutex::new(None) }
+        SagaStore {
+            db,
+            owner: Uuid::new_v4().to_string(),
+            lease,
+            hang_after: Mutex::new(None),
+            hung: tokio::sync::Notify::new(),
+        }
     }
 
     /// The saga row for a new saga owned by this replica (inserted by [`Self::insert`], or
@@ -166,6 +174,7 @@ impl SecStore for SagaStore {
         let hang = *self.hang_after.lock().unwrap_or_else(|p| p.into_inner());
         if label == "succeeded" && hang == Some((event.saga_id, node)) {
             tracing::warn!(saga = %event.saga_id, node, "saga stopped here for a test");
+            self.hung.notify_one();
             std::future::pending::<()>().await;
         }
     }
