@@ -50,6 +50,15 @@ async fn claims(ctl: &Controller) -> i64 {
     scalar(ctl, "SELECT COUNT(*) FROM gpu_claim").await
 }
 
+/// The GPU claims of the instance named `name` (the replica test reuses its database).
+async fn claims_of(ctl: &Controller, name: &str) -> i64 {
+    let sql = format!(
+        "SELECT COUNT(*) FROM gpu_claim JOIN instance ON instance.id = gpu_claim.instance_id \
+         WHERE instance.name = '{name}'"
+    );
+    scalar(ctl, &sql).await
+}
+
 async fn state_of(ctl: &Controller, name: &str) -> String {
     let db = ctl.db();
     let sql = format!("SELECT state FROM instance WHERE name = '{name}' ORDER BY created_at DESC");
@@ -173,20 +182,24 @@ async fn a_replica_dying_after_any_node_is_taken_over(url: &str) {
         })
         .await;
         eventually(10, "the VM runs", async || state_of(&next, &name).await == "running").await;
-        assert_eq!((vms(&stack), claims(&next).await), (1, 1), "stopped after {node}");
+        assert_eq!((vms(&stack), claims_of(&next, &name).await), (1, 1), "stopped after {node}");
+        next.stop();
     }
     for node in DELETE_NODES {
         let stack = stack(url).await;
         let admin = Some(&stack.admin);
         let name = format!("removed-{}", node.replace('_', "-"));
         launched(&stack, &name).await;
-        let id = stack.controller.instance_list(admin).await.unwrap()[0].id;
+        let list = stack.controller.instance_list(admin).await.unwrap();
+        let id = list.iter().find(|i| i.name == name).unwrap().id;
         let next = die_after(&stack, url, node, async || {
             stack.controller.instance_delete(admin, id).await.unwrap();
         })
         .await;
         assert_eq!(state_of(&next, &name).await, "deleted", "stopped after {node}");
-        nothing_left(&stack).await;
+        eventually(10, "the VM gone", async || vms(&stack) == 0).await;
+        assert_eq!(claims_of(&next, &name).await, 0);
+        next.stop();
     }
 }
 
