@@ -98,23 +98,27 @@ async fn sid_remove_vm(ctx: ActionContext) -> Result<(), ActionError> {
     let deadline = p.requested_at + c.delete_deadline.as_millis() as i64;
     let mut backoff = Backoff::default();
     while !c.instance_removed(p.instance_id).await {
-        if now_ms() >= deadline {
-            if let Ok(row) = c.instance_row(p.instance_id).await {
-                if row.state == InstanceState::Deleting.as_str() {
-                    tracing::warn!(instance = %row.id, name = %row.name, "delete passed its deadline");
-                    let host =
-                        crate::instances::host_of(&row).unwrap_or_else(|| "its host".to_owned());
-                    let message = format!(
-                        "Could not confirm the VM is gone from {host} within {}; its GPUs stay \
-                         reserved until the host confirms it. Delete it again once {host} is \
-                         back, or ask your provider to check the host.",
-                        minutes(c.delete_deadline)
-                    );
-                    c.instance_set_state(&row, InstanceState::Failed, Some(message)).await;
-                }
-            }
+        if now_ms() >= deadline
+            && let Ok(row) = c.instance_row(p.instance_id).await
+            && row.state == InstanceState::Deleting.as_str()
+        {
+            overdue(c, &row).await;
         }
         backoff.sleep().await;
     }
     Ok(())
+}
+
+/// A delete its host has not confirmed in time: failed, with a sentence an admin can act
+/// on. The GPUs stay claimed (the VM may still run on them) and the removal goes on.
+async fn overdue(c: &Controller, row: &crate::db::entity::instance::Model) {
+    tracing::warn!(instance = %row.id, name = %row.name, "delete passed its deadline");
+    let host = crate::instances::host_of(row).unwrap_or_else(|| "its host".to_owned());
+    let message = format!(
+        "Could not confirm the VM is gone from {host} within {}; its GPUs stay reserved until \
+         the host confirms it. Delete it again once {host} is back, or ask your provider to \
+         check the host.",
+        minutes(c.delete_deadline)
+    );
+    c.instance_set_state(row, InstanceState::Failed, Some(message)).await;
 }
