@@ -100,7 +100,6 @@ impl SagaExecutor {
         Ok(self.store.row(saga.id, &saga.dag.saga_name().to_string(), &dag))
     }
 
-    #[doc(hidden)]
     pub(crate) fn inject_next(&self, injection: Injection) {
         self.inject.lock().unwrap_or_else(|p| p.into_inner()).push(injection);
     }
@@ -177,18 +176,32 @@ impl SagaExecutor {
         let adopted = self.store.adopt(&skip).await.map_err(Error::internal)?;
         for (row, events) in adopted {
             let id = SagaId::from_untyped_uuid(row.id);
-            let dag: serde_json::Value = serde_json::from_str(&row.dag).map_err(Error::internal)?;
-            let ctx = Arc::new(SagaContext(Arc::clone(controller)));
-            self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(row.id);
-            let done = self
-                .sec
-                .saga_resume(id, ctx, dag, Arc::clone(&self.registry), events)
-                .await
-                .map_err(|e| Error::internal(format!("{e:#}")))?;
-            tracing::info!(saga = %id, name = %row.name, state = %row.state, "saga resumed");
-            self.run(id, row.name, done).await?;
+            // One saga that cannot resume (a start racing this adoption: steno refuses the
+            // second) does not hold up the others.
+            if let Err(e) = self.resume(controller, id, &row, events).await {
+                tracing::warn!(saga = %id, name = %row.name, error = %e, "cannot resume the saga");
+            }
         }
         Ok(())
+    }
+
+    async fn resume(
+        &self,
+        controller: &Arc<Controller>,
+        id: SagaId,
+        row: &crate::db::entity::saga::Model,
+        events: Vec<steno::SagaNodeEvent>,
+    ) -> Result<(), Error> {
+        let dag: serde_json::Value = serde_json::from_str(&row.dag).map_err(Error::internal)?;
+        let ctx = Arc::new(SagaContext(Arc::clone(controller)));
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(row.id);
+        let done = self
+            .sec
+            .saga_resume(id, ctx, dag, Arc::clone(&self.registry), events)
+            .await
+            .map_err(|e| Error::internal(format!("{e:#}")))?;
+        tracing::info!(saga = %id, name = %row.name, state = %row.state, "saga resumed");
+        self.run(id, row.name.clone(), done).await
     }
 }
 

@@ -58,6 +58,7 @@ pub(crate) fn register(registry: &mut ActionRegistry<PortalSaga>) {
 pub(crate) fn new(params: &Params) -> Result<NewSaga, Error> {
     let mut dag = DagBuilder::new(SagaName::new(NAME));
     dag.append(Node::action("claimed", "Claim", CLAIMED.as_ref()));
+    // The Fabric Manager partition's activation (undo: deactivation) goes here.
     dag.append(Node::action("vm_ensured", "EnsureVm", VM_ENSURED.as_ref()));
     dag.append(Node::action("running", "WaitRunning", RUNNING.as_ref()));
     NewSaga::new(dag.build().map_err(|e| Error::internal(e.to_string()))?, params)

@@ -47,8 +47,7 @@ pub(crate) fn registry() -> ActionRegistry<PortalSaga> {
     registry
 }
 
-/// An action's failure, as the saga's error (the only way actions fail; see the lint in
-/// `Cargo.toml`'s style guide).
+/// An action's failure, as the saga's error: the sentence the user would see.
 pub(crate) fn saga_action_failed(e: portal_types::Error) -> ActionError {
     ActionError::action_failed(e.to_string())
 }
