@@ -2,7 +2,7 @@
 //! on SQLite and, when the run has one, PostgreSQL: every action run twice has one effect;
 //! a failure injected at a node unwinds with nothing left; undos run twice are harmless;
 //! and a replica that dies after any node is taken over by another, which finishes or
-//! unwinds the saga exactly once.
+//! unwinds the saga exactly once. Transient agent errors are retried inside a step.
 
 mod common;
 
@@ -203,6 +203,19 @@ async fn a_replica_dying_after_any_node_is_taken_over(url: &str) {
     }
 }
 
+/// An agent error that may pass (the sim's injected faults answer `Unavailable`) is retried
+/// inside the step: the launch runs, nothing was undone.
+async fn transient_agent_errors_are_retried_inside_the_step(url: &str) {
+    let stack = stack(url).await;
+    for host in stack.fleet.hosts() {
+        host.faults().fail_nth(sim_fleet::HostOp::EnsureVm, 1);
+        host.faults().fail_nth(sim_fleet::HostOp::EnsureVm, 2);
+    }
+    launched(&stack, "retried").await;
+    assert_eq!(state_of(&stack.controller, "retried").await, "running");
+    assert_eq!((vms(&stack), claims(&stack.controller).await), (1, 1));
+}
+
 /// Runs a test on SQLite, then on PostgreSQL when the run has one.
 macro_rules! on_both {
     ($name:ident, $body:path) => {
@@ -227,6 +240,10 @@ async fn unwind_idempotently(url: &str) {
 on_both!(instance_sagas_actions_succeed_idempotently, actions_succeed_idempotently);
 on_both!(instance_sagas_action_failure_can_unwind, unwind);
 on_both!(instance_sagas_action_failure_can_unwind_idempotently, unwind_idempotently);
+on_both!(
+    instance_sagas_retry_transient_agent_errors,
+    transient_agent_errors_are_retried_inside_the_step
+);
 on_both!(
     instance_sagas_survive_a_replica_dying_after_any_node,
     a_replica_dying_after_any_node_is_taken_over
