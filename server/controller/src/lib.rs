@@ -223,7 +223,8 @@ impl Controller {
 
     /// Stops watching the agents and reconciling, as a control plane that goes down does
     /// (for a graceful shutdown). Another controller on the same database takes over from
-    /// the agents' snapshots and the instance rows.
+    /// the agents' snapshots and the instance rows, and resumes this one's unfinished sagas
+    /// once their lease expires (sagas already running here go on until they finish).
     pub fn stop(&self) {
         for task in self.background.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             task.abort();
