@@ -13,6 +13,7 @@ mod m20261124_000007_login_failures;
 mod m20261202_000008_sessions_and_default_quotas;
 mod m20261202_000009_oidc_hardening;
 mod m20261202_000010_vm_removal;
+mod m20261202_000011_sagas;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_sessions_and_default_quotas::Migration),
             Box::new(m20261202_000009_oidc_hardening::Migration),
             Box::new(m20261202_000010_vm_removal::Migration),
+            Box::new(m20261202_000011_sagas::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@ use crate::context::{OpContext, Through};
 pub use portal_types::Role;
 
 /// The authenticated caller of a control-plane method, acting within one tenant.
+/// Serializable so saga parameters carry who acted, never a credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub user_id: UserUuid,

@@ -5,7 +5,8 @@
 //! (PostgreSQL; in id order), takes each launch from its tenant's quota budget, checks its
 //! names, lets the scheduler decide (each decision is mirrored in memory at once, so the
 //! next launch of the batch sees it), bumps each chosen host's claim generation if it is
-//! still the one this replica last saw, and inserts the instance and GPU-claim rows. A
+//! still the one this replica last saw, and inserts the instance, GPU-claim and saga rows
+//! (each launch's `instance_create` saga, see `sagas`). A
 //! launch refused for quota, name or capacity is answered on its own and leaves the others
 //! alone; a claim another replica made on a chosen host rolls the batch back, reloads those
 //! hosts and decides again. Batching turns a round trip per claim into a few per batch, and
@@ -29,8 +30,11 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::app::quotas::Budget;
 use crate::authz::Actor;
-use crate::datastore::entity::{audit_log, gpu, gpu_claim, host, instance};
+use crate::context::OpContext;
+use crate::datastore::entity::{audit_log, gpu, gpu_claim, host, instance, saga};
 use crate::datastore::now_ms;
+use crate::sagas::executor::NewSaga;
+use crate::sagas::instance_create;
 use crate::scheduling::Placer;
 
 /// Claims lost to another replica are decided again, at most this many times.
@@ -42,12 +46,16 @@ const QUEUE: usize = 4096;
 /// Rows per INSERT, well under SQLite's and PostgreSQL's bound on statement parameters.
 const INSERT_CHUNK: usize = 500;
 
-/// A committed instance row and the name of its host.
-pub(crate) type Claimed = (instance::Model, String);
+/// A committed instance row, the name of its host, and its launch saga (whose row is
+/// committed with it).
+pub(crate) type Claimed = (instance::Model, String, NewSaga);
 
 /// One launch waiting to be claimed.
 pub(crate) struct Launch {
+    /// The authorized caller (`opctx`'s actor).
     pub actor: Actor,
+    /// Carried into the launch's saga.
+    pub opctx: OpContext,
     pub params: params::InstanceCreate,
     pub reply: oneshot::Sender<Result<Vec<Claimed>, Error>>,
 }
@@ -65,11 +73,13 @@ impl ClaimQueue {
     /// Queues a launch and waits for its claim.
     pub(crate) async fn claim(
         &self,
+        opctx: &OpContext,
         actor: &Actor,
         params: &params::InstanceCreate,
     ) -> Result<Vec<Claimed>, Error> {
         let (reply, answer) = oneshot::channel();
-        let launch = Launch { actor: actor.clone(), params: params.clone(), reply };
+        let launch =
+            Launch { actor: actor.clone(), opctx: opctx.for_saga(), params: params.clone(), reply };
         let stopped = || Error::unavailable("the portal is shutting down; launch again");
         self.0.send(launch).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -83,7 +93,7 @@ async fn claim_task(controller: Weak<Controller>, mut queue: mpsc::Receiver<Laun
         let answers = controller.claim_batch(&batch).await;
         for (launch, answer) in batch.drain(..).zip(answers) {
             if let Ok(claimed) = &answer {
-                controller.instances_claimed(&launch.actor, claimed);
+                controller.instances_claimed(&launch.actor, claimed).await;
             }
             // The caller may have gone; the claim stands and the agent step runs anyway.
             let _ = launch.reply.send(answer);
@@ -200,6 +210,7 @@ impl Controller {
         let mut rows: Vec<instance::Model> = Vec::new();
         let mut hosts: BTreeSet<String> = BTreeSet::new();
         let mut audit = Vec::new();
+        let mut sagas = Vec::new();
         for launch in batch {
             let answer = match types.get(&launch.params.instance_type) {
                 Some(t) => decide(placer, launch, t, &mut budgets, &mut taken, now),
@@ -214,10 +225,11 @@ impl Controller {
                     &launch.params.name,
                     "ok".to_owned(),
                 ));
-                for (row, host_name) in claimed {
+                for (row, host_name, saga) in claimed {
                     mirrored.push(row.id.to_string());
                     hosts.insert(host_name.clone());
                     rows.push(row.clone());
+                    sagas.push(self.sagas.row(saga).map_err(Abort::Failed)?);
                 }
             }
             answers.push(answer);
@@ -263,6 +275,10 @@ impl Controller {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+        // Each launch's saga commits with its claim: no window where a claim has no saga.
+        for chunk in sagas.chunks(INSERT_CHUNK) {
+            saga::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
         }
         for chunk in audit.chunks(INSERT_CHUNK) {
             audit_log::Entity::insert_many(chunk.iter().map(|r| r.row()))
@@ -347,7 +363,7 @@ fn decide(
     taken: &mut HashSet<(TenantUuid, String)>,
     now: i64,
 ) -> Result<Vec<Claimed>, Error> {
-    let Launch { actor, params, .. } = launch;
+    let Launch { actor, opctx, params, .. } = launch;
     let names = params.names();
     if let Some(name) = names.iter().find(|n| taken.contains(&(actor.tenant_id, (*n).clone()))) {
         return Err(Error::Conflict {
@@ -376,13 +392,14 @@ fn decide(
         .map(|(placement, name)| {
             let (host_id, _) = known_host(placer, &placement.host)?;
             let row = instance_row(actor, t, &request, &placement, name, host_id, now)?;
-            Ok((row, placement.host))
+            let params = instance_create::Params { opctx: opctx.clone(), instance_id: row.id };
+            Ok((row, placement.host, instance_create::new(&params)?))
         })
         .collect::<Result<_, Error>>()?;
     let allocations: Vec<Allocation> =
-        rows.iter().filter_map(|(row, _)| crate::scheduling::allocation_of(row)).collect();
+        rows.iter().filter_map(|(row, _, _)| crate::scheduling::allocation_of(row)).collect();
     placer.scheduler.commit(allocations).map_err(Error::internal)?;
-    taken.extend(rows.iter().map(|(row, _)| (actor.tenant_id, row.name.clone())));
+    taken.extend(rows.iter().map(|(row, _, _)| (actor.tenant_id, row.name.clone())));
     Ok(rows)
 }
 

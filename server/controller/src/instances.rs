@@ -1,19 +1,13 @@
-//! Instances: launch (claim in a batched transaction, see `claims`, then the host agent's
-//! EnsureVm, undone on failure), delete (RemoveVm, then release once the host confirms, see
-//! `removal`), and the state changes host agents report.
+//! Instances: launch (claim in a batched transaction, see `claims`, then the
+//! `instance_create` saga), delete (the `instance_delete` saga: RemoveVm, then release once
+//! the host confirms, see `removal`), and the state changes host agents report.
 //!
-//! `instance_create` is a two-step saga, each step with its undo:
-//!   1. claim   — instance row + GPU claims in one transaction  / mark failed
-//!   2. ensure  — host agent EnsureVm (idempotent by vm id)      / host agent RemoveVm
-//!
-//! The claims are released once the host confirms the VM is gone (see `removal`).
-//!
-//! The instance then stays `provisioning` until the host's watch stream says `running`.
+//! A launch stays `provisioning` until the host's watch stream says `running`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use agent_proto::v1::{EnsureVmRequest, RemoveVmRequest, VmSpec, VmState, VmStatus};
+use agent_proto::v1::{RemoveVmRequest, VmSpec, VmState, VmStatus};
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::params;
@@ -50,7 +44,7 @@ fn view(row: &instance::Model) -> InstanceView {
 /// The image every instance boots until images exist.
 const IMAGE: &str = "ubuntu-24.04-cuda";
 
-fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
+pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
     VmSpec {
         vm_id: row.id.to_string(),
         name: row.name.clone(),
@@ -117,44 +111,51 @@ impl Controller {
     ) -> Result<Vec<InstanceView>, Error> {
         let actor = opctx.authorize(Action::InstanceCreate)?;
         params.validate()?;
-        let claimed = self.claims.claim(actor, params).await?;
-        Ok(claimed.iter().map(|(row, _)| view(row)).collect())
+        let claimed = self.claims.claim(opctx, actor, params).await?;
+        Ok(claimed.iter().map(|(row, _, _)| view(row)).collect())
     }
 
-    /// After a claim commits: tell the tenant's pages and start step 2 for each VM.
-    pub(crate) fn instances_claimed(self: &Arc<Self>, actor: &Actor, claimed: &[Claimed]) {
-        for (row, host) in claimed {
-            let v = view(row);
+    /// After a claim commits: tell the tenant's pages and start each VM's launch saga (its
+    /// row is committed with the claim: if this replica dies first, another resumes it).
+    pub(crate) async fn instances_claimed(self: &Arc<Self>, actor: &Actor, claimed: &[Claimed]) {
+        for (row, host, saga) in claimed {
             tracing::info!(instance = %row.id, name = %row.name, host = %host, "instance claimed");
-            self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(v));
-            let this = Arc::clone(self);
-            let row = row.clone();
-            tokio::spawn(async move { this.instance_ensure_on_host(row).await });
+            self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(view(row)));
+            if let Err(e) = self.sagas.start(self, saga.clone()).await {
+                tracing::error!(instance = %row.id, error = %e, "cannot start the launch saga; it resumes with the next adoption");
+            }
         }
         self.events.publish(None, LiveEvent::FleetChanged);
     }
 
-    /// Step 2: ask the host agent to start the VM; on refusal, undo both steps.
-    pub(crate) async fn instance_ensure_on_host(self: Arc<Self>, row: instance::Model) {
-        let result = async {
-            let allocation = allocation_of(&row).ok_or("the instance has no placement")?;
-            let host = &allocation.placement.host;
-            let mut client = self.agents.host(host).ok_or("its host agent is not connected")?;
-            client
-                .ensure_vm(EnsureVmRequest { spec: Some(vm_spec(&row, &allocation.placement)) })
-                .await
-                .map_err(|s| format!("host {host} refused to start it: {}", s.message()))?;
-            Ok::<_, String>(())
+    /// An instance by id (for sagas: they carry ids, not rows).
+    pub(crate) async fn instance_row(&self, id: Uuid) -> Result<instance::Model, Error> {
+        instance::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(Error::internal)?
+            .ok_or_else(|| Error::not_found("instance", id))
+    }
+
+    /// A saga's first node: the row its transaction wrote is there. Database errors are
+    /// retried; only a missing row fails it.
+    pub(crate) async fn instance_confirm(&self, id: Uuid) -> Result<(), Error> {
+        let mut backoff = crate::sagas::Backoff::default();
+        loop {
+            match self.instance_row(id).await {
+                Err(e @ Error::NotFound { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(instance = %id, error = %e, "cannot read the instance; retrying")
+                }
+                Ok(_) => return Ok(()),
+            }
+            backoff.sleep().await;
         }
-        .await;
-        if let Err(reason) = result {
-            tracing::warn!(instance = %row.id, %reason, "instance launch failed; undoing");
-            self.instance_undo_launch(
-                &row,
-                &format!("The launch failed: {reason}. Delete this instance and launch again."),
-            )
-            .await;
-        }
+    }
+
+    /// When a launch that is still `provisioning` fails (ms).
+    pub(crate) fn launch_deadline(&self, row: &instance::Model) -> i64 {
+        row.created_at + self.provision_deadline.as_millis() as i64
     }
 
     pub(crate) fn publish_instance(&self, row: &instance::Model) {
@@ -189,22 +190,37 @@ impl Controller {
             .await
             .map_err(Error::internal)?
             .ok_or_else(|| Error::not_found("instance", id))?;
-        let mut active: instance::ActiveModel = row.clone().into();
-        active.state = Set(InstanceState::Deleting.as_str().to_owned());
-        active.generation = Set(row.generation + 1);
-        active.vm_removal = Set(Some(Removal::Delete.as_str().to_owned()));
-        active.updated_at = Set(now_ms());
-        let row = active.update(&self.db).await.map_err(Error::internal)?;
+        let requested_at = now_ms();
+        let saga = crate::sagas::instance_delete::new(&crate::sagas::instance_delete::Params {
+            opctx: opctx.for_saga(),
+            instance_id: row.id,
+            requested_at,
+        })?;
+        // The mark and the saga row in one transaction: once committed, the delete finishes
+        // even if this replica dies (another resumes the saga).
+        let row = async {
+            let txn = crate::datastore::begin_write(&self.db).await?;
+            let mut active: instance::ActiveModel = row.clone().into();
+            active.state = Set(InstanceState::Deleting.as_str().to_owned());
+            active.generation = Set(row.generation + 1);
+            active.vm_removal = Set(Some(Removal::Delete.as_str().to_owned()));
+            active.updated_at = Set(requested_at);
+            let row = active.update(&txn).await?;
+            let saga_row =
+                self.sagas.row(&saga).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+            crate::sagas::sec_store::SagaStore::insert(&txn, saga_row).await?;
+            txn.commit().await?;
+            Ok::<_, sea_orm::DbErr>(row)
+        }
+        .await
+        .map_err(Error::internal)?;
         tracing::info!(instance = %row.id, name = %row.name, "instance delete requested");
         let out = view(&row);
         self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(out.clone()));
-        let this = Arc::clone(self);
-        tokio::spawn(async move { this.instance_remove_from_host(row).await });
+        if let Err(e) = self.sagas.start(self, saga).await {
+            tracing::error!(instance = %row.id, error = %e, "cannot start the delete saga; it resumes with the next adoption");
+        }
         Ok(out)
-    }
-
-    pub(crate) async fn instance_remove_from_host(self: Arc<Self>, row: instance::Model) {
-        self.instance_remove_vm(&row).await;
     }
 
     /// A host agent reported a VM's state (from its watch stream); ignored unless the VM is
@@ -276,7 +292,7 @@ impl Controller {
     /// places on the host that it did not list are gone, e.g. the host restarted while no
     /// control plane watched. A running one has failed; a deleting one, or a failed one whose
     /// removal was asked for, is finished and its claims released. Provisioning ones are left
-    /// to the reconciler, which sends their EnsureVm again.
+    /// to their launch saga (and its deadline).
     pub(crate) async fn reconcile_host_snapshot(&self, host_name: &str, listed: &HashSet<String>) {
         self.strays_listed(host_name, listed);
         let rows = async {

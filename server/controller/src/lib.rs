@@ -15,6 +15,7 @@ mod instances;
 pub mod oidc;
 mod reconciler;
 mod removal;
+mod sagas;
 mod scheduling;
 pub mod session_store;
 mod strays;
@@ -39,6 +40,8 @@ use crate::events::EventBus;
 pub use crate::authn::Bootstrap;
 pub use crate::authz::Role;
 pub use crate::context::OpContext;
+#[doc(hidden)]
+pub use crate::sagas::executor::Injection;
 pub use crate::strays::StrayVm;
 
 /// How the control plane starts.
@@ -57,6 +60,9 @@ pub struct ControllerConfig {
     /// How long a VM a host runs but the database does not want is shown to provider admins
     /// before the reconciler removes it.
     pub stray_grace: std::time::Duration,
+    /// How long a replica's unfinished sagas stay its own without a renewal; past it, a
+    /// live replica (or this one restarted) resumes them.
+    pub saga_lease: std::time::Duration,
     /// Failed sign-in limits and the account lockout.
     pub login_throttle: throttle::ThrottleConfig,
     /// Encrypts identity providers' client secrets at rest; the server passes
@@ -75,6 +81,7 @@ impl ControllerConfig {
             provision_deadline: std::time::Duration::from_secs(600),
             delete_deadline: std::time::Duration::from_secs(600),
             stray_grace: std::time::Duration::from_secs(300),
+            saga_lease: sagas::executor::DEFAULT_LEASE,
             login_throttle: throttle::ThrottleConfig::default(),
             secret_keys: oidc::SecretKeys::ephemeral(),
         }
@@ -115,7 +122,9 @@ pub struct Controller {
     placer: tokio::sync::Mutex<Option<scheduling::Placer>>,
     /// Launches wait here for the claim task (see `claims`).
     claims: claims::ClaimQueue,
-    /// The agent watchers and the reconciler, which [`Controller::stop`] ends.
+    /// Runs, resumes and adopts sagas (see `sagas`).
+    sagas: sagas::executor::SagaExecutor,
+    /// The agent watchers, the reconciler and saga adoption, which [`Controller::stop`] ends.
     background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
     provision_deadline: std::time::Duration,
     delete_deadline: std::time::Duration,
@@ -152,6 +161,7 @@ impl Controller {
             })
             .await?;
         let db = datastore::connect(&config.database_url).await.map_err(database_error)?;
+        let sagas = sagas::executor::SagaExecutor::new(db.clone(), config.saga_lease);
         Ok(Arc::new_cyclic(|controller| Self {
             datastore: datastore::DataStore::new(db.clone()),
             db,
@@ -159,6 +169,7 @@ impl Controller {
             agents: AgentRegistry::default(),
             placer: tokio::sync::Mutex::new(None),
             claims: claims::ClaimQueue::start(controller.clone()),
+            sagas,
             background: std::sync::Mutex::default(),
             provision_deadline: config.provision_deadline,
             delete_deadline: config.delete_deadline,
@@ -208,13 +219,17 @@ impl Controller {
                 .push(agents::spawn_host_watcher(Arc::clone(self), e.id.clone()).abort_handle());
         }
         background.push(reconciler::spawn(Arc::clone(self)).abort_handle());
+        // Now that agents are reachable: resume or unwind unfinished sagas (at once, then
+        // periodically with the lease renewals).
+        background.push(sagas::executor::spawn(Arc::clone(self)).abort_handle());
         background.push(fleet_sync::spawn(Arc::clone(self)).abort_handle());
         Ok(())
     }
 
     /// Stops watching the agents and reconciling, as a control plane that goes down does
     /// (for a graceful shutdown). Another controller on the same database takes over from
-    /// the agents' snapshots and the instance rows.
+    /// the agents' snapshots and the instance rows, and resumes this one's unfinished sagas
+    /// once their lease expires (sagas already running here go on until they finish).
     pub fn stop(&self) {
         for task in self.background.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             task.abort();
@@ -288,6 +303,18 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    /// Tests: a failure, repetition or stop injected into the next saga this replica starts.
+    #[doc(hidden)]
+    pub fn testing_inject_next_saga(&self, injection: Injection) {
+        self.sagas.inject_next(injection);
+    }
+
+    /// Tests: waits until a saga stopped at its [`Injection::HangAfter`] node.
+    #[doc(hidden)]
+    pub async fn testing_saga_stopped(&self) {
+        self.sagas.store.hung.notified().await;
     }
 
     /// Checks a local account's password (see [`authn::verify_login`]), refusing early when

@@ -5,7 +5,7 @@
 //! The instance row records why the VM is to go (`vm_removal`): `delete` (the user deleted
 //! it: it ends `deleted`) or `undo` (its launch was undone: it stays `failed`, with the
 //! reason). Once the host confirms, `vm_removal` becomes `done` and the claims are released
-//! in the same transaction. The reconciler repeats RemoveVm for every pending removal.
+//! in the same transaction. The saga that asked for the removal repeats RemoveVm until then.
 
 use portal_types::views::{InstanceState, LiveEvent};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
@@ -71,45 +71,61 @@ pub(crate) fn unwanted(row: &instance::Model) -> bool {
 }
 
 impl Controller {
-    /// Undo of both launch steps, in saga order: first record that the launch failed and
-    /// why (its GPUs still held), then ask the host to remove the VM; the GPUs are released
-    /// when the host confirms. Only a launch still `provisioning` is undone: one that ran,
-    /// or was deleted meanwhile, is not this undo's to touch.
-    pub(crate) async fn instance_undo_launch(&self, row: &instance::Model, message: &str) {
+    /// A launch that is undone ends failed, with the first reason given (a later one
+    /// does not overwrite it), and its VM is to be removed. A deleted or deleting instance
+    /// is the delete's to finish. Not published yet: the undo shows it once the host has
+    /// had a chance to confirm the removal, so pages see the failure with its GPUs released.
+    pub(crate) async fn instance_launch_failed(&self, row: &instance::Model, message: &str) {
         let updated_at = now_ms();
-        let res = instance::Entity::update_many()
-            .col_expr(instance::Column::State, InstanceState::Failed.as_str().into())
-            .col_expr(instance::Column::Message, message.into())
-            .col_expr(instance::Column::VmRemoval, Removal::Undo.as_str().into())
-            .col_expr(instance::Column::UpdatedAt, updated_at.into())
-            .filter(instance::Column::Id.eq(row.id))
-            .filter(instance::Column::State.eq(InstanceState::Provisioning.as_str()))
-            .exec(&self.db)
-            .await;
-        match res {
-            Ok(r) if r.rows_affected == 1 => {}
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(instance = %row.id, error = %e, "cannot record the undo");
-                return;
+        let live = [InstanceState::Provisioning.as_str(), InstanceState::Running.as_str()];
+        let res = async {
+            let marked = instance::Entity::update_many()
+                .col_expr(instance::Column::State, InstanceState::Failed.as_str().into())
+                .col_expr(instance::Column::Message, message.into())
+                .col_expr(instance::Column::VmRemoval, Removal::Undo.as_str().into())
+                .col_expr(instance::Column::UpdatedAt, updated_at.into())
+                .filter(instance::Column::Id.eq(row.id))
+                .filter(instance::Column::State.is_in(live))
+                .exec(&self.db)
+                .await?;
+            if marked.rows_affected == 0 {
+                // Failed already (the host said so): its removal is still to be asked for.
+                instance::Entity::update_many()
+                    .col_expr(instance::Column::VmRemoval, Removal::Undo.as_str().into())
+                    .filter(instance::Column::Id.eq(row.id))
+                    .filter(instance::Column::State.eq(InstanceState::Failed.as_str()))
+                    .filter(instance::Column::VmRemoval.is_null())
+                    .exec(&self.db)
+                    .await?;
             }
+            Ok::<_, sea_orm::DbErr>(())
         }
-        let failed = instance::Model {
-            state: InstanceState::Failed.as_str().to_owned(),
-            message: Some(message.to_owned()),
-            vm_removal: Some(Removal::Undo.as_str().to_owned()),
-            updated_at,
-            ..row.clone()
+        .await;
+        if let Err(e) = res {
+            tracing::error!(instance = %row.id, error = %e, "cannot record the undo");
+        }
+    }
+
+    /// Whether the instance's VM is confirmed gone and what it held released; if not yet,
+    /// asks its host again (idempotent). For the sagas' removal steps.
+    pub(crate) async fn instance_removed(&self, id: Uuid) -> bool {
+        let row = match instance::Entity::find_by_id(id).one(&self.db).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::warn!(instance = %id, error = %e, "cannot read the instance");
+                return false;
+            }
         };
-        if !self.instance_remove_vm(&failed).await {
-            // Not confirmed yet: show the failure now; the release follows the host.
-            self.publish_instance(&failed);
+        if unwanted(&row) {
+            return true;
         }
+        Removal::of(&row).is_some() && self.instance_remove_vm(&row).await
     }
 
     /// Asks the host to remove the instance's VM; true when it confirmed at once and the
     /// instance was finished. A VM still stopping is confirmed by the watch stream; a failed
-    /// call is repeated by the reconciler.
+    /// call is repeated by the saga that asked.
     pub(crate) async fn instance_remove_vm(&self, row: &instance::Model) -> bool {
         let Some(host) = host_of(row) else {
             // Never placed: nothing runs anywhere.

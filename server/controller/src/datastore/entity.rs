@@ -348,3 +348,42 @@ pub mod login_failure {
     }
     no_relations!();
 }
+
+pub mod saga {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "saga")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub name: String,
+        /// The saga's DAG with its parameters, as steno serializes it (JSON).
+        pub dag: String,
+        /// `running`, `unwinding` or `done`.
+        pub state: String,
+        /// The replica that runs it, until `lease_expires_at` (ms).
+        pub owner: String,
+        pub lease_expires_at: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod saga_node_event {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "saga_node_event")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub saga_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub node_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_type: String,
+        /// The event as steno serializes it (JSON), output or error included.
+        pub data: Option<String>,
+        pub at: i64,
+    }
+    no_relations!();
+}

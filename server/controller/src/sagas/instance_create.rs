@@ -1,0 +1,189 @@
+//! `instance_create`: the launch of one VM, after the claim batch (see `claims`) committed
+//! its instance row, GPU claims and this saga's row in one transaction.
+//!
+//! ```text
+//! claimed        + sic_claimed       (the claim is in the database)    - sic_undo_launch
+//!                  ← "activate partition" (+ ActivatePartition / - DeactivatePartition) goes here
+//! vm_ensured     + sic_ensure_vm     (host agent EnsureVm)             - sic_undo_launch
+//! running        + sic_wait_running  (until the host reports running, or the deadline)
+//! ```
+//!
+//! Both undos are the same idempotent step: mark the launch failed (keeping the first
+//! reason given), then RemoveVm until the host confirms the VM is gone; the confirmation
+//! releases the GPU claims in its transaction (see `removal`), so GPUs are never released
+//! while a VM may still run on them.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use agent_proto::v1::EnsureVmRequest;
+use portal_types::Error;
+use portal_types::ids::GenericUuid;
+use portal_types::views::{InstanceState, LiveEvent};
+use serde::{Deserialize, Serialize};
+use steno::{Action, ActionError, ActionFunc, ActionRegistry, DagBuilder, Node, SagaName};
+use uuid::Uuid;
+
+use crate::Controller;
+use crate::context::OpContext;
+use crate::datastore::now_ms;
+use crate::sagas::executor::NewSaga;
+use crate::sagas::{ActionContext, Backoff, PortalSaga, minutes, saga_action_failed, transient};
+use crate::scheduling::allocation_of;
+
+pub(crate) const NAME: &str = "instance_create";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Params {
+    /// Who asked, as every action acts for them.
+    pub opctx: OpContext,
+    pub instance_id: Uuid,
+}
+
+static CLAIMED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
+    ActionFunc::new_action("instance_create.claimed", sic_claimed, sic_undo_launch)
+});
+static VM_ENSURED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
+    ActionFunc::new_action("instance_create.vm_ensured", sic_ensure_vm, sic_undo_launch)
+});
+static RUNNING: LazyLock<Arc<dyn Action<PortalSaga>>> =
+    LazyLock::new(|| steno::new_action_noop_undo("instance_create.running", sic_wait_running));
+
+pub(crate) fn register(registry: &mut ActionRegistry<PortalSaga>) {
+    for action in [&*CLAIMED, &*VM_ENSURED, &*RUNNING] {
+        registry.register(Arc::clone(action));
+    }
+}
+
+/// The saga for one claimed instance.
+pub(crate) fn new(params: &Params) -> Result<NewSaga, Error> {
+    let mut dag = DagBuilder::new(SagaName::new(NAME));
+    dag.append(Node::action("claimed", "Claim", CLAIMED.as_ref()));
+    // The Fabric Manager partition's activation (undo: deactivation) goes here.
+    dag.append(Node::action("vm_ensured", "EnsureVm", VM_ENSURED.as_ref()));
+    dag.append(Node::action("running", "WaitRunning", RUNNING.as_ref()));
+    NewSaga::new(dag.build().map_err(|e| Error::internal(e.to_string()))?, params)
+}
+
+fn controller(ctx: &ActionContext) -> &Arc<Controller> {
+    &ctx.user_data().0
+}
+
+/// The claim was made in the transaction that wrote this saga: confirm its row is there
+/// (retrying database errors: steno runs no undo for the node that fails, and this node's
+/// undo is what releases the claim).
+async fn sic_claimed(ctx: ActionContext) -> Result<(), ActionError> {
+    let p: Params = ctx.saga_params()?;
+    controller(&ctx).instance_confirm(p.instance_id).await.map_err(saga_action_failed)
+}
+
+/// EnsureVm (idempotent by VM id and generation), retrying transient errors until the
+/// launch deadline; a refusal marks the launch failed with the host's reason.
+async fn sic_ensure_vm(ctx: ActionContext) -> Result<(), ActionError> {
+    let p: Params = ctx.saga_params()?;
+    let c = controller(&ctx);
+    let mut backoff = Backoff::default();
+    loop {
+        let row = c.instance_row(p.instance_id).await.map_err(saga_action_failed)?;
+        if row.state != InstanceState::Provisioning.as_str() {
+            // Deleted or failed meanwhile: not this saga's to start.
+            return Ok(());
+        }
+        let allocation = allocation_of(&row)
+            .ok_or_else(|| saga_action_failed(Error::internal("the instance has no placement")))?;
+        let host = &allocation.placement.host;
+        let spec = crate::instances::vm_spec(&row, &allocation.placement);
+        let result = match c.agents.host(host) {
+            Some(mut client) => client.ensure_vm(EnsureVmRequest { spec: Some(spec) }).await,
+            None => Err(tonic::Status::unavailable("its host agent is not connected")),
+        };
+        let status = match result {
+            Ok(_) => return Ok(()),
+            Err(status) => status,
+        };
+        if transient(&status) && now_ms() < c.launch_deadline(&row) {
+            tracing::warn!(instance = %row.id, %host, error = %status.message(), "EnsureVm failed; retrying");
+            backoff.sleep().await;
+            continue;
+        }
+        let message = format!(
+            "The launch failed: host {host} refused to start it: {}. Delete this instance and \
+             launch again.",
+            status.message()
+        );
+        c.instance_launch_failed(&row, &message).await;
+        return Err(saga_action_failed(Error::unavailable(message)));
+    }
+}
+
+/// Until the host reports the VM running (the watch stream moves the instance on). Past the
+/// launch deadline the launch fails and the saga unwinds. An instance that left
+/// `provisioning` otherwise (the host reported it failed, or it was deleted) ends the saga:
+/// what follows is the delete saga's.
+async fn sic_wait_running(ctx: ActionContext) -> Result<(), ActionError> {
+    let p: Params = ctx.saga_params()?;
+    let c = controller(&ctx);
+    let mut events = c.events.subscribe();
+    loop {
+        let row = c.instance_row(p.instance_id).await.map_err(saga_action_failed)?;
+        if row.state != InstanceState::Provisioning.as_str() {
+            return Ok(());
+        }
+        let left = c.launch_deadline(&row) - now_ms();
+        if left <= 0 {
+            let message = format!(
+                "The VM did not start within {}; it was removed. Delete this instance and \
+                 launch again.",
+                minutes(c.provision_deadline)
+            );
+            tracing::warn!(instance = %row.id, name = %row.name, "launch passed its deadline; undoing");
+            c.instance_launch_failed(&row, &message).await;
+            return Err(saga_action_failed(Error::unavailable(message)));
+        }
+        // Woken by this instance's next change; a periodic look covers missed events.
+        let wait = Duration::from_millis(left.min(2_000) as u64);
+        let _ = tokio::time::timeout(wait, async {
+            loop {
+                match events.recv().await {
+                    Ok(e) if matches!(&e.event, LiveEvent::Instance(v) if *v.id.as_untyped_uuid() == row.id) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Undo of the claim and of EnsureVm (see the module comment). Retries until the host
+/// confirms: steno cannot unwind past an undo that fails.
+async fn sic_undo_launch(ctx: ActionContext) -> Result<(), anyhow::Error> {
+    let p: Params = ctx.saga_params()?;
+    let c = controller(&ctx);
+    let mut backoff = Backoff::default();
+    let mut shown = false;
+    loop {
+        match c.instance_row(p.instance_id).await {
+            Ok(row) => {
+                c.instance_launch_failed(
+                    &row,
+                    "The launch was undone. Delete this instance and launch again.",
+                )
+                .await;
+                if c.instance_removed(p.instance_id).await {
+                    return Ok(());
+                }
+                // Not confirmed at once: show the failure now; the release follows the host.
+                if !shown && let Ok(row) = c.instance_row(p.instance_id).await {
+                    c.publish_instance(&row);
+                    shown = true;
+                }
+            }
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(instance = %p.instance_id, error = %e, "cannot read the instance to undo its launch")
+            }
+        }
+        backoff.sleep().await;
+    }
+}

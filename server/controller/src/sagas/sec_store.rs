@@ -1,0 +1,196 @@
+//! steno's [`SecStore`] over the `saga` and `saga_node_event` tables: the saga log that lets
+//! a restarted (or another) replica resume or unwind every unfinished saga.
+//!
+//! Inserts are idempotent (a row that exists is success), so a saga row written in its
+//! request's transaction and recorded again by steno, or an event recorded twice, is fine.
+//! steno cannot take an error from `record_event`, so database errors are retried with
+//! backoff until the write succeeds, as omicron does.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use portal_types::ids::GenericUuid;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, SqlErr,
+};
+use steno::{SagaCachedState, SagaCreateParams, SagaId, SagaNodeEvent, SecStore};
+use uuid::Uuid;
+
+use crate::datastore::entity::{saga, saga_node_event};
+use crate::datastore::now_ms;
+use crate::sagas::Backoff;
+
+#[derive(Debug)]
+pub(crate) struct SagaStore {
+    db: DatabaseConnection,
+    /// This replica, the owner of the sagas it starts or adopts.
+    pub(crate) owner: String,
+    /// How long a saga stays this replica's without a renewal.
+    pub(crate) lease: Duration,
+    /// Tests: once this node's "succeeded" event is recorded, the saga stops for good, as
+    /// if the replica had died right then.
+    pub(crate) hang_after: Mutex<Option<(SagaId, u32)>>,
+    /// Tests: told when a saga stopped there.
+    pub(crate) hung: tokio::sync::Notify,
+}
+
+/// An insert that found its row already there succeeded.
+fn already_there(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+impl SagaStore {
+    pub(crate) fn new(db: DatabaseConnection, lease: Duration) -> Self {
+        SagaStore {
+            db,
+            owner: Uuid::new_v4().to_string(),
+            lease,
+            hang_after: Mutex::new(None),
+            hung: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The saga row for a new saga owned by this replica (inserted by [`Self::insert`], or
+    /// in the transaction of the request that starts it).
+    pub(crate) fn row(&self, id: SagaId, name: &str, dag: &serde_json::Value) -> saga::ActiveModel {
+        let now = now_ms();
+        saga::ActiveModel {
+            id: Set(*id.as_untyped_uuid()),
+            name: Set(name.to_owned()),
+            dag: Set(dag.to_string()),
+            state: Set(<&str>::from(&SagaCachedState::Running).to_owned()),
+            owner: Set(self.owner.clone()),
+            lease_expires_at: Set(now + self.lease.as_millis() as i64),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+    }
+
+    /// Inserts a saga row unless it exists.
+    pub(crate) async fn insert(
+        db: &impl ConnectionTrait,
+        row: saga::ActiveModel,
+    ) -> Result<(), DbErr> {
+        match saga::Entity::insert(row).exec_without_returning(db).await {
+            Err(e) if !already_there(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Extends the lease of every unfinished saga this replica owns.
+    pub(crate) async fn renew(&self) -> Result<(), DbErr> {
+        let now = now_ms();
+        saga::Entity::update_many()
+            .col_expr(saga::Column::LeaseExpiresAt, (now + self.lease.as_millis() as i64).into())
+            .filter(saga::Column::Owner.eq(&self.owner))
+            .filter(saga::Column::State.ne("done"))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes over the unfinished sagas that are this replica's or whose owner's lease has
+    /// expired (a compare-and-set each, so two replicas never adopt the same saga), and
+    /// returns each with its log. `skip`: sagas this replica already runs.
+    pub(crate) async fn adopt(
+        &self,
+        skip: &std::collections::HashSet<Uuid>,
+    ) -> Result<Vec<(saga::Model, Vec<SagaNodeEvent>)>, DbErr> {
+        let now = now_ms();
+        let candidates = saga::Entity::find()
+            .filter(saga::Column::State.ne("done"))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(saga::Column::Owner.eq(&self.owner))
+                    .add(saga::Column::LeaseExpiresAt.lt(now)),
+            )
+            .order_by_asc(saga::Column::CreatedAt)
+            .all(&self.db)
+            .await?;
+        let mut adopted = Vec::new();
+        for row in candidates.into_iter().filter(|r| !skip.contains(&r.id)) {
+            let taken = saga::Entity::update_many()
+                .col_expr(saga::Column::Owner, self.owner.clone().into())
+                .col_expr(
+                    saga::Column::LeaseExpiresAt,
+                    (now + self.lease.as_millis() as i64).into(),
+                )
+                .filter(saga::Column::Id.eq(row.id))
+                .filter(saga::Column::Owner.eq(row.owner.clone()))
+                .filter(saga::Column::LeaseExpiresAt.eq(row.lease_expires_at))
+                .exec(&self.db)
+                .await?;
+            if taken.rows_affected != 1 {
+                continue;
+            }
+            let events = saga_node_event::Entity::find()
+                .filter(saga_node_event::Column::SagaId.eq(row.id))
+                .order_by_asc(saga_node_event::Column::At)
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .filter_map(|e| serde_json::from_str(e.data.as_deref()?).ok())
+                .collect();
+            adopted.push((row, events));
+        }
+        Ok(adopted)
+    }
+}
+
+/// Logs a saga-log write that failed; the caller retries it (see the module comment).
+fn failed(what: &str, e: &DbErr) {
+    tracing::warn!(error = %e, what, "cannot write the saga log; retrying");
+}
+
+#[async_trait::async_trait]
+impl SecStore for SagaStore {
+    async fn saga_create(&self, params: SagaCreateParams) -> Result<(), anyhow::Error> {
+        let row = self.row(params.id, &params.name.to_string(), &params.dag);
+        Self::insert(&self.db, row).await?;
+        Ok(())
+    }
+
+    async fn record_event(&self, event: SagaNodeEvent) {
+        let node = u32::from(event.node_id);
+        let data = serde_json::to_string(&event).ok();
+        let saga_id = *event.saga_id.as_untyped_uuid();
+        let label = event.event_type.label();
+        let mut backoff = Backoff::default();
+        loop {
+            let row = saga_node_event::ActiveModel {
+                saga_id: Set(saga_id),
+                node_id: Set(i64::from(node)),
+                event_type: Set(label.to_owned()),
+                data: Set(data.clone()),
+                at: Set(now_ms()),
+            };
+            match saga_node_event::Entity::insert(row).exec_without_returning(&self.db).await {
+                Err(e) if !already_there(&e) => failed("node event", &e),
+                _ => break,
+            }
+            backoff.sleep().await;
+        }
+        let hang = *self.hang_after.lock().unwrap_or_else(|p| p.into_inner());
+        if label == "succeeded" && hang == Some((event.saga_id, node)) {
+            tracing::warn!(saga = %event.saga_id, node, "saga stopped here for a test");
+            self.hung.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn saga_update(&self, id: SagaId, update: SagaCachedState) {
+        let state = <&str>::from(&update).to_owned();
+        let mut backoff = Backoff::default();
+        while let Err(e) = saga::Entity::update_many()
+            .col_expr(saga::Column::State, state.clone().into())
+            .col_expr(saga::Column::UpdatedAt, now_ms().into())
+            .filter(saga::Column::Id.eq(*id.as_untyped_uuid()))
+            .exec(&self.db)
+            .await
+        {
+            failed("saga state", &e);
+            backoff.sleep().await;
+        }
+    }
+}

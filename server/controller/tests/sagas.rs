@@ -1,0 +1,250 @@
+//! The generic saga tests (omicron's names), for `instance_create` and `instance_delete`,
+//! on SQLite and, when the run has one, PostgreSQL: every action run twice has one effect;
+//! a failure injected at a node unwinds with nothing left; undos run twice are harmless;
+//! and a replica that dies after any node is taken over by another, which finishes or
+//! unwinds the saga exactly once. Transient agent errors are retried inside a step.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use portal_controller::{Controller, ControllerConfig, Injection};
+use sea_orm::{ConnectionTrait, Statement};
+
+/// `instance_create`'s nodes, in order. The first only confirms the claim its transaction
+/// committed; steno runs no undo for the node that fails, so an error is injected after it.
+const CREATE_NODES: [&str; 3] = ["claimed", "vm_ensured", "running"];
+const DELETE_NODES: [&str; 2] = ["deleting", "vm_removed"];
+
+/// A short lease, so that a replica takes over a dead one's sagas quickly.
+const LEASE: Duration = Duration::from_secs(1);
+
+async fn stack(url: &str) -> Stack {
+    start_with(url, 1, |c| c.saga_lease = LEASE).await
+}
+
+async fn scalar(ctl: &Controller, sql: &str) -> i64 {
+    let db = ctl.db();
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_owned()))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// Waits until every saga has finished or unwound.
+async fn sagas_done(ctl: &Controller) {
+    eventually(30, "every saga done", async || {
+        scalar(ctl, "SELECT COUNT(*) FROM saga WHERE state <> 'done'").await == 0
+    })
+    .await;
+}
+
+fn vms(stack: &Stack) -> usize {
+    stack.fleet.hosts().map(|h| h.vm_count()).sum()
+}
+
+async fn claims(ctl: &Controller) -> i64 {
+    scalar(ctl, "SELECT COUNT(*) FROM gpu_claim").await
+}
+
+/// The GPU claims of the instance named `name` (the replica test reuses its database).
+async fn claims_of(ctl: &Controller, name: &str) -> i64 {
+    let sql = format!(
+        "SELECT COUNT(*) FROM gpu_claim JOIN instance ON instance.id = gpu_claim.instance_id \
+         WHERE instance.name = '{name}'"
+    );
+    scalar(ctl, &sql).await
+}
+
+async fn state_of(ctl: &Controller, name: &str) -> String {
+    let db = ctl.db();
+    let sql = format!("SELECT state FROM instance WHERE name = '{name}' ORDER BY created_at DESC");
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .expect("the instance exists");
+    row.try_get_by_index::<String>(0).unwrap()
+}
+
+/// Launches `name` (one h100x1) and waits for its saga.
+async fn launched(stack: &Stack, name: &str) {
+    let admin = &op(&stack.admin);
+    stack.controller.instance_create(admin, &launch(name, "h100x1")).await.unwrap();
+    sagas_done(&stack.controller).await;
+}
+
+/// Deletes `name` and waits for its saga.
+async fn deleted(stack: &Stack, name: &str) {
+    let admin = &op(&stack.admin);
+    let list = stack.controller.instance_list(admin).await.unwrap();
+    let id = list.iter().find(|i| i.name == name).expect("the instance is listed").id;
+    stack.controller.instance_delete(admin, id).await.unwrap();
+    sagas_done(&stack.controller).await;
+}
+
+/// Nothing left of a launch or delete: no VM, no claim, and vm removal finished.
+async fn nothing_left(stack: &Stack) {
+    eventually(10, "the VMs gone", async || vms(stack) == 0).await;
+    assert_eq!(claims(&stack.controller).await, 0);
+}
+
+async fn actions_succeed_idempotently(url: &str) {
+    let stack = stack(url).await;
+    let ctl = &stack.controller;
+    for node in CREATE_NODES {
+        ctl.testing_inject_next_saga(Injection::Repeat(node));
+    }
+    launched(&stack, "twice").await;
+    assert_eq!(state_of(ctl, "twice").await, "running");
+    assert_eq!(vms(&stack), 1);
+    assert_eq!(claims(ctl).await, 1);
+    for node in DELETE_NODES {
+        ctl.testing_inject_next_saga(Injection::Repeat(node));
+    }
+    deleted(&stack, "twice").await;
+    assert_eq!(state_of(ctl, "twice").await, "deleted");
+    nothing_left(&stack).await;
+}
+
+/// `repeat_undos`: the nodes before the failing one run their action and undo twice.
+async fn action_failure_can_unwind(url: &str, repeat_undos: bool) {
+    let stack = stack(url).await;
+    let ctl = &stack.controller;
+    for (n, node) in CREATE_NODES.iter().enumerate().skip(1) {
+        if repeat_undos {
+            for earlier in &CREATE_NODES[..n] {
+                ctl.testing_inject_next_saga(Injection::Repeat(earlier));
+            }
+        }
+        ctl.testing_inject_next_saga(Injection::Error(node));
+        let name = format!("fail-{}", node.replace('_', "-"));
+        launched(&stack, &name).await;
+        assert_eq!(state_of(ctl, &name).await, "failed", "failure at {node}");
+        nothing_left(&stack).await;
+    }
+    for (n, node) in DELETE_NODES.iter().enumerate().skip(1) {
+        let name = format!("undeleted-{}", node.replace('_', "-"));
+        launched(&stack, &name).await;
+        if repeat_undos {
+            for earlier in &DELETE_NODES[..n] {
+                ctl.testing_inject_next_saga(Injection::Repeat(earlier));
+            }
+        }
+        ctl.testing_inject_next_saga(Injection::Error(node));
+        deleted(&stack, &name).await;
+        // A delete that did not happen: failed, to be deleted again; its VM keeps its GPU.
+        assert_eq!(state_of(ctl, &name).await, "failed", "failure at {node}");
+        assert_eq!((vms(&stack), claims(ctl).await), (1, 1));
+        deleted(&stack, &name).await;
+        assert_eq!(state_of(ctl, &name).await, "deleted");
+        nothing_left(&stack).await;
+    }
+}
+
+/// Stops the replica once `node` succeeded, opens another on the same database and fleet,
+/// and returns it once it finished (or unwound) every saga.
+async fn die_after(
+    stack: &Stack,
+    url: &str,
+    node: &'static str,
+    step: impl AsyncFnOnce(),
+) -> std::sync::Arc<Controller> {
+    stack.controller.testing_inject_next_saga(Injection::HangAfter(node));
+    let stopped = stack.controller.testing_saga_stopped();
+    step().await;
+    tokio::time::timeout(Duration::from_secs(20), stopped)
+        .await
+        .expect("the saga reaches the node");
+    stack.controller.stop();
+    let next = Controller::open(&ControllerConfig {
+        admin_password: Some(PASSWORD.to_owned()),
+        saga_lease: LEASE,
+        ..ControllerConfig::new(url)
+    })
+    .await
+    .unwrap();
+    next.attach_agents(stack.fleet.endpoints(), &stack.tls).await.unwrap();
+    sagas_done(&next).await;
+    next
+}
+
+async fn a_replica_dying_after_any_node_is_taken_over(url: &str) {
+    for node in CREATE_NODES {
+        let stack = stack(url).await;
+        let admin = &op(&stack.admin);
+        let name = format!("resumed-{}", node.replace('_', "-"));
+        let next = die_after(&stack, url, node, async || {
+            stack.controller.instance_create(admin, &launch(&name, "h100x1")).await.unwrap();
+        })
+        .await;
+        eventually(10, "the VM runs", async || state_of(&next, &name).await == "running").await;
+        assert_eq!((vms(&stack), claims_of(&next, &name).await), (1, 1), "stopped after {node}");
+        next.stop();
+    }
+    for node in DELETE_NODES {
+        let stack = stack(url).await;
+        let admin = &op(&stack.admin);
+        let name = format!("removed-{}", node.replace('_', "-"));
+        launched(&stack, &name).await;
+        let list = stack.controller.instance_list(admin).await.unwrap();
+        let id = list.iter().find(|i| i.name == name).unwrap().id;
+        let next = die_after(&stack, url, node, async || {
+            stack.controller.instance_delete(admin, id).await.unwrap();
+        })
+        .await;
+        assert_eq!(state_of(&next, &name).await, "deleted", "stopped after {node}");
+        eventually(10, "the VM gone", async || vms(&stack) == 0).await;
+        assert_eq!(claims_of(&next, &name).await, 0);
+        next.stop();
+    }
+}
+
+/// An agent error that may pass (the sim's injected faults answer `Unavailable`) is retried
+/// inside the step: the launch runs, nothing was undone.
+async fn transient_agent_errors_are_retried_inside_the_step(url: &str) {
+    let stack = stack(url).await;
+    for host in stack.fleet.hosts() {
+        host.faults().fail_nth(sim_fleet::HostOp::EnsureVm, 1);
+        host.faults().fail_nth(sim_fleet::HostOp::EnsureVm, 2);
+    }
+    launched(&stack, "retried").await;
+    assert_eq!(state_of(&stack.controller, "retried").await, "running");
+    assert_eq!((vms(&stack), claims(&stack.controller).await), (1, 1));
+}
+
+/// Runs a test on SQLite, then on PostgreSQL when the run has one.
+macro_rules! on_both {
+    ($name:ident, $body:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $body(&sqlite_url(stringify!($name))).await;
+            if let Some(url) = postgres_url(stringify!($name)).await {
+                $body(&url).await;
+            }
+        }
+    };
+}
+
+async fn unwind(url: &str) {
+    action_failure_can_unwind(url, false).await
+}
+
+async fn unwind_idempotently(url: &str) {
+    action_failure_can_unwind(url, true).await
+}
+
+on_both!(instance_sagas_actions_succeed_idempotently, actions_succeed_idempotently);
+on_both!(instance_sagas_action_failure_can_unwind, unwind);
+on_both!(instance_sagas_action_failure_can_unwind_idempotently, unwind_idempotently);
+on_both!(
+    instance_sagas_retry_transient_agent_errors,
+    transient_agent_errors_are_retried_inside_the_step
+);
+on_both!(
+    instance_sagas_survive_a_replica_dying_after_any_node,
+    a_replica_dying_after_any_node_is_taken_over
+);
