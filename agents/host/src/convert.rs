@@ -4,7 +4,9 @@
 use agent_common::{DriverError, validate};
 use agent_proto::v1 as pb;
 
-use crate::model::{GpuHealth, GpuStatus, HostEvent, HostInventory, VmSpec, VmState, VmStatus};
+use crate::model::{
+    GpuHealth, GpuStatus, HostEvent, HostInventory, PartitionStatus, VmSpec, VmState, VmStatus,
+};
 
 /// Decodes `EnsureVmRequest.spec`. Errors are `InvalidArgument` (the caller's fault).
 pub fn vm_spec_from_proto(spec: Option<pb::VmSpec>) -> Result<VmSpec, DriverError> {
@@ -58,6 +60,14 @@ pub fn vm_status_to_proto(status: &VmStatus) -> pb::VmStatus {
         state: vm_state_to_proto(status.state).into(),
         generation: status.generation,
         message: status.message.clone(),
+    }
+}
+
+pub fn partition_status_to_proto(status: &PartitionStatus) -> pb::PartitionStatus {
+    pb::PartitionStatus {
+        partition_id: status.partition_id,
+        active: status.active,
+        vm_id: status.vm_id.clone(),
     }
 }
 

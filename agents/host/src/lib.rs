@@ -25,7 +25,7 @@ pub use driver::HostDriver;
 pub use driver::sim::{HostOp, SimHostDriver, SimHostOptions};
 pub use model::{
     Gpu, GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, Nic, NumaNode, Partition,
-    VmSpec, VmState, VmStatus,
+    PartitionStatus, VmSpec, VmState, VmStatus,
 };
 pub use service::HostAgentService;
 

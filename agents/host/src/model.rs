@@ -323,6 +323,15 @@ impl WatchEvent for HostEvent {
     }
 }
 
+/// Whether a partition is active, and for which VM.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionStatus {
+    pub partition_id: u32,
+    pub active: bool,
+    /// The VM it is active for; empty when inactive.
+    pub vm_id: String,
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -67,6 +67,29 @@ impl HostAgent for HostAgentService {
         Ok(Response::new(convert::vm_status_to_proto(&status)))
     }
 
+    async fn activate_partition(
+        &self,
+        request: Request<pb::ActivatePartitionRequest>,
+    ) -> Result<Response<pb::PartitionStatus>, Status> {
+        let request = request.into_inner();
+        let vm_id = convert::vm_id_from_proto(&request.vm_id)?;
+        let status = self
+            .driver
+            .partition_activate(&vm_id, request.partition_id, request.generation)
+            .await?;
+        Ok(Response::new(convert::partition_status_to_proto(&status)))
+    }
+
+    async fn deactivate_partition(
+        &self,
+        request: Request<pb::DeactivatePartitionRequest>,
+    ) -> Result<Response<pb::PartitionStatus>, Status> {
+        let request = request.into_inner();
+        let vm_id = convert::vm_id_from_proto(&request.vm_id)?;
+        let status = self.driver.partition_deactivate(&vm_id, request.partition_id).await?;
+        Ok(Response::new(convert::partition_status_to_proto(&status)))
+    }
+
     type WatchStream = HostEventStream;
 
     async fn watch(

@@ -173,6 +173,61 @@ async fn test_partitions_activate_refuse_overlap_and_deactivate() {
     ensure(&mut client, gpu_vm(9, 9, &[3], 45)).await.expect("GPU 3 is free again");
 }
 
+/// The Fabric Manager partition RPCs a launch saga calls before EnsureVm (and as its undo).
+#[tokio::test]
+async fn test_partition_rpcs_activate_deactivate() {
+    let fleet = fleet().await;
+    let mut client = host_client(&fleet, HOST).await;
+    let (a, b) = (uuid(1), uuid(2));
+    let active = |vm: &str| pb::PartitionStatus { partition_id: 3, active: true, vm_id: vm.into() };
+    let inactive = pb::PartitionStatus { partition_id: 3, active: false, vm_id: String::new() };
+
+    // Idempotent for the same VM; shown active in the inventory.
+    assert_eq!(activate(&mut client, &a, 3).await.expect("activate"), active(&a));
+    assert_eq!(activate(&mut client, &a, 3).await.expect("again"), active(&a));
+    let inv = inventory(&mut client).await;
+    assert!(inv.partitions.iter().any(|p| p.id == 3 && p.active));
+
+    // Another VM cannot have it, nor an overlapping one ({1,2,3,4}), nor launch onto it.
+    for partition in [3, 1] {
+        assert_refused(
+            activate(&mut client, &b, partition).await,
+            Code::FailedPrecondition,
+            "active for VM",
+        );
+    }
+    assert_refused(
+        ensure(&mut client, gpu_vm(2, 3, &[1, 3], 0)).await,
+        Code::FailedPrecondition,
+        "overlaps partition 3",
+    );
+    assert_refused(activate(&mut client, &a, 42).await, Code::InvalidArgument, "partition_id 42");
+    // B's undo leaves A's partition alone and says whose it is.
+    assert_eq!(deactivate(&mut client, &b, 3).await.expect("other's"), active(&a));
+
+    // EnsureVm adopts the activation; while the VM is defined it cannot be deactivated.
+    let vm = gpu_vm(1, 3, &[1, 3], 0);
+    ensure(&mut client, vm.clone()).await.expect("ensure on the active partition");
+    assert_refused(deactivate(&mut client, &a, 3).await, Code::FailedPrecondition, "in use");
+
+    // RemoveVm deactivates it once the VM is gone; deactivating again is fine.
+    let mut events = client.watch(pb::WatchRequest {}).await.expect("watch").into_inner();
+    snapshot(&mut events, 1).await;
+    remove(&mut client, &vm.vm_id).await;
+    assert_eq!(next_vm_of(&mut events, &a).await.state(), pb::VmState::Stopping);
+    assert_eq!(next_vm_of(&mut events, &a).await.state(), pb::VmState::Deleted);
+    assert_eq!(deactivate(&mut client, &a, 3).await.expect("gone"), inactive);
+
+    // Without a VM, activate then deactivate frees it for another VM; a GPU that FAILED
+    // keeps its partitions from being activated.
+    activate(&mut client, &a, 3).await.expect("activate");
+    assert_eq!(deactivate(&mut client, &a, 3).await.expect("undo"), inactive);
+    assert_eq!(activate(&mut client, &b, 3).await.expect("free for B"), active(&b));
+    let host = fleet.host(HOST).expect("handle");
+    host.set_gpu_health(8, GpuHealth::Failed, "XID 79").expect("flip");
+    assert_refused(activate(&mut client, &a, 2).await, Code::FailedPrecondition, "FAILED");
+}
+
 #[tokio::test]
 async fn test_resources_are_never_given_twice() {
     let fleet = fleet().await;

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use agent_common::{DriverError, EventStream};
 
-use crate::model::{HostEvent, HostInventory, VmSpec, VmStatus};
+use crate::model::{HostEvent, HostInventory, PartitionStatus, VmSpec, VmStatus};
 
 #[async_trait]
 pub trait HostDriver: Send + Sync + 'static {
@@ -42,6 +42,36 @@ pub trait HostDriver: Send + Sync + 'static {
     /// - `Unavailable`: the VM is still being removed, or the device is busy (retry);
     /// - `Internal`: the backend misbehaved (an operator must look).
     async fn vm_ensure(&self, spec: VmSpec) -> Result<VmStatus, DriverError>;
+
+    /// Activates Fabric Manager partition `partition_id` for VM `vm_id` (before the VM is
+    /// ensured; `vm_ensure` activates a VM's partition itself if this was not called).
+    ///
+    /// Idempotent: a partition already active for `vm_id` returns its status. `generation` is
+    /// the VM's: a VM removed at a generation at or above it is refused, like `vm_ensure`.
+    /// Errors, all the caller's fault unless noted:
+    /// - `InvalidArgument`: the partition is not in the host's table;
+    /// - `FailedPrecondition`: it (or an overlapping one) is active for another VM, one of
+    ///   its GPUs has FAILED health, or the VM was removed at this generation or later;
+    /// - `Unavailable`: the device is busy (retry).
+    async fn partition_activate(
+        &self,
+        vm_id: &str,
+        partition_id: u32,
+        generation: u64,
+    ) -> Result<PartitionStatus, DriverError>;
+
+    /// Deactivates partition `partition_id` if it is active for `vm_id`. Idempotent: an
+    /// inactive partition returns `active = false`; one active for another VM is left alone
+    /// and returned with that VM's id (never an error, so an undo that lost a race succeeds
+    /// without touching someone else's partition).
+    /// Errors: `InvalidArgument` for a partition not in the table (caller's fault);
+    /// `FailedPrecondition` while VM `vm_id` is still defined on it (remove it first);
+    /// `Unavailable` when the device is busy (retry).
+    async fn partition_deactivate(
+        &self,
+        vm_id: &str,
+        partition_id: u32,
+    ) -> Result<PartitionStatus, DriverError>;
 
     /// Stops and undefines the VM, then deactivates its partition and frees everything it
     /// held. Returns `STOPPING` while that happens (reported as `DELETED` on the watch stream

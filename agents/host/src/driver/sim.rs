@@ -31,7 +31,8 @@ use agent_common::{
 use super::HostDriver;
 use crate::allocation::{Ledger, claim_for};
 use crate::model::{
-    GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, VmSpec, VmState, VmStatus,
+    GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, PartitionStatus, VmSpec,
+    VmState, VmStatus,
 };
 
 /// The operations faults can be injected into.
@@ -41,6 +42,8 @@ pub enum HostOp {
     EnsureVm,
     RemoveVm,
     Watch,
+    ActivatePartition,
+    DeactivatePartition,
     /// The asynchronous end of provisioning: a failure here turns the VM `FAILED` instead of
     /// `RUNNING`; a delay here lengthens `PROVISIONING`.
     Boot,
@@ -53,6 +56,8 @@ impl fmt::Display for HostOp {
             HostOp::EnsureVm => "ensure_vm",
             HostOp::RemoveVm => "remove_vm",
             HostOp::Watch => "watch",
+            HostOp::ActivatePartition => "activate_partition",
+            HostOp::DeactivatePartition => "deactivate_partition",
             HostOp::Boot => "boot",
         })
     }
@@ -416,6 +421,39 @@ impl HostDriver for SimHostDriver {
         info!(host_id = %host.host_id, vm_id = %status.vm_id, generation = status.generation,
               "VM provisioning");
         self.schedule(&runtime, status.vm_id.clone(), epoch, Transition::Boot);
+        Ok(status)
+    }
+
+    async fn partition_activate(
+        &self,
+        vm_id: &str,
+        partition_id: u32,
+        generation: u64,
+    ) -> Result<PartitionStatus, DriverError> {
+        self.inner.faults.check(HostOp::ActivatePartition).await?;
+        let mut guard = lock(&self.inner.state);
+        let state = &mut *guard;
+        state.removed.check_ensure("VM", vm_id, generation)?;
+        let status = state.ledger.activate(
+            &self.inner.description,
+            &state.gpu_health,
+            partition_id,
+            vm_id,
+        )?;
+        info!(host_id = %self.host_id(), vm_id, partition_id, "partition active");
+        Ok(status)
+    }
+
+    async fn partition_deactivate(
+        &self,
+        vm_id: &str,
+        partition_id: u32,
+    ) -> Result<PartitionStatus, DriverError> {
+        self.inner.faults.check(HostOp::DeactivatePartition).await?;
+        let mut guard = lock(&self.inner.state);
+        let status = guard.ledger.deactivate(&self.inner.description, partition_id, vm_id)?;
+        debug!(host_id = %self.host_id(), vm_id, partition_id, holder = %status.vm_id,
+               "partition deactivate");
         Ok(status)
     }
 
