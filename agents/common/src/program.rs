@@ -198,3 +198,104 @@ pub async fn stop_signal() -> std::io::Result<()> {
         tokio::signal::ctrl_c().await
     }
 }
+
+/// For the agent binaries' tests: certificates and a config in a temporary directory, the
+/// binary started on a free loopback port, a mutual-TLS channel to it, a stop by SIGTERM.
+pub mod testing {
+    use std::io::{BufRead, BufReader};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Output, Stdio};
+
+    use tonic::transport::{Channel, Endpoint};
+
+    use crate::tls::{AgentName, PkiDir};
+
+    /// A fresh directory with a CA and certificates for agent `kind`/`id` and the control
+    /// plane.
+    pub struct TestDir {
+        pub dir: PathBuf,
+        pub pki: PkiDir,
+        pub kind: &'static str,
+        pub id: &'static str,
+    }
+
+    impl TestDir {
+        pub fn new(name: &str, kind: &'static str, id: &'static str) -> TestDir {
+            let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let pki = PkiDir::new(dir.join("pki"));
+            pki.ensure(&[AgentName { kind, id }], false).expect("certificates");
+            TestDir { dir, pki, kind, id }
+        }
+
+        /// Writes a config listening on `127.0.0.1:0` with this agent's certificates and the
+        /// given `[backend...]` tables.
+        pub fn write_config(&self, backend: &str) -> PathBuf {
+            let (cert, key) = self.pki.agent_paths(AgentName { kind: self.kind, id: self.id });
+            let config = format!(
+                "listen = \"127.0.0.1:0\"\nid = \"{}\"\n[tls]\nca_cert = {:?}\ncert = {:?}\n\
+                 key = {:?}\n{backend}",
+                self.id,
+                self.pki.ca_cert_path(),
+                cert,
+                key
+            );
+            let path = self.dir.join("agent.toml");
+            std::fs::write(&path, config).expect("config");
+            path
+        }
+
+        /// Runs `binary --config CONFIG` to completion (for configs it must refuse).
+        pub fn run(&self, binary: &str, config: &Path) -> Output {
+            Command::new(binary).arg("--config").arg(config).output().expect("run the agent")
+        }
+
+        /// Starts `binary --config CONFIG` and waits for its `listening on` line.
+        pub async fn start(&self, binary: &str, config: &Path) -> RunningAgent {
+            let mut child = Command::new(binary)
+                .arg("--config")
+                .arg(config)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start the agent");
+            let mut line = String::new();
+            let stdout = child.stdout.take().expect("stdout");
+            BufReader::new(stdout).read_line(&mut line).expect("read its address");
+            let addr = line.trim().strip_prefix("listening on ").expect("address").to_owned();
+            let tls = self
+                .pki
+                .control_plane()
+                .and_then(|c| c.client_config(self.kind, self.id))
+                .expect("control plane TLS");
+            let channel = Endpoint::from_shared(format!("https://{addr}"))
+                .and_then(|e| e.tls_config(tls))
+                .expect("endpoint")
+                .connect()
+                .await
+                .expect("connect over mutual TLS");
+            RunningAgent { child, channel }
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    pub struct RunningAgent {
+        pub child: Child,
+        pub channel: Channel,
+    }
+
+    impl RunningAgent {
+        /// Sends SIGTERM to the agent's pid and asserts it exits with success.
+        pub fn stop(mut self) {
+            let pid = self.child.id().to_string();
+            let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+            assert!(killed.success());
+            let status = self.child.wait().expect("wait");
+            assert!(status.success(), "the agent exited with {status}");
+        }
+    }
+}
