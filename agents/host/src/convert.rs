@@ -1,5 +1,5 @@
 //! Proto ⇄ model conversions for the host agent. Decoding validates everything that can be
-//! checked without the hardware, so the driver only ever sees well-formed requests.
+//! checked without the hardware, so the manager only ever sees well-formed requests.
 
 use agent_common::{DriverError, validate};
 use agent_proto::v1 as pb;
@@ -31,7 +31,7 @@ pub fn vm_spec_from_proto(spec: Option<pb::VmSpec>) -> Result<VmSpec, DriverErro
     Ok(decoded)
 }
 
-/// Decodes `RemoveVmRequest.vm_id` into the lowercase key the driver uses.
+/// Decodes `RemoveVmRequest.vm_id` into the lowercase key the manager uses.
 pub fn vm_id_from_proto(vm_id: &str) -> Result<String, DriverError> {
     validate::uuid("vm_id", vm_id)
 }

@@ -21,12 +21,11 @@
 //! ```
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use agent_common::program::{self, Agent, AgentConfig};
 use agent_common::tls::AgentCredentials;
-use host_agent::{HostAgentService, HostDescription, SimHostDriver, SimHostOptions};
+use host_agent::{HostAgentService, HostDescription, HostOptions, SimHost};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -59,8 +58,8 @@ async fn start(
             sim.host.host_id, config.id
         ));
     }
-    let defaults = SimHostOptions::default();
-    let options = SimHostOptions {
+    let defaults = HostOptions::default();
+    let options = HostOptions {
         provision_delay: sim
             .provision_delay_ms
             .map_or(defaults.provision_delay, Duration::from_millis),
@@ -68,9 +67,9 @@ async fn start(
         seed: sim.seed.unwrap_or(defaults.seed),
         ..defaults
     };
-    let driver = SimHostDriver::new(sim.host, options);
-    let router = HostAgentService::new(Arc::new(driver.clone()))
+    let host = SimHost::new(sim.host, options);
+    let router = HostAgentService::new(host.manager().clone())
         .into_router(&credentials)
         .map_err(|err| format!("cannot serve mutual TLS with the configured certificate: {err}"))?;
-    Ok(Agent { router, on_stop: Box::new(move || driver.shutdown()) })
+    Ok(Agent { router, on_stop: Box::new(move || host.shutdown()) })
 }

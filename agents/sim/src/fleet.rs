@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use agent_proto::{AgentEndpoint, AgentKind, AgentList};
 use dpu_agent::{DpuAgentService, SimDpuDriver, SimDpuOptions};
-use host_agent::{HostAgentService, SimHostDriver, SimHostOptions};
+use host_agent::{HostAgentService, HostOptions, SimHost};
 use switch_agent::{SimSwitchDriver, SimSwitchOptions, SwitchAgentService};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -77,7 +77,7 @@ pub enum FleetError {
 pub struct SimFleet {
     pki: PkiDir,
     endpoints: Vec<AgentEndpoint>,
-    hosts: BTreeMap<String, SimHostDriver>,
+    hosts: BTreeMap<String, SimHost>,
     dpus: BTreeMap<String, SimDpuDriver>,
     switches: BTreeMap<String, SimSwitchDriver>,
     stop: watch::Sender<bool>,
@@ -136,9 +136,9 @@ impl SimFleet {
 
         for description in plan.hosts {
             let id = description.host_id.clone();
-            let driver = SimHostDriver::new(
+            let host = SimHost::new(
                 description,
-                SimHostOptions {
+                HostOptions {
                     provision_delay: options.provision_delay,
                     remove_delay: options.remove_delay,
                     jitter: options.jitter,
@@ -147,11 +147,11 @@ impl SimFleet {
                 },
             );
             let credentials = fleet.credentials(AgentKind::Host, &id)?;
-            let router = HostAgentService::new(Arc::new(driver.clone()))
+            let router = HostAgentService::new(host.manager().clone())
                 .into_router(&credentials)
                 .map_err(|e| tls_error(AgentKind::Host, &id, &e))?;
             fleet.serve(AgentKind::Host, &id, router).await?;
-            fleet.hosts.insert(id, driver);
+            fleet.hosts.insert(id, host);
         }
         for description in plan.dpus {
             let id = description.dpu_id.clone();
@@ -257,7 +257,7 @@ impl SimFleet {
     }
 
     /// The in-process handle of host `id` (e.g. `su1-h07`).
-    pub fn host(&self, id: &str) -> Option<&SimHostDriver> {
+    pub fn host(&self, id: &str) -> Option<&SimHost> {
         self.hosts.get(id)
     }
 
@@ -271,7 +271,7 @@ impl SimFleet {
         self.switches.get(id)
     }
 
-    pub fn hosts(&self) -> impl Iterator<Item = &SimHostDriver> {
+    pub fn hosts(&self) -> impl Iterator<Item = &SimHost> {
         self.hosts.values()
     }
 

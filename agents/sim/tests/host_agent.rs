@@ -395,26 +395,26 @@ async fn test_fault_injection() {
     let faults = fleet.host(HOST).expect("handle").faults();
 
     // The 2nd EnsureVm from now fails, once, without side effects.
-    faults.fail_nth(HostOp::EnsureVm, 2);
+    faults.fail_nth(HostOp::DomainDefine, 2);
     ensure(&mut client, cpu_vm(1, 0)).await.expect("1st call");
     let status = ensure(&mut client, cpu_vm(2, 10)).await.expect_err("2nd call is injected");
     assert_eq!(status.code(), Code::Unavailable);
-    assert!(status.message().starts_with("injected fault: ensure_vm"), "{}", status.message());
+    assert!(status.message().starts_with("injected fault: domain_define"), "{}", status.message());
     assert_eq!(status.metadata().get("x-fault").and_then(|v| v.to_str().ok()), Some("injected"));
     assert_eq!(fleet.host(HOST).expect("handle").vm_count(), 1);
     ensure(&mut client, cpu_vm(2, 10)).await.expect("the retry succeeds");
 
     // Always fail, until cleared.
-    faults.fail_always(HostOp::GetInventory);
+    faults.fail_always(HostOp::Hardware);
     for _ in 0..3 {
         let status = client.get_inventory(pb::InventoryRequest {}).await.expect_err("injected");
         assert_eq!(status.code(), Code::Unavailable);
     }
-    faults.clear_op(HostOp::GetInventory);
+    faults.clear_op(HostOp::Hardware);
     inventory(&mut client).await;
 
     // Delay an operation.
-    faults.delay(HostOp::RemoveVm, Duration::from_millis(300));
+    faults.delay(HostOp::DomainStop, Duration::from_millis(300));
     let started = Instant::now();
     remove(&mut client, &uuid(1)).await;
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -425,7 +425,7 @@ async fn test_fault_injection() {
         let client = client.clone();
         async move {
             let mut client = client;
-            faults.chaos_on(&[HostOp::GetInventory], 0.5, seed);
+            faults.chaos_on(&[HostOp::Hardware], 0.5, seed);
             let mut failed = Vec::new();
             for _ in 0..20 {
                 failed.push(client.get_inventory(pb::InventoryRequest {}).await.is_err());
@@ -439,7 +439,7 @@ async fn test_fault_injection() {
     assert!(first.contains(&true) && first.contains(&false), "{first:?}");
 
     // A failed boot: the VM ends FAILED with the injected message.
-    faults.fail_nth(HostOp::Boot, 1);
+    faults.fail_nth(HostOp::DomainStart, 1);
     let mut events = client.watch(pb::WatchRequest {}).await.expect("watch").into_inner();
     ensure(&mut client, cpu_vm(3, 20)).await.expect("ensure");
     let failed = loop {
@@ -448,6 +448,6 @@ async fn test_fault_injection() {
             break vm;
         }
     };
-    assert!(failed.message.starts_with("injected fault: boot"), "{}", failed.message);
+    assert!(failed.message.starts_with("injected fault: domain_start"), "{}", failed.message);
     assert!(faults.injected_count() >= 6);
 }
