@@ -20,12 +20,11 @@
 //! ```
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use agent_common::program::{self, Agent, AgentConfig};
 use agent_common::tls::AgentCredentials;
-use dpu_agent::{DpuAgentService, DpuDescription, SimDpuDriver, SimDpuOptions};
+use dpu_agent::{DpuAgentService, DpuDescription, SimDpu, SimDpuOptions};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -61,9 +60,9 @@ async fn start(
         apply_delay: sim.apply_delay_ms.map_or(defaults.apply_delay, Duration::from_millis),
         ..defaults
     };
-    let driver = SimDpuDriver::new(sim.dpu, options);
-    let router = DpuAgentService::new(Arc::new(driver.clone()))
+    let dpu = SimDpu::new(sim.dpu, options);
+    let router = DpuAgentService::new(dpu.manager().clone())
         .into_router(&credentials)
         .map_err(|err| format!("cannot serve mutual TLS with the configured certificate: {err}"))?;
-    Ok(Agent { router, on_stop: Box::new(move || driver.shutdown()) })
+    Ok(Agent { router, on_stop: Box::new(move || dpu.shutdown()) })
 }

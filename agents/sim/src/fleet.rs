@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_proto::{AgentEndpoint, AgentKind, AgentList};
-use dpu_agent::{DpuAgentService, SimDpuDriver, SimDpuOptions};
+use dpu_agent::{DpuAgentService, SimDpu, SimDpuOptions};
 use host_agent::{HostAgentService, HostOptions, SimHost};
 use switch_agent::{SimSwitchDriver, SimSwitchOptions, SwitchAgentService};
 use tokio::sync::watch;
@@ -78,7 +78,7 @@ pub struct SimFleet {
     pki: PkiDir,
     endpoints: Vec<AgentEndpoint>,
     hosts: BTreeMap<String, SimHost>,
-    dpus: BTreeMap<String, SimDpuDriver>,
+    dpus: BTreeMap<String, SimDpu>,
     switches: BTreeMap<String, SimSwitchDriver>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
@@ -155,7 +155,7 @@ impl SimFleet {
         }
         for description in plan.dpus {
             let id = description.dpu_id.clone();
-            let driver = SimDpuDriver::new(
+            let dpu = SimDpu::new(
                 description,
                 SimDpuOptions {
                     apply_delay: options.network_apply_delay,
@@ -163,11 +163,11 @@ impl SimFleet {
                 },
             );
             let credentials = fleet.credentials(AgentKind::Dpu, &id)?;
-            let router = DpuAgentService::new(Arc::new(driver.clone()))
+            let router = DpuAgentService::new(dpu.manager().clone())
                 .into_router(&credentials)
                 .map_err(|e| tls_error(AgentKind::Dpu, &id, &e))?;
             fleet.serve(AgentKind::Dpu, &id, router).await?;
-            fleet.dpus.insert(id, driver);
+            fleet.dpus.insert(id, dpu);
         }
         for description in plan.switches {
             let id = description.switch_id.clone();
@@ -262,7 +262,7 @@ impl SimFleet {
     }
 
     /// The in-process handle of DPU `id` (e.g. `su1-h07-dpu0`).
-    pub fn dpu(&self, id: &str) -> Option<&SimDpuDriver> {
+    pub fn dpu(&self, id: &str) -> Option<&SimDpu> {
         self.dpus.get(id)
     }
 
@@ -275,7 +275,7 @@ impl SimFleet {
         self.hosts.values()
     }
 
-    pub fn dpus(&self) -> impl Iterator<Item = &SimDpuDriver> {
+    pub fn dpus(&self) -> impl Iterator<Item = &SimDpu> {
         self.dpus.values()
     }
 

@@ -28,7 +28,7 @@ pub mod topology;
 
 pub use agent_common::FaultPlan;
 pub use agent_common::tls::PkiDir;
-pub use dpu_agent::{DpuOp, SimDpuDriver};
+pub use dpu_agent::{DpuOp, SimDpu};
 pub use fleet::{FleetError, SimFleet, SimOptions};
 pub use host_agent::{GpuHealth, HostOp, SimHost};
 pub use switch_agent::{SimSwitchDriver, SwitchOp};

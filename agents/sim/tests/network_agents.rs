@@ -143,13 +143,13 @@ async fn test_dpu_max_ports_and_faults() {
     );
 
     let faults = fleet.dpu(DPU).expect("handle").faults();
-    faults.fail_nth(DpuOp::RemovePort, 1);
+    faults.fail_nth(DpuOp::PortDetach, 1);
     let status = client
         .remove_port(pb::RemovePortRequest { port_id: uuid(1000), generation: 0 })
         .await
         .expect_err("injected");
     assert_eq!(status.code(), Code::Unavailable);
-    assert!(status.message().contains("injected fault: remove_port"));
+    assert!(status.message().contains("injected fault: port_detach"));
     assert_eq!(fleet.dpu(DPU).expect("handle").port_count(), 64);
     client
         .remove_port(pb::RemovePortRequest { port_id: uuid(1000), generation: 0 })
