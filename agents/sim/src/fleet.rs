@@ -4,13 +4,12 @@
 //! and health changes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use agent_proto::{AgentEndpoint, AgentKind, AgentList};
 use dpu_agent::{DpuAgentService, SimDpu, SimDpuOptions};
 use host_agent::{HostAgentService, HostOptions, SimHost};
-use switch_agent::{SimSwitchDriver, SimSwitchOptions, SwitchAgentService};
+use switch_agent::{SimSwitch, SimSwitchOptions, SwitchAgentService};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
@@ -79,7 +78,7 @@ pub struct SimFleet {
     endpoints: Vec<AgentEndpoint>,
     hosts: BTreeMap<String, SimHost>,
     dpus: BTreeMap<String, SimDpu>,
-    switches: BTreeMap<String, SimSwitchDriver>,
+    switches: BTreeMap<String, SimSwitch>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
 }
@@ -171,7 +170,7 @@ impl SimFleet {
         }
         for description in plan.switches {
             let id = description.switch_id.clone();
-            let driver = SimSwitchDriver::new(
+            let switch = SimSwitch::new(
                 description,
                 SimSwitchOptions {
                     apply_delay: options.network_apply_delay,
@@ -179,11 +178,11 @@ impl SimFleet {
                 },
             );
             let credentials = fleet.credentials(AgentKind::Switch, &id)?;
-            let router = SwitchAgentService::new(Arc::new(driver.clone()))
+            let router = SwitchAgentService::new(switch.manager().clone())
                 .into_router(&credentials)
                 .map_err(|e| tls_error(AgentKind::Switch, &id, &e))?;
             fleet.serve(AgentKind::Switch, &id, router).await?;
-            fleet.switches.insert(id, driver);
+            fleet.switches.insert(id, switch);
         }
 
         info!(
@@ -267,7 +266,7 @@ impl SimFleet {
     }
 
     /// The in-process handle of switch `id` (e.g. `su1-leaf3`).
-    pub fn switch(&self, id: &str) -> Option<&SimSwitchDriver> {
+    pub fn switch(&self, id: &str) -> Option<&SimSwitch> {
         self.switches.get(id)
     }
 
@@ -279,7 +278,7 @@ impl SimFleet {
         self.dpus.values()
     }
 
-    pub fn switches(&self) -> impl Iterator<Item = &SimSwitchDriver> {
+    pub fn switches(&self) -> impl Iterator<Item = &SimSwitch> {
         self.switches.values()
     }
 

@@ -31,5 +31,5 @@ pub use agent_common::tls::PkiDir;
 pub use dpu_agent::{DpuOp, SimDpu};
 pub use fleet::{FleetError, SimFleet, SimOptions};
 pub use host_agent::{GpuHealth, HostOp, SimHost};
-pub use switch_agent::{SimSwitchDriver, SwitchOp};
+pub use switch_agent::{SimSwitch, SwitchOp};
 pub use topology::{Topology, TopologyError};

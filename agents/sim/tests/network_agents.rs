@@ -227,10 +227,11 @@ async fn test_switch_inventory_vpcs_and_watch() {
         removed_seen = next(&mut events).await == removed;
     }
 
-    fleet.switch(LEAF).expect("handle").faults().fail_always(SwitchOp::EnsureVpc);
+    fleet.switch(LEAF).expect("handle").faults().fail_always(SwitchOp::VrfApply);
+    // The device refuses a VPC the manager accepted: UNAVAILABLE, marked as injected.
     assert_refused(
-        ensure(vpc(3, 50_003, &[])).await,
+        ensure(vpc(3, 59_003, &[])).await,
         Code::Unavailable,
-        "injected fault: ensure_vpc",
+        "injected fault: vrf_apply",
     );
 }

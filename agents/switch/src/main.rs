@@ -20,13 +20,12 @@
 //! ```
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use agent_common::program::{self, Agent, AgentConfig};
 use agent_common::tls::AgentCredentials;
 use serde::Deserialize;
-use switch_agent::{SimSwitchDriver, SimSwitchOptions, SwitchAgentService, SwitchDescription};
+use switch_agent::{SimSwitch, SimSwitchOptions, SwitchAgentService, SwitchDescription};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
@@ -61,9 +60,9 @@ async fn start(
         apply_delay: sim.apply_delay_ms.map_or(defaults.apply_delay, Duration::from_millis),
         ..defaults
     };
-    let driver = SimSwitchDriver::new(sim.switch, options);
-    let router = SwitchAgentService::new(Arc::new(driver.clone()))
+    let switch = SimSwitch::new(sim.switch, options);
+    let router = SwitchAgentService::new(switch.manager().clone())
         .into_router(&credentials)
         .map_err(|err| format!("cannot serve mutual TLS with the configured certificate: {err}"))?;
-    Ok(Agent { router, on_stop: Box::new(move || driver.shutdown()) })
+    Ok(Agent { router, on_stop: Box::new(move || switch.shutdown()) })
 }
