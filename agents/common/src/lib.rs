@@ -1,7 +1,7 @@
 //! What the host, DPU and switch agents share, so each rule has one implementation:
 //!
-//! - [`error`]: the driver error every agent returns and its mapping to gRPC status codes;
-//! - [`fault`]: the fault plan the simulated drivers consult before every operation;
+//! - [`error`]: the error every agent manager and backend returns and its mapping to gRPC status codes;
+//! - [`fault`]: the fault plan a fault-injecting backend consults before every operation;
 //! - [`watch`]: the "full state, then every change" stream behind each agent's `Watch`;
 //! - [`generation`]: the idempotency and generation rules of every `Ensure`;
 //! - [`validate`]: parsing of ids, VNIs, MAC and IP addresses and CIDRs at the agent boundary;

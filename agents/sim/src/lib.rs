@@ -1,6 +1,6 @@
 //! A simulated HGX datacenter: every host, DPU and switch agent of a [`Topology`] served
 //! from one process, each as its own gRPC server on loopback, running the real agent service
-//! code over host managers and DPU and switch drivers with simulated devices.
+//! code and managers over simulated backends.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
