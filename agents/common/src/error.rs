@@ -1,4 +1,4 @@
-//! The error every agent driver returns, and the one place it becomes a gRPC status.
+//! The error every agent manager and backend returns, and the one place it becomes a gRPC status.
 //!
 //! Each variant says who is at fault, so the control plane knows whether to fix its request
 //! (`InvalidArgument`, `FailedPrecondition`, `ResourceExhausted`, `NotFound`), retry

@@ -1,10 +1,11 @@
-//! Fault injection for the simulated drivers: one plan per simulated device, consulted at the
-//! start of every operation, settable at runtime through the device's in-process handle.
+//! Fault injection for the agents' backends: one plan per device, consulted by the
+//! fault-injecting backend wrapper at the start of every device operation, settable at
+//! runtime through the device's in-process handle.
 //!
 //! ```text
-//! faults.fail_nth(HostOp::EnsureVm, 2);          // the 2nd EnsureVm from now fails, once
-//! faults.fail_always(HostOp::RemoveVm);          // every RemoveVm fails until cleared
-//! faults.delay(HostOp::EnsureVm, 2 * SECOND);    // every EnsureVm takes 2 s longer
+//! faults.fail_nth(HostOp::DomainDefine, 2);      // the 2nd define from now fails, once
+//! faults.fail_always(HostOp::DomainStop);        // every stop fails until cleared
+//! faults.delay(HostOp::DomainDefine, 2 * SECOND); // every define takes 2 s longer
 //! faults.chaos(0.05, 42);                        // 5 % of all calls fail, reproducibly
 //! faults.clear();
 //! ```
@@ -159,7 +160,7 @@ impl<Op: FaultOp> FaultPlan<Op> {
         lock(&self.inner).calls.get(&op).copied().unwrap_or(0)
     }
 
-    /// Called by a simulated driver at the start of `op`: waits for any injected delay, then
+    /// Called by a fault-injecting backend at the start of `op`: waits for any injected delay, then
     /// returns the injected failure, if one is due.
     pub async fn check(&self, op: Op) -> Result<(), InjectedFault> {
         let (delay, outcome) = self.decide(op);

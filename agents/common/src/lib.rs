@@ -1,11 +1,13 @@
 //! What the host, DPU and switch agents share, so each rule has one implementation:
 //!
-//! - [`error`]: the driver error every agent returns and its mapping to gRPC status codes;
-//! - [`fault`]: the fault plan the simulated drivers consult before every operation;
+//! - [`error`]: the error every agent manager and backend returns and its mapping to gRPC status codes;
+//! - [`fault`]: the fault plan a fault-injecting backend consults before every operation;
 //! - [`watch`]: the "full state, then every change" stream behind each agent's `Watch`;
 //! - [`generation`]: the idempotency and generation rules of every `Ensure`;
 //! - [`validate`]: parsing of ids, VNIs, MAC and IP addresses and CIDRs at the agent boundary;
 //! - [`hash`]: a stable hash and a seeded generator for deterministic jitter and chaos;
+//! - [`program`] (feature `program`): what the `host-agent`, `dpu-agent` and `switch-agent`
+//!   binaries share: the TOML config, its certificates, serving until SIGTERM or Ctrl-C;
 //! - [`tls`]: the agents' PKI (CA, agent and control-plane certificates, their directory) and
 //!   the mutual TLS configurations of both ends.
 //!
@@ -15,6 +17,8 @@ pub mod error;
 pub mod fault;
 pub mod generation;
 pub mod hash;
+#[cfg(feature = "program")]
+pub mod program;
 pub mod store;
 pub mod tls;
 pub mod validate;

@@ -44,7 +44,7 @@ pub trait WatchEvent: Clone + Send + 'static {
 /// A receiver of every change from now on, and the state when it was taken.
 pub type Subscription<E> = (broadcast::Receiver<E>, Vec<E>);
 
-/// A boxed stream of events, as drivers hand them to the gRPC layer.
+/// A boxed stream of events, as managers hand them to the gRPC layer.
 pub type EventStream<E> = Pin<Box<dyn Stream<Item = E> + Send>>;
 
 /// The sending side of an agent's change feed. Lives inside the agent's locked state.

@@ -3,17 +3,21 @@
 //! enforced on the DPU rather than in the guest.
 //!
 //! Layers, from the wire inwards: [`service`] (gRPC: decode with [`convert`], call the
-//! driver, encode), [`driver`] (the [`DpuDriver`] trait and [`SimDpuDriver`]) and [`model`]
-//! (checked port specs and statuses). The agent never depends on the control plane.
+//! manager, encode), [`manager`] (the [`DpuManager`]: desired ports, generations, limits,
+//! watch), [`backend`] (the [`DpuBackend`] trait of device operations, the simulated backend
+//! and [`SimDpu`], the fault-injecting wrapper) and [`model`] (checked port specs and
+//! statuses). The agent never depends on the control plane.
 
+pub mod backend;
 pub mod convert;
-pub mod driver;
+pub mod manager;
 pub mod model;
 pub mod service;
 
 pub use agent_common::{DriverError, FaultPlan};
-pub use driver::DpuDriver;
-pub use driver::sim::{DpuOp, SimDpuDriver, SimDpuOptions};
+pub use backend::sim::{SimDpu, SimDpuBackend, SimDpuOptions};
+pub use backend::{DpuBackend, DpuOp};
+pub use manager::DpuManager;
 pub use model::{
     Direction, DpuDescription, PortSpec, PortState, PortStatus, Protocol, SecurityRule,
 };

@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use agent_common::WatchEvent;
 use agent_common::validate::Cidr;
 
-/// The static facts of one DPU.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The static facts of one DPU (also the `[backend.sim.dpu]` table of the `dpu-agent` config).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DpuDescription {
     /// e.g. `su1-h07-dpu0`.
     pub dpu_id: String,

@@ -1,7 +1,6 @@
-//! The `DpuAgent` gRPC service: decode, call the [`DpuDriver`], encode; nothing else.
+//! The `DpuAgent` gRPC service: decode, call the [`DpuManager`], encode; nothing else.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use tonic::transport::server::Router;
@@ -12,17 +11,17 @@ use agent_proto::v1 as pb;
 use agent_proto::v1::dpu_agent_server::{DpuAgent, DpuAgentServer};
 
 use crate::convert;
-use crate::driver::DpuDriver;
+use crate::manager::DpuManager;
 
-/// Serves one DPU's driver over gRPC.
+/// Serves one DPU's manager over gRPC.
 #[derive(Clone)]
 pub struct DpuAgentService {
-    driver: Arc<dyn DpuDriver>,
+    manager: DpuManager,
 }
 
 impl DpuAgentService {
-    pub fn new(driver: Arc<dyn DpuDriver>) -> Self {
-        DpuAgentService { driver }
+    pub fn new(manager: DpuManager) -> Self {
+        DpuAgentService { manager }
     }
 
     /// A server for this service that accepts only mutual TLS: callers must present the
@@ -43,7 +42,7 @@ impl DpuAgent for DpuAgentService {
         &self,
         _request: Request<pb::InventoryRequest>,
     ) -> Result<Response<pb::DpuInventory>, Status> {
-        let dpu = self.driver.inventory().await?;
+        let dpu = self.manager.inventory().await?;
         Ok(Response::new(convert::inventory_to_proto(&dpu, crate::AGENT_VERSION)))
     }
 
@@ -52,7 +51,7 @@ impl DpuAgent for DpuAgentService {
         request: Request<pb::EnsurePortRequest>,
     ) -> Result<Response<pb::PortStatus>, Status> {
         let spec = convert::port_spec_from_proto(request.into_inner().spec)?;
-        let status = self.driver.port_ensure(spec).await?;
+        let status = self.manager.port_ensure(spec).await?;
         Ok(Response::new(convert::port_status_to_proto(&status)))
     }
 
@@ -62,7 +61,7 @@ impl DpuAgent for DpuAgentService {
     ) -> Result<Response<pb::PortStatus>, Status> {
         let request = request.into_inner();
         let port_id = convert::port_id_from_proto(&request.port_id)?;
-        let status = self.driver.port_remove(&port_id, request.generation).await?;
+        let status = self.manager.port_remove(&port_id, request.generation).await?;
         Ok(Response::new(convert::port_status_to_proto(&status)))
     }
 
@@ -72,7 +71,7 @@ impl DpuAgent for DpuAgentService {
         &self,
         _request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let events = self.driver.watch().await?;
+        let events = self.manager.watch()?;
         let stream = events.map(|status| Ok(convert::port_status_to_proto(&status)));
         Ok(Response::new(Box::pin(stream)))
     }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use agent_common::DriverError;
 
-use crate::model::{GpuHealth, HostDescription, VmSpec};
+use crate::model::{GpuHealth, HostDescription, PartitionStatus, VmSpec};
 
 /// Everything one VM holds on the host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,6 +37,13 @@ pub struct Claim {
 
 fn invalid(message: String) -> DriverError {
     DriverError::InvalidArgument(message)
+}
+
+fn unknown(partition_id: u32) -> DriverError {
+    invalid(format!(
+        "partition_id {partition_id} is not in this host's Fabric Manager partition table; \
+         pick one from GetInventory"
+    ))
 }
 
 fn list(values: impl IntoIterator<Item = u32>) -> String {
@@ -174,10 +181,13 @@ fn split_hugepages(
         .collect()
 }
 
-/// The claims of every VM on one host.
+/// The claims of every VM on one host, and the active Fabric Manager partitions with the VM
+/// each is active for. A partition is active for a VM from `activate` (or the `commit` of a
+/// claim using it) until `deactivate` or the VM's `release`.
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
     claims: BTreeMap<String, Claim>,
+    partitions: BTreeMap<u32, String>,
 }
 
 impl Ledger {
@@ -190,24 +200,11 @@ impl Ledger {
         claim: &Claim,
     ) -> Result<(), DriverError> {
         let conflict = |m: String| Err(DriverError::FailedPrecondition(m));
+        if let Some(wanted) = claim.partition {
+            self.check_partition(host, wanted, vm_id)?;
+        }
         let others = self.claims.iter().filter(|(owner, _)| owner.as_str() != vm_id);
         for (owner, held) in others {
-            if let (Some(wanted), Some(active)) = (claim.partition, held.partition) {
-                let wanted_modules = host.partition(wanted).map(|p| p.module_ids.clone());
-                let active_modules = host.partition(active).map(|p| p.module_ids.clone());
-                if let (Some(wanted_modules), Some(active_modules)) =
-                    (wanted_modules, active_modules)
-                    && wanted_modules.iter().any(|m| active_modules.contains(m))
-                {
-                    return conflict(format!(
-                        "partition {wanted} (GPU modules {}) overlaps partition {active} (GPU \
-                         modules {}), active for VM {owner}; remove that VM first or choose a \
-                         free partition",
-                        list(wanted_modules),
-                        list(active_modules)
-                    ));
-                }
-            }
             if let Some(gpu) = claim.gpus.intersection(&held.gpus).next() {
                 return conflict(format!(
                     "GPU module {gpu} is already given to VM {owner}; choose free GPUs"
@@ -237,13 +234,112 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records `claim` as what `vm_id` holds, replacing its previous claim.
+    /// Refuses partition `wanted` for `vm_id` if it overlaps a partition active for another
+    /// VM (itself included: a partition is active for one VM at a time).
+    fn check_partition(
+        &self,
+        host: &HostDescription,
+        wanted: u32,
+        vm_id: &str,
+    ) -> Result<(), DriverError> {
+        let Some(wanted_modules) = host.partition(wanted).map(|p| &p.module_ids) else {
+            return Ok(());
+        };
+        for (active, owner) in self.partitions.iter().filter(|(_, owner)| *owner != vm_id) {
+            let Some(active_modules) = host.partition(*active).map(|p| &p.module_ids) else {
+                continue;
+            };
+            if wanted_modules.iter().any(|m| active_modules.contains(m)) {
+                return Err(DriverError::FailedPrecondition(format!(
+                    "partition {wanted} (GPU modules {}) overlaps partition {active} (GPU \
+                     modules {}), active for VM {owner}; remove that VM first or choose a free \
+                     partition",
+                    list(wanted_modules.iter().copied()),
+                    list(active_modules.iter().copied())
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Activates partition `partition_id` for `vm_id`; already active for it: nothing to do.
+    /// Errors: `InvalidArgument` for a partition the host's table does not have;
+    /// `FailedPrecondition` if it overlaps a partition active for another VM or one of its
+    /// GPUs has FAILED health.
+    pub fn activate(
+        &mut self,
+        host: &HostDescription,
+        gpu_health: &BTreeMap<u32, (GpuHealth, String)>,
+        partition_id: u32,
+        vm_id: &str,
+    ) -> Result<PartitionStatus, DriverError> {
+        let partition = host.partition(partition_id).ok_or_else(|| unknown(partition_id))?;
+        if self.partitions.get(&partition_id).is_some_and(|owner| owner == vm_id) {
+            return Ok(self.partition_status(partition_id));
+        }
+        for module in &partition.module_ids {
+            if let Some((GpuHealth::Failed, message)) = gpu_health.get(module) {
+                return Err(DriverError::FailedPrecondition(format!(
+                    "GPU module {module} of partition {partition_id} has FAILED health \
+                     ({message}); choose a partition of healthy GPUs"
+                )));
+            }
+        }
+        self.check_partition(host, partition_id, vm_id)?;
+        self.partitions.insert(partition_id, vm_id.to_owned());
+        Ok(self.partition_status(partition_id))
+    }
+
+    /// Deactivates partition `partition_id` if it is active for `vm_id`. Inactive, or active
+    /// for another VM: nothing changes, and the status says who holds it (the caller's
+    /// undo of its own activation must not take another VM's partition).
+    /// Errors: `InvalidArgument` for a partition the host's table does not have;
+    /// `FailedPrecondition` while a VM `vm_id` is still defined on it (remove the VM first).
+    pub fn deactivate(
+        &mut self,
+        host: &HostDescription,
+        partition_id: u32,
+        vm_id: &str,
+    ) -> Result<PartitionStatus, DriverError> {
+        host.partition(partition_id).ok_or_else(|| unknown(partition_id))?;
+        if self.partitions.get(&partition_id).is_some_and(|owner| owner == vm_id) {
+            if self.claims.get(vm_id).is_some_and(|c| c.partition == Some(partition_id)) {
+                return Err(DriverError::FailedPrecondition(format!(
+                    "partition {partition_id} is in use by VM {vm_id}; remove the VM first \
+                     (RemoveVm deactivates its partition)"
+                )));
+            }
+            self.partitions.remove(&partition_id);
+        }
+        Ok(self.partition_status(partition_id))
+    }
+
+    pub fn partition_status(&self, partition_id: u32) -> PartitionStatus {
+        let owner = self.partitions.get(&partition_id);
+        PartitionStatus {
+            partition_id,
+            active: owner.is_some(),
+            vm_id: owner.cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Records `claim` as what `vm_id` holds, replacing its previous claim, and activates its
+    /// partition for it (deactivating the partition of the previous claim, if another).
     pub fn commit(&mut self, vm_id: &str, claim: Claim) {
+        if let Some(previous) = self.claims.get(vm_id).and_then(|c| c.partition)
+            && claim.partition != Some(previous)
+        {
+            self.partitions.remove(&previous);
+        }
+        if let Some(partition) = claim.partition {
+            self.partitions.insert(partition, vm_id.to_owned());
+        }
         self.claims.insert(vm_id.to_owned(), claim);
     }
 
-    /// Frees everything `vm_id` holds.
+    /// Frees everything `vm_id` holds and deactivates every partition active for it.
     pub fn release(&mut self, vm_id: &str) -> Option<Claim> {
+        self.partitions.retain(|_, owner| owner != vm_id);
         self.claims.remove(vm_id)
     }
 
@@ -259,9 +355,9 @@ impl Ledger {
             .map(|(owner, _)| owner.as_str())
     }
 
-    /// Partitions active on the host: every partition a held VM uses.
+    /// Partitions active on the host.
     pub fn active_partitions(&self) -> BTreeSet<u32> {
-        self.claims.values().filter_map(|c| c.partition).collect()
+        self.partitions.keys().copied().collect()
     }
 
     /// Free 1 GiB hugepages per NUMA node.

@@ -1,10 +1,12 @@
 //! Proto ⇄ model conversions for the host agent. Decoding validates everything that can be
-//! checked without the hardware, so the driver only ever sees well-formed requests.
+//! checked without the hardware, so the manager only ever sees well-formed requests.
 
 use agent_common::{DriverError, validate};
 use agent_proto::v1 as pb;
 
-use crate::model::{GpuHealth, GpuStatus, HostEvent, HostInventory, VmSpec, VmState, VmStatus};
+use crate::model::{
+    GpuHealth, GpuStatus, HostEvent, HostInventory, PartitionStatus, VmSpec, VmState, VmStatus,
+};
 
 /// Decodes `EnsureVmRequest.spec`. Errors are `InvalidArgument` (the caller's fault).
 pub fn vm_spec_from_proto(spec: Option<pb::VmSpec>) -> Result<VmSpec, DriverError> {
@@ -29,7 +31,7 @@ pub fn vm_spec_from_proto(spec: Option<pb::VmSpec>) -> Result<VmSpec, DriverErro
     Ok(decoded)
 }
 
-/// Decodes `RemoveVmRequest.vm_id` into the lowercase key the driver uses.
+/// Decodes `RemoveVmRequest.vm_id` into the lowercase key the manager uses.
 pub fn vm_id_from_proto(vm_id: &str) -> Result<String, DriverError> {
     validate::uuid("vm_id", vm_id)
 }
@@ -58,6 +60,14 @@ pub fn vm_status_to_proto(status: &VmStatus) -> pb::VmStatus {
         state: vm_state_to_proto(status.state).into(),
         generation: status.generation,
         message: status.message.clone(),
+    }
+}
+
+pub fn partition_status_to_proto(status: &PartitionStatus) -> pb::PartitionStatus {
+    pb::PartitionStatus {
+        partition_id: status.partition_id,
+        active: status.active,
+        vm_id: status.vm_id.clone(),
     }
 }
 

@@ -3,10 +3,13 @@
 //! connect their GPUs over NVSwitch.
 //!
 //! Layers, from the wire inwards:
-//! - [`service`]: the `HostAgent` gRPC service: decodes proto ([`convert`]), calls the driver,
-//!   encodes; nothing else;
-//! - [`driver`]: the [`HostDriver`] trait every backend implements, and [`SimHostDriver`],
-//!   the simulated HGX H100 host;
+//! - [`service`]: the `HostAgent` gRPC service: decodes proto ([`convert`]), calls the
+//!   manager, encodes; nothing else;
+//! - [`manager`]: the [`HostManager`], the domain logic every backend shares: desired state,
+//!   generations, tombstones, the VM state machine and its timing, watch streams;
+//! - [`backend`]: the [`HostBackend`] trait of device operations (partitions, domains,
+//!   hardware), the simulated backend and [`SimHost`] (a manager over it, with faults), and
+//!   the fault-injecting wrapper around any backend;
 //! - [`allocation`]: which VM holds which GPU, NIC, CPU, hugepage and partition; the rules a
 //!   spec must meet against the hardware. Backend-independent, so every backend enforces the
 //!   same rules;
@@ -15,17 +18,19 @@
 //! The agent never depends on the control plane; the only contract is `agent-proto`.
 
 pub mod allocation;
+pub mod backend;
 pub mod convert;
-pub mod driver;
+pub mod manager;
 pub mod model;
 pub mod service;
 
 pub use agent_common::{DriverError, FaultPlan};
-pub use driver::HostDriver;
-pub use driver::sim::{HostOp, SimHostDriver, SimHostOptions};
+pub use backend::sim::{SimHost, SimHostBackend};
+pub use backend::{HostBackend, HostOp};
+pub use manager::{HostManager, HostOptions};
 pub use model::{
     Gpu, GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, Nic, NumaNode, Partition,
-    VmSpec, VmState, VmStatus,
+    PartitionStatus, VmSpec, VmState, VmStatus,
 };
 pub use service::HostAgentService;
 

@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use agent_common::{DriverError, WatchEvent};
+use serde::Deserialize;
 
 /// The static facts of one GPU server, as discovered at start (or given by the simulator's
-/// topology). Ids are those the control plane uses in specs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// topology, or the `[backend.sim.host]` table of the `host-agent` config). Ids are those the control plane uses in specs.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HostDescription {
     /// Stable name, e.g. `su1-h07`.
     pub host_id: String,
@@ -29,7 +31,8 @@ pub struct HostDescription {
     pub partitions: Vec<Partition>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NumaNode {
     pub id: u32,
     /// Logical CPU ids on this node (hyperthread siblings included).
@@ -40,13 +43,18 @@ pub struct NumaNode {
 }
 
 /// Health as the GPU reports it (XID errors, row remapping, falling off the bus).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum GpuHealth {
     Ok,
     /// e.g. row remap pending: usable, schedulable only by admin choice.
     Degraded,
     /// XID fault, fell off the bus: never given to a VM.
     Failed,
+}
+
+fn healthy() -> GpuHealth {
+    GpuHealth::Ok
 }
 
 impl fmt::Display for GpuHealth {
@@ -59,7 +67,8 @@ impl fmt::Display for GpuHealth {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Gpu {
     /// nvidia-smi index; not used for placement.
     pub index: u32,
@@ -73,11 +82,14 @@ pub struct Gpu {
     /// GPUs and NICs behind the same PCIe switch are paired.
     pub pcie_switch: String,
     /// Health at start; the live value is in [`HostInventory::gpu_health`].
+    #[serde(default = "healthy")]
     pub health: GpuHealth,
+    #[serde(default)]
     pub health_message: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Nic {
     pub index: u32,
     /// e.g. `mlx5_0`.
@@ -92,7 +104,8 @@ pub struct Nic {
 }
 
 /// One entry of the Fabric Manager partition table.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Partition {
     pub id: u32,
     /// Sorted GPU module ids.
@@ -321,6 +334,15 @@ impl WatchEvent for HostEvent {
     fn is_snapshot_end(&self) -> bool {
         matches!(self, HostEvent::SnapshotEnd)
     }
+}
+
+/// Whether a partition is active, and for which VM.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionStatus {
+    pub partition_id: u32,
+    pub active: bool,
+    /// The VM it is active for; empty when inactive.
+    pub vm_id: String,
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
-//! The `HostAgent` gRPC service: decode the request, call the [`HostDriver`], encode the
+//! The `HostAgent` gRPC service: decode the request, call the [`HostManager`], encode the
 //! answer. No logic lives here; errors become statuses through `agent_common::error`.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use tonic::transport::server::Router;
@@ -13,17 +12,17 @@ use agent_proto::v1 as pb;
 use agent_proto::v1::host_agent_server::{HostAgent, HostAgentServer};
 
 use crate::convert;
-use crate::driver::HostDriver;
+use crate::manager::HostManager;
 
-/// Serves one host's driver over gRPC.
+/// Serves one host's manager over gRPC.
 #[derive(Clone)]
 pub struct HostAgentService {
-    driver: Arc<dyn HostDriver>,
+    manager: HostManager,
 }
 
 impl HostAgentService {
-    pub fn new(driver: Arc<dyn HostDriver>) -> Self {
-        HostAgentService { driver }
+    pub fn new(manager: HostManager) -> Self {
+        HostAgentService { manager }
     }
 
     /// A server for this service that accepts only mutual TLS: callers must present the
@@ -44,7 +43,7 @@ impl HostAgent for HostAgentService {
         &self,
         _request: Request<pb::InventoryRequest>,
     ) -> Result<Response<pb::HostInventory>, Status> {
-        let inventory = self.driver.inventory().await?;
+        let inventory = self.manager.inventory().await?;
         Ok(Response::new(convert::inventory_to_proto(&inventory, crate::AGENT_VERSION)))
     }
 
@@ -53,7 +52,7 @@ impl HostAgent for HostAgentService {
         request: Request<pb::EnsureVmRequest>,
     ) -> Result<Response<pb::VmStatus>, Status> {
         let spec = convert::vm_spec_from_proto(request.into_inner().spec)?;
-        let status = self.driver.vm_ensure(spec).await?;
+        let status = self.manager.vm_ensure(spec).await?;
         Ok(Response::new(convert::vm_status_to_proto(&status)))
     }
 
@@ -63,8 +62,31 @@ impl HostAgent for HostAgentService {
     ) -> Result<Response<pb::VmStatus>, Status> {
         let request = request.into_inner();
         let vm_id = convert::vm_id_from_proto(&request.vm_id)?;
-        let status = self.driver.vm_remove(&vm_id, request.generation).await?;
+        let status = self.manager.vm_remove(&vm_id, request.generation).await?;
         Ok(Response::new(convert::vm_status_to_proto(&status)))
+    }
+
+    async fn activate_partition(
+        &self,
+        request: Request<pb::ActivatePartitionRequest>,
+    ) -> Result<Response<pb::PartitionStatus>, Status> {
+        let request = request.into_inner();
+        let vm_id = convert::vm_id_from_proto(&request.vm_id)?;
+        let status = self
+            .manager
+            .partition_activate(&vm_id, request.partition_id, request.generation)
+            .await?;
+        Ok(Response::new(convert::partition_status_to_proto(&status)))
+    }
+
+    async fn deactivate_partition(
+        &self,
+        request: Request<pb::DeactivatePartitionRequest>,
+    ) -> Result<Response<pb::PartitionStatus>, Status> {
+        let request = request.into_inner();
+        let vm_id = convert::vm_id_from_proto(&request.vm_id)?;
+        let status = self.manager.partition_deactivate(&vm_id, request.partition_id).await?;
+        Ok(Response::new(convert::partition_status_to_proto(&status)))
     }
 
     type WatchStream = HostEventStream;
@@ -73,7 +95,7 @@ impl HostAgent for HostAgentService {
         &self,
         _request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let events = self.driver.watch().await?;
+        let events = self.manager.watch()?;
         let stream = events.map(|event| Ok(convert::host_event_to_proto(&event)));
         Ok(Response::new(Box::pin(stream)))
     }

@@ -4,13 +4,12 @@
 //! and health changes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use agent_proto::{AgentEndpoint, AgentKind, AgentList};
-use dpu_agent::{DpuAgentService, SimDpuDriver, SimDpuOptions};
-use host_agent::{HostAgentService, SimHostDriver, SimHostOptions};
-use switch_agent::{SimSwitchDriver, SimSwitchOptions, SwitchAgentService};
+use dpu_agent::{DpuAgentService, SimDpu, SimDpuOptions};
+use host_agent::{HostAgentService, HostOptions, SimHost};
+use switch_agent::{SimSwitch, SimSwitchOptions, SwitchAgentService};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
@@ -77,9 +76,9 @@ pub enum FleetError {
 pub struct SimFleet {
     pki: PkiDir,
     endpoints: Vec<AgentEndpoint>,
-    hosts: BTreeMap<String, SimHostDriver>,
-    dpus: BTreeMap<String, SimDpuDriver>,
-    switches: BTreeMap<String, SimSwitchDriver>,
+    hosts: BTreeMap<String, SimHost>,
+    dpus: BTreeMap<String, SimDpu>,
+    switches: BTreeMap<String, SimSwitch>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
 }
@@ -136,9 +135,9 @@ impl SimFleet {
 
         for description in plan.hosts {
             let id = description.host_id.clone();
-            let driver = SimHostDriver::new(
+            let host = SimHost::new(
                 description,
-                SimHostOptions {
+                HostOptions {
                     provision_delay: options.provision_delay,
                     remove_delay: options.remove_delay,
                     jitter: options.jitter,
@@ -147,15 +146,15 @@ impl SimFleet {
                 },
             );
             let credentials = fleet.credentials(AgentKind::Host, &id)?;
-            let router = HostAgentService::new(Arc::new(driver.clone()))
+            let router = HostAgentService::new(host.manager().clone())
                 .into_router(&credentials)
                 .map_err(|e| tls_error(AgentKind::Host, &id, &e))?;
             fleet.serve(AgentKind::Host, &id, router).await?;
-            fleet.hosts.insert(id, driver);
+            fleet.hosts.insert(id, host);
         }
         for description in plan.dpus {
             let id = description.dpu_id.clone();
-            let driver = SimDpuDriver::new(
+            let dpu = SimDpu::new(
                 description,
                 SimDpuOptions {
                     apply_delay: options.network_apply_delay,
@@ -163,15 +162,15 @@ impl SimFleet {
                 },
             );
             let credentials = fleet.credentials(AgentKind::Dpu, &id)?;
-            let router = DpuAgentService::new(Arc::new(driver.clone()))
+            let router = DpuAgentService::new(dpu.manager().clone())
                 .into_router(&credentials)
                 .map_err(|e| tls_error(AgentKind::Dpu, &id, &e))?;
             fleet.serve(AgentKind::Dpu, &id, router).await?;
-            fleet.dpus.insert(id, driver);
+            fleet.dpus.insert(id, dpu);
         }
         for description in plan.switches {
             let id = description.switch_id.clone();
-            let driver = SimSwitchDriver::new(
+            let switch = SimSwitch::new(
                 description,
                 SimSwitchOptions {
                     apply_delay: options.network_apply_delay,
@@ -179,11 +178,11 @@ impl SimFleet {
                 },
             );
             let credentials = fleet.credentials(AgentKind::Switch, &id)?;
-            let router = SwitchAgentService::new(Arc::new(driver.clone()))
+            let router = SwitchAgentService::new(switch.manager().clone())
                 .into_router(&credentials)
                 .map_err(|e| tls_error(AgentKind::Switch, &id, &e))?;
             fleet.serve(AgentKind::Switch, &id, router).await?;
-            fleet.switches.insert(id, driver);
+            fleet.switches.insert(id, switch);
         }
 
         info!(
@@ -257,29 +256,29 @@ impl SimFleet {
     }
 
     /// The in-process handle of host `id` (e.g. `su1-h07`).
-    pub fn host(&self, id: &str) -> Option<&SimHostDriver> {
+    pub fn host(&self, id: &str) -> Option<&SimHost> {
         self.hosts.get(id)
     }
 
     /// The in-process handle of DPU `id` (e.g. `su1-h07-dpu0`).
-    pub fn dpu(&self, id: &str) -> Option<&SimDpuDriver> {
+    pub fn dpu(&self, id: &str) -> Option<&SimDpu> {
         self.dpus.get(id)
     }
 
     /// The in-process handle of switch `id` (e.g. `su1-leaf3`).
-    pub fn switch(&self, id: &str) -> Option<&SimSwitchDriver> {
+    pub fn switch(&self, id: &str) -> Option<&SimSwitch> {
         self.switches.get(id)
     }
 
-    pub fn hosts(&self) -> impl Iterator<Item = &SimHostDriver> {
+    pub fn hosts(&self) -> impl Iterator<Item = &SimHost> {
         self.hosts.values()
     }
 
-    pub fn dpus(&self) -> impl Iterator<Item = &SimDpuDriver> {
+    pub fn dpus(&self) -> impl Iterator<Item = &SimDpu> {
         self.dpus.values()
     }
 
-    pub fn switches(&self) -> impl Iterator<Item = &SimSwitchDriver> {
+    pub fn switches(&self) -> impl Iterator<Item = &SimSwitch> {
         self.switches.values()
     }
 

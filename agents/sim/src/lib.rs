@@ -1,6 +1,6 @@
 //! A simulated HGX datacenter: every host, DPU and switch agent of a [`Topology`] served
 //! from one process, each as its own gRPC server on loopback, running the real agent service
-//! code over the simulated drivers.
+//! code and managers over simulated backends.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -10,9 +10,10 @@
 //! for endpoint in fleet.endpoints() {
 //!     println!("{} {} {}", endpoint.kind, endpoint.id, endpoint.url);
 //! }
-//! // Misbehave on purpose: the next EnsureVm on su1-h07 fails with UNAVAILABLE.
+//! // Misbehave on purpose: the next EnsureVm on su1-h07 fails with UNAVAILABLE (its domain
+//! // define fails).
 //! if let Some(host) = fleet.host("su1-h07") {
-//!     host.faults().fail_nth(sim_fleet::HostOp::EnsureVm, 1);
+//!     host.faults().fail_nth(sim_fleet::HostOp::DomainDefine, 1);
 //! }
 //! fleet.shutdown().await;
 //! # Ok(()) }
@@ -27,8 +28,8 @@ pub mod topology;
 
 pub use agent_common::FaultPlan;
 pub use agent_common::tls::PkiDir;
-pub use dpu_agent::{DpuOp, SimDpuDriver};
+pub use dpu_agent::{DpuOp, SimDpu};
 pub use fleet::{FleetError, SimFleet, SimOptions};
-pub use host_agent::{GpuHealth, HostDriver, HostOp, SimHostDriver};
-pub use switch_agent::{SimSwitchDriver, SwitchOp};
+pub use host_agent::{GpuHealth, HostOp, SimHost};
+pub use switch_agent::{SimSwitch, SwitchOp};
 pub use topology::{Topology, TopologyError};

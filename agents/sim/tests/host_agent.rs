@@ -173,6 +173,61 @@ async fn test_partitions_activate_refuse_overlap_and_deactivate() {
     ensure(&mut client, gpu_vm(9, 9, &[3], 45)).await.expect("GPU 3 is free again");
 }
 
+/// The Fabric Manager partition RPCs a launch saga calls before EnsureVm (and as its undo).
+#[tokio::test]
+async fn test_partition_rpcs_activate_deactivate() {
+    let fleet = fleet().await;
+    let mut client = host_client(&fleet, HOST).await;
+    let (a, b) = (uuid(1), uuid(2));
+    let active = |vm: &str| pb::PartitionStatus { partition_id: 3, active: true, vm_id: vm.into() };
+    let inactive = pb::PartitionStatus { partition_id: 3, active: false, vm_id: String::new() };
+
+    // Idempotent for the same VM; shown active in the inventory.
+    assert_eq!(activate(&mut client, &a, 3).await.expect("activate"), active(&a));
+    assert_eq!(activate(&mut client, &a, 3).await.expect("again"), active(&a));
+    let inv = inventory(&mut client).await;
+    assert!(inv.partitions.iter().any(|p| p.id == 3 && p.active));
+
+    // Another VM cannot have it, nor an overlapping one ({1,2,3,4}), nor launch onto it.
+    for partition in [3, 1] {
+        assert_refused(
+            activate(&mut client, &b, partition).await,
+            Code::FailedPrecondition,
+            "active for VM",
+        );
+    }
+    assert_refused(
+        ensure(&mut client, gpu_vm(2, 3, &[1, 3], 0)).await,
+        Code::FailedPrecondition,
+        "overlaps partition 3",
+    );
+    assert_refused(activate(&mut client, &a, 42).await, Code::InvalidArgument, "partition_id 42");
+    // B's undo leaves A's partition alone and says whose it is.
+    assert_eq!(deactivate(&mut client, &b, 3).await.expect("other's"), active(&a));
+
+    // EnsureVm adopts the activation; while the VM is defined it cannot be deactivated.
+    let vm = gpu_vm(1, 3, &[1, 3], 0);
+    ensure(&mut client, vm.clone()).await.expect("ensure on the active partition");
+    assert_refused(deactivate(&mut client, &a, 3).await, Code::FailedPrecondition, "in use");
+
+    // RemoveVm deactivates it once the VM is gone; deactivating again is fine.
+    let mut events = client.watch(pb::WatchRequest {}).await.expect("watch").into_inner();
+    snapshot(&mut events, 1).await;
+    remove(&mut client, &vm.vm_id).await;
+    assert_eq!(next_vm_of(&mut events, &a).await.state(), pb::VmState::Stopping);
+    assert_eq!(next_vm_of(&mut events, &a).await.state(), pb::VmState::Deleted);
+    assert_eq!(deactivate(&mut client, &a, 3).await.expect("gone"), inactive);
+
+    // Without a VM, activate then deactivate frees it for another VM; a GPU that FAILED
+    // keeps its partitions from being activated.
+    activate(&mut client, &a, 3).await.expect("activate");
+    assert_eq!(deactivate(&mut client, &a, 3).await.expect("undo"), inactive);
+    assert_eq!(activate(&mut client, &b, 3).await.expect("free for B"), active(&b));
+    let host = fleet.host(HOST).expect("handle");
+    host.set_gpu_health(8, GpuHealth::Failed, "XID 79").expect("flip");
+    assert_refused(activate(&mut client, &a, 2).await, Code::FailedPrecondition, "FAILED");
+}
+
 #[tokio::test]
 async fn test_resources_are_never_given_twice() {
     let fleet = fleet().await;
@@ -340,26 +395,26 @@ async fn test_fault_injection() {
     let faults = fleet.host(HOST).expect("handle").faults();
 
     // The 2nd EnsureVm from now fails, once, without side effects.
-    faults.fail_nth(HostOp::EnsureVm, 2);
+    faults.fail_nth(HostOp::DomainDefine, 2);
     ensure(&mut client, cpu_vm(1, 0)).await.expect("1st call");
     let status = ensure(&mut client, cpu_vm(2, 10)).await.expect_err("2nd call is injected");
     assert_eq!(status.code(), Code::Unavailable);
-    assert!(status.message().starts_with("injected fault: ensure_vm"), "{}", status.message());
+    assert!(status.message().starts_with("injected fault: domain_define"), "{}", status.message());
     assert_eq!(status.metadata().get("x-fault").and_then(|v| v.to_str().ok()), Some("injected"));
     assert_eq!(fleet.host(HOST).expect("handle").vm_count(), 1);
     ensure(&mut client, cpu_vm(2, 10)).await.expect("the retry succeeds");
 
     // Always fail, until cleared.
-    faults.fail_always(HostOp::GetInventory);
+    faults.fail_always(HostOp::Hardware);
     for _ in 0..3 {
         let status = client.get_inventory(pb::InventoryRequest {}).await.expect_err("injected");
         assert_eq!(status.code(), Code::Unavailable);
     }
-    faults.clear_op(HostOp::GetInventory);
+    faults.clear_op(HostOp::Hardware);
     inventory(&mut client).await;
 
     // Delay an operation.
-    faults.delay(HostOp::RemoveVm, Duration::from_millis(300));
+    faults.delay(HostOp::DomainStop, Duration::from_millis(300));
     let started = Instant::now();
     remove(&mut client, &uuid(1)).await;
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -370,7 +425,7 @@ async fn test_fault_injection() {
         let client = client.clone();
         async move {
             let mut client = client;
-            faults.chaos_on(&[HostOp::GetInventory], 0.5, seed);
+            faults.chaos_on(&[HostOp::Hardware], 0.5, seed);
             let mut failed = Vec::new();
             for _ in 0..20 {
                 failed.push(client.get_inventory(pb::InventoryRequest {}).await.is_err());
@@ -384,7 +439,7 @@ async fn test_fault_injection() {
     assert!(first.contains(&true) && first.contains(&false), "{first:?}");
 
     // A failed boot: the VM ends FAILED with the injected message.
-    faults.fail_nth(HostOp::Boot, 1);
+    faults.fail_nth(HostOp::DomainStart, 1);
     let mut events = client.watch(pb::WatchRequest {}).await.expect("watch").into_inner();
     ensure(&mut client, cpu_vm(3, 20)).await.expect("ensure");
     let failed = loop {
@@ -393,6 +448,6 @@ async fn test_fault_injection() {
             break vm;
         }
     };
-    assert!(failed.message.starts_with("injected fault: boot"), "{}", failed.message);
+    assert!(failed.message.starts_with("injected fault: domain_start"), "{}", failed.message);
     assert!(faults.injected_count() >= 6);
 }

@@ -143,13 +143,13 @@ async fn test_dpu_max_ports_and_faults() {
     );
 
     let faults = fleet.dpu(DPU).expect("handle").faults();
-    faults.fail_nth(DpuOp::RemovePort, 1);
+    faults.fail_nth(DpuOp::PortDetach, 1);
     let status = client
         .remove_port(pb::RemovePortRequest { port_id: uuid(1000), generation: 0 })
         .await
         .expect_err("injected");
     assert_eq!(status.code(), Code::Unavailable);
-    assert!(status.message().contains("injected fault: remove_port"));
+    assert!(status.message().contains("injected fault: port_detach"));
     assert_eq!(fleet.dpu(DPU).expect("handle").port_count(), 64);
     client
         .remove_port(pb::RemovePortRequest { port_id: uuid(1000), generation: 0 })
@@ -227,10 +227,11 @@ async fn test_switch_inventory_vpcs_and_watch() {
         removed_seen = next(&mut events).await == removed;
     }
 
-    fleet.switch(LEAF).expect("handle").faults().fail_always(SwitchOp::EnsureVpc);
+    fleet.switch(LEAF).expect("handle").faults().fail_always(SwitchOp::VrfApply);
+    // The device refuses a VPC the manager accepted: UNAVAILABLE, marked as injected.
     assert_refused(
-        ensure(vpc(3, 50_003, &[])).await,
+        ensure(vpc(3, 59_003, &[])).await,
         Code::Unavailable,
-        "injected fault: ensure_vpc",
+        "injected fault: vrf_apply",
     );
 }

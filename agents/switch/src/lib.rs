@@ -2,17 +2,20 @@
 //! leaf: one VRF per VPC with its L3 VNI (EVPN type-5 routes) and one L2 VNI per subnet.
 //!
 //! Layers, from the wire inwards: [`service`] (gRPC: decode with [`convert`], call the
-//! driver, encode), [`driver`] (the [`SwitchDriver`] trait and [`SimSwitchDriver`]) and
-//! [`model`]. The agent never depends on the control plane.
+//! manager, encode), [`manager`] (the [`SwitchManager`]: desired VPCs, generations,
+//! collisions, watch), [`backend`] (the [`SwitchBackend`] trait of device operations, the
+//! simulated backend and [`SimSwitch`], the fault-injecting wrapper) and [`model`]. The agent never depends on the control plane.
 
+pub mod backend;
 pub mod convert;
-pub mod driver;
+pub mod manager;
 pub mod model;
 pub mod service;
 
 pub use agent_common::{DriverError, FaultPlan};
-pub use driver::SwitchDriver;
-pub use driver::sim::{SimSwitchDriver, SimSwitchOptions, SwitchOp};
+pub use backend::sim::{SimSwitch, SimSwitchBackend, SimSwitchOptions};
+pub use backend::{SwitchBackend, SwitchOp};
+pub use manager::SwitchManager;
 pub use model::{Segment, SwitchDescription, SwitchPort, SwitchRole, VpcSpec, VpcState, VpcStatus};
 pub use service::SwitchAgentService;
 

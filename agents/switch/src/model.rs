@@ -7,14 +7,16 @@ use std::fmt;
 use agent_common::WatchEvent;
 use agent_common::validate::Cidr;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SwitchRole {
     RailLeaf,
     Spine,
 }
 
 /// One front-panel port and what it is cabled to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SwitchPort {
     /// e.g. `swp7`.
     pub name: String,
@@ -23,8 +25,10 @@ pub struct SwitchPort {
     pub speed_gbps: u32,
 }
 
-/// The static facts of one switch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The static facts of one switch (also the `[backend.sim.switch]` table of the
+/// `switch-agent` config).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SwitchDescription {
     /// e.g. `su1-leaf3`.
     pub switch_id: String,

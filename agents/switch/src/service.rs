@@ -1,7 +1,6 @@
-//! The `SwitchAgent` gRPC service: decode, call the [`SwitchDriver`], encode; nothing else.
+//! The `SwitchAgent` gRPC service: decode, call the [`SwitchManager`], encode; nothing else.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use tonic::transport::server::Router;
@@ -12,17 +11,17 @@ use agent_proto::v1 as pb;
 use agent_proto::v1::switch_agent_server::{SwitchAgent, SwitchAgentServer};
 
 use crate::convert;
-use crate::driver::SwitchDriver;
+use crate::manager::SwitchManager;
 
-/// Serves one switch's driver over gRPC.
+/// Serves one switch's manager over gRPC.
 #[derive(Clone)]
 pub struct SwitchAgentService {
-    driver: Arc<dyn SwitchDriver>,
+    manager: SwitchManager,
 }
 
 impl SwitchAgentService {
-    pub fn new(driver: Arc<dyn SwitchDriver>) -> Self {
-        SwitchAgentService { driver }
+    pub fn new(manager: SwitchManager) -> Self {
+        SwitchAgentService { manager }
     }
 
     /// A server for this service that accepts only mutual TLS: callers must present the
@@ -43,7 +42,7 @@ impl SwitchAgent for SwitchAgentService {
         &self,
         _request: Request<pb::InventoryRequest>,
     ) -> Result<Response<pb::SwitchInventory>, Status> {
-        let switch = self.driver.inventory().await?;
+        let switch = self.manager.inventory().await?;
         Ok(Response::new(convert::inventory_to_proto(&switch, crate::AGENT_VERSION)))
     }
 
@@ -52,7 +51,7 @@ impl SwitchAgent for SwitchAgentService {
         request: Request<pb::EnsureVpcRequest>,
     ) -> Result<Response<pb::VpcStatus>, Status> {
         let spec = convert::vpc_spec_from_proto(request.into_inner().spec)?;
-        let status = self.driver.vpc_ensure(spec).await?;
+        let status = self.manager.vpc_ensure(spec).await?;
         Ok(Response::new(convert::vpc_status_to_proto(&status)))
     }
 
@@ -62,7 +61,7 @@ impl SwitchAgent for SwitchAgentService {
     ) -> Result<Response<pb::VpcStatus>, Status> {
         let request = request.into_inner();
         let vpc_id = convert::vpc_id_from_proto(&request.vpc_id)?;
-        let status = self.driver.vpc_remove(&vpc_id, request.generation).await?;
+        let status = self.manager.vpc_remove(&vpc_id, request.generation).await?;
         Ok(Response::new(convert::vpc_status_to_proto(&status)))
     }
 
@@ -72,7 +71,7 @@ impl SwitchAgent for SwitchAgentService {
         &self,
         _request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let events = self.driver.watch().await?;
+        let events = self.manager.watch()?;
         let stream = events.map(|status| Ok(convert::vpc_status_to_proto(&status)));
         Ok(Response::new(Box::pin(stream)))
     }

@@ -61,8 +61,8 @@ async fn an_inventory_that_reports_another_id_is_refused() {
     pki.ensure(&[listed], false).unwrap();
     let description = sim_fleet::Topology::hgx_h100(1).hosts().remove(0);
     assert_eq!(description.host_id, "su1-h01");
-    let driver = host_agent::SimHostDriver::new(description, Default::default());
-    let router = host_agent::HostAgentService::new(Arc::new(driver))
+    let sim = host_agent::SimHost::new(description, Default::default());
+    let router = host_agent::HostAgentService::new(sim.manager().clone())
         .into_router(&pki.agent(listed).unwrap())
         .unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -388,7 +388,7 @@ async fn stuck_and_refused_launches_are_undone() {
     let ctl = &stack.controller;
     let admin = &op(&stack.admin);
     for host in stack.fleet.hosts() {
-        host.faults().delay(sim_fleet::HostOp::Boot, Duration::from_secs(3600));
+        host.faults().delay(sim_fleet::HostOp::DomainStart, Duration::from_secs(3600));
     }
     let mut events = ctl.events().subscribe();
     let stuck = ctl.instance_create(admin, &launch("stuck", "h100x4")).await.unwrap().remove(0);
@@ -415,7 +415,7 @@ async fn stuck_and_refused_launches_are_undone() {
 
     for host in stack.fleet.hosts() {
         host.faults().clear();
-        host.faults().fail_always(sim_fleet::HostOp::EnsureVm);
+        host.faults().fail_always(sim_fleet::HostOp::DomainDefine);
     }
     ctl.instance_create(admin, &launch("refused", "h100x1")).await.unwrap();
     wait_for_state(&mut events, "refused", InstanceState::Failed).await;
@@ -474,8 +474,6 @@ async fn concurrent_guesses_are_counted_before_hashing() {
 /// a sentence, the other one still runs, and deleting the failed one frees its GPUs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_vm_that_vanished_while_the_control_plane_was_down_is_failed() {
-    use sim_fleet::HostDriver;
-
     let url = sqlite_url("vanished");
     let stack = start(&url, 1).await;
     let first = &stack.controller;
@@ -542,7 +540,7 @@ async fn a_launch_deleted_before_its_vm_existed_never_starts() {
     let ctl = &stack.controller;
     let admin = &op(&stack.admin);
     for host in stack.fleet.hosts() {
-        host.faults().delay(sim_fleet::HostOp::EnsureVm, Duration::from_millis(500));
+        host.faults().delay(sim_fleet::HostOp::DomainDefine, Duration::from_millis(500));
     }
     let mut events = ctl.events().subscribe();
     let vm = ctl.instance_create(admin, &launch("fleeting", "h100x8")).await.unwrap().remove(0);

@@ -31,7 +31,7 @@ async fn a_delete_its_host_never_confirms_fails_at_the_deadline_and_keeps_the_gp
     wait_for_state(&mut events, "doomed", InstanceState::Running).await;
     let host_name = vm.host_name.clone().unwrap();
     let host = stack.fleet.host(&host_name).unwrap();
-    host.faults().fail_always(sim_fleet::HostOp::RemoveVm);
+    host.faults().fail_always(sim_fleet::HostOp::DomainStop);
 
     ctl.instance_delete(admin, vm.id).await.unwrap();
     wait_for_state(&mut events, "doomed", InstanceState::Failed).await;
@@ -62,8 +62,8 @@ async fn an_undo_whose_remove_failed_keeps_the_gpus_until_the_host_confirms() {
     let ctl = &stack.controller;
     let admin = &op(&stack.admin);
     for host in stack.fleet.hosts() {
-        host.faults().delay(sim_fleet::HostOp::Boot, Duration::from_secs(3600));
-        host.faults().fail_always(sim_fleet::HostOp::RemoveVm);
+        host.faults().delay(sim_fleet::HostOp::DomainStart, Duration::from_secs(3600));
+        host.faults().fail_always(sim_fleet::HostOp::DomainStop);
     }
     let mut events = ctl.events().subscribe();
     let vm = ctl.instance_create(admin, &launch("stuck", "h100x4")).await.unwrap().remove(0);
@@ -73,7 +73,7 @@ async fn an_undo_whose_remove_failed_keeps_the_gpus_until_the_host_confirms() {
     assert_eq!(host.vm_count(), 1, "RemoveVm failed: the VM is still on its host");
     assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 4, "so are its claims");
 
-    host.faults().clear_op(sim_fleet::HostOp::RemoveVm);
+    host.faults().clear_op(sim_fleet::HostOp::DomainStop);
     eventually(30, "the VM's removal and the release", async || {
         host.vm_count() == 0 && ctl.fleet_summary(admin).await.unwrap().gpus_used() == 0
     })

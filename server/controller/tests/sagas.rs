@@ -14,7 +14,7 @@ use sea_orm::{ConnectionTrait, Statement};
 
 /// `instance_create`'s nodes, in order. The first only confirms the claim its transaction
 /// committed; steno runs no undo for the node that fails, so an error is injected after it.
-const CREATE_NODES: [&str; 3] = ["claimed", "vm_ensured", "running"];
+const CREATE_NODES: [&str; 4] = ["claimed", "partition_activated", "vm_ensured", "running"];
 const DELETE_NODES: [&str; 2] = ["deleting", "vm_removed"];
 
 /// A short lease, so that a replica takes over a dead one's sagas quickly.
@@ -44,6 +44,15 @@ async fn sagas_done(ctl: &Controller) {
 
 fn vms(stack: &Stack) -> usize {
     stack.fleet.hosts().map(|h| h.vm_count()).sum()
+}
+
+/// Fabric Manager partitions active on the sim hosts.
+async fn partitions(stack: &Stack) -> usize {
+    let mut active = 0;
+    for host in stack.fleet.hosts() {
+        active += host.inventory().await.expect("inventory").active_partitions.len();
+    }
+    active
 }
 
 async fn claims(ctl: &Controller) -> i64 {
@@ -86,9 +95,10 @@ async fn deleted(stack: &Stack, name: &str) {
     sagas_done(&stack.controller).await;
 }
 
-/// Nothing left of a launch or delete: no VM, no claim, and vm removal finished.
+/// Nothing left of a launch or delete: no VM, no active partition, no claim.
 async fn nothing_left(stack: &Stack) {
     eventually(10, "the VMs gone", async || vms(stack) == 0).await;
+    assert_eq!(partitions(stack).await, 0);
     assert_eq!(claims(&stack.controller).await, 0);
 }
 
@@ -100,7 +110,7 @@ async fn actions_succeed_idempotently(url: &str) {
     }
     launched(&stack, "twice").await;
     assert_eq!(state_of(ctl, "twice").await, "running");
-    assert_eq!(vms(&stack), 1);
+    assert_eq!((vms(&stack), partitions(&stack).await), (1, 1));
     assert_eq!(claims(ctl).await, 1);
     for node in DELETE_NODES {
         ctl.testing_inject_next_saga(Injection::Repeat(node));
@@ -208,8 +218,8 @@ async fn a_replica_dying_after_any_node_is_taken_over(url: &str) {
 async fn transient_agent_errors_are_retried_inside_the_step(url: &str) {
     let stack = stack(url).await;
     for host in stack.fleet.hosts() {
-        host.faults().fail_nth(sim_fleet::HostOp::EnsureVm, 1);
-        host.faults().fail_nth(sim_fleet::HostOp::EnsureVm, 2);
+        host.faults().fail_nth(sim_fleet::HostOp::DomainDefine, 1);
+        host.faults().fail_nth(sim_fleet::HostOp::DomainDefine, 2);
     }
     launched(&stack, "retried").await;
     assert_eq!(state_of(&stack.controller, "retried").await, "running");

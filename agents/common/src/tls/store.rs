@@ -156,7 +156,7 @@ impl PkiDir {
     }
 }
 
-fn read(path: &Path) -> Result<String, TlsError> {
+pub(crate) fn read(path: &Path) -> Result<String, TlsError> {
     std::fs::read_to_string(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
 }
 

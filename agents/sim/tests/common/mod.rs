@@ -131,6 +131,24 @@ pub async fn remove(client: &mut HostAgentClient<Channel>, vm_id: &str) -> pb::V
         .into_inner()
 }
 
+pub async fn activate(
+    client: &mut HostAgentClient<Channel>,
+    vm_id: &str,
+    partition_id: u32,
+) -> Result<pb::PartitionStatus, Status> {
+    let request = pb::ActivatePartitionRequest { vm_id: vm_id.into(), partition_id, generation: 1 };
+    client.activate_partition(request).await.map(tonic::Response::into_inner)
+}
+
+pub async fn deactivate(
+    client: &mut HostAgentClient<Channel>,
+    vm_id: &str,
+    partition_id: u32,
+) -> Result<pb::PartitionStatus, Status> {
+    let request = pb::DeactivatePartitionRequest { vm_id: vm_id.into(), partition_id };
+    client.deactivate_partition(request).await.map(tonic::Response::into_inner)
+}
+
 pub async fn inventory(client: &mut HostAgentClient<Channel>) -> pb::HostInventory {
     client.get_inventory(pb::InventoryRequest {}).await.expect("inventory").into_inner()
 }

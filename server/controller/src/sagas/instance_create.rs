@@ -2,21 +2,26 @@
 //! its instance row, GPU claims and this saga's row in one transaction.
 //!
 //! ```text
-//! claimed        + sic_claimed       (the claim is in the database)    - sic_undo_launch
-//!                  ← "activate partition" (+ ActivatePartition / - DeactivatePartition) goes here
-//! vm_ensured     + sic_ensure_vm     (host agent EnsureVm)             - sic_undo_launch
-//! running        + sic_wait_running  (until the host reports running, or the deadline)
+//! claimed              + sic_claimed             (the claim is in the database)
+//!                      - sic_undo_launch
+//! partition_activated  + sic_activate_partition  (host agent ActivatePartition; CPU-only: none)
+//!                      - sic_deactivate_partition
+//! vm_ensured           + sic_ensure_vm           (host agent EnsureVm)
+//!                      - sic_undo_launch
+//! running              + sic_wait_running        (until the host reports running, or the deadline)
 //! ```
 //!
-//! Both undos are the same idempotent step: mark the launch failed (keeping the first
-//! reason given), then RemoveVm until the host confirms the VM is gone; the confirmation
-//! releases the GPU claims in its transaction (see `removal`), so GPUs are never released
-//! while a VM may still run on them.
+//! `sic_undo_launch` is idempotent: mark the launch failed (keeping the first reason given),
+//! then RemoveVm until the host confirms the VM is gone; the confirmation releases the GPU
+//! claims in its transaction (see `removal`), so GPUs are never released while a VM may
+//! still run on them. The partition's undo first does the same (a failed EnsureVm may have
+//! defined the VM, and a partition is deactivated only after its VM is gone), then
+//! DeactivatePartition.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use agent_proto::v1::EnsureVmRequest;
+use agent_proto::v1::{ActivatePartitionRequest, DeactivatePartitionRequest, EnsureVmRequest};
 use portal_types::Error;
 use portal_types::ids::GenericUuid;
 use portal_types::views::{InstanceState, LiveEvent};
@@ -43,6 +48,13 @@ pub(crate) struct Params {
 static CLAIMED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
     ActionFunc::new_action("instance_create.claimed", sic_claimed, sic_undo_launch)
 });
+static PARTITION_ACTIVATED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
+    ActionFunc::new_action(
+        "instance_create.partition_activated",
+        sic_activate_partition,
+        sic_deactivate_partition,
+    )
+});
 static VM_ENSURED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
     ActionFunc::new_action("instance_create.vm_ensured", sic_ensure_vm, sic_undo_launch)
 });
@@ -50,7 +62,7 @@ static RUNNING: LazyLock<Arc<dyn Action<PortalSaga>>> =
     LazyLock::new(|| steno::new_action_noop_undo("instance_create.running", sic_wait_running));
 
 pub(crate) fn register(registry: &mut ActionRegistry<PortalSaga>) {
-    for action in [&*CLAIMED, &*VM_ENSURED, &*RUNNING] {
+    for action in [&*CLAIMED, &*PARTITION_ACTIVATED, &*VM_ENSURED, &*RUNNING] {
         registry.register(Arc::clone(action));
     }
 }
@@ -59,7 +71,11 @@ pub(crate) fn register(registry: &mut ActionRegistry<PortalSaga>) {
 pub(crate) fn new(params: &Params) -> Result<NewSaga, Error> {
     let mut dag = DagBuilder::new(SagaName::new(NAME));
     dag.append(Node::action("claimed", "Claim", CLAIMED.as_ref()));
-    // The Fabric Manager partition's activation (undo: deactivation) goes here.
+    dag.append(Node::action(
+        "partition_activated",
+        "ActivatePartition",
+        PARTITION_ACTIVATED.as_ref(),
+    ));
     dag.append(Node::action("vm_ensured", "EnsureVm", VM_ENSURED.as_ref()));
     dag.append(Node::action("running", "WaitRunning", RUNNING.as_ref()));
     NewSaga::new(dag.build().map_err(|e| Error::internal(e.to_string()))?, params)
@@ -75,6 +91,90 @@ fn controller(ctx: &ActionContext) -> &Arc<Controller> {
 async fn sic_claimed(ctx: ActionContext) -> Result<(), ActionError> {
     let p: Params = ctx.saga_params()?;
     controller(&ctx).instance_confirm(p.instance_id).await.map_err(saga_action_failed)
+}
+
+/// Activates the VM's Fabric Manager partition before its VM is defined (idempotent for the
+/// same VM), retrying transient errors until the launch deadline; a refusal (an overlapping
+/// partition still active, a failed GPU) marks the launch failed with the host's reason.
+async fn sic_activate_partition(ctx: ActionContext) -> Result<(), ActionError> {
+    let p: Params = ctx.saga_params()?;
+    let c = controller(&ctx);
+    let mut backoff = Backoff::default();
+    loop {
+        let row = c.instance_row(p.instance_id).await.map_err(saga_action_failed)?;
+        if row.state != InstanceState::Provisioning.as_str() {
+            return Ok(());
+        }
+        let allocation = allocation_of(&row)
+            .ok_or_else(|| saga_action_failed(Error::internal("the instance has no placement")))?;
+        let Some(partition) = allocation.placement.partition else { return Ok(()) };
+        let host = &allocation.placement.host;
+        let request = ActivatePartitionRequest {
+            vm_id: row.id.to_string(),
+            partition_id: u32::from(partition),
+            generation: row.generation.max(0) as u64,
+        };
+        let status = match c.agents.host(host) {
+            Some(mut client) => match client.activate_partition(request).await {
+                Ok(_) => return Ok(()),
+                Err(status) => status,
+            },
+            None => tonic::Status::unavailable("its host agent is not connected"),
+        };
+        if transient(&status) && now_ms() < c.launch_deadline(&row) {
+            tracing::warn!(instance = %row.id, %host, error = %status.message(), "ActivatePartition failed; retrying");
+            backoff.sleep().await;
+            continue;
+        }
+        let message = format!(
+            "The launch failed: host {host} could not connect its GPUs (NVLink partition \
+             {partition}): {}. Delete this instance and launch again.",
+            status.message()
+        );
+        c.instance_launch_failed(&row, &message).await;
+        return Err(saga_action_failed(Error::unavailable(message)));
+    }
+}
+
+/// Undo of the partition's activation: the VM goes first (see the module comment), then
+/// DeactivatePartition until the host answers (inactive, or held by another VM: done).
+async fn sic_deactivate_partition(ctx: ActionContext) -> Result<(), anyhow::Error> {
+    let p: Params = ctx.saga_params()?;
+    let c = controller(&ctx);
+    // Which partition, read before the VM's removal releases the placement.
+    let mut backoff = Backoff::default();
+    let held = loop {
+        match c.instance_row(p.instance_id).await {
+            Ok(row) => {
+                break allocation_of(&row)
+                    .and_then(|a| Some((a.placement.host, a.placement.partition?)));
+            }
+            Err(Error::NotFound { .. }) => break None,
+            Err(e) => {
+                tracing::warn!(instance = %p.instance_id, error = %e, "cannot read the instance to deactivate its partition");
+                backoff.sleep().await;
+            }
+        }
+    };
+    undo_launch(c, p.instance_id).await;
+    let Some((host, partition)) = held else { return Ok(()) };
+    loop {
+        let request = DeactivatePartitionRequest {
+            vm_id: p.instance_id.to_string(),
+            partition_id: u32::from(partition),
+        };
+        let result = match c.agents.host(&host) {
+            Some(mut client) => client.deactivate_partition(request).await.map(|_| ()),
+            None => Err(tonic::Status::unavailable("its host agent is not connected")),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(status) => {
+                tracing::warn!(instance = %p.instance_id, %host, error = %status.message(), "DeactivatePartition failed; retrying");
+                backoff.sleep().await;
+            }
+        }
+    }
 }
 
 /// EnsureVm (idempotent by VM id and generation), retrying transient errors until the
@@ -159,29 +259,33 @@ async fn sic_wait_running(ctx: ActionContext) -> Result<(), ActionError> {
 /// confirms: steno cannot unwind past an undo that fails.
 async fn sic_undo_launch(ctx: ActionContext) -> Result<(), anyhow::Error> {
     let p: Params = ctx.saga_params()?;
-    let c = controller(&ctx);
+    undo_launch(controller(&ctx), p.instance_id).await;
+    Ok(())
+}
+
+async fn undo_launch(c: &Arc<Controller>, instance_id: Uuid) {
     let mut backoff = Backoff::default();
     let mut shown = false;
     loop {
-        match c.instance_row(p.instance_id).await {
+        match c.instance_row(instance_id).await {
             Ok(row) => {
                 c.instance_launch_failed(
                     &row,
                     "The launch was undone. Delete this instance and launch again.",
                 )
                 .await;
-                if c.instance_removed(p.instance_id).await {
-                    return Ok(());
+                if c.instance_removed(instance_id).await {
+                    return;
                 }
                 // Not confirmed at once: show the failure now; the release follows the host.
-                if !shown && let Ok(row) = c.instance_row(p.instance_id).await {
+                if !shown && let Ok(row) = c.instance_row(instance_id).await {
                     c.publish_instance(&row);
                     shown = true;
                 }
             }
-            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(Error::NotFound { .. }) => return,
             Err(e) => {
-                tracing::warn!(instance = %p.instance_id, error = %e, "cannot read the instance to undo its launch")
+                tracing::warn!(instance = %instance_id, error = %e, "cannot read the instance to undo its launch")
             }
         }
         backoff.sleep().await;

@@ -1,68 +1,30 @@
-//! [`SimSwitchDriver`]: a simulated Spectrum-X rail leaf. VPCs are held in memory and take
-//! `apply_delay` to configure, like an FRR reload. It refuses a VNI or VRF name already used
-//! by another VPC on the switch, as the real configuration would collide. The handle (this
-//! type; clones share one switch) exposes the fault plan.
+//! [`SwitchManager`]: the switch agent's domain logic, the same over every
+//! [`SwitchBackend`]: the desired VPCs (spec and generation, tombstones of removed ones, via
+//! [`agent_common::store`]), no VNI or VRF name used by two VPCs, and the watch streams. It
+//! tells the backend what to do and never holds its lock across a backend call: ensure
+//! applies the VRF, then decides again and records; remove removes the VRF, then records.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use async_trait::async_trait;
-use tracing::info;
+use tracing::{info, warn};
 
 use agent_common::store::{Resource, Store};
 use agent_common::watch::Subscription;
-use agent_common::{
-    DriverError, EnsureAction, EventStream, FaultPlan, lock, snapshot_then_changes,
-};
+use agent_common::{DriverError, EnsureAction, EventStream, lock, snapshot_then_changes};
 
-use super::SwitchDriver;
+use crate::backend::SwitchBackend;
 use crate::model::{SwitchDescription, VpcSpec, VpcState, VpcStatus};
 
-/// The operations faults can be injected into.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SwitchOp {
-    GetInventory,
-    EnsureVpc,
-    RemoveVpc,
-    Watch,
-}
-
-impl fmt::Display for SwitchOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SwitchOp::GetInventory => "get_inventory",
-            SwitchOp::EnsureVpc => "ensure_vpc",
-            SwitchOp::RemoveVpc => "remove_vpc",
-            SwitchOp::Watch => "watch",
-        })
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct SimSwitchOptions {
-    /// How long configuring or removing a VPC takes.
-    pub apply_delay: Duration,
-    /// How many events a watcher may fall behind before it is resynchronised.
-    pub event_capacity: usize,
-}
-
-impl Default for SimSwitchOptions {
-    fn default() -> Self {
-        SimSwitchOptions { apply_delay: Duration::from_millis(10), event_capacity: 1024 }
-    }
-}
-
-/// A simulated leaf switch. Cloning gives another handle to the same switch.
+/// One switch's manager. Cloning gives another handle to the same switch.
 #[derive(Clone)]
-pub struct SimSwitchDriver {
+pub struct SwitchManager {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     description: SwitchDescription,
-    options: SimSwitchOptions,
-    faults: FaultPlan<SwitchOp>,
+    backend: Arc<dyn SwitchBackend>,
     vpcs: Mutex<Store<VpcSpec>>,
 }
 
@@ -101,20 +63,23 @@ impl Resource for VpcSpec {
     }
 }
 
-impl fmt::Debug for SimSwitchDriver {
+impl fmt::Debug for SwitchManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimSwitchDriver")
+        f.debug_struct("SwitchManager")
             .field("switch_id", &self.inner.description.switch_id)
             .finish_non_exhaustive()
     }
 }
 
-impl SimSwitchDriver {
-    pub fn new(description: SwitchDescription, options: SimSwitchOptions) -> Self {
-        let vpcs = Mutex::new(Store::new(options.event_capacity));
-        SimSwitchDriver {
-            inner: Arc::new(Inner { description, options, faults: FaultPlan::new(), vpcs }),
-        }
+impl SwitchManager {
+    /// A manager for the switch `description` describes, holding no VPCs.
+    pub fn new(
+        description: SwitchDescription,
+        backend: Arc<dyn SwitchBackend>,
+        event_capacity: usize,
+    ) -> Self {
+        let vpcs = Mutex::new(Store::new(event_capacity));
+        SwitchManager { inner: Arc::new(Inner { description, backend, vpcs }) }
     }
 
     pub fn switch_id(&self) -> &str {
@@ -123,11 +88,6 @@ impl SimSwitchDriver {
 
     pub fn description(&self) -> &SwitchDescription {
         &self.inner.description
-    }
-
-    /// This switch's fault plan; rules take effect on the next call.
-    pub fn faults(&self) -> &FaultPlan<SwitchOp> {
-        &self.inner.faults
     }
 
     /// The spec of a VPC this switch holds.
@@ -144,10 +104,85 @@ impl SimSwitchDriver {
         lock(&self.inner.vpcs).close();
     }
 
-    async fn apply_latency(&self) {
-        if !self.inner.options.apply_delay.is_zero() {
-            tokio::time::sleep(self.inner.options.apply_delay).await;
+    /// The switch's static facts and cabling. Errors: `Unavailable` when the switch cannot
+    /// be read right now (retry).
+    pub async fn inventory(&self) -> Result<SwitchDescription, DriverError> {
+        self.inner.backend.hardware().await
+    }
+
+    /// Creates, adopts or updates the VPC `spec.vpc_id` (VRF, L3 VNI, one L2 VNI per segment)
+    /// and returns `READY` once it is configured and advertised.
+    ///
+    /// Idempotent by `vpc_id`: the same spec at the same generation changes nothing; a
+    /// higher generation replaces the spec in place.
+    ///
+    /// Errors, the caller's fault unless noted:
+    /// - `FailedPrecondition`: a lower generation than applied, a different spec at the same
+    ///   generation, a VPC removed at this generation or later, a VNI or VRF name already
+    ///   used by another VPC on this switch;
+    /// - `Unavailable`: the switch is busy (retry); `Internal`: the backend misbehaved.
+    pub async fn vpc_ensure(&self, spec: VpcSpec) -> Result<VpcStatus, DriverError> {
+        let Some(previous) = check(&lock(&self.inner.vpcs), &spec)? else {
+            return Ok(spec.ready());
+        };
+        self.inner.backend.vrf_apply(&spec).await?;
+
+        // Meanwhile another call may have changed the picture: decide again, then record.
+        let recorded = {
+            let mut vpcs = lock(&self.inner.vpcs);
+            check(&vpcs, &spec).map(|decided| match decided {
+                Some(_) => vpcs.apply(spec.clone()),
+                None => spec.ready(),
+            })
+        };
+        let stale_vrf = match &recorded {
+            // A renamed VRF leaves the old one behind.
+            Ok(_) => previous.map(|p| p.vrf_name).filter(|name| *name != spec.vrf_name),
+            // Refused after all: undo, unless another VPC now holds that VRF name.
+            Err(_) => Some(spec.vrf_name.clone())
+                .filter(|name| !lock(&self.inner.vpcs).specs().any(|v| v.vrf_name == *name)),
+        };
+        if let Some(name) = stale_vrf
+            && let Err(err) = self.inner.backend.vrf_remove(&name).await
+        {
+            warn!(switch_id = %self.switch_id(), vrf = %name, %err, "cannot remove a stale VRF");
         }
+        let status = recorded?;
+        info!(switch_id = %self.switch_id(), vpc_id = %spec.vpc_id, vrf = %spec.vrf_name,
+              l3_vni = spec.l3_vni, generation = spec.generation, "VPC ready");
+        Ok(status)
+    }
+
+    /// Removes the VPC's VRF and VNIs; returns `REMOVED`, also for a VPC this switch does not
+    /// hold. Idempotent. Errors: `Unavailable` (retry; nothing changed), `Internal` (backend
+    /// misbehaved). A `generation` above 0 is remembered: a later ensure of this id up to it
+    /// is refused with `FailedPrecondition` (a late retry must not bring it back).
+    pub async fn vpc_remove(
+        &self,
+        vpc_id: &str,
+        generation: u64,
+    ) -> Result<VpcStatus, DriverError> {
+        let held = lock(&self.inner.vpcs).get(vpc_id).map(|v| v.vrf_name.clone());
+        if let Some(vrf_name) = &held {
+            self.inner.backend.vrf_remove(vrf_name).await?;
+        }
+        let (status, was_held) = lock(&self.inner.vpcs).remove(vpc_id, generation);
+        if was_held {
+            info!(switch_id = %self.switch_id(), vpc_id, "VPC removed");
+        }
+        Ok(status)
+    }
+
+    /// One status per VPC held, then every change; a lagging subscriber is resynchronised
+    /// (see `agent_common::watch`). Ends when the agent shuts down. Errors: `Unavailable`.
+    pub fn watch(&self) -> Result<EventStream<VpcStatus>, DriverError> {
+        let weak = Arc::downgrade(&self.inner);
+        snapshot_then_changes(move || weak.upgrade()?.subscribe()).ok_or_else(|| {
+            DriverError::Unavailable(format!(
+                "switch agent {} is shutting down; reconnect once it is back",
+                self.switch_id()
+            ))
+        })
     }
 }
 
@@ -155,6 +190,16 @@ impl Inner {
     fn subscribe(&self) -> Option<Subscription<VpcStatus>> {
         lock(&self.vpcs).subscribe()
     }
+}
+
+/// `None` if `spec` is applied already; otherwise the VPC's previous spec (if held), after
+/// the generation and collision checks.
+fn check(vpcs: &Store<VpcSpec>, spec: &VpcSpec) -> Result<Option<Option<VpcSpec>>, DriverError> {
+    if vpcs.decide(spec)? == EnsureAction::Unchanged {
+        return Ok(None);
+    }
+    check_collisions(vpcs, spec)?;
+    Ok(Some(vpcs.get(&spec.vpc_id).cloned()))
 }
 
 /// Refuses a VNI or VRF name another VPC on this switch already uses.
@@ -179,56 +224,16 @@ fn check_collisions(vpcs: &Store<VpcSpec>, spec: &VpcSpec) -> Result<(), DriverE
     Ok(())
 }
 
-#[async_trait]
-impl SwitchDriver for SimSwitchDriver {
-    async fn inventory(&self) -> Result<SwitchDescription, DriverError> {
-        self.inner.faults.check(SwitchOp::GetInventory).await?;
-        Ok(self.inner.description.clone())
-    }
-
-    async fn vpc_ensure(&self, spec: VpcSpec) -> Result<VpcStatus, DriverError> {
-        self.inner.faults.check(SwitchOp::EnsureVpc).await?;
-        self.apply_latency().await;
-        let mut vpcs = lock(&self.inner.vpcs);
-        if vpcs.decide(&spec)? == EnsureAction::Unchanged {
-            return Ok(spec.ready());
-        }
-        check_collisions(&vpcs, &spec)?;
-        info!(switch_id = %self.switch_id(), vpc_id = %spec.vpc_id, vrf = %spec.vrf_name,
-              l3_vni = spec.l3_vni, generation = spec.generation, "VPC ready");
-        Ok(vpcs.apply(spec))
-    }
-
-    async fn vpc_remove(&self, vpc_id: &str, generation: u64) -> Result<VpcStatus, DriverError> {
-        self.inner.faults.check(SwitchOp::RemoveVpc).await?;
-        self.apply_latency().await;
-        let (status, was_held) = lock(&self.inner.vpcs).remove(vpc_id, generation);
-        if was_held {
-            info!(switch_id = %self.switch_id(), vpc_id, "VPC removed");
-        }
-        Ok(status)
-    }
-
-    async fn watch(&self) -> Result<EventStream<VpcStatus>, DriverError> {
-        self.inner.faults.check(SwitchOp::Watch).await?;
-        let weak = Arc::downgrade(&self.inner);
-        snapshot_then_changes(move || weak.upgrade()?.subscribe()).ok_or_else(|| {
-            DriverError::Unavailable(format!(
-                "switch agent {} is shutting down; reconnect once it is back",
-                self.switch_id()
-            ))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::sim::{SimSwitch, SimSwitchOptions};
     use crate::model::{Segment, SwitchRole};
     use futures::StreamExt;
+    use std::time::Duration;
 
-    fn switch() -> SimSwitchDriver {
-        SimSwitchDriver::new(
+    fn switch() -> SimSwitch {
+        SimSwitch::new(
             SwitchDescription {
                 switch_id: "su1-leaf0".into(),
                 model: "Spectrum-4 SN5600".into(),
@@ -287,7 +292,7 @@ mod tests {
     async fn test_remove_and_watch() {
         let switch = switch();
         switch.vpc_ensure(vpc(1, 50_001, 10_001)).await.expect("ensure");
-        let mut events = switch.watch().await.expect("watch");
+        let mut events = switch.watch().expect("watch");
         assert_eq!(events.next().await.map(|s| s.state), Some(VpcState::Ready));
         let removed = switch.vpc_remove(&vpc(1, 0, 0).vpc_id, 0).await.expect("remove");
         assert_eq!(removed.state, VpcState::Removed);

@@ -1,0 +1,140 @@
+//! [`SimHostBackend`]: a simulated GPU server's device layer, in memory: which domains are
+//! defined and running and which partitions are active. It refuses what real hardware would
+//! (starting an undefined domain, undefining a running one, a partition that is not in the
+//! table) and nothing else: the rules live in the manager.
+//!
+//! [`SimHost`] is a simulated host as tests and the simulated fleet hold it: a
+//! [`HostManager`] over this backend wrapped in a [`FaultyBackend`], and its fault plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use agent_common::{DriverError, FaultPlan, lock};
+
+use super::faulty::FaultyBackend;
+use super::{HostBackend, HostOp};
+use crate::manager::{HostManager, HostOptions};
+use crate::model::{HostDescription, Partition, VmSpec};
+
+pub struct SimHostBackend {
+    description: HostDescription,
+    device: Mutex<Device>,
+}
+
+#[derive(Default)]
+struct Device {
+    /// Defined domains, and whether each runs.
+    domains: BTreeMap<String, (VmSpec, bool)>,
+    partitions: BTreeSet<u32>,
+}
+
+impl SimHostBackend {
+    /// A host with the given hardware, no domains and no active partitions.
+    pub fn new(description: HostDescription) -> Self {
+        SimHostBackend { description, device: Mutex::new(Device::default()) }
+    }
+
+    fn known(&self, partition: &Partition) -> Result<(), DriverError> {
+        if self.description.partition(partition.id).is_some() {
+            return Ok(());
+        }
+        Err(DriverError::Internal(format!(
+            "Fabric Manager has no partition {}; the manager asked for one outside the table",
+            partition.id
+        )))
+    }
+}
+
+#[async_trait]
+impl HostBackend for SimHostBackend {
+    async fn hardware(&self) -> Result<HostDescription, DriverError> {
+        Ok(self.description.clone())
+    }
+
+    async fn partition_activate(&self, partition: &Partition) -> Result<(), DriverError> {
+        self.known(partition)?;
+        lock(&self.device).partitions.insert(partition.id);
+        Ok(())
+    }
+
+    async fn partition_deactivate(&self, partition: &Partition) -> Result<(), DriverError> {
+        self.known(partition)?;
+        lock(&self.device).partitions.remove(&partition.id);
+        Ok(())
+    }
+
+    async fn domain_define(&self, spec: &VmSpec) -> Result<(), DriverError> {
+        let mut device = lock(&self.device);
+        let running = device.domains.get(&spec.vm_id).is_some_and(|(_, running)| *running);
+        device.domains.insert(spec.vm_id.clone(), (spec.clone(), running));
+        Ok(())
+    }
+
+    async fn domain_start(&self, vm_id: &str) -> Result<(), DriverError> {
+        match lock(&self.device).domains.get_mut(vm_id) {
+            Some((_, running)) => {
+                *running = true;
+                Ok(())
+            }
+            None => Err(DriverError::FailedPrecondition(format!(
+                "domain {vm_id} is not defined; define it first"
+            ))),
+        }
+    }
+
+    async fn domain_stop(&self, vm_id: &str) -> Result<(), DriverError> {
+        if let Some((_, running)) = lock(&self.device).domains.get_mut(vm_id) {
+            *running = false;
+        }
+        Ok(())
+    }
+
+    async fn domain_undefine(&self, vm_id: &str) -> Result<(), DriverError> {
+        let mut device = lock(&self.device);
+        if device.domains.get(vm_id).is_some_and(|(_, running)| *running) {
+            return Err(DriverError::FailedPrecondition(format!(
+                "domain {vm_id} is running; stop it first"
+            )));
+        }
+        device.domains.remove(vm_id);
+        Ok(())
+    }
+}
+
+/// A simulated host: its manager over the sim backend, and the fault plan of that backend.
+/// Cloning gives another handle to the same host; it derefs to its [`HostManager`].
+#[derive(Clone)]
+pub struct SimHost {
+    manager: HostManager,
+    faults: FaultPlan<HostOp>,
+}
+
+impl SimHost {
+    /// A host with the given hardware (trusted: the topology or config that gave it was
+    /// validated), no VMs, and GPU health as the description says.
+    pub fn new(description: HostDescription, options: HostOptions) -> Self {
+        let faults = FaultPlan::new();
+        let backend = FaultyBackend::new(SimHostBackend::new(description.clone()), faults.clone());
+        SimHost { manager: HostManager::new(description, Arc::new(backend), options), faults }
+    }
+
+    /// This host's fault plan; rules take effect on the next backend operation.
+    pub fn faults(&self) -> &FaultPlan<HostOp> {
+        &self.faults
+    }
+
+    pub fn manager(&self) -> &HostManager {
+        &self.manager
+    }
+}
+
+impl Deref for SimHost {
+    type Target = HostManager;
+
+    fn deref(&self) -> &HostManager {
+        &self.manager
+    }
+}

@@ -1,0 +1,933 @@
+//! [`HostManager`]: the host agent's domain logic, the same over every [`HostBackend`].
+//!
+//! It keeps the desired state of every VM (its spec and generation), refuses stale and
+//! conflicting ensures ([`agent_common::generation`]), remembers removals (tombstones), owns
+//! the allocation ledger and partition holders ([`crate::allocation`]), moves each VM through
+//! its states and publishes every change on the watch streams. It tells the backend what to
+//! do on the device and never holds its state lock across a backend call:
+//!
+//! - `EnsureVm`: checks, activates the partition if it is not active for the VM, defines the
+//!   domain, checks again and commits (`PROVISIONING`); after the provision delay (plus up to
+//!   `jitter` of it, derived from the seed and VM id so runs repeat) it starts the domain:
+//!   `RUNNING`, or `FAILED` with the backend's error;
+//! - `RemoveVm`: stops the domain (an error fails the call, nothing changed), `STOPPING`;
+//!   after the remove delay it undefines the domain, deactivates the partition and frees
+//!   everything: `DELETED`. A failed undefine is retried after the delay again.
+//! - `ActivatePartition`/`DeactivatePartition`: checked against the ledger, then done on the
+//!   device, then recorded.
+//!
+//! A GPU's health changes through [`HostManager::set_gpu_health`] (an XID error reported by
+//! the device layer, or a test); a GPU that turns FAILED under a live VM fails that VM.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tracing::{debug, info, warn};
+
+use agent_common::generation::{Applied, Tombstones};
+use agent_common::hash::unit_fraction;
+use agent_common::watch::EventHub;
+use agent_common::{
+    DriverError, EnsureAction, EventStream, decide_ensure, lock, snapshot_then_changes,
+};
+
+use crate::allocation::{Claim, Ledger, claim_for};
+use crate::backend::HostBackend;
+use crate::model::{
+    GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, Partition, PartitionStatus,
+    VmSpec, VmState, VmStatus,
+};
+
+/// Timing of the VM state machine.
+#[derive(Clone, Debug)]
+pub struct HostOptions {
+    /// How long a new VM stays `PROVISIONING` before its domain is started.
+    pub provision_delay: Duration,
+    /// How long a removed VM stays `STOPPING` before its domain is undefined.
+    pub remove_delay: Duration,
+    /// Up to this fraction of a delay is added, the same for the same seed and VM (0..=1).
+    pub jitter: f64,
+    pub seed: u64,
+    /// How many events a watcher may fall behind before it is resynchronised.
+    pub event_capacity: usize,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            provision_delay: Duration::from_millis(1500),
+            remove_delay: Duration::from_millis(500),
+            jitter: 0.1,
+            seed: 0,
+            event_capacity: 1024,
+        }
+    }
+}
+
+/// One host's manager. Cloning gives another handle to the same host.
+#[derive(Clone)]
+pub struct HostManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    description: HostDescription,
+    options: HostOptions,
+    backend: Arc<dyn HostBackend>,
+    state: Mutex<HostState>,
+}
+
+struct HostState {
+    vms: BTreeMap<String, VmRecord>,
+    /// Removed VMs: the generation of the removal, so late ensures stay refused.
+    removed: Tombstones,
+    ledger: Ledger,
+    gpu_health: BTreeMap<u32, (GpuHealth, String)>,
+    events: EventHub<HostEvent>,
+}
+
+struct VmRecord {
+    spec: VmSpec,
+    state: VmState,
+    message: String,
+    /// Bumped on every transition, so a timer armed for an older transition does nothing.
+    epoch: u64,
+}
+
+impl VmRecord {
+    fn status(&self) -> VmStatus {
+        VmStatus {
+            vm_id: self.spec.vm_id.clone(),
+            state: self.state,
+            generation: self.spec.generation,
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// What an ensure comes to, decided under the state lock.
+enum Plan {
+    /// Nothing to do on the device: the current status (already updated if needed).
+    Done(VmStatus),
+    /// Provision: the claim to commit, and the epoch of the VM's previous record.
+    Provision { claim: Claim, previous_epoch: u64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Transition {
+    Boot,
+    Teardown,
+}
+
+impl fmt::Debug for HostManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostManager")
+            .field("host_id", &self.inner.description.host_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostManager {
+    /// A manager for the host `description` describes (read from `backend` at start), with
+    /// no VMs and GPU health as the description says.
+    pub fn new(
+        description: HostDescription,
+        backend: Arc<dyn HostBackend>,
+        options: HostOptions,
+    ) -> Self {
+        let gpu_health = description
+            .gpus
+            .iter()
+            .map(|gpu| (gpu.module_id, (gpu.health, gpu.health_message.clone())))
+            .collect();
+        let events = EventHub::new(options.event_capacity);
+        HostManager {
+            inner: Arc::new(Inner {
+                description,
+                options,
+                backend,
+                state: Mutex::new(HostState {
+                    vms: BTreeMap::new(),
+                    removed: Tombstones::default(),
+                    ledger: Ledger::default(),
+                    gpu_health,
+                    events,
+                }),
+            }),
+        }
+    }
+
+    pub fn host_id(&self) -> &str {
+        &self.inner.description.host_id
+    }
+
+    pub fn description(&self) -> &HostDescription {
+        &self.inner.description
+    }
+
+    /// Changes a GPU's health, as an XID error or a repair would, and reports it on the watch
+    /// stream. A GPU that turns FAILED under a live VM turns that VM FAILED too.
+    /// Errors: `InvalidArgument` if the host has no GPU with this module id.
+    pub fn set_gpu_health(
+        &self,
+        module_id: u32,
+        health: GpuHealth,
+        message: impl Into<String>,
+    ) -> Result<(), DriverError> {
+        let message = message.into();
+        let mut guard = lock(&self.inner.state);
+        let state = &mut *guard;
+        let Some(current) = state.gpu_health.get_mut(&module_id) else {
+            return Err(DriverError::InvalidArgument(format!(
+                "host {} has no GPU module {module_id}; use module ids from its inventory",
+                self.host_id()
+            )));
+        };
+        if *current == (health, message.clone()) {
+            return Ok(());
+        }
+        *current = (health, message.clone());
+        info!(host_id = %self.host_id(), module_id, %health, %message, "GPU health changed");
+        state.events.publish(HostEvent::Gpu(GpuStatus {
+            module_id,
+            health,
+            message: message.clone(),
+        }));
+
+        if health == GpuHealth::Failed
+            && let Some(owner) = state.ledger.gpu_owner(module_id).map(str::to_owned)
+            && let Some(vm) = state.vms.get_mut(&owner)
+            && matches!(vm.state, VmState::Provisioning | VmState::Running)
+        {
+            vm.state = VmState::Failed;
+            vm.epoch += 1;
+            vm.message = format!(
+                "GPU module {module_id} failed ({message}); remove the VM or re-ensure it on \
+                 healthy GPUs"
+            );
+            info!(host_id = %self.host_id(), vm_id = %owner, "VM failed with its GPU");
+            state.events.publish(HostEvent::Vm(vm.status()));
+        }
+        Ok(())
+    }
+
+    /// The status of a VM this host holds.
+    pub fn vm_status(&self, vm_id: &str) -> Option<VmStatus> {
+        lock(&self.inner.state).vms.get(vm_id).map(VmRecord::status)
+    }
+
+    /// How many VMs this host holds (in any state but deleted).
+    pub fn vm_count(&self) -> usize {
+        lock(&self.inner.state).vms.len()
+    }
+
+    /// Ends every watch stream (after the events already sent) and refuses new ones; used
+    /// when the agent shuts down, so open streams do not hold the server up.
+    pub fn shutdown(&self) {
+        lock(&self.inner.state).events.close();
+    }
+
+    /// The host's hardware, current GPU health, free hugepages and active partitions.
+    /// Errors: `Unavailable` when the device layer cannot be read right now (retry).
+    pub async fn inventory(&self) -> Result<HostInventory, DriverError> {
+        let description = self.inner.backend.hardware().await?;
+        let state = lock(&self.inner.state);
+        Ok(HostInventory {
+            hugepages_1g_free: state.ledger.hugepages_free(&description),
+            description,
+            gpu_health: state.gpu_health.clone(),
+            active_partitions: state.ledger.active_partitions(),
+        })
+    }
+
+    /// Creates, adopts or updates the VM `spec.vm_id`, and returns its status at once: a new
+    /// VM is `PROVISIONING` and becomes `RUNNING` later, reported on [`watch`](Self::watch).
+    ///
+    /// Idempotent by `vm_id`: the same spec at the same generation returns the VM's current
+    /// status and changes nothing. A higher generation replaces the spec (re-provisioning the
+    /// VM if anything but the generation changed, or if it had FAILED).
+    ///
+    /// Errors, all the caller's fault unless noted:
+    /// - `InvalidArgument`: the spec is malformed or names GPUs, partitions, NICs, CPUs or
+    ///   NUMA nodes this host does not have, or places them on nodes the spec does not list;
+    /// - `FailedPrecondition`: a lower generation than applied, a different spec at the same
+    ///   generation, a partition overlapping one active for another VM, a NIC or CPU held by
+    ///   another VM, a GPU with FAILED health, a VM removed at this generation or later;
+    /// - `ResourceExhausted`: not enough free 1 GiB hugepages on a listed NUMA node;
+    /// - `Unavailable`: the VM is still being removed, or the device is busy (retry);
+    /// - `Internal`: the backend misbehaved (an operator must look).
+    pub async fn vm_ensure(&self, spec: VmSpec) -> Result<VmStatus, DriverError> {
+        spec.check_shape()?;
+        let runtime = runtime()?;
+        let host = &self.inner.description;
+        let backend = &self.inner.backend;
+        let claim = match self.plan(&spec)? {
+            Plan::Done(status) => return Ok(status),
+            Plan::Provision { claim, .. } => claim,
+        };
+        // On the device first, so a refusal there changes nothing here.
+        let activated = match claim.partition.and_then(|id| host.partition(id)) {
+            Some(partition)
+                if !lock(&self.inner.state).ledger.partition_status(partition.id).active =>
+            {
+                backend.partition_activate(partition).await?;
+                Some(partition)
+            }
+            _ => None,
+        };
+        if let Err(err) = backend.domain_define(&spec).await {
+            if let Some(partition) = activated {
+                self.undo_activate(partition).await;
+            }
+            return Err(err);
+        }
+
+        // Meanwhile another call may have changed the picture: decide again, then commit.
+        let vm_id = spec.vm_id.clone();
+        let decided = {
+            let mut guard = lock(&self.inner.state);
+            let state = &mut *guard;
+            match Self::plan_locked(host, state, &spec) {
+                Ok(Plan::Done(status)) => return Ok(status),
+                Ok(Plan::Provision { claim, previous_epoch }) => {
+                    state.ledger.commit(&vm_id, claim);
+                    let vm = VmRecord {
+                        spec,
+                        state: VmState::Provisioning,
+                        message: String::new(),
+                        epoch: previous_epoch + 1,
+                    };
+                    let status = vm.status();
+                    let epoch = vm.epoch;
+                    state.vms.insert(vm_id.clone(), vm);
+                    state.events.publish(HostEvent::Vm(status.clone()));
+                    Ok((status, epoch))
+                }
+                Err(err) => Err((err, state.vms.contains_key(&vm_id))),
+            }
+        };
+        let (status, epoch) = match decided {
+            Ok(committed) => committed,
+            Err((err, held)) => {
+                if !held {
+                    self.undo_define(&vm_id).await;
+                }
+                if let Some(partition) = activated {
+                    self.undo_activate(partition).await;
+                }
+                return Err(err);
+            }
+        };
+
+        info!(host_id = %host.host_id, vm_id = %status.vm_id, generation = status.generation,
+              "VM provisioning");
+        self.schedule(&runtime, status.vm_id.clone(), epoch, Transition::Boot);
+        Ok(status)
+    }
+
+    fn plan(&self, spec: &VmSpec) -> Result<Plan, DriverError> {
+        Self::plan_locked(&self.inner.description, &mut lock(&self.inner.state), spec)
+    }
+
+    /// Decides what ensuring `spec` takes. A newer generation of an unchanged VM is applied
+    /// here and now (nothing to do on the device).
+    fn plan_locked(
+        host: &HostDescription,
+        state: &mut HostState,
+        spec: &VmSpec,
+    ) -> Result<Plan, DriverError> {
+        state.removed.check_ensure("VM", &spec.vm_id, spec.generation)?;
+        let existing = state.vms.get(&spec.vm_id);
+        if let Some(vm) = existing
+            && vm.state == VmState::Stopping
+        {
+            return Err(DriverError::Unavailable(format!(
+                "VM {} is being removed; retry once RemoveVm or Watch reports it DELETED",
+                spec.vm_id
+            )));
+        }
+        let applied = existing
+            .map(|vm| Applied { generation: vm.spec.generation, same_spec: vm.spec.same_as(spec) });
+        let action = decide_ensure("VM", &spec.vm_id, applied, spec.generation)?;
+        let (previous_epoch, reprovision) = match existing {
+            None => (0, true),
+            Some(vm) => (vm.epoch, !vm.spec.same_as(spec) || vm.state == VmState::Failed),
+        };
+        match (action, state.vms.get_mut(&spec.vm_id)) {
+            (EnsureAction::Unchanged, Some(vm)) => return Ok(Plan::Done(vm.status())),
+            (EnsureAction::Replace, Some(vm)) if !reprovision => {
+                if vm.spec.generation != spec.generation {
+                    vm.spec = spec.clone();
+                    state.events.publish(HostEvent::Vm(vm.status()));
+                }
+                return Ok(Plan::Done(vm.status()));
+            }
+            _ => {}
+        }
+        let claim = claim_for(host, &state.gpu_health, spec)?;
+        state.ledger.check(host, &spec.vm_id, &claim)?;
+        Ok(Plan::Provision { claim, previous_epoch })
+    }
+
+    /// Deactivates on the device a partition activated for a call that was then refused,
+    /// unless the ledger meanwhile holds it active (for a call that won the race).
+    async fn undo_activate(&self, partition: &Partition) {
+        if lock(&self.inner.state).ledger.partition_status(partition.id).active {
+            return;
+        }
+        if let Err(err) = self.inner.backend.partition_deactivate(partition).await {
+            warn!(host_id = %self.host_id(), partition_id = partition.id, %err,
+                  "cannot deactivate a partition activated for a refused ensure");
+        }
+    }
+
+    async fn undo_define(&self, vm_id: &str) {
+        if let Err(err) = self.inner.backend.domain_undefine(vm_id).await {
+            warn!(host_id = %self.host_id(), vm_id, %err,
+                  "cannot undefine a domain defined for a refused ensure");
+        }
+    }
+
+    /// Activates Fabric Manager partition `partition_id` for VM `vm_id` (before the VM is
+    /// ensured; `vm_ensure` activates a VM's partition itself if this was not called).
+    ///
+    /// Idempotent: a partition already active for `vm_id` returns its status. `generation` is
+    /// the VM's: a VM removed at a generation at or above it is refused, like `vm_ensure`.
+    /// Errors, all the caller's fault unless noted:
+    /// - `InvalidArgument`: the partition is not in the host's table;
+    /// - `FailedPrecondition`: it (or an overlapping one) is active for another VM, one of
+    ///   its GPUs has FAILED health, or the VM was removed at this generation or later;
+    /// - `Unavailable`: the device is busy (retry).
+    pub async fn partition_activate(
+        &self,
+        vm_id: &str,
+        partition_id: u32,
+        generation: u64,
+    ) -> Result<PartitionStatus, DriverError> {
+        let host = &self.inner.description;
+        // A dry run on a copy of the ledger: the device is told before the ledger records.
+        let changes = |state: &HostState| -> Result<bool, DriverError> {
+            state.removed.check_ensure("VM", vm_id, generation)?;
+            let mut ledger = state.ledger.clone();
+            let before = ledger.partition_status(partition_id);
+            Ok(ledger.activate(host, &state.gpu_health, partition_id, vm_id)? != before)
+        };
+        if !changes(&lock(&self.inner.state))? {
+            return Ok(lock(&self.inner.state).ledger.partition_status(partition_id));
+        }
+        let partition = host.partition(partition_id).ok_or_else(|| {
+            DriverError::Internal(format!("partition {partition_id} vanished from the table"))
+        })?;
+        self.inner.backend.partition_activate(partition).await?;
+        let recorded = {
+            let mut guard = lock(&self.inner.state);
+            let state = &mut *guard;
+            state
+                .removed
+                .check_ensure("VM", vm_id, generation)
+                .and_then(|()| state.ledger.activate(host, &state.gpu_health, partition_id, vm_id))
+        };
+        match recorded {
+            Ok(status) => {
+                info!(host_id = %self.host_id(), vm_id, partition_id, "partition active");
+                Ok(status)
+            }
+            Err(err) => {
+                self.undo_activate(partition).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Deactivates partition `partition_id` if it is active for `vm_id`. Idempotent: an
+    /// inactive partition returns `active = false`; one active for another VM is left alone
+    /// and returned with that VM's id (never an error, so an undo that lost a race succeeds
+    /// without touching someone else's partition).
+    /// Errors: `InvalidArgument` for a partition not in the table (caller's fault);
+    /// `FailedPrecondition` while VM `vm_id` is still defined on it (remove it first);
+    /// `Unavailable` when the device is busy (retry).
+    pub async fn partition_deactivate(
+        &self,
+        vm_id: &str,
+        partition_id: u32,
+    ) -> Result<PartitionStatus, DriverError> {
+        let host = &self.inner.description;
+        let dry_run = |state: &HostState| {
+            let mut ledger = state.ledger.clone();
+            ledger.deactivate(host, partition_id, vm_id)
+        };
+        let before = lock(&self.inner.state).ledger.partition_status(partition_id);
+        let after = dry_run(&lock(&self.inner.state))?;
+        if before == after {
+            return Ok(after);
+        }
+        if let Some(partition) = host.partition(partition_id) {
+            self.inner.backend.partition_deactivate(partition).await?;
+        }
+        let status = lock(&self.inner.state).ledger.deactivate(host, partition_id, vm_id)?;
+        debug!(host_id = %self.host_id(), vm_id, partition_id, "partition inactive");
+        Ok(status)
+    }
+
+    /// Stops the VM's domain at once, then (after the remove delay) undefines it,
+    /// deactivates its partition and frees everything it held. Returns `STOPPING` while that
+    /// happens (reported as `DELETED` on the watch stream when done) and `DELETED` for a VM
+    /// this host does not hold.
+    ///
+    /// Idempotent: removing a stopping VM returns `STOPPING` again; removing an absent VM
+    /// succeeds. A `generation` above 0 is remembered: a later `vm_ensure` of this id with a
+    /// generation up to it is refused with `FailedPrecondition` (a late launch retry must not
+    /// bring the VM back). Errors: `Unavailable` when the device is busy (retry; nothing
+    /// changed); `Internal` when the backend misbehaved.
+    pub async fn vm_remove(&self, vm_id: &str, generation: u64) -> Result<VmStatus, DriverError> {
+        let runtime = runtime()?;
+        {
+            let mut state = lock(&self.inner.state);
+            match state.vms.get(vm_id).map(VmRecord::status) {
+                None => {
+                    state.removed.record(vm_id, generation);
+                    debug!(host_id = %self.host_id(), vm_id, "remove of an absent VM");
+                    return Ok(VmStatus {
+                        vm_id: vm_id.to_owned(),
+                        state: VmState::Deleted,
+                        generation: 0,
+                        message: String::new(),
+                    });
+                }
+                Some(status) if status.state == VmState::Stopping => {
+                    state.removed.record(vm_id, generation);
+                    return Ok(status);
+                }
+                Some(_) => {}
+            }
+        }
+        self.inner.backend.domain_stop(vm_id).await?;
+
+        let mut guard = lock(&self.inner.state);
+        let state = &mut *guard;
+        state.removed.record(vm_id, generation);
+        let Some(vm) = state.vms.get_mut(vm_id) else {
+            return Ok(VmStatus {
+                vm_id: vm_id.to_owned(),
+                state: VmState::Deleted,
+                generation: 0,
+                message: String::new(),
+            });
+        };
+        if vm.state == VmState::Stopping {
+            return Ok(vm.status());
+        }
+        vm.state = VmState::Stopping;
+        vm.message = String::new();
+        vm.epoch += 1;
+        let status = vm.status();
+        let epoch = vm.epoch;
+        state.events.publish(HostEvent::Vm(status.clone()));
+        drop(guard);
+
+        info!(host_id = %self.host_id(), vm_id, "VM stopping");
+        self.schedule(&runtime, vm_id.to_owned(), epoch, Transition::Teardown);
+        Ok(status)
+    }
+
+    /// The full current state (one `Vm` event per VM held, one `Gpu` event per GPU), then
+    /// every change. Any number of subscribers; one that falls behind receives a fresh
+    /// snapshot, preceded by `DELETED` for VMs that vanished meanwhile, instead of missing
+    /// events. The stream ends when the agent shuts down.
+    ///
+    /// Errors: `Unavailable` when the agent is shutting down (retry).
+    pub fn watch(&self) -> Result<EventStream<HostEvent>, DriverError> {
+        let weak = Arc::downgrade(&self.inner);
+        snapshot_then_changes(move || weak.upgrade()?.subscribe()).ok_or_else(|| {
+            DriverError::Unavailable(format!(
+                "host agent {} is shutting down; reconnect once it is back",
+                self.host_id()
+            ))
+        })
+    }
+
+    /// Arms the timer that ends the VM's current transitional state.
+    fn schedule(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        vm_id: String,
+        epoch: u64,
+        transition: Transition,
+    ) {
+        let options = &self.inner.options;
+        let base = match transition {
+            Transition::Boot => options.provision_delay,
+            Transition::Teardown => options.remove_delay,
+        };
+        let delay = jittered(base, options.jitter, options.seed, &vm_id, epoch);
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            let manager = HostManager { inner };
+            match transition {
+                Transition::Boot => {
+                    if !manager.inner.is_current(&vm_id, epoch, VmState::Provisioning) {
+                        return;
+                    }
+                    let outcome = manager.inner.backend.domain_start(&vm_id).await;
+                    manager.inner.finish_boot(&vm_id, epoch, outcome);
+                }
+                Transition::Teardown => manager.teardown(vm_id, epoch).await,
+            }
+        });
+    }
+
+    /// The end of `STOPPING`: stop (again: a boot timer that fired during the removal may
+    /// have started the domain after `vm_remove` stopped it), undefine, deactivate the
+    /// partition, free the rest.
+    async fn teardown(&self, vm_id: String, epoch: u64) {
+        let partition = {
+            let state = lock(&self.inner.state);
+            match state.vms.get(&vm_id) {
+                Some(vm) if vm.epoch == epoch && vm.state == VmState::Stopping => {}
+                _ => return,
+            }
+            state.ledger.claim(&vm_id).and_then(|c| c.partition)
+        };
+        let backend = &self.inner.backend;
+        let mut outcome = backend.domain_stop(&vm_id).await;
+        if outcome.is_ok() {
+            outcome = backend.domain_undefine(&vm_id).await;
+        }
+        if outcome.is_ok()
+            && let Some(partition) = partition.and_then(|id| self.inner.description.partition(id))
+        {
+            outcome = backend.partition_deactivate(partition).await;
+        }
+        if let Err(err) = outcome {
+            warn!(host_id = %self.host_id(), vm_id, %err, "VM teardown failed; retrying");
+            if let Ok(runtime) = runtime() {
+                self.schedule(&runtime, vm_id, epoch, Transition::Teardown);
+            }
+            return;
+        }
+        self.inner.finish_teardown(&vm_id, epoch);
+    }
+}
+
+/// `base` plus up to `jitter` of it, the same for the same seed, VM and epoch.
+fn jittered(base: Duration, jitter: f64, seed: u64, vm_id: &str, epoch: u64) -> Duration {
+    let jitter = if jitter.is_nan() { 0.0 } else { jitter.clamp(0.0, 1.0) };
+    let fraction = unit_fraction(&[&seed.to_le_bytes(), vm_id.as_bytes(), &epoch.to_le_bytes()]);
+    Duration::try_from_secs_f64(base.as_secs_f64() * (1.0 + jitter * fraction)).unwrap_or(base)
+}
+
+fn runtime() -> Result<tokio::runtime::Handle, DriverError> {
+    tokio::runtime::Handle::try_current().map_err(|_| {
+        DriverError::Internal(
+            "the host manager was called outside a tokio runtime; run it inside one".into(),
+        )
+    })
+}
+
+impl Inner {
+    /// Whether the VM is still in `state` at `epoch` (no later transition overtook a timer).
+    fn is_current(&self, vm_id: &str, epoch: u64, state: VmState) -> bool {
+        lock(&self.state).vms.get(vm_id).is_some_and(|vm| vm.epoch == epoch && vm.state == state)
+    }
+
+    fn finish_boot(&self, vm_id: &str, epoch: u64, outcome: Result<(), DriverError>) {
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        let Some(vm) = state.vms.get_mut(vm_id) else {
+            return;
+        };
+        if vm.epoch != epoch || vm.state != VmState::Provisioning {
+            return;
+        }
+        match outcome {
+            Ok(()) => {
+                vm.state = VmState::Running;
+                info!(host_id = %self.description.host_id, vm_id, "VM running");
+            }
+            Err(err) => {
+                vm.state = VmState::Failed;
+                vm.message = err.to_string();
+                info!(host_id = %self.description.host_id, vm_id, %err, "VM failed to boot");
+            }
+        }
+        state.events.publish(HostEvent::Vm(vm.status()));
+    }
+
+    fn finish_teardown(&self, vm_id: &str, epoch: u64) {
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        match state.vms.get(vm_id) {
+            Some(vm) if vm.epoch == epoch && vm.state == VmState::Stopping => {}
+            _ => return,
+        }
+        let Some(vm) = state.vms.remove(vm_id) else {
+            return;
+        };
+        state.ledger.release(vm_id);
+        info!(host_id = %self.description.host_id, vm_id, "VM deleted");
+        state.events.publish(HostEvent::Vm(VmStatus {
+            state: VmState::Deleted,
+            message: String::new(),
+            ..vm.status()
+        }));
+    }
+
+    /// Subscribes and snapshots under one lock (see `agent_common::watch`).
+    fn subscribe(&self) -> Option<(broadcast::Receiver<HostEvent>, Vec<HostEvent>)> {
+        let state = lock(&self.state);
+        let receiver = state.events.subscribe()?;
+        let vms = state.vms.values().map(|vm| HostEvent::Vm(vm.status()));
+        let gpus = state.gpu_health.iter().map(|(module_id, (health, message))| {
+            HostEvent::Gpu(GpuStatus {
+                module_id: *module_id,
+                health: *health,
+                message: message.clone(),
+            })
+        });
+        Some((receiver, vms.chain(gpus).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::allocation::tests::{gpu_vm, small_host};
+    use crate::backend::HostOp;
+    use crate::backend::sim::SimHost;
+    use crate::model::tests::cpu_vm;
+    use futures::StreamExt;
+
+    const VM_A: &str = "00000000-0000-4000-8000-00000000000a";
+    const VM_B: &str = "00000000-0000-4000-8000-00000000000b";
+
+    fn sim_host(event_capacity: usize) -> SimHost {
+        SimHost::new(
+            small_host(),
+            HostOptions {
+                provision_delay: Duration::from_millis(100),
+                remove_delay: Duration::from_millis(50),
+                jitter: 0.1,
+                seed: 1,
+                event_capacity,
+            },
+        )
+    }
+
+    async fn next_vm(stream: &mut EventStream<HostEvent>) -> VmStatus {
+        loop {
+            match stream.next().await {
+                Some(HostEvent::Vm(vm)) => return vm,
+                Some(HostEvent::Gpu(_) | HostEvent::SnapshotEnd) => continue,
+                None => panic!("watch stream ended"),
+            }
+        }
+    }
+
+    #[test]
+    fn test_jitter_is_deterministic_and_bounded() {
+        let base = Duration::from_millis(1000);
+        let a = jittered(base, 0.1, 7, VM_A, 1);
+        assert_eq!(a, jittered(base, 0.1, 7, VM_A, 1));
+        assert!(a >= base && a <= Duration::from_millis(1100));
+        assert_ne!(a, jittered(base, 0.1, 8, VM_A, 1));
+        assert_eq!(jittered(base, f64::NAN, 7, VM_A, 1), base);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_lifecycle_provisioning_running_stopping_deleted() {
+        let host = sim_host(64);
+        let mut events = host.watch().expect("watch");
+        let status = host.vm_ensure(gpu_vm(VM_A)).await.expect("ensure");
+        assert_eq!(status.state, VmState::Provisioning);
+        assert_eq!(next_vm(&mut events).await.state, VmState::Provisioning);
+        assert_eq!(next_vm(&mut events).await.state, VmState::Running);
+        assert_eq!(host.inventory().await.expect("inv").active_partitions.len(), 1);
+
+        let status = host.vm_remove(VM_A, 2).await.expect("remove");
+        assert_eq!(status.state, VmState::Stopping);
+        // Still held while stopping.
+        assert_eq!(host.inventory().await.expect("inv").active_partitions.len(), 1);
+        assert_eq!(host.vm_remove(VM_A, 2).await.expect("again").state, VmState::Stopping);
+        assert_eq!(next_vm(&mut events).await.state, VmState::Stopping);
+        assert_eq!(next_vm(&mut events).await.state, VmState::Deleted);
+        let inventory = host.inventory().await.expect("inv");
+        assert!(inventory.active_partitions.is_empty());
+        assert_eq!(inventory.hugepages_1g_free, BTreeMap::from([(0, 16), (1, 16)]));
+        assert_eq!(host.vm_remove(VM_A, 2).await.expect("absent").state, VmState::Deleted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_ensure_while_stopping_is_retryable() {
+        let host = sim_host(64);
+        host.vm_ensure(cpu_vm(VM_A)).await.expect("ensure");
+        // Removed without a generation guard: the same launch may come back once it is gone.
+        host.vm_remove(VM_A, 0).await.expect("remove");
+        let err = host.vm_ensure(cpu_vm(VM_A)).await.expect_err("stopping");
+        assert!(matches!(err, DriverError::Unavailable(_)), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_newer_generation_same_spec_keeps_state() {
+        let host = sim_host(64);
+        host.vm_ensure(cpu_vm(VM_A)).await.expect("ensure");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let newer = VmSpec { generation: 2, ..cpu_vm(VM_A) };
+        let status = host.vm_ensure(newer).await.expect("ensure gen 2");
+        assert_eq!((status.state, status.generation), (VmState::Running, 2));
+
+        let changed = VmSpec { generation: 3, memory_mib: 2048, ..cpu_vm(VM_A) };
+        let status = host.vm_ensure(changed).await.expect("ensure gen 3");
+        assert_eq!((status.state, status.generation), (VmState::Provisioning, 3));
+        let inventory = host.inventory().await.expect("inv");
+        assert_eq!(inventory.hugepages_1g_free[&0], 14);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_failed_gpu_fails_its_vm_and_is_reported() {
+        let host = sim_host(64);
+        host.vm_ensure(gpu_vm(VM_A)).await.expect("ensure");
+        let mut events = host.watch().expect("watch");
+        // Snapshot: one VM, four GPUs.
+        let mut snapshot = Vec::new();
+        for _ in 0..5 {
+            snapshot.push(events.next().await.expect("snapshot"));
+        }
+        assert!(matches!(&snapshot[0], HostEvent::Vm(vm) if vm.vm_id == VM_A));
+        assert!(snapshot[1..].iter().all(|e| matches!(e, HostEvent::Gpu(_))));
+        assert_eq!(events.next().await, Some(HostEvent::SnapshotEnd));
+
+        host.set_gpu_health(2, GpuHealth::Failed, "XID 79").expect("flip");
+        assert_eq!(
+            events.next().await,
+            Some(HostEvent::Gpu(GpuStatus {
+                module_id: 2,
+                health: GpuHealth::Failed,
+                message: "XID 79".into()
+            }))
+        );
+        let vm = next_vm(&mut events).await;
+        assert_eq!(vm.state, VmState::Failed);
+        assert!(vm.message.contains("GPU module 2 failed"), "{}", vm.message);
+        // The boot timer must not resurrect it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(host.vm_status(VM_A).map(|s| s.state), Some(VmState::Failed));
+        assert!(host.set_gpu_health(9, GpuHealth::Ok, "").is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_a_removed_vm_is_not_brought_back_by_a_late_ensure() {
+        let host = sim_host(64);
+        host.vm_remove(VM_A, 2).await.expect("remove before the launch arrived");
+        let late = host.vm_ensure(cpu_vm(VM_A)).await.unwrap_err();
+        assert!(
+            matches!(&late, DriverError::FailedPrecondition(m) if m.contains("removed at generation 2")),
+            "{late:?}"
+        );
+        assert_eq!(host.vm_count(), 0);
+        // A newer generation is a new decision of the control plane and goes through.
+        let newer = VmSpec { generation: 3, ..cpu_vm(VM_A) };
+        assert_eq!(host.vm_ensure(newer).await.expect("newer").state, VmState::Provisioning);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_boot_fault_fails_the_vm() {
+        let host = sim_host(64);
+        host.faults().fail_nth(HostOp::DomainStart, 1);
+        host.vm_ensure(cpu_vm(VM_A)).await.expect("ensure");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let status = host.vm_status(VM_A).expect("held");
+        assert_eq!(status.state, VmState::Failed);
+        assert!(status.message.starts_with("injected fault: domain_start"));
+        // A newer generation of a failed VM provisions it again.
+        let retry = VmSpec { generation: 2, ..cpu_vm(VM_A) };
+        assert_eq!(host.vm_ensure(retry).await.expect("retry").state, VmState::Provisioning);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(host.vm_status(VM_A).map(|s| s.state), Some(VmState::Running));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_lagging_watcher_gets_fresh_snapshot_with_deletions() {
+        let host = sim_host(2);
+        host.vm_ensure(cpu_vm(VM_A)).await.expect("ensure a");
+        let mut events = host.watch().expect("watch");
+        assert!(matches!(events.next().await, Some(HostEvent::Vm(vm)) if vm.vm_id == VM_A));
+        for _ in 0..4 {
+            assert!(matches!(events.next().await, Some(HostEvent::Gpu(_))));
+        }
+        assert_eq!(events.next().await, Some(HostEvent::SnapshotEnd));
+        // Many changes while the watcher does not read: more than the capacity of 2.
+        host.vm_remove(VM_A, 2).await.expect("remove a");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let b = VmSpec { vcpu_pins: vec![5], emulator_cpu: 6, ..cpu_vm(VM_B) };
+        host.vm_ensure(b).await.expect("ensure b");
+        for module in 1..=3 {
+            host.set_gpu_health(module, GpuHealth::Degraded, "row remap").expect("flip");
+        }
+        // The watcher is told A is gone, then gets the fresh state.
+        let deleted = next_vm(&mut events).await;
+        assert_eq!((deleted.vm_id.as_str(), deleted.state), (VM_A, VmState::Deleted));
+        let b_status = next_vm(&mut events).await;
+        assert_eq!((b_status.vm_id.as_str(), b_status.state), (VM_B, VmState::Provisioning));
+        let mut degraded = 0;
+        for _ in 0..4 {
+            if let Some(HostEvent::Gpu(gpu)) = events.next().await
+                && gpu.health == GpuHealth::Degraded
+            {
+                degraded += 1;
+            }
+        }
+        assert_eq!(degraded, 3);
+        // The fresh state is complete, and says so.
+        assert_eq!(events.next().await, Some(HostEvent::SnapshotEnd));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_device_failures_leave_the_vm_as_it_was_or_are_retried() {
+        let host = sim_host(64);
+        host.vm_ensure(gpu_vm(VM_A)).await.expect("ensure");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        // The stop fails: the call fails and the VM still runs.
+        host.faults().fail_nth(HostOp::DomainStop, 1);
+        assert!(matches!(host.vm_remove(VM_A, 2).await, Err(DriverError::Injected(_))));
+        assert_eq!(host.vm_status(VM_A).map(|s| s.state), Some(VmState::Running));
+
+        // The undefine fails: the VM stays STOPPING, holding its partition, until it works.
+        host.faults().fail_always(HostOp::DomainUndefine);
+        assert_eq!(host.vm_remove(VM_A, 2).await.expect("remove").state, VmState::Stopping);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(host.vm_status(VM_A).map(|s| s.state), Some(VmState::Stopping));
+        assert_eq!(host.inventory().await.expect("inv").active_partitions.len(), 1);
+        host.faults().clear();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(host.vm_count(), 0);
+        assert!(host.inventory().await.expect("inv").active_partitions.is_empty());
+
+        // A refused partition activation on the device refuses the ensure, nothing held.
+        host.faults().fail_nth(HostOp::PartitionActivate, 1);
+        let later = VmSpec { generation: 3, ..gpu_vm(VM_A) };
+        assert!(host.vm_ensure(later.clone()).await.is_err());
+        assert_eq!(host.vm_count(), 0);
+        assert_eq!(host.vm_ensure(later).await.expect("retry").state, VmState::Provisioning);
+    }
+
+    #[tokio::test]
+    async fn test_shutdown_ends_watch_streams() {
+        let host = sim_host(16);
+        let mut events = host.watch().expect("watch");
+        host.shutdown();
+        // The snapshot (four GPUs and its end) is still delivered.
+        for _ in 0..5 {
+            assert!(events.next().await.is_some());
+        }
+        assert!(events.next().await.is_none());
+        assert!(matches!(host.watch(), Err(DriverError::Unavailable(_))));
+    }
+}
