@@ -19,7 +19,7 @@ mod quotas;
 mod reconciler;
 mod removal;
 mod scheduling;
-pub mod session_store;
+mod sessions;
 mod strays;
 mod tenants;
 pub mod throttle;
@@ -377,8 +377,9 @@ impl Controller {
         })
     }
 
-    pub fn session_store(&self) -> session_store::DbSessionStore {
-        session_store::DbSessionStore::new(self.db.clone())
+    /// The datastore, for the web layer's session store.
+    pub fn datastore(&self) -> &datastore::DataStore {
+        &self.datastore
     }
 }
 

@@ -11,8 +11,11 @@
 
 mod connection;
 pub mod entity;
+mod identity_provider;
+mod session;
 
 pub use connection::{begin_write, connect, now_ms, rfc3339, with_startup_lock};
+pub use session::{SessionRow, session_label};
 
 use sea_orm::DatabaseConnection;
 
