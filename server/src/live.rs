@@ -16,9 +16,9 @@ use futures::Stream;
 use portal_controller::Controller;
 use portal_controller::OpContext;
 use portal_controller::authz::{Action, Actor};
+use portal_web::{DbSessionStore, Session};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use portal_web::{DbSessionStore, Session};
 
 /// How often an open stream checks that its viewer may still see it.
 const RECHECK: Duration = Duration::from_secs(2);

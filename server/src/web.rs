@@ -18,7 +18,6 @@ use crate::config::Config;
 /// REST routes besides the server functions (for `--print-routes`).
 pub const REST_ROUTES: [(&str, &str); 1] = [("GET", "/api/v1/events")];
 
-
 pub async fn router(
     controller: Arc<Controller>,
     config: &Config,

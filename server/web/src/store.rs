@@ -69,8 +69,7 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
-        let Some(row) =
-            self.store.session_load(&session_id.to_string()).await.map_err(backend)?
+        let Some(row) = self.store.session_load(&session_id.to_string()).await.map_err(backend)?
         else {
             return Ok(None);
         };

@@ -324,11 +324,8 @@ impl RelyingParty {
         let Some(code) = callback.code.as_deref().filter(|c| !c.is_empty()) else {
             return Err(refuse("The identity provider sent no authorization code; sign in again."));
         };
-        let provider = ctl
-            .datastore
-            .identity_provider_by_id(pending.provider_id)
-            .await?
-            .ok_or_else(|| {
+        let provider =
+            ctl.datastore.identity_provider_by_id(pending.provider_id).await?.ok_or_else(|| {
                 refuse("The identity provider was removed during the sign-in; sign in again.")
             })?;
         let display = provider.display_name.clone();
