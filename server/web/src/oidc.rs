@@ -73,3 +73,25 @@ pub async fn refusal(session: &Session, reference: &str) -> Result<Option<String
     let kept: Option<(String, String)> = session.get(REFUSAL_KEY).await.map_err(Error::internal)?;
     Ok(kept.filter(|(r, _)| r == reference).map(|(_, sentence)| sentence))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::session::tests::Memory;
+
+    #[tokio::test]
+    async fn a_refusal_is_found_only_by_its_reference() {
+        let session = Session::new(None, Arc::new(Memory::default()), None);
+        let reference = remember_refusal(&session, "The state does not match.").await.unwrap();
+        assert_eq!(
+            refusal(&session, &reference).await.unwrap().as_deref(),
+            Some("The state does not match.")
+        );
+        assert_eq!(refusal(&session, "0123456789abcdef").await.unwrap(), None);
+        let other = Session::new(None, Arc::new(Memory::default()), None);
+        assert_eq!(refusal(&other, &reference).await.unwrap(), None, "another browser's");
+        assert_eq!(logout_url(&session).await.unwrap(), None, "no single sign-on, no logout URL");
+    }
+}

@@ -117,3 +117,52 @@ pub async fn session_list(
 pub async fn session_end(ctl: &Controller, opctx: &OpContext, label: &str) -> Result<(), Error> {
     ctl.session_end(opctx, label).await
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions::session_store::{self, SessionStore};
+
+    use super::*;
+
+    /// A store in memory, to test what a session holds without a database.
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct Memory(pub Arc<Mutex<HashMap<Id, Record>>>);
+
+    #[async_trait::async_trait]
+    impl SessionStore for Memory {
+        async fn save(&self, record: &Record) -> session_store::Result<()> {
+            self.0.lock().unwrap().insert(record.id, record.clone());
+            Ok(())
+        }
+        async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+            Ok(self.0.lock().unwrap().get(id).cloned())
+        }
+        async fn delete(&self, id: &Id) -> session_store::Result<()> {
+            self.0.lock().unwrap().remove(id);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn signing_in_rotates_the_id_and_signing_out_deletes_the_record() {
+        let store = Memory::default();
+        let session = Session::new(None, Arc::new(store.clone()), None);
+        session.insert("oidc_pending", "x").await.unwrap();
+        session.save().await.unwrap();
+        let before = session.id().expect("saved");
+        let user = portal_types::ids::GenericUuid::from_untyped_uuid(uuid::Uuid::new_v4());
+        sign_in(&session, user).await.unwrap();
+        session.save().await.unwrap();
+        assert_ne!(session.id(), Some(before), "a fresh id at sign-in (no fixation)");
+        assert!(store.load(&before).await.unwrap().is_none(), "the pre-sign-in record is gone");
+        assert_eq!(session.get::<UserUuid>(USER_KEY).await.unwrap(), Some::<UserUuid>(user));
+        assert!(session.get::<i64>(SIGNED_IN_AT_MS_KEY).await.unwrap().is_some());
+        let id = session.id().unwrap();
+        sign_out(&session).await.unwrap();
+        assert!(store.load(&id).await.unwrap().is_none(), "signed out on the server");
+    }
+}
