@@ -15,7 +15,7 @@ pub async fn login(username: String, password: String) -> Result<(), Error> {
     let (ctl, session, _) = context().await?;
     let client = crate::ssr::client_address().await;
     let user_id = ctl.login(username.trim(), &password, client).await.map_err(fail)?;
-    ctl.session_sign_in(&session, user_id).await.map_err(fail)?;
+    portal_web::sign_in(&session, user_id).await.map_err(fail)?;
     // A password someone else chose is for signing in once: choose one's own first.
     let must_change =
         ctl.actor(user_id).await.map_err(fail)?.is_some_and(|a| a.must_change_password);
@@ -25,11 +25,11 @@ pub async fn login(username: String, password: String) -> Result<(), Error> {
 
 #[server(prefix = "/api/fn", endpoint = "logout")]
 pub async fn logout() -> Result<(), Error> {
-    let (ctl, session, _) = context().await?;
+    let (_, session, _) = context().await?;
     // After single sign-on, also end the session at the identity provider, which sends the
     // browser back to /login.
-    let provider_logout = portal_controller::oidc::logout_url(&session).await.map_err(fail)?;
-    ctl.session_sign_out(&session).await.map_err(fail)?;
+    let provider_logout = portal_web::oidc::logout_url(&session).await.map_err(fail)?;
+    portal_web::sign_out(&session).await.map_err(fail)?;
     leptos_axum::redirect(provider_logout.as_deref().unwrap_or("/login"));
     Ok(())
 }
@@ -247,7 +247,7 @@ pub async fn user_add_to_tenant(
 #[server(prefix = "/api/fn", endpoint = "tenant_switch")]
 pub async fn tenant_switch(tenant_id: TenantUuid) -> Result<(), Error> {
     let (ctl, session, opctx) = context().await?;
-    ctl.session_switch_tenant(&session, &opctx, tenant_id).await.map_err(fail)
+    portal_web::switch_tenant(&ctl, &session, &opctx, tenant_id).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "password_change")]
@@ -257,7 +257,7 @@ pub async fn password_change(current: String, new: String, repeat: String) -> Re
     // The change ended every session of the user; this browser goes on under a new id (a
     // script with an API token has no session to renew).
     if let (Through::Session, Some(actor)) = (opctx.through(), opctx.actor()) {
-        ctl.session_sign_in(&session, actor.user_id).await.map_err(fail)?;
+        portal_web::sign_in(&session, actor.user_id).await.map_err(fail)?;
     }
     Ok(())
 }
@@ -265,11 +265,11 @@ pub async fn password_change(current: String, new: String, repeat: String) -> Re
 #[server(prefix = "/api/fn", endpoint = "session_list")]
 pub async fn session_list() -> Result<Vec<views::SessionView>, Error> {
     let (ctl, session, opctx) = context().await?;
-    ctl.session_list(&opctx, &session).await.map_err(fail)
+    portal_web::session_list(&ctl, &opctx, &session).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "session_end")]
 pub async fn session_end(label: String) -> Result<(), Error> {
     let (ctl, _, opctx) = context().await?;
-    ctl.session_end(&opctx, &label).await.map_err(fail)
+    portal_web::session_end(&ctl, &opctx, &label).await.map_err(fail)
 }

@@ -7,7 +7,7 @@ use leptos_axum::ResponseOptions;
 use portal_controller::Controller;
 use portal_controller::OpContext;
 use portal_types::Error;
-use tower_sessions::Session;
+use portal_web::Session;
 
 /// The caller of the current request, worked out once however many server functions a
 /// server-rendered page calls (each would read the session, the user and their tenants
@@ -28,7 +28,7 @@ pub async fn context() -> Result<(Arc<Controller>, Session, OpContext), Error> {
         return Ok((ctl, session, opctx));
     }
     let client = client_address().await;
-    let actor = ctl.session_actor(&session, client).await.map_err(fail)?;
+    let actor = portal_web::actor(&ctl, &session, client).await.map_err(fail)?;
     let mut opctx = OpContext::for_session(actor);
     // Scripts and the CLI authenticate with `Authorization: Bearer gpc_…` instead.
     if opctx.actor().is_none()

@@ -16,9 +16,9 @@ use futures::Stream;
 use portal_controller::Controller;
 use portal_controller::OpContext;
 use portal_controller::authz::{Action, Actor};
+use portal_web::{DbSessionStore, Session};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tower_sessions::Session;
 
 /// How often an open stream checks that its viewer may still see it.
 const RECHECK: Duration = Duration::from_secs(2);
@@ -32,8 +32,7 @@ pub async fn events(
     Extension(Stopping(mut stopping)): Extension<Stopping>,
     session: Session,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StatusCode> {
-    let actor = controller
-        .session_actor(&session, None)
+    let actor = portal_web::actor(&controller, &session, None)
         .await
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
         .ok_or(StatusCode::UNAUTHORIZED)?;
@@ -80,8 +79,9 @@ async fn still_allowed(
     actor: &Actor,
 ) -> bool {
     // A fresh look at the stored session, not the copy this request loaded.
-    let fresh = Session::new(Some(session_id), Arc::new(controller.session_store()), None);
-    match controller.session_actor(&fresh, None).await {
+    let store = DbSessionStore::new(controller.datastore().clone());
+    let fresh = Session::new(Some(session_id), Arc::new(store), None);
+    match portal_web::actor(controller, &fresh, None).await {
         Ok(Some(now)) => {
             now.user_id == actor.user_id
                 && now.tenant_id == actor.tenant_id

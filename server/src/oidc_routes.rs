@@ -1,7 +1,8 @@
 //! Single sign-on over HTTP: `GET /auth/oidc/{name}/login` sends the browser to the identity
 //! provider, `GET /auth/oidc/callback` finishes the sign-in and lands on the dashboard, or on
 //! the sign-in page with `?sso=<reference>` to the sentence saying why, kept in the session. The work is in
-//! [`portal_controller::oidc::RelyingParty`]; these handlers only translate to redirects.
+//! [`portal_controller::oidc::RelyingParty`] and its session state in [`portal_web::oidc`];
+//! these handlers only translate to redirects.
 //!
 //! Every anonymous start stores a pending sign-in in a session row, so starts are bounded
 //! (per client address and in all) and an anonymous visitor's session lives ten minutes,
@@ -21,7 +22,8 @@ use axum::routing::get;
 use portal_controller::Controller;
 use portal_controller::oidc::{Callback, RelyingParty};
 use portal_types::Error;
-use tower_sessions::{Expiry, Session};
+use portal_web::Session;
+use tower_sessions::Expiry;
 
 use crate::config::Config;
 
@@ -65,7 +67,7 @@ impl StartBudget {
 /// An anonymous visitor's session ends ten minutes after its last use; signing in gives it
 /// the usual lifetime again.
 async fn keep_briefly_if_anonymous(controller: &Controller, session: &Session) {
-    if matches!(controller.session_actor(session, None).await, Ok(None)) {
+    if matches!(portal_web::actor(controller, session, None).await, Ok(None)) {
         session.set_expiry(Some(Expiry::OnInactivity(ANONYMOUS_SESSION)));
     }
 }
@@ -106,7 +108,7 @@ async fn refused(controller: &Controller, session: &Session, err: &Error) -> Res
         None => tracing::info!(reason = %sentence, "single sign-on refused"),
     }
     keep_briefly_if_anonymous(controller, session).await;
-    match portal_controller::oidc::remember_refusal(session, &sentence).await {
+    match portal_web::oidc::remember_refusal(session, &sentence).await {
         Ok(reference) => found(&format!("/login?sso={reference}")),
         Err(e) => {
             tracing::warn!(error = %e, "cannot keep the refusal for the sign-in page");
@@ -132,7 +134,7 @@ async fn login(
             .into_response();
     }
     keep_briefly_if_anonymous(&sso.controller, &session).await;
-    match sso.rp.begin(&sso.controller, &session, &name).await {
+    match portal_web::oidc::begin(&sso.rp, &sso.controller, &session, &name).await {
         Ok(url) => found(&url),
         Err(e) => refused(&sso.controller, &session, &e).await,
     }
@@ -143,7 +145,7 @@ async fn callback(
     session: Session,
     Query(response): Query<Callback>,
 ) -> Response {
-    match sso.rp.finish(&sso.controller, &session, &response).await {
+    match portal_web::oidc::finish(&sso.rp, &sso.controller, &session, &response).await {
         Ok(_) => found("/"),
         Err(e) => refused(&sso.controller, &session, &e).await,
     }

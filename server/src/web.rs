@@ -12,16 +12,11 @@ use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use portal_app::{App, shell};
 use portal_controller::Controller;
-use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::config::Config;
 
 /// REST routes besides the server functions (for `--print-routes`).
 pub const REST_ROUTES: [(&str, &str); 1] = [("GET", "/api/v1/events")];
-
-/// Sessions end after this long without a request.
-const SESSION_IDLE: time::Duration = time::Duration::hours(8);
 
 pub async fn router(
     controller: Arc<Controller>,
@@ -44,7 +39,7 @@ pub async fn router(
         .site_addr(config.listen)
         .build();
 
-    let store = controller.session_store();
+    let store = portal_web::DbSessionStore::new(controller.datastore().clone());
     let sweeper = store.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(600));
@@ -55,12 +50,7 @@ pub async fn router(
             }
         }
     });
-    let sessions = SessionManagerLayer::new(store)
-        .with_name("portal_session")
-        .with_http_only(true)
-        .with_same_site(SameSite::Lax)
-        .with_secure(config.secure_cookies || config.is_https())
-        .with_expiry(Expiry::OnInactivity(SESSION_IDLE));
+    let sessions = portal_web::layer(store, config.secure_cookies || config.is_https());
 
     let routes = generate_route_list(App);
     let context_controller = Arc::clone(&controller);

@@ -114,7 +114,7 @@ pub async fn identity_provider_buttons() -> Result<Vec<SignInButton>, Error> {
 #[server(prefix = "/api/fn", endpoint = "sso_refusal")]
 pub async fn sso_refusal(reference: String) -> Result<Option<String>, Error> {
     let (_, session, _) = context().await?;
-    portal_controller::oidc::refusal(&session, &reference).await.map_err(fail)
+    portal_web::oidc::refusal(&session, &reference).await.map_err(fail)
 }
 
 #[component]

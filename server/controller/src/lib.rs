@@ -17,7 +17,7 @@ mod reconciler;
 mod removal;
 mod sagas;
 mod scheduling;
-pub mod session_store;
+mod sessions;
 mod strays;
 pub mod throttle;
 
@@ -405,8 +405,9 @@ impl Controller {
         })
     }
 
-    pub fn session_store(&self) -> session_store::DbSessionStore {
-        session_store::DbSessionStore::new(self.db.clone())
+    /// The datastore, for the web layer's session store.
+    pub fn datastore(&self) -> &datastore::DataStore {
+        &self.datastore
     }
 }
 

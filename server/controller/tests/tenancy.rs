@@ -4,10 +4,8 @@
 mod common;
 
 use common::*;
-use portal_controller::session_store::DbSessionStore;
+use portal_controller::datastore::{DataStore, SessionRow};
 use portal_types::Error;
-use tower_sessions::SessionStore;
-use tower_sessions::session::{Id, Record};
 
 /// The password a test user chooses in place of the one-time `given` one.
 fn own(given: &str) -> String {
@@ -71,16 +69,12 @@ async fn tenant_admins_manage_their_own_tenant_only() {
     assert_eq!(ctl.instance_delete(&op(&alice), mine.id).await.unwrap_err().status_code(), 404);
 
     // A role change ends the user's sessions; the new role applies at the next sign-in.
-    let store = DbSessionStore::new(ctl.db().clone());
-    let mut record = Record {
-        id: Id::default(),
-        data: [("user_id".to_owned(), serde_json::json!(bob.user_id.to_string()))].into(),
-        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-    };
-    store.create(&mut record).await.unwrap();
-    assert!(store.load(&record.id).await.unwrap().is_some());
+    let store = ctl.datastore();
+    let record = session_row(bob.user_id, None);
+    assert!(store.session_create(record.clone()).await.unwrap());
+    assert!(store.session_load(&record.id).await.unwrap().is_some());
     ctl.user_set_role(&op(&alice), None, bob.user_id, "member").await.unwrap();
-    assert!(store.load(&record.id).await.unwrap().is_none(), "bob's session ended");
+    assert!(store.session_load(&record.id).await.unwrap().is_none(), "bob's session ended");
     let bob = sign_in(&stack, "bob", &bob_invite.one_time_password).await;
     ctl.instance_create(&op(&bob), &launch("bobs-vm", "h100x1")).await.unwrap();
     assert_eq!(
@@ -232,13 +226,9 @@ async fn invited_users_choose_their_own_password_first_and_their_sessions_end() 
     let token = ctl.api_token_create(&op(&pat), "sneaky", "member", 30).await.unwrap_err();
     assert_eq!(token.status_code(), 403, "no API token before choosing a password");
     assert!(ctl.me(&op(&pat)).await.unwrap().must_change_password);
-    let store = DbSessionStore::new(ctl.db().clone());
-    let mut record = Record {
-        id: Id::default(),
-        data: [("user_id".to_owned(), serde_json::json!(pat.user_id.to_string()))].into(),
-        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-    };
-    store.create(&mut record).await.unwrap();
+    let store = ctl.datastore();
+    let record = session_row(pat.user_id, None);
+    assert!(store.session_create(record.clone()).await.unwrap());
 
     // Each mistake is one sentence, and changes nothing.
     let new = "correct horse battery";
@@ -259,10 +249,10 @@ async fn invited_users_choose_their_own_password_first_and_their_sessions_end() 
             .status_code(),
         401
     );
-    assert!(store.load(&record.id).await.unwrap().is_some(), "nothing changed yet");
+    assert!(store.session_load(&record.id).await.unwrap().is_some(), "nothing changed yet");
 
     ctl.password_change(&op(&pat), first, new, new).await.unwrap();
-    assert!(store.load(&record.id).await.unwrap().is_none(), "pat's other sessions ended");
+    assert!(store.session_load(&record.id).await.unwrap().is_none(), "pat's other sessions ended");
     assert_eq!(ctl.login("pat", first, None).await.unwrap_err(), Error::BadCredentials);
     let pat = sign_in(&stack, "pat", new).await;
     assert!(!pat.must_change_password);
@@ -311,24 +301,26 @@ async fn a_revoked_session_cannot_be_written_back() {
     let admin = &op(&stack.admin);
     let invited = ctl.user_invite(admin, None, "erin", "member").await.unwrap();
     let erin = sign_in(&stack, "erin", &invited.one_time_password).await;
-    let store = std::sync::Arc::new(DbSessionStore::new(ctl.db().clone()));
-    let session = tower_sessions::Session::new(None, store.clone(), None);
-    ctl.session_sign_in(&session, erin.user_id).await.unwrap();
-    session.save().await.unwrap();
-    let id = session.id().expect("saved");
-    assert!(ctl.session_actor(&session, None).await.unwrap().is_some());
+    // The session as the web layer stores it at sign-in (user and signed-in time).
+    let store: &DataStore = ctl.datastore();
+    let signed_in_ms = portal_controller::datastore::now_ms();
+    let record = session_row(erin.user_id, Some(signed_in_ms));
+    let id = record.id.clone();
+    assert!(store.session_create(record).await.unwrap());
+    assert!(ctl.session_actor(erin.user_id, None, signed_in_ms, None).await.unwrap().is_some());
 
     // Erin's role changes (her sessions end) while a request of her session is in flight,
     // which then saves the session it loaded before.
-    let in_flight = store.load(&id).await.unwrap().expect("loaded before the revocation");
+    let in_flight = store.session_load(&id).await.unwrap().expect("loaded before the revocation");
     ctl.user_set_role(admin, None, erin.user_id, "viewer").await.unwrap();
-    store.save(&in_flight).await.unwrap();
-    assert!(store.load(&id).await.unwrap().is_none(), "the deleted session was written back");
+    store.session_save(in_flight.clone()).await.unwrap();
+    assert!(
+        store.session_load(&id).await.unwrap().is_none(),
+        "the deleted session was written back"
+    );
     // Even restored by other means, a session from before the revocation is void.
-    let mut restored = in_flight.clone();
-    store.create(&mut restored).await.unwrap();
-    let again = tower_sessions::Session::new(Some(restored.id), store.clone(), None);
-    assert!(ctl.session_actor(&again, None).await.unwrap().is_none());
+    assert!(store.session_create(in_flight).await.unwrap());
+    assert!(ctl.session_actor(erin.user_id, None, signed_in_ms, None).await.unwrap().is_none());
 }
 
 /// An API token acts for its user but cannot make more tokens (outliving its own expiry
@@ -453,4 +445,19 @@ async fn a_provider_admins_change_to_a_tenant_is_in_that_tenants_audit_log() {
     // The provider admin still sees everything.
     let all = ctl.audit_list(admin, Some("quota.set"), None).await.unwrap();
     assert_eq!(all.len(), 1);
+}
+
+/// A session row as the web layer (`portal-web`) stores one for `user`, valid for an hour.
+fn session_row(user: portal_types::ids::UserUuid, signed_in_ms: Option<i64>) -> SessionRow {
+    let user = portal_types::ids::GenericUuid::into_untyped_uuid(user);
+    let mut data = serde_json::json!({ "user_id": user.to_string() });
+    if let Some(ms) = signed_in_ms {
+        data["signed_in_at_ms"] = serde_json::json!(ms);
+    }
+    SessionRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        data: serde_json::to_vec(&data).unwrap(),
+        expires_at: portal_controller::datastore::now_ms() + 3_600_000,
+        user_id: Some(user),
+    }
 }

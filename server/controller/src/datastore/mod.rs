@@ -15,16 +15,19 @@ pub mod audit;
 mod connection;
 pub mod entity;
 pub mod fleet;
+mod identity_provider;
 pub mod instance_type;
 mod login_failure;
 pub(crate) mod notify;
 mod placement;
 pub mod quota;
+mod session;
 mod tenant;
 pub mod topology;
 mod user;
 
 pub use connection::{begin_write, connect, now_ms, rfc3339, with_startup_lock};
+pub use session::{SessionRow, session_label};
 
 use sea_orm::DatabaseConnection;
 

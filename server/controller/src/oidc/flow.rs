@@ -1,5 +1,7 @@
 //! The relying party: discovery (cached), the authorization request, and the provider's
-//! redirect back, which ends in a signed-in session.
+//! redirect back, which ends in a mapped user. The state between the two redirects is a
+//! [`PendingSignIn`] value the web layer keeps (in the visitor's session); what
+//! RP-initiated logout needs afterwards is a [`LogoutHint`] it keeps too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,10 +21,8 @@ use openidconnect::{
 };
 use portal_types::Error;
 use portal_types::ids::UserUuid;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use tower_sessions::Session;
 use uuid::Uuid;
 
 use super::identity::{Identity, map_and_store};
@@ -32,12 +32,6 @@ use crate::Controller;
 use crate::datastore::entity::identity_provider;
 use crate::datastore::now_ms;
 
-/// Session key of a sign-in in progress (state, nonce, PKCE verifier).
-const PENDING_KEY: &str = "oidc_pending";
-/// Session key of what RP-initiated logout needs after a single sign-on.
-const LOGOUT_KEY: &str = "oidc_logout";
-/// Session key of why the last single sign-on was refused, shown once on the sign-in page.
-const REFUSAL_KEY: &str = "oidc_refusal";
 /// A sign-in left at the provider longer than this must start over.
 const PENDING_TTL_MS: i64 = 10 * 60 * 1000;
 /// Provider metadata and keys are re-read this often (and at once when a token names an
@@ -85,9 +79,10 @@ type RpClient = openidconnect::Client<
     EndpointMaybeSet,
 >;
 
-/// A sign-in in progress, kept in the visitor's session between the two redirects.
+/// A sign-in in progress (state, nonce, PKCE verifier), kept by the web layer in the
+/// visitor's session between the two redirects; opaque outside this module.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Pending {
+pub struct PendingSignIn {
     provider_id: Uuid,
     state: String,
     nonce: String,
@@ -95,13 +90,22 @@ struct Pending {
     started_at: i64,
 }
 
-/// What RP-initiated logout needs, kept in the session after a single sign-on.
+/// What RP-initiated logout needs, kept by the web layer in the session after a single
+/// sign-on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct LogoutHint {
+pub struct LogoutHint {
     end_session_endpoint: String,
     id_token: String,
     client_id: String,
     post_logout_redirect_uri: String,
+}
+
+/// A finished single sign-on: the mapped user, and what RP-initiated logout needs when the
+/// provider offers it.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user_id: UserUuid,
+    pub logout: Option<LogoutHint>,
 }
 
 /// The provider's redirect back to `/auth/oidc/callback`, as query parameters.
@@ -224,19 +228,17 @@ impl RelyingParty {
         .set_redirect_uri(self.redirect_url.clone())
     }
 
-    /// Starts a sign-in with the provider `name`: remembers state, nonce and the PKCE
-    /// verifier in the session and returns the provider's authorization URL.
+    /// Starts a sign-in with the provider `name`: the provider's authorization URL, and the
+    /// state, nonce and PKCE verifier to keep until its redirect back.
     pub async fn begin(
         &self,
         ctl: &Controller,
-        session: &Session,
         name: &str,
-    ) -> Result<String, Error> {
-        let provider = identity_provider::Entity::find()
-            .filter(identity_provider::Column::Name.eq(name))
-            .one(&ctl.db)
-            .await
-            .map_err(Error::internal)?
+    ) -> Result<(String, PendingSignIn), Error> {
+        let provider = ctl
+            .datastore
+            .identity_provider_by_name(name)
+            .await?
             .ok_or_else(|| Error::not_found("identity provider", name))?;
         let d = self.metadata(&provider, false).await?;
         // The authorization request carries no secret.
@@ -252,28 +254,28 @@ impl RelyingParty {
             .add_scope(Scope::new("profile".into()))
             .set_pkce_challenge(challenge)
             .url();
-        let pending = Pending {
+        let pending = PendingSignIn {
             provider_id: provider.id,
             state: state.secret().clone(),
             nonce: nonce.secret().clone(),
             pkce_verifier: verifier.secret().clone(),
             started_at: now_ms(),
         };
-        session.insert(PENDING_KEY, pending).await.map_err(Error::internal)?;
-        Ok(url.to_string())
+        Ok((url.to_string(), pending))
     }
 
-    /// Finishes a sign-in from the provider's redirect: on success the session is signed in
-    /// (with a fresh id) as the mapped user. Recorded in the audit log either way.
+    /// Finishes a sign-in from the provider's redirect, given the sign-in that was pending
+    /// (taken out of the session: one use only): on success the mapped user, whom the web
+    /// layer then signs in with a fresh session id. Recorded in the audit log either way.
     pub async fn finish(
         &self,
         ctl: &Controller,
-        session: &Session,
+        pending: Option<PendingSignIn>,
         callback: &Callback,
-    ) -> Result<UserUuid, Error> {
-        let result = self.finish_unaudited(ctl, session, callback).await;
+    ) -> Result<SignedIn, Error> {
+        let result = self.finish_unaudited(ctl, pending, callback).await;
         let actor = match &result {
-            Ok(user) => ctl.actor(*user).await.ok().flatten(),
+            Ok(signed_in) => ctl.actor(signed_in.user_id).await.ok().flatten(),
             Err(_) => None,
         };
         let username = actor.as_ref().map_or("", |a| a.username.as_str());
@@ -291,12 +293,9 @@ impl RelyingParty {
     async fn finish_unaudited(
         &self,
         ctl: &Controller,
-        session: &Session,
+        pending: Option<PendingSignIn>,
         callback: &Callback,
-    ) -> Result<UserUuid, Error> {
-        // One use only: a replayed callback finds nothing.
-        let pending: Option<Pending> =
-            session.remove(PENDING_KEY).await.map_err(Error::internal)?;
+    ) -> Result<SignedIn, Error> {
         if let Some(error) = &callback.error {
             let detail = callback.error_description.as_deref().unwrap_or("");
             return Err(refuse(format!(
@@ -325,11 +324,8 @@ impl RelyingParty {
         let Some(code) = callback.code.as_deref().filter(|c| !c.is_empty()) else {
             return Err(refuse("The identity provider sent no authorization code; sign in again."));
         };
-        let provider = identity_provider::Entity::find_by_id(pending.provider_id)
-            .one(&ctl.db)
-            .await
-            .map_err(Error::internal)?
-            .ok_or_else(|| {
+        let provider =
+            ctl.datastore.identity_provider_by_id(pending.provider_id).await?.ok_or_else(|| {
                 refuse("The identity provider was removed during the sign-in; sign in again.")
             })?;
         let display = provider.display_name.clone();
@@ -407,51 +403,29 @@ impl RelyingParty {
             }
         }
         let user_id = map_and_store(ctl, &provider, &identity).await?;
-        ctl.session_sign_in(session, user_id).await?;
-        // A hint left by an earlier sign-in in this browser belongs to another identity.
-        session.remove::<LogoutHint>(LOGOUT_KEY).await.map_err(Error::internal)?;
-        if let Some(end) = &d.metadata.additional_metadata().end_session_endpoint {
-            let hint = LogoutHint {
+        let logout =
+            d.metadata.additional_metadata().end_session_endpoint.as_ref().map(|end| LogoutHint {
                 end_session_endpoint: end.url().to_string(),
                 id_token: id_token.to_string(),
                 client_id: provider.client_id.clone(),
                 post_logout_redirect_uri: self.post_logout_url.clone(),
-            };
-            session.insert(LOGOUT_KEY, hint).await.map_err(Error::internal)?;
-        }
+            });
         tracing::info!(provider = %provider.name, user = %user_id, "single sign-on");
-        Ok(user_id)
+        Ok(SignedIn { user_id, logout })
     }
 }
 
-/// Where to send the browser after signing out a session that signed in through a
-/// provider offering RP-initiated logout; `None` otherwise. Call before ending the session.
-pub async fn logout_url(session: &Session) -> Result<Option<String>, Error> {
-    let hint: Option<LogoutHint> = session.get(LOGOUT_KEY).await.map_err(Error::internal)?;
-    Ok(hint.and_then(|h| {
-        let mut url = openidconnect::url::Url::parse(&h.end_session_endpoint).ok()?;
+impl LogoutHint {
+    /// Where to send the browser after signing out, to end the session at the provider
+    /// too; `None` if the provider's end-session endpoint is not a URL.
+    pub fn url(&self) -> Option<String> {
+        let mut url = openidconnect::url::Url::parse(&self.end_session_endpoint).ok()?;
         url.query_pairs_mut()
-            .append_pair("id_token_hint", &h.id_token)
-            .append_pair("client_id", &h.client_id)
-            .append_pair("post_logout_redirect_uri", &h.post_logout_redirect_uri);
+            .append_pair("id_token_hint", &self.id_token)
+            .append_pair("client_id", &self.client_id)
+            .append_pair("post_logout_redirect_uri", &self.post_logout_redirect_uri);
         Some(url.to_string())
-    }))
-}
-
-/// Keeps why a single sign-on was refused for the sign-in page, under a random reference
-/// for its URL. (The sentence does not travel in the URL, where a crafted link could put
-/// any words on the page; a reference another browser made finds nothing here.)
-pub async fn remember_refusal(session: &Session, sentence: &str) -> Result<String, Error> {
-    let reference = format!("{:016x}", rand::random::<u64>());
-    let kept = (reference.clone(), sentence.to_owned());
-    session.insert(REFUSAL_KEY, kept).await.map_err(Error::internal)?;
-    Ok(reference)
-}
-
-/// The refusal this browser's session keeps under `reference`, if any.
-pub async fn refusal(session: &Session, reference: &str) -> Result<Option<String>, Error> {
-    let kept: Option<(String, String)> = session.get(REFUSAL_KEY).await.map_err(Error::internal)?;
-    Ok(kept.filter(|(r, _)| r == reference).map(|(_, sentence)| sentence))
+    }
 }
 
 fn discovery_error<RE: std::error::Error + 'static>(

@@ -1,12 +1,13 @@
 //! OpenID Connect single sign-on (authorization code flow with PKCE S256, state and nonce),
 //! identity providers configured by provider admins, and RP-initiated logout.
 //!
-//! The flow: [`RelyingParty::begin`] discovers the provider (cached), remembers state, nonce
-//! and the PKCE verifier in the visitor's session and returns the provider's authorization
-//! URL; [`RelyingParty::finish`] takes the provider's redirect back, checks state, exchanges
-//! the code with the verifier, verifies the ID token (issuer, audience, signature, no
-//! `alg=none`, expiry, nonce, `at_hash`), maps the identity to the provider's tenant and a
-//! role, creates or updates the user and signs the session in. Every refusal is one sentence
+//! The flow: [`RelyingParty::begin`] discovers the provider (cached) and returns the
+//! provider's authorization URL with the state, nonce and PKCE verifier as a
+//! [`PendingSignIn`] for the web layer to keep; [`RelyingParty::finish`] takes that and the
+//! provider's redirect back, checks state, exchanges the code with the verifier, verifies the
+//! ID token (issuer, audience, signature, no `alg=none`, expiry, nonce, `at_hash`), maps the
+//! identity to the provider's tenant and a role and creates or updates the user, whom the
+//! web layer (`portal-web`) then signs in. Sessions and cookies are the web layer's. Every refusal is one sentence
 //! that says what was wrong; tokens and secrets are never logged.
 //!
 //! Files by concern: `providers` (what admins configure), `flow` (the two redirects),
@@ -21,7 +22,7 @@ mod verify;
 
 use portal_types::Error;
 
-pub use flow::{Callback, ExtraClaims, RelyingParty, logout_url, refusal, remember_refusal};
+pub use flow::{Callback, ExtraClaims, LogoutHint, PendingSignIn, RelyingParty, SignedIn};
 pub(crate) use identity::providers_of;
 pub use identity::role_for;
 pub use providers::{ProviderButton, ProviderCreate, ProviderInfo, RoleRule, parse_role_rules};
