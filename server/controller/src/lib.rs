@@ -156,7 +156,7 @@ impl Controller {
                 )
                 .await
                 .map_err(|e| StartError::Bootstrap(e.into()))?;
-                oidc::seal_all(db.connection(), &config.secret_keys).await?;
+                oidc::seal_all(db, &config.secret_keys).await?;
                 Ok::<_, StartError>(bootstrap)
             })
             .await?;

@@ -15,6 +15,7 @@ pub mod audit;
 mod connection;
 pub mod entity;
 pub mod fleet;
+mod identity;
 mod identity_provider;
 pub mod instance_type;
 mod login_failure;
@@ -27,6 +28,7 @@ pub mod topology;
 mod user;
 
 pub use connection::{begin_write, connect, now_ms, rfc3339, with_startup_lock};
+pub use identity_provider::NewIdentityProvider;
 pub use session::{SessionRow, session_label};
 
 use sea_orm::DatabaseConnection;

@@ -183,4 +183,20 @@ impl DataStore {
         txn.commit().await?;
         Ok(())
     }
+
+    /// The tenant called `name`, if any (for filing audit entries and configuring providers).
+    pub(crate) async fn tenant_lookup_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<tenant::Model>, StoreError> {
+        Ok(tenant::Entity::find().filter(tenant::Column::Name.eq(name)).one(&self.db).await?)
+    }
+
+    /// The tenant with this id, if it still exists.
+    pub(crate) async fn tenant_lookup_by_id(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<tenant::Model>, StoreError> {
+        Ok(tenant::Entity::find_by_id(id).one(&self.db).await?)
+    }
 }

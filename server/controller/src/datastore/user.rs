@@ -26,7 +26,7 @@ impl DataStore {
             .all(&self.db)
             .await?;
         let ids: Vec<Uuid> = members.iter().map(|m| m.user_id).collect();
-        let mut providers = crate::oidc::providers_of(&self.db, &ids).await?;
+        let mut providers = self.identity_providers_of_users(&ids).await?;
         let mut out = Vec::with_capacity(members.len());
         for m in members {
             if let Some(u) = user::Entity::find_by_id(m.user_id).one(&self.db).await? {

@@ -2,23 +2,15 @@
 //! provider's groups, and the user linked to (provider, subject).
 
 use openidconnect::core::CoreGenderClaim;
-use std::collections::HashMap;
-
 use portal_types::Error;
-use portal_types::ids::{GenericUuid, UserUuid};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-    Set,
-};
-use uuid::Uuid;
+use portal_types::ids::UserUuid;
 
 use super::flow::{Claims, ExtraClaims};
 use super::providers::{RoleRule, rules_of};
 use super::refuse;
 use crate::Controller;
 use crate::authz::Role;
-use crate::datastore::entity::{external_identity, identity_provider, membership, tenant, user};
-use crate::datastore::now_ms;
+use crate::datastore::entity::identity_provider;
 
 /// What the portal takes from a verified sign-in.
 #[derive(Debug, Clone, Default)]
@@ -90,38 +82,8 @@ pub fn role_for(rules: &[RoleRule], groups: &[String], default_role: &str) -> Op
         .or_else(|| Role::parse(default_role))
 }
 
-/// The display name of the provider each of `users` signs in through, for user lists;
-/// local users are absent.
-pub(crate) async fn providers_of(
-    db: &DatabaseConnection,
-    users: &[Uuid],
-) -> Result<HashMap<Uuid, String>, Error> {
-    let links = external_identity::Entity::find()
-        .filter(external_identity::Column::UserId.is_in(users.iter().copied()))
-        .all(db)
-        .await
-        .map_err(Error::internal)?;
-    if links.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let names: HashMap<Uuid, String> = identity_provider::Entity::find()
-        .all(db)
-        .await
-        .map_err(Error::internal)?
-        .into_iter()
-        .map(|p| (p.id, p.display_name))
-        .collect();
-    Ok(links
-        .into_iter()
-        .filter_map(|l| Some((l.user_id, names.get(&l.provider_id)?.clone())))
-        .collect())
-}
-
 /// Checks the e-mail domain, finds or creates the user, and sets their role in the
 /// provider's tenant, all in one transaction.
-// `..Default::default()` on the new user row: columns added to `users` later (with database
-// defaults) must not break single sign-on.
-#[allow(clippy::needless_update)]
 pub(super) async fn map_and_store(
     ctl: &Controller,
     provider: &identity_provider::Model,
@@ -168,108 +130,17 @@ pub(super) async fn map_and_store(
         &provider.default_role,
     );
     let Some(role) = role else {
-        let tenant = tenant::Entity::find_by_id(provider.tenant_id)
-            .one(&ctl.db)
-            .await
-            .map_err(Error::internal)?
+        let tenant = ctl
+            .datastore
+            .tenant_lookup_by_id(provider.tenant_id)
+            .await?
             .map_or_else(|| "the provider's tenant".to_owned(), |t| t.name);
         return Err(refuse(format!(
             "No group of yours maps to a role in {tenant}; ask your admin."
         )));
     };
     let username = identity.username(&provider.name);
-    let now = now_ms();
-    let txn = crate::datastore::begin_write(&ctl.db).await.map_err(Error::internal)?;
-    let link = external_identity::Entity::find_by_id((provider.id, identity.subject.clone()))
-        .one(&txn)
-        .await
-        .map_err(Error::internal)?;
-    let user_id = match link {
-        Some(link) => {
-            let u = user::Entity::find_by_id(link.user_id)
-                .one(&txn)
-                .await
-                .map_err(Error::internal)?
-                .ok_or_else(|| Error::internal("external identity points at a missing user"))?;
-            if u.disabled {
-                return Err(refuse(format!(
-                    "The account {} is disabled; ask an admin to enable it.",
-                    u.username
-                )));
-            }
-            let mut link = link.into_active_model();
-            link.last_sign_in_at = Set(now);
-            link.update(&txn).await.map_err(Error::internal)?;
-            u.id
-        }
-        None => {
-            // Never adopt an existing account by name. The qualified name is only taken by
-            // another subject of this provider asserting the same address, or by a user left
-            // from an earlier provider of the same name.
-            let taken = user::Entity::find()
-                .filter(user::Column::Username.eq(&username))
-                .one(&txn)
-                .await
-                .map_err(Error::internal)?;
-            if taken.is_some() {
-                return Err(refuse(format!(
-                    "The name {username} belongs to another account (another identity at \
-                     {display}, or one left by an earlier provider of that name); ask an admin \
-                     to remove or rename that account."
-                )));
-            }
-            let id = Uuid::new_v4();
-            user::ActiveModel {
-                id: Set(id),
-                username: Set(username.clone()),
-                password_hash: Set(None),
-                provider_admin: Set(false),
-                disabled: Set(false),
-                created_at: Set(now),
-                must_change_password: Set(false),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await
-            .map_err(Error::internal)?;
-            external_identity::ActiveModel {
-                provider_id: Set(provider.id),
-                subject: Set(identity.subject.clone()),
-                user_id: Set(id),
-                created_at: Set(now),
-                last_sign_in_at: Set(now),
-            }
-            .insert(&txn)
-            .await
-            .map_err(Error::internal)?;
-            id
-        }
-    };
-    // The provider's groups are authoritative for the role in the provider's tenant.
-    let existing = membership::Entity::find_by_id((user_id, provider.tenant_id))
-        .one(&txn)
-        .await
-        .map_err(Error::internal)?;
-    match existing {
-        Some(m) if m.role == role.as_str() => {}
-        Some(m) => {
-            let mut m = m.into_active_model();
-            m.role = Set(role.as_str().to_owned());
-            m.update(&txn).await.map_err(Error::internal)?;
-        }
-        None => {
-            membership::ActiveModel {
-                user_id: Set(user_id),
-                tenant_id: Set(provider.tenant_id),
-                role: Set(role.as_str().to_owned()),
-            }
-            .insert(&txn)
-            .await
-            .map_err(Error::internal)?;
-        }
-    }
-    txn.commit().await.map_err(Error::internal)?;
-    Ok(UserUuid::from_untyped_uuid(user_id))
+    Ok(ctl.datastore.identity_sign_in(provider, &identity.subject, &username, role).await?)
 }
 
 #[cfg(test)]

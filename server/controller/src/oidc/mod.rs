@@ -23,7 +23,6 @@ mod verify;
 use portal_types::Error;
 
 pub use flow::{Callback, ExtraClaims, LogoutHint, PendingSignIn, RelyingParty, SignedIn};
-pub(crate) use identity::providers_of;
 pub use identity::role_for;
 pub use providers::{ProviderButton, ProviderCreate, ProviderInfo, RoleRule, parse_role_rules};
 pub(crate) use secrets::seal_all;

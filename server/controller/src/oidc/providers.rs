@@ -1,19 +1,16 @@
 //! Identity providers as provider admins configure them: issuer, client, tenant, e-mail
 //! domains and group → role rules.
 
-use std::collections::HashMap;
-
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, TenantUuid};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::{Action, Role};
 use crate::context::OpContext;
-use crate::datastore::entity::{identity_provider, tenant};
-use crate::datastore::now_ms;
+use crate::datastore::NewIdentityProvider;
+use crate::datastore::entity::identity_provider;
 
 /// Maps members of an identity-provider group to a role in the provider's tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,39 +115,28 @@ pub(super) fn rules_of(row: &identity_provider::Model) -> Vec<RoleRule> {
     serde_json::from_str(&row.role_rules).unwrap_or_default()
 }
 
+fn info(row: identity_provider::Model, tenant: String) -> ProviderInfo {
+    ProviderInfo {
+        role_rules: rules_of(&row),
+        tenant,
+        name: row.name,
+        display_name: row.display_name,
+        issuer_url: row.issuer_url,
+        client_id: row.client_id,
+        email_domains: row.email_domains,
+        group_claim: row.group_claim,
+        default_role: row.default_role,
+    }
+}
+
 impl Controller {
     /// The identity providers, for provider admins.
     pub async fn identity_provider_list(
         &self,
         opctx: &OpContext,
     ) -> Result<Vec<ProviderInfo>, Error> {
-        opctx.authorize(Action::IdentityProviderWrite)?;
-        let rows = identity_provider::Entity::find()
-            .order_by_asc(identity_provider::Column::Name)
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?;
-        let tenants: HashMap<Uuid, String> = tenant::Entity::find()
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?
-            .into_iter()
-            .map(|t| (t.id, t.name))
-            .collect();
-        Ok(rows
-            .into_iter()
-            .map(|r| ProviderInfo {
-                role_rules: rules_of(&r),
-                tenant: tenants.get(&r.tenant_id).cloned().unwrap_or_default(),
-                name: r.name,
-                display_name: r.display_name,
-                issuer_url: r.issuer_url,
-                client_id: r.client_id,
-                email_domains: r.email_domains,
-                group_claim: r.group_claim,
-                default_role: r.default_role,
-            })
-            .collect())
+        let rows = self.datastore.identity_provider_list(opctx).await?;
+        Ok(rows.into_iter().map(|(row, tenant)| info(row, tenant)).collect())
     }
 
     /// Adds an identity provider; everything is checked before anything is written.
@@ -233,62 +219,22 @@ impl Controller {
         }
         let group_claim =
             if create.group_claim.trim().is_empty() { "groups" } else { create.group_claim.trim() };
-        let tenant_name = create.tenant.trim();
-        let tenant = tenant::Entity::find()
-            .filter(tenant::Column::Name.eq(tenant_name))
-            .one(&self.db)
-            .await
-            .map_err(Error::internal)?
-            .ok_or_else(|| Error::not_found("tenant", tenant_name))?;
-        let exists = identity_provider::Entity::find()
-            .filter(identity_provider::Column::Name.eq(name))
-            .one(&self.db)
-            .await
-            .map_err(Error::internal)?;
-        if exists.is_some() {
-            return Err(Error::Conflict {
-                message: format!(
-                    "An identity provider named {name} already exists; pick another name."
-                ),
-            });
-        }
         let id = Uuid::new_v4();
-        let row = identity_provider::ActiveModel {
-            id: Set(id),
-            name: Set(name.to_owned()),
-            display_name: Set(display_name.to_owned()),
-            issuer_url: Set(issuer.to_owned()),
-            client_id: Set(client_id.to_owned()),
-            client_secret: Set(self.secret_keys.seal(id, create.client_secret.trim())),
-            client_secret_sealed: Set(true),
-            tenant_id: Set(tenant.id),
-            email_domains: Set(domains.join(",")),
-            group_claim: Set(group_claim.to_owned()),
-            role_rules: Set(serde_json::to_string(&create.role_rules).map_err(Error::internal)?),
-            default_role: Set(default_role.to_owned()),
-            created_at: Set(now_ms()),
-        }
-        .insert(&self.db)
-        .await
-        .map_err(|e| match e.sql_err() {
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Error::Conflict {
-                message: format!(
-                    "An identity provider named {name} already exists; pick another name."
-                ),
-            },
-            _ => Error::internal(e),
-        })?;
-        Ok(ProviderInfo {
-            role_rules: rules_of(&row),
-            tenant: tenant.name,
-            name: row.name,
-            display_name: row.display_name,
-            issuer_url: row.issuer_url,
-            client_id: row.client_id,
-            email_domains: row.email_domains,
-            group_claim: row.group_claim,
-            default_role: row.default_role,
-        })
+        let new = NewIdentityProvider {
+            id,
+            name,
+            display_name,
+            issuer_url: issuer,
+            client_id,
+            sealed_client_secret: self.secret_keys.seal(id, create.client_secret.trim()),
+            tenant: create.tenant.trim(),
+            email_domains: domains.join(","),
+            group_claim,
+            role_rules: serde_json::to_string(&create.role_rules).map_err(Error::internal)?,
+            default_role,
+        };
+        let (row, tenant) = self.datastore.identity_provider_create(opctx, new).await?;
+        Ok(info(row, tenant))
     }
 
     /// Removes an identity provider. Its users stay (with their roles) but can no longer
@@ -298,13 +244,7 @@ impl Controller {
         opctx: &OpContext,
         name: &str,
     ) -> Result<(), Error> {
-        let tenant = identity_provider::Entity::find()
-            .filter(identity_provider::Column::Name.eq(name))
-            .one(&self.db)
-            .await
-            .ok()
-            .flatten()
-            .map(|p| TenantUuid::from_untyped_uuid(p.tenant_id));
+        let tenant = self.datastore.identity_provider_tenant(name).await.ok().flatten();
         let result = self.identity_provider_delete_unaudited(opctx, name).await;
         let kind = "identity_provider";
         self.audited_in(opctx, tenant, "identity_provider.delete", kind, name, result).await
@@ -312,8 +252,8 @@ impl Controller {
 
     /// The id of the tenant with this name, for filing audit entries.
     async fn tenant_named(&self, name: &str) -> Option<TenantUuid> {
-        let found = tenant::Entity::find().filter(tenant::Column::Name.eq(name)).one(&self.db);
-        found.await.ok().flatten().map(|t| TenantUuid::from_untyped_uuid(t.id))
+        let found = self.datastore.tenant_lookup_by_name(name).await.ok().flatten();
+        found.map(|t| TenantUuid::from_untyped_uuid(t.id))
     }
 
     async fn identity_provider_delete_unaudited(
@@ -321,26 +261,16 @@ impl Controller {
         opctx: &OpContext,
         name: &str,
     ) -> Result<(), Error> {
-        opctx.authorize(Action::IdentityProviderWrite)?;
-        let res = identity_provider::Entity::delete_many()
-            .filter(identity_provider::Column::Name.eq(name))
-            .exec(&self.db)
-            .await
-            .map_err(Error::internal)?;
-        if res.rows_affected == 0 {
-            return Err(Error::not_found("identity provider", name));
-        }
-        Ok(())
+        Ok(self.datastore.identity_provider_delete(opctx, name).await?)
     }
 
     /// The sign-in buttons. Deliberately public (no actor): the sign-in page is for visitors
     /// who are not signed in yet, and only names are returned.
     pub async fn identity_provider_buttons(&self) -> Result<Vec<ProviderButton>, Error> {
-        Ok(identity_provider::Entity::find()
-            .order_by_asc(identity_provider::Column::DisplayName)
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?
+        Ok(self
+            .datastore
+            .identity_provider_list_by_display_name()
+            .await?
             .into_iter()
             .map(|r| ProviderButton { name: r.name, display_name: r.display_name })
             .collect())

@@ -20,12 +20,12 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use openidconnect::ClientSecret;
 use portal_types::Error;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, Set};
 use uuid::Uuid;
 
 use super::refuse;
 use crate::Controller;
 use crate::datastore::entity::identity_provider;
+use crate::datastore::{DataStore, StoreError};
 
 pub const KEY_ENV: &str = "PORTAL_SECRET_KEY";
 pub const PREVIOUS_KEY_ENV: &str = "PORTAL_SECRET_KEY_PREVIOUS";
@@ -190,47 +190,47 @@ fn read_key_file(path: &Path) -> Result<Option<[u8; 32]>, SecretKeyError> {
 /// while the database is the starter's alone. A secret no key opens stops the start: the
 /// portal would otherwise run with single sign-on broken in a way only a sign-in shows.
 pub(crate) async fn seal_all(
-    db: &DatabaseConnection,
+    datastore: &DataStore,
     keys: &SecretKeys,
 ) -> Result<(), SecretKeyError> {
-    let db_error = |e: sea_orm::DbErr| SecretKeyError(format!("cannot re-encrypt secrets: {e}"));
-    let txn = crate::datastore::begin_write(db).await.map_err(db_error)?;
-    let rows = identity_provider::Entity::find().all(&txn).await.map_err(db_error)?;
     let (mut sealed, mut resealed) = (0, 0);
-    for row in rows {
-        let plain = if !row.client_secret_sealed {
-            sealed += 1;
-            row.client_secret.clone()
-        } else {
-            match keys.open(row.id, &row.client_secret) {
-                Some((_, false)) => continue,
-                Some((plain, true)) => {
-                    resealed += 1;
-                    plain
+    datastore
+        .identity_provider_secrets_reseal(|row| {
+            let plain = if !row.client_secret_sealed {
+                sealed += 1;
+                row.client_secret.clone()
+            } else {
+                match keys.open(row.id, &row.client_secret) {
+                    Some((_, false)) => return Ok(None),
+                    Some((plain, true)) => {
+                        resealed += 1;
+                        plain
+                    }
+                    None => {
+                        return Err(SecretKeyError(format!(
+                            "the client secret of the identity provider {} cannot be decrypted \
+                             with the secret key{}; start with the key it was encrypted with as \
+                             {PREVIOUS_KEY_ENV} (or {PREVIOUS_KEY_FILE} in the data directory), \
+                             or delete the provider and add it again",
+                            row.name,
+                            if keys.previous.is_some() { " nor the previous one" } else { "" }
+                        )));
+                    }
                 }
-                None => {
-                    return Err(SecretKeyError(format!(
-                        "the client secret of the identity provider {} cannot be decrypted with \
-                         the secret key{}; start with the key it was encrypted with as \
-                         {PREVIOUS_KEY_ENV} (or {PREVIOUS_KEY_FILE} in the data directory), or \
-                         delete the provider and add it again",
-                        row.name,
-                        if keys.previous.is_some() { " nor the previous one" } else { "" }
-                    )));
-                }
-            }
-        };
-        let id = row.id;
-        let mut row = row.into_active_model();
-        row.client_secret = Set(keys.seal(id, &plain));
-        row.client_secret_sealed = Set(true);
-        row.update(&txn).await.map_err(db_error)?;
-    }
-    txn.commit().await.map_err(db_error)?;
+            };
+            Ok(Some(keys.seal(row.id, &plain)))
+        })
+        .await?;
     if sealed + resealed > 0 {
         tracing::info!(sealed, resealed, "encrypted identity providers' client secrets");
     }
     Ok(())
+}
+
+impl From<StoreError> for SecretKeyError {
+    fn from(e: StoreError) -> Self {
+        SecretKeyError(format!("cannot re-encrypt secrets: {e}"))
+    }
 }
 
 impl Controller {
