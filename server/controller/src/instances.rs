@@ -208,7 +208,7 @@ impl Controller {
             let row = active.update(&txn).await?;
             let saga_row =
                 self.sagas.row(&saga).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
-            crate::sagas::sec_store::SagaStore::insert(&txn, saga_row).await?;
+            crate::datastore::saga::SagaStore::insert(&txn, saga_row).await?;
             txn.commit().await?;
             Ok::<_, sea_orm::DbErr>(row)
         }

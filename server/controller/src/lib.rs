@@ -161,9 +161,10 @@ impl Controller {
             })
             .await?;
         let db = datastore::connect(&config.database_url).await.map_err(database_error)?;
-        let sagas = sagas::executor::SagaExecutor::new(db.clone(), config.saga_lease);
+        let datastore = datastore::DataStore::new(db.clone());
+        let sagas = sagas::executor::SagaExecutor::new(&datastore, config.saga_lease);
         Ok(Arc::new_cyclic(|controller| Self {
-            datastore: datastore::DataStore::new(db.clone()),
+            datastore,
             db,
             events: EventBus::default(),
             agents: AgentRegistry::default(),

@@ -22,6 +22,7 @@ mod login_failure;
 pub(crate) mod notify;
 mod placement;
 pub mod quota;
+pub(crate) mod saga;
 mod session;
 mod tenant;
 pub mod topology;

@@ -14,7 +14,8 @@ use steno::{ActionRegistry, SagaDag, SagaId, SagaResult, SecClient};
 use uuid::Uuid;
 
 use crate::Controller;
-use crate::sagas::sec_store::SagaStore;
+use crate::datastore::DataStore;
+use crate::datastore::saga::SagaStore;
 use crate::sagas::{PortalSaga, SagaContext, registry};
 
 /// How long a replica's sagas stay its own without a renewal, by default.
@@ -79,8 +80,8 @@ impl slog::Drain for TracingDrain {
 }
 
 impl SagaExecutor {
-    pub(crate) fn new(db: sea_orm::DatabaseConnection, lease: Duration) -> Self {
-        let store = Arc::new(SagaStore::new(db, lease));
+    pub(crate) fn new(datastore: &DataStore, lease: Duration) -> Self {
+        let store = Arc::new(SagaStore::new(datastore, lease));
         let log = slog::Logger::root(TracingDrain, slog::o!());
         SagaExecutor {
             sec: steno::sec(log, store.clone()),
@@ -171,9 +172,9 @@ impl SagaExecutor {
     /// Resumes (or goes on unwinding) every unfinished saga this replica may take: its own
     /// and those whose owner's lease expired; renews the leases of those it runs.
     pub(crate) async fn adopt(&self, controller: &Arc<Controller>) -> Result<(), Error> {
-        self.store.renew().await.map_err(Error::internal)?;
+        self.store.renew().await?;
         let skip = self.running.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let adopted = self.store.adopt(&skip).await.map_err(Error::internal)?;
+        let adopted = self.store.adopt(&skip).await?;
         for (row, events) in adopted {
             let id = SagaId::from_untyped_uuid(row.id);
             // One saga that cannot resume (a start racing this adoption: steno refuses the

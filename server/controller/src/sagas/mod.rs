@@ -1,6 +1,6 @@
 //! Persisted sagas: multi-step changes across agents, each step (a DAG node) one externally
 //! visible effect with an undo, run by Oxide's `steno`. The log is in the database
-//! (`sec_store`); a failure at any step unwinds the earlier ones; a restarted or surviving
+//! (`datastore::saga`); a failure at any step unwinds the earlier ones; a restarted or surviving
 //! replica resumes or unwinds every unfinished saga (`executor`).
 //!
 //! Sagas are named `<resource>_<verb>` (`instance_create`, `instance_delete`); their actions
@@ -11,7 +11,6 @@
 pub(crate) mod executor;
 pub(crate) mod instance_create;
 pub(crate) mod instance_delete;
-pub(crate) mod sec_store;
 
 use std::sync::Arc;
 use std::time::Duration;

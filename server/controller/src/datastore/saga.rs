@@ -17,8 +17,8 @@ use sea_orm::{
 use steno::{SagaCachedState, SagaCreateParams, SagaId, SagaNodeEvent, SecStore};
 use uuid::Uuid;
 
-use crate::datastore::entity::{saga, saga_node_event};
-use crate::datastore::now_ms;
+use super::entity::{saga, saga_node_event};
+use super::{DataStore, StoreError, now_ms};
 use crate::sagas::Backoff;
 
 #[derive(Debug)]
@@ -41,9 +41,9 @@ fn already_there(e: &DbErr) -> bool {
 }
 
 impl SagaStore {
-    pub(crate) fn new(db: DatabaseConnection, lease: Duration) -> Self {
+    pub(crate) fn new(datastore: &DataStore, lease: Duration) -> Self {
         SagaStore {
-            db,
+            db: datastore.connection().clone(),
             owner: Uuid::new_v4().to_string(),
             lease,
             hang_after: Mutex::new(None),
@@ -79,7 +79,7 @@ impl SagaStore {
     }
 
     /// Extends the lease of every unfinished saga this replica owns.
-    pub(crate) async fn renew(&self) -> Result<(), DbErr> {
+    pub(crate) async fn renew(&self) -> Result<(), StoreError> {
         let now = now_ms();
         saga::Entity::update_many()
             .col_expr(saga::Column::LeaseExpiresAt, (now + self.lease.as_millis() as i64).into())
@@ -96,7 +96,7 @@ impl SagaStore {
     pub(crate) async fn adopt(
         &self,
         skip: &std::collections::HashSet<Uuid>,
-    ) -> Result<Vec<(saga::Model, Vec<SagaNodeEvent>)>, DbErr> {
+    ) -> Result<Vec<(saga::Model, Vec<SagaNodeEvent>)>, StoreError> {
         let now = now_ms();
         let candidates = saga::Entity::find()
             .filter(saga::Column::State.ne("done"))
