@@ -309,7 +309,7 @@ impl Controller {
                             InstanceState::Running.as_str(),
                             InstanceState::Deleting.as_str(),
                         ]))
-                        .add(crate::removal::failed_pending_removal()),
+                        .add(crate::datastore::instance::failed_pending_removal()),
                 )
                 .all(&self.db)
                 .await

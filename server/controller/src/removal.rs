@@ -8,14 +8,12 @@
 //! in the same transaction. The saga that asked for the removal repeats RemoveVm until then.
 
 use portal_types::views::{InstanceState, LiveEvent};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use agent_proto::v1::VmState;
 
 use crate::Controller;
-use crate::datastore::entity::{gpu_claim, instance};
-use crate::datastore::now_ms;
+use crate::datastore::entity::instance;
 use crate::instances::{host_of, remove_request};
 
 /// Why an instance's VM is to leave its host (the `vm_removal` column).
@@ -48,26 +46,20 @@ impl Removal {
     }
 }
 
-/// Instances that hold host resources: not deleted, and not confirmed gone from their host.
-/// (A failed VM keeps its resources until then: the host may still hold it.)
-pub(crate) fn holding() -> Condition {
-    Condition::all().add(instance::Column::State.ne(InstanceState::Deleted.as_str())).add(
-        Condition::any()
-            .add(instance::Column::VmRemoval.is_null())
-            .add(instance::Column::VmRemoval.ne(Removal::Done.as_str())),
-    )
-}
-
-/// Failed instances whose VM the control plane still has to remove.
-pub(crate) fn failed_pending_removal() -> Condition {
-    Condition::all()
-        .add(instance::Column::State.eq(InstanceState::Failed.as_str()))
-        .add(instance::Column::VmRemoval.is_in([Removal::Delete.as_str(), Removal::Undo.as_str()]))
-}
-
 /// Whether the host should no longer run this instance's VM (for VMs a host reports).
 pub(crate) fn unwanted(row: &instance::Model) -> bool {
     row.state == InstanceState::Deleted.as_str() || Removal::of(row) == Some(Removal::Done)
+}
+
+/// The state an instance ends in once its host confirmed its VM gone: `deleted` for a
+/// deletion, `failed` for an undone launch; `None` for a VM nobody asked to remove.
+fn end_state(row: &instance::Model) -> Option<InstanceState> {
+    match (InstanceState::parse(&row.state), Removal::of(row)) {
+        (Some(InstanceState::Deleting), _)
+        | (Some(InstanceState::Failed), Some(Removal::Delete)) => Some(InstanceState::Deleted),
+        (Some(InstanceState::Failed), Some(Removal::Undo)) => Some(InstanceState::Failed),
+        _ => None,
+    }
 }
 
 impl Controller {
@@ -76,31 +68,7 @@ impl Controller {
     /// is the delete's to finish. Not published yet: the undo shows it once the host has
     /// had a chance to confirm the removal, so pages see the failure with its GPUs released.
     pub(crate) async fn instance_launch_failed(&self, row: &instance::Model, message: &str) {
-        let updated_at = now_ms();
-        let live = [InstanceState::Provisioning.as_str(), InstanceState::Running.as_str()];
-        let res = async {
-            let marked = instance::Entity::update_many()
-                .col_expr(instance::Column::State, InstanceState::Failed.as_str().into())
-                .col_expr(instance::Column::Message, message.into())
-                .col_expr(instance::Column::VmRemoval, Removal::Undo.as_str().into())
-                .col_expr(instance::Column::UpdatedAt, updated_at.into())
-                .filter(instance::Column::Id.eq(row.id))
-                .filter(instance::Column::State.is_in(live))
-                .exec(&self.db)
-                .await?;
-            if marked.rows_affected == 0 {
-                // Failed already (the host said so): its removal is still to be asked for.
-                instance::Entity::update_many()
-                    .col_expr(instance::Column::VmRemoval, Removal::Undo.as_str().into())
-                    .filter(instance::Column::Id.eq(row.id))
-                    .filter(instance::Column::State.eq(InstanceState::Failed.as_str()))
-                    .filter(instance::Column::VmRemoval.is_null())
-                    .exec(&self.db)
-                    .await?;
-            }
-            Ok::<_, sea_orm::DbErr>(())
-        }
-        .await;
+        let res = self.datastore.instance_mark_launch_failed(row.id, message).await;
         if let Err(e) = res {
             tracing::error!(instance = %row.id, error = %e, "cannot record the undo");
         }
@@ -109,7 +77,7 @@ impl Controller {
     /// Whether the instance's VM is confirmed gone and what it held released; if not yet,
     /// asks its host again (idempotent). For the sagas' removal steps.
     pub(crate) async fn instance_removed(&self, id: Uuid) -> bool {
-        let row = match instance::Entity::find_by_id(id).one(&self.db).await {
+        let row = match self.datastore.instance_row(id).await {
             Ok(Some(row)) => row,
             Ok(None) => return true,
             Err(e) => {
@@ -152,43 +120,7 @@ impl Controller {
     /// one transaction. True when this call finished it; a VM nobody asked to remove (a
     /// running one that vanished) is left to its caller.
     pub(crate) async fn instance_vm_gone(&self, id: Uuid) -> bool {
-        let result = async {
-            let txn = crate::datastore::begin_write(&self.db).await?;
-            let Some(row) = instance::Entity::find_by_id(id).one(&txn).await? else {
-                return Ok(None);
-            };
-            let end = match (InstanceState::parse(&row.state), Removal::of(&row)) {
-                (Some(InstanceState::Deleting), _)
-                | (Some(InstanceState::Failed), Some(Removal::Delete)) => InstanceState::Deleted,
-                (Some(InstanceState::Failed), Some(Removal::Undo)) => InstanceState::Failed,
-                _ => return Ok(None),
-            };
-            let updated_at = now_ms();
-            // Compare-and-set: a concurrent delete or finish must not be overwritten.
-            let res = instance::Entity::update_many()
-                .col_expr(instance::Column::State, end.as_str().into())
-                .col_expr(instance::Column::VmRemoval, Removal::Done.as_str().into())
-                .col_expr(instance::Column::UpdatedAt, updated_at.into())
-                .filter(instance::Column::Id.eq(id))
-                .filter(instance::Column::State.eq(row.state.clone()))
-                .exec(&txn)
-                .await?;
-            if res.rows_affected == 0 {
-                return Ok(None);
-            }
-            gpu_claim::Entity::delete_many()
-                .filter(gpu_claim::Column::InstanceId.eq(id))
-                .exec(&txn)
-                .await?;
-            txn.commit().await?;
-            Ok::<_, sea_orm::DbErr>(Some(instance::Model {
-                state: end.as_str().to_owned(),
-                vm_removal: Some(Removal::Done.as_str().to_owned()),
-                updated_at,
-                ..row
-            }))
-        }
-        .await;
+        let result = self.datastore.instance_finish_removal(id, end_state).await;
         match result {
             Ok(Some(row)) => {
                 if let Some(placer) = self.placer.lock().await.as_mut() {

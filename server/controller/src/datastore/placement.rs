@@ -21,12 +21,12 @@ impl DataStore {
         Ok(host::Entity::find_by_id(id).one(&self.db).await?)
     }
 
-    /// Instances that hold host resources (see `removal::holding`), on one host or all.
+    /// Instances that hold host resources (see `instance::holding`), on one host or all.
     pub(crate) async fn instances_holding(
         &self,
         host_id: Option<Uuid>,
     ) -> Result<Vec<instance::Model>, StoreError> {
-        let mut query = instance::Entity::find().filter(crate::removal::holding());
+        let mut query = instance::Entity::find().filter(super::instance::holding());
         if let Some(id) = host_id {
             query = query.filter(instance::Column::HostId.eq(id));
         }

@@ -85,7 +85,7 @@ impl DataStore {
     }
 
     /// Instances still holding resources (as the scheduler counts them, see
-    /// `removal::holding`) on `host_ids`, oldest first, each with its tenant's name.
+    /// `instance::holding`) on `host_ids`, oldest first, each with its tenant's name.
     pub async fn instances_holding_on(
         &self,
         opctx: &OpContext,
@@ -93,7 +93,7 @@ impl DataStore {
     ) -> Result<Vec<(instance::Model, String)>, StoreError> {
         opctx.authorize(Action::FleetRead)?;
         let rows = instance::Entity::find()
-            .filter(crate::removal::holding())
+            .filter(super::instance::holding())
             .filter(instance::Column::HostId.is_in(host_ids))
             .order_by_asc(instance::Column::CreatedAt)
             .all(&self.db)
