@@ -12,16 +12,14 @@ use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::params;
 use portal_types::views::{InstanceState, InstanceView, LiveEvent};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::{Action, Actor};
 use crate::claims::Claimed;
 use crate::context::OpContext;
-use crate::datastore::entity::{host, instance};
+use crate::datastore::entity::instance;
 use crate::datastore::{now_ms, rfc3339};
-use crate::removal::Removal;
 use crate::scheduling::allocation_of;
 use portal_scheduler::Placement;
 
@@ -76,14 +74,7 @@ pub(crate) fn host_of(row: &instance::Model) -> Option<String> {
 impl Controller {
     /// The instances of the actor's tenant, newest first, without deleted ones.
     pub async fn instance_list(&self, opctx: &OpContext) -> Result<Vec<InstanceView>, Error> {
-        let actor = opctx.authorize(Action::InstanceRead)?;
-        let rows = instance::Entity::find()
-            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
-            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
-            .order_by_desc(instance::Column::CreatedAt)
-            .all(&self.db)
-            .await
-            .map_err(Error::internal)?;
+        let rows = self.datastore.instance_list(opctx).await?;
         Ok(rows.iter().map(view).collect())
     }
 
@@ -130,11 +121,7 @@ impl Controller {
 
     /// An instance by id (for sagas: they carry ids, not rows).
     pub(crate) async fn instance_row(&self, id: Uuid) -> Result<instance::Model, Error> {
-        instance::Entity::find_by_id(id)
-            .one(&self.db)
-            .await
-            .map_err(Error::internal)?
-            .ok_or_else(|| Error::not_found("instance", id))
+        self.datastore.instance_row(id).await?.ok_or_else(|| Error::not_found("instance", id))
     }
 
     /// A saga's first node: the row its transaction wrote is there. Database errors are
@@ -183,13 +170,7 @@ impl Controller {
         id: InstanceUuid,
     ) -> Result<InstanceView, Error> {
         let actor = opctx.authorize(Action::InstanceDelete)?;
-        let row = instance::Entity::find_by_id(id.into_untyped_uuid())
-            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
-            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(Error::internal)?
-            .ok_or_else(|| Error::not_found("instance", id))?;
+        let row = self.datastore.instance_fetch_for_delete(opctx, id).await?;
         let requested_at = now_ms();
         let saga = crate::sagas::instance_delete::new(&crate::sagas::instance_delete::Params {
             opctx: opctx.for_saga(),
@@ -198,22 +179,8 @@ impl Controller {
         })?;
         // The mark and the saga row in one transaction: once committed, the delete finishes
         // even if this replica dies (another resumes the saga).
-        let row = async {
-            let txn = crate::datastore::begin_write(&self.db).await?;
-            let mut active: instance::ActiveModel = row.clone().into();
-            active.state = Set(InstanceState::Deleting.as_str().to_owned());
-            active.generation = Set(row.generation + 1);
-            active.vm_removal = Set(Some(Removal::Delete.as_str().to_owned()));
-            active.updated_at = Set(requested_at);
-            let row = active.update(&txn).await?;
-            let saga_row =
-                self.sagas.row(&saga).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
-            crate::datastore::saga::SagaStore::insert(&txn, saga_row).await?;
-            txn.commit().await?;
-            Ok::<_, sea_orm::DbErr>(row)
-        }
-        .await
-        .map_err(Error::internal)?;
+        let saga_row = self.sagas.row(&saga)?;
+        let row = self.datastore.instance_mark_deleting(&row, requested_at, saga_row).await?;
         tracing::info!(instance = %row.id, name = %row.name, "instance delete requested");
         let out = view(&row);
         self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(out.clone()));
@@ -238,7 +205,7 @@ impl Controller {
         if !matches!(reported, VmState::Running | VmState::Failed | VmState::Deleted) {
             return;
         }
-        let row = match instance::Entity::find_by_id(id).one(&self.db).await {
+        let row = match self.datastore.instance_row(id).await {
             Ok(Some(row)) => row,
             Ok(None) => {
                 self.stray_seen(host_name, &status, None);
@@ -295,26 +262,7 @@ impl Controller {
     /// to their launch saga (and its deadline).
     pub(crate) async fn reconcile_host_snapshot(&self, host_name: &str, listed: &HashSet<String>) {
         self.strays_listed(host_name, listed);
-        let rows = async {
-            let Some(host) =
-                host::Entity::find().filter(host::Column::Name.eq(host_name)).one(&self.db).await?
-            else {
-                return Ok(Vec::new());
-            };
-            instance::Entity::find()
-                .filter(instance::Column::HostId.eq(host.id))
-                .filter(
-                    sea_orm::Condition::any()
-                        .add(instance::Column::State.is_in([
-                            InstanceState::Running.as_str(),
-                            InstanceState::Deleting.as_str(),
-                        ]))
-                        .add(crate::datastore::instance::failed_pending_removal()),
-                )
-                .all(&self.db)
-                .await
-        }
-        .await;
+        let rows = self.datastore.instances_expected_on_host(host_name).await;
         let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
@@ -343,16 +291,12 @@ impl Controller {
         message: Option<String>,
     ) {
         let updated_at = now_ms();
-        let res = instance::Entity::update_many()
-            .col_expr(instance::Column::State, state.as_str().into())
-            .col_expr(instance::Column::Message, message.clone().into())
-            .col_expr(instance::Column::UpdatedAt, updated_at.into())
-            .filter(instance::Column::Id.eq(row.id))
-            .filter(instance::Column::State.eq(row.state.clone()))
-            .exec(&self.db)
+        let res = self
+            .datastore
+            .instance_set_state_if(row.id, &row.state, state, message.clone(), updated_at)
             .await;
         match res {
-            Ok(r) if r.rows_affected == 1 => {
+            Ok(true) => {
                 tracing::info!(instance = %row.id, name = %row.name, from = %row.state, to = %state, "instance state changed");
                 let updated = instance::Model {
                     state: state.as_str().to_owned(),
@@ -362,7 +306,7 @@ impl Controller {
                 };
                 self.publish_instance(&updated);
             }
-            Ok(_) => {}
+            Ok(false) => {}
             Err(e) => {
                 tracing::error!(instance = %row.id, error = %e, "cannot record instance state")
             }

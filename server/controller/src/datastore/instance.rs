@@ -1,12 +1,20 @@
-//! Instances' rows on the way off their host: which instances still hold host resources,
-//! recording an undone launch, and finishing an instance once its host confirms the VM gone.
+//! Instances' rows: the tenant's list, state changes, marking a delete (with its saga row),
+//! which instances still hold host resources, recording an undone launch, and finishing an
+//! instance once its host confirms the VM gone.
 
+use portal_types::Error;
+use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::views::InstanceState;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 use uuid::Uuid;
 
-use super::entity::{gpu_claim, instance};
+use super::entity::{gpu_claim, host, instance, saga};
+use super::saga::SagaStore;
 use super::{DataStore, StoreError, begin_write, now_ms};
+use crate::authz::Action;
+use crate::context::OpContext;
 use crate::removal::Removal;
 
 /// Instances that hold host resources: not deleted, and not confirmed gone from their host.
@@ -20,7 +28,7 @@ pub(crate) fn holding() -> Condition {
 }
 
 /// Failed instances whose VM the control plane still has to remove.
-pub(crate) fn failed_pending_removal() -> Condition {
+fn failed_pending_removal() -> Condition {
     Condition::all()
         .add(instance::Column::State.eq(InstanceState::Failed.as_str()))
         .add(instance::Column::VmRemoval.is_in([Removal::Delete.as_str(), Removal::Undo.as_str()]))
@@ -93,5 +101,103 @@ impl DataStore {
             updated_at,
             ..row
         }))
+    }
+
+    /// The instances of the actor's tenant, newest first, without deleted ones.
+    pub async fn instance_list(
+        &self,
+        opctx: &OpContext,
+    ) -> Result<Vec<instance::Model>, StoreError> {
+        let actor = opctx.authorize(Action::InstanceRead)?;
+        Ok(instance::Entity::find()
+            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
+            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+            .order_by_desc(instance::Column::CreatedAt)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// An instance of the actor's tenant that is not deleted, for deleting it.
+    pub async fn instance_fetch_for_delete(
+        &self,
+        opctx: &OpContext,
+        id: InstanceUuid,
+    ) -> Result<instance::Model, StoreError> {
+        let actor = opctx.authorize(Action::InstanceDelete)?;
+        Ok(instance::Entity::find_by_id(id.into_untyped_uuid())
+            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
+            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::not_found("instance", id))?)
+    }
+
+    /// Marks the instance deleting (its VM to be removed for a delete) and inserts the
+    /// delete saga's row, in one transaction: once committed, the delete finishes even if
+    /// this replica dies.
+    pub(crate) async fn instance_mark_deleting(
+        &self,
+        row: &instance::Model,
+        requested_at: i64,
+        saga_row: saga::ActiveModel,
+    ) -> Result<instance::Model, StoreError> {
+        let txn = begin_write(&self.db).await?;
+        let mut active: instance::ActiveModel = row.clone().into();
+        active.state = Set(InstanceState::Deleting.as_str().to_owned());
+        active.generation = Set(row.generation + 1);
+        active.vm_removal = Set(Some(Removal::Delete.as_str().to_owned()));
+        active.updated_at = Set(requested_at);
+        let row = active.update(&txn).await?;
+        SagaStore::insert(&txn, saga_row).await?;
+        txn.commit().await?;
+        Ok(row)
+    }
+
+    /// The instances placed on the host called `host_name` that its snapshot must list:
+    /// running, deleting, or failed with their removal asked for.
+    pub(crate) async fn instances_expected_on_host(
+        &self,
+        host_name: &str,
+    ) -> Result<Vec<instance::Model>, StoreError> {
+        let Some(host) =
+            host::Entity::find().filter(host::Column::Name.eq(host_name)).one(&self.db).await?
+        else {
+            return Ok(Vec::new());
+        };
+        Ok(instance::Entity::find()
+            .filter(instance::Column::HostId.eq(host.id))
+            .filter(
+                Condition::any()
+                    .add(
+                        instance::Column::State.is_in([
+                            InstanceState::Running.as_str(),
+                            InstanceState::Deleting.as_str(),
+                        ]),
+                    )
+                    .add(failed_pending_removal()),
+            )
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Sets the state and message of the instance if its state is still `from`
+    /// (compare-and-set); true when it changed.
+    pub(crate) async fn instance_set_state_if(
+        &self,
+        id: Uuid,
+        from: &str,
+        state: InstanceState,
+        message: Option<String>,
+        updated_at: i64,
+    ) -> Result<bool, StoreError> {
+        let res = instance::Entity::update_many()
+            .col_expr(instance::Column::State, state.as_str().into())
+            .col_expr(instance::Column::Message, message.into())
+            .col_expr(instance::Column::UpdatedAt, updated_at.into())
+            .filter(instance::Column::Id.eq(id))
+            .filter(instance::Column::State.eq(from))
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected == 1)
     }
 }
