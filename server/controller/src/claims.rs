@@ -187,7 +187,7 @@ impl Controller {
         batch: &[Launch],
         mirrored: &mut Vec<String>,
     ) -> Result<Vec<Result<Vec<Claimed>, Error>>, Abort> {
-        let txn = crate::datastore::begin_write(&self.db).await?;
+        let txn = crate::datastore::begin_write(self.datastore.connection()).await?;
         // Tenants in id order, so that replicas lock them in the same order.
         let tenants: BTreeSet<TenantUuid> = batch.iter().map(|l| l.actor.tenant_id).collect();
         let mut budgets = BTreeMap::new();

@@ -30,7 +30,6 @@ use futures::StreamExt;
 use portal_types::Error;
 use portal_types::ids::UserUuid;
 use portal_types::views::Me;
-use sea_orm::DatabaseConnection;
 
 use crate::agents::{AgentRegistry, AgentUnreachable};
 use crate::authz::{Action, Actor};
@@ -113,8 +112,6 @@ pub enum StartError {
 }
 
 pub struct Controller {
-    /// Moving into `datastore`: modules not yet split still query through this.
-    db: DatabaseConnection,
     datastore: datastore::DataStore,
     events: EventBus,
     agents: AgentRegistry,
@@ -161,11 +158,10 @@ impl Controller {
             })
             .await?;
         let db = datastore::connect(&config.database_url).await.map_err(database_error)?;
-        let datastore = datastore::DataStore::new(db.clone());
+        let datastore = datastore::DataStore::new(db);
         let sagas = sagas::executor::SagaExecutor::new(&datastore, config.saga_lease);
         Ok(Arc::new_cyclic(|controller| Self {
             datastore,
-            db,
             events: EventBus::default(),
             agents: AgentRegistry::default(),
             placer: tokio::sync::Mutex::new(None),
@@ -189,10 +185,6 @@ impl Controller {
 
     pub fn events(&self) -> &EventBus {
         &self.events
-    }
-
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
     }
 
     /// Connects to every agent with mutual TLS (`tls`: the control plane's certificate and

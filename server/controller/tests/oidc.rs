@@ -492,7 +492,7 @@ impl Portal {
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
         identity_provider::Entity::find()
             .filter(identity_provider::Column::Name.eq(name))
-            .one(self.controller.db())
+            .one(self.controller.datastore().connection())
             .await
             .unwrap()
             .expect("provider stored")
@@ -635,7 +635,7 @@ async fn every_bad_id_token_is_refused_with_its_sentence() {
     // Nothing was written by any of them: the admin is still the only user.
     use sea_orm::{EntityTrait, PaginatorTrait};
     let users = portal_controller::datastore::entity::user::Entity::find()
-        .count(p.controller.db())
+        .count(p.controller.datastore().connection())
         .await
         .unwrap();
     assert_eq!(users, 1);
@@ -857,7 +857,7 @@ async fn a_default_role_of_none_refuses_users_no_rule_matches() {
     );
     use sea_orm::{EntityTrait, PaginatorTrait};
     let users = portal_controller::datastore::entity::user::Entity::find()
-        .count(p.controller.db())
+        .count(p.controller.datastore().connection())
         .await
         .unwrap();
     assert_eq!(users, 1, "a refused sign-in writes no user");
@@ -952,7 +952,7 @@ async fn plain_http_issuers_are_accepted_only_on_loopback() {
     use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
     let mut row = p.stored_provider("corp").await.into_active_model();
     row.issuer_url = Set("http://idp.example.com".into());
-    row.update(p.controller.db()).await.unwrap();
+    row.update(p.controller.datastore().connection()).await.unwrap();
     let err = begin(&p.rp, &p.controller, &session(&p), "corp").await.unwrap_err();
     assert_sentence(&err.to_string(), "only on loopback");
 }

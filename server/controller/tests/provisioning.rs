@@ -98,7 +98,7 @@ async fn a_vm_the_database_does_not_want_is_listed_then_removed() {
     wait_for_state(&mut events, "ghost", InstanceState::Running).await;
     first.stop();
     // Lost rows (a restore from an old backup, say): the VM runs on, unknown to the database.
-    let db = first.db();
+    let db = first.datastore().connection();
     let id = vm.id.to_string();
     let uuid = uuid::Uuid::parse_str(&id).unwrap();
     gpu_claim::Entity::delete_many()

@@ -25,7 +25,7 @@ async fn stack(url: &str) -> Stack {
 }
 
 async fn scalar(ctl: &Controller, sql: &str) -> i64 {
-    let db = ctl.db();
+    let db = ctl.datastore().connection();
     let row = db
         .query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_owned()))
         .await
@@ -69,7 +69,7 @@ async fn claims_of(ctl: &Controller, name: &str) -> i64 {
 }
 
 async fn state_of(ctl: &Controller, name: &str) -> String {
-    let db = ctl.db();
+    let db = ctl.datastore().connection();
     let sql = format!("SELECT state FROM instance WHERE name = '{name}' ORDER BY created_at DESC");
     let row = db
         .query_one_raw(Statement::from_string(db.get_database_backend(), sql))

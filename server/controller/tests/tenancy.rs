@@ -172,7 +172,7 @@ async fn api_tokens_act_for_their_user_in_one_tenant_until_revoked_or_expired() 
     api_token::Entity::update_many()
         .col_expr(api_token::Column::ExpiresAt, 0i64.into())
         .filter(api_token::Column::Name.eq("short"))
-        .exec(ctl.db())
+        .exec(ctl.datastore().connection())
         .await
         .unwrap();
     assert!(ctl.token_actor(&second.token, None).await.unwrap().is_none());
