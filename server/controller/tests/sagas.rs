@@ -182,6 +182,15 @@ async fn die_after(
     next
 }
 
+/// Stops both replicas of one round and closes their connection pools: a stopped replica's
+/// tasks keep it alive, and six rounds of open pools would exhaust PostgreSQL's connections.
+async fn close(replicas: &[&Controller]) {
+    for replica in replicas {
+        replica.stop();
+        let _ = replica.db().clone().close().await;
+    }
+}
+
 async fn a_replica_dying_after_any_node_is_taken_over(url: &str) {
     for node in CREATE_NODES {
         let stack = stack(url).await;
@@ -193,7 +202,7 @@ async fn a_replica_dying_after_any_node_is_taken_over(url: &str) {
         .await;
         eventually(10, "the VM runs", async || state_of(&next, &name).await == "running").await;
         assert_eq!((vms(&stack), claims_of(&next, &name).await), (1, 1), "stopped after {node}");
-        next.stop();
+        close(&[&stack.controller, &next]).await;
     }
     for node in DELETE_NODES {
         let stack = stack(url).await;
@@ -209,7 +218,7 @@ async fn a_replica_dying_after_any_node_is_taken_over(url: &str) {
         assert_eq!(state_of(&next, &name).await, "deleted", "stopped after {node}");
         eventually(10, "the VM gone", async || vms(&stack) == 0).await;
         assert_eq!(claims_of(&next, &name).await, 0);
-        next.stop();
+        close(&[&stack.controller, &next]).await;
     }
 }
 
