@@ -187,7 +187,7 @@ async fn die_after(
 async fn close(replicas: &[&Controller]) {
     for replica in replicas {
         replica.stop();
-        let _ = replica.db().clone().close().await;
+        let _ = replica.datastore().connection().clone().close().await;
     }
 }
 
