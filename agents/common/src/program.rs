@@ -39,6 +39,23 @@ pub struct AgentConfig<B> {
     pub backend: B,
 }
 
+/// The sim device's own id (`field` in its table) must be the agent's `id`, which its
+/// certificate names.
+pub fn check_device_id(id: &str, device: &str, field: &str, device_id: &str) -> Result<(), String> {
+    if device_id == id {
+        return Ok(());
+    }
+    Err(format!(
+        "the sim {device}'s {field} {device_id:?} differs from the agent's id {id:?}; make them \
+         equal"
+    ))
+}
+
+/// Why the configured certificate could not be served, as one sentence.
+pub fn serve_error(err: impl std::fmt::Display) -> String {
+    format!("cannot serve mutual TLS with the configured certificate: {err}")
+}
+
 /// The PEM files an agent serves with.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -49,12 +49,7 @@ async fn start(
     credentials: AgentCredentials,
 ) -> Result<Agent, String> {
     let Backend::Sim(sim) = config.backend;
-    if sim.dpu.dpu_id != config.id {
-        return Err(format!(
-            "the sim dpu's dpu_id {:?} differs from the agent's id {:?}; make them equal",
-            sim.dpu.dpu_id, config.id
-        ));
-    }
+    program::check_device_id(&config.id, "dpu", "dpu_id", &sim.dpu.dpu_id)?;
     let defaults = SimDpuOptions::default();
     let options = SimDpuOptions {
         apply_delay: sim.apply_delay_ms.map_or(defaults.apply_delay, Duration::from_millis),
@@ -63,6 +58,6 @@ async fn start(
     let dpu = SimDpu::new(sim.dpu, options);
     let router = DpuAgentService::new(dpu.manager().clone())
         .into_router(&credentials)
-        .map_err(|err| format!("cannot serve mutual TLS with the configured certificate: {err}"))?;
+        .map_err(program::serve_error)?;
     Ok(Agent { router, on_stop: Box::new(move || dpu.shutdown()) })
 }

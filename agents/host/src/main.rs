@@ -52,12 +52,7 @@ async fn start(
     credentials: AgentCredentials,
 ) -> Result<Agent, String> {
     let Backend::Sim(sim) = config.backend;
-    if sim.host.host_id != config.id {
-        return Err(format!(
-            "the sim host's host_id {:?} differs from the agent's id {:?}; make them equal",
-            sim.host.host_id, config.id
-        ));
-    }
+    program::check_device_id(&config.id, "host", "host_id", &sim.host.host_id)?;
     let defaults = HostOptions::default();
     let options = HostOptions {
         provision_delay: sim
@@ -70,6 +65,6 @@ async fn start(
     let host = SimHost::new(sim.host, options);
     let router = HostAgentService::new(host.manager().clone())
         .into_router(&credentials)
-        .map_err(|err| format!("cannot serve mutual TLS with the configured certificate: {err}"))?;
+        .map_err(program::serve_error)?;
     Ok(Agent { router, on_stop: Box::new(move || host.shutdown()) })
 }

@@ -49,12 +49,7 @@ async fn start(
     credentials: AgentCredentials,
 ) -> Result<Agent, String> {
     let Backend::Sim(sim) = config.backend;
-    if sim.switch.switch_id != config.id {
-        return Err(format!(
-            "the sim switch's switch_id {:?} differs from the agent's id {:?}; make them equal",
-            sim.switch.switch_id, config.id
-        ));
-    }
+    program::check_device_id(&config.id, "switch", "switch_id", &sim.switch.switch_id)?;
     let defaults = SimSwitchOptions::default();
     let options = SimSwitchOptions {
         apply_delay: sim.apply_delay_ms.map_or(defaults.apply_delay, Duration::from_millis),
@@ -63,6 +58,6 @@ async fn start(
     let switch = SimSwitch::new(sim.switch, options);
     let router = SwitchAgentService::new(switch.manager().clone())
         .into_router(&credentials)
-        .map_err(|err| format!("cannot serve mutual TLS with the configured certificate: {err}"))?;
+        .map_err(program::serve_error)?;
     Ok(Agent { router, on_stop: Box::new(move || switch.shutdown()) })
 }
