@@ -20,10 +20,6 @@ use portal_types::Error;
 use portal_types::ids::{GenericUuid, TenantUuid};
 use portal_types::params;
 use portal_types::views::{InstanceState, InstanceType};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
-    QuerySelect, SqlErr,
-};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -31,7 +27,9 @@ use crate::Controller;
 use crate::app::quotas::Budget;
 use crate::authz::Actor;
 use crate::context::OpContext;
-use crate::datastore::entity::{audit_log, gpu, gpu_claim, host, instance, saga};
+use crate::datastore::StoreError;
+use crate::datastore::claim::{ClaimRefused, ClaimRows, ClaimTxn, GpuClaim};
+use crate::datastore::entity::instance;
 use crate::datastore::now_ms;
 use crate::sagas::executor::NewSaga;
 use crate::sagas::instance_create;
@@ -43,8 +41,6 @@ const CLAIM_ATTEMPTS: usize = 64;
 const BATCH: usize = 128;
 /// Launches waiting for the claim task, at most; more wait to be queued.
 const QUEUE: usize = 4096;
-/// Rows per INSERT, well under SQLite's and PostgreSQL's bound on statement parameters.
-const INSERT_CHUNK: usize = 500;
 
 /// A committed instance row, the name of its host, and its launch saga (whose row is
 /// committed with it).
@@ -110,9 +106,9 @@ enum Abort {
     Failed(Error),
 }
 
-impl From<sea_orm::DbErr> for Abort {
-    fn from(e: sea_orm::DbErr) -> Self {
-        Abort::Failed(Error::internal(e))
+impl From<StoreError> for Abort {
+    fn from(e: StoreError) -> Self {
+        Abort::Failed(e.into())
     }
 }
 
@@ -187,30 +183,25 @@ impl Controller {
         batch: &[Launch],
         mirrored: &mut Vec<String>,
     ) -> Result<Vec<Result<Vec<Claimed>, Error>>, Abort> {
-        let txn = crate::datastore::begin_write(self.datastore.connection()).await?;
+        let txn = self.datastore.claim_begin().await?;
         // Tenants in id order, so that replicas lock them in the same order.
         let tenants: BTreeSet<TenantUuid> = batch.iter().map(|l| l.actor.tenant_id).collect();
         let mut budgets = BTreeMap::new();
         for tenant_id in tenants {
-            let (limits, used) = crate::datastore::quota::quota_budget_in(&txn, tenant_id)
-                .await
-                .map_err(|e| Abort::Failed(e.into()))?;
-            let budget = Budget::new(limits, used);
-            budgets.insert(tenant_id, budget);
+            let (limits, used) = txn.quota_budget(tenant_id).await?;
+            budgets.insert(tenant_id, Budget::new(limits, used));
         }
-        let types = crate::datastore::instance_type::instance_types_named(
-            &txn,
-            batch.iter().map(|l| l.params.instance_type.clone()),
-        )
-        .await
-        .map_err(|e| Abort::Failed(e.into()))?;
-        let mut taken = taken_names(&txn, batch).await?;
+        let types =
+            txn.instance_types_named(batch.iter().map(|l| l.params.instance_type.clone())).await?;
+        let mut wanted: BTreeMap<TenantUuid, Vec<String>> = BTreeMap::new();
+        for launch in batch {
+            wanted.entry(launch.actor.tenant_id).or_default().extend(launch.params.names());
+        }
+        let mut taken = txn.taken_names(wanted).await?;
         let now = now_ms();
         let mut answers = Vec::with_capacity(batch.len());
-        let mut rows: Vec<instance::Model> = Vec::new();
+        let mut rows = ClaimRows { instances: vec![], gpus: vec![], sagas: vec![], audit: vec![] };
         let mut hosts: BTreeSet<String> = BTreeSet::new();
-        let mut audit = Vec::new();
-        let mut sagas = Vec::new();
         for launch in batch {
             let answer = match types.get(&launch.params.instance_type) {
                 Some(t) => decide(placer, launch, t, &mut budgets, &mut taken, now),
@@ -218,74 +209,47 @@ impl Controller {
             };
             if let Ok(claimed) = &answer {
                 // Recorded with the claim, so the log never misses a launch that happened.
-                audit.push(crate::app::audit::entry_of(
+                let entry = crate::app::audit::entry_of(
                     Some(&launch.actor),
                     "instance.create",
                     "instance",
                     &launch.params.name,
                     "ok".to_owned(),
-                ));
+                );
+                rows.audit.push(entry);
                 for (row, host_name, saga) in claimed {
                     mirrored.push(row.id.to_string());
                     hosts.insert(host_name.clone());
-                    rows.push(row.clone());
-                    sagas.push(self.sagas.row(saga).map_err(Abort::Failed)?);
+                    rows.instances.push(row.clone());
+                    rows.sagas.push(self.sagas.row(saga).map_err(Abort::Failed)?);
                 }
             }
             answers.push(answer);
         }
-        if rows.is_empty() {
+        if rows.instances.is_empty() {
             txn.rollback().await?;
             return Ok(answers);
         }
         // One generation bump per host, whatever the number of VMs on it. Only on a host the
-        // database says is not cordoned: another replica may have cordoned it, and this
-        // update waits for (or locks out) a cordon being written.
+        // database says is not cordoned: another replica may have cordoned it.
         for host_name in &hosts {
             let (host_id, generation) = known_host(placer, host_name).map_err(Abort::Failed)?;
-            let bumped = host::Entity::update_many()
-                .col_expr(host::Column::ClaimGeneration, (generation + 1).into())
-                .filter(host::Column::Id.eq(host_id))
-                .filter(host::Column::ClaimGeneration.eq(generation))
-                .filter(host::Column::Cordoned.eq(false))
-                .exec(&txn)
-                .await?;
-            if bumped.rows_affected != 1 {
+            if !txn.host_generation_bump(host_id, generation).await? {
                 txn.rollback().await?;
                 return Err(Abort::Raced(vec![host_name.clone()]));
             }
         }
-        let unhealthy = chosen_failed_gpus(&txn, &rows).await?;
+        let unhealthy = chosen_failed_gpus(&txn, &rows.instances).await?;
         if !unhealthy.is_empty() {
             txn.rollback().await?;
             return Err(Abort::Raced(unhealthy));
         }
-        let claims = gpu_claims(placer, &rows).map_err(Abort::Failed)?;
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            let models = chunk.iter().map(|r| r.clone().into_active_model().reset_all());
-            instance::Entity::insert_many(models).exec_without_returning(&txn).await?;
+        rows.gpus = gpu_claims(placer, &rows.instances).map_err(Abort::Failed)?;
+        match txn.write_and_commit(rows).await {
+            Ok(()) => {}
+            Err(ClaimRefused::GpuTaken) => return Err(Abort::Raced(hosts.into_iter().collect())),
+            Err(ClaimRefused::Store(e)) => return Err(e.into()),
         }
-        for chunk in claims.chunks(INSERT_CHUNK) {
-            match gpu_claim::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await
-            {
-                Ok(_) => {}
-                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                    txn.rollback().await?;
-                    return Err(Abort::Raced(hosts.into_iter().collect()));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // Each launch's saga commits with its claim: no window where a claim has no saga.
-        for chunk in sagas.chunks(INSERT_CHUNK) {
-            saga::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
-        }
-        for chunk in audit.chunks(INSERT_CHUNK) {
-            audit_log::Entity::insert_many(chunk.iter().map(|r| r.row()))
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        txn.commit().await?;
         for host_name in &hosts {
             if let Some(entry) = placer.hosts.get_mut(host_name.as_str()) {
                 entry.1 += 1;
@@ -300,7 +264,7 @@ impl Controller {
 /// replica's watch stream may have recorded it first). A health change also bumps the
 /// host's claim generation, so on PostgreSQL one committing meanwhile fails the bump above.
 async fn chosen_failed_gpus(
-    txn: &DatabaseTransaction,
+    txn: &ClaimTxn,
     rows: &[instance::Model],
 ) -> Result<Vec<String>, Abort> {
     // (host id, module) → host name, for every GPU the batch chose.
@@ -316,42 +280,10 @@ async fn chosen_failed_gpus(
         return Ok(Vec::new());
     }
     let host_ids: BTreeSet<Uuid> = chosen.keys().map(|(h, _)| *h).collect();
-    let failed: Vec<(Uuid, i32)> = gpu::Entity::find()
-        .select_only()
-        .columns([gpu::Column::HostId, gpu::Column::ModuleId])
-        .filter(gpu::Column::HostId.is_in(host_ids))
-        .filter(gpu::Column::Health.eq("failed"))
-        .into_tuple()
-        .all(txn)
-        .await?;
+    let failed = txn.failed_gpus(host_ids).await?;
     let hosts: BTreeSet<String> =
-        failed.into_iter().filter_map(|(h, m)| chosen.get(&(h, m as u8)).cloned()).collect();
+        failed.into_iter().filter_map(|key| chosen.get(&key).cloned()).collect();
     Ok(hosts.into_iter().collect())
-}
-
-/// The names a batch asks for that live instances of the same tenant already have.
-async fn taken_names(
-    txn: &DatabaseTransaction,
-    batch: &[Launch],
-) -> Result<HashSet<(TenantUuid, String)>, Abort> {
-    let mut wanted: BTreeMap<TenantUuid, Vec<String>> = BTreeMap::new();
-    for launch in batch {
-        wanted.entry(launch.actor.tenant_id).or_default().extend(launch.params.names());
-    }
-    let mut taken = HashSet::new();
-    for (tenant_id, names) in wanted {
-        let found: Vec<String> = instance::Entity::find()
-            .select_only()
-            .column(instance::Column::Name)
-            .filter(instance::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
-            .filter(instance::Column::Name.is_in(names))
-            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        taken.extend(found.into_iter().map(|name| (tenant_id, name)));
-    }
-    Ok(taken)
 }
 
 /// Decides one launch of the batch and mirrors it in the scheduler: its rows, or why not.
@@ -445,10 +377,7 @@ fn instance_row(
 }
 
 /// The GPU-claim rows of committed instance rows (a GPU is the primary key of its claim).
-fn gpu_claims(
-    placer: &Placer,
-    rows: &[instance::Model],
-) -> Result<Vec<gpu_claim::ActiveModel>, Error> {
+fn gpu_claims(placer: &Placer, rows: &[instance::Model]) -> Result<Vec<GpuClaim>, Error> {
     let mut claims = Vec::new();
     for row in rows {
         let allocation = crate::scheduling::allocation_of(row)
@@ -461,11 +390,7 @@ fn gpu_claims(
                 .get(&(allocation.placement.host.clone(), module))
                 .copied()
                 .ok_or_else(|| Error::internal("the scheduler chose an unknown GPU"))?;
-            claims.push(gpu_claim::ActiveModel {
-                gpu_id: sea_orm::Set(gpu_id),
-                instance_id: sea_orm::Set(row.id),
-                host_id: sea_orm::Set(host_id),
-            });
+            claims.push((gpu_id, row.id, host_id));
         }
     }
     Ok(claims)

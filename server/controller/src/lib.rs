@@ -136,9 +136,9 @@ pub struct Controller {
 impl Controller {
     /// Opens (and migrates) the database and makes sure a first admin exists.
     pub async fn open(config: &ControllerConfig) -> Result<Arc<Self>, StartError> {
-        let database_error = |e: sea_orm::DbErr| StartError::Database {
+        let database_error = |e: datastore::StoreError| StartError::Database {
             url: redact_url(&config.database_url),
-            detail: e.to_string(),
+            detail: e.detail(),
         };
         // Replicas starting together take turns: one migrates and creates the first admin
         // and the seed catalog, the others find them.
@@ -157,8 +157,8 @@ impl Controller {
                 Ok::<_, StartError>(bootstrap)
             })
             .await?;
-        let db = datastore::connect(&config.database_url).await.map_err(database_error)?;
-        let datastore = datastore::DataStore::new(db);
+        let datastore =
+            datastore::DataStore::open(&config.database_url).await.map_err(database_error)?;
         let sagas = sagas::executor::SagaExecutor::new(&datastore, config.saga_lease);
         Ok(Arc::new_cyclic(|controller| Self {
             datastore,

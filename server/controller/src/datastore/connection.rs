@@ -14,15 +14,16 @@ const STARTUP_LOCK: i64 = 0x6770_6373_7461_7274;
 /// seed catalog) with the database to itself. On PostgreSQL, replicas starting together take
 /// turns on an advisory lock, held by a connection of its own for the whole run; on SQLite
 /// one process owns the file.
-/// `db_error` turns a database failure into the caller's error.
+/// `store_error` turns a database failure into the caller's error.
 pub async fn with_startup_lock<T, E, F>(
     url: &str,
-    db_error: impl Fn(sea_orm::DbErr) -> E,
+    store_error: impl Fn(super::StoreError) -> E,
     first_steps: F,
 ) -> Result<T, E>
 where
     F: AsyncFnOnce(&super::DataStore) -> Result<T, E>,
 {
+    let db_error = |e: sea_orm::DbErr| store_error(super::StoreError::Query(e));
     if !url.starts_with("postgres") {
         let db = connect(url).await.map_err(&db_error)?;
         Migrator::up(&db, None).await.map_err(&db_error)?;
@@ -67,6 +68,13 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
         db.execute_unprepared("PRAGMA synchronous = NORMAL").await?;
     }
     Ok(db)
+}
+
+impl super::DataStore {
+    /// Opens the database at `url` (see [`connect`]).
+    pub async fn open(url: &str) -> Result<Self, super::StoreError> {
+        Ok(Self::new(connect(url).await?))
+    }
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock up front

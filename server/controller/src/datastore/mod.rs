@@ -12,6 +12,7 @@
 pub mod account;
 pub mod api_token;
 pub mod audit;
+pub(crate) mod claim;
 mod connection;
 pub mod entity;
 pub mod fleet;
@@ -66,6 +67,17 @@ pub enum StoreError {
     /// Refused, not found, invalid, conflicting: the sentence the caller sees.
     #[error(transparent)]
     Public(#[from] portal_types::Error),
+}
+
+impl StoreError {
+    /// What went wrong with every cause, without the "database error" label (for messages
+    /// that already say it was the database).
+    pub fn detail(&self) -> String {
+        match self {
+            StoreError::Query(e) => cause_chain(e),
+            StoreError::Public(e) => e.to_string(),
+        }
+    }
 }
 
 impl From<StoreError> for portal_types::Error {
