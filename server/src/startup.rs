@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent_common::tls::PkiDir;
 use anyhow::{Context, anyhow};
-use portal_controller::{Bootstrap, Controller, ControllerConfig};
+use portal_controller::{Bootstrap, Controller, ControllerConfig, StartError};
 
 use crate::config::Config;
 
@@ -63,16 +63,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let tls = pki.control_plane().map_err(|e| anyhow!("{e}"))?;
     let started = std::time::Instant::now();
-    controller.attach_agents(&endpoints, &tls).await?;
+    let unattached = controller.attach_agents(&endpoints, &tls).await?;
     tracing::info!(
-        agents = endpoints.len(),
+        agents = endpoints.len() - unattached.len(),
+        unattached = unattached.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "agents attached"
     );
 
     let (stopping, stop_seen) = tokio::sync::watch::channel(false);
     let app = crate::web::router(Arc::clone(&controller), &config, stop_seen.clone()).await?;
-    banner(&config, controller.bootstrap(), endpoints.len());
+    banner(&config, controller.bootstrap(), endpoints.len(), &unattached);
     // Pages stream in several writes: without TCP_NODELAY, Nagle's algorithm and delayed
     // ACKs hold a response's tail for ~40 ms.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -134,7 +135,7 @@ pub(crate) fn read_agents_file(path: &Path) -> anyhow::Result<Vec<agent_proto::A
     Ok(list.agents)
 }
 
-fn banner(config: &Config, bootstrap: &Bootstrap, agents: usize) {
+fn banner(config: &Config, bootstrap: &Bootstrap, agents: usize, unattached: &[StartError]) {
     let url = format!("http://{}", config.listen);
     let mode =
         if config.agents_file.is_some() { "attached agents" } else { "simulated datacenter" };
@@ -152,6 +153,16 @@ fn banner(config: &Config, bootstrap: &Bootstrap, agents: usize) {
         }
         Bootstrap::Existing => {
             println!("  Sign in with your account (the first admin is `admin`).");
+        }
+    }
+    if !unattached.is_empty() {
+        println!(
+            "  {} of the {agents} agents are not attached yet; the portal keeps trying (their \
+             hosts show as unreachable meanwhile):",
+            unattached.len()
+        );
+        for problem in unattached {
+            println!("    - {problem}");
         }
     }
     println!("  Stop with Ctrl-C.");

@@ -18,9 +18,18 @@ pub struct RunningServer {
 /// port is bound, so the address can be published before the first connection.
 pub async fn serve_on_loopback(
     router: Router,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<RunningServer> {
+    serve_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), router, stop).await
+}
+
+/// Serves `router` on `addr` until `stop` turns true (an agent that comes back where it was).
+pub async fn serve_on(
+    addr: SocketAddr,
+    router: Router,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<RunningServer> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     // Small gRPC frames on loopback must not wait for Nagle's algorithm.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -6,27 +6,18 @@ pub mod agents;
 mod app;
 pub mod authn;
 pub mod authz;
-mod claims;
+mod background;
+mod backoff;
 pub mod context;
 pub mod datastore;
 pub mod events;
-mod fleet_sync;
-mod instances;
 pub mod oidc;
-mod reconciler;
-mod removal;
 mod sagas;
-mod scheduling;
-mod sessions;
-mod strays;
 pub mod throttle;
 
 use std::sync::Arc;
 
-use agent_common::tls::ControlPlaneCredentials;
-use agent_proto::v1::InventoryRequest;
-use agent_proto::{AgentEndpoint, AgentKind};
-use futures::StreamExt;
+use agent_proto::AgentKind;
 use portal_types::Error;
 use portal_types::ids::UserUuid;
 use portal_types::views::Me;
@@ -38,10 +29,10 @@ use crate::events::EventBus;
 
 pub use crate::authn::Bootstrap;
 pub use crate::authz::Role;
+pub use crate::background::strays::StrayVm;
 pub use crate::context::OpContext;
 #[doc(hidden)]
 pub use crate::sagas::executor::Injection;
-pub use crate::strays::StrayVm;
 
 /// How the control plane starts.
 #[derive(Debug, Clone)]
@@ -116,18 +107,19 @@ pub struct Controller {
     events: EventBus,
     agents: AgentRegistry,
     /// Present once agents are attached; launches wait on its lock (see `scheduling`).
-    placer: tokio::sync::Mutex<Option<scheduling::Placer>>,
+    placer: tokio::sync::Mutex<Option<app::scheduling::Placer>>,
     /// Launches wait here for the claim task (see `claims`).
-    claims: claims::ClaimQueue,
+    claims: app::claims::ClaimQueue,
     /// Runs, resumes and adopts sagas (see `sagas`).
     sagas: sagas::executor::SagaExecutor,
-    /// The agent watchers, the reconciler and saga adoption, which [`Controller::stop`] ends.
-    background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The agent watchers and attachers, the reconciler and saga adoption, which
+    /// [`Controller::stop`] ends (and then sets to `None`).
+    background: std::sync::Mutex<Option<Vec<tokio::task::AbortHandle>>>,
     provision_deadline: std::time::Duration,
     delete_deadline: std::time::Duration,
     stray_grace: std::time::Duration,
     /// VMs hosts run that the database does not want there (see `strays`).
-    strays: strays::Strays,
+    strays: background::strays::Strays,
     login_throttle: throttle::LoginThrottle,
     bootstrap: Bootstrap,
     secret_keys: oidc::SecretKeys,
@@ -165,13 +157,13 @@ impl Controller {
             events: EventBus::default(),
             agents: AgentRegistry::default(),
             placer: tokio::sync::Mutex::new(None),
-            claims: claims::ClaimQueue::start(controller.clone()),
+            claims: app::claims::ClaimQueue::start(controller.clone()),
             sagas,
-            background: std::sync::Mutex::default(),
+            background: std::sync::Mutex::new(Some(Vec::new())),
             provision_deadline: config.provision_deadline,
             delete_deadline: config.delete_deadline,
             stray_grace: config.stray_grace,
-            strays: strays::Strays::default(),
+            strays: background::strays::Strays::default(),
             login_throttle: throttle::LoginThrottle::new(config.login_throttle),
             bootstrap,
             secret_keys: config.secret_keys.clone(),
@@ -187,115 +179,24 @@ impl Controller {
         &self.events
     }
 
-    /// Connects to every agent with mutual TLS (`tls`: the control plane's certificate and
-    /// the agents' CA), records their inventory and opens the host watch streams. Any agent
-    /// that cannot be reached, or whose certificate or inventory names another id than the
-    /// agents file, is an error naming it.
-    pub async fn attach_agents(
-        self: &Arc<Self>,
-        endpoints: &[AgentEndpoint],
-        tls: &ControlPlaneCredentials,
-    ) -> Result<(), StartError> {
-        let results: Vec<Result<(), StartError>> = futures::stream::iter(endpoints)
-            .map(|e| self.attach_agent(e, tls))
-            .buffer_unordered(64)
-            .collect()
-            .await;
-        results.into_iter().collect::<Result<(), _>>()?;
-        let placer = scheduling::Placer::load(&self.datastore).await.map_err(|e| {
-            StartError::Scheduler(e.internal_detail().unwrap_or(&e.to_string()).to_owned())
-        })?;
-        *self.placer.lock().await = Some(placer);
-        let mut background = self.background.lock().unwrap_or_else(|p| p.into_inner());
-        for e in endpoints.iter().filter(|e| e.kind == AgentKind::Host) {
-            background
-                .push(agents::spawn_host_watcher(Arc::clone(self), e.id.clone()).abort_handle());
-        }
-        background.push(reconciler::spawn(Arc::clone(self)).abort_handle());
-        // Now that agents are reachable: resume or unwind unfinished sagas (at once, then
-        // periodically with the lease renewals).
-        background.push(sagas::executor::spawn(Arc::clone(self)).abort_handle());
-        background.push(fleet_sync::spawn(Arc::clone(self)).abort_handle());
-        Ok(())
-    }
-
     /// Stops watching the agents and reconciling, as a control plane that goes down does
     /// (for a graceful shutdown). Another controller on the same database takes over from
     /// the agents' snapshots and the instance rows, and resumes this one's unfinished sagas
     /// once their lease expires (sagas already running here go on until they finish).
     pub fn stop(&self) {
-        for task in self.background.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        let tasks = self.background.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for task in tasks.into_iter().flatten() {
             task.abort();
         }
     }
 
-    async fn attach_agent(
-        &self,
-        endpoint: &AgentEndpoint,
-        tls: &ControlPlaneCredentials,
-    ) -> Result<(), StartError> {
-        let channel = agents::connect(endpoint, tls).await?;
-        // The certificate already names the agents file's id; an inventory that disagrees
-        // is a misconfigured agent, and must not register under another host's name.
-        let check_id = |reported: &str| {
-            if reported == endpoint.id {
-                Ok(())
-            } else {
-                Err(StartError::AgentIdMismatch {
-                    kind: endpoint.kind,
-                    url: endpoint.url.clone(),
-                    listed: endpoint.id.clone(),
-                    reported: reported.to_owned(),
-                })
-            }
-        };
-        let inventory_error = |s: tonic::Status| StartError::Inventory {
-            kind: endpoint.kind,
-            url: endpoint.url.clone(),
-            detail: s.message().to_owned(),
-        };
-        let ingest_error = |e: Error| StartError::Inventory {
-            kind: endpoint.kind,
-            url: endpoint.url.clone(),
-            detail: e.internal_detail().unwrap_or(&e.to_string()).to_owned(),
-        };
-        match endpoint.kind {
-            AgentKind::Host => {
-                let mut client =
-                    agent_proto::v1::host_agent_client::HostAgentClient::new(channel.clone());
-                let inv = client
-                    .get_inventory(InventoryRequest {})
-                    .await
-                    .map_err(inventory_error)?
-                    .into_inner();
-                check_id(&inv.host_id)?;
-                self.host_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
-                self.agents.insert_host(&endpoint.id, channel);
-            }
-            AgentKind::Dpu => {
-                let mut client =
-                    agent_proto::v1::dpu_agent_client::DpuAgentClient::new(channel.clone());
-                let inv = client
-                    .get_inventory(InventoryRequest {})
-                    .await
-                    .map_err(inventory_error)?
-                    .into_inner();
-                check_id(&inv.dpu_id)?;
-                self.dpu_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
-            }
-            AgentKind::Switch => {
-                let mut client =
-                    agent_proto::v1::switch_agent_client::SwitchAgentClient::new(channel.clone());
-                let inv = client
-                    .get_inventory(InventoryRequest {})
-                    .await
-                    .map_err(inventory_error)?
-                    .into_inner();
-                check_id(&inv.switch_id)?;
-                self.switch_inventory_ingest(&endpoint.url, &inv).await.map_err(ingest_error)?;
-            }
+    /// Keeps a background task until [`Controller::stop`] (which it does not outlive, even
+    /// when started after the stop).
+    fn keep_running(&self, task: tokio::task::JoinHandle<()>) {
+        match self.background.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            Some(tasks) => tasks.push(task.abort_handle()),
+            None => task.abort(),
         }
-        Ok(())
     }
 
     /// Tests: a failure, repetition or stop injected into the next saga this replica starts.

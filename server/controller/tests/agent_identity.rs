@@ -23,6 +23,13 @@ async fn controller(name: &str) -> Arc<Controller> {
     .unwrap()
 }
 
+/// Whether the controller's fleet is still empty (a refused agent registers nothing).
+async fn no_hosts(ctl: &Controller) -> bool {
+    let user = ctl.login("admin", PASSWORD, None).await.unwrap();
+    let admin = op(&ctl.actor(user).await.unwrap().unwrap());
+    ctl.fleet_summary(&admin).await.unwrap().hosts.is_empty()
+}
+
 fn host(id: &str, url: &str) -> AgentEndpoint {
     AgentEndpoint { kind: AgentKind::Host, id: id.into(), url: url.into() }
 }
@@ -34,8 +41,10 @@ async fn an_agent_whose_certificate_names_another_id_is_refused() {
     let stack = start(&sqlite_url("wrong-cert"), 1).await;
     let url = stack.fleet.endpoint("su1-h01").unwrap().url.clone();
     let ctl = controller("wrong-cert-2").await;
-    let err = ctl.attach_agents(&[host("su1-h02", &url)], &stack.tls).await.unwrap_err();
+    let mut unattached = ctl.attach_agents(&[host("su1-h02", &url)], &stack.tls).await.unwrap();
+    let err = unattached.pop().expect("the agent is named");
     assert!(matches!(err, StartError::AgentUnreachable(_)), "{err}");
+    assert!(no_hosts(&ctl).await);
     let text = err.to_string();
     assert!(text.contains("not valid for name \"su1-h02.host.agents.gpucloud\""), "{text}");
     assert!(text.contains("su1-h01.host.agents.gpucloud"), "{text}");
@@ -70,9 +79,11 @@ async fn an_inventory_that_reports_another_id_is_refused() {
 
     let ctl = controller("wrong-inventory").await;
     let url = format!("https://{}", server.addr);
-    let err = ctl.attach_agents(&[host("su1-h05", &url)], &pki.control_plane().unwrap()).await;
-    let err = err.unwrap_err();
+    let tls = pki.control_plane().unwrap();
+    let mut unattached = ctl.attach_agents(&[host("su1-h05", &url)], &tls).await.unwrap();
+    let err = unattached.pop().expect("the agent is named");
     assert!(matches!(err, StartError::AgentIdMismatch { .. }), "{err}");
+    assert!(no_hosts(&ctl).await);
     assert_eq!(
         err.to_string(),
         format!(

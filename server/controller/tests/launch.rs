@@ -9,7 +9,7 @@ use std::time::Duration;
 use portal_controller::{Controller, ControllerConfig, StartError};
 use portal_types::Error;
 use portal_types::params::{InstanceCreate, PlacementPolicy, QuotaLimit};
-use portal_types::views::InstanceState;
+use portal_types::views::{AgentLink, InstanceState};
 
 mod common;
 
@@ -136,31 +136,87 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
     assert_eq!(wrong, unknown);
 }
 
-#[tokio::test]
-async fn an_unreachable_agent_is_named_at_startup() {
-    let controller = Controller::open(&ControllerConfig {
-        admin_password: Some(PASSWORD.to_owned()),
-        ..ControllerConfig::new(sqlite_url("unreachable"))
-    })
-    .await
-    .unwrap();
-    // Bind then drop a listener: the port is closed for the attach below.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+/// Serves a simulated su1-h01 at `addr` with its own certificate, until the sender is dropped
+/// or sends `true`.
+async fn serve_su1_h01(
+    pki: &agent_common::tls::PkiDir,
+    addr: std::net::SocketAddr,
+) -> tokio::sync::watch::Sender<bool> {
+    let name = agent_common::tls::AgentName { kind: "host", id: "su1-h01" };
+    let description = sim_fleet::Topology::hgx_h100(1).hosts().remove(0);
+    let sim = host_agent::SimHost::new(description, Default::default());
+    let router = host_agent::HostAgentService::new(sim.manager().clone())
+        .into_router(&pki.agent(name).unwrap())
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    sim_fleet::serve::serve_on(addr, router, stopped).await.unwrap();
+    stop
+}
+
+async fn su1_h01_link(ctl: &Controller, admin: &portal_controller::OpContext) -> Option<AgentLink> {
+    let fleet = ctl.fleet_summary(admin).await.unwrap();
+    fleet.hosts.iter().find(|h| h.name == "su1-h01").map(|h| h.agent)
+}
+
+/// The control plane starts without an agent that does not answer, names it, and attaches it
+/// once it does; a host the database knows is shown unreachable meanwhile and gets no VMs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_down_at_startup_is_named_shown_unreachable_and_attached_when_it_answers() {
+    let pki = temp_pki("late-agent");
+    pki.ensure(&[agent_common::tls::AgentName { kind: "host", id: "su1-h01" }], false).unwrap();
+    let tls = pki.control_plane().unwrap();
+    // Bind then drop a listener: the port is closed for the first attach.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let endpoint = agent_proto::AgentEndpoint {
         kind: agent_proto::AgentKind::Host,
-        id: "su9-h99".into(),
-        url: format!("https://127.0.0.1:{port}"),
+        id: "su1-h01".into(),
+        url: format!("https://{addr}"),
     };
-    let pki = temp_pki("unreachable");
-    pki.ensure(&[], false).unwrap();
-    let err =
-        controller.attach_agents(&[endpoint], &pki.control_plane().unwrap()).await.unwrap_err();
-    assert!(matches!(err, StartError::AgentUnreachable(_)));
-    let text = err.to_string();
+    let config = ControllerConfig {
+        admin_password: Some(PASSWORD.to_owned()),
+        ..ControllerConfig::new(sqlite_url("late-agent"))
+    };
+
+    // First start: the agent never answered, so the fleet is empty until it does.
+    let first = Controller::open(&config).await.unwrap();
+    let unattached = first.attach_agents(std::slice::from_ref(&endpoint), &tls).await.unwrap();
+    assert!(matches!(unattached.as_slice(), [StartError::AgentUnreachable(_)]), "{unattached:?}");
+    let text = unattached[0].to_string();
     assert!(
-        text.starts_with("cannot reach the host agent su9-h99 at https://127.0.0.1:"),
+        text.starts_with(&format!("cannot reach the host agent su1-h01 at https://{addr}")),
         "{text}"
     );
+    assert!(text.ends_with("start it, or remove it from the agents file"), "{text}");
+    let user = first.login("admin", PASSWORD, None).await.unwrap();
+    let admin = op(&first.actor(user).await.unwrap().unwrap());
+    assert_eq!(su1_h01_link(&first, &admin).await, None);
+    let agent = serve_su1_h01(&pki, addr).await;
+    eventually(30, "the late agent attached", async || {
+        su1_h01_link(&first, &admin).await == Some(AgentLink::Connected)
+    })
+    .await;
+    let mut events = first.events().subscribe();
+    first.instance_create(&admin, &launch("late", "h100x1")).await.unwrap();
+    wait_for_state(&mut events, "late", InstanceState::Running).await;
+    first.stop();
+    drop(agent);
+
+    // Restart with the agent down: the host is known, shown unreachable, and gets nothing.
+    let second = Controller::open(&config).await.unwrap();
+    let unattached = second.attach_agents(std::slice::from_ref(&endpoint), &tls).await.unwrap();
+    assert_eq!(unattached.len(), 1, "{unattached:?}");
+    assert_eq!(su1_h01_link(&second, &admin).await, Some(AgentLink::Unreachable));
+    let refused = second.instance_create(&admin, &launch("while-down", "h100x1")).await;
+    assert!(matches!(refused, Err(Error::InsufficientCapacity { .. })), "{refused:?}");
+    let _agent = serve_su1_h01(&pki, addr).await;
+    eventually(30, "the agent attached again", async || {
+        su1_h01_link(&second, &admin).await == Some(AgentLink::Connected)
+    })
+    .await;
+    let mut events = second.events().subscribe();
+    second.instance_create(&admin, &launch("after", "h100x1")).await.unwrap();
+    wait_for_state(&mut events, "after", InstanceState::Running).await;
+    second.stop();
 }
 
 /// The last 8 GPUs of the fleet, 64 concurrent 1-GPU launches: exactly 8 win.
@@ -504,7 +560,7 @@ async fn a_vm_that_vanished_while_the_control_plane_was_down_is_failed() {
     })
     .await
     .unwrap();
-    second.attach_agents(stack.fleet.endpoints(), &stack.tls).await.unwrap();
+    attach_all(&second, &stack.fleet, &stack.tls).await;
     let admin = second.actor(stack.admin.user_id).await.unwrap().unwrap();
     let admin = &op(&admin);
     let failed = tokio::time::timeout(Duration::from_secs(10), async {

@@ -114,7 +114,7 @@ async fn a_vm_the_database_does_not_want_is_listed_then_removed() {
     };
     grace(&mut config);
     let second = Controller::open(&config).await.unwrap();
-    second.attach_agents(stack.fleet.endpoints(), &stack.tls).await.unwrap();
+    attach_all(&second, &stack.fleet, &stack.tls).await;
     let host_name = vm.host_name.clone().unwrap();
     let host = stack.fleet.host(&host_name).unwrap();
     eventually(10, "the stray VM's listing", async || {
@@ -145,7 +145,7 @@ async fn replicas_see_each_others_cordons_and_gpu_health(url: &str) {
     })
     .await
     .unwrap();
-    b.attach_agents(stack.fleet.endpoints(), &stack.tls).await.unwrap();
+    attach_all(&b, &stack.fleet, &stack.tls).await;
     assert_eq!(b.capacity(admin).await.unwrap().fleet[0].launchable.x8, 32);
 
     let names: Vec<String> =

@@ -177,7 +177,7 @@ async fn die_after(
     })
     .await
     .unwrap();
-    next.attach_agents(stack.fleet.endpoints(), &stack.tls).await.unwrap();
+    attach_all(&next, &stack.fleet, &stack.tls).await;
     sagas_done(&next).await;
     next
 }

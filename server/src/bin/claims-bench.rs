@@ -73,7 +73,10 @@ async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result
     })
     .await
     .map_err(|e| e.to_string())?;
-    ctl.attach_agents(fleet.endpoints(), &tls).await.map_err(|e| e.to_string())?;
+    let unattached = ctl.attach_agents(fleet.endpoints(), &tls).await.map_err(|e| e.to_string())?;
+    if let Some(problem) = unattached.first() {
+        return Err(problem.to_string());
+    }
     let user = ctl.login("admin", password, None).await.map_err(|e| e.to_string())?;
     let admin = ctl.actor(user).await.map_err(|e| e.to_string())?.ok_or("no admin")?;
     let admin = portal_controller::OpContext::for_session(Some(admin));

@@ -1,6 +1,7 @@
 //! The fleet as agents report it: inventory ingest (hosts, GPUs, DPUs, switches) and the
 //! summary the dashboard shows.
 
+use agent_proto::AgentKind;
 use agent_proto::v1::{DpuInventory, GpuStatus, HostInventory, SwitchInventory};
 use portal_types::Error;
 use portal_types::ids::HostUuid;
@@ -108,19 +109,23 @@ impl Controller {
 
     /// A host's watch stream came up or broke: the scheduler must skip hosts it cannot reach.
     pub(crate) async fn set_host_connected(&self, name: &str, connected: bool) {
-        let res = self.datastore.host_set_connected(name, connected).await;
         // This replica's own link decides its scheduler, also when another replica already
         // recorded the same change (then the update found nothing to change).
         if let Some(placer) = self.placer.lock().await.as_mut() {
             let _ = placer.scheduler.set_agent_reachable(name, connected);
         }
-        match res {
+        self.set_agent_connected(AgentKind::Host, name, connected).await;
+    }
+
+    /// Records an agent's link for the fleet pages (and tells them when it changed).
+    pub(crate) async fn set_agent_connected(&self, kind: AgentKind, name: &str, connected: bool) {
+        match self.datastore.agent_set_connected(kind, name, connected).await {
             Ok(true) => {
-                tracing::info!(host = %name, connected, "host agent link changed");
+                tracing::info!(agent = %name, %kind, connected, "agent link changed");
                 self.events.publish(None, LiveEvent::FleetChanged);
             }
             Ok(false) => {}
-            Err(e) => tracing::error!(host = %name, error = %e, "cannot record host agent link"),
+            Err(e) => tracing::error!(agent = %name, error = %e, "cannot record an agent's link"),
         }
     }
 

@@ -3,8 +3,13 @@
 
 pub(crate) mod audit;
 pub(crate) mod catalog;
+pub(crate) mod claims;
 pub(crate) mod fleet;
+pub(crate) mod instances;
 pub(crate) mod quotas;
+pub(crate) mod removal;
+pub(crate) mod scheduling;
+mod sessions;
 mod tenants;
 mod tokens;
 mod topology;

@@ -22,11 +22,11 @@ use uuid::Uuid;
 
 use crate::Controller;
 use crate::app::fleet::{HostFacts, PartitionFacts, capacity_view};
+use crate::app::scheduling::allocation_of;
 use crate::authz::Action;
 use crate::context::OpContext;
 use crate::datastore::entity::{gpu, host, instance};
 use crate::datastore::topology::{HostRows, UnitRows};
-use crate::scheduling::allocation_of;
 
 fn link(connected: bool) -> AgentLink {
     if connected { AgentLink::Connected } else { AgentLink::Unreachable }

@@ -197,7 +197,7 @@ pub mod instance {
         pub message: Option<String>,
         pub generation: i64,
         /// Why the VM is to leave its host (`delete`, `undo`), or `done` once the host
-        /// confirmed it is gone; see `crate::removal`.
+        /// confirmed it is gone; see `crate::app::removal`.
         pub vm_removal: Option<String>,
         pub created_by: Uuid,
         pub created_at: i64,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use agent_proto::AgentKind;
 use agent_proto::v1::{DpuInventory, HostInventory, SwitchInventory};
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, HostUuid};
@@ -151,20 +152,48 @@ impl DataStore {
         .await
     }
 
-    /// Records whether a host's agent is reachable; whether that changed the row.
-    pub(crate) async fn host_set_connected(
+    /// Records whether an agent is reachable; whether that changed its row (none when the
+    /// agent was never attached).
+    pub(crate) async fn agent_set_connected(
         &self,
+        kind: AgentKind,
         name: &str,
         connected: bool,
     ) -> Result<bool, StoreError> {
-        let res = host::Entity::update_many()
-            .col_expr(host::Column::AgentConnected, connected.into())
-            .col_expr(host::Column::UpdatedAt, now_ms().into())
-            .filter(host::Column::Name.eq(name))
-            .filter(host::Column::AgentConnected.ne(connected))
-            .exec(&self.db)
-            .await?;
-        Ok(res.rows_affected > 0)
+        let now = now_ms();
+        let changed = match kind {
+            AgentKind::Host => {
+                host::Entity::update_many()
+                    .col_expr(host::Column::AgentConnected, connected.into())
+                    .col_expr(host::Column::UpdatedAt, now.into())
+                    .filter(host::Column::Name.eq(name))
+                    .filter(host::Column::AgentConnected.ne(connected))
+                    .exec(&self.db)
+                    .await?
+                    .rows_affected
+            }
+            AgentKind::Dpu => {
+                dpu::Entity::update_many()
+                    .col_expr(dpu::Column::AgentConnected, connected.into())
+                    .col_expr(dpu::Column::UpdatedAt, now.into())
+                    .filter(dpu::Column::Name.eq(name))
+                    .filter(dpu::Column::AgentConnected.ne(connected))
+                    .exec(&self.db)
+                    .await?
+                    .rows_affected
+            }
+            AgentKind::Switch => {
+                switch::Entity::update_many()
+                    .col_expr(switch::Column::AgentConnected, connected.into())
+                    .col_expr(switch::Column::UpdatedAt, now.into())
+                    .filter(switch::Column::Name.eq(name))
+                    .filter(switch::Column::AgentConnected.ne(connected))
+                    .exec(&self.db)
+                    .await?
+                    .rows_affected
+            }
+        };
+        Ok(changed > 0)
     }
 
     /// Records a GPU's health; when it changed, the host's claim generation moves on too, so

@@ -13,9 +13,9 @@ use uuid::Uuid;
 use super::entity::{gpu_claim, host, instance, saga};
 use super::saga::SagaStore;
 use super::{DataStore, StoreError, begin_write, now_ms};
+use crate::app::removal::Removal;
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::removal::Removal;
 
 /// Instances that hold host resources: not deleted, and not confirmed gone from their host.
 /// (A failed VM keeps its resources until then: the host may still hold it.)

@@ -30,11 +30,11 @@ use steno::{Action, ActionError, ActionFunc, ActionRegistry, DagBuilder, Node, S
 use uuid::Uuid;
 
 use crate::Controller;
+use crate::app::scheduling::allocation_of;
 use crate::context::OpContext;
 use crate::datastore::now_ms;
 use crate::sagas::executor::NewSaga;
 use crate::sagas::{ActionContext, Backoff, PortalSaga, minutes, saga_action_failed, transient};
-use crate::scheduling::allocation_of;
 
 pub(crate) const NAME: &str = "instance_create";
 
@@ -192,7 +192,7 @@ async fn sic_ensure_vm(ctx: ActionContext) -> Result<(), ActionError> {
         let allocation = allocation_of(&row)
             .ok_or_else(|| saga_action_failed(Error::internal("the instance has no placement")))?;
         let host = &allocation.placement.host;
-        let spec = crate::instances::vm_spec(&row, &allocation.placement);
+        let spec = crate::app::instances::vm_spec(&row, &allocation.placement);
         let result = match c.agents.host(host) {
             Some(mut client) => client.ensure_vm(EnsureVmRequest { spec: Some(spec) }).await,
             None => Err(tonic::Status::unavailable("its host agent is not connected")),

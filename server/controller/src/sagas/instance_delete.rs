@@ -114,7 +114,7 @@ async fn sid_remove_vm(ctx: ActionContext) -> Result<(), ActionError> {
 /// on. The GPUs stay claimed (the VM may still run on them) and the removal goes on.
 async fn overdue(c: &Controller, row: &crate::datastore::entity::instance::Model) {
     tracing::warn!(instance = %row.id, name = %row.name, "delete passed its deadline");
-    let host = crate::instances::host_of(row).unwrap_or_else(|| "its host".to_owned());
+    let host = crate::app::instances::host_of(row).unwrap_or_else(|| "its host".to_owned());
     let message = format!(
         "Could not confirm the VM is gone from {host} within {}; its GPUs stay reserved until \
          the host confirms it. Delete it again once {host} is back, or ask your provider to \

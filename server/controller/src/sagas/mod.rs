@@ -15,6 +15,8 @@ pub(crate) mod instance_delete;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use crate::backoff::Backoff;
+
 use steno::{ActionError, ActionRegistry, SagaType};
 
 use crate::Controller;
@@ -49,23 +51,6 @@ pub(crate) fn registry() -> ActionRegistry<PortalSaga> {
 /// An action's failure, as the saga's error: the sentence the user would see.
 pub(crate) fn saga_action_failed(e: portal_types::Error) -> ActionError {
     ActionError::action_failed(e.to_string())
-}
-
-/// Exponential backoff for retries inside a step: 100 ms doubling to 5 s.
-#[derive(Debug)]
-pub(crate) struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-}
-
-impl Backoff {
-    pub(crate) async fn sleep(&mut self) {
-        tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-    }
 }
 
 /// An agent error that may go away by itself (the agent restarting, a network blip): the

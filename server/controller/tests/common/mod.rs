@@ -80,10 +80,20 @@ pub async fn start_with(
     };
     configure(&mut config);
     let controller = Controller::open(&config).await.expect("controller opens");
-    controller.attach_agents(fleet.endpoints(), &tls).await.expect("agents attach");
+    attach_all(&controller, &fleet, &tls).await;
     let user = controller.login("admin", PASSWORD, None).await.expect("admin signs in");
     let admin = controller.actor(user).await.unwrap().expect("admin actor");
     Stack { controller, fleet, admin, tls }
+}
+
+/// Attaches every agent of the simulated fleet; each must answer now.
+pub async fn attach_all(
+    controller: &Arc<Controller>,
+    fleet: &sim_fleet::SimFleet,
+    tls: &ControlPlaneCredentials,
+) {
+    let unattached = controller.attach_agents(fleet.endpoints(), tls).await.expect("agents attach");
+    assert!(unattached.is_empty(), "agents not attached: {unattached:?}");
 }
 
 /// A fresh PostgreSQL database for one test, or `None` when the run has no PostgreSQL.

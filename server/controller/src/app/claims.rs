@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::Controller;
 use crate::app::quotas::Budget;
+use crate::app::scheduling::Placer;
 use crate::authz::Actor;
 use crate::context::OpContext;
 use crate::datastore::StoreError;
@@ -33,7 +34,6 @@ use crate::datastore::entity::instance;
 use crate::datastore::now_ms;
 use crate::sagas::executor::NewSaga;
 use crate::sagas::instance_create;
-use crate::scheduling::Placer;
 
 /// Claims lost to another replica are decided again, at most this many times.
 const CLAIM_ATTEMPTS: usize = 64;
@@ -270,7 +270,8 @@ async fn chosen_failed_gpus(
     // (host id, module) → host name, for every GPU the batch chose.
     let mut chosen: HashMap<(Uuid, u8), String> = HashMap::new();
     for row in rows {
-        if let (Some(host_id), Some(a)) = (row.host_id, crate::scheduling::allocation_of(row)) {
+        if let (Some(host_id), Some(a)) = (row.host_id, crate::app::scheduling::allocation_of(row))
+        {
             for &m in &a.placement.gpus {
                 chosen.insert((host_id, m), a.placement.host.clone());
             }
@@ -329,7 +330,7 @@ fn decide(
         })
         .collect::<Result<_, Error>>()?;
     let allocations: Vec<Allocation> =
-        rows.iter().filter_map(|(row, _, _)| crate::scheduling::allocation_of(row)).collect();
+        rows.iter().filter_map(|(row, _, _)| crate::app::scheduling::allocation_of(row)).collect();
     placer.scheduler.commit(allocations).map_err(Error::internal)?;
     taken.extend(rows.iter().map(|(row, _, _)| (actor.tenant_id, row.name.clone())));
     Ok(rows)
@@ -380,7 +381,7 @@ fn instance_row(
 fn gpu_claims(placer: &Placer, rows: &[instance::Model]) -> Result<Vec<GpuClaim>, Error> {
     let mut claims = Vec::new();
     for row in rows {
-        let allocation = crate::scheduling::allocation_of(row)
+        let allocation = crate::app::scheduling::allocation_of(row)
             .ok_or_else(|| Error::internal("a claimed instance has no placement"))?;
         let host_id =
             row.host_id.ok_or_else(|| Error::internal("a claimed instance has no host"))?;

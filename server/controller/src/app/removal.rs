@@ -13,8 +13,8 @@ use uuid::Uuid;
 use agent_proto::v1::VmState;
 
 use crate::Controller;
+use crate::app::instances::{host_of, remove_request};
 use crate::datastore::entity::instance;
-use crate::instances::{host_of, remove_request};
 
 /// Why an instance's VM is to leave its host (the `vm_removal` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

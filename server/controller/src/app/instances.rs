@@ -15,12 +15,12 @@ use portal_types::views::{InstanceState, InstanceView, LiveEvent};
 use uuid::Uuid;
 
 use crate::Controller;
+use crate::app::claims::Claimed;
+use crate::app::scheduling::allocation_of;
 use crate::authz::{Action, Actor};
-use crate::claims::Claimed;
 use crate::context::OpContext;
 use crate::datastore::entity::instance;
 use crate::datastore::{now_ms, rfc3339};
-use crate::scheduling::allocation_of;
 use portal_scheduler::Placement;
 
 fn view(row: &instance::Model) -> InstanceView {
@@ -226,7 +226,7 @@ impl Controller {
             }
             return;
         }
-        if reported != VmState::Deleted && crate::removal::unwanted(&row) {
+        if reported != VmState::Deleted && crate::app::removal::unwanted(&row) {
             self.stray_seen(host_name, &status, Some(&row));
             return;
         }

@@ -141,8 +141,8 @@ impl Controller {
         match self.datastore.instance_row(id).await {
             Ok(None) => Some(true),
             Ok(Some(row)) => Some(
-                crate::removal::unwanted(&row)
-                    || crate::instances::host_of(&row).as_deref() != Some(host),
+                crate::app::removal::unwanted(&row)
+                    || crate::app::instances::host_of(&row).as_deref() != Some(host),
             ),
             Err(e) => {
                 tracing::warn!(%host, vm = %vm_id, error = %e, "cannot check a stray VM");
