@@ -35,6 +35,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         delete_deadline: Duration::from_secs(config.delete_deadline_secs),
         stray_grace: Duration::from_secs(config.stray_grace_secs),
         secret_keys: portal_controller::oidc::SecretKeys::load(&config.data_dir)?,
+        replica_id: Some(replica_id(&config.data_dir)?),
         ..ControllerConfig::new(config.database_url())
     })
     .await?;
@@ -101,6 +102,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     controller.stop();
     Ok(())
+}
+
+/// This replica's id, kept in its data directory so that a restart resumes its own
+/// unfinished sagas at once. (Each replica has its own data directory.)
+fn replica_id(dir: &Path) -> anyhow::Result<uuid::Uuid> {
+    let path = dir.join("replica-id");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(id) = text.trim().parse()
+    {
+        return Ok(id);
+    }
+    let id = uuid::Uuid::new_v4();
+    std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, format!("{id}\n"))).map_err(
+        |e| anyhow!("cannot write {}: {e}; pass --data-dir with a writable path", path.display()),
+    )?;
+    Ok(id)
 }
 
 fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {

@@ -10,8 +10,8 @@ use portal_types::Error;
 // Not the two view types by name: `#[server]` names its argument structs `HostTopology` and
 // `ScalableUnitTopology` after the functions.
 use portal_types::topology::{
-    self as topo, GpuState, GpuTile, Holder, HostInstance, Lane, NicTile, PartitionState,
-    PartitionView, UnitHost,
+    self as topo, GpuHealth, GpuState, GpuTile, Holder, HostInstance, Lane, NicTile,
+    PartitionState, PartitionView, UnitHost,
 };
 use portal_types::views::{AgentLink, LiveEvent, ModelCapacity};
 
@@ -269,7 +269,7 @@ fn GpuBox(g: GpuTile) -> impl IntoView {
         GpuState::Free => (String::new(), view! { <span class="gpu-who">"free"</span> }.into_any()),
     };
     view! {
-        <div class=class class:degraded=g.health == "degraded" style=style title=title
+        <div class=class class:degraded=g.health == GpuHealth::Degraded style=style title=title
             data-testid="gpu-tile" data-module=g.module_id data-state=g.state.class()>
             <span class="gpu-mod">{g.module_id}</span>
             <span class="gpu-idx">{format!("smi {}", g.smi_index)}</span>

@@ -52,6 +52,42 @@ impl GpuState {
     }
 }
 
+/// A GPU's health as its host reports it (XID errors, row remapping, falling off the bus).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuHealth {
+    Ok,
+    /// Usable (e.g. a row remap pending).
+    Degraded,
+    /// Never given to a VM.
+    Failed,
+}
+
+impl GpuHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GpuHealth::Ok => "ok",
+            GpuHealth::Degraded => "degraded",
+            GpuHealth::Failed => "failed",
+        }
+    }
+
+    /// A stored value; anything unknown is treated as failed (never schedulable).
+    pub fn parse_or_failed(s: &str) -> Self {
+        match s {
+            "ok" => GpuHealth::Ok,
+            "degraded" => GpuHealth::Degraded,
+            _ => GpuHealth::Failed,
+        }
+    }
+}
+
+impl std::fmt::Display for GpuHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuTile {
     pub module_id: u32,
@@ -60,8 +96,7 @@ pub struct GpuTile {
     pub pci_address: String,
     pub model: String,
     pub pcie_switch: String,
-    /// "ok" | "degraded" | "failed"
-    pub health: String,
+    pub health: GpuHealth,
     pub state: GpuState,
     /// The active partition this GPU is in, if any.
     pub partition: Option<u32>,

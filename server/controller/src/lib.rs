@@ -53,6 +53,10 @@ pub struct ControllerConfig {
     /// How long a replica's unfinished sagas stay its own without a renewal; past it, a
     /// live replica (or this one restarted) resumes them.
     pub saga_lease: std::time::Duration,
+    /// This replica's stable id, the owner of the sagas it runs: restarted with the same id,
+    /// it resumes its unfinished sagas at once instead of after their lease. `None`: a new
+    /// id per start.
+    pub replica_id: Option<uuid::Uuid>,
     /// Failed sign-in limits and the account lockout.
     pub login_throttle: throttle::ThrottleConfig,
     /// Encrypts identity providers' client secrets at rest; the server passes
@@ -72,6 +76,7 @@ impl ControllerConfig {
             delete_deadline: std::time::Duration::from_secs(600),
             stray_grace: std::time::Duration::from_secs(300),
             saga_lease: sagas::executor::DEFAULT_LEASE,
+            replica_id: None,
             login_throttle: throttle::ThrottleConfig::default(),
             secret_keys: oidc::SecretKeys::ephemeral(),
         }
@@ -151,7 +156,11 @@ impl Controller {
             .await?;
         let datastore =
             datastore::DataStore::open(&config.database_url).await.map_err(database_error)?;
-        let sagas = sagas::executor::SagaExecutor::new(&datastore, config.saga_lease);
+        let sagas = sagas::executor::SagaExecutor::new(
+            &datastore,
+            config.replica_id.unwrap_or_else(uuid::Uuid::new_v4),
+            config.saga_lease,
+        );
         Ok(Arc::new_cyclic(|controller| Self {
             datastore,
             events: EventBus::default(),

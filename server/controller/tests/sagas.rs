@@ -235,6 +235,38 @@ async fn transient_agent_errors_are_retried_inside_the_step(url: &str) {
     assert_eq!((vms(&stack), claims(&stack.controller).await), (1, 1));
 }
 
+/// A replica restarted with its own id resumes its unfinished sagas at once, not after their
+/// lease (an hour here).
+async fn a_restarted_replica_resumes_its_own_sagas_at_once(url: &str) {
+    let replica = uuid::Uuid::new_v4();
+    let long = Duration::from_secs(3600);
+    let stack = start_with(url, 1, |c| {
+        c.saga_lease = long;
+        c.replica_id = Some(replica);
+    })
+    .await;
+    let admin = &op(&stack.admin);
+    stack.controller.testing_inject_next_saga(Injection::HangAfter("partition_activated"));
+    let stopped = stack.controller.testing_saga_stopped();
+    stack.controller.instance_create(admin, &launch("own", "h100x1")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), stopped)
+        .await
+        .expect("the saga reaches the node");
+    stack.controller.stop();
+    let restarted = Controller::open(&ControllerConfig {
+        admin_password: Some(PASSWORD.to_owned()),
+        saga_lease: long,
+        replica_id: Some(replica),
+        ..ControllerConfig::new(url)
+    })
+    .await
+    .unwrap();
+    attach_all(&restarted, &stack.fleet, &stack.tls).await;
+    eventually(20, "the VM runs", async || state_of(&restarted, "own").await == "running").await;
+    assert_eq!((vms(&stack), claims_of(&restarted, "own").await), (1, 1));
+    close(&[&stack.controller, &restarted]).await;
+}
+
 /// Runs a test on SQLite, then on PostgreSQL when the run has one.
 macro_rules! on_both {
     ($name:ident, $body:path) => {
@@ -266,4 +298,8 @@ on_both!(
 on_both!(
     instance_sagas_survive_a_replica_dying_after_any_node,
     a_replica_dying_after_any_node_is_taken_over
+);
+on_both!(
+    instance_sagas_resume_at_once_on_the_same_replica,
+    a_restarted_replica_resumes_its_own_sagas_at_once
 );

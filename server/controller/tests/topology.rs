@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use portal_controller::authz::{Actor, Role};
 use portal_types::ids::{GenericUuid, TenantUuid, UserUuid};
-use portal_types::topology::{GpuState, HostTopology, PartitionState};
+use portal_types::topology::{GpuHealth, GpuState, HostTopology, PartitionState};
 use portal_types::views::{InstanceState, LiveEvent};
 
 mod common;
@@ -167,7 +167,7 @@ async fn only_provider_admins_see_topology_and_unknown_names_are_404() {
 
     // An idle host: everything free, every partition available, nothing pinned.
     let idle = ctl.host_topology(admin, "su1-h01").await.unwrap();
-    assert!(idle.gpus().all(|g| g.state == GpuState::Free && g.health == "ok"));
+    assert!(idle.gpus().all(|g| g.state == GpuState::Free && g.health == GpuHealth::Ok));
     assert!(idle.partitions.iter().all(|p| p.state == PartitionState::Available));
     assert_eq!(idle.partitions.len(), 15);
     let l = idle.launchable[0].launchable;

@@ -17,7 +17,7 @@ use std::sync::Weak;
 
 use portal_scheduler::{Allocation, GroupPolicy, Placement, PlacementError, PlacementRequest};
 use portal_types::Error;
-use portal_types::ids::{GenericUuid, TenantUuid};
+use portal_types::ids::{GenericUuid, InstanceUuid, TenantUuid};
 use portal_types::params;
 use portal_types::views::{InstanceState, InstanceType};
 use tokio::sync::{mpsc, oneshot};
@@ -325,7 +325,10 @@ fn decide(
         .map(|(placement, name)| {
             let (host_id, _) = known_host(placer, &placement.host)?;
             let row = instance_row(actor, t, &request, &placement, name, host_id, now)?;
-            let params = instance_create::Params { opctx: opctx.clone(), instance_id: row.id };
+            let params = instance_create::Params {
+                opctx: opctx.clone(),
+                instance_id: InstanceUuid::from_untyped_uuid(row.id),
+            };
             Ok((row, placement.host, instance_create::new(&params)?))
         })
         .collect::<Result<_, Error>>()?;

@@ -5,13 +5,14 @@ use agent_proto::AgentKind;
 use agent_proto::v1::{DpuInventory, GpuStatus, HostInventory, SwitchInventory};
 use portal_types::Error;
 use portal_types::ids::HostUuid;
+use portal_types::topology::GpuHealth;
 use portal_types::views::{Capacity, FleetSummary, Launchable, LiveEvent, ModelCapacity};
 use serde::{Deserialize, Serialize};
 
 use crate::Controller;
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::datastore::fleet::health_str;
+use crate::datastore::fleet::gpu_health;
 
 /// The parts of a host's inventory placement needs beyond the GPU rows, stored as JSON on
 /// the host row. Everything comes from the agent; nothing is assumed about the hardware.
@@ -130,19 +131,19 @@ impl Controller {
     }
 
     pub(crate) async fn apply_gpu_status(&self, host_name: &str, status: GpuStatus) {
-        let health = health_str(status.health);
+        let health = gpu_health(status.health);
         let res = self.datastore.gpu_set_health(host_name, status.module_id, health).await;
         // This replica's scheduler follows its own watch stream, also when another replica
         // recorded the change first.
         if let Some(placer) = self.placer.lock().await.as_mut() {
-            let healthy = health != "failed";
+            let healthy = health != GpuHealth::Failed;
             let _ = placer.scheduler.set_gpu_healthy(host_name, status.module_id as u8, healthy);
         }
         match res {
             Ok(false) => {}
             Ok(true) => {
                 self.fleet_changed(host_name).await;
-                tracing::info!(host = %host_name, module = status.module_id, health, message = %status.message, "GPU health changed");
+                tracing::info!(host = %host_name, module = status.module_id, %health, message = %status.message, "GPU health changed");
                 self.events.publish(None, LiveEvent::FleetChanged);
             }
             Err(e) => tracing::error!(host = %host_name, error = %e, "cannot record GPU health"),

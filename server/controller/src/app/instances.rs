@@ -12,7 +12,6 @@ use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::params;
 use portal_types::views::{InstanceState, InstanceView, LiveEvent};
-use uuid::Uuid;
 
 use crate::Controller;
 use crate::app::claims::Claimed;
@@ -120,13 +119,13 @@ impl Controller {
     }
 
     /// An instance by id (for sagas: they carry ids, not rows).
-    pub(crate) async fn instance_row(&self, id: Uuid) -> Result<instance::Model, Error> {
+    pub(crate) async fn instance_row(&self, id: InstanceUuid) -> Result<instance::Model, Error> {
         self.datastore.instance_row(id).await?.ok_or_else(|| Error::not_found("instance", id))
     }
 
     /// A saga's first node: the row its transaction wrote is there. Database errors are
     /// retried; only a missing row fails it.
-    pub(crate) async fn instance_confirm(&self, id: Uuid) -> Result<(), Error> {
+    pub(crate) async fn instance_confirm(&self, id: InstanceUuid) -> Result<(), Error> {
         let mut backoff = crate::sagas::Backoff::default();
         loop {
             match self.instance_row(id).await {
@@ -174,7 +173,7 @@ impl Controller {
         let requested_at = now_ms();
         let saga = crate::sagas::instance_delete::new(&crate::sagas::instance_delete::Params {
             opctx: opctx.for_saga(),
-            instance_id: row.id,
+            instance_id: InstanceUuid::from_untyped_uuid(row.id),
             requested_at,
         })?;
         // The mark and the saga row in one transaction: once committed, the delete finishes
@@ -197,7 +196,7 @@ impl Controller {
         if reported == VmState::Deleted {
             self.stray_gone(host_name, &status.vm_id);
         }
-        let Ok(id) = Uuid::parse_str(&status.vm_id) else {
+        let Ok(id) = status.vm_id.parse::<InstanceUuid>() else {
             tracing::warn!(host = %host_name, vm = %status.vm_id, "agent reported a VM id that is not a UUID");
             return;
         };

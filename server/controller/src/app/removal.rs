@@ -7,6 +7,7 @@
 //! reason). Once the host confirms, `vm_removal` becomes `done` and the claims are released
 //! in the same transaction. The saga that asked for the removal repeats RemoveVm until then.
 
+use portal_types::ids::InstanceUuid;
 use portal_types::views::{InstanceState, LiveEvent};
 use uuid::Uuid;
 
@@ -76,7 +77,7 @@ impl Controller {
 
     /// Whether the instance's VM is confirmed gone and what it held released; if not yet,
     /// asks its host again (idempotent). For the sagas' removal steps.
-    pub(crate) async fn instance_removed(&self, id: Uuid) -> bool {
+    pub(crate) async fn instance_removed(&self, id: InstanceUuid) -> bool {
         let row = match self.datastore.instance_row(id).await {
             Ok(Some(row)) => row,
             Ok(None) => return true,

@@ -15,6 +15,7 @@ use portal_scheduler::{
     Allocation, Host, Nic, NumaNode, Partition, Placement, Scheduler, SchedulerConfig,
 };
 use portal_types::Error;
+use portal_types::topology::GpuHealth;
 use uuid::Uuid;
 
 use crate::app::fleet::HostFacts;
@@ -47,7 +48,7 @@ fn host_model(row: &host::Model, facts: &HostFacts, gpus: &[&gpu::Model]) -> Hos
             model: g.model.clone(),
             numa_node: g.numa_node as u32,
             pcie_switch: switch_id(&g.pcie_switch),
-            healthy: g.health != "failed",
+            healthy: g.gpu_health() != GpuHealth::Failed,
         })
         .collect();
     let nics = facts

@@ -14,8 +14,9 @@ use portal_scheduler::Placement;
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid, TenantUuid};
 use portal_types::topology::{
-    DpuView, GpuState, GpuTile, Holder, HostInstance, HostTopology, Lane, LeafView, NicTile,
-    NumaTopology, PartitionSlot, PartitionState, PartitionView, ScalableUnitTopology, UnitHost,
+    DpuView, GpuHealth, GpuState, GpuTile, Holder, HostInstance, HostTopology, Lane, LeafView,
+    NicTile, NumaTopology, PartitionSlot, PartitionState, PartitionView, ScalableUnitTopology,
+    UnitHost,
 };
 use portal_types::views::{AgentLink, InstanceState};
 use uuid::Uuid;
@@ -260,7 +261,7 @@ impl Controller {
             let module = g.module_id as u32;
             let (state, partition) = match gpu_holder.get(&module) {
                 Some((h, partition)) => (GpuState::Used((*h).clone()), *partition),
-                None if g.health == "failed" => (GpuState::Unhealthy, None),
+                None if g.gpu_health() == GpuHealth::Failed => (GpuState::Unhealthy, None),
                 None => (GpuState::Free, None),
             };
             GpuTile {
@@ -269,7 +270,7 @@ impl Controller {
                 pci_address: g.pci_address.clone(),
                 model: g.model.clone(),
                 pcie_switch: g.pcie_switch.clone(),
-                health: g.health.clone(),
+                health: g.gpu_health(),
                 state,
                 partition,
             }
@@ -323,7 +324,9 @@ impl Controller {
 
         let usable = |m: &u32| {
             !gpu_holder.contains_key(m)
-                && gpus.iter().any(|g| g.module_id as u32 == *m && g.health != "failed")
+                && gpus
+                    .iter()
+                    .any(|g| g.module_id as u32 == *m && g.gpu_health() != GpuHealth::Failed)
         };
         let partitions = facts
             .partitions
@@ -442,7 +445,7 @@ impl Controller {
                     .filter(|g| g.host_id == h.id)
                     .map(|g| match holders.get(&(h.id, g.module_id as u32)) {
                         Some(holder) => GpuState::Used((*holder).clone()),
-                        None if g.health == "failed" => GpuState::Unhealthy,
+                        None if g.gpu_health() == GpuHealth::Failed => GpuState::Unhealthy,
                         None => GpuState::Free,
                     })
                     .collect(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use agent_proto::v1::{RemoveVmRequest, VmState, VmStatus};
 use portal_types::Error;
-use uuid::Uuid;
+use portal_types::ids::InstanceUuid;
 
 use crate::Controller;
 use crate::authz::Action;
@@ -137,7 +137,7 @@ impl Controller {
     /// Read again just before removing: whether the database still does not want the VM
     /// there; `None` when unsure (a database error), to look again at the next pass.
     async fn still_stray(&self, host: &str, vm_id: &str) -> Option<bool> {
-        let Ok(id) = Uuid::parse_str(vm_id) else { return Some(true) };
+        let Ok(id) = vm_id.parse::<InstanceUuid>() else { return Some(true) };
         match self.datastore.instance_row(id).await {
             Ok(None) => Some(true),
             Ok(Some(row)) => Some(

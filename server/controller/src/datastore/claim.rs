@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use portal_types::ids::{GenericUuid, TenantUuid};
+use portal_types::topology::GpuHealth;
 use portal_types::views::{InstanceState, InstanceType};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
@@ -117,7 +118,7 @@ impl ClaimTxn {
             .select_only()
             .columns([gpu::Column::HostId, gpu::Column::ModuleId])
             .filter(gpu::Column::HostId.is_in(host_ids))
-            .filter(gpu::Column::Health.eq("failed"))
+            .filter(gpu::Column::Health.eq(GpuHealth::Failed.as_str()))
             .into_tuple()
             .all(&self.0)
             .await?;

@@ -131,10 +131,16 @@ pub mod gpu {
         pub pci_address: String,
         pub numa_node: i32,
         pub pcie_switch: String,
-        /// "ok" | "degraded" | "failed"
+        /// `GpuHealth::as_str`; read it with [`Model::gpu_health`].
         pub health: String,
     }
     no_relations!();
+
+    impl Model {
+        pub fn gpu_health(&self) -> portal_types::topology::GpuHealth {
+            portal_types::topology::GpuHealth::parse_or_failed(&self.health)
+        }
+    }
 }
 
 pub mod dpu {

@@ -7,6 +7,7 @@ use agent_proto::AgentKind;
 use agent_proto::v1::{DpuInventory, HostInventory, SwitchInventory};
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, HostUuid};
+use portal_types::topology::GpuHealth;
 use portal_types::views::{AgentLink, FleetSummary, HostView};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -20,13 +21,13 @@ use super::{DataStore, StoreError, begin_write, now_ms};
 use crate::authz::Action;
 use crate::context::OpContext;
 
-/// A GPU health as stored.
-pub(crate) fn health_str(health: i32) -> &'static str {
-    use agent_proto::v1::GpuHealth;
-    match GpuHealth::try_from(health).unwrap_or(GpuHealth::Unspecified) {
-        GpuHealth::Ok => "ok",
-        GpuHealth::Degraded => "degraded",
-        GpuHealth::Failed | GpuHealth::Unspecified => "failed",
+/// A GPU health as its agent reports it (unknown values count as failed).
+pub(crate) fn gpu_health(health: i32) -> GpuHealth {
+    use agent_proto::v1::GpuHealth as Reported;
+    match Reported::try_from(health).unwrap_or(Reported::Unspecified) {
+        Reported::Ok => GpuHealth::Ok,
+        Reported::Degraded => GpuHealth::Degraded,
+        Reported::Failed | Reported::Unspecified => GpuHealth::Failed,
     }
 }
 
@@ -70,7 +71,7 @@ impl DataStore {
                 pci_address: Set(g.pci_address.clone()),
                 numa_node: Set(g.numa_node as i32),
                 pcie_switch: Set(g.pcie_switch.clone()),
-                health: Set(health_str(g.health).to_owned()),
+                health: Set(gpu_health(g.health).as_str().to_owned()),
             };
             gpu::Entity::insert(row)
                 .on_conflict(
@@ -202,7 +203,7 @@ impl DataStore {
         &self,
         host_name: &str,
         module_id: u32,
-        health: &str,
+        health: GpuHealth,
     ) -> Result<bool, StoreError> {
         let txn = crate::datastore::begin_write(&self.db).await?;
         let Some(h) =
@@ -211,10 +212,10 @@ impl DataStore {
             return Ok(false);
         };
         let r = gpu::Entity::update_many()
-            .col_expr(gpu::Column::Health, health.into())
+            .col_expr(gpu::Column::Health, health.as_str().into())
             .filter(gpu::Column::HostId.eq(h.id))
             .filter(gpu::Column::ModuleId.eq(module_id as i32))
-            .filter(gpu::Column::Health.ne(health))
+            .filter(gpu::Column::Health.ne(health.as_str()))
             .exec(&txn)
             .await?;
         if r.rows_affected > 0 {

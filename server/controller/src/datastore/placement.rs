@@ -1,6 +1,8 @@
 //! What the in-memory scheduler is built from and kept in step with: hosts with their
 //! facts, GPUs and their health, and the instances that hold resources.
 
+use portal_types::ids::{GenericUuid, InstanceUuid};
+use portal_types::topology::GpuHealth;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
@@ -36,9 +38,9 @@ impl DataStore {
     /// An instance's row by id, whatever its state (for background checks).
     pub(crate) async fn instance_row(
         &self,
-        id: Uuid,
+        id: InstanceUuid,
     ) -> Result<Option<instance::Model>, StoreError> {
-        Ok(instance::Entity::find_by_id(id).one(&self.db).await?)
+        Ok(instance::Entity::find_by_id(id.into_untyped_uuid()).one(&self.db).await?)
     }
 
     /// `(id, name, cordoned)` of one host by name, or of all; and `(host id, module id)` of
@@ -59,7 +61,7 @@ impl DataStore {
         let mut failed = gpu::Entity::find()
             .select_only()
             .columns([gpu::Column::HostId, gpu::Column::ModuleId])
-            .filter(gpu::Column::Health.eq("failed"));
+            .filter(gpu::Column::Health.eq(GpuHealth::Failed.as_str()));
         if only.is_some() {
             failed = failed.filter(gpu::Column::HostId.is_in(hosts.iter().map(|h| h.0)));
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use portal_types::ids::GenericUuid;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, SqlErr,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use steno::{SagaCachedState, SagaCreateParams, SagaId, SagaNodeEvent, SecStore};
 use uuid::Uuid;
@@ -41,10 +41,10 @@ fn already_there(e: &DbErr) -> bool {
 }
 
 impl SagaStore {
-    pub(crate) fn new(datastore: &DataStore, lease: Duration) -> Self {
+    pub(crate) fn new(datastore: &DataStore, replica: Uuid, lease: Duration) -> Self {
         SagaStore {
             db: datastore.connection().clone(),
-            owner: Uuid::new_v4().to_string(),
+            owner: replica.to_string(),
             lease,
             hang_after: Mutex::new(None),
             hung: tokio::sync::Notify::new(),
@@ -88,6 +88,32 @@ impl SagaStore {
             .exec(&self.db)
             .await?;
         Ok(())
+    }
+
+    /// Deletes finished sagas (and their node events) last updated before `before` (Unix
+    /// ms); how many.
+    pub(crate) async fn prune(&self, before: i64) -> Result<u64, StoreError> {
+        let old = saga::Entity::find()
+            .select_only()
+            .column(saga::Column::Id)
+            .filter(saga::Column::State.eq("done"))
+            .filter(saga::Column::UpdatedAt.lt(before))
+            .limit(1000)
+            .into_tuple::<Uuid>()
+            .all(&self.db)
+            .await?;
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let txn = super::begin_write(&self.db).await?;
+        saga_node_event::Entity::delete_many()
+            .filter(saga_node_event::Column::SagaId.is_in(old.clone()))
+            .exec(&txn)
+            .await?;
+        let deleted =
+            saga::Entity::delete_many().filter(saga::Column::Id.is_in(old)).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(deleted.rows_affected)
     }
 
     /// Takes over the unfinished sagas that are this replica's or whose owner's lease has
@@ -192,5 +218,52 @@ impl SecStore for SagaStore {
             failed("saga state", &e);
             backoff.sleep().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only finished sagas older than the cut are deleted, with their node events.
+    #[tokio::test]
+    async fn pruning_deletes_old_finished_sagas_and_their_events() {
+        let dir = std::env::temp_dir().join(format!("portal-prune-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("portal.db").display());
+        let store = super::super::with_startup_lock(
+            &url,
+            |e| e,
+            async |ds| Ok(SagaStore::new(ds, Uuid::new_v4(), Duration::from_secs(30))),
+        )
+        .await
+        .unwrap();
+        let dag = serde_json::json!({});
+        let mut ids = Vec::new();
+        for (state, updated_at) in [("done", 1_000), ("running", 1_000), ("done", 5_000)] {
+            let id = SagaId::new_v4();
+            let mut row = store.row(id, "test", &dag);
+            row.state = Set(state.to_owned());
+            row.updated_at = Set(updated_at);
+            SagaStore::insert(&store.db, row).await.unwrap();
+            let event = saga_node_event::ActiveModel {
+                saga_id: Set(*id.as_untyped_uuid()),
+                node_id: Set(0),
+                event_type: Set("started".to_owned()),
+                data: Set(None),
+                at: Set(updated_at),
+            };
+            saga_node_event::Entity::insert(event).exec_without_returning(&store.db).await.unwrap();
+            ids.push(*id.as_untyped_uuid());
+        }
+        assert_eq!(store.prune(2_000).await.unwrap(), 1);
+        let left: Vec<Uuid> =
+            saga::Entity::find().all(&store.db).await.unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(left.len(), 2);
+        assert!(!left.contains(&ids[0]) && left.contains(&ids[1]) && left.contains(&ids[2]));
+        let events = saga_node_event::Entity::find().all(&store.db).await.unwrap();
+        assert!(events.iter().all(|e| e.saga_id != ids[0]) && events.len() == 2);
+        assert_eq!(store.prune(2_000).await.unwrap(), 0);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

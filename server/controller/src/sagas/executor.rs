@@ -18,6 +18,10 @@ use crate::datastore::DataStore;
 use crate::datastore::saga::SagaStore;
 use crate::sagas::{PortalSaga, SagaContext, registry};
 
+/// Finished sagas (their steps and times) are kept this long, then deleted.
+pub(crate) const KEEP_FINISHED: Duration = Duration::from_secs(30 * 24 * 3600);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// How long a replica's sagas stay its own without a renewal, by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
@@ -80,8 +84,8 @@ impl slog::Drain for TracingDrain {
 }
 
 impl SagaExecutor {
-    pub(crate) fn new(datastore: &DataStore, lease: Duration) -> Self {
-        let store = Arc::new(SagaStore::new(datastore, lease));
+    pub(crate) fn new(datastore: &DataStore, replica: Uuid, lease: Duration) -> Self {
+        let store = Arc::new(SagaStore::new(datastore, replica, lease));
         let log = slog::Logger::root(TracingDrain, slog::o!());
         SagaExecutor {
             sec: steno::sec(log, store.clone()),
@@ -206,15 +210,26 @@ impl SagaExecutor {
     }
 }
 
-/// Adopts and renews every `period` (a third of the lease) until the controller stops.
+/// Adopts and renews every `period` (a third of the lease) until the controller stops, and
+/// about hourly deletes sagas finished more than [`KEEP_FINISHED`] ago.
 pub(crate) fn spawn(controller: Arc<Controller>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(controller.sagas.store.lease / 3);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned = std::time::Instant::now();
         loop {
             every.tick().await;
             if let Err(e) = controller.sagas.adopt(&controller).await {
                 tracing::warn!(error = %e, "cannot resume or renew sagas");
+            }
+            if pruned.elapsed() >= PRUNE_EVERY {
+                pruned = std::time::Instant::now();
+                let before = crate::datastore::now_ms() - KEEP_FINISHED.as_millis() as i64;
+                match controller.sagas.store.prune(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(sagas = n, "deleted old finished sagas"),
+                    Err(e) => tracing::warn!(error = %e, "cannot delete old finished sagas"),
+                }
             }
         }
     })

@@ -23,11 +23,10 @@ use std::time::Duration;
 
 use agent_proto::v1::{ActivatePartitionRequest, DeactivatePartitionRequest, EnsureVmRequest};
 use portal_types::Error;
-use portal_types::ids::GenericUuid;
+use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::views::{InstanceState, LiveEvent};
 use serde::{Deserialize, Serialize};
 use steno::{Action, ActionError, ActionFunc, ActionRegistry, DagBuilder, Node, SagaName};
-use uuid::Uuid;
 
 use crate::Controller;
 use crate::app::scheduling::allocation_of;
@@ -42,7 +41,7 @@ pub(crate) const NAME: &str = "instance_create";
 pub(crate) struct Params {
     /// Who asked, as every action acts for them.
     pub opctx: OpContext,
-    pub instance_id: Uuid,
+    pub instance_id: InstanceUuid,
 }
 
 static CLAIMED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
@@ -263,7 +262,7 @@ async fn sic_undo_launch(ctx: ActionContext) -> Result<(), anyhow::Error> {
     Ok(())
 }
 
-async fn undo_launch(c: &Arc<Controller>, instance_id: Uuid) {
+async fn undo_launch(c: &Arc<Controller>, instance_id: InstanceUuid) {
     let mut backoff = Backoff::default();
     let mut shown = false;
     loop {

@@ -15,10 +15,10 @@
 use std::sync::{Arc, LazyLock};
 
 use portal_types::Error;
+use portal_types::ids::InstanceUuid;
 use portal_types::views::InstanceState;
 use serde::{Deserialize, Serialize};
 use steno::{Action, ActionError, ActionFunc, ActionRegistry, DagBuilder, Node, SagaName};
-use uuid::Uuid;
 
 use crate::Controller;
 use crate::context::OpContext;
@@ -32,7 +32,7 @@ pub(crate) const NAME: &str = "instance_delete";
 pub(crate) struct Params {
     /// Who asked, as every action acts for them.
     pub opctx: OpContext,
-    pub instance_id: Uuid,
+    pub instance_id: InstanceUuid,
     /// When the delete was asked for (ms), for its deadline.
     pub requested_at: i64,
 }
