@@ -2,7 +2,7 @@
 //! calls the controller, and maps the error to its HTTP status.
 
 use leptos::prelude::*;
-use portal_types::ids::{ApiTokenUuid, InstanceUuid, TenantUuid, UserUuid};
+use portal_types::ids::{ApiTokenUuid, ImageUuid, InstanceUuid, TenantUuid, UserUuid};
 use portal_types::{Error, params, views};
 
 #[cfg(feature = "ssr")]
@@ -90,6 +90,24 @@ pub async fn instance_type_create(
 pub async fn instance_type_delete(name: String) -> Result<(), Error> {
     let (ctl, _, opctx) = context().await?;
     ctl.instance_type_delete(&opctx, &name).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "image_list")]
+pub async fn image_list(with_retired: bool) -> Result<Vec<views::ImageView>, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.image_list(&opctx, with_retired).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "image_create")]
+pub async fn image_create(create: params::ImageCreate) -> Result<views::ImageView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.image_create(&opctx, &create).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "image_retire")]
+pub async fn image_retire(id: ImageUuid) -> Result<views::ImageView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.image_retire(&opctx, id).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "quota_get")]

@@ -17,6 +17,7 @@ interface World {
   scratchUser: string; // a user of `home`
   instanceOfHome: () => Promise<string>; // a fresh instance in `home`
   typeName: () => Promise<string>; // a fresh instance type
+  imageId: () => Promise<string>; // a fresh image
 }
 
 type Expect = Record<Role, number>;
@@ -67,6 +68,16 @@ const POLICY: Record<string, Policy> = {
     }),
   },
   "POST /api/fn/instance_type_delete": { expect: providerOnly, form: async (w) => ({ name: await w.typeName() }) },
+  // Everyone signed in reads the active images; with_retired is honoured for provider admins only.
+  "POST /api/fn/image_list": { expect: all(200), form: () => ({ with_retired: "true" }) },
+  "POST /api/fn/image_create": {
+    expect: providerOnly,
+    form: (_w, role) => ({
+      "create[name]": `mx-image-${role.toLowerCase()}`, "create[os]": "Test OS", "create[cuda_version]": "",
+      "create[driver_version]": "", "create[default_user]": "root", "create[source]": "mx.qcow2",
+    }),
+  },
+  "POST /api/fn/image_retire": { expect: providerOnly, form: async (w) => ({ id: await w.imageId() }) },
   "POST /api/fn/quota_get": { expect: { ...all(200), otherAdmin: 404 }, form: (w) => ({ tenant_id: w.home }) },
   "POST /api/fn/quota_set": { expect: providerOnly, form: (w) => ({ tenant_id: w.home, resource: "instances", limit: "unlimited" }) },
   "POST /api/fn/quota_default_list": { expect: providerOnly, form: () => ({}) },
@@ -152,6 +163,13 @@ test("every route answers every role as its policy says", async () => {
         "create[memory_gib]": "4", "create[disk_gib]": "20", "create[price_cents_per_hour]": "1",
       });
       return name;
+    },
+    imageId: async () => {
+      const made = await call<{ id: string }>(admin, "image_create", {
+        "create[name]": `mx-image-${++counter}`, "create[os]": "Test OS", "create[cuda_version]": "",
+        "create[driver_version]": "", "create[default_user]": "root", "create[source]": "mx.qcow2",
+      });
+      return made.id;
     },
   };
   const contexts: Record<Role, APIRequestContext> = {

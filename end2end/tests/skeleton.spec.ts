@@ -169,3 +169,52 @@ test("a cluster group of two 8-GPU VMs launches all at once into one scalable un
   }
   await expect(members).toHaveCount(0, { timeout: 15_000 });
 });
+
+test("a provider admin adds and retires an image; a launch boots the chosen one", async ({ page }) => {
+  await page.goto("/login");
+  await hydrated(page);
+  await page.getByTestId("login-username").fill("admin");
+  await page.getByTestId("login-password").fill(password);
+  await page.getByTestId("login-submit").click();
+  await expect(page.getByTestId("whoami")).toContainText("admin");
+  await hydrated(page);
+
+  await page.getByTestId("nav-admin").click();
+  await hydrated(page);
+  for (const seeded of ["ubuntu-24.04-cuda-12.8", "ubuntu-22.04-cuda-12.4", "tiny-test"]) {
+    await expect(page.locator(`[data-testid="image-row"][data-name="${seeded}"]`)).toBeVisible();
+  }
+  const form = page.getByTestId("image-form");
+  await form.locator('input[name="create[name]"]').fill("debian-12");
+  await form.locator('input[name="create[os]"]').fill("Debian 12");
+  await form.locator('input[name="create[default_user]"]').fill("debian");
+  await form.locator('input[name="create[source]"]').fill("/srv/images/debian-12.qcow2");
+  await form.getByRole("button", { name: "Add image" }).click();
+  await expect(page.getByTestId("image-error")).toContainText("is not a file name in the image store");
+  await form.locator('input[name="create[source]"]').fill("debian-12.qcow2");
+  await form.getByRole("button", { name: "Add image" }).click();
+  await expect(page.locator('[data-testid="image-row"][data-name="debian-12"]')).toContainText("Debian 12");
+
+  // The new image is offered at launch (first: the newest) and recorded with the instance.
+  await page.goto("/");
+  await hydrated(page);
+  await expect(page.getByTestId("launch-image").locator("option").first()).toHaveAttribute("value", "debian-12");
+  await page.getByTestId("launch-name").fill("on-debian");
+  await page.getByTestId("launch-type").selectOption("c8m32");
+  await page.getByTestId("launch-image").selectOption("debian-12");
+  await page.getByTestId("launch-submit").click();
+  const row = page.locator('[data-testid="instance-row"][data-name="on-debian"]');
+  await expect(row.getByTestId("instance-image")).toHaveText("debian-12");
+
+  // Retired: no longer offered; the instance keeps it.
+  await page.getByTestId("nav-admin").click();
+  await hydrated(page);
+  await page.locator('[data-testid="image-row"][data-name="debian-12"]').getByTestId("image-retire").click();
+  await expect(page.locator('[data-testid="image-row"][data-name="debian-12"]').getByTestId("image-retired")).toBeVisible();
+  await page.goto("/");
+  await hydrated(page);
+  await expect(page.getByTestId("launch-image").locator('option[value="debian-12"]')).toHaveCount(0);
+  await expect(row.getByTestId("instance-image")).toHaveText("debian-12");
+  await row.getByTestId("instance-delete").click();
+  await expect(row.getByTestId("instance-state")).toHaveText(/deleting|deleted/);
+});

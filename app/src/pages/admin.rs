@@ -1,4 +1,4 @@
-//! Provider-admin pages: the instance-type catalog, tenant quotas and stray VMs.
+//! Provider-admin pages: the instance-type and image catalogs, tenant quotas and stray VMs.
 
 use leptos::prelude::*;
 use portal_types::Error;
@@ -72,6 +72,7 @@ fn Admin(me: Me) -> impl IntoView {
                     <button type="submit" class="primary">"Add type"</button>
                 </ActionForm>
             </section>
+            <super::images::ImagesPanel />
             <section class="panel">
                 <h2>"Maintenance"</h2>
                 <p class="muted">"A cordoned host keeps its VMs but gets no new ones."</p>

@@ -9,8 +9,8 @@ use portal_types::views::{
 };
 
 use crate::api::{
-    InstanceCreate, InstanceDelete, capacity, fleet_summary, instance_list, instance_type_list,
-    quota_get,
+    InstanceCreate, InstanceDelete, capacity, fleet_summary, image_list, instance_list,
+    instance_type_list, quota_get,
 };
 
 /// The instance list as the page shows it: the last fetched list with every newer live
@@ -49,6 +49,7 @@ fn Dashboard(me: Me) -> impl IntoView {
     let capacity = Resource::new(move || fleet_tick.get(), |_| capacity());
     let quota = Resource::new(move || fleet_tick.get(), |_| quota_get(None));
     let types = Resource::new(|| (), |_| instance_type_list());
+    let images = Resource::new(|| (), |_| image_list(false));
     let instances = Resource::new(move || list_tick.get(), |_| instance_list());
     let updates = RwSignal::new(Vec::<InstanceView>::new());
     let connected = RwSignal::new(false);
@@ -107,6 +108,18 @@ fn Dashboard(me: Me) -> impl IntoView {
                                     {move || types.get().map(|t| t.unwrap_or_default().into_iter().map(|t| {
                                         let label = format!("{} — {}", t.name, t.summary());
                                         view! { <option value=t.name.clone()>{label}</option> }
+                                    }).collect_view())}
+                                </Suspense>
+                            </select>
+                        </label>
+                        <label>
+                            "Image"
+                            // The newest image first: the default, as for API launches without one.
+                            <select name="create[image]" data-testid="launch-image">
+                                <Suspense fallback=|| ()>
+                                    {move || images.get().map(|i| i.unwrap_or_default().into_iter().map(|i| {
+                                        let label = format!("{} — {}", i.name, i.summary());
+                                        view! { <option value=i.name.clone()>{label}</option> }
                                     }).collect_view())}
                                 </Suspense>
                             </select>
@@ -315,6 +328,7 @@ fn InstanceTable(
                             <td>
                                 {if i.gpu_count == 0 { "CPU only".to_owned() } else { format!("{} × {}", i.gpu_count, i.gpu_model) }}
                                 <div class="muted">{i.instance_type.clone()}</div>
+                                {i.image.clone().map(|image| view! { <div class="muted" data-testid="instance-image">{image}</div> })}
                             </td>
                             <td>{i.vcpus}</td>
                             <td>{format!("{} GiB", i.memory_gib)}</td>
@@ -353,6 +367,7 @@ mod tests {
             vcpus: 16,
             memory_gib: 200,
             host_name: None,
+            image: None,
             message: None,
             created_at: created.into(),
         }

@@ -2,6 +2,7 @@ pub mod account;
 pub mod admin;
 pub mod dashboard;
 pub mod identity;
+pub mod images;
 pub mod login;
 pub mod tenancy;
 pub mod topology;

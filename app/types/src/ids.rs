@@ -23,6 +23,7 @@ typed_uuid_kinds! {
     DpuKind => DpuUuid, "dpu";
     GpuKind => GpuUuid, "gpu";
     HostKind => HostUuid, "host";
+    ImageKind => ImageUuid, "image";
     InstanceKind => InstanceUuid, "instance";
     SwitchKind => SwitchUuid, "switch";
     TenantKind => TenantUuid, "tenant";

@@ -35,6 +35,9 @@ pub struct InstanceCreate {
     pub count: u32,
     #[serde(default)]
     pub placement: PlacementPolicy,
+    /// The catalog name of the image to boot; empty: the newest active image.
+    #[serde(default)]
+    pub image: String,
 }
 
 fn one() -> u32 {
@@ -49,6 +52,7 @@ impl InstanceCreate {
             instance_type: instance_type.into(),
             count: 1,
             placement: PlacementPolicy::Any,
+            image: String::new(),
         }
     }
 
@@ -114,6 +118,83 @@ impl InstanceTypeCreate {
         }
         if !(10..=65536).contains(&self.disk_gib) {
             return Err(Error::invalid("The disk is 10 to 65536 GiB."));
+        }
+        Ok(())
+    }
+}
+
+/// A new image in the catalog: a disk image in every host's local image store, and what
+/// users see about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageCreate {
+    /// e.g. `ubuntu-24.04-cuda-12.8`.
+    pub name: String,
+    /// e.g. `Ubuntu 24.04 LTS`.
+    pub os: String,
+    /// Empty when the image has no CUDA toolkit.
+    #[serde(default)]
+    pub cuda_version: String,
+    /// Empty when the image has no NVIDIA driver.
+    #[serde(default)]
+    pub driver_version: String,
+    /// The account cloud-init gives the launch's SSH keys, e.g. `ubuntu`.
+    pub default_user: String,
+    /// The file in the hosts' image store, e.g. `ubuntu-24.04-cuda-12.8.qcow2`.
+    pub source: String,
+}
+
+impl ImageCreate {
+    pub fn validate(&self) -> Result<(), Error> {
+        let ok_chars = self
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c));
+        let starts = self.name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+        if self.name.is_empty() || self.name.len() > 64 || !ok_chars || !starts {
+            return Err(Error::invalid(format!(
+                "The image name \"{}\" is not valid: use 1 to 64 lowercase letters, digits, dots \
+                 and hyphens, starting with a letter.",
+                self.name
+            )));
+        }
+        if self.os.trim().is_empty() || self.os.len() > 64 {
+            return Err(Error::invalid("Name the operating system in 1 to 64 characters."));
+        }
+        for (what, version) in [("CUDA", &self.cuda_version), ("driver", &self.driver_version)] {
+            if version.len() > 32 || !version.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+            {
+                return Err(Error::invalid(format!(
+                    "The {what} version \"{version}\" is not valid: use digits and dots (e.g. \
+                     12.8), or leave it empty."
+                )));
+            }
+        }
+        let user_ok = self.default_user.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && self.default_user.len() <= 32
+            && self
+                .default_user
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c));
+        if !user_ok {
+            return Err(Error::invalid(format!(
+                "The default user \"{}\" is not a valid Linux user name: use 1 to 32 lowercase \
+                 letters, digits, - and _, starting with a letter.",
+                self.default_user
+            )));
+        }
+        let source_ok = !self.source.is_empty()
+            && self.source.len() <= 128
+            && !self.source.starts_with('.')
+            && self.source.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && (self.source.ends_with(".qcow2")
+                || self.source.ends_with(".img")
+                || self.source.ends_with(".raw"));
+        if !source_ok {
+            return Err(Error::invalid(format!(
+                "The source \"{}\" is not a file name in the image store: use letters, digits, -, _ \
+                 and dots, ending in .qcow2, .img or .raw, without a directory.",
+                self.source
+            )));
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Role;
-use crate::ids::{ApiTokenUuid, HostUuid, InstanceUuid, TenantUuid, UserUuid};
+use crate::ids::{ApiTokenUuid, HostUuid, ImageUuid, InstanceUuid, TenantUuid, UserUuid};
 
 /// The signed-in user as the portal shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +131,8 @@ pub struct InstanceView {
     pub vcpus: u32,
     pub memory_gib: u32,
     pub host_name: Option<String>,
+    /// The catalog name of the image it booted (none for launches before images existed).
+    pub image: Option<String>,
     /// Why it failed, in words a user can act on.
     pub message: Option<String>,
     /// RFC 3339, UTC.
@@ -145,6 +147,36 @@ pub enum LiveEvent {
     Instance(InstanceView),
     /// GPU usage or health changed somewhere; refetch the fleet summary and capacity.
     FleetChanged,
+}
+
+/// An image from the catalog a provider admin maintains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageView {
+    pub id: ImageUuid,
+    pub name: String,
+    pub os: String,
+    pub cuda_version: String,
+    pub driver_version: String,
+    pub default_user: String,
+    pub source: String,
+    /// A retired image is not offered for new launches; instances that booted it keep it.
+    pub retired: bool,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+impl ImageView {
+    /// "Ubuntu 24.04 LTS · CUDA 12.8 · driver 570"
+    pub fn summary(&self) -> String {
+        let mut parts = vec![self.os.clone()];
+        if !self.cuda_version.is_empty() {
+            parts.push(format!("CUDA {}", self.cuda_version));
+        }
+        if !self.driver_version.is_empty() {
+            parts.push(format!("driver {}", self.driver_version));
+        }
+        parts.join(" · ")
+    }
 }
 
 /// An instance type (flavor) from the catalog a provider admin maintains.

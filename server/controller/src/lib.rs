@@ -150,6 +150,9 @@ impl Controller {
                 )
                 .await
                 .map_err(|e| StartError::Bootstrap(e.into()))?;
+                datastore::image::image_seed(db.connection(), &app::images::default_images())
+                    .await
+                    .map_err(|e| StartError::Bootstrap(e.into()))?;
                 oidc::seal_all(db, &config.secret_keys).await?;
                 Ok::<_, StartError>(bootstrap)
             })

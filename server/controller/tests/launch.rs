@@ -628,3 +628,63 @@ async fn replicas_starting_together_on_postgres_take_turns() {
     let types = replicas[1].instance_type_list(&op(&admin)).await.unwrap();
     assert_eq!(types.len(), 6, "the catalog was seeded once");
 }
+
+/// The image catalog: seeded images, launches record the image they boot (the newest by
+/// default), bad and duplicate images are refused with a sentence, and a retired image is
+/// offered and launched no more while its instances keep it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_launched_by_name_and_retired_ones_no_more() {
+    let stack = start(&sqlite_url("images"), 1).await;
+    let ctl = &stack.controller;
+    let admin = &op(&stack.admin);
+    let names = |list: Vec<portal_types::views::ImageView>| {
+        list.into_iter().map(|i| i.name).collect::<Vec<_>>()
+    };
+    let seeded = names(ctl.image_list(admin, false).await.unwrap());
+    assert_eq!(seeded, ["ubuntu-24.04-cuda-12.8", "ubuntu-22.04-cuda-12.4", "tiny-test"]);
+
+    let mut events = ctl.events().subscribe();
+    let default = ctl.instance_create(admin, &launch("default-image", "h100x1")).await.unwrap();
+    assert_eq!(default[0].image.as_deref(), Some("ubuntu-24.04-cuda-12.8"));
+    let older =
+        InstanceCreate { image: "ubuntu-22.04-cuda-12.4".into(), ..launch("older", "c8m32") };
+    let older = ctl.instance_create(admin, &older).await.unwrap().remove(0);
+    assert_eq!(older.image.as_deref(), Some("ubuntu-22.04-cuda-12.4"));
+    wait_for_state(&mut events, "older", InstanceState::Running).await;
+
+    let custom = portal_types::params::ImageCreate {
+        name: "rocky-9".into(),
+        os: "Rocky Linux 9".into(),
+        cuda_version: String::new(),
+        driver_version: String::new(),
+        default_user: "rocky".into(),
+        source: "rocky-9.qcow2".into(),
+    };
+    let bad =
+        portal_types::params::ImageCreate { source: "../etc/passwd".into(), ..custom.clone() };
+    let refused = ctl.image_create(admin, &bad).await.unwrap_err();
+    assert!(refused.to_string().contains("is not a file name in the image store"), "{refused}");
+    let created = ctl.image_create(admin, &custom).await.unwrap();
+    assert_eq!(ctl.image_create(admin, &custom).await.unwrap_err().status_code(), 409);
+    assert_eq!(names(ctl.image_list(admin, false).await.unwrap())[0], "rocky-9");
+
+    let retired = ctl.image_retire(admin, created.id).await.unwrap();
+    assert!(retired.retired);
+    assert!(!names(ctl.image_list(admin, false).await.unwrap()).contains(&"rocky-9".to_owned()));
+    assert!(names(ctl.image_list(admin, true).await.unwrap()).contains(&"rocky-9".to_owned()));
+    let on_retired = InstanceCreate { image: "rocky-9".into(), ..launch("late", "c8m32") };
+    let refused = ctl.instance_create(admin, &on_retired).await.unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "There is no image named \"rocky-9\" to launch (it may have been retired); pick one \
+         from the list."
+    );
+    // Retiring the image an instance booted changes nothing for it.
+    let ubuntu_22 = ctl.image_list(admin, false).await.unwrap();
+    let ubuntu_22 = ubuntu_22.iter().find(|i| i.name == "ubuntu-22.04-cuda-12.4").unwrap();
+    ctl.image_retire(admin, ubuntu_22.id).await.unwrap();
+    let listed = ctl.instance_list(admin).await.unwrap();
+    let older_now = listed.iter().find(|i| i.name == "older").unwrap();
+    assert_eq!(older_now.image.as_deref(), Some("ubuntu-22.04-cuda-12.4"));
+    assert_eq!(older_now.state, InstanceState::Running);
+}

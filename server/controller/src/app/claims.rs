@@ -19,7 +19,7 @@ use portal_scheduler::{Allocation, GroupPolicy, Placement, PlacementError, Place
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid, TenantUuid};
 use portal_types::params;
-use portal_types::views::{InstanceState, InstanceType};
+use portal_types::views::{ImageView, InstanceState, InstanceType};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -112,6 +112,18 @@ impl From<StoreError> for Abort {
     }
 }
 
+/// A launch whose image is not (or no longer) in the catalog.
+fn no_image(name: &str) -> Error {
+    if name.is_empty() {
+        Error::invalid("There is no image to boot; ask a provider admin to add one to the catalog.")
+    } else {
+        Error::invalid(format!(
+            "There is no image named \"{name}\" to launch (it may have been retired); pick one \
+             from the list."
+        ))
+    }
+}
+
 /// A scheduler refusal as one sentence for the user.
 fn capacity_error(e: PlacementError) -> Error {
     let text = e.to_string();
@@ -193,6 +205,7 @@ impl Controller {
         }
         let types =
             txn.instance_types_named(batch.iter().map(|l| l.params.instance_type.clone())).await?;
+        let images = txn.images_for_launch(batch.iter().map(|l| l.params.image.clone())).await?;
         let mut wanted: BTreeMap<TenantUuid, Vec<String>> = BTreeMap::new();
         for launch in batch {
             wanted.entry(launch.actor.tenant_id).or_default().extend(launch.params.names());
@@ -203,10 +216,16 @@ impl Controller {
         let mut rows = ClaimRows { instances: vec![], gpus: vec![], sagas: vec![], audit: vec![] };
         let mut hosts: BTreeSet<String> = BTreeSet::new();
         for launch in batch {
-            let answer = match types.get(&launch.params.instance_type) {
-                Some(t) => decide(placer, launch, t, &mut budgets, &mut taken, now),
-                None => Err(Error::not_found("instance type", &launch.params.instance_type)),
-            };
+            let answer =
+                match (types.get(&launch.params.instance_type), images.get(&launch.params.image)) {
+                    (Some(t), Some(image)) => {
+                        decide(placer, launch, t, image, &mut budgets, &mut taken, now)
+                    }
+                    (None, _) => {
+                        Err(Error::not_found("instance type", &launch.params.instance_type))
+                    }
+                    (Some(_), None) => Err(no_image(&launch.params.image)),
+                };
             if let Ok(claimed) = &answer {
                 // Recorded with the claim, so the log never misses a launch that happened.
                 let entry = crate::app::audit::entry_of(
@@ -292,6 +311,7 @@ fn decide(
     placer: &mut Placer,
     launch: &Launch,
     t: &InstanceType,
+    image: &ImageView,
     budgets: &mut BTreeMap<TenantUuid, Budget>,
     taken: &mut HashSet<(TenantUuid, String)>,
     now: i64,
@@ -324,7 +344,7 @@ fn decide(
         .zip(names)
         .map(|(placement, name)| {
             let (host_id, _) = known_host(placer, &placement.host)?;
-            let row = instance_row(actor, t, &request, &placement, name, host_id, now)?;
+            let row = instance_row(actor, t, image, &request, &placement, name, host_id, now)?;
             let params = instance_create::Params {
                 opctx: opctx.clone(),
                 instance_id: InstanceUuid::from_untyped_uuid(row.id),
@@ -349,9 +369,11 @@ fn known_host(placer: &Placer, name: &str) -> Result<(Uuid, i64), Error> {
         .ok_or_else(|| Error::internal("the scheduler chose an unknown host"))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn instance_row(
     actor: &Actor,
     t: &InstanceType,
+    image: &ImageView,
     request: &PlacementRequest,
     placement: &Placement,
     name: String,
@@ -374,6 +396,8 @@ fn instance_row(
         message: None,
         generation: 1,
         vm_removal: None,
+        image: Some(image.name.clone()),
+        image_source: Some(image.source.clone()),
         created_by: actor.user_id.into_untyped_uuid(),
         created_at: now,
         updated_at: now,

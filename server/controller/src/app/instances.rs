@@ -33,13 +33,14 @@ fn view(row: &instance::Model) -> InstanceView {
         vcpus: row.vcpus as u32,
         memory_gib: row.memory_gib as u32,
         host_name: host_of(row),
+        image: row.image.clone(),
         message: row.message.clone(),
         created_at: rfc3339(row.created_at),
     }
 }
 
-/// The image every instance boots until images exist.
-const IMAGE: &str = "ubuntu-24.04-cuda";
+/// The image file of instances launched before the image catalog existed.
+const LEGACY_IMAGE: &str = "ubuntu-24.04-cuda-12.8.qcow2";
 
 pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
     VmSpec {
@@ -54,7 +55,7 @@ pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
         numa_nodes: placement.numa_nodes.clone(),
         memory_mib: u64::from(placement.memory_gib()) * 1024,
         disk_gib: row.disk_gib as u64,
-        image: IMAGE.to_owned(),
+        image: row.image_source.clone().unwrap_or_else(|| LEGACY_IMAGE.to_owned()),
     }
 }
 

@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod catalog;
 pub(crate) mod claims;
 pub(crate) mod fleet;
+pub(crate) mod images;
 pub(crate) mod instances;
 pub(crate) mod quotas;
 pub(crate) mod removal;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use portal_types::ids::{GenericUuid, TenantUuid};
 use portal_types::topology::GpuHealth;
-use portal_types::views::{InstanceState, InstanceType};
+use portal_types::views::{ImageView, InstanceState, InstanceType};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
     QuerySelect, Set, SqlErr,
@@ -68,6 +68,14 @@ impl ClaimTxn {
         names: impl IntoIterator<Item = String>,
     ) -> Result<HashMap<String, InstanceType>, StoreError> {
         super::instance_type::instance_types_named(&self.0, names).await
+    }
+
+    /// The active images the batch names (the empty name: the newest).
+    pub(crate) async fn images_for_launch(
+        &self,
+        names: impl IntoIterator<Item = String>,
+    ) -> Result<HashMap<String, ImageView>, StoreError> {
+        super::image::images_for_launch(&self.0, names).await
     }
 
     /// Which of the `wanted` names (per tenant) live instances already have.

@@ -205,6 +205,9 @@ pub mod instance {
         /// Why the VM is to leave its host (`delete`, `undo`), or `done` once the host
         /// confirmed it is gone; see `crate::app::removal`.
         pub vm_removal: Option<String>,
+        /// The image's catalog name and store file at launch time (none before images).
+        pub image: Option<String>,
+        pub image_source: Option<String>,
         pub created_by: Uuid,
         pub created_at: i64,
         pub updated_at: i64,
@@ -390,6 +393,27 @@ pub mod saga_node_event {
         /// The event as steno serializes it (JSON), output or error included.
         pub data: Option<String>,
         pub at: i64,
+    }
+    no_relations!();
+}
+
+pub mod image {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "image")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub name: String,
+        pub os: String,
+        pub cuda_version: String,
+        pub driver_version: String,
+        pub default_user: String,
+        pub source: String,
+        pub retired: bool,
+        pub created_at: i64,
+        pub updated_at: i64,
     }
     no_relations!();
 }

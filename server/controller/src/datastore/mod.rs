@@ -18,6 +18,7 @@ pub mod entity;
 pub mod fleet;
 mod identity;
 mod identity_provider;
+pub(crate) mod image;
 pub(crate) mod instance;
 pub mod instance_type;
 mod login_failure;
