@@ -38,6 +38,10 @@ pub struct InstanceCreate {
     /// The catalog name of the image to boot; empty: the newest active image.
     #[serde(default)]
     pub image: String,
+    /// Makes the request safe to repeat: another launch with the same key in the same tenant
+    /// returns the instances the first made (up to 64 of `A-Za-z0-9_-`; empty: none).
+    #[serde(default)]
+    pub idempotency_key: String,
 }
 
 fn one() -> u32 {
@@ -53,7 +57,16 @@ impl InstanceCreate {
             count: 1,
             placement: PlacementPolicy::Any,
             image: String::new(),
+            idempotency_key: String::new(),
         }
+    }
+
+    /// The key each VM of this launch records (`<key>/<n>`), if the launch has one.
+    pub fn idempotency_keys(&self) -> Vec<String> {
+        if self.idempotency_key.is_empty() {
+            return Vec::new();
+        }
+        (1..=self.count).map(|n| format!("{}/{n}", self.idempotency_key)).collect()
     }
 
     /// The names of the VMs this launch creates.
@@ -74,6 +87,13 @@ impl InstanceCreate {
                 "Launch 1 to {MAX_GROUP} VMs at once, not {}.",
                 self.count
             )));
+        }
+        let key_ok = self.idempotency_key.len() <= 64
+            && self.idempotency_key.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !key_ok {
+            return Err(Error::invalid(
+                "An idempotency key is up to 64 letters, digits, - and _ (a UUID fits).",
+            ));
         }
         validate_name(&self.name)?;
         for name in self.names() {

@@ -688,3 +688,55 @@ async fn images_are_launched_by_name_and_retired_ones_no_more() {
     assert_eq!(older_now.image.as_deref(), Some("ubuntu-22.04-cuda-12.4"));
     assert_eq!(older_now.state, InstanceState::Running);
 }
+
+/// 100 identical launches at once with one idempotency key make one instance (every caller
+/// gets it); the key again later returns it; the key with other parameters is a conflict.
+async fn idempotent_launches(url: &str) {
+    let stack = start(url, 1).await;
+    let ctl = &stack.controller;
+    let admin = &op(&stack.admin);
+    let once = InstanceCreate { idempotency_key: "retry-me-1".into(), ..launch("once", "h100x1") };
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let (ctl, admin, once) = (Arc::clone(ctl), admin.clone(), once.clone());
+            tokio::spawn(async move { ctl.instance_create(&admin, &once).await })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for call in calls {
+        let views = call.await.unwrap().unwrap();
+        assert_eq!(views.len(), 1);
+        ids.insert(views[0].id);
+    }
+    assert_eq!(ids.len(), 1, "one instance for 100 identical requests");
+    let listed = ctl.instance_list(admin).await.unwrap();
+    assert_eq!(listed.iter().filter(|i| i.name == "once").count(), 1);
+    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 1);
+    let again = ctl.instance_create(admin, &once).await.unwrap();
+    assert_eq!(again[0].id, *ids.first().unwrap());
+    let other =
+        InstanceCreate { idempotency_key: "retry-me-1".into(), ..launch("other", "h100x1") };
+    assert_eq!(ctl.instance_create(admin, &other).await.unwrap_err().status_code(), 409);
+    // A group: each VM keeps its own key; the repeat returns the whole group.
+    let group =
+        InstanceCreate { count: 3, idempotency_key: "group-1".into(), ..launch("grp", "h100x1") };
+    let first = ctl.instance_create(admin, &group).await.unwrap();
+    let repeat = ctl.instance_create(admin, &group).await.unwrap();
+    assert_eq!(
+        first.iter().map(|v| v.id).collect::<Vec<_>>(),
+        repeat.iter().map(|v| v.id).collect::<Vec<_>>()
+    );
+    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotent_launches_on_sqlite() {
+    idempotent_launches(&sqlite_url("idempotent")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotent_launches_on_postgres() {
+    if let Some(url) = postgres_url("idempotent").await {
+        idempotent_launches(&url).await;
+    }
+}

@@ -43,8 +43,9 @@ const BATCH: usize = 128;
 const QUEUE: usize = 4096;
 
 /// A committed instance row, the name of its host, and its launch saga (whose row is
-/// committed with it).
-pub(crate) type Claimed = (instance::Model, String, NewSaga);
+/// committed with it); no saga for an instance an earlier launch with the same idempotency
+/// key made.
+pub(crate) type Claimed = (instance::Model, String, Option<NewSaga>);
 
 /// One launch waiting to be claimed.
 pub(crate) struct Launch {
@@ -110,6 +111,34 @@ impl From<StoreError> for Abort {
     fn from(e: StoreError) -> Self {
         Abort::Failed(e.into())
     }
+}
+
+/// The instances an earlier launch with this one's idempotency key made, if any; a conflict
+/// if that launch asked for something else.
+fn repeated(
+    launch: &Launch,
+    earlier: &HashMap<(TenantUuid, String), instance::Model>,
+) -> Option<Result<Vec<Claimed>, Error>> {
+    let tenant = launch.actor.tenant_id;
+    let keys = launch.params.idempotency_keys();
+    let found: Vec<&instance::Model> =
+        keys.iter().filter_map(|k| earlier.get(&(tenant, k.clone()))).collect();
+    if found.is_empty() {
+        return None;
+    }
+    let same = found.len() == keys.len()
+        && found.iter().zip(launch.params.names()).all(|(row, name)| {
+            row.name == name && row.instance_type == launch.params.instance_type
+        });
+    if !same {
+        return Some(Err(Error::Conflict {
+            message: "This idempotency key was used for a different launch; use a new key for \
+                      a new launch."
+                .to_owned(),
+        }));
+    }
+    let host = |row: &instance::Model| crate::app::instances::host_of(row).unwrap_or_default();
+    Some(Ok(found.into_iter().map(|row| (row.clone(), host(row), None)).collect()))
 }
 
 /// A launch whose image is not (or no longer) in the catalog.
@@ -211,11 +240,35 @@ impl Controller {
             wanted.entry(launch.actor.tenant_id).or_default().extend(launch.params.names());
         }
         let mut taken = txn.taken_names(wanted).await?;
+        let mut keyed: BTreeMap<TenantUuid, Vec<String>> = BTreeMap::new();
+        for launch in batch {
+            keyed
+                .entry(launch.actor.tenant_id)
+                .or_default()
+                .extend(launch.params.idempotency_keys());
+        }
+        let earlier = txn.instances_with_keys(keyed).await?;
+        // A launch repeating one earlier in the batch gets that one's answer (filled below).
+        let mut first_with_key: HashMap<(TenantUuid, &str), usize> = HashMap::new();
+        let mut repeats = Vec::new();
         let now = now_ms();
         let mut answers = Vec::with_capacity(batch.len());
         let mut rows = ClaimRows { instances: vec![], gpus: vec![], sagas: vec![], audit: vec![] };
         let mut hosts: BTreeSet<String> = BTreeSet::new();
-        for launch in batch {
+        for (i, launch) in batch.iter().enumerate() {
+            if let Some(answer) = repeated(launch, &earlier) {
+                answers.push(answer);
+                continue;
+            }
+            let key = (launch.actor.tenant_id, launch.params.idempotency_key.as_str());
+            if !key.1.is_empty() {
+                if let Some(&first) = first_with_key.get(&key) {
+                    repeats.push((i, first));
+                    answers.push(Ok(Vec::new()));
+                    continue;
+                }
+                first_with_key.insert(key, i);
+            }
             let answer =
                 match (types.get(&launch.params.instance_type), images.get(&launch.params.image)) {
                     (Some(t), Some(image)) => {
@@ -240,10 +293,20 @@ impl Controller {
                     mirrored.push(row.id.to_string());
                     hosts.insert(host_name.clone());
                     rows.instances.push(row.clone());
-                    rows.sagas.push(self.sagas.row(saga).map_err(Abort::Failed)?);
+                    if let Some(saga) = saga {
+                        rows.sagas.push(self.sagas.row(saga).map_err(Abort::Failed)?);
+                    }
                 }
             }
             answers.push(answer);
+        }
+        for (repeat, first) in repeats {
+            answers[repeat] = match &answers[first] {
+                Ok(claimed) => {
+                    Ok(claimed.iter().map(|(r, h, _)| (r.clone(), h.clone(), None)).collect())
+                }
+                Err(e) => Err(e.clone()),
+            };
         }
         if rows.instances.is_empty() {
             txn.rollback().await?;
@@ -266,7 +329,7 @@ impl Controller {
         rows.gpus = gpu_claims(placer, &rows.instances).map_err(Abort::Failed)?;
         match txn.write_and_commit(rows).await {
             Ok(()) => {}
-            Err(ClaimRefused::GpuTaken) => return Err(Abort::Raced(hosts.into_iter().collect())),
+            Err(ClaimRefused::Raced) => return Err(Abort::Raced(hosts.into_iter().collect())),
             Err(ClaimRefused::Store(e)) => return Err(e.into()),
         }
         for host_name in &hosts {
@@ -339,17 +402,19 @@ fn decide(
             return Err(capacity_error(e));
         }
     };
+    let mut keys = params.idempotency_keys().into_iter();
     let rows: Vec<Claimed> = placements
         .into_iter()
         .zip(names)
         .map(|(placement, name)| {
             let (host_id, _) = known_host(placer, &placement.host)?;
-            let row = instance_row(actor, t, image, &request, &placement, name, host_id, now)?;
+            let mut row = instance_row(actor, t, image, &request, &placement, name, host_id, now)?;
+            row.idempotency_key = keys.next();
             let params = instance_create::Params {
                 opctx: opctx.clone(),
                 instance_id: InstanceUuid::from_untyped_uuid(row.id),
             };
-            Ok((row, placement.host, instance_create::new(&params)?))
+            Ok((row, placement.host, Some(instance_create::new(&params)?)))
         })
         .collect::<Result<_, Error>>()?;
     let allocations: Vec<Allocation> =
@@ -398,6 +463,7 @@ fn instance_row(
         vm_removal: None,
         image: Some(image.name.clone()),
         image_source: Some(image.source.clone()),
+        idempotency_key: None,
         created_by: actor.user_id.into_untyped_uuid(),
         created_at: now,
         updated_at: now,

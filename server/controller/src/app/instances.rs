@@ -109,7 +109,13 @@ impl Controller {
     /// After a claim commits: tell the tenant's pages and start each VM's launch saga (its
     /// row is committed with the claim: if this replica dies first, another resumes it).
     pub(crate) async fn instances_claimed(self: &Arc<Self>, actor: &Actor, claimed: &[Claimed]) {
-        for (row, host, saga) in claimed {
+        // Repeats of an earlier launch (same idempotency key) changed nothing.
+        let new: Vec<_> =
+            claimed.iter().filter_map(|(r, h, s)| Some((r, h, s.as_ref()?))).collect();
+        if new.is_empty() {
+            return;
+        }
+        for (row, host, saga) in new {
             tracing::info!(instance = %row.id, name = %row.name, host = %host, "instance claimed");
             self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(view(row)));
             if let Err(e) = self.sagas.start(self, saga.clone()).await {

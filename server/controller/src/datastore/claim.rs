@@ -35,8 +35,9 @@ pub(crate) struct ClaimRows {
 
 /// Why the rows of a claim were not written.
 pub(crate) enum ClaimRefused {
-    /// Another replica holds a GPU of the batch (its claim committed first).
-    GpuTaken,
+    /// Another replica committed first: a claim on a GPU of the batch, or an instance with
+    /// one of its idempotency keys.
+    Raced,
     Store(StoreError),
 }
 
@@ -76,6 +77,27 @@ impl ClaimTxn {
         names: impl IntoIterator<Item = String>,
     ) -> Result<HashMap<String, ImageView>, StoreError> {
         super::image::images_for_launch(&self.0, names).await
+    }
+
+    /// The instances that recorded one of these idempotency keys (per tenant), by key.
+    pub(crate) async fn instances_with_keys(
+        &self,
+        wanted: BTreeMap<TenantUuid, Vec<String>>,
+    ) -> Result<HashMap<(TenantUuid, String), instance::Model>, StoreError> {
+        let mut found = HashMap::new();
+        for (tenant_id, keys) in wanted {
+            let rows = instance::Entity::find()
+                .filter(instance::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
+                .filter(instance::Column::IdempotencyKey.is_in(keys))
+                .all(&self.0)
+                .await?;
+            for row in rows {
+                if let Some(key) = row.idempotency_key.clone() {
+                    found.insert((tenant_id, key), row);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Which of the `wanted` names (per tenant) live instances already have.
@@ -139,7 +161,14 @@ impl ClaimTxn {
         let txn = self.0;
         for chunk in rows.instances.chunks(INSERT_CHUNK) {
             let models = chunk.iter().map(|r| r.clone().into_active_model().reset_all());
-            instance::Entity::insert_many(models).exec_without_returning(&txn).await?;
+            match instance::Entity::insert_many(models).exec_without_returning(&txn).await {
+                Ok(_) => {}
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    txn.rollback().await?;
+                    return Err(ClaimRefused::Raced);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         for chunk in rows.gpus.chunks(INSERT_CHUNK) {
             let models =
@@ -152,7 +181,7 @@ impl ClaimTxn {
                 Ok(_) => {}
                 Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                     txn.rollback().await?;
-                    return Err(ClaimRefused::GpuTaken);
+                    return Err(ClaimRefused::Raced);
                 }
                 Err(e) => return Err(e.into()),
             }

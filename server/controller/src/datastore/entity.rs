@@ -208,6 +208,8 @@ pub mod instance {
         /// The image's catalog name and store file at launch time (none before images).
         pub image: Option<String>,
         pub image_source: Option<String>,
+        /// `<key>/<n>` for the n-th VM of a launch that carried an idempotency key.
+        pub idempotency_key: Option<String>,
         pub created_by: Uuid,
         pub created_at: i64,
         pub updated_at: i64,
