@@ -4,9 +4,11 @@
 //! hugepages and locked memory for GPU VMs, a 64-bit MMIO window sized for the GPUs, a
 //! qcow2 overlay disk, a NoCloud config drive and a logged serial console.
 //!
-//! Elements are written in the order libvirt itself formats them (`virDomainDefFormat`):
-//! its schema is not a free interleave everywhere, and a misplaced `<cputune>` fails with
-//! "Extra element cputune in interleave".
+//! Elements are written in the order libvirt itself formats them (`virDomainDefFormat`), so
+//! the XML reads like `virsh dumpxml`. libvirt 9.0's schema accepts `<domain>`'s children in
+//! any order (checked: `<cputune>` after `<os>` validates); what it refuses is an element
+//! under the wrong parent ("Extra element devices in interleave" for `<cputune>` inside
+//! `<devices>`). The tests validate every rendered shape.
 
 use std::fmt::Write;
 
@@ -162,18 +164,14 @@ fn guest_cells(
 fn render_cpu(x: &mut String, spec: &VmSpec, domain_type: DomainType, cells: &[GuestCell]) {
     // TCG cannot pass the host CPU through; `maximum` is every feature TCG emulates.
     let mode = match domain_type {
-        DomainType::Kvm => "host-passthrough' check='none",
-        DomainType::Qemu => "maximum",
+        DomainType::Kvm => "mode='host-passthrough' check='none'",
+        DomainType::Qemu => "mode='maximum'",
     };
     let vcpus = spec.vcpu_pins.len();
     // A socket per cell when the cells are even, so the guest sees the host's shape.
-    let sockets =
-        if vcpus % cells.len() == 0 && cells.iter().all(|c| c.vcpus.len() * cells.len() == vcpus) {
-            cells.len()
-        } else {
-            1
-        };
-    let _ = writeln!(x, "  <cpu mode='{mode}' migratable='off'>");
+    let even = cells.iter().all(|c| c.vcpus.len() * cells.len() == vcpus);
+    let sockets = if even { cells.len() } else { 1 };
+    let _ = writeln!(x, "  <cpu {mode} migratable='off'>");
     let _ = writeln!(
         x,
         "    <topology sockets='{sockets}' dies='1' cores='{}' threads='1'/>",

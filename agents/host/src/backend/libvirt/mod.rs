@@ -131,6 +131,10 @@ impl Inner {
         if let Some(conn) = conn.as_ref() {
             return Ok(conn.clone());
         }
+        // libvirt's default handler prints every error to stderr, including the "domain not
+        // found" our idempotent lookups expect; errors are returned and mapped instead.
+        static QUIET: std::sync::Once = std::sync::Once::new();
+        QUIET.call_once(virt::error::clear_error_callback);
         let opened = Connect::open(Some(&self.config.uri)).map_err(|e| {
             DriverError::Unavailable(format!(
                 "cannot connect to libvirt at {}: {}; is libvirtd running?",
