@@ -98,3 +98,46 @@ pub fn write(spec: &VmSpec, path: &Path) -> Result<(), DriverError> {
     let _ = fs::remove_dir_all(&staging);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::cpu_vm;
+
+    #[test]
+    fn test_default_user_data_carries_the_keys() {
+        let spec = VmSpec {
+            ssh_authorized_keys: vec!["ssh-ed25519 AAAA a \"b\"".into()],
+            ..cpu_vm("00000000-0000-4000-8000-000000000001")
+        };
+        assert_eq!(
+            user_data(&spec),
+            "#cloud-config\nssh_authorized_keys:\n  - \"ssh-ed25519 AAAA a \\\"b\\\"\"\n"
+        );
+        let meta = meta_data_with_keys(&spec);
+        assert_eq!(
+            meta,
+            "instance-id: 00000000-0000-4000-8000-000000000001\nlocal-hostname: cpu\n"
+        );
+    }
+
+    #[test]
+    fn test_custom_user_data_is_kept_and_keys_move_to_meta_data() {
+        let spec = VmSpec {
+            ssh_authorized_keys: vec!["ssh-ed25519 AAAA".into()],
+            user_data: "#!/bin/sh\necho hi\n".into(),
+            hostname: "Train_Node 1".into(),
+            ..cpu_vm("00000000-0000-4000-8000-000000000001")
+        };
+        assert_eq!(user_data(&spec), "#!/bin/sh\necho hi\n");
+        let meta = meta_data_with_keys(&spec);
+        assert!(meta.contains("local-hostname: train-node-1\n"), "{meta}");
+        assert!(meta.ends_with("public-keys:\n  - \"ssh-ed25519 AAAA\"\n"), "{meta}");
+    }
+
+    #[test]
+    fn test_hostname_falls_back_to_the_vm_id() {
+        let spec = VmSpec { name: "---".into(), ..cpu_vm("abcdef01-0000-4000-8000-000000000001") };
+        assert_eq!(hostname(&spec), "vm-abcdef01");
+    }
+}
