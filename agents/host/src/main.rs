@@ -63,8 +63,9 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
+// Boxed: the tables are large and read once.
 enum Backend {
-    Sim(SimSettings),
+    Sim(Box<SimSettings>),
     Libvirt(Box<LibvirtConfig>),
 }
 
@@ -86,7 +87,7 @@ async fn start(
     credentials: AgentCredentials,
 ) -> Result<Agent, String> {
     let sim = match config.backend {
-        Backend::Sim(sim) => sim,
+        Backend::Sim(sim) => *sim,
         Backend::Libvirt(libvirt) => {
             return start_libvirt(&config.id, *libvirt, &credentials).await;
         }
