@@ -311,6 +311,25 @@ fn test_cpu_only_domain_has_no_hostdevs_and_hugepages_only_by_setting() {
 }
 
 #[test]
+fn test_a_nic_without_its_gpu_sits_alone_on_a_root_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host("hgx-h100-2numa");
+    // Module 1 (index 1) with its NIC 1, plus NIC 2 whose GPU (module 4) is not in the VM.
+    let spec = VmSpec { nic_indices: vec![1, 2], ..spec(&host, 4, &[1]) };
+    let files = VmFiles::new(dir.path(), &spec.vm_id);
+    let xml = domain_xml::render(&spec, &host, &qemu(), &files).unwrap();
+    // pxb 1; root port 2, upstream 3, downstreams 4 (GPU) and 5 (NIC 1); root port 6 (NIC 2).
+    assert!(xml.contains("index='6' model='pcie-root-port'"), "{xml}");
+    assert!(!xml.contains("index='7'"), "{xml}");
+    let nic2 = "bus='0x4f' slot='0x00' function='0x0'/></source>\n      <address type='pci' domain='0x0000' bus='0x06'";
+    assert!(xml.contains(nic2), "{xml}");
+    xml_validates(&xml, dir.path());
+    let conn = Connect::open(Some("test:///default")).unwrap();
+    let domain = conn.define_domain_xml_flags(&xml, virt::sys::VIR_DOMAIN_DEFINE_VALIDATE).unwrap();
+    domain.undefine().unwrap();
+}
+
+#[test]
 fn test_specs_that_do_not_fit_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let host = host("hgx-h100-2numa");
@@ -455,4 +474,55 @@ async fn test_backend_with_an_unreachable_libvirt_says_so() {
     let err = LibvirtBackend::open(config).err().expect("no libvirtd at that socket");
     assert!(matches!(err, DriverError::Unavailable(_)), "{err:?}");
     assert!(err.to_string().contains("cannot connect to libvirt"), "{err}");
+}
+
+/// This machine: no GPUs, so a CPU-only host; a CPU-only VM runs on it (test driver).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_backend_on_this_machine_is_a_cpu_only_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let image_dir = dir.path().join("images");
+    std::fs::create_dir_all(&image_dir).unwrap();
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(image_dir.join("tiny.qcow2"))
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let host_facts = HostFacts {
+        gpu_module_ids: vec![],
+        partitions: vec![],
+        system_model: "build machine".into(),
+        ..facts()
+    };
+    let config = LibvirtConfig {
+        uri: "test:///default".into(),
+        domain_type: DomainType::Qemu,
+        image_dir,
+        state_dir: dir.path().join("state"),
+        sysfs_root: "/sys".into(),
+        cpu_only_hugepages: false,
+        fm_tool: None,
+        shutdown_timeout_secs: 1,
+        host: host_facts,
+    };
+    let backend = LibvirtBackend::open(config).expect("this machine's /sys reads");
+    let host = backend.hardware().await.unwrap();
+    assert!(host.gpus.is_empty(), "{:?}", host.gpus);
+    assert!(!host.numa_nodes.is_empty());
+    let cpus: Vec<u32> = host.numa_nodes.iter().flat_map(|n| n.cpus.clone()).collect();
+    assert!(cpus.len() >= 2, "{cpus:?}");
+    let node = host.numa_node_of_cpu(cpus[0]).unwrap();
+    let spec = VmSpec {
+        vcpu_pins: vec![cpus[0]],
+        emulator_cpu: cpus[1],
+        numa_nodes: vec![node],
+        memory_mib: 256,
+        ..spec(&host, 20, &[])
+    };
+    backend.domain_define(&spec).await.unwrap();
+    backend.domain_start(&spec.vm_id).await.unwrap();
+    backend.domain_stop(&spec.vm_id).await.unwrap();
+    backend.domain_undefine(&spec.vm_id).await.unwrap();
+    assert_eq!(backend.domain_running(&spec.vm_id).await.unwrap(), None);
 }

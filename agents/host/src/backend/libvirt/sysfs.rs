@@ -59,7 +59,6 @@ impl SysfsInventory {
 pub fn read(root: &Path) -> Result<SysfsInventory, DriverError> {
     let nodes = read_nodes(root)?;
     let mut devices = read_pci(root)?;
-    // A kernel without NUMA information says -1; that is one node, node 0.
     devices.sort_by_key(|d| (d.kind == PciKind::MellanoxNic, d.address));
     Ok(SysfsInventory { nodes, devices })
 }
@@ -108,6 +107,7 @@ fn read_pci(root: &Path) -> Result<Vec<PciDevice>, DriverError> {
             ("0x15b3", class) if class.starts_with("0x0200") => PciKind::MellanoxNic,
             _ => continue,
         };
+        // -1 when firmware gives no affinity (a one-node machine, or a VM): node 0.
         let numa: i64 = read_text(&link.join("numa_node"))?.trim().parse().unwrap_or(-1);
         let canonical = fs::canonicalize(&link).map_err(|e| {
             DriverError::Internal(format!("cannot resolve {}: {e}", link.display()))
