@@ -63,8 +63,8 @@ pub fn render(
     };
     // `write!` to a String cannot fail.
     let _ = writeln!(x, "<domain type='{kind}'>");
-    let _ = writeln!(x, "  <name>{}</name>", spec.vm_id);
-    let _ = writeln!(x, "  <uuid>{}</uuid>", spec.vm_id);
+    let _ = writeln!(x, "  <name>{}</name>", escape(&spec.vm_id));
+    let _ = writeln!(x, "  <uuid>{}</uuid>", escape(&spec.vm_id));
     let title = spec.name.replace(['\n', '\r'], " ");
     let _ = writeln!(x, "  <title>{}</title>", escape(&title));
     let _ = writeln!(x, "  <memory unit='MiB'>{memory_mib}</memory>");

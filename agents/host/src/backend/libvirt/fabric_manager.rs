@@ -76,7 +76,8 @@ impl FmpmFabricManager {
         Ok(FmpmFabricManager { command })
     }
 
-    /// Runs the tool with `args`; `Ok(stdout)` on success, else `Err((exit ok?, message))`.
+    /// Runs the tool with `args` and returns its stdout; a refusal by Fabric Manager is
+    /// `FailedPrecondition`, a tool that cannot run or reach Fabric Manager `Unavailable`.
     fn run(&self, args: &[String]) -> Result<String, DriverError> {
         let mut command = Command::new(&self.command[0]);
         command.args(&self.command[1..]).args(args);

@@ -76,7 +76,8 @@ fn base_image(image_dir: &Path, image: &str) -> Result<PathBuf, DriverError> {
             base.display()
         )));
     }
-    Ok(base)
+    // Absolute: qemu-img records a relative backing path relative to the overlay's directory.
+    fs::canonicalize(&base).map_err(|e| io_error("resolve", &base, &e))
 }
 
 /// Runs a tool; a tool that cannot start or fails is `Internal` with its stderr.
