@@ -200,6 +200,25 @@ fn test_rendered_domains_validate_and_run_on_the_test_driver() {
             let files = VmFiles::new(dir.path(), &spec.vm_id);
             let xml = domain_xml::render(&spec, &host, &settings, &files).expect("renders");
             let case = format!("{layout}, GPUs {modules:?}, {domain_type:?}");
+            let count = |needle: &str| xml.matches(needle).count();
+            assert_eq!(count("<hostdev "), 2 * modules.len(), "{case}");
+            assert_eq!(count("<vcpupin "), spec.vcpu_pins.len(), "{case}");
+            assert_eq!(count("<cell id="), spec.numa_nodes.len(), "{case}");
+            assert_eq!(count("<memnode "), spec.numa_nodes.len(), "{case}");
+            let expanders = if modules.is_empty() { 0 } else { spec.numa_nodes.len() };
+            assert_eq!(count("model='pcie-expander-bus'"), expanders, "{case}");
+            assert_eq!(count("model='pcie-switch-upstream-port'"), modules.len(), "{case}");
+            assert_eq!(count("<locked/>"), usize::from(!modules.is_empty()), "{case}");
+            let pcihole = format!("<pcihole64 unit='KiB'>{}</pcihole64>", modules.len() << 27);
+            assert_eq!(xml.contains(&pcihole), !modules.is_empty(), "{case}");
+            for module in modules.iter() {
+                let gpu = host.gpu_by_module(*module).unwrap();
+                let bus = format!(
+                    "bus='0x{}' slot='0x00' function='0x0'/></source>",
+                    &gpu.pci_address[5..7]
+                );
+                assert!(xml.contains(&bus), "{case}: GPU {module}");
+            }
             xml_validates(&xml, dir.path());
             let domain = conn
                 .define_domain_xml_flags(&xml, virt::sys::VIR_DOMAIN_DEFINE_VALIDATE)
