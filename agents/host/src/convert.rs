@@ -26,6 +26,9 @@ pub fn vm_spec_from_proto(spec: Option<pb::VmSpec>) -> Result<VmSpec, DriverErro
         memory_mib: spec.memory_mib,
         disk_gib: spec.disk_gib,
         image: spec.image,
+        hostname: spec.hostname,
+        ssh_authorized_keys: spec.ssh_authorized_keys,
+        user_data: spec.user_data,
     };
     decoded.check_shape()?;
     Ok(decoded)
@@ -172,6 +175,9 @@ mod tests {
             memory_mib: 4096,
             disk_gib: 50,
             image: "ubuntu-24.04".into(),
+            hostname: String::new(),
+            ssh_authorized_keys: vec![],
+            user_data: String::new(),
         }
     }
 

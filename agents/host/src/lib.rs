@@ -25,6 +25,7 @@ pub mod model;
 pub mod service;
 
 pub use agent_common::{DriverError, FaultPlan};
+pub use backend::libvirt::{LibvirtBackend, LibvirtConfig};
 pub use backend::sim::{SimHost, SimHostBackend};
 pub use backend::{HostBackend, HostOp};
 pub use manager::{HostManager, HostOptions};

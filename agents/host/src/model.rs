@@ -165,6 +165,11 @@ pub struct VmSpec {
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub image: String,
+    /// The guest's hostname; empty: derived from `name`.
+    pub hostname: String,
+    pub ssh_authorized_keys: Vec<String>,
+    /// cloud-init user data; empty: a `#cloud-config` with the SSH keys.
+    pub user_data: String,
 }
 
 impl VmSpec {
@@ -363,6 +368,9 @@ pub(crate) mod tests {
             memory_mib: 4096,
             disk_gib: 20,
             image: "ubuntu-24.04".into(),
+            hostname: String::new(),
+            ssh_authorized_keys: vec![],
+            user_data: String::new(),
         }
     }
 

@@ -35,11 +35,48 @@ async fn test_serves_inventory_over_mtls_and_stops_on_sigterm() {
     agent.stop();
 }
 
+/// A `[backend.libvirt]` table on libvirt's test driver over the HGX H100 sysfs fixture.
+fn libvirt_config(sysfs_root: &str) -> String {
+    format!(
+        r#"
+[backend.libvirt]
+uri = "test:///default"
+domain_type = "qemu"
+image_dir = "/nonexistent-images"
+state_dir = "/nonexistent-state"
+sysfs_root = "{sysfs_root}"
+[backend.libvirt.host]
+host_id = "lab-h1"
+system_model = "HGX H100 8-GPU"
+scalable_unit = 1
+partitions = [{{ id = 0, module_ids = [1, 2, 3, 4, 5, 6, 7, 8] }}]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_serves_a_libvirt_host_read_from_sysfs() {
+    let dir = TestDir::new("host-agent-libvirt", "host", ID);
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hgx-h100-2numa");
+    let agent = dir.start(BINARY, &dir.write_config(&libvirt_config(fixture))).await;
+    let inventory = HostAgentClient::new(agent.channel.clone())
+        .get_inventory(pb::InventoryRequest {})
+        .await
+        .expect("inventory")
+        .into_inner();
+    assert_eq!(inventory.host_id, ID);
+    assert_eq!((inventory.gpus.len(), inventory.nics.len()), (8, 8));
+    assert_eq!(inventory.numa_nodes.len(), 2);
+    assert_eq!(inventory.numa_nodes[1].hugepages_1g_total, 960);
+    agent.stop();
+}
+
 #[test]
 fn test_a_bad_config_is_one_sentence_and_status_2() {
     let dir = TestDir::new("host-agent-bad", "host", ID);
     for (backend, expected) in [
-        ("[backend.libvirt]\n", "at line 7: unknown variant `libvirt`"),
+        ("[backend.kvm]\n", "at line 7: unknown variant `kvm`"),
+        (&libvirt_config("/nonexistent-sysfs")[..], "/nonexistent-sysfs/devices/system/node"),
         (&HOST.replace("host_id = \"lab-h1\"", "host_id = \"lab-h2\"")[..], "differs from"),
     ] {
         let output = dir.run(BINARY, &dir.write_config(backend));

@@ -3,9 +3,9 @@
 //! watch streams live in [`crate::manager`], once for every backend; a backend only does
 //! what it is told, on the hardware.
 //!
-//! Backends: [`sim::SimHostBackend`] (an in-memory HGX H100 host). A libvirt backend (domain
-//! XML with VFIO hostdevs, CPU pinning, NUMA tuning, hugepages; Fabric Manager partition
-//! activation) implements the same trait. [`faulty::FaultyBackend`] wraps any backend to
+//! Backends: [`sim::SimHostBackend`] (an in-memory HGX H100 host) and
+//! [`libvirt::LibvirtBackend`] (domain XML with VFIO hostdevs, CPU pinning, NUMA tuning,
+//! hugepages; hardware from sysfs; Fabric Manager partition activation). [`faulty::FaultyBackend`] wraps any backend to
 //! inject errors and delays per [`HostOp`].
 //!
 //! Every operation is idempotent: defining an identical defined domain, starting a running
@@ -15,6 +15,7 @@
 //! misbehaved, an operator must look"; other variants are listed per method.
 
 pub mod faulty;
+pub mod libvirt;
 pub mod sim;
 
 use std::fmt;

@@ -84,6 +84,9 @@ pub fn cpu_vm(n: u32, first_cpu: u32) -> pb::VmSpec {
         memory_mib: 16 * 1024,
         disk_gib: 100,
         image: "ubuntu-24.04".into(),
+        hostname: String::new(),
+        ssh_authorized_keys: vec![],
+        user_data: String::new(),
     }
 }
 
