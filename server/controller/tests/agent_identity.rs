@@ -122,6 +122,7 @@ async fn a_vm_status_from_a_host_it_is_not_placed_on_is_ignored() {
         memory_mib: 16 * 1024,
         disk_gib: 10,
         image: "ubuntu-24.04".into(),
+        ..Default::default()
     };
     client.ensure_vm(pb::EnsureVmRequest { spec: Some(spec) }).await.expect("ensure on B");
     let sim = stack.fleet.host(other).unwrap();

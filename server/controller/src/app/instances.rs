@@ -56,6 +56,10 @@ pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
         memory_mib: u64::from(placement.memory_gib()) * 1024,
         disk_gib: row.disk_gib as u64,
         image: row.image_source.clone().unwrap_or_else(|| LEGACY_IMAGE.to_owned()),
+        // The guest's host name is the instance's (a DNS label, see `params::validate_name`).
+        hostname: row.name.clone(),
+        ssh_authorized_keys: Vec::new(),
+        user_data: String::new(),
     }
 }
 
