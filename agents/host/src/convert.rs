@@ -5,7 +5,8 @@ use agent_common::{DriverError, validate};
 use agent_proto::v1 as pb;
 
 use crate::model::{
-    GpuHealth, GpuStatus, HostEvent, HostInventory, PartitionStatus, VmSpec, VmState, VmStatus,
+    GpuHealth, GpuStatus, HostEvent, HostInventory, PartitionStatus, PowerAction, VmSpec, VmState,
+    VmStatus,
 };
 
 /// Decodes `EnsureVmRequest.spec`. Errors are `InvalidArgument` (the caller's fault).
@@ -39,6 +40,19 @@ pub fn vm_id_from_proto(vm_id: &str) -> Result<String, DriverError> {
     validate::uuid("vm_id", vm_id)
 }
 
+/// Decodes `SetVmPowerRequest.action`: `InvalidArgument` for an unset or unknown action.
+pub fn power_action_from_proto(action: i32) -> Result<PowerAction, DriverError> {
+    match pb::VmPowerAction::try_from(action) {
+        Ok(pb::VmPowerAction::Start) => Ok(PowerAction::Start),
+        Ok(pb::VmPowerAction::Stop) => Ok(PowerAction::Stop),
+        Ok(pb::VmPowerAction::Reboot) => Ok(PowerAction::Reboot),
+        Ok(pb::VmPowerAction::PowerOff) => Ok(PowerAction::PowerOff),
+        Ok(pb::VmPowerAction::Unspecified) | Err(_) => Err(DriverError::InvalidArgument(format!(
+            "action {action} is not a power action; send START, STOP, REBOOT or POWER_OFF"
+        ))),
+    }
+}
+
 pub fn gpu_health_to_proto(health: GpuHealth) -> pb::GpuHealth {
     match health {
         GpuHealth::Ok => pb::GpuHealth::Ok,
@@ -54,6 +68,27 @@ pub fn vm_state_to_proto(state: VmState) -> pb::VmState {
         VmState::Stopping => pb::VmState::Stopping,
         VmState::Deleted => pb::VmState::Deleted,
         VmState::Failed => pb::VmState::Failed,
+        VmState::ShuttingDown => pb::VmState::ShuttingDown,
+        VmState::Stopped => pb::VmState::Stopped,
+        VmState::Starting => pb::VmState::Starting,
+        VmState::Rebooting => pb::VmState::Rebooting,
+    }
+}
+
+/// The model state of a proto state; `None` for UNSPECIFIED or a value this agent does not
+/// know.
+pub fn vm_state_from_proto(state: i32) -> Option<VmState> {
+    match pb::VmState::try_from(state).ok()? {
+        pb::VmState::Unspecified => None,
+        pb::VmState::Provisioning => Some(VmState::Provisioning),
+        pb::VmState::Running => Some(VmState::Running),
+        pb::VmState::Stopping => Some(VmState::Stopping),
+        pb::VmState::Deleted => Some(VmState::Deleted),
+        pb::VmState::Failed => Some(VmState::Failed),
+        pb::VmState::ShuttingDown => Some(VmState::ShuttingDown),
+        pb::VmState::Stopped => Some(VmState::Stopped),
+        pb::VmState::Starting => Some(VmState::Starting),
+        pb::VmState::Rebooting => Some(VmState::Rebooting),
     }
 }
 
@@ -196,6 +231,43 @@ mod tests {
         assert!(err.to_string().starts_with("vm_id \"vm-1\" is not a UUID"));
         let no_gen = pb::VmSpec { generation: 0, ..proto_spec() };
         assert!(vm_spec_from_proto(Some(no_gen)).is_err());
+    }
+
+    #[test]
+    fn test_vm_states_round_trip() {
+        use VmState::*;
+        let all = [
+            Provisioning,
+            Running,
+            Stopping,
+            Deleted,
+            Failed,
+            ShuttingDown,
+            Stopped,
+            Starting,
+            Rebooting,
+        ];
+        for state in all {
+            let wire = i32::from(vm_state_to_proto(state));
+            assert_eq!(vm_state_from_proto(wire), Some(state), "{state}");
+            assert_eq!(vm_state_to_proto(state).as_str_name(), format!("VM_STATE_{state}"));
+        }
+        assert_eq!(vm_state_from_proto(0), None);
+        assert_eq!(vm_state_from_proto(99), None);
+    }
+
+    #[test]
+    fn test_power_actions_decode() {
+        let decode = |a: pb::VmPowerAction| power_action_from_proto(a.into());
+        assert_eq!(decode(pb::VmPowerAction::Start), Ok(PowerAction::Start));
+        assert_eq!(decode(pb::VmPowerAction::Stop), Ok(PowerAction::Stop));
+        assert_eq!(decode(pb::VmPowerAction::Reboot), Ok(PowerAction::Reboot));
+        assert_eq!(decode(pb::VmPowerAction::PowerOff), Ok(PowerAction::PowerOff));
+        for bad in [0, 17] {
+            let err = power_action_from_proto(bad).expect_err("not an action");
+            assert!(matches!(err, DriverError::InvalidArgument(_)), "{err:?}");
+            assert!(err.to_string().contains("send START, STOP, REBOOT or POWER_OFF"), "{err}");
+        }
     }
 
     #[test]

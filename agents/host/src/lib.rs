@@ -31,7 +31,7 @@ pub use backend::{HostBackend, HostOp};
 pub use manager::{HostManager, HostOptions};
 pub use model::{
     Gpu, GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, Nic, NumaNode, Partition,
-    PartitionStatus, VmSpec, VmState, VmStatus,
+    PartitionStatus, PowerAction, VmSpec, VmState, VmStatus,
 };
 pub use service::HostAgentService;
 

@@ -13,11 +13,16 @@
 //! - `RemoveVm`: stops the domain (an error fails the call, nothing changed), `STOPPING`;
 //!   after the remove delay it undefines the domain, deactivates the partition and frees
 //!   everything: `DELETED`. A failed undefine is retried after the delay again.
+//! - `SetVmPower` ([`HostManager::vm_power`]): `RUNNING` → `SHUTTING_DOWN` → `STOPPED` (stop
+//!   after the remove delay, power off at once), `STOPPED` → `STARTING` → `RUNNING` and
+//!   `RUNNING` → `REBOOTING` → `RUNNING` (after the provision delay); the VM keeps everything
+//!   it holds throughout.
 //! - `ActivatePartition`/`DeactivatePartition`: checked against the ledger, then done on the
 //!   device, then recorded.
 //!
 //! A GPU's health changes through [`HostManager::set_gpu_health`] (an XID error reported by
-//! the device layer, or a test); a GPU that turns FAILED under a live VM fails that VM.
+//! the device layer, or a test); a GPU that turns FAILED under a VM fails that VM, stopped or
+//! not (unless it is already being removed).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,15 +43,17 @@ use crate::allocation::{Claim, Ledger, claim_for};
 use crate::backend::HostBackend;
 use crate::model::{
     GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, Partition, PartitionStatus,
-    VmSpec, VmState, VmStatus,
+    PowerAction, VmSpec, VmState, VmStatus,
 };
 
 /// Timing of the VM state machine.
 #[derive(Clone, Debug)]
 pub struct HostOptions {
-    /// How long a new VM stays `PROVISIONING` before its domain is started.
+    /// How long a new VM stays `PROVISIONING` before its domain is started; also how long
+    /// `STARTING` and `REBOOTING` last before the domain is started or rebooted.
     pub provision_delay: Duration,
-    /// How long a removed VM stays `STOPPING` before its domain is undefined.
+    /// How long a removed VM stays `STOPPING` before its domain is undefined; also how long
+    /// `SHUTTING_DOWN` (STOP) lasts before the domain is stopped.
     pub remove_delay: Duration,
     /// Up to this fraction of a delay is added, the same for the same seed and VM (0..=1).
     pub jitter: f64,
@@ -95,6 +102,9 @@ struct VmRecord {
     message: String,
     /// Bumped on every transition, so a timer armed for an older transition does nothing.
     epoch: u64,
+    /// The power transition in flight; meaningful only in `SHUTTING_DOWN`, `STARTING` and
+    /// `REBOOTING` (to tell a graceful shutdown from a power-off).
+    power: Option<PowerOp>,
 }
 
 impl VmRecord {
@@ -120,6 +130,112 @@ enum Plan {
 enum Transition {
     Boot,
     Teardown,
+    Power(PowerOp),
+}
+
+/// A power transition of `SetVmPower`: the device operation and the states around it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PowerOp {
+    Shutdown,
+    PowerOff,
+    Start,
+    Reboot,
+}
+
+impl PowerOp {
+    /// The state the VM is in while the device works.
+    fn transitional(self) -> VmState {
+        match self {
+            PowerOp::Shutdown | PowerOp::PowerOff => VmState::ShuttingDown,
+            PowerOp::Start => VmState::Starting,
+            PowerOp::Reboot => VmState::Rebooting,
+        }
+    }
+
+    /// The state the VM ends in when the device did it.
+    fn done(self) -> VmState {
+        match self {
+            PowerOp::Shutdown | PowerOp::PowerOff => VmState::Stopped,
+            PowerOp::Start | PowerOp::Reboot => VmState::Running,
+        }
+    }
+
+    /// The state the VM ends in when the device refused. A failed start leaves a domain
+    /// that does not run: `FAILED`, as for a failed boot. A failed stop, power-off or reboot
+    /// leaves the guest as it was, running: `RUNNING`, with the error in the message, so the
+    /// control plane can retry (a `FAILED` VM only takes RemoveVm or a re-ensure).
+    fn refused(self) -> VmState {
+        match self {
+            PowerOp::Start => VmState::Failed,
+            PowerOp::Shutdown | PowerOp::PowerOff | PowerOp::Reboot => VmState::Running,
+        }
+    }
+
+    fn action(self) -> PowerAction {
+        match self {
+            PowerOp::Shutdown => PowerAction::Stop,
+            PowerOp::PowerOff => PowerAction::PowerOff,
+            PowerOp::Start => PowerAction::Start,
+            PowerOp::Reboot => PowerAction::Reboot,
+        }
+    }
+
+    fn delay(self, options: &HostOptions) -> Duration {
+        match self {
+            PowerOp::Shutdown => options.remove_delay,
+            // Pulling the plug does not wait.
+            PowerOp::PowerOff => Duration::ZERO,
+            PowerOp::Start | PowerOp::Reboot => options.provision_delay,
+        }
+    }
+
+    async fn run(self, backend: &dyn HostBackend, vm_id: &str) -> Result<(), DriverError> {
+        match self {
+            PowerOp::Shutdown => backend.domain_stop(vm_id).await,
+            PowerOp::PowerOff => backend.domain_power_off(vm_id).await,
+            PowerOp::Start => backend.domain_start(vm_id).await,
+            PowerOp::Reboot => backend.domain_reboot(vm_id).await,
+        }
+    }
+}
+
+/// What `action` does to a VM in `state` with `in_flight` power transition: `None` answers
+/// the current state (an idempotent repeat), `Some` begins that transition.
+fn decide_power(
+    vm_id: &str,
+    action: PowerAction,
+    state: VmState,
+    in_flight: Option<PowerOp>,
+) -> Result<Option<PowerOp>, DriverError> {
+    use PowerAction as A;
+    use VmState as S;
+    let busy = |until: &str| {
+        Err(DriverError::Unavailable(format!(
+            "VM {vm_id} is {state}; retry {action} once Watch reports it {until}"
+        )))
+    };
+    match (action, state) {
+        (_, S::Provisioning | S::Stopping | S::Failed | S::Deleted) => {
+            Err(DriverError::FailedPrecondition(format!(
+                "VM {vm_id} is {state}; {action} applies only to a VM that has been RUNNING                  (remove or re-ensure a FAILED VM)"
+            )))
+        }
+        (A::Start, S::Running | S::Starting | S::Rebooting) => Ok(None),
+        (A::Start, S::Stopped) => Ok(Some(PowerOp::Start)),
+        (A::Start, S::ShuttingDown) => busy("STOPPED"),
+        (A::Stop, S::Stopped | S::ShuttingDown) => Ok(None),
+        (A::Stop, S::Running) => Ok(Some(PowerOp::Shutdown)),
+        (A::PowerOff, S::Stopped) => Ok(None),
+        (A::PowerOff, S::ShuttingDown) if in_flight == Some(PowerOp::PowerOff) => Ok(None),
+        (A::PowerOff, S::Running | S::ShuttingDown) => Ok(Some(PowerOp::PowerOff)),
+        (A::Stop | A::PowerOff, S::Starting | S::Rebooting) => busy("RUNNING"),
+        (A::Reboot, S::Rebooting) => Ok(None),
+        (A::Reboot, S::Running) => Ok(Some(PowerOp::Reboot)),
+        (A::Reboot, S::Starting | S::ShuttingDown) => busy("RUNNING or STOPPED"),
+        (A::Reboot, S::Stopped) => Err(DriverError::FailedPrecondition(format!(
+            "VM {vm_id} is STOPPED; send START to power it on"
+        ))),
+    }
 }
 
 impl fmt::Debug for HostManager {
@@ -169,7 +285,8 @@ impl HostManager {
     }
 
     /// Changes a GPU's health, as an XID error or a repair would, and reports it on the watch
-    /// stream. A GPU that turns FAILED under a live VM turns that VM FAILED too.
+    /// stream. A GPU that turns FAILED under a VM turns that VM FAILED too, also a stopped
+    /// one (it could not start again); a VM being removed is left to its removal.
     /// Errors: `InvalidArgument` if the host has no GPU with this module id.
     pub fn set_gpu_health(
         &self,
@@ -200,7 +317,7 @@ impl HostManager {
         if health == GpuHealth::Failed
             && let Some(owner) = state.ledger.gpu_owner(module_id).map(str::to_owned)
             && let Some(vm) = state.vms.get_mut(&owner)
-            && matches!(vm.state, VmState::Provisioning | VmState::Running)
+            && !matches!(vm.state, VmState::Stopping | VmState::Failed | VmState::Deleted)
         {
             vm.state = VmState::Failed;
             vm.epoch += 1;
@@ -299,6 +416,7 @@ impl HostManager {
                         state: VmState::Provisioning,
                         message: String::new(),
                         epoch: previous_epoch + 1,
+                        power: None,
                     };
                     let status = vm.status();
                     let epoch = vm.epoch;
@@ -366,6 +484,15 @@ impl HostManager {
                 return Ok(Plan::Done(vm.status()));
             }
             _ => {}
+        }
+        // Redefining a domain the device is powering on or off would race with that task.
+        if let Some(vm) = state.vms.get(&spec.vm_id)
+            && matches!(vm.state, VmState::ShuttingDown | VmState::Starting | VmState::Rebooting)
+        {
+            return Err(DriverError::Unavailable(format!(
+                "VM {} is {}; retry the changed spec once Watch reports it STOPPED or RUNNING",
+                spec.vm_id, vm.state
+            )));
         }
         let claim = claim_for(host, &state.gpu_health, spec)?;
         state.ledger.check(host, &spec.vm_id, &claim)?;
@@ -472,13 +599,73 @@ impl HostManager {
         Ok(status)
     }
 
+    /// Powers VM `vm_id` on or off or reboots it (`SetVmPower`), and returns at once with the
+    /// transitional state (`SHUTTING_DOWN`, `STARTING`, `REBOOTING`); the device works in
+    /// the background and [`watch`](Self::watch) reports the end: `STOPPED` or `RUNNING`.
+    /// STOP asks the guest to shut down (the backend powers it off after its timeout),
+    /// POWER_OFF pulls the plug, also during a STOP. The VM keeps its GPUs, NICs, CPUs,
+    /// hugepages, partition and disk throughout: `vm_ensure` of the same spec answers
+    /// `STOPPED` for a stopped VM (it does not boot it) and `vm_remove` works in every state.
+    ///
+    /// Idempotent: STOP of a stopped or shutting-down VM, POWER_OFF of a stopped one or one
+    /// being powered off, START of a running, starting or rebooting one and REBOOT of a
+    /// rebooting one answer the current state and change nothing.
+    ///
+    /// When the device refuses, the watch stream says so in `message` (cleared by the next
+    /// transition): a failed START ends `FAILED` (the domain does not run: remove the VM or
+    /// re-ensure it at a higher generation); a failed STOP, POWER_OFF or REBOOT ends
+    /// `RUNNING` (the guest still runs: send it again).
+    ///
+    /// Errors, all the caller's fault unless noted:
+    /// - `NotFound`: the host holds no VM `vm_id` (never ensured, or removed);
+    /// - `FailedPrecondition`: the VM is provisioning, being removed or failed, or REBOOT of
+    ///   a stopped VM (START it);
+    /// - `Unavailable`: another power transition is under way (START while shutting down;
+    ///   STOP, POWER_OFF or REBOOT while starting or rebooting; REBOOT while shutting down):
+    ///   retry once the watch stream reports `STOPPED` or `RUNNING`.
+    pub async fn vm_power(
+        &self,
+        vm_id: &str,
+        action: PowerAction,
+    ) -> Result<VmStatus, DriverError> {
+        let runtime = runtime()?;
+        let mut guard = lock(&self.inner.state);
+        let state = &mut *guard;
+        let Some(vm) = state.vms.get_mut(vm_id) else {
+            return Err(DriverError::NotFound(format!(
+                "host {} holds no VM {vm_id}; ensure it first (or it was removed)",
+                self.host_id()
+            )));
+        };
+        let before = vm.status();
+        let Some(power) = decide_power(vm_id, action, vm.state, vm.power)? else {
+            return Ok(before);
+        };
+        vm.state = power.transitional();
+        vm.message = String::new();
+        vm.epoch += 1;
+        vm.power = Some(power);
+        let status = vm.status();
+        let epoch = vm.epoch;
+        // POWER_OFF during a STOP stays SHUTTING_DOWN: nothing new to report.
+        if status != before {
+            state.events.publish(HostEvent::Vm(status.clone()));
+        }
+        drop(guard);
+
+        info!(host_id = %self.host_id(), vm_id, %action, state = %status.state, "VM power");
+        self.schedule(&runtime, vm_id.to_owned(), epoch, Transition::Power(power));
+        Ok(status)
+    }
+
     /// Stops the VM's domain at once, then (after the remove delay) undefines it,
     /// deactivates its partition and frees everything it held. Returns `STOPPING` while that
     /// happens (reported as `DELETED` on the watch stream when done) and `DELETED` for a VM
     /// this host does not hold.
     ///
-    /// Idempotent: removing a stopping VM returns `STOPPING` again; removing an absent VM
-    /// succeeds. A `generation` above 0 is remembered: a later `vm_ensure` of this id with a
+    /// Works in every state, stopped or in a power transition too (that transition's task
+    /// then does nothing). Idempotent: removing a stopping VM returns `STOPPING` again;
+    /// removing an absent VM succeeds. A `generation` above 0 is remembered: a later `vm_ensure` of this id with a
     /// generation up to it is refused with `FailedPrecondition` (a late launch retry must not
     /// bring the VM back). Errors: `Unavailable` when the device is busy (retry; nothing
     /// changed); `Internal` when the backend misbehaved.
@@ -561,6 +748,7 @@ impl HostManager {
         let base = match transition {
             Transition::Boot => options.provision_delay,
             Transition::Teardown => options.remove_delay,
+            Transition::Power(power) => power.delay(options),
         };
         let delay = jittered(base, options.jitter, options.seed, &vm_id, epoch);
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
@@ -579,6 +767,7 @@ impl HostManager {
                     manager.inner.finish_boot(&vm_id, epoch, outcome);
                 }
                 Transition::Teardown => manager.teardown(vm_id, epoch).await,
+                Transition::Power(power) => manager.inner.power(&vm_id, epoch, power).await,
             }
         });
     }
@@ -657,6 +846,52 @@ impl Inner {
                 info!(host_id = %self.description.host_id, vm_id, %err, "VM failed to boot");
             }
         }
+        state.events.publish(HostEvent::Vm(vm.status()));
+    }
+
+    /// The end of a power transition: the device operation, then the state it leads to.
+    async fn power(&self, vm_id: &str, epoch: u64, power: PowerOp) {
+        if !self.is_current(vm_id, epoch, power.transitional()) {
+            return;
+        }
+        let outcome = power.run(self.backend.as_ref(), vm_id).await;
+        self.finish_power(vm_id, epoch, power, outcome);
+    }
+
+    fn finish_power(
+        &self,
+        vm_id: &str,
+        epoch: u64,
+        power: PowerOp,
+        outcome: Result<(), DriverError>,
+    ) {
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        let Some(vm) = state.vms.get_mut(vm_id) else {
+            return;
+        };
+        if vm.epoch != epoch || vm.state != power.transitional() {
+            return;
+        }
+        let host_id = &self.description.host_id;
+        let action = power.action();
+        match outcome {
+            Ok(()) => {
+                vm.state = power.done();
+                info!(host_id = %host_id, vm_id, %action, state = %vm.state, "VM power done");
+            }
+            Err(err) => {
+                vm.state = power.refused();
+                vm.message = match vm.state {
+                    VmState::Failed => {
+                        format!("{action} failed: {err}; remove the VM or re-ensure it")
+                    }
+                    _ => format!("{action} failed: {err}; the VM still runs, send {action} again"),
+                };
+                warn!(host_id = %host_id, vm_id, %action, %err, "VM power operation failed");
+            }
+        }
+        vm.epoch += 1;
         state.events.publish(HostEvent::Vm(vm.status()));
     }
 
@@ -916,6 +1151,268 @@ mod tests {
         assert!(host.vm_ensure(later.clone()).await.is_err());
         assert_eq!(host.vm_count(), 0);
         assert_eq!(host.vm_ensure(later).await.expect("retry").state, VmState::Provisioning);
+    }
+
+    /// A CPU-only VM ensured and booted: `RUNNING`, its two events read off `events`.
+    async fn running_vm(host: &SimHost, events: &mut EventStream<HostEvent>, spec: VmSpec) {
+        host.vm_ensure(spec).await.expect("ensure");
+        assert_eq!(next_vm(events).await.state, VmState::Provisioning);
+        assert_eq!(next_vm(events).await.state, VmState::Running);
+    }
+
+    async fn power(host: &SimHost, action: PowerAction) -> VmState {
+        host.vm_power(VM_A, action).await.expect("power").state
+    }
+
+    fn state_of(host: &SimHost) -> Option<VmState> {
+        host.vm_status(VM_A).map(|s| s.state)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_power_stop_start_reboot_and_idempotent_repeats() {
+        use PowerAction::*;
+        let host = sim_host(64);
+        let mut events = host.watch().expect("watch");
+        running_vm(&host, &mut events, gpu_vm(VM_A)).await;
+        let held = host.inventory().await.expect("inv");
+
+        assert_eq!(power(&host, Stop).await, VmState::ShuttingDown);
+        assert_eq!(power(&host, Stop).await, VmState::ShuttingDown);
+        assert_eq!(next_vm(&mut events).await.state, VmState::ShuttingDown);
+        assert_eq!(next_vm(&mut events).await.state, VmState::Stopped);
+        assert_eq!(host.device().domain_running(VM_A), Some(false));
+        // Stopped, it keeps everything it held.
+        assert_eq!(host.inventory().await.expect("inv"), held);
+        assert_eq!(power(&host, Stop).await, VmState::Stopped);
+        assert_eq!(power(&host, PowerOff).await, VmState::Stopped);
+        // Ensuring the same spec does not boot it, a newer generation neither.
+        assert_eq!(host.vm_ensure(gpu_vm(VM_A)).await.expect("same").state, VmState::Stopped);
+        let newer = VmSpec { generation: 2, ..gpu_vm(VM_A) };
+        assert_eq!(host.vm_ensure(newer).await.expect("newer").state, VmState::Stopped);
+        assert_eq!(next_vm(&mut events).await.generation, 2);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(host.device().domain_running(VM_A), Some(false));
+
+        assert_eq!(power(&host, Start).await, VmState::Starting);
+        assert_eq!(power(&host, Start).await, VmState::Starting);
+        assert_eq!(next_vm(&mut events).await.state, VmState::Starting);
+        assert_eq!(next_vm(&mut events).await.state, VmState::Running);
+        assert_eq!(host.device().domain_running(VM_A), Some(true));
+        assert_eq!(power(&host, Start).await, VmState::Running);
+
+        assert_eq!(power(&host, Reboot).await, VmState::Rebooting);
+        assert_eq!(power(&host, Reboot).await, VmState::Rebooting);
+        assert_eq!(power(&host, Start).await, VmState::Rebooting);
+        assert_eq!(next_vm(&mut events).await.state, VmState::Rebooting);
+        let rebooted = next_vm(&mut events).await;
+        assert_eq!((rebooted.state, rebooted.generation), (VmState::Running, 2));
+        assert!(rebooted.message.is_empty());
+        assert_eq!(host.inventory().await.expect("inv"), held);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_power_off_pulls_the_plug_also_during_a_graceful_stop() {
+        use PowerAction::*;
+        let host = sim_host(64);
+        let mut events = host.watch().expect("watch");
+        running_vm(&host, &mut events, cpu_vm(VM_A)).await;
+
+        assert_eq!(power(&host, PowerOff).await, VmState::ShuttingDown);
+        assert_eq!(next_vm(&mut events).await.state, VmState::ShuttingDown);
+        // No delay: stopped before a graceful stop (50 ms) could be.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(state_of(&host), Some(VmState::Stopped));
+        assert_eq!(next_vm(&mut events).await.state, VmState::Stopped);
+
+        power(&host, Start).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(next_vm(&mut events).await.state, VmState::Starting);
+        assert_eq!(next_vm(&mut events).await.state, VmState::Running);
+        assert_eq!(power(&host, Stop).await, VmState::ShuttingDown);
+        assert_eq!(power(&host, PowerOff).await, VmState::ShuttingDown);
+        assert_eq!(power(&host, PowerOff).await, VmState::ShuttingDown);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(state_of(&host), Some(VmState::Stopped));
+        // One SHUTTING_DOWN, one STOPPED: the power-off changed nothing visible in between,
+        // and the graceful stop's timer, overtaken, does nothing.
+        assert_eq!(next_vm(&mut events).await.state, VmState::ShuttingDown);
+        assert_eq!(next_vm(&mut events).await.state, VmState::Stopped);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(state_of(&host), Some(VmState::Stopped));
+        host.vm_ensure(VmSpec { generation: 9, ..cpu_vm(VM_A) }).await.expect("newer");
+        let next = next_vm(&mut events).await;
+        assert_eq!((next.state, next.generation), (VmState::Stopped, 9));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_power_refusals() {
+        use PowerAction::*;
+        let host = sim_host(64);
+        let refused = |result: Result<VmStatus, DriverError>| result.expect_err("refused");
+
+        let err = refused(host.vm_power(VM_A, Start).await);
+        assert!(matches!(&err, DriverError::NotFound(m) if m.contains("holds no VM")), "{err:?}");
+
+        host.vm_ensure(cpu_vm(VM_A)).await.expect("ensure");
+        let err = refused(host.vm_power(VM_A, Stop).await);
+        assert!(matches!(&err, DriverError::FailedPrecondition(m) if m.contains("PROVISIONING")));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        // Conflicting power operations are retryable.
+        power(&host, Stop).await;
+        let err = refused(host.vm_power(VM_A, Start).await);
+        assert!(matches!(&err, DriverError::Unavailable(m) if m.contains("STOPPED")), "{err:?}");
+        assert!(matches!(host.vm_power(VM_A, Reboot).await, Err(DriverError::Unavailable(_))));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let err = refused(host.vm_power(VM_A, Reboot).await);
+        assert!(matches!(&err, DriverError::FailedPrecondition(m) if m.contains("send START")));
+        power(&host, Start).await;
+        for action in [Stop, PowerOff] {
+            let err = refused(host.vm_power(VM_A, action).await);
+            assert!(matches!(&err, DriverError::Unavailable(m) if m.contains("RUNNING")));
+        }
+        // A changed spec must wait too: redefining would race with the start.
+        let changed = VmSpec { generation: 2, memory_mib: 2048, ..cpu_vm(VM_A) };
+        assert!(matches!(host.vm_ensure(changed).await, Err(DriverError::Unavailable(_))));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(state_of(&host), Some(VmState::Running));
+
+        host.set_gpu_health(1, GpuHealth::Ok, "").expect("no-op");
+        host.vm_remove(VM_A, 0).await.expect("remove");
+        let err = refused(host.vm_power(VM_A, Start).await);
+        assert!(matches!(&err, DriverError::FailedPrecondition(m) if m.contains("STOPPING")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(matches!(host.vm_power(VM_A, Start).await, Err(DriverError::NotFound(_))));
+
+        // A failed VM takes RemoveVm or a re-ensure, not power operations.
+        host.faults().fail_nth(HostOp::DomainStart, 1);
+        host.vm_ensure(cpu_vm(VM_B)).await.expect("ensure b");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let err = refused(host.vm_power(VM_B, Start).await);
+        assert!(matches!(&err, DriverError::FailedPrecondition(m) if m.contains("FAILED")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_removing_a_stopped_or_starting_vm_frees_everything() {
+        let host = sim_host(64);
+        let mut events = host.watch().expect("watch");
+        running_vm(&host, &mut events, gpu_vm(VM_A)).await;
+        power(&host, PowerAction::Stop).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(state_of(&host), Some(VmState::Stopped));
+        assert_eq!(host.inventory().await.expect("inv").active_partitions.len(), 1);
+
+        assert_eq!(host.vm_remove(VM_A, 0).await.expect("remove").state, VmState::Stopping);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(host.vm_count(), 0);
+        assert_eq!(host.device().domain_running(VM_A), None);
+        let inventory = host.inventory().await.expect("inv");
+        assert!(inventory.active_partitions.is_empty());
+        assert_eq!(inventory.hugepages_1g_free, BTreeMap::from([(0, 16), (1, 16)]));
+
+        // Removed while starting: the start's timer finds it gone and starts nothing.
+        let mut events = host.watch().expect("watch again");
+        running_vm(&host, &mut events, VmSpec { generation: 2, ..gpu_vm(VM_A) }).await;
+        power(&host, PowerAction::PowerOff).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(power(&host, PowerAction::Start).await, VmState::Starting);
+        assert_eq!(host.vm_remove(VM_A, 0).await.expect("remove").state, VmState::Stopping);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(host.vm_count(), 0);
+        assert_eq!(host.device().domain_running(VM_A), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_a_stale_shutdown_timer_does_nothing_after_a_fast_stop_and_start() {
+        use PowerAction::*;
+        // Starting is faster than shutting down, so an old STOP's timer outlives a START.
+        let host = SimHost::new(
+            small_host(),
+            HostOptions {
+                provision_delay: Duration::from_millis(10),
+                remove_delay: Duration::from_millis(100),
+                jitter: 0.0,
+                seed: 1,
+                event_capacity: 64,
+            },
+        );
+        host.vm_ensure(cpu_vm(VM_A)).await.expect("ensure");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // t=20: graceful STOP (its timer at t=120), overtaken by POWER_OFF, then START.
+        power(&host, Stop).await;
+        power(&host, PowerOff).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(power(&host, Start).await, VmState::Starting);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(state_of(&host), Some(VmState::Running));
+        // t=41: a new STOP, due at t=141; the old timer fires at t=120 and must not stop it.
+        power(&host, Stop).await;
+        tokio::time::sleep(Duration::from_millis(89)).await;
+        assert_eq!(state_of(&host), Some(VmState::ShuttingDown));
+        assert_eq!(host.device().domain_running(VM_A), Some(true));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(state_of(&host), Some(VmState::Stopped));
+        assert_eq!(host.device().domain_running(VM_A), Some(false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_power_device_faults() {
+        use PowerAction::*;
+        let host = sim_host(64);
+        let mut events = host.watch().expect("watch");
+        running_vm(&host, &mut events, cpu_vm(VM_A)).await;
+
+        // A refused stop, power-off or reboot: the guest still runs, the message says why.
+        for (op, action, name) in [
+            (HostOp::DomainStop, Stop, "STOP failed: injected fault: domain_stop"),
+            (
+                HostOp::DomainPowerOff,
+                PowerOff,
+                "POWER_OFF failed: injected fault: domain_power_off",
+            ),
+            (HostOp::DomainReboot, Reboot, "REBOOT failed: injected fault: domain_reboot"),
+        ] {
+            host.faults().fail_nth(op, 1);
+            power(&host, action).await;
+            next_vm(&mut events).await;
+            let refused = next_vm(&mut events).await;
+            assert_eq!(refused.state, VmState::Running, "{action}");
+            assert!(refused.message.starts_with(name), "{}", refused.message);
+            assert!(refused.message.ends_with(&format!("send {action} again")));
+        }
+        assert_eq!(host.device().domain_running(VM_A), Some(true));
+
+        // The retry works and clears the message.
+        assert_eq!(power(&host, Stop).await, VmState::ShuttingDown);
+        assert!(next_vm(&mut events).await.message.is_empty());
+        assert_eq!(next_vm(&mut events).await.state, VmState::Stopped);
+
+        // A refused start: FAILED, as a refused boot; a newer generation provisions again.
+        host.faults().fail_nth(HostOp::DomainStart, 1);
+        power(&host, Start).await;
+        next_vm(&mut events).await;
+        let failed = next_vm(&mut events).await;
+        assert_eq!(failed.state, VmState::Failed);
+        assert!(failed.message.starts_with("START failed: injected fault: domain_start"));
+        let retry = VmSpec { generation: 2, ..cpu_vm(VM_A) };
+        assert_eq!(host.vm_ensure(retry).await.expect("retry").state, VmState::Provisioning);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(state_of(&host), Some(VmState::Running));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn test_failed_gpu_fails_a_stopped_vm() {
+        let host = sim_host(64);
+        let mut events = host.watch().expect("watch");
+        running_vm(&host, &mut events, gpu_vm(VM_A)).await;
+        power(&host, PowerAction::PowerOff).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        host.set_gpu_health(1, GpuHealth::Failed, "XID 79").expect("flip");
+        let status = host.vm_status(VM_A).expect("held");
+        assert_eq!(status.state, VmState::Failed);
+        assert!(status.message.contains("GPU module 1 failed"), "{}", status.message);
+        let err = host.vm_power(VM_A, PowerAction::Start).await.expect_err("failed VM");
+        assert!(matches!(err, DriverError::FailedPrecondition(_)), "{err:?}");
     }
 
     #[tokio::test]

@@ -258,6 +258,14 @@ pub enum VmState {
     Deleted,
     /// Broken (e.g. a GPU failed); resources held until removed or re-ensured.
     Failed,
+    /// Being powered off (`SetVmPower` STOP or POWER_OFF); its resources are still held.
+    ShuttingDown,
+    /// Powered off; its devices, partition, CPUs, hugepages and disk are still held.
+    Stopped,
+    /// Being powered on again (`SetVmPower` START).
+    Starting,
+    /// Being rebooted (`SetVmPower` REBOOT).
+    Rebooting,
 }
 
 impl fmt::Display for VmState {
@@ -268,6 +276,32 @@ impl fmt::Display for VmState {
             VmState::Stopping => "STOPPING",
             VmState::Deleted => "DELETED",
             VmState::Failed => "FAILED",
+            VmState::ShuttingDown => "SHUTTING_DOWN",
+            VmState::Stopped => "STOPPED",
+            VmState::Starting => "STARTING",
+            VmState::Rebooting => "REBOOTING",
+        })
+    }
+}
+
+/// What `SetVmPower` asks of a VM. Meanings are those of `agent.v1.VmPowerAction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PowerAction {
+    Start,
+    /// Ask the guest to shut down; power it off after the backend's timeout.
+    Stop,
+    Reboot,
+    /// Power off at once, without asking the guest.
+    PowerOff,
+}
+
+impl fmt::Display for PowerAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PowerAction::Start => "START",
+            PowerAction::Stop => "STOP",
+            PowerAction::Reboot => "REBOOT",
+            PowerAction::PowerOff => "POWER_OFF",
         })
     }
 }
@@ -277,7 +311,7 @@ pub struct VmStatus {
     pub vm_id: String,
     pub state: VmState,
     pub generation: u64,
-    /// Human-readable detail, set for FAILED.
+    /// Human-readable detail: why it FAILED, or why the last power operation did not happen.
     pub message: String,
 }
 

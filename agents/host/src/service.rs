@@ -66,6 +66,17 @@ impl HostAgent for HostAgentService {
         Ok(Response::new(convert::vm_status_to_proto(&status)))
     }
 
+    async fn set_vm_power(
+        &self,
+        request: Request<pb::SetVmPowerRequest>,
+    ) -> Result<Response<pb::VmStatus>, Status> {
+        let request = request.into_inner();
+        let vm_id = convert::vm_id_from_proto(&request.vm_id)?;
+        let action = convert::power_action_from_proto(request.action)?;
+        let status = self.manager.vm_power(&vm_id, action).await?;
+        Ok(Response::new(convert::vm_status_to_proto(&status)))
+    }
+
     async fn activate_partition(
         &self,
         request: Request<pb::ActivatePartitionRequest>,

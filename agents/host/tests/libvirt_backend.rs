@@ -1,7 +1,7 @@
 //! The libvirt backend against the reconstructed HGX H100 sysfs trees (tests/fixtures) and
 //! libvirt's in-process test driver (`test:///default`, no daemon): inventory, domain XML
 //! (schema-validated with `virt-xml-validate` and by libvirt on define), and the backend's
-//! define/start/stop/undefine with real qcow2 overlays and config drives.
+//! define/start/stop/reboot/power-off/undefine with real qcow2 overlays and config drives.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -446,6 +446,37 @@ async fn test_backend_domain_lifecycle() {
     assert_eq!(s.backend.domain_running(&spec.vm_id).await.unwrap(), None);
     assert!(!files.overlay.exists() && !files.config_drive.exists());
     s.backend.domain_stop(&spec.vm_id).await.unwrap(); // absent: fine
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_backend_reboot_and_power_off() {
+    let s = setup(None);
+    let host = s.backend.description().clone();
+    let spec = spec(&host, 12, &[1]);
+    let vm_id = &spec.vm_id;
+
+    // Neither an undefined nor a stopped domain can be rebooted; powering them off is fine.
+    let err = s.backend.domain_reboot(vm_id).await.unwrap_err();
+    assert!(matches!(err, DriverError::FailedPrecondition(_)), "{err:?}");
+    s.backend.domain_power_off(vm_id).await.unwrap();
+    s.backend.domain_define(&spec).await.unwrap();
+    let err = s.backend.domain_reboot(vm_id).await.unwrap_err();
+    assert!(err.to_string().contains("is not running"), "{err}");
+    s.backend.domain_power_off(vm_id).await.unwrap();
+    assert_eq!(s.backend.domain_running(vm_id).await.unwrap(), Some(false));
+
+    s.backend.domain_start(vm_id).await.unwrap();
+    s.backend.domain_reboot(vm_id).await.unwrap();
+    assert_eq!(s.backend.domain_running(vm_id).await.unwrap(), Some(true));
+    s.backend.domain_power_off(vm_id).await.unwrap();
+    s.backend.domain_power_off(vm_id).await.unwrap(); // idempotent
+    assert_eq!(s.backend.domain_running(vm_id).await.unwrap(), Some(false));
+    // Powered off, still defined: it starts again with the same devices and disk.
+    s.backend.domain_start(vm_id).await.unwrap();
+    assert_eq!(s.backend.domain_running(vm_id).await.unwrap(), Some(true));
+    s.backend.domain_stop(vm_id).await.unwrap();
+    s.backend.domain_undefine(vm_id).await.unwrap();
+    s.backend.domain_power_off(vm_id).await.unwrap(); // absent: fine
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -389,6 +389,85 @@ async fn test_state_machine_and_watch_for_several_subscribers() {
 }
 
 #[tokio::test]
+async fn test_set_vm_power_over_grpc() {
+    use pb::VmPowerAction as Action;
+    use pb::VmState as State;
+    let fleet = fleet().await;
+    let mut client = host_client(&fleet, HOST).await;
+    let vm = uuid(1);
+    let mut events = client.watch(pb::WatchRequest {}).await.expect("watch").into_inner();
+    snapshot(&mut events, 0).await;
+    ensure(&mut client, gpu_vm(1, 3, &[1, 3], 0)).await.expect("ensure");
+    assert_refused(
+        set_power(&mut client, &vm, Action::Stop).await,
+        Code::FailedPrecondition,
+        "is PROVISIONING",
+    );
+    assert_eq!(next_vm_of(&mut events, &vm).await.state(), State::Provisioning);
+    assert_eq!(next_vm_of(&mut events, &vm).await.state(), State::Running);
+    let held = inventory(&mut client).await;
+
+    // Each answer is the transitional state; the watch stream reports the end.
+    let steps = [
+        (Action::Stop, State::ShuttingDown, State::Stopped),
+        (Action::Start, State::Starting, State::Running),
+        (Action::Reboot, State::Rebooting, State::Running),
+        (Action::PowerOff, State::ShuttingDown, State::Stopped),
+    ];
+    for (action, during, after) in steps {
+        let answer = set_power(&mut client, &vm, action).await.expect("power");
+        assert_eq!((answer.state(), answer.generation), (during, 1), "{action:?}");
+        // The same request again changes nothing (POWER_OFF, without delay, may be done).
+        let repeat = set_power(&mut client, &vm, action).await.expect("again");
+        assert!([during, after].contains(&repeat.state()), "{action:?}: {repeat:?}");
+        assert_eq!(next_vm_of(&mut events, &vm).await.state(), during);
+        assert_eq!(next_vm_of(&mut events, &vm).await.state(), after, "{action:?}");
+    }
+    // Stopped, it keeps its partition, hugepages and GPUs; the same ensure does not boot it.
+    assert_eq!(inventory(&mut client).await, held);
+    let again = ensure(&mut client, gpu_vm(1, 3, &[1, 3], 0)).await.expect("same spec");
+    assert_eq!(again.state(), State::Stopped);
+    assert_refused(
+        set_power(&mut client, &vm, Action::Reboot).await,
+        Code::FailedPrecondition,
+        "send START",
+    );
+    assert_refused(
+        set_power(&mut client, &vm, Action::Unspecified).await,
+        Code::InvalidArgument,
+        "send START, STOP, REBOOT or POWER_OFF",
+    );
+    assert_refused(
+        set_power(&mut client, &uuid(9), Action::Start).await,
+        Code::NotFound,
+        "holds no VM",
+    );
+    assert_refused(
+        set_power(&mut client, "vm-1", Action::Start).await,
+        Code::InvalidArgument,
+        "UUID",
+    );
+
+    // A refused stop leaves it running and says why; a stopped VM is removed as any other.
+    set_power(&mut client, &vm, Action::Start).await.expect("start");
+    assert_eq!(next_vm_of(&mut events, &vm).await.state(), State::Starting);
+    assert_eq!(next_vm_of(&mut events, &vm).await.state(), State::Running);
+    fleet.host(HOST).expect("handle").faults().fail_nth(HostOp::DomainStop, 1);
+    set_power(&mut client, &vm, Action::Stop).await.expect("stop");
+    assert_eq!(next_vm_of(&mut events, &vm).await.state(), State::ShuttingDown);
+    let refused = next_vm_of(&mut events, &vm).await;
+    assert_eq!(refused.state(), State::Running);
+    assert!(refused.message.starts_with("STOP failed: injected fault"), "{}", refused.message);
+    set_power(&mut client, &vm, Action::PowerOff).await.expect("power off");
+    assert_eq!(next_vm_of(&mut events, &vm).await.state(), State::ShuttingDown);
+    assert_eq!(next_vm_of(&mut events, &vm).await.state(), State::Stopped);
+    assert_eq!(remove(&mut client, &vm).await.state(), State::Stopping);
+    assert_eq!(next_vm_of(&mut events, &vm).await.state(), State::Stopping);
+    assert_eq!(next_vm_of(&mut events, &vm).await.state(), State::Deleted);
+    assert!(inventory(&mut client).await.partitions.iter().all(|p| !p.active));
+}
+
+#[tokio::test]
 async fn test_fault_injection() {
     let fleet = fleet().await;
     let mut client = host_client(&fleet, HOST).await;

@@ -52,6 +52,16 @@ impl<B: HostBackend> HostBackend for FaultyBackend<B> {
         self.inner.domain_stop(vm_id).await
     }
 
+    async fn domain_reboot(&self, vm_id: &str) -> Result<(), DriverError> {
+        self.faults.check(HostOp::DomainReboot).await?;
+        self.inner.domain_reboot(vm_id).await
+    }
+
+    async fn domain_power_off(&self, vm_id: &str) -> Result<(), DriverError> {
+        self.faults.check(HostOp::DomainPowerOff).await?;
+        self.inner.domain_power_off(vm_id).await
+    }
+
     async fn domain_undefine(&self, vm_id: &str) -> Result<(), DriverError> {
         self.faults.check(HostOp::DomainUndefine).await?;
         self.inner.domain_undefine(vm_id).await

@@ -51,6 +51,14 @@ pub trait HostBackend: Send + Sync + 'static {
     /// Stops the domain `vm_id` (the guest is asked to shut down, then powered off).
     async fn domain_stop(&self, vm_id: &str) -> Result<(), DriverError>;
 
+    /// Reboots the running domain `vm_id` (the guest is asked to restart; its devices stay
+    /// bound). `FailedPrecondition` if it is not running or not defined.
+    async fn domain_reboot(&self, vm_id: &str) -> Result<(), DriverError>;
+
+    /// Powers the domain `vm_id` off at once, without asking the guest. A stopped or absent
+    /// domain is fine.
+    async fn domain_power_off(&self, vm_id: &str) -> Result<(), DriverError>;
+
     /// Undefines the stopped domain `vm_id`, freeing its devices. `FailedPrecondition` if it
     /// is still running (stop it first).
     async fn domain_undefine(&self, vm_id: &str) -> Result<(), DriverError>;
@@ -63,10 +71,16 @@ pub enum HostOp {
     PartitionActivate,
     PartitionDeactivate,
     DomainDefine,
-    /// A failure turns the VM `FAILED` instead of `RUNNING`; a delay lengthens `PROVISIONING`.
+    /// A failure turns the VM `FAILED` instead of `RUNNING` (after `PROVISIONING` or
+    /// `STARTING`); a delay lengthens those states.
     DomainStart,
-    /// Called by `RemoveVm` itself: a failure fails the call and leaves the VM as it was.
+    /// Called by `RemoveVm` itself: a failure fails the call and leaves the VM as it was. Also
+    /// by `SetVmPower` STOP's task: a failure returns the VM to `RUNNING`.
     DomainStop,
+    /// Called by `SetVmPower` REBOOT's task: a failure returns the VM to `RUNNING`.
+    DomainReboot,
+    /// Called by `SetVmPower` POWER_OFF's task: a failure returns the VM to `RUNNING`.
+    DomainPowerOff,
     DomainUndefine,
 }
 
@@ -79,6 +93,8 @@ impl fmt::Display for HostOp {
             HostOp::DomainDefine => "domain_define",
             HostOp::DomainStart => "domain_start",
             HostOp::DomainStop => "domain_stop",
+            HostOp::DomainReboot => "domain_reboot",
+            HostOp::DomainPowerOff => "domain_power_off",
             HostOp::DomainUndefine => "domain_undefine",
         })
     }

@@ -19,9 +19,11 @@ use super::{HostBackend, HostOp};
 use crate::manager::{HostManager, HostOptions};
 use crate::model::{HostDescription, Partition, VmSpec};
 
+/// Cloning gives another handle to the same device.
+#[derive(Clone)]
 pub struct SimHostBackend {
     description: HostDescription,
-    device: Mutex<Device>,
+    device: Arc<Mutex<Device>>,
 }
 
 #[derive(Default)]
@@ -34,7 +36,12 @@ struct Device {
 impl SimHostBackend {
     /// A host with the given hardware, no domains and no active partitions.
     pub fn new(description: HostDescription) -> Self {
-        SimHostBackend { description, device: Mutex::new(Device::default()) }
+        SimHostBackend { description, device: Arc::new(Mutex::new(Device::default())) }
+    }
+
+    /// Whether domain `vm_id` is defined (`Some`) and running (`Some(true)`).
+    pub fn domain_running(&self, vm_id: &str) -> Option<bool> {
+        lock(&self.device).domains.get(vm_id).map(|(_, running)| *running)
     }
 
     fn known(&self, partition: &Partition) -> Result<(), DriverError> {
@@ -92,6 +99,20 @@ impl HostBackend for SimHostBackend {
         Ok(())
     }
 
+    async fn domain_reboot(&self, vm_id: &str) -> Result<(), DriverError> {
+        match lock(&self.device).domains.get(vm_id) {
+            Some((_, true)) => Ok(()),
+            _ => Err(DriverError::FailedPrecondition(format!(
+                "domain {vm_id} is not running; start it first"
+            ))),
+        }
+    }
+
+    async fn domain_power_off(&self, vm_id: &str) -> Result<(), DriverError> {
+        // No guest to ask in memory: the same as a stop.
+        self.domain_stop(vm_id).await
+    }
+
     async fn domain_undefine(&self, vm_id: &str) -> Result<(), DriverError> {
         let mut device = lock(&self.device);
         if device.domains.get(vm_id).is_some_and(|(_, running)| *running) {
@@ -110,6 +131,7 @@ impl HostBackend for SimHostBackend {
 pub struct SimHost {
     manager: HostManager,
     faults: FaultPlan<HostOp>,
+    device: SimHostBackend,
 }
 
 impl SimHost {
@@ -117,8 +139,18 @@ impl SimHost {
     /// validated), no VMs, and GPU health as the description says.
     pub fn new(description: HostDescription, options: HostOptions) -> Self {
         let faults = FaultPlan::new();
-        let backend = FaultyBackend::new(SimHostBackend::new(description.clone()), faults.clone());
-        SimHost { manager: HostManager::new(description, Arc::new(backend), options), faults }
+        let device = SimHostBackend::new(description.clone());
+        let backend = FaultyBackend::new(device.clone(), faults.clone());
+        SimHost {
+            manager: HostManager::new(description, Arc::new(backend), options),
+            faults,
+            device,
+        }
+    }
+
+    /// The simulated device under the manager, to check what it was told.
+    pub fn device(&self) -> &SimHostBackend {
+        &self.device
     }
 
     /// This host's fault plan; rules take effect on the next backend operation.

@@ -152,6 +152,15 @@ pub async fn deactivate(
     client.deactivate_partition(request).await.map(tonic::Response::into_inner)
 }
 
+pub async fn set_power(
+    client: &mut HostAgentClient<Channel>,
+    vm_id: &str,
+    action: pb::VmPowerAction,
+) -> Result<pb::VmStatus, Status> {
+    let request = pb::SetVmPowerRequest { vm_id: vm_id.into(), action: action.into() };
+    client.set_vm_power(request).await.map(tonic::Response::into_inner)
+}
+
 pub async fn inventory(client: &mut HostAgentClient<Channel>) -> pb::HostInventory {
     client.get_inventory(pb::InventoryRequest {}).await.expect("inventory").into_inner()
 }

@@ -64,12 +64,37 @@ pub fn stop(conn: &Connect, vm_id: &str, timeout: Duration) -> Result<(), Driver
         }
         thread::sleep(POLL);
     }
+    destroy(&domain, &what)
+}
+
+/// `virDomainDestroy`; a domain that is not running (or stopped meanwhile) is fine.
+fn destroy(domain: &Domain, what: &str) -> Result<(), DriverError> {
     match domain.destroy() {
         Ok(()) => Ok(()),
-        // It stopped between the last poll and the destroy.
         Err(e) if code(&e) == Some(ErrorNumber::OperationInvalid) => Ok(()),
-        Err(e) => Err(map(&what, &e)),
+        Err(e) => Err(map(what, &e)),
     }
+}
+
+/// Asks the running guest to restart (ACPI, or the guest agent if the guest has one);
+/// `FailedPrecondition` if the domain is not defined or not running.
+pub fn reboot(conn: &Connect, vm_id: &str) -> Result<(), DriverError> {
+    let what = format!("rebooting domain {vm_id}");
+    let not_running = || {
+        DriverError::FailedPrecondition(format!("domain {vm_id} is not running; start it first"))
+    };
+    let domain = lookup(conn, vm_id, &what)?.ok_or_else(not_running)?;
+    if !domain.is_active().map_err(|e| map(&what, &e))? {
+        return Err(not_running());
+    }
+    domain.reboot(0).map_err(|e| map(&what, &e))
+}
+
+/// Powers the domain off at once (`virDomainDestroy`); an absent or stopped domain is fine.
+pub fn power_off(conn: &Connect, vm_id: &str) -> Result<(), DriverError> {
+    let what = format!("powering off domain {vm_id}");
+    let Some(domain) = lookup(conn, vm_id, &what)? else { return Ok(()) };
+    destroy(&domain, &what)
 }
 
 /// Undefines the stopped domain; an absent one is fine, a running one refused. Returns

@@ -231,6 +231,16 @@ impl HostBackend for LibvirtBackend {
         .await
     }
 
+    async fn domain_reboot(&self, vm_id: &str) -> Result<(), DriverError> {
+        let vm_id = vm_id.to_owned();
+        self.blocking(move |inner| inner.with_conn(|conn| domains::reboot(conn, &vm_id))).await
+    }
+
+    async fn domain_power_off(&self, vm_id: &str) -> Result<(), DriverError> {
+        let vm_id = vm_id.to_owned();
+        self.blocking(move |inner| inner.with_conn(|conn| domains::power_off(conn, &vm_id))).await
+    }
+
     async fn domain_undefine(&self, vm_id: &str) -> Result<(), DriverError> {
         let vm_id = vm_id.to_owned();
         self.blocking(move |inner| {
