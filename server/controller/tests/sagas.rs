@@ -299,18 +299,21 @@ async fn power_saga_generic(url: &str) {
     assert!(refused.message.as_deref().is_some_and(|m| m.starts_with("The stop did not happen")));
     assert_eq!(vms(&stack), 2);
 
+    close(&[ctl]).await;
     for node in POWER_NODES {
+        let stack = self::stack(url).await;
+        let admin = &op(&stack.admin);
         let name = format!("taken-over-{}", node.replace('_', "-"));
         launched(&stack, &name).await;
-        let id = id_of(&name).await;
+        let list = stack.controller.instance_list(admin).await.unwrap();
+        let id = list.iter().find(|i| i.name == name).unwrap().id;
         let next = die_after(&stack, url, node, async || {
-            ctl.instance_power(admin, id, PowerAction::Stop).await.unwrap();
+            stack.controller.instance_power(admin, id, PowerAction::Stop).await.unwrap();
         })
         .await;
         eventually(20, "stopped", async || state_of(&next, &name).await == "stopped").await;
-        close(&[&next]).await;
+        close(&[&stack.controller, &next]).await;
     }
-    close(&[ctl]).await;
 }
 
 /// Runs a test on SQLite, then on PostgreSQL when the run has one.
