@@ -66,6 +66,15 @@ pub async fn instance_delete(id: InstanceUuid) -> Result<views::InstanceView, Er
     ctl.instance_delete(&opctx, id).await.map_err(fail)
 }
 
+#[server(prefix = "/api/fn", endpoint = "instance_power")]
+pub async fn instance_power(
+    id: InstanceUuid,
+    action: params::PowerAction,
+) -> Result<views::InstanceView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.instance_power(&opctx, id, action).await.map_err(fail)
+}
+
 #[server(prefix = "/api/fn", endpoint = "capacity")]
 pub async fn capacity() -> Result<views::Capacity, Error> {
     let (ctl, _, opctx) = context().await?;

@@ -90,6 +90,11 @@ const POLICY: Record<string, Policy> = {
     expect: { anonymous: 401, viewer: 403, member: 200, otherAdmin: 404, tenantAdmin: 200, providerAdmin: 200 },
     form: async (w) => ({ id: await w.instanceOfHome() }),
   },
+  // Those allowed pass authorization and are stopped by the fresh instance still provisioning (409).
+  "POST /api/fn/instance_power": {
+    expect: { anonymous: 401, viewer: 403, member: 409, otherAdmin: 404, tenantAdmin: 409, providerAdmin: 409 },
+    form: async (w) => ({ id: await w.instanceOfHome(), action: "stop" }),
+  },
   "POST /api/fn/user_list": { expect: homeAdmins, form: (w) => ({ tenant_id: w.home }) },
   "POST /api/fn/user_invite": { expect: homeAdmins, form: (w, role) => ({ tenant_id: w.home, username: `mx-${role.toLowerCase()}`, role: "viewer" }) },
   "POST /api/fn/user_set_role": { expect: homeAdmins, form: (w) => ({ tenant_id: w.home, user_id: w.scratchUser, role: "viewer" }) },

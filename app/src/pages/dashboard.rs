@@ -9,7 +9,7 @@ use portal_types::views::{
 };
 
 use crate::api::{
-    InstanceCreate, InstanceDelete, capacity, fleet_summary, image_list, instance_list,
+    InstanceCreate, InstanceDelete, InstancePower, capacity, fleet_summary, image_list, instance_list,
     instance_type_list, quota_get,
 };
 
@@ -84,6 +84,13 @@ fn Dashboard(me: Me) -> impl IntoView {
     });
     let create_error = move || create.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     let delete_error = move || delete.value().get().and_then(|r| r.err()).map(|e| e.to_string());
+    let power = ServerAction::<InstancePower>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(view)) = power.value().get() {
+            updates.update(|u| u.push(view));
+        }
+    });
+    let power_error = move || power.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     let can_launch = me.provider_admin || me.role != Role::Viewer;
 
     view! {
@@ -147,6 +154,9 @@ fn Dashboard(me: Me) -> impl IntoView {
                 <Show when=move || delete_error().is_some()>
                     <p class="error" role="alert">{delete_error}</p>
                 </Show>
+                <Show when=move || power_error().is_some()>
+                    <p class="error" role="alert" data-testid="power-error">{power_error}</p>
+                </Show>
                 <Transition fallback=|| ()>
                     {move || quota.get().map(|q| q.ok().map(|q| view! { <QuotaBar quota=q /> }))}
                 </Transition>
@@ -154,7 +164,7 @@ fn Dashboard(me: Me) -> impl IntoView {
                     {move || instances.get().map(|list| match list {
                         Ok(list) => {
                             let rows = merge_instances(&list, &updates.get());
-                            view! { <InstanceTable rows delete can_delete=can_launch /> }.into_any()
+                            view! { <InstanceTable rows delete power can_delete=can_launch /> }.into_any()
                         }
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     })}
@@ -304,6 +314,7 @@ fn HostCard(host: HostView) -> impl IntoView {
 fn InstanceTable(
     rows: Vec<InstanceView>,
     delete: ServerAction<InstanceDelete>,
+    power: ServerAction<InstancePower>,
     can_delete: bool,
 ) -> impl IntoView {
     if rows.is_empty() {
@@ -334,7 +345,13 @@ fn InstanceTable(
                             <td>{format!("{} GiB", i.memory_gib)}</td>
                             <td>{i.host_name.clone().unwrap_or_else(|| "—".into())}</td>
                             <td class="muted">{i.created_at.replace('T', " ").chars().take(19).collect::<String>()}</td>
-                            <td>
+                            <td class="actions">
+                                {can_delete.then(|| state.power_actions().iter().map(|&action| view! {
+                                    <button data-testid="instance-power" data-action=action.as_str()
+                                        on:click=move |_| { power.dispatch(InstancePower { id, action }); }>
+                                        {action.label()}
+                                    </button>
+                                }).collect_view())}
                                 <Show when=move || can_delete && state != InstanceState::Deleting>
                                     <button class="danger" data-testid="instance-delete"
                                         on:click=move |_| { delete.dispatch(InstanceDelete { id }); }>

@@ -103,6 +103,39 @@ impl InstanceCreate {
     }
 }
 
+/// What a user may do to a VM's power.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerAction {
+    Start,
+    /// A clean shutdown (the guest is asked; powered off if it does not comply in time).
+    Stop,
+    Reboot,
+    /// Pulls the plug: no clean shutdown.
+    PowerOff,
+}
+
+impl PowerAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerAction::Start => "start",
+            PowerAction::Stop => "stop",
+            PowerAction::Reboot => "reboot",
+            PowerAction::PowerOff => "power-off",
+        }
+    }
+
+    /// The button's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            PowerAction::Start => "Start",
+            PowerAction::Stop => "Stop",
+            PowerAction::Reboot => "Reboot",
+            PowerAction::PowerOff => "Power off",
+        }
+    }
+}
+
 /// A new catalog entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceTypeCreate {

@@ -89,6 +89,12 @@ pub enum InstanceState {
     Deleting,
     Deleted,
     Failed,
+    /// Being powered off (it keeps its GPUs, disk and address).
+    Stopping,
+    /// Powered off; it keeps its GPUs, disk and address.
+    Stopped,
+    Starting,
+    Rebooting,
 }
 
 impl InstanceState {
@@ -99,6 +105,33 @@ impl InstanceState {
             InstanceState::Deleting => "deleting",
             InstanceState::Deleted => "deleted",
             InstanceState::Failed => "failed",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Starting => "starting",
+            InstanceState::Rebooting => "rebooting",
+        }
+    }
+
+    /// Whether its VM is defined on its host (what the host's snapshot must list).
+    pub fn on_host(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Running
+                | InstanceState::Stopping
+                | InstanceState::Stopped
+                | InstanceState::Starting
+                | InstanceState::Rebooting
+        )
+    }
+
+    /// The power actions a user may ask for in this state.
+    pub fn power_actions(self) -> &'static [crate::params::PowerAction] {
+        use crate::params::PowerAction::*;
+        match self {
+            InstanceState::Running => &[Stop, Reboot, PowerOff],
+            InstanceState::Stopping => &[PowerOff],
+            InstanceState::Stopped => &[Start],
+            _ => &[],
         }
     }
 
@@ -109,6 +142,10 @@ impl InstanceState {
             "deleting" => InstanceState::Deleting,
             "deleted" => InstanceState::Deleted,
             "failed" => InstanceState::Failed,
+            "stopping" => InstanceState::Stopping,
+            "stopped" => InstanceState::Stopped,
+            "starting" => InstanceState::Starting,
+            "rebooting" => InstanceState::Rebooting,
             _ => return None,
         })
     }

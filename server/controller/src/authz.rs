@@ -67,6 +67,8 @@ pub enum Action {
     InstanceRead,
     InstanceCreate,
     InstanceDelete,
+    /// Stop, start, reboot or power off an instance.
+    InstancePower,
 }
 
 /// The tenant an actor may manage users in: their own, or any for provider admins. Another
@@ -115,7 +117,9 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
             | Action::CatalogRead
             | Action::QuotaRead
             | Action::InstanceRead => true,
-            Action::InstanceCreate | Action::InstanceDelete => actor.role >= Role::Member,
+            Action::InstanceCreate | Action::InstanceDelete | Action::InstancePower => {
+                actor.role >= Role::Member
+            }
         };
     if allowed {
         Ok(actor)
@@ -143,9 +147,10 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
                 Action::InstanceRead => "see instances",
                 Action::InstanceCreate => "launch instances",
                 Action::InstanceDelete => "delete instances",
+                Action::InstancePower => "stop, start or reboot instances",
             },
             match action {
-                Action::InstanceCreate | Action::InstanceDelete => {
+                Action::InstanceCreate | Action::InstanceDelete | Action::InstancePower => {
                     "ask a tenant admin for the member role"
                 }
                 Action::UserRead | Action::UserWrite | Action::AuditRead => {
@@ -199,6 +204,7 @@ mod tests {
             Action::InstanceRead,
             Action::InstanceCreate,
             Action::InstanceDelete,
+            Action::InstancePower,
         ] {
             assert_eq!(
                 authorize(&OpContext::anonymous(), action).unwrap_err(),

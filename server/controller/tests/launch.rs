@@ -740,3 +740,43 @@ async fn idempotent_launches_on_postgres() {
         idempotent_launches(&url).await;
     }
 }
+
+/// Stop, start, reboot and power off through the host: each answers with the transitional
+/// state and the host's watch stream brings the end state; refused actions say what is
+/// possible; a stopped instance keeps its GPU and is deleted like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_stop_start_reboot_and_power_off() {
+    use portal_types::params::PowerAction;
+    let stack = start(&sqlite_url("power"), 1).await;
+    let ctl = &stack.controller;
+    let admin = &op(&stack.admin);
+    let mut events = ctl.events().subscribe();
+    let vm = ctl.instance_create(admin, &launch("powered", "h100x1")).await.unwrap().remove(0);
+    let early = ctl.instance_power(admin, vm.id, PowerAction::Stop).await.unwrap_err();
+    assert_eq!(
+        early.to_string(),
+        "powered is provisioning, so it cannot stop; wait until it runs."
+    );
+    wait_for_state(&mut events, "powered", InstanceState::Running).await;
+
+    let stopping = ctl.instance_power(admin, vm.id, PowerAction::Stop).await.unwrap();
+    assert_eq!(stopping.state, InstanceState::Stopping);
+    wait_for_state(&mut events, "powered", InstanceState::Stopped).await;
+    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 1, "a stopped VM keeps its GPU");
+    let refused = ctl.instance_power(admin, vm.id, PowerAction::Reboot).await.unwrap_err();
+    assert_eq!(refused.to_string(), "powered is stopped, so it cannot reboot; you can start it now.");
+
+    let starting = ctl.instance_power(admin, vm.id, PowerAction::Start).await.unwrap();
+    assert_eq!(starting.state, InstanceState::Starting);
+    wait_for_state(&mut events, "powered", InstanceState::Running).await;
+    let rebooting = ctl.instance_power(admin, vm.id, PowerAction::Reboot).await.unwrap();
+    assert_eq!(rebooting.state, InstanceState::Rebooting);
+    wait_for_state(&mut events, "powered", InstanceState::Running).await;
+    ctl.instance_power(admin, vm.id, PowerAction::PowerOff).await.unwrap();
+    wait_for_state(&mut events, "powered", InstanceState::Stopped).await;
+
+    ctl.instance_delete(admin, vm.id).await.unwrap();
+    wait_for_state(&mut events, "powered", InstanceState::Deleted).await;
+    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 0);
+    assert_eq!(stack.fleet.hosts().map(|h| h.vm_count()).sum::<usize>(), 0);
+}

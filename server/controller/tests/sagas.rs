@@ -16,6 +16,7 @@ use sea_orm::{ConnectionTrait, Statement};
 /// committed; steno runs no undo for the node that fails, so an error is injected after it.
 const CREATE_NODES: [&str; 4] = ["claimed", "partition_activated", "vm_ensured", "running"];
 const DELETE_NODES: [&str; 2] = ["deleting", "vm_removed"];
+const POWER_NODES: [&str; 2] = ["requested", "power_set"];
 
 /// A short lease, so that a replica takes over a dead one's sagas quickly.
 const LEASE: Duration = Duration::from_secs(1);
@@ -267,6 +268,54 @@ async fn a_restarted_replica_resumes_its_own_sagas_at_once(url: &str) {
     close(&[&stack.controller, &restarted]).await;
 }
 
+/// `instance_power`: every action twice stops the VM once; a failure injected at its last
+/// node (undos twice) leaves the instance running as it was, with a sentence; a replica
+/// dying after any node is taken over and the stop happens.
+async fn power_saga_generic(url: &str) {
+    use portal_types::params::PowerAction;
+    let stack = stack(url).await;
+    let ctl = &stack.controller;
+    let admin = &op(&stack.admin);
+    let id_of = async |name: &str| {
+        let list = ctl.instance_list(admin).await.unwrap();
+        list.iter().find(|i| i.name == name).unwrap().id
+    };
+    launched(&stack, "twice").await;
+    for node in POWER_NODES {
+        ctl.testing_inject_next_saga(Injection::Repeat(node));
+    }
+    ctl.instance_power(admin, id_of("twice").await, PowerAction::Stop).await.unwrap();
+    sagas_done(ctl).await;
+    eventually(20, "stopped", async || state_of(ctl, "twice").await == "stopped").await;
+
+    launched(&stack, "refused").await;
+    ctl.testing_inject_next_saga(Injection::Repeat("requested"));
+    ctl.testing_inject_next_saga(Injection::Error("power_set"));
+    ctl.instance_power(admin, id_of("refused").await, PowerAction::Stop).await.unwrap();
+    sagas_done(ctl).await;
+    assert_eq!(state_of(ctl, "refused").await, "running");
+    let listed = ctl.instance_list(admin).await.unwrap();
+    let refused = listed.iter().find(|i| i.name == "refused").unwrap();
+    assert!(refused.message.as_deref().is_some_and(|m| m.starts_with("The stop did not happen")));
+    assert_eq!(vms(&stack), 2);
+
+    close(&[ctl]).await;
+    for node in POWER_NODES {
+        let stack = self::stack(url).await;
+        let admin = &op(&stack.admin);
+        let name = format!("taken-over-{}", node.replace('_', "-"));
+        launched(&stack, &name).await;
+        let list = stack.controller.instance_list(admin).await.unwrap();
+        let id = list.iter().find(|i| i.name == name).unwrap().id;
+        let next = die_after(&stack, url, node, async || {
+            stack.controller.instance_power(admin, id, PowerAction::Stop).await.unwrap();
+        })
+        .await;
+        eventually(20, "stopped", async || state_of(&next, &name).await == "stopped").await;
+        close(&[&stack.controller, &next]).await;
+    }
+}
+
 /// Runs a test on SQLite, then on PostgreSQL when the run has one.
 macro_rules! on_both {
     ($name:ident, $body:path) => {
@@ -303,3 +352,4 @@ on_both!(
     instance_sagas_resume_at_once_on_the_same_replica,
     a_restarted_replica_resumes_its_own_sagas_at_once
 );
+on_both!(instance_power_saga_is_idempotent_unwinds_and_survives_a_replica, power_saga_generic);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use agent_proto::v1::{RemoveVmRequest, VmSpec, VmState, VmStatus};
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid};
-use portal_types::params;
+use portal_types::params::{self, PowerAction};
 use portal_types::views::{InstanceState, InstanceView, LiveEvent};
 
 use crate::Controller;
@@ -61,6 +61,22 @@ pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
         ssh_authorized_keys: Vec::new(),
         user_data: String::new(),
     }
+}
+
+/// Why a power action is not possible now, with what is.
+fn power_refused(name: &str, state: InstanceState, action: PowerAction) -> Error {
+    let allowed: Vec<&str> = state.power_actions().iter().map(|a| a.as_str()).collect();
+    let now = if allowed.is_empty() {
+        match state {
+            InstanceState::Provisioning | InstanceState::Starting | InstanceState::Rebooting => {
+                "wait until it runs".to_owned()
+            }
+            _ => "delete it instead".to_owned(),
+        }
+    } else {
+        format!("you can {} it now", allowed.join(" or "))
+    };
+    Error::Conflict { message: format!("{name} is {state}, so it cannot {}; {now}.", action.as_str()) }
 }
 
 /// RemoveVm at the row's generation: a launch retry still in flight (at the generation of
@@ -200,6 +216,61 @@ impl Controller {
         Ok(out)
     }
 
+    /// Stops, starts, reboots or powers off an instance (see `sagas::instance_power`):
+    /// answers with its transitional state; the host's watch stream brings the end state.
+    pub async fn instance_power(
+        self: &Arc<Self>,
+        opctx: &OpContext,
+        id: InstanceUuid,
+        action: PowerAction,
+    ) -> Result<InstanceView, Error> {
+        let result = self.instance_power_unaudited(opctx, id, action).await;
+        let what = format!("instance.{}", action.as_str());
+        self.audited(opctx, &what, "instance", &id.to_string(), result).await
+    }
+
+    async fn instance_power_unaudited(
+        self: &Arc<Self>,
+        opctx: &OpContext,
+        id: InstanceUuid,
+        action: PowerAction,
+    ) -> Result<InstanceView, Error> {
+        let actor = opctx.authorize(Action::InstancePower)?;
+        let row = self.datastore.instance_fetch_for_power(opctx, id).await?;
+        let current = InstanceState::parse(&row.state).unwrap_or(InstanceState::Failed);
+        if !current.power_actions().contains(&action) {
+            return Err(power_refused(&row.name, current, action));
+        }
+        let marked = match action {
+            PowerAction::Stop | PowerAction::PowerOff => InstanceState::Stopping,
+            PowerAction::Start => InstanceState::Starting,
+            PowerAction::Reboot => InstanceState::Rebooting,
+        };
+        let requested_at = now_ms();
+        let saga = crate::sagas::instance_power::new(&crate::sagas::instance_power::Params {
+            opctx: opctx.for_saga(),
+            instance_id: id,
+            action,
+            previous: current,
+            marked,
+            requested_at,
+        })?;
+        let saga_row = self.sagas.row(&saga)?;
+        let Some(row) = self.datastore.instance_mark_power(&row, marked, requested_at, saga_row).await?
+        else {
+            return Err(Error::Conflict {
+                message: format!("{} changed meanwhile; look at it again and retry.", row.name),
+            });
+        };
+        tracing::info!(instance = %row.id, name = %row.name, action = action.as_str(), "instance power change requested");
+        let out = view(&row);
+        self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(out.clone()));
+        if let Err(e) = self.sagas.start(self, saga).await {
+            tracing::error!(instance = %row.id, error = %e, "cannot start the power saga; it resumes with the next adoption");
+        }
+        Ok(out)
+    }
+
     /// A host agent reported a VM's state (from its watch stream); ignored unless the VM is
     /// placed on that host.
     pub(crate) async fn apply_vm_status(&self, host_name: &str, status: VmStatus) {
@@ -241,11 +312,25 @@ impl Controller {
             return;
         }
         let current = InstanceState::parse(&row.state).unwrap_or(InstanceState::Failed);
+        // Where the power states the host reports take an instance that is on it.
+        let powered = match reported {
+            VmState::Running => Some(InstanceState::Running),
+            VmState::ShuttingDown => Some(InstanceState::Stopping),
+            VmState::Stopped => Some(InstanceState::Stopped),
+            VmState::Starting => Some(InstanceState::Starting),
+            VmState::Rebooting => Some(InstanceState::Rebooting),
+            _ => None,
+        };
         match (current, reported) {
             (InstanceState::Provisioning, VmState::Running) => {
                 self.instance_set_state(&row, InstanceState::Running, None).await;
             }
-            (InstanceState::Provisioning | InstanceState::Running, VmState::Failed) => {
+            (current, _) if current.on_host() && powered.is_some_and(|p| p != current) => {
+                if let Some(state) = powered {
+                    self.instance_set_state(&row, state, None).await;
+                }
+            }
+            (current, VmState::Failed) if current == InstanceState::Provisioning || current.on_host() => {
                 let message = format!(
                     "The host reported the VM failed: {}. Delete this instance and launch again.",
                     status.message
@@ -256,7 +341,7 @@ impl Controller {
                 // A failed one only if its removal was asked for (see `removal`).
                 self.instance_vm_gone(row.id).await;
             }
-            (InstanceState::Running, VmState::Deleted) => {
+            (current, VmState::Deleted) if current.on_host() => {
                 let message =
                     "The VM disappeared from its host. Delete this instance and launch again.";
                 self.instance_set_state(&row, InstanceState::Failed, Some(message.into())).await;
@@ -282,7 +367,8 @@ impl Controller {
         };
         for row in rows.into_iter().filter(|r| !listed.contains(&r.id.to_string())) {
             tracing::warn!(instance = %row.id, name = %row.name, host = %host_name, state = %row.state, "VM missing from its host's snapshot");
-            if row.state != InstanceState::Running.as_str() {
+            let on_host = InstanceState::parse(&row.state).is_some_and(InstanceState::on_host);
+            if !on_host {
                 self.instance_vm_gone(row.id).await;
             } else {
                 let message = "The VM is no longer on its host (the host may have restarted \

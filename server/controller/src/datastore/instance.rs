@@ -132,6 +132,49 @@ impl DataStore {
             .ok_or_else(|| Error::not_found("instance", id))?)
     }
 
+    /// An instance of the actor's tenant that is not deleted, for a power action.
+    pub async fn instance_fetch_for_power(
+        &self,
+        opctx: &OpContext,
+        id: InstanceUuid,
+    ) -> Result<instance::Model, StoreError> {
+        let actor = opctx.authorize(Action::InstancePower)?;
+        Ok(instance::Entity::find_by_id(id.into_untyped_uuid())
+            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
+            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::not_found("instance", id))?)
+    }
+
+    /// Moves the instance to `state` if it is still in the state it was read in, and inserts
+    /// the power saga's row, in one transaction; `None` if it changed meanwhile.
+    pub(crate) async fn instance_mark_power(
+        &self,
+        row: &instance::Model,
+        state: InstanceState,
+        requested_at: i64,
+        saga_row: saga::ActiveModel,
+    ) -> Result<Option<instance::Model>, StoreError> {
+        let txn = begin_write(&self.db).await?;
+        let marked = instance::Entity::update_many()
+            .col_expr(instance::Column::State, state.as_str().into())
+            .col_expr(instance::Column::Message, Option::<String>::None.into())
+            .col_expr(instance::Column::UpdatedAt, requested_at.into())
+            .filter(instance::Column::Id.eq(row.id))
+            .filter(instance::Column::State.eq(row.state.clone()))
+            .exec(&txn)
+            .await?;
+        if marked.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        SagaStore::insert(&txn, saga_row).await?;
+        let row = instance::Entity::find_by_id(row.id).one(&txn).await?;
+        txn.commit().await?;
+        Ok(row)
+    }
+
     /// Marks the instance deleting (its VM to be removed for a delete) and inserts the
     /// delete saga's row, in one transaction: once committed, the delete finishes even if
     /// this replica dies.
@@ -154,7 +197,8 @@ impl DataStore {
     }
 
     /// The instances placed on the host called `host_name` that its snapshot must list:
-    /// running, deleting, or failed with their removal asked for.
+    /// defined there (running, stopped or on the way), deleting, or failed with their removal
+    /// asked for.
     pub(crate) async fn instances_expected_on_host(
         &self,
         host_name: &str,
@@ -169,10 +213,17 @@ impl DataStore {
             .filter(
                 Condition::any()
                     .add(
-                        instance::Column::State.is_in([
-                            InstanceState::Running.as_str(),
-                            InstanceState::Deleting.as_str(),
-                        ]),
+                        instance::Column::State.is_in(
+                            [
+                                InstanceState::Running,
+                                InstanceState::Stopping,
+                                InstanceState::Stopped,
+                                InstanceState::Starting,
+                                InstanceState::Rebooting,
+                                InstanceState::Deleting,
+                            ]
+                            .map(InstanceState::as_str),
+                        ),
                     )
                     .add(failed_pending_removal()),
             )

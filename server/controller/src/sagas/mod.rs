@@ -11,6 +11,7 @@
 pub(crate) mod executor;
 pub(crate) mod instance_create;
 pub(crate) mod instance_delete;
+pub(crate) mod instance_power;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub(crate) fn registry() -> ActionRegistry<PortalSaga> {
     let mut registry = ActionRegistry::new();
     instance_create::register(&mut registry);
     instance_delete::register(&mut registry);
+    instance_power::register(&mut registry);
     registry
 }
 
