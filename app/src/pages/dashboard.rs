@@ -9,8 +9,8 @@ use portal_types::views::{
 };
 
 use crate::api::{
-    InstanceCreate, InstanceDelete, InstancePower, capacity, fleet_summary, image_list, instance_list,
-    instance_type_list, quota_get,
+    InstanceCreate, InstanceDelete, InstancePower, capacity, fleet_summary, image_list,
+    instance_list, instance_type_list, quota_get,
 };
 
 /// The instance list as the page shows it: the last fetched list with every newer live

@@ -762,9 +762,16 @@ async fn instances_stop_start_reboot_and_power_off() {
     let stopping = ctl.instance_power(admin, vm.id, PowerAction::Stop).await.unwrap();
     assert_eq!(stopping.state, InstanceState::Stopping);
     wait_for_state(&mut events, "powered", InstanceState::Stopped).await;
-    assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 1, "a stopped VM keeps its GPU");
+    assert_eq!(
+        ctl.fleet_summary(admin).await.unwrap().gpus_used(),
+        1,
+        "a stopped VM keeps its GPU"
+    );
     let refused = ctl.instance_power(admin, vm.id, PowerAction::Reboot).await.unwrap_err();
-    assert_eq!(refused.to_string(), "powered is stopped, so it cannot reboot; you can start it now.");
+    assert_eq!(
+        refused.to_string(),
+        "powered is stopped, so it cannot reboot; you can start it now."
+    );
 
     let starting = ctl.instance_power(admin, vm.id, PowerAction::Start).await.unwrap();
     assert_eq!(starting.state, InstanceState::Starting);

@@ -76,7 +76,9 @@ fn power_refused(name: &str, state: InstanceState, action: PowerAction) -> Error
     } else {
         format!("you can {} it now", allowed.join(" or "))
     };
-    Error::Conflict { message: format!("{name} is {state}, so it cannot {}; {now}.", action.as_str()) }
+    Error::Conflict {
+        message: format!("{name} is {state}, so it cannot {}; {now}.", action.as_str()),
+    }
 }
 
 /// RemoveVm at the row's generation: a launch retry still in flight (at the generation of
@@ -256,7 +258,8 @@ impl Controller {
             requested_at,
         })?;
         let saga_row = self.sagas.row(&saga)?;
-        let Some(row) = self.datastore.instance_mark_power(&row, marked, requested_at, saga_row).await?
+        let Some(row) =
+            self.datastore.instance_mark_power(&row, marked, requested_at, saga_row).await?
         else {
             return Err(Error::Conflict {
                 message: format!("{} changed meanwhile; look at it again and retry.", row.name),
@@ -282,8 +285,8 @@ impl Controller {
             tracing::warn!(host = %host_name, vm = %status.vm_id, "agent reported a VM id that is not a UUID");
             return;
         };
-        // Only these change an instance; provisioning and stopping echo what we asked for.
-        if !matches!(reported, VmState::Running | VmState::Failed | VmState::Deleted) {
+        // Provisioning and stopping (being removed) echo what we asked for.
+        if matches!(reported, VmState::Provisioning | VmState::Stopping | VmState::Unspecified) {
             return;
         }
         let row = match self.datastore.instance_row(id).await {
@@ -321,16 +324,29 @@ impl Controller {
             VmState::Rebooting => Some(InstanceState::Rebooting),
             _ => None,
         };
+        // A report from before the host took our request (a snapshot after a reconnect, an
+        // event in flight) must not undo the transition the request started.
+        let stale = match (current, reported) {
+            (InstanceState::Stopping, VmState::Running) => status.message.is_empty(),
+            (InstanceState::Starting, VmState::Stopped | VmState::ShuttingDown) => true,
+            _ => false,
+        };
         match (current, reported) {
             (InstanceState::Provisioning, VmState::Running) => {
                 self.instance_set_state(&row, InstanceState::Running, None).await;
             }
-            (current, _) if current.on_host() && powered.is_some_and(|p| p != current) => {
+            (current, _)
+                if current.on_host() && !stale && powered.is_some_and(|p| p != current) =>
+            {
+                // A refused stop or reboot comes back as running, with the host's reason.
+                let message = (!status.message.is_empty()).then(|| status.message.clone());
                 if let Some(state) = powered {
-                    self.instance_set_state(&row, state, None).await;
+                    self.instance_set_state(&row, state, message).await;
                 }
             }
-            (current, VmState::Failed) if current == InstanceState::Provisioning || current.on_host() => {
+            (current, VmState::Failed)
+                if current == InstanceState::Provisioning || current.on_host() =>
+            {
                 let message = format!(
                     "The host reported the VM failed: {}. Delete this instance and launch again.",
                     status.message

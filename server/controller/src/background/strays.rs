@@ -48,8 +48,12 @@ fn state_name(state: VmState) -> &'static str {
         VmState::Running => "running",
         VmState::Failed => "failed",
         VmState::Provisioning => "provisioning",
-        VmState::Stopping => "stopping",
-        _ => "unknown",
+        VmState::Stopping => "being removed",
+        VmState::ShuttingDown => "shutting down",
+        VmState::Stopped => "stopped",
+        VmState::Starting => "starting",
+        VmState::Rebooting => "rebooting",
+        VmState::Deleted | VmState::Unspecified => "unknown",
     }
 }
 

@@ -94,10 +94,12 @@ async fn sip_requested_undo(ctx: ActionContext) -> Result<(), anyhow::Error> {
         match c.instance_row(p.instance_id).await {
             Ok(row) => {
                 if row.state == p.marked.as_str() {
-                    let reason = row.message.clone().unwrap_or_else(|| {
-                        "its host did not take the request".to_owned()
-                    });
-                    let message = format!("The {} did not happen: {reason}. Try again.", verb(p.action));
+                    let reason = row
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "its host did not take the request".to_owned());
+                    let message =
+                        format!("The {} did not happen: {reason}. Try again.", verb(p.action));
                     c.instance_set_state(&row, p.previous, Some(message)).await;
                 }
                 return Ok(());
@@ -126,8 +128,9 @@ async fn sip_set_power(ctx: ActionContext) -> Result<(), ActionError> {
     let mut backoff = Backoff::default();
     loop {
         let row = c.instance_row(p.instance_id).await.map_err(saga_action_failed)?;
-        if row.state != p.marked.as_str() {
-            // Settled already (the watch stream was quicker), or deleted meanwhile.
+        // Still this request's to make (a report from before it may have moved the instance
+        // back to where it was); not once it settled, was deleted or asked something else.
+        if row.state != p.marked.as_str() && row.state != p.previous.as_str() {
             return Ok(());
         }
         let Some(host) = crate::app::instances::host_of(&row) else { return Ok(()) };

@@ -102,7 +102,9 @@ pub async fn postgres_url(name: &str) -> Option<String> {
         eprintln!("PORTAL_TEST_POSTGRES_URL is not set; skipping the PostgreSQL variant of {name}");
         return None;
     };
-    let db_name = format!("portal_{name}_{}", uuid::Uuid::new_v4().simple());
+    // PostgreSQL cuts names at 63 bytes: keep the whole UUID, cut the test's name.
+    let short: String = name.chars().take(22).collect();
+    let db_name = format!("portal_{short}_{}", uuid::Uuid::new_v4().simple());
     let admin = Database::connect(&admin_url).await.expect("PostgreSQL reachable");
     admin.execute_unprepared(&format!("CREATE DATABASE \"{db_name}\"")).await.unwrap();
     let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
