@@ -14,6 +14,7 @@ mod m20261202_000008_sessions_and_default_quotas;
 mod m20261202_000009_oidc_hardening;
 mod m20261202_000010_vm_removal;
 mod m20261202_000011_sagas;
+mod m20261203_000013_ssh_keys;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_oidc_hardening::Migration),
             Box::new(m20261202_000010_vm_removal::Migration),
             Box::new(m20261202_000011_sagas::Migration),
+            Box::new(m20261203_000013_ssh_keys::Migration),
         ]
     }
 }

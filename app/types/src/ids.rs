@@ -24,6 +24,7 @@ typed_uuid_kinds! {
     GpuKind => GpuUuid, "gpu";
     HostKind => HostUuid, "host";
     InstanceKind => InstanceUuid, "instance";
+    SshKeyKind => SshKeyUuid, "ssh_key";
     SwitchKind => SwitchUuid, "switch";
     TenantKind => TenantUuid, "tenant";
     UserKind => UserUuid, "user";

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Role;
-use crate::ids::{ApiTokenUuid, HostUuid, InstanceUuid, TenantUuid, UserUuid};
+use crate::ids::{ApiTokenUuid, HostUuid, InstanceUuid, SshKeyUuid, TenantUuid, UserUuid};
 
 /// The signed-in user as the portal shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,6 +319,20 @@ pub struct ApiTokenView {
 pub struct ApiTokenCreated {
     pub token: String,
     pub view: ApiTokenView,
+}
+
+/// One of the signed-in user's SSH public keys as lists show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKeyView {
+    pub id: SshKeyUuid,
+    pub name: String,
+    /// The OpenSSH algorithm name, e.g. `ssh-ed25519`.
+    pub algorithm: String,
+    /// `SHA256:…`, as `ssh-keygen -lf` prints it.
+    pub fingerprint: String,
+    pub comment: String,
+    /// RFC 3339.
+    pub created_at: String,
 }
 
 /// One of the signed-in user's sessions (never its id: a label derived from it).
