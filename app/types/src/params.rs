@@ -126,13 +126,8 @@ pub const MAX_SSH_KEYS: usize = 50;
 pub const MAX_SSH_KEY_TEXT: usize = 16 * 1024;
 
 /// The key types the portal accepts, as OpenSSH names them.
-pub const SSH_KEY_TYPES: [&str; 5] = [
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "ssh-rsa",
-];
+pub const SSH_KEY_TYPES: [&str; 5] =
+    ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"];
 
 /// A new SSH public key: a name and the one line of `~/.ssh/id_ed25519.pub`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,14 +302,20 @@ mod tests {
 
     #[test]
     fn ssh_keys_are_checked_before_they_are_sent() {
-        let key = |public_key: &str| SshKeyCreate { name: "laptop".into(), public_key: public_key.into() };
-        let ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti me@x";
+        let key = |public_key: &str| SshKeyCreate {
+            name: "laptop".into(),
+            public_key: public_key.into(),
+        };
+        let ed =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti me@x";
         assert!(key(ed).validate().is_ok());
         assert!(key(&format!("  {ed}\n")).validate().is_ok());
         let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----";
         let err = key(private).validate().unwrap_err().to_string();
         assert!(err.contains("private key") && !err.contains("b3Blbn"), "{err}");
-        assert!(key("ssh-dss AAAAB3NzaC1kc3M=").validate().unwrap_err().to_string().contains("DSA"));
+        assert!(
+            key("ssh-dss AAAAB3NzaC1kc3M=").validate().unwrap_err().to_string().contains("DSA")
+        );
         assert_eq!(key("hello").validate().unwrap_err(), not_a_public_key());
         assert_eq!(key("").validate().unwrap_err(), not_a_public_key());
         assert_eq!(key(&format!("{ed}\n{ed}")).validate().unwrap_err(), not_a_public_key());

@@ -260,6 +260,9 @@ mod tests {
         }
         let mut unfinished = actor(Role::TenantAdmin, false);
         unfinished.must_change_password = true;
-        assert_eq!(authorize(&op(&unfinished), Action::SshKeyWrite).unwrap_err().status_code(), 403);
+        assert_eq!(
+            authorize(&op(&unfinished), Action::SshKeyWrite).unwrap_err().status_code(),
+            403
+        );
     }
 }

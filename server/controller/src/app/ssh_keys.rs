@@ -175,7 +175,8 @@ mod tests {
     #[test]
     fn corrupt_keys_are_not_public_keys() {
         let corrupt = ED25519.replace("XFSqti", "XF");
-        for bad in ["ssh-ed25519 AAAA", "ssh-ed25519 !!!", &corrupt, "ssh-rsa AAAAC3NzaC1lZDI1NTE5"] {
+        for bad in ["ssh-ed25519 AAAA", "ssh-ed25519 !!!", &corrupt, "ssh-rsa AAAAC3NzaC1lZDI1NTE5"]
+        {
             assert_eq!(parse(bad).unwrap_err(), not_a_public_key(), "{bad}");
         }
     }

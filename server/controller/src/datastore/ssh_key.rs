@@ -43,7 +43,6 @@ fn own(actor: &Actor) -> Select<ssh_key::Entity> {
         .filter(ssh_key::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
 }
 
-
 impl DataStore {
     /// Stores a key of the actor: at most [`MAX_SSH_KEYS`], names and keys unique.
     pub async fn ssh_key_create(
@@ -66,7 +65,10 @@ impl DataStore {
         }
         if existing.iter().any(|k| k.name == new.name) {
             return Err(Error::Conflict {
-                message: format!("You already have a key named \"{}\"; pick another name.", new.name),
+                message: format!(
+                    "You already have a key named \"{}\"; pick another name.",
+                    new.name
+                ),
             }
             .into());
         }
