@@ -272,6 +272,8 @@ pub struct TenantDeletion {
     /// Of those, the ones in no other tenant: they can no longer sign in at all.
     pub stranded: Vec<String>,
     pub api_tokens: u64,
+    /// Members' SSH keys kept in the tenant: they are deleted with it.
+    pub ssh_keys: u64,
     /// Quota limits set for the tenant.
     pub quotas: u64,
     /// Identity providers mapped to the tenant: they are deleted with it.

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use base64::Engine;
 use common::*;
 use portal_controller::authz::Actor;
+use portal_controller::datastore::entity::ssh_key;
 use portal_controller::{Controller, ControllerConfig};
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, SshKeyUuid};
 use portal_types::params::{MAX_SSH_KEYS, SshKeyCreate};
+use sea_orm::{EntityTrait, PaginatorTrait};
 
 /// Made with `ssh-keygen -t ed25519 -C me@laptop`; `ssh-keygen -lf` prints [`ED25519_FP`].
 const ED25519: &str =
@@ -181,6 +183,13 @@ async fn keys_are_their_owners_alone(url: &str) {
         assert!(!all.contains("PRIVATE") && !all.contains("b3BlbnNzaC1rZXkt"), "{all}");
         assert!(!all.contains("AAAAC3NzaC1lZDI1NTE5"), "no public key text either: {all}");
     }
+
+    // Deleting the tenant names its members' keys, and takes them along.
+    let impact = ctl.tenant_deletion_preview(&op(&admin), acme.id).await.unwrap();
+    assert_eq!(impact.ssh_keys, MAX_SSH_KEYS as u64 + 1, "vera's and ned's");
+    ctl.tenant_delete(&op(&admin), acme.id, "acme").await.unwrap();
+    let left = ssh_key::Entity::find().count(ctl.datastore().connection()).await.unwrap();
+    assert_eq!(left, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
