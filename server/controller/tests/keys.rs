@@ -202,3 +202,23 @@ async fn keys_are_their_owners_alone_on_postgres() {
     let Some(url) = postgres_url("keys").await else { return };
     keys_are_their_owners_alone(&url).await;
 }
+
+/// A key added with a stolen API token would open the user's VMs after the token is gone:
+/// tokens list keys but cannot add or delete them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_list_keys_but_cannot_add_or_delete_them() {
+    let (ctl, admin) = open(&sqlite_url("keys-token")).await;
+    let acme = ctl.tenant_create(&op(&admin), "acme").await.unwrap();
+    let tess = member(&ctl, &admin, acme.id, "tess", "member").await;
+    let added = ctl.ssh_key_create(&op(&tess), &key("laptop", ED25519)).await.unwrap();
+    let made = ctl.api_token_create(&op(&tess), "ci", "member", 30).await.unwrap();
+    let token = ctl.token_actor(&made.token, None).await.unwrap().expect("token acts");
+
+    assert_eq!(ctl.ssh_key_list(&token).await.unwrap(), [added.clone()]);
+    let (code, text) =
+        message(ctl.ssh_key_create(&token, &key("ci", &synthetic_ed25519(7))).await.unwrap_err());
+    assert_eq!(code, 403);
+    assert!(text.contains("SSH keys; sign in to the portal"), "{text}");
+    assert_eq!(ctl.ssh_key_delete(&token, added.id).await.unwrap_err().status_code(), 403);
+    assert_eq!(ctl.ssh_key_list(&op(&tess)).await.unwrap().len(), 1);
+}
