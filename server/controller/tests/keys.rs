@@ -214,7 +214,7 @@ async fn api_tokens_list_keys_but_cannot_add_or_delete_them() {
     let made = ctl.api_token_create(&op(&tess), "ci", "member", 30).await.unwrap();
     let token = ctl.token_actor(&made.token, None).await.unwrap().expect("token acts");
 
-    assert_eq!(ctl.ssh_key_list(&token).await.unwrap(), [added.clone()]);
+    assert_eq!(ctl.ssh_key_list(&token).await.unwrap(), std::slice::from_ref(&added));
     let (code, text) =
         message(ctl.ssh_key_create(&token, &key("ci", &synthetic_ed25519(7))).await.unwrap_err());
     assert_eq!(code, 403);
