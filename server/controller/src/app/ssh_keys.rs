@@ -95,12 +95,17 @@ impl Controller {
 
     /// The actor's SSH public keys in their current tenant, oldest first.
     pub async fn ssh_key_list(&self, opctx: &OpContext) -> Result<Vec<SshKeyView>, Error> {
+        opctx.authorize(Action::SshKeyRead)?;
         Ok(self.datastore.ssh_key_list(opctx).await?)
     }
 
     /// Deletes one of the actor's keys; anyone else's key is not found.
     pub async fn ssh_key_delete(&self, opctx: &OpContext, id: SshKeyUuid) -> Result<(), Error> {
-        let result = async { Ok(self.datastore.ssh_key_delete(opctx, id).await?) }.await;
+        let result = async {
+            opctx.authorize(Action::SshKeyWrite)?;
+            Ok(self.datastore.ssh_key_delete(opctx, id).await?)
+        }
+        .await;
         let object = match &result {
             Ok(key) => format!("{} ({})", key.name, key.fingerprint),
             Err(_) => id.to_string(),
