@@ -2,7 +2,7 @@
 //! calls the controller, and maps the error to its HTTP status.
 
 use leptos::prelude::*;
-use portal_types::ids::{ApiTokenUuid, ImageUuid, InstanceUuid, TenantUuid, UserUuid};
+use portal_types::ids::{ApiTokenUuid, ImageUuid, InstanceUuid, SshKeyUuid, TenantUuid, UserUuid};
 use portal_types::{Error, params, views};
 
 #[cfg(feature = "ssr")]
@@ -259,6 +259,24 @@ pub async fn api_token_create(
 pub async fn api_token_revoke(id: ApiTokenUuid) -> Result<(), Error> {
     let (ctl, _, opctx) = context().await?;
     ctl.api_token_revoke(&opctx, id).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "ssh_key_list")]
+pub async fn ssh_key_list() -> Result<Vec<views::SshKeyView>, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.ssh_key_list(&opctx).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "ssh_key_create")]
+pub async fn ssh_key_create(create: params::SshKeyCreate) -> Result<views::SshKeyView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.ssh_key_create(&opctx, &create).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "ssh_key_delete")]
+pub async fn ssh_key_delete(id: SshKeyUuid) -> Result<(), Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.ssh_key_delete(&opctx, id).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "user_add_to_tenant")]

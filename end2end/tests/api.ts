@@ -43,3 +43,11 @@ export interface Invited {
 export async function invite(admin: APIRequestContext, tenant: string, username: string, role: string): Promise<Invited> {
   return call<Invited>(admin, "user_invite", { tenant_id: tenant, username, role });
 }
+
+/// A well-formed ed25519 public key line whose 32 key bytes are all `seed` (the portal does
+/// not check the curve point), so tests can make as many distinct keys as they need.
+export function sshEd25519(seed: number, comment = ""): string {
+  const part = (b: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, b.length]), b]);
+  const wire = Buffer.concat([part(Buffer.from("ssh-ed25519")), part(Buffer.alloc(32, seed))]);
+  return `ssh-ed25519 ${wire.toString("base64")}${comment ? ` ${comment}` : ""}`;
+}

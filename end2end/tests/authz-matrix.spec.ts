@@ -5,7 +5,7 @@
 // route that has no row in POLICY below fails the test: a new route needs a policy.
 import { APIRequestContext, expect, test } from "@playwright/test";
 import { execFileSync } from "node:child_process";
-import { adminPassword, call, invite as inviteAs, session } from "./api";
+import { adminPassword, call, invite as inviteAs, session, sshEd25519 } from "./api";
 
 type Role = "anonymous" | "viewer" | "member" | "otherAdmin" | "tenantAdmin" | "providerAdmin";
 const ROLES: Role[] = ["anonymous", "viewer", "member", "otherAdmin", "tenantAdmin", "providerAdmin"];
@@ -18,6 +18,7 @@ interface World {
   instanceOfHome: () => Promise<string>; // a fresh instance in `home`
   typeName: () => Promise<string>; // a fresh instance type
   imageId: () => Promise<string>; // a fresh image
+  keyOfAdmin: () => Promise<string>; // a fresh SSH key of the provider admin
 }
 
 type Expect = Record<Role, number>;
@@ -116,6 +117,16 @@ const POLICY: Record<string, Policy> = {
   },
   // Another user's token is not found, whoever asks.
   "POST /api/fn/api_token_revoke": { expect: all(404), form: () => ({ id: "00000000-0000-4000-8000-000000000000" }) },
+  // Every role keeps its own SSH keys, viewers too; anyone else's key is not found.
+  "POST /api/fn/ssh_key_list": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/ssh_key_create": {
+    expect: all(200),
+    form: (_w, role) => ({ "create[name]": `mx-${role.toLowerCase()}`, "create[public_key]": sshEd25519(ROLES.indexOf(role)) }),
+  },
+  "POST /api/fn/ssh_key_delete": {
+    expect: { ...all(404), providerAdmin: 200 },
+    form: async (w) => ({ id: await w.keyOfAdmin() }),
+  },
   "POST /api/fn/identity_provider_list": { expect: providerOnly, form: () => ({}) },
   "POST /api/fn/identity_provider_delete": { expect: { ...providerOnly, providerAdmin: 404 }, form: () => ({ name: "no-such-provider" }) },
   "POST /api/fn/identity_provider_create": {
@@ -173,6 +184,12 @@ test("every route answers every role as its policy says", async () => {
       const made = await call<{ id: string }>(admin, "image_create", {
         "create[name]": `mx-image-${++counter}`, "create[os]": "Test OS", "create[cuda_version]": "",
         "create[driver_version]": "", "create[default_user]": "root", "create[source]": "mx.qcow2",
+      });
+      return made.id;
+    },
+    keyOfAdmin: async () => {
+      const made = await call<{ id: string }>(admin, "ssh_key_create", {
+        "create[name]": `mx-key-${++counter}`, "create[public_key]": sshEd25519(100 + counter),
       });
       return made.id;
     },

@@ -15,6 +15,7 @@ mod m20261202_000009_oidc_hardening;
 mod m20261202_000010_vm_removal;
 mod m20261202_000011_sagas;
 mod m20261203_000012_images;
+mod m20261203_000013_ssh_keys;
 mod m20261203_000014_idempotency_keys;
 
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_vm_removal::Migration),
             Box::new(m20261202_000011_sagas::Migration),
             Box::new(m20261203_000012_images::Migration),
+            Box::new(m20261203_000013_ssh_keys::Migration),
             Box::new(m20261203_000014_idempotency_keys::Migration),
         ]
     }

@@ -3,6 +3,7 @@ pub mod admin;
 pub mod dashboard;
 pub mod identity;
 pub mod images;
+pub mod keys;
 pub mod login;
 pub mod tenancy;
 pub mod topology;
@@ -79,6 +80,7 @@ fn TopBar(me: Me) -> impl IntoView {
                 <a class="nav" href="/users" data-testid="nav-users">"Users"</a>
                 <a class="nav" href="/audit" data-testid="nav-audit">"Audit"</a>
             })}
+            <a class="nav" href="/keys" data-testid="nav-keys">"SSH keys"</a>
             <a class="nav" href="/account" data-testid="nav-account">"My account"</a>
             <span class="who" data-testid="whoami">
                 {me.username.clone()} " · " {me.tenant_name.clone()} " · " {me.role.as_str()}

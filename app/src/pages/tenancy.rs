@@ -134,6 +134,13 @@ fn deletion_confirmation(
             verb(d.api_tokens as usize, "stops", "stop")
         ));
     }
+    if d.ssh_keys > 0 {
+        lost.push(format!(
+            "{} of its members {} deleted",
+            plural(d.ssh_keys, "SSH key", "SSH keys"),
+            verb(d.ssh_keys as usize, "is", "are")
+        ));
+    }
     if d.quotas > 0 {
         lost.push(format!(
             "{} {} removed",

@@ -25,6 +25,7 @@ typed_uuid_kinds! {
     HostKind => HostUuid, "host";
     ImageKind => ImageUuid, "image";
     InstanceKind => InstanceUuid, "instance";
+    SshKeyKind => SshKeyUuid, "ssh_key";
     SwitchKind => SwitchUuid, "switch";
     TenantKind => TenantUuid, "tenant";
     UserKind => UserUuid, "user";

@@ -253,6 +253,73 @@ impl ImageCreate {
     }
 }
 
+/// SSH public keys a user may keep (per tenant).
+pub const MAX_SSH_KEYS: usize = 50;
+
+/// The longest public key text accepted: an RSA 16384-bit key is under 3 KiB.
+pub const MAX_SSH_KEY_TEXT: usize = 16 * 1024;
+
+/// The key types the portal accepts, as OpenSSH names them.
+pub const SSH_KEY_TYPES: [&str; 5] =
+    ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"];
+
+/// A new SSH public key: a name and the one line of `~/.ssh/id_ed25519.pub`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKeyCreate {
+    pub name: String,
+    pub public_key: String,
+}
+
+impl SshKeyCreate {
+    /// What can be checked without decoding the key, so the browser refuses a private key
+    /// before it is ever sent; the server decodes and checks the key itself.
+    pub fn validate(&self) -> Result<(), Error> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(Error::invalid("Give the key a name of 1 to 64 characters, on one line."));
+        }
+        let key = self.public_key.trim();
+        // Checked before anything else so that no other message can quote a private key.
+        if looks_private(key) {
+            return Err(Error::invalid(
+                "That is a private key: it never leaves your computer. Paste the public key \
+                 instead, the one line of ~/.ssh/id_ed25519.pub.",
+            ));
+        }
+        if key.len() > MAX_SSH_KEY_TEXT {
+            return Err(Error::invalid(format!(
+                "That is longer than any public key ({} KiB at most); paste the one line of \
+                 ~/.ssh/id_ed25519.pub.",
+                MAX_SSH_KEY_TEXT / 1024
+            )));
+        }
+        let algorithm = key.split_ascii_whitespace().next().unwrap_or_default();
+        if algorithm == "ssh-dss" {
+            return Err(Error::invalid(
+                "DSA keys are no longer safe and OpenSSH refuses them; make an ed25519 key with \
+                 ssh-keygen -t ed25519 and paste ~/.ssh/id_ed25519.pub.",
+            ));
+        }
+        if key.is_empty() || key.contains(['\n', '\r']) || !SSH_KEY_TYPES.contains(&algorithm) {
+            return Err(not_a_public_key());
+        }
+        Ok(())
+    }
+}
+
+/// The refusal of text that is not one OpenSSH public key line.
+pub fn not_a_public_key() -> Error {
+    Error::invalid(
+        "That is not an OpenSSH public key; paste the one line from ~/.ssh/id_ed25519.pub (it \
+         starts with ssh-ed25519, ecdsa-sha2-nistp256 or ssh-rsa).",
+    )
+}
+
+/// PEM or OpenSSH private keys, and PuTTY's key files (which hold the private key).
+fn looks_private(text: &str) -> bool {
+    text.contains("PRIVATE KEY") || text.starts_with("PuTTY-User-Key-File")
+}
+
 /// The quota resources: `instances`, `vcpus`, `memory_gib`, or `gpus:<model>`.
 pub fn validate_quota_resource(resource: &str) -> Result<(), Error> {
     let ok = matches!(resource, "instances" | "vcpus" | "memory_gib")
@@ -364,6 +431,33 @@ mod tests {
         }
         for bad in ["gpus:", "cpus", ""] {
             assert!(validate_quota_resource(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ssh_keys_are_checked_before_they_are_sent() {
+        let key = |public_key: &str| SshKeyCreate {
+            name: "laptop".into(),
+            public_key: public_key.into(),
+        };
+        let ed =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti me@x";
+        assert!(key(ed).validate().is_ok());
+        assert!(key(&format!("  {ed}\n")).validate().is_ok());
+        let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----";
+        let err = key(private).validate().unwrap_err().to_string();
+        assert!(err.contains("private key") && !err.contains("b3Blbn"), "{err}");
+        assert!(
+            key("ssh-dss AAAAB3NzaC1kc3M=").validate().unwrap_err().to_string().contains("DSA")
+        );
+        assert_eq!(key("hello").validate().unwrap_err(), not_a_public_key());
+        assert_eq!(key("").validate().unwrap_err(), not_a_public_key());
+        assert_eq!(key(&format!("{ed}\n{ed}")).validate().unwrap_err(), not_a_public_key());
+        let long = format!("ssh-rsa {}", "A".repeat(MAX_SSH_KEY_TEXT));
+        assert!(key(&long).validate().unwrap_err().to_string().contains("16 KiB"));
+        for name in ["", "  ", &"n".repeat(65), "a\tb"] {
+            let bad = SshKeyCreate { name: name.into(), public_key: ed.into() };
+            assert!(bad.validate().unwrap_err().to_string().contains("1 to 64"), "{name:?}");
         }
     }
 }

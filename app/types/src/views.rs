@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Role;
-use crate::ids::{ApiTokenUuid, HostUuid, ImageUuid, InstanceUuid, TenantUuid, UserUuid};
+use crate::ids::{
+    ApiTokenUuid, HostUuid, ImageUuid, InstanceUuid, SshKeyUuid, TenantUuid, UserUuid,
+};
 
 /// The signed-in user as the portal shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,6 +343,8 @@ pub struct TenantDeletion {
     /// Of those, the ones in no other tenant: they can no longer sign in at all.
     pub stranded: Vec<String>,
     pub api_tokens: u64,
+    /// Members' SSH keys kept in the tenant: they are deleted with it.
+    pub ssh_keys: u64,
     /// Quota limits set for the tenant.
     pub quotas: u64,
     /// Identity providers mapped to the tenant: they are deleted with it.
@@ -388,6 +392,20 @@ pub struct ApiTokenView {
 pub struct ApiTokenCreated {
     pub token: String,
     pub view: ApiTokenView,
+}
+
+/// One of the signed-in user's SSH public keys as lists show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKeyView {
+    pub id: SshKeyUuid,
+    pub name: String,
+    /// The OpenSSH algorithm name, e.g. `ssh-ed25519`.
+    pub algorithm: String,
+    /// `SHA256:…`, as `ssh-keygen -lf` prints it.
+    pub fingerprint: String,
+    pub comment: String,
+    /// RFC 3339.
+    pub created_at: String,
 }
 
 /// One of the signed-in user's sessions (never its id: a label derived from it).

@@ -63,6 +63,10 @@ pub enum Action {
     AccountWrite,
     /// Change one's own password.
     PasswordChange,
+    /// See one's own SSH public keys (in the current tenant).
+    SshKeyRead,
+    /// Add and delete one's own SSH public keys; every role may, viewers too.
+    SshKeyWrite,
     /// See the instances of the actor's tenant.
     InstanceRead,
     InstanceCreate,
@@ -92,11 +96,12 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
         ));
     }
     if opctx.through() == Through::Token
-        && matches!(action, Action::AccountWrite | Action::PasswordChange)
+        && matches!(action, Action::AccountWrite | Action::PasswordChange | Action::SshKeyWrite)
     {
+        // A key added with a stolen token would open the user's VMs after the token is gone.
         return Err(Error::forbidden(
-            "an API token cannot manage tokens, sessions or passwords; sign in to the portal \
-             for that",
+            "an API token cannot manage tokens, sessions, passwords or SSH keys; sign in to \
+             the portal for that",
         ));
     }
     let allowed = actor.provider_admin
@@ -116,6 +121,8 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
             | Action::PasswordChange
             | Action::CatalogRead
             | Action::QuotaRead
+            | Action::SshKeyRead
+            | Action::SshKeyWrite
             | Action::InstanceRead => true,
             Action::InstanceCreate | Action::InstanceDelete | Action::InstancePower => {
                 actor.role >= Role::Member
@@ -144,6 +151,8 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
                 Action::AccountRead => "see their account",
                 Action::AccountWrite => "change their account",
                 Action::PasswordChange => "change their password",
+                Action::SshKeyRead => "see their SSH keys",
+                Action::SshKeyWrite => "change their SSH keys",
                 Action::InstanceRead => "see instances",
                 Action::InstanceCreate => "launch instances",
                 Action::InstanceDelete => "delete instances",
@@ -201,6 +210,8 @@ mod tests {
             Action::AuditRead,
             Action::AccountRead,
             Action::AccountWrite,
+            Action::SshKeyRead,
+            Action::SshKeyWrite,
             Action::InstanceRead,
             Action::InstanceCreate,
             Action::InstanceDelete,
@@ -238,10 +249,26 @@ mod tests {
     #[test]
     fn tokens_cannot_manage_tokens_sessions_or_passwords() {
         let token = OpContext::for_token(actor(Role::TenantAdmin, true));
-        for action in [Action::AccountWrite, Action::PasswordChange] {
+        for action in [Action::AccountWrite, Action::PasswordChange, Action::SshKeyWrite] {
             assert_eq!(authorize(&token, action).unwrap_err().status_code(), 403);
         }
         assert!(authorize(&token, Action::AccountRead).is_ok());
+        assert!(authorize(&token, Action::SshKeyRead).is_ok());
         assert!(authorize(&token, Action::InstanceCreate).is_ok());
+    }
+
+    #[test]
+    fn every_role_manages_its_own_ssh_keys() {
+        for role in [Role::Viewer, Role::Member, Role::TenantAdmin] {
+            for action in [Action::SshKeyRead, Action::SshKeyWrite] {
+                assert!(authorize(&op(&actor(role, false)), action).is_ok(), "{role:?} {action:?}");
+            }
+        }
+        let mut unfinished = actor(Role::TenantAdmin, false);
+        unfinished.must_change_password = true;
+        assert_eq!(
+            authorize(&op(&unfinished), Action::SshKeyWrite).unwrap_err().status_code(),
+            403
+        );
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod quotas;
 pub(crate) mod removal;
 pub(crate) mod scheduling;
 mod sessions;
+mod ssh_keys;
 mod tenants;
 mod tokens;
 mod topology;

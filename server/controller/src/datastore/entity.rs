@@ -345,6 +345,27 @@ pub mod api_token {
     no_relations!();
 }
 
+pub mod ssh_key {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ssh_key")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub tenant_id: Uuid,
+        pub name: String,
+        pub algorithm: String,
+        /// `SHA256:…`, as `ssh-keygen -lf` prints it.
+        pub fingerprint: String,
+        /// One OpenSSH line: `type base64 comment`.
+        pub public_key: String,
+        pub comment: String,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
 pub mod login_failure {
     use sea_orm::entity::prelude::*;
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

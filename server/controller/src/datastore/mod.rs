@@ -27,6 +27,7 @@ mod placement;
 pub mod quota;
 pub(crate) mod saga;
 mod session;
+pub mod ssh_key;
 mod tenant;
 pub mod topology;
 mod user;

@@ -9,7 +9,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entity::{api_token, identity_provider, instance, membership, quota, tenant, user};
+use super::entity::{
+    api_token, identity_provider, instance, membership, quota, ssh_key, tenant, user,
+};
 use super::{DataStore, StoreError, begin_write, now_ms};
 use crate::authz::Action;
 use crate::context::OpContext;
@@ -145,6 +147,8 @@ impl DataStore {
             .filter(api_token::Column::TenantId.eq(t.id))
             .count(db)
             .await?;
+        let ssh_keys =
+            ssh_key::Entity::find().filter(ssh_key::Column::TenantId.eq(t.id)).count(db).await?;
         let quotas =
             quota::Entity::find().filter(quota::Column::TenantId.eq(t.id)).count(db).await?;
         let identity_providers = identity_provider::Entity::find()
@@ -163,6 +167,7 @@ impl DataStore {
             members: members.into_iter().map(|u| u.username).collect(),
             stranded,
             api_tokens,
+            ssh_keys,
             quotas,
             identity_providers,
             instance_history: history,
