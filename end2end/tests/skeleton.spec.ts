@@ -170,7 +170,7 @@ test("a cluster group of two 8-GPU VMs launches all at once into one scalable un
   await expect(members).toHaveCount(0, { timeout: 15_000 });
 });
 
-test("a provider admin adds and retires an image; a launch boots the chosen one", async ({ page }) => {
+test("a provider admin adds and retires an image; a launch boots the chosen one, stops and starts", async ({ page }) => {
   await page.goto("/login");
   await hydrated(page);
   await page.getByTestId("login-username").fill("admin");
@@ -205,6 +205,14 @@ test("a provider admin adds and retires an image; a launch boots the chosen one"
   await page.getByTestId("launch-submit").click();
   const row = page.locator('[data-testid="instance-row"][data-name="on-debian"]');
   await expect(row.getByTestId("instance-image")).toHaveText("debian-12");
+
+  // Stop and start it: the page follows the host's states live.
+  await expect(row.getByTestId("instance-state")).toHaveText("running", { timeout: 20_000 });
+  await row.locator('[data-testid="instance-power"][data-action="stop"]').click();
+  await expect(row.getByTestId("instance-state")).toHaveText("stopped", { timeout: 20_000 });
+  await expect(row.locator('[data-testid="instance-power"]')).toHaveCount(1);
+  await row.locator('[data-testid="instance-power"][data-action="start"]').click();
+  await expect(row.getByTestId("instance-state")).toHaveText("running", { timeout: 20_000 });
 
   // Retired: no longer offered; the instance keeps it.
   await page.getByTestId("nav-admin").click();

@@ -17,6 +17,7 @@ mod m20261202_000011_sagas;
 mod m20261203_000012_images;
 mod m20261203_000013_ssh_keys;
 mod m20261203_000014_idempotency_keys;
+mod m20261203_000015_instance_ssh_keys;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000012_images::Migration),
             Box::new(m20261203_000013_ssh_keys::Migration),
             Box::new(m20261203_000014_idempotency_keys::Migration),
+            Box::new(m20261203_000015_instance_ssh_keys::Migration),
         ]
     }
 }

@@ -337,6 +337,11 @@ impl HostManager {
     }
 
     /// How many VMs this host holds (in any state but deleted).
+    /// The spec a VM was last ensured with (what its domain was defined from).
+    pub fn vm_spec(&self, vm_id: &str) -> Option<VmSpec> {
+        lock(&self.inner.state).vms.get(vm_id).map(|vm| vm.spec.clone())
+    }
+
     pub fn vm_count(&self) -> usize {
         lock(&self.inner.state).vms.len()
     }

@@ -10,7 +10,7 @@ use portal_types::views::{
 
 use crate::api::{
     InstanceCreate, InstanceDelete, InstancePower, capacity, fleet_summary, image_list,
-    instance_list, instance_type_list, quota_get,
+    instance_list, instance_type_list, quota_get, ssh_key_list,
 };
 
 /// The instance list as the page shows it: the last fetched list with every newer live
@@ -50,13 +50,14 @@ fn Dashboard(me: Me) -> impl IntoView {
     let quota = Resource::new(move || fleet_tick.get(), |_| quota_get(None));
     let types = Resource::new(|| (), |_| instance_type_list());
     let images = Resource::new(|| (), |_| image_list(false));
+    let keys = Resource::new(|| (), |_| ssh_key_list());
     let instances = Resource::new(move || list_tick.get(), |_| instance_list());
     let updates = RwSignal::new(Vec::<InstanceView>::new());
     let connected = RwSignal::new(false);
 
     crate::live::subscribe(
         move |event| match event {
-            LiveEvent::Instance(view) => updates.update(|u| u.push(view)),
+            LiveEvent::Instance(view) => updates.update(|u| u.push(*view)),
             LiveEvent::FleetChanged => fleet_tick.update(|t| *t += 1),
         },
         move || {
@@ -131,6 +132,24 @@ fn Dashboard(me: Me) -> impl IntoView {
                                 </Suspense>
                             </select>
                         </label>
+                        <fieldset class="keys" data-testid="launch-keys">
+                            <legend>"SSH keys"</legend>
+                            <Suspense fallback=|| ()>
+                                {move || keys.get().map(|k| {
+                                    let k = k.unwrap_or_default();
+                                    if k.is_empty() {
+                                        return view! { <a href="/keys" class="muted">"Add an SSH key"</a> }.into_any();
+                                    }
+                                    // Indexed names: the form sends only the checked ones.
+                                    k.into_iter().enumerate().map(|(i, key)| view! {
+                                        <label class="check">
+                                            <input type="checkbox" name=format!("create[ssh_keys][{i}]") value=key.id.to_string() checked=i == 0 />
+                                            {key.name.clone()}
+                                        </label>
+                                    }).collect_view().into_any()
+                                })}
+                            </Suspense>
+                        </fieldset>
                         <label>
                             "Count"
                             <input type="number" name="create[count]" value="1" min="1" max="64" class="narrow" data-testid="launch-count" />
@@ -340,6 +359,7 @@ fn InstanceTable(
                                 {if i.gpu_count == 0 { "CPU only".to_owned() } else { format!("{} × {}", i.gpu_count, i.gpu_model) }}
                                 <div class="muted">{i.instance_type.clone()}</div>
                                 {i.image.clone().map(|image| view! { <div class="muted" data-testid="instance-image">{image}</div> })}
+                                {(!i.ssh_keys.is_empty()).then(|| view! { <div class="muted" data-testid="instance-keys">{format!("keys: {}", i.ssh_keys.join(", "))}</div> })}
                             </td>
                             <td>{i.vcpus}</td>
                             <td>{format!("{} GiB", i.memory_gib)}</td>
@@ -385,6 +405,7 @@ mod tests {
             memory_gib: 200,
             host_name: None,
             image: None,
+            ssh_keys: vec![],
             message: None,
             created_at: created.into(),
         }

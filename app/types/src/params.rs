@@ -42,6 +42,9 @@ pub struct InstanceCreate {
     /// returns the instances the first made (up to 64 of `A-Za-z0-9_-`; empty: none).
     #[serde(default)]
     pub idempotency_key: String,
+    /// The caller's SSH keys to put into the VMs (the image's default user gets them).
+    #[serde(default)]
+    pub ssh_keys: Vec<crate::ids::SshKeyUuid>,
 }
 
 fn one() -> u32 {
@@ -58,6 +61,7 @@ impl InstanceCreate {
             placement: PlacementPolicy::Any,
             image: String::new(),
             idempotency_key: String::new(),
+            ssh_keys: Vec::new(),
         }
     }
 

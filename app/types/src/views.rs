@@ -172,6 +172,9 @@ pub struct InstanceView {
     pub host_name: Option<String>,
     /// The catalog name of the image it booted (none for launches before images existed).
     pub image: Option<String>,
+    /// The names of the SSH keys the launch put into it.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
     /// Why it failed, in words a user can act on.
     pub message: Option<String>,
     /// RFC 3339, UTC.
@@ -183,7 +186,7 @@ pub struct InstanceView {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
     /// An instance changed; `Deleted` means it left the list.
-    Instance(InstanceView),
+    Instance(Box<InstanceView>),
     /// GPU usage or health changed somewhere; refetch the fleet summary and capacity.
     FleetChanged,
 }

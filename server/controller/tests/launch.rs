@@ -787,3 +787,32 @@ async fn instances_stop_start_reboot_and_power_off() {
     assert_eq!(ctl.fleet_summary(admin).await.unwrap().gpus_used(), 0);
     assert_eq!(stack.fleet.hosts().map(|h| h.vm_count()).sum::<usize>(), 0);
 }
+
+/// A launch puts the caller's chosen SSH keys and the instance's name as host name into the
+/// VM's spec, records the key names with the instance, and refuses a key that is not theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launches_put_the_chosen_ssh_keys_into_the_vm() {
+    let stack = start(&sqlite_url("launch-keys"), 1).await;
+    let ctl = &stack.controller;
+    let admin = &op(&stack.admin);
+    let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti me@laptop";
+    let create =
+        portal_types::params::SshKeyCreate { name: "laptop".into(), public_key: line.into() };
+    let key = ctl.ssh_key_create(admin, &create).await.unwrap();
+    let mut events = ctl.events().subscribe();
+    let with_key = InstanceCreate { ssh_keys: vec![key.id], ..launch("keyed", "c8m32") };
+    let vm = ctl.instance_create(admin, &with_key).await.unwrap().remove(0);
+    assert_eq!(vm.ssh_keys, ["laptop"]);
+    wait_for_state(&mut events, "keyed", InstanceState::Running).await;
+    let host = stack.fleet.host(vm.host_name.as_deref().unwrap()).unwrap();
+    let spec = host.manager().vm_spec(&vm.id.to_string()).expect("the host has the VM");
+    assert_eq!(spec.ssh_authorized_keys, [line]);
+    assert_eq!(spec.hostname, "keyed");
+    assert_eq!(spec.image, "ubuntu-24.04-cuda-12.8.qcow2");
+
+    let foreign = portal_types::ids::SshKeyUuid::new_v4();
+    let refused = InstanceCreate { ssh_keys: vec![foreign], ..launch("unkeyed", "c8m32") };
+    let err = ctl.instance_create(admin, &refused).await.unwrap_err();
+    assert_eq!(err.status_code(), 400, "{err}");
+    assert!(err.to_string().contains("is not one of your keys"), "{err}");
+}

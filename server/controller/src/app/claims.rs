@@ -54,6 +54,8 @@ pub(crate) struct Launch {
     /// Carried into the launch's saga.
     pub opctx: OpContext,
     pub params: params::InstanceCreate,
+    /// The SSH keys to record with each VM, resolved from `params.ssh_keys` (name, line).
+    pub ssh_keys: Vec<(String, String)>,
     pub reply: oneshot::Sender<Result<Vec<Claimed>, Error>>,
 }
 
@@ -73,10 +75,16 @@ impl ClaimQueue {
         opctx: &OpContext,
         actor: &Actor,
         params: &params::InstanceCreate,
+        ssh_keys: Vec<(String, String)>,
     ) -> Result<Vec<Claimed>, Error> {
         let (reply, answer) = oneshot::channel();
-        let launch =
-            Launch { actor: actor.clone(), opctx: opctx.for_saga(), params: params.clone(), reply };
+        let launch = Launch {
+            actor: actor.clone(),
+            opctx: opctx.for_saga(),
+            params: params.clone(),
+            ssh_keys,
+            reply,
+        };
         let stopped = || Error::unavailable("the portal is shutting down; launch again");
         self.0.send(launch).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -379,7 +387,8 @@ fn decide(
     taken: &mut HashSet<(TenantUuid, String)>,
     now: i64,
 ) -> Result<Vec<Claimed>, Error> {
-    let Launch { actor, opctx, params, .. } = launch;
+    let Launch { actor, opctx, params, ssh_keys, .. } = launch;
+    let ssh_keys = serde_json::to_string(ssh_keys).map_err(Error::internal)?;
     let names = params.names();
     if let Some(name) = names.iter().find(|n| taken.contains(&(actor.tenant_id, (*n).clone()))) {
         return Err(Error::Conflict {
@@ -410,6 +419,7 @@ fn decide(
             let (host_id, _) = known_host(placer, &placement.host)?;
             let mut row = instance_row(actor, t, image, &request, &placement, name, host_id, now)?;
             row.idempotency_key = keys.next();
+            row.ssh_keys = Some(ssh_keys.clone());
             let params = instance_create::Params {
                 opctx: opctx.clone(),
                 instance_id: InstanceUuid::from_untyped_uuid(row.id),
@@ -464,6 +474,7 @@ fn instance_row(
         image: Some(image.name.clone()),
         image_source: Some(image.source.clone()),
         idempotency_key: None,
+        ssh_keys: None,
         created_by: actor.user_id.into_untyped_uuid(),
         created_at: now,
         updated_at: now,

@@ -34,6 +34,7 @@ fn view(row: &instance::Model) -> InstanceView {
         memory_gib: row.memory_gib as u32,
         host_name: host_of(row),
         image: row.image.clone(),
+        ssh_keys: recorded_keys(row).into_iter().map(|(name, _)| name).collect(),
         message: row.message.clone(),
         created_at: rfc3339(row.created_at),
     }
@@ -58,9 +59,14 @@ pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
         image: row.image_source.clone().unwrap_or_else(|| LEGACY_IMAGE.to_owned()),
         // The guest's host name is the instance's (a DNS label, see `params::validate_name`).
         hostname: row.name.clone(),
-        ssh_authorized_keys: Vec::new(),
+        ssh_authorized_keys: recorded_keys(row).into_iter().map(|(_, line)| line).collect(),
         user_data: String::new(),
     }
+}
+
+/// The SSH keys (name, public key line) the launch recorded with the instance.
+fn recorded_keys(row: &instance::Model) -> Vec<(String, String)> {
+    row.ssh_keys.as_deref().and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default()
 }
 
 /// Why a power action is not possible now, with what is.
@@ -124,7 +130,8 @@ impl Controller {
     ) -> Result<Vec<InstanceView>, Error> {
         let actor = opctx.authorize(Action::InstanceCreate)?;
         params.validate()?;
-        let claimed = self.claims.claim(opctx, actor, params).await?;
+        let ssh_keys = self.ssh_keys_for_launch(opctx, &params.ssh_keys).await?;
+        let claimed = self.claims.claim(opctx, actor, params, ssh_keys).await?;
         Ok(claimed.iter().map(|(row, _, _)| view(row)).collect())
     }
 
@@ -139,7 +146,7 @@ impl Controller {
         }
         for (row, host, saga) in new {
             tracing::info!(instance = %row.id, name = %row.name, host = %host, "instance claimed");
-            self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(view(row)));
+            self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(Box::new(view(row))));
             if let Err(e) = self.sagas.start(self, saga.clone()).await {
                 tracing::error!(instance = %row.id, error = %e, "cannot start the launch saga; it resumes with the next adoption");
             }
@@ -177,7 +184,7 @@ impl Controller {
         let v = view(row);
         self.events.publish(
             Some(portal_types::ids::TenantUuid::from_untyped_uuid(row.tenant_id)),
-            LiveEvent::Instance(v),
+            LiveEvent::Instance(Box::new(v)),
         );
     }
 
@@ -211,7 +218,7 @@ impl Controller {
         let row = self.datastore.instance_mark_deleting(&row, requested_at, saga_row).await?;
         tracing::info!(instance = %row.id, name = %row.name, "instance delete requested");
         let out = view(&row);
-        self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(out.clone()));
+        self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(Box::new(out.clone())));
         if let Err(e) = self.sagas.start(self, saga).await {
             tracing::error!(instance = %row.id, error = %e, "cannot start the delete saga; it resumes with the next adoption");
         }
@@ -267,7 +274,7 @@ impl Controller {
         };
         tracing::info!(instance = %row.id, name = %row.name, action = action.as_str(), "instance power change requested");
         let out = view(&row);
-        self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(out.clone()));
+        self.events.publish(Some(actor.tenant_id), LiveEvent::Instance(Box::new(out.clone())));
         if let Err(e) = self.sagas.start(self, saga).await {
             tracing::error!(instance = %row.id, error = %e, "cannot start the power saga; it resumes with the next adoption");
         }

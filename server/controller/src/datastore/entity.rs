@@ -210,6 +210,9 @@ pub mod instance {
         pub image_source: Option<String>,
         /// `<key>/<n>` for the n-th VM of a launch that carried an idempotency key.
         pub idempotency_key: Option<String>,
+        /// The SSH keys the launch put into the VM: JSON `[[name, public key line], …]`.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub ssh_keys: Option<String>,
         pub created_by: Uuid,
         pub created_at: i64,
         pub updated_at: i64,
