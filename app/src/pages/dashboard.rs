@@ -150,6 +150,11 @@ fn Dashboard(me: Me) -> impl IntoView {
                                 })}
                             </Suspense>
                         </fieldset>
+                        <details class="advanced">
+                            <summary>"User data"</summary>
+                            <textarea name="create[user_data]" rows="4" maxlength="16384" data-testid="launch-user-data"
+                                placeholder="#cloud-config\npackages: [htop]"></textarea>
+                        </details>
                         <label>
                             "Count"
                             <input type="number" name="create[count]" value="1" min="1" max="64" class="narrow" data-testid="launch-count" />

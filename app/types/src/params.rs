@@ -45,7 +45,14 @@ pub struct InstanceCreate {
     /// The caller's SSH keys to put into the VMs (the image's default user gets them).
     #[serde(default)]
     pub ssh_keys: Vec<crate::ids::SshKeyUuid>,
+    /// cloud-init user data (`#cloud-config …` or a script starting with `#!`), at most
+    /// 16 KiB; empty: none.
+    #[serde(default)]
+    pub user_data: String,
 }
+
+/// The most cloud-init user data a launch may carry.
+pub const MAX_USER_DATA: usize = 16 * 1024;
 
 fn one() -> u32 {
     1
@@ -62,6 +69,7 @@ impl InstanceCreate {
             image: String::new(),
             idempotency_key: String::new(),
             ssh_keys: Vec::new(),
+            user_data: String::new(),
         }
     }
 
@@ -97,6 +105,19 @@ impl InstanceCreate {
         if !key_ok {
             return Err(Error::invalid(
                 "An idempotency key is up to 64 letters, digits, - and _ (a UUID fits).",
+            ));
+        }
+        if self.user_data.len() > MAX_USER_DATA {
+            return Err(Error::invalid(format!(
+                "User data is at most {} KiB; keep the rest in a file the script downloads.",
+                MAX_USER_DATA / 1024
+            )));
+        }
+        let data = self.user_data.trim_start();
+        if !data.is_empty() && !data.starts_with("#cloud-config") && !data.starts_with("#!") {
+            return Err(Error::invalid(
+                "User data starts with #cloud-config or with #! and an interpreter (e.g. \
+                 #!/bin/sh); add that first line.",
             ));
         }
         validate_name(&self.name)?;

@@ -800,7 +800,12 @@ async fn launches_put_the_chosen_ssh_keys_into_the_vm() {
         portal_types::params::SshKeyCreate { name: "laptop".into(), public_key: line.into() };
     let key = ctl.ssh_key_create(admin, &create).await.unwrap();
     let mut events = ctl.events().subscribe();
-    let with_key = InstanceCreate { ssh_keys: vec![key.id], ..launch("keyed", "c8m32") };
+    let user_data = "#cloud-config\npackages: [htop]\n".to_owned();
+    let with_key = InstanceCreate {
+        ssh_keys: vec![key.id],
+        user_data: user_data.clone(),
+        ..launch("keyed", "c8m32")
+    };
     let vm = ctl.instance_create(admin, &with_key).await.unwrap().remove(0);
     assert_eq!(vm.ssh_keys, ["laptop"]);
     wait_for_state(&mut events, "keyed", InstanceState::Running).await;
@@ -808,7 +813,13 @@ async fn launches_put_the_chosen_ssh_keys_into_the_vm() {
     let spec = host.manager().vm_spec(&vm.id.to_string()).expect("the host has the VM");
     assert_eq!(spec.ssh_authorized_keys, [line]);
     assert_eq!(spec.hostname, "keyed");
+    assert_eq!(spec.user_data, user_data);
     assert_eq!(spec.image, "ubuntu-24.04-cuda-12.8.qcow2");
+
+    let not_cloud_init =
+        InstanceCreate { user_data: "apt install htop".into(), ..launch("bad-data", "c8m32") };
+    let err = ctl.instance_create(admin, &not_cloud_init).await.unwrap_err();
+    assert!(err.to_string().starts_with("User data starts with #cloud-config"), "{err}");
 
     let foreign = portal_types::ids::SshKeyUuid::new_v4();
     let refused = InstanceCreate { ssh_keys: vec![foreign], ..launch("unkeyed", "c8m32") };

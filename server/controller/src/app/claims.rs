@@ -420,6 +420,7 @@ fn decide(
             let mut row = instance_row(actor, t, image, &request, &placement, name, host_id, now)?;
             row.idempotency_key = keys.next();
             row.ssh_keys = Some(ssh_keys.clone());
+            row.user_data = (!params.user_data.trim().is_empty()).then(|| params.user_data.clone());
             let params = instance_create::Params {
                 opctx: opctx.clone(),
                 instance_id: InstanceUuid::from_untyped_uuid(row.id),
@@ -475,6 +476,7 @@ fn instance_row(
         image_source: Some(image.source.clone()),
         idempotency_key: None,
         ssh_keys: None,
+        user_data: None,
         created_by: actor.user_id.into_untyped_uuid(),
         created_at: now,
         updated_at: now,

@@ -60,7 +60,7 @@ pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
         // The guest's host name is the instance's (a DNS label, see `params::validate_name`).
         hostname: row.name.clone(),
         ssh_authorized_keys: recorded_keys(row).into_iter().map(|(_, line)| line).collect(),
-        user_data: String::new(),
+        user_data: row.user_data.clone().unwrap_or_default(),
     }
 }
 

@@ -213,6 +213,9 @@ pub mod instance {
         /// The SSH keys the launch put into the VM: JSON `[[name, public key line], …]`.
         #[sea_orm(column_type = "Text", nullable)]
         pub ssh_keys: Option<String>,
+        /// cloud-init user data for the VM's config drive (none: the image's default).
+        #[sea_orm(column_type = "Text", nullable)]
+        pub user_data: Option<String>,
         pub created_by: Uuid,
         pub created_at: i64,
         pub updated_at: i64,
