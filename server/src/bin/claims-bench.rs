@@ -4,7 +4,11 @@
 //! `--postgres URL`), then fires `--claims` 1-GPU launches, `--concurrency` at a time. Each
 //! launch is decided by the scheduler and committed in one transaction (quota check, host
 //! claim generation, instance row, GPU claims) before `instance_create` returns, so the rate
-//! of returns is the rate of committed claims. Prints a line per database, then one JSON line.
+//! of returns is the rate of committed claims. Each launch then runs its `instance_create`
+//! saga through the simulated host agents (whose VMs boot in 10 ms): the time until every
+//! instance is running, and per VM the time from request to `running` (from the event bus)
+//! less the simulated boot, which is the control plane's own share. Prints a line per
+//! database, then one JSON line.
 //!
 //! `cargo run --release -p portal-server --bin claims-bench -- [--scalable-units 10]
 //! [--claims 2000] [--concurrency 64] [--postgres postgres://…]`
@@ -52,17 +56,25 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// How long a simulated VM takes to boot once its host agent is asked (plus up to 10 %).
+const SIM_BOOT: Duration = Duration::from_millis(10);
+
 struct Figures {
     claims_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
     failed: usize,
+    /// From the first request until every claimed instance is running.
+    all_running_s: f64,
+    /// Request → running, less the simulated boot: the control plane's share per VM.
+    overhead_p50_ms: f64,
+    overhead_p99_ms: f64,
+    overhead_samples: usize,
 }
 
 async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result<Figures, String> {
     let topology = sim_fleet::Topology::hgx_h100(args.scalable_units);
-    let options =
-        sim_fleet::SimOptions { provision_delay: Duration::from_millis(10), ..Default::default() };
+    let options = sim_fleet::SimOptions { provision_delay: SIM_BOOT, ..Default::default() };
     let fleet =
         sim_fleet::SimFleet::start(&topology, options, pki).await.map_err(|e| e.to_string())?;
     let tls = pki.control_plane().map_err(|e| e.to_string())?;
@@ -81,6 +93,26 @@ async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result
     let admin = ctl.actor(user).await.map_err(|e| e.to_string())?.ok_or("no admin")?;
     let admin = portal_controller::OpContext::for_session(Some(admin));
 
+    // When each instance was reported running, from the event bus.
+    let mut events = ctl.events().subscribe();
+    let expected = args.claims;
+    let watcher = tokio::spawn(async move {
+        let mut running = std::collections::HashMap::with_capacity(expected);
+        while running.len() < expected {
+            match events.recv().await {
+                Ok(e) => {
+                    if let portal_types::views::LiveEvent::Instance(v) = e.event
+                        && v.state == portal_types::views::InstanceState::Running
+                    {
+                        running.entry(v.name.clone()).or_insert_with(Instant::now);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        running
+    });
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.claims)
@@ -92,30 +124,60 @@ async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result
                 let _permit = semaphore.acquire_owned().await.ok()?;
                 let t = Instant::now();
                 let create = InstanceCreate::one(format!("b-{i}"), "h100x1");
-                ctl.instance_create(&admin, &create).await.ok().map(|_| t.elapsed())
+                ctl.instance_create(&admin, &create).await.ok().map(|_| (t, t.elapsed()))
             })
         })
         .collect();
     let mut latencies = Vec::with_capacity(args.claims);
+    let mut asked = std::collections::HashMap::with_capacity(args.claims);
     let mut failed = 0;
-    for t in tasks {
+    for (i, t) in tasks.into_iter().enumerate() {
         match t.await.ok().flatten() {
-            Some(l) => latencies.push(l),
+            Some((at, l)) => {
+                latencies.push(l);
+                asked.insert(format!("b-{i}"), at);
+            }
             None => failed += 1,
         }
     }
     let elapsed = started.elapsed();
+    // Every claimed instance running (polled: the event watcher may have lagged).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let list = ctl.instance_list(&admin).await.map_err(|e| e.to_string())?;
+        let running =
+            list.iter().filter(|v| v.state == portal_types::views::InstanceState::Running).count();
+        if running >= latencies.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {running} of {} running after 5 minutes", latencies.len()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all_running_s = started.elapsed().as_secs_f64();
+    watcher.abort();
+    let running_at = watcher.await.unwrap_or_default();
+    let boot = SIM_BOOT.as_secs_f64() * 1000.0;
+    let mut overhead: Vec<Duration> = asked
+        .iter()
+        .filter_map(|(name, at)| Some(running_at.get(name)?.duration_since(*at)))
+        .collect();
+    overhead.sort();
     latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+    let pct = |v: &[Duration], p: f64| {
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     let figures = Figures {
         claims_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: pct(&latencies, 0.50),
+        p99_ms: pct(&latencies, 0.99),
         failed,
+        all_running_s,
+        overhead_p50_ms: (pct(&overhead, 0.50) - boot).max(0.0),
+        overhead_p99_ms: (pct(&overhead, 0.99) - boot).max(0.0),
+        overhead_samples: overhead.len(),
     };
     fleet.shutdown().await;
     Ok(figures)
@@ -145,12 +207,27 @@ async fn main() -> std::process::ExitCode {
         match run(&url, &args, &sim_fleet::PkiDir::new(dir.join("pki"))).await {
             Ok(f) => {
                 println!(
-                    "{name}: {} claims, {} at a time: {:.0} claims/s, p50 {:.2} ms, p99 {:.2} ms, {} failed",
-                    args.claims, args.concurrency, f.claims_per_sec, f.p50_ms, f.p99_ms, f.failed
+                    "{name}: {} claims, {} at a time: {:.0} claims/s, p50 {:.2} ms, p99 {:.2} ms, {} failed; all running after {:.2} s; per VM to running less the boot: p50 {:.1} ms, p99 {:.1} ms ({} seen)",
+                    args.claims,
+                    args.concurrency,
+                    f.claims_per_sec,
+                    f.p50_ms,
+                    f.p99_ms,
+                    f.failed,
+                    f.all_running_s,
+                    f.overhead_p50_ms,
+                    f.overhead_p99_ms,
+                    f.overhead_samples
                 );
                 results.push(format!(
-                    "\"{name}\":{{\"claims_per_sec\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"failed\":{}}}",
-                    f.claims_per_sec, f.p50_ms, f.p99_ms, f.failed
+                    "\"{name}\":{{\"claims_per_sec\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"failed\":{},\"all_running_s\":{:.3},\"overhead_p50_ms\":{:.2},\"overhead_p99_ms\":{:.2}}}",
+                    f.claims_per_sec,
+                    f.p50_ms,
+                    f.p99_ms,
+                    f.failed,
+                    f.all_running_s,
+                    f.overhead_p50_ms,
+                    f.overhead_p99_ms
                 ));
             }
             Err(e) => {
