@@ -3,6 +3,7 @@
 // in the page without a reload (host agent watch stream → event bus → SSE) → delete it →
 // sign out ends the session.
 import { expect, test } from "@playwright/test";
+import { sshEd25519 } from "./api";
 import { hydrated } from "./hydrated";
 
 const password = process.env.PORTAL_ADMIN_PASSWORD!;
@@ -195,6 +196,15 @@ test("a provider admin adds and retires an image; a launch boots the chosen one,
   await form.getByRole("button", { name: "Add image" }).click();
   await expect(page.locator('[data-testid="image-row"][data-name="debian-12"]')).toContainText("Debian 12");
 
+  // A key of the admin's, to put into the VM.
+  await page.getByTestId("nav-keys").click();
+  await hydrated(page);
+  const keyForm = page.getByTestId("key-form");
+  await keyForm.getByTestId("key-name").fill("e2e-laptop");
+  await keyForm.getByTestId("key-text").fill(sshEd25519(77, "me@laptop"));
+  await keyForm.getByTestId("key-add").click();
+  await expect(page.locator('[data-testid="key-row"]').filter({ hasText: "e2e-laptop" })).toBeVisible();
+
   // The new image is offered at launch (first: the newest) and recorded with the instance.
   await page.goto("/");
   await hydrated(page);
@@ -202,9 +212,11 @@ test("a provider admin adds and retires an image; a launch boots the chosen one,
   await page.getByTestId("launch-name").fill("on-debian");
   await page.getByTestId("launch-type").selectOption("c8m32");
   await page.getByTestId("launch-image").selectOption("debian-12");
+  await page.getByTestId("launch-keys").getByLabel("e2e-laptop").check();
   await page.getByTestId("launch-submit").click();
   const row = page.locator('[data-testid="instance-row"][data-name="on-debian"]');
   await expect(row.getByTestId("instance-image")).toHaveText("debian-12");
+  await expect(row.getByTestId("instance-keys")).toContainText("e2e-laptop");
 
   // Stop and start it: the page follows the host's states live.
   await expect(row.getByTestId("instance-state")).toHaveText("running", { timeout: 20_000 });
