@@ -25,7 +25,7 @@
 //! not (unless it is already being removed).
 //!
 //! [`HostManager::snapshot`] takes all of this as a serializable [`HostSnapshot`] and
-//! [`HostManager::restore`] rebuilds it in a new manager (see [`snapshot`]).
+//! [`HostManager::restore`] rebuilds it in a new manager.
 
 use std::collections::BTreeMap;
 use std::fmt;
