@@ -344,7 +344,7 @@ impl SimFleet {
         }
         // The last changes, also when the fleet is dropped without `shutdown`.
         for file in self.state.iter().flat_map(|files| files.iter()) {
-            file.save();
+            file.close();
         }
         for dpu in self.dpus.values() {
             dpu.shutdown();

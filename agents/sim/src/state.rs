@@ -26,16 +26,24 @@ pub const SAVE_INTERVAL: Duration = Duration::from_millis(200);
 pub struct HostStateFile {
     path: PathBuf,
     host: SimHost,
-    /// What the file holds, so an unchanged host is not written again. The lock also keeps
-    /// the saver task and the final save at stop from writing at the same time.
-    saved: Mutex<Option<HostSnapshot>>,
+    /// The lock also keeps the saver task and the final save at stop from writing at once.
+    saved: Mutex<Saved>,
+}
+
+#[derive(Default)]
+struct Saved {
+    /// What the file holds, so an unchanged host is not written again.
+    snapshot: Option<HostSnapshot>,
+    /// After the final save: a saver still running must not overwrite what the next fleet
+    /// on this directory has meanwhile read.
+    closed: bool,
 }
 
 impl HostStateFile {
     /// The file of `host` under `state_dir` (whose `hosts` directory must exist).
     pub fn new(state_dir: &Path, host: SimHost) -> Self {
         let path = hosts_dir(state_dir).join(format!("{}.json", host.host_id()));
-        HostStateFile { path, host, saved: Mutex::new(None) }
+        HostStateFile { path, host, saved: Mutex::default() }
     }
 
     /// Restores the host from its file, if it has one. A file that cannot be read or is
@@ -55,7 +63,7 @@ impl HostStateFile {
             Ok(vms) => {
                 info!(host_id = %self.host.host_id(), vms, path = %self.path.display(),
                       "simulated host restored");
-                *lock(&self.saved) = Some(snapshot);
+                lock(&self.saved).snapshot = Some(snapshot);
             }
             Err(why) => self.refuse(&why),
         }
@@ -72,13 +80,23 @@ impl HostStateFile {
     /// Writes the host's state if it changed since the last write; errors are logged (the
     /// next change tries again).
     pub fn save(&self) {
+        self.save_locked(&mut lock(&self.saved));
+    }
+
+    /// The last save, when the fleet stops; later saves do nothing.
+    pub fn close(&self) {
         let mut saved = lock(&self.saved);
+        self.save_locked(&mut saved);
+        saved.closed = true;
+    }
+
+    fn save_locked(&self, saved: &mut Saved) {
         let snapshot = self.host.snapshot();
-        if saved.as_ref() == Some(&snapshot) {
+        if saved.closed || saved.snapshot.as_ref() == Some(&snapshot) {
             return;
         }
         match write_atomically(&self.path, &snapshot) {
-            Ok(()) => *saved = Some(snapshot),
+            Ok(()) => saved.snapshot = Some(snapshot),
             Err(err) => warn!(host_id = %self.host.host_id(), path = %self.path.display(),
                               %err, "cannot write the simulated host's state"),
         }

@@ -58,6 +58,10 @@ async fn test_a_new_fleet_on_the_same_state_dir_keeps_the_vms() {
     set_power(&mut h02, &stopped.vm_id, pb::VmPowerAction::Stop).await.expect("stop");
     tokio::time::sleep(REMOVE * 3).await;
     let before = inventory(&mut h01).await;
+    // Written while the fleet runs, not only when it stops.
+    tokio::time::sleep(sim_fleet::state::SAVE_INTERVAL * 3).await;
+    let file = std::fs::read_to_string(state_dir.join("hosts/su1-h02.json")).expect("file");
+    assert!(file.contains(&stopped.vm_id) && file.contains("Stopped"), "{file}");
     drop(fleet);
 
     let fleet = start(&pki, &state_dir).await;
