@@ -52,6 +52,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             };
             let options = sim_fleet::SimOptions {
                 provision_delay: Duration::from_secs_f64(config.sim_provision_secs.max(0.0)),
+                state_dir: Some(config.data_dir.join("sim")),
                 ..Default::default()
             };
             // Creates the CA and the certificates in the PKI directory on the first start.

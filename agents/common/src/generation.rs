@@ -104,6 +104,11 @@ impl Tombstones {
         }
     }
 
+    /// Every tombstone, oldest first: `record` them in this order to rebuild the same set.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.order.iter().filter_map(|id| Some((id.as_str(), *self.by_id.get(id)?)))
+    }
+
     /// The highest generation `id` was removed at, if it was.
     pub fn get(&self, id: &str) -> Option<u64> {
         self.by_id.get(id).copied()

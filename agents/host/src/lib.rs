@@ -28,7 +28,7 @@ pub use agent_common::{DriverError, FaultPlan};
 pub use backend::libvirt::{LibvirtBackend, LibvirtConfig};
 pub use backend::sim::{SimHost, SimHostBackend};
 pub use backend::{HostBackend, HostOp};
-pub use manager::{HostManager, HostOptions};
+pub use manager::{HostManager, HostOptions, HostSnapshot, VmSnapshot};
 pub use model::{
     Gpu, GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, Nic, NumaNode, Partition,
     PartitionStatus, PowerAction, VmSpec, VmState, VmStatus,

@@ -23,6 +23,9 @@
 //! A GPU's health changes through [`HostManager::set_gpu_health`] (an XID error reported by
 //! the device layer, or a test); a GPU that turns FAILED under a VM fails that VM, stopped or
 //! not (unless it is already being removed).
+//!
+//! [`HostManager::snapshot`] takes all of this as a serializable [`HostSnapshot`] and
+//! [`HostManager::restore`] rebuilds it in a new manager.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,6 +41,10 @@ use agent_common::watch::EventHub;
 use agent_common::{
     DriverError, EnsureAction, EventStream, decide_ensure, lock, snapshot_then_changes,
 };
+
+mod snapshot;
+
+pub use snapshot::{HostSnapshot, SNAPSHOT_VERSION, Tombstone, VmSnapshot};
 
 use crate::allocation::{Claim, Ledger, claim_for};
 use crate::backend::HostBackend;

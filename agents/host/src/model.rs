@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use agent_common::{DriverError, WatchEvent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The static facts of one GPU server, as discovered at start (or given by the simulator's
 /// topology, or the `[backend.sim.host]` table of the `host-agent` config). Ids are those the control plane uses in specs.
@@ -43,7 +43,7 @@ pub struct NumaNode {
 }
 
 /// Health as the GPU reports it (XID errors, row remapping, falling off the bus).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GpuHealth {
     Ok,
@@ -147,8 +147,10 @@ pub struct HostInventory {
     pub active_partitions: BTreeSet<u32>,
 }
 
-/// What a VM should be. Field meanings are those of `agent.v1.VmSpec`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a VM should be. Field meanings are those of `agent.v1.VmSpec`. Serde is for the
+/// simulated host's state file, not the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VmSpec {
     /// Lowercase UUID, the idempotency key.
     pub vm_id: String,
@@ -247,7 +249,7 @@ fn first_duplicate(values: &[u32]) -> Option<u32> {
 }
 
 /// The life of a VM on this host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum VmState {
     /// Partition activated, devices bound, domain defined and booting.
     Provisioning,
@@ -285,7 +287,7 @@ impl fmt::Display for VmState {
 }
 
 /// What `SetVmPower` asks of a VM. Meanings are those of `agent.v1.VmPowerAction`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PowerAction {
     Start,
     /// Ask the guest to shut down; power it off after the backend's timeout.

@@ -4,6 +4,8 @@
 //! and health changes.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agent_proto::{AgentEndpoint, AgentKind, AgentList};
@@ -20,6 +22,7 @@ use agent_common::hash::stable_hash;
 use agent_common::tls::{AgentCredentials, AgentName, PkiDir, TlsError};
 
 use crate::serve::serve_on_loopback;
+use crate::state::{HostStateFile, hosts_dir, spawn_saver};
 use crate::topology::Topology;
 
 /// How the simulated devices behave in time.
@@ -37,6 +40,9 @@ pub struct SimOptions {
     pub seed: u64,
     /// How many events a watcher may fall behind before it gets a fresh snapshot.
     pub event_capacity: usize,
+    /// Where the hosts keep their state across restarts (see [`crate::state`]); `None`:
+    /// in memory only, every start is a new datacenter.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -48,6 +54,7 @@ impl Default for SimOptions {
             network_apply_delay: Duration::from_millis(5),
             seed: 0,
             event_capacity: 1024,
+            state_dir: None,
         }
     }
 }
@@ -69,6 +76,15 @@ pub enum FleetError {
     Pki(#[from] TlsError),
     #[error("cannot serve mutual TLS for {kind} agent {id}: {detail}; recreate its certificate")]
     Tls { kind: AgentKind, id: String, detail: String },
+    #[error(
+        "cannot create the simulated datacenter's state directory {dir}: {source}; make it \
+         writable or choose another data directory"
+    )]
+    State {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running simulated fleet. Dropping it stops the servers too, without waiting;
@@ -79,6 +95,8 @@ pub struct SimFleet {
     hosts: BTreeMap<String, SimHost>,
     dpus: BTreeMap<String, SimDpu>,
     switches: BTreeMap<String, SimSwitch>,
+    /// The hosts' state files, when the fleet keeps its state.
+    state: Option<Arc<Vec<HostStateFile>>>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
 }
@@ -129,10 +147,18 @@ impl SimFleet {
             hosts: BTreeMap::new(),
             dpus: BTreeMap::new(),
             switches: BTreeMap::new(),
+            state: None,
             stop,
             servers: Vec::new(),
         };
 
+        let state_dir = options.state_dir.as_deref();
+        if let Some(dir) = state_dir {
+            let hosts = hosts_dir(dir);
+            std::fs::create_dir_all(&hosts)
+                .map_err(|source| FleetError::State { dir: hosts, source })?;
+        }
+        let mut state_files = Vec::new();
         for description in plan.hosts {
             let id = description.host_id.clone();
             let host = SimHost::new(
@@ -145,12 +171,23 @@ impl SimFleet {
                     event_capacity: options.event_capacity,
                 },
             );
+            // Restored before it serves, so the control plane never sees it empty.
+            if let Some(dir) = state_dir {
+                let file = HostStateFile::new(dir, host.clone());
+                file.load();
+                state_files.push(file);
+            }
             let credentials = fleet.credentials(AgentKind::Host, &id)?;
             let router = HostAgentService::new(host.manager().clone())
                 .into_router(&credentials)
                 .map_err(|e| tls_error(AgentKind::Host, &id, &e))?;
             fleet.serve(AgentKind::Host, &id, router).await?;
             fleet.hosts.insert(id, host);
+        }
+        if state_dir.is_some() {
+            let files = Arc::new(state_files);
+            fleet.servers.push(spawn_saver(files.clone(), fleet.stop.subscribe()));
+            fleet.state = Some(files);
         }
         for description in plan.dpus {
             let id = description.dpu_id.clone();
@@ -304,6 +341,10 @@ impl SimFleet {
     fn signal_stop(&self) {
         for host in self.hosts.values() {
             host.shutdown();
+        }
+        // The last changes, also when the fleet is dropped without `shutdown`.
+        for file in self.state.iter().flat_map(|files| files.iter()) {
+            file.close();
         }
         for dpu in self.dpus.values() {
             dpu.shutdown();

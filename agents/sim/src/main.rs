@@ -49,6 +49,10 @@ struct Args {
     /// Seed for the deterministic jitter of VM transitions.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Keep the hosts' VMs across restarts in this directory (`hosts/<host_id>.json`);
+    /// default: in memory only. Delete the directory to start afresh.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 const USAGE_ERROR: u8 = 2;
@@ -126,6 +130,7 @@ async fn run(args: &Args, topology: &Topology) -> Result<(), String> {
             .map_or(defaults.provision_delay, Duration::from_millis),
         remove_delay: args.remove_delay_ms.map_or(defaults.remove_delay, Duration::from_millis),
         seed: args.seed.unwrap_or(defaults.seed),
+        state_dir: args.state_dir.clone(),
         ..defaults
     };
     let pki = agent_common::tls::PkiDir::new(&args.pki_dir);

@@ -16,8 +16,8 @@ use agent_common::{DriverError, FaultPlan, lock};
 
 use super::faulty::FaultyBackend;
 use super::{HostBackend, HostOp};
-use crate::manager::{HostManager, HostOptions};
-use crate::model::{HostDescription, Partition, VmSpec};
+use crate::manager::{HostManager, HostOptions, HostSnapshot};
+use crate::model::{HostDescription, Partition, VmSpec, VmState};
 
 /// Cloning gives another handle to the same device.
 #[derive(Clone)]
@@ -31,6 +31,23 @@ struct Device {
     /// Defined domains, and whether each runs.
     domains: BTreeMap<String, (VmSpec, bool)>,
     partitions: BTreeSet<u32>,
+}
+
+impl Device {
+    /// The device a host in `snapshot` has: every VM's domain defined, running where the
+    /// guest was up (and a resumed transition expects it so), and the active partitions.
+    fn from_snapshot(snapshot: &HostSnapshot) -> Device {
+        let runs =
+            |state| matches!(state, VmState::Running | VmState::ShuttingDown | VmState::Rebooting);
+        Device {
+            domains: snapshot
+                .vms
+                .iter()
+                .map(|vm| (vm.spec.vm_id.clone(), (vm.spec.clone(), runs(vm.state))))
+                .collect(),
+            partitions: snapshot.partitions.keys().copied().collect(),
+        }
+    }
 }
 
 impl SimHostBackend {
@@ -160,6 +177,16 @@ impl SimHost {
 
     pub fn manager(&self) -> &HostManager {
         &self.manager
+    }
+
+    /// Restores a new host from `snapshot` (see [`HostManager::restore`]). The simulated
+    /// device is derived from the snapshot rather than stored: it holds nothing the
+    /// manager's state does not imply. Refused with a sentence, nothing changed.
+    pub fn restore(&self, snapshot: &HostSnapshot) -> Result<usize, String> {
+        // The device first: resumed timers may fire at once and must find their domains.
+        let previous =
+            std::mem::replace(&mut *lock(&self.device.device), Device::from_snapshot(snapshot));
+        self.manager.restore(snapshot).inspect_err(|_| *lock(&self.device.device) = previous)
     }
 }
 
