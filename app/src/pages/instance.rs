@@ -16,9 +16,9 @@ pub fn InstancePage() -> impl IntoView {
     super::guarded(|_| true, |me| view! { <Instance me /> }.into_any())
 }
 
-/// "12:03:04" of an RFC 3339 time, with its date when asked.
-fn short_time(at: &str) -> String {
-    at.replace('T', " ").chars().take(19).collect()
+/// An RFC 3339 time as "2026-12-03 12:03:04", with its milliseconds when asked.
+fn short_time(at: &str, millis: bool) -> String {
+    at.replace('T', " ").chars().take(if millis { 23 } else { 19 }).collect()
 }
 
 #[component]
@@ -121,7 +121,7 @@ fn Detail(
             <p class="muted">
                 {d.instance.instance_type.clone()} " · "
                 {if d.instance.gpu_count == 0 { "CPU only".to_owned() } else { format!("{} × {}", d.instance.gpu_count, d.instance.gpu_model) }}
-                {format!(" · {} vCPUs · {} GiB · created {}", d.instance.vcpus, d.instance.memory_gib, short_time(&d.instance.created_at))}
+                {format!(" · {} vCPUs · {} GiB · created {}", d.instance.vcpus, d.instance.memory_gib, short_time(&d.instance.created_at, false))}
             </p>
             <Show when=move || can_act>
                 <p class="actions">
@@ -221,7 +221,7 @@ fn Detail(
                         <tbody>
                             {d.timeline.iter().map(|t| view! {
                                 <tr data-testid="timeline-row" data-saga=t.saga.clone() data-step=t.step.clone() data-event=t.event.clone()>
-                                    <td class="muted">{short_time(&t.at)}</td><td>{t.saga.clone()}</td>
+                                    <td class="muted">{short_time(&t.at, true)}</td><td>{t.saga.clone()}</td>
                                     <td>{t.step.clone()}</td><td>{t.event.clone()}</td>
                                 </tr>
                             }).collect_view()}

@@ -103,6 +103,16 @@ pub(crate) fn host_of(row: &instance::Model) -> Option<String> {
     allocation_of(row).map(|a| a.placement.host)
 }
 
+/// RFC 3339 with exactly three fractional digits, so that the timeline's times sort as text
+/// and line up in the table.
+fn rfc3339_ms(ms: i64) -> String {
+    let whole = rfc3339(ms - ms.rem_euclid(1000));
+    match whole.strip_suffix('Z') {
+        Some(seconds) => format!("{seconds}.{:03}Z", ms.rem_euclid(1000)),
+        None => whole,
+    }
+}
+
 /// Where a saga's event falls among others recorded in the same millisecond.
 fn event_rank(event: &str) -> u8 {
     match event {
@@ -129,7 +139,7 @@ fn timeline(
                 saga: saga.name.clone(),
                 step,
                 event: e.event_type,
-                at: rfc3339(e.at),
+                at: rfc3339_ms(e.at),
             })
         }));
     }
