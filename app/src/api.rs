@@ -52,6 +52,12 @@ pub async fn instance_list() -> Result<Vec<views::InstanceView>, Error> {
     ctl.instance_list(&opctx).await.map_err(fail)
 }
 
+#[server(prefix = "/api/fn", endpoint = "instance_get")]
+pub async fn instance_get(id: InstanceUuid) -> Result<views::InstanceDetail, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.instance_get(&opctx, id).await.map_err(fail)
+}
+
 #[server(prefix = "/api/fn", endpoint = "instance_create")]
 pub async fn instance_create(
     create: params::InstanceCreate,

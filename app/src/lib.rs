@@ -54,6 +54,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=pages::login::LoginPage />
                 <Route path=path!("/account") view=pages::account::AccountPage ssr=SsrMode::Async />
+                <Route path=path!("/instances/:id") view=pages::instance::InstancePage ssr=SsrMode::Async />
                 <Route path=path!("/keys") view=pages::keys::KeysPage ssr=SsrMode::Async />
                 <Route path=path!("/admin") view=pages::admin::AdminPage ssr=SsrMode::Async />
                 <Route path=path!("/admin/identity") view=pages::identity::IdentityPage ssr=SsrMode::Async />

@@ -87,6 +87,12 @@ const POLICY: Record<string, Policy> = {
     expect: { anonymous: 401, viewer: 403, member: 200, otherAdmin: 200, tenantAdmin: 200, providerAdmin: 200 },
     form: (_w, role) => ({ "create[name]": `mx-${role.toLowerCase()}`, "create[instance_type]": "c8m32" }),
   },
+  // Everyone in the instance's tenant reads it (its page, /instances/<id>); another tenant's
+  // admin does not find it.
+  "POST /api/fn/instance_get": {
+    expect: { ...all(200), otherAdmin: 404 },
+    form: async (w) => ({ id: await w.instanceOfHome() }),
+  },
   "POST /api/fn/instance_delete": {
     expect: { anonymous: 401, viewer: 403, member: 200, otherAdmin: 404, tenantAdmin: 200, providerAdmin: 200 },
     form: async (w) => ({ id: await w.instanceOfHome() }),

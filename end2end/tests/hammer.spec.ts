@@ -50,6 +50,9 @@ test("no page or server function hangs or fails under repeated and concurrent lo
   const scratch = await call<{ id: string }>(admin, "tenant_create", { name: "hammer-scratch" });
   const tenantAdmin = await invite(admin, me.tenant_id, "hammer-admin", "tenant-admin");
   const member = await invite(admin, me.tenant_id, "hammer-member", "member");
+  const vm = await call<{ id: string }[]>(admin, "instance_create", {
+    "create[name]": "hammer-vm", "create[instance_type]": "c8m32",
+  });
   const roles: Record<string, string> = {
     "provider admin": await cookieOf(admin),
     "tenant admin": await cookieOf(await session("hammer-admin", tenantAdmin.one_time_password)),
@@ -69,12 +72,14 @@ test("no page or server function hangs or fails under repeated and concurrent lo
     page("/audit"),
     page("/admin/hosts/su1-h01"),
     page("/admin/su/su1"),
+    page(`/instances/${vm[0].id}`),
     fn("get_me"),
     fn("fleet_summary"),
     fn("capacity"),
     fn("quota_get", { tenant_id: me.tenant_id }),
     fn("instance_type_list"),
     fn("instance_list"),
+    fn("instance_get", { id: vm[0].id }),
     fn("session_list"),
     fn("api_token_list"),
     fn("ssh_key_list"),
@@ -129,6 +134,7 @@ test("no page or server function hangs or fails under repeated and concurrent lo
   } catch (e) {
     failures.push(`/healthz after the hammer: ${String(e).split("\n")[0]}`);
   }
+  await call(admin, "instance_delete", { id: vm[0].id });
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))];
   console.log(`hammer: ${requests} requests, p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${pct(1)} ms, ${failures.length} failures`);

@@ -24,6 +24,11 @@ test("every page hydrates without console errors and shows the top bar, for ever
     users[username] = `${invited.one_time_password}-own`;
   }
   const roles: [string, string][] = [["admin", adminPassword], ...Object.entries(users)];
+  // An instance of the tenant for its page, which every role of the tenant sees.
+  const made = await call<{ id: string }[]>(admin, "instance_create", {
+    "create[name]": "pages-vm", "create[instance_type]": "c8m32",
+  });
+  const pages = [...PAGES, `/instances/${made[0].id}`];
 
   const errors: string[] = [];
   for (const [username, password] of roles) {
@@ -31,7 +36,7 @@ test("every page hydrates without console errors and shows the top bar, for ever
     let current = "";
     page.on("console", (m) => m.type() === "error" && errors.push(`${username} ${current}: ${m.text()}`));
     page.on("pageerror", (e) => errors.push(`${username} ${current}: ${e.message}`));
-    for (const path of PAGES) {
+    for (const path of pages) {
       current = path;
       await page.goto(path);
       await hydrated(page);
@@ -43,5 +48,6 @@ test("every page hydrates without console errors and shows the top bar, for ever
     }
     await page.context().close();
   }
+  await call(admin, "instance_delete", { id: made[0].id });
   expect(errors).toEqual([]);
 });

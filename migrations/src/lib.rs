@@ -18,6 +18,7 @@ mod m20261203_000012_images;
 mod m20261203_000013_ssh_keys;
 mod m20261203_000014_idempotency_keys;
 mod m20261203_000015_instance_ssh_keys;
+mod m20261203_000016_saga_instance;
 mod m20261203_000017_instance_user_data;
 
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000013_ssh_keys::Migration),
             Box::new(m20261203_000014_idempotency_keys::Migration),
             Box::new(m20261203_000015_instance_ssh_keys::Migration),
+            Box::new(m20261203_000016_saga_instance::Migration),
             Box::new(m20261203_000017_instance_user_data::Migration),
         ]
     }

@@ -355,7 +355,7 @@ fn InstanceTable(
                     let state = i.state;
                     view! {
                         <tr data-testid="instance-row" data-name=i.name.clone()>
-                            <td class="name">{i.name.clone()}</td>
+                            <td class="name"><a href=format!("/instances/{id}") data-testid="instance-link">{i.name.clone()}</a></td>
                             <td>
                                 <span class=format!("state {state}") data-testid="instance-state">{state.as_str()}</span>
                                 {i.message.clone().map(|m| view! { <div class="message">{m}</div> })}

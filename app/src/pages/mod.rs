@@ -3,6 +3,7 @@ pub mod admin;
 pub mod dashboard;
 pub mod identity;
 pub mod images;
+pub mod instance;
 pub mod keys;
 pub mod login;
 pub mod tenancy;

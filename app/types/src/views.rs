@@ -181,6 +181,61 @@ pub struct InstanceView {
     pub created_at: String,
 }
 
+/// One instance with where it runs and what happened to it (`/instances/:id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceDetail {
+    pub instance: InstanceView,
+    /// Its placement; none once it holds no resources (or never did).
+    pub host: Option<String>,
+    pub gpus: Vec<InstanceGpu>,
+    pub nics: Vec<InstanceNic>,
+    pub numa_nodes: Vec<u32>,
+    /// Host CPUs its vCPUs are pinned to, vCPU 0 first.
+    pub vcpu_pins: Vec<u32>,
+    /// The host CPU of its emulator threads.
+    pub emulator_cpu: Option<u32>,
+    /// The NVSwitch partition its GPUs form.
+    pub partition: Option<u32>,
+    /// The image's catalog name and the user it creates (none before the catalog existed).
+    pub image: Option<String>,
+    pub default_user: Option<String>,
+    pub ssh_keys: Vec<String>,
+    /// How to reach it; none until it has an address.
+    pub ssh_command: Option<String>,
+    /// The steps of its sagas, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceGpu {
+    pub module_id: u32,
+    pub model: String,
+    pub pci_address: String,
+    pub numa_node: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceNic {
+    pub index: u32,
+    pub name: String,
+    /// Empty when the host's inventory does not say.
+    pub pci_address: String,
+    pub rail: u32,
+}
+
+/// One step event of a saga about an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// `instance_create`, `instance_delete` or `instance_power`.
+    pub saga: String,
+    /// The saga's node (`claimed`, `vm_ensured`, …).
+    pub step: String,
+    /// `started`, `succeeded`, `failed`, `undo_started`, `undo_finished` or `undo_failed`.
+    pub event: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+}
+
 /// One message of the live status stream (`/api/v1/events`, server-sent events).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -35,6 +35,9 @@ pub struct NumaFacts {
 pub struct NicFacts {
     pub index: u32,
     pub name: String,
+    /// Empty in facts stored before the instance page showed it (until the agent reattaches).
+    #[serde(default)]
+    pub pci_address: String,
     pub numa_node: u32,
     pub pcie_switch: String,
     pub rail: u32,
@@ -65,6 +68,7 @@ impl From<&HostInventory> for HostFacts {
                 .map(|n| NicFacts {
                     index: n.index,
                     name: n.name.clone(),
+                    pci_address: n.pci_address.clone(),
                     numa_node: n.numa_node,
                     pcie_switch: n.pcie_switch.clone(),
                     rail: n.rail,

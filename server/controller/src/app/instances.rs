@@ -11,14 +11,18 @@ use agent_proto::v1::{RemoveVmRequest, VmSpec, VmState, VmStatus};
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::params::{self, PowerAction};
-use portal_types::views::{InstanceState, InstanceView, LiveEvent};
+use portal_types::views::{
+    InstanceDetail, InstanceGpu, InstanceNic, InstanceState, InstanceView, LiveEvent, TimelineEntry,
+};
 
 use crate::Controller;
 use crate::app::claims::Claimed;
+use crate::app::fleet::HostFacts;
 use crate::app::scheduling::allocation_of;
 use crate::authz::{Action, Actor};
 use crate::context::OpContext;
-use crate::datastore::entity::instance;
+use crate::datastore::entity::{instance, saga_node_event};
+use crate::datastore::saga::node_names;
 use crate::datastore::{now_ms, rfc3339};
 use portal_scheduler::Placement;
 
@@ -99,7 +103,108 @@ pub(crate) fn host_of(row: &instance::Model) -> Option<String> {
     allocation_of(row).map(|a| a.placement.host)
 }
 
+/// RFC 3339 with exactly three fractional digits, so that the timeline's times sort as text
+/// and line up in the table.
+fn rfc3339_ms(ms: i64) -> String {
+    let whole = rfc3339(ms - ms.rem_euclid(1000));
+    match whole.strip_suffix('Z') {
+        Some(seconds) => format!("{seconds}.{:03}Z", ms.rem_euclid(1000)),
+        None => whole,
+    }
+}
+
+/// Where a saga's event falls among others recorded in the same millisecond.
+fn event_rank(event: &str) -> u8 {
+    match event {
+        "started" => 0,
+        "succeeded" | "failed" => 1,
+        "undo_started" => 2,
+        _ => 3,
+    }
+}
+
+/// The steps of an instance's sagas, saga by saga (oldest first), each in the order its
+/// events happened; start and end nodes are steno's, not steps, and are left out.
+fn timeline(
+    sagas: Vec<(crate::datastore::entity::saga::Model, Vec<saga_node_event::Model>)>,
+) -> Vec<TimelineEntry> {
+    let mut out = Vec::new();
+    for (saga, mut events) in sagas {
+        let dag: serde_json::Value = serde_json::from_str(&saga.dag).unwrap_or_default();
+        let names = node_names(&dag);
+        events.sort_by_key(|e| (e.at, e.node_id, event_rank(&e.event_type)));
+        out.extend(events.into_iter().filter_map(|e| {
+            let step = names.get(usize::try_from(e.node_id).ok()?)?.clone()?;
+            Some(TimelineEntry {
+                saga: saga.name.clone(),
+                step,
+                event: e.event_type,
+                at: rfc3339_ms(e.at),
+            })
+        }));
+    }
+    out
+}
+
 impl Controller {
+    /// One instance of the actor's tenant with its placement (GPUs with their PCI
+    /// addresses, NICs, NUMA nodes, pinned CPUs), image and default user, SSH keys and the
+    /// steps of its sagas. Another tenant's instance is not found.
+    pub async fn instance_get(
+        &self,
+        opctx: &OpContext,
+        id: InstanceUuid,
+    ) -> Result<InstanceDetail, Error> {
+        opctx.authorize(Action::InstanceRead)?;
+        let rows = self.datastore.instance_get(opctx, id).await?;
+        let sagas = self.datastore.instance_timeline(opctx, id).await?;
+        let placement = allocation_of(&rows.instance).map(|a| a.placement);
+        let facts: Option<HostFacts> =
+            rows.host.as_ref().and_then(|h| serde_json::from_str(&h.inventory).ok());
+        let gpus = rows
+            .gpus
+            .iter()
+            .map(|g| InstanceGpu {
+                module_id: g.module_id as u32,
+                model: g.model.clone(),
+                pci_address: g.pci_address.clone(),
+                numa_node: g.numa_node as u32,
+            })
+            .collect();
+        let nics = match (&placement, &facts) {
+            (Some(p), Some(f)) => p
+                .nics
+                .iter()
+                .filter_map(|&i| f.nics.iter().find(|n| n.index == u32::from(i)))
+                .map(|n| InstanceNic {
+                    index: n.index,
+                    name: n.name.clone(),
+                    pci_address: n.pci_address.clone(),
+                    rail: n.rail,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let instance = view(&rows.instance);
+        Ok(InstanceDetail {
+            host: placement.as_ref().map(|p| p.host.clone()),
+            gpus,
+            nics,
+            numa_nodes: placement.as_ref().map(|p| p.numa_nodes.clone()).unwrap_or_default(),
+            vcpu_pins: placement.as_ref().map(|p| p.vcpus.clone()).unwrap_or_default(),
+            emulator_cpu: placement.as_ref().map(|p| p.emulator_cpu),
+            partition: placement.as_ref().and_then(|p| p.partition).map(u32::from),
+            image: instance.image.clone(),
+            default_user: rows.image.map(|i| i.default_user),
+            ssh_keys: instance.ssh_keys.clone(),
+            // Instances have no addresses yet: tenant networking will bring them, and with
+            // them `ssh <default user>@<address>`.
+            ssh_command: None,
+            timeline: timeline(sagas),
+            instance,
+        })
+    }
+
     /// The instances of the actor's tenant, newest first, without deleted ones.
     pub async fn instance_list(&self, opctx: &OpContext) -> Result<Vec<InstanceView>, Error> {
         let rows = self.datastore.instance_list(opctx).await?;

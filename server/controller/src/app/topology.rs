@@ -522,6 +522,7 @@ mod tests {
         let nic = |index: u32, switch: &str| crate::app::fleet::NicFacts {
             index,
             name: format!("nic{index}"),
+            pci_address: String::new(),
             numa_node: 0,
             pcie_switch: switch.into(),
             rail: index,

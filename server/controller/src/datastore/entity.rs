@@ -404,6 +404,9 @@ pub mod saga {
         pub lease_expires_at: i64,
         pub created_at: i64,
         pub updated_at: i64,
+        /// The instance the saga is about, from its parameters (none for rows from before
+        /// migration 16).
+        pub instance_id: Option<Uuid>,
     }
     no_relations!();
 }

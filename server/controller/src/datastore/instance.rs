@@ -10,10 +10,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entity::{gpu_claim, host, instance, saga};
+use super::entity::{gpu, gpu_claim, host, image, instance, saga, saga_node_event};
 use super::saga::SagaStore;
 use super::{DataStore, StoreError, begin_write, now_ms};
 use crate::app::removal::Removal;
+use crate::app::scheduling::allocation_of;
 use crate::authz::Action;
 use crate::context::OpContext;
 
@@ -32,6 +33,15 @@ fn failed_pending_removal() -> Condition {
     Condition::all()
         .add(instance::Column::State.eq(InstanceState::Failed.as_str()))
         .add(instance::Column::VmRemoval.is_in([Removal::Delete.as_str(), Removal::Undo.as_str()]))
+}
+
+/// An instance with the rows its page needs (see [`DataStore::instance_get`]).
+pub struct InstanceRows {
+    pub instance: instance::Model,
+    pub host: Option<host::Model>,
+    /// The GPUs it holds, by module id.
+    pub gpus: Vec<gpu::Model>,
+    pub image: Option<image::Model>,
 }
 
 impl DataStore {
@@ -115,6 +125,81 @@ impl DataStore {
             .order_by_desc(instance::Column::CreatedAt)
             .all(&self.db)
             .await?)
+    }
+
+    /// An instance of the actor's tenant that is not deleted, with what its page shows
+    /// beside it: the host it is placed on and that host's GPUs among `modules` (the page
+    /// names their PCI addresses, which tenants cannot read from the fleet), and the image it
+    /// booted from the catalog (retired ones too). Another tenant's is not found.
+    pub(crate) async fn instance_get(
+        &self,
+        opctx: &OpContext,
+        id: InstanceUuid,
+    ) -> Result<InstanceRows, StoreError> {
+        let actor = opctx.authorize(Action::InstanceRead)?;
+        let row = instance::Entity::find_by_id(id.into_untyped_uuid())
+            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
+            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::not_found("instance", id))?;
+        let (mut host_row, mut gpus) = (None, Vec::new());
+        if let Some(placed) = allocation_of(&row).map(|a| a.placement) {
+            host_row = host::Entity::find()
+                .filter(host::Column::Name.eq(&placed.host))
+                .one(&self.db)
+                .await?;
+            if let Some(h) = &host_row {
+                let modules = placed.gpus.iter().map(|&m| i32::from(m));
+                gpus = gpu::Entity::find()
+                    .filter(gpu::Column::HostId.eq(h.id))
+                    .filter(gpu::Column::ModuleId.is_in(modules))
+                    .order_by_asc(gpu::Column::ModuleId)
+                    .all(&self.db)
+                    .await?;
+            }
+        }
+        let image = match &row.image {
+            Some(name) => {
+                image::Entity::find().filter(image::Column::Name.eq(name)).one(&self.db).await?
+            }
+            None => None,
+        };
+        Ok(InstanceRows { instance: row, host: host_row, gpus, image })
+    }
+
+    /// The sagas about an instance of the actor's tenant (oldest first) with their node
+    /// events (in the order they happened). Sagas from before migration 16 are not found.
+    pub(crate) async fn instance_timeline(
+        &self,
+        opctx: &OpContext,
+        id: InstanceUuid,
+    ) -> Result<Vec<(saga::Model, Vec<saga_node_event::Model>)>, StoreError> {
+        let actor = opctx.authorize(Action::InstanceRead)?;
+        let theirs = instance::Entity::find_by_id(id.into_untyped_uuid())
+            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
+            .one(&self.db)
+            .await?;
+        if theirs.is_none() {
+            return Err(Error::not_found("instance", id).into());
+        }
+        let sagas = saga::Entity::find()
+            .filter(saga::Column::InstanceId.eq(id.into_untyped_uuid()))
+            .order_by_asc(saga::Column::CreatedAt)
+            .all(&self.db)
+            .await?;
+        let events = saga_node_event::Entity::find()
+            .filter(saga_node_event::Column::SagaId.is_in(sagas.iter().map(|s| s.id)))
+            .order_by_asc(saga_node_event::Column::At)
+            .all(&self.db)
+            .await?;
+        Ok(sagas
+            .into_iter()
+            .map(|s| {
+                let mine = events.iter().filter(|e| e.saga_id == s.id).cloned().collect();
+                (s, mine)
+            })
+            .collect())
     }
 
     /// An instance of the actor's tenant that is not deleted, for deleting it.

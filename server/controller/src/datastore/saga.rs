@@ -35,6 +35,24 @@ pub(crate) struct SagaStore {
     pub(crate) hung: tokio::sync::Notify,
 }
 
+/// The nodes of a DAG as steno serializes it (a petgraph graph of `InternalNode`s, in index
+/// order: the index is the `node_id` of its events).
+fn dag_nodes(dag: &serde_json::Value) -> &[serde_json::Value] {
+    dag.pointer("/graph/nodes").and_then(|n| n.as_array()).map_or(&[], Vec::as_slice)
+}
+
+/// The `instance_id` parameter of a saga (its start node's), if it has one.
+pub(crate) fn instance_of(dag: &serde_json::Value) -> Option<Uuid> {
+    dag_nodes(dag)
+        .iter()
+        .find_map(|n| n.pointer("/Start/params/instance_id")?.as_str()?.parse().ok())
+}
+
+/// The names of a DAG's action nodes by node id (`None`: the start and end nodes).
+pub(crate) fn node_names(dag: &serde_json::Value) -> Vec<Option<String>> {
+    dag_nodes(dag).iter().map(|n| Some(n.pointer("/Action/name")?.as_str()?.to_owned())).collect()
+}
+
 /// An insert that found its row already there succeeded.
 fn already_there(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
@@ -64,6 +82,7 @@ impl SagaStore {
             lease_expires_at: Set(now + self.lease.as_millis() as i64),
             created_at: Set(now),
             updated_at: Set(now),
+            instance_id: Set(instance_of(dag)),
         }
     }
 
