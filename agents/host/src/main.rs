@@ -29,7 +29,7 @@
 //! [backend.libvirt]
 //! uri = "qemu:///system"          # test:///default: libvirt's in-process test driver
 //! domain_type = "kvm"             # or "qemu" (TCG) where KVM guests do not boot
-//! image_dir = "/var/lib/gpu-cloud/images"   # base images: <image>.qcow2
+//! image_dir = "/var/lib/gpu-cloud/images"   # the image store: the files the catalog names
 //! state_dir = "/var/lib/gpu-cloud/vms"      # overlays, config drives, console logs
 //! sysfs_root = "/sys"             # default "/sys"
 //! cpu_only_hugepages = false      # default false: CPU-only VMs on ordinary memory

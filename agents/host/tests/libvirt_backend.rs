@@ -151,7 +151,7 @@ fn spec(host: &HostDescription, n: u32, modules: &[u32]) -> VmSpec {
         numa_nodes: nodes,
         memory_mib: 16 * 1024 * modules.len().max(1) as u64,
         disk_gib: 20,
-        image: "tiny".into(),
+        image: "tiny.qcow2".into(),
         hostname: String::new(),
         ssh_authorized_keys: vec!["ssh-ed25519 AAAAC3Nza test@example".into()],
         user_data: String::new(),
@@ -483,14 +483,18 @@ async fn test_backend_reboot_and_power_off() {
 async fn test_backend_refuses_missing_image_and_leaves_no_domain() {
     let s = setup(None);
     let host = s.backend.description().clone();
-    let spec = VmSpec { image: "absent".into(), ..spec(&host, 11, &[]) };
+    let spec = VmSpec { image: "absent.qcow2".into(), ..spec(&host, 11, &[]) };
     let err = s.backend.domain_define(&spec).await.unwrap_err();
     assert!(matches!(err, DriverError::FailedPrecondition(_)), "{err:?}");
     assert!(err.to_string().contains("absent.qcow2"), "{err}");
     assert_eq!(s.backend.domain_running(&spec.vm_id).await.unwrap(), None);
-    let sneaky = VmSpec { image: "../etc/passwd".into(), ..spec };
+    let sneaky = VmSpec { image: "../etc/passwd".into(), ..spec.clone() };
     let err = s.backend.domain_define(&sneaky).await.unwrap_err();
     assert!(matches!(err, DriverError::InvalidArgument(_)), "{err:?}");
+    // The catalog names the store file itself, extension included.
+    let bare = VmSpec { image: "tiny".into(), ..spec };
+    let err = s.backend.domain_define(&bare).await.unwrap_err();
+    assert!(err.to_string().contains("neither .qcow2 nor .img/.raw"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

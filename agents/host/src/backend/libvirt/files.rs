@@ -29,17 +29,18 @@ impl VmFiles {
         }
     }
 
-    /// Creates the overlay over `image_dir/<spec.image>.qcow2`, sized `spec.disk_gib`, unless
-    /// it exists (a redefine keeps the guest's disk), and (re)writes the config drive.
+    /// Creates the overlay over `image_dir/<spec.image>` (the image store file the catalog
+    /// names), sized `spec.disk_gib`, unless it exists (a redefine keeps the guest's disk),
+    /// and (re)writes the config drive.
     pub fn create(&self, spec: &VmSpec, image_dir: &Path) -> Result<(), DriverError> {
         if let Some(dir) = self.overlay.parent() {
             fs::create_dir_all(dir).map_err(|e| io_error("create state directory", dir, &e))?;
         }
         if !self.overlay.exists() {
-            let base = base_image(image_dir, &spec.image)?;
+            let (base, format) = base_image(image_dir, &spec.image)?;
             let size = format!("{}G", spec.disk_gib);
             let mut qemu_img = Command::new("qemu-img");
-            qemu_img.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"]);
+            qemu_img.args(["create", "-q", "-f", "qcow2", "-F", format, "-b"]);
             qemu_img.arg(&base).arg(&self.overlay).arg(size);
             run(qemu_img, "qemu-img create")?;
         }
@@ -59,17 +60,27 @@ impl VmFiles {
     }
 }
 
-/// `image_dir/<image>.qcow2`; the name must be a plain file name (no path tricks).
-fn base_image(image_dir: &Path, image: &str) -> Result<PathBuf, DriverError> {
+/// `image_dir/<image>` and its format (`.qcow2`, or raw for `.img` and `.raw`, as the image
+/// catalog allows); the name must be a plain file name (no path tricks).
+fn base_image(image_dir: &Path, image: &str) -> Result<(PathBuf, &'static str), DriverError> {
     let plain = !image.is_empty()
         && !image.starts_with('.')
         && image.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if !plain {
         return Err(DriverError::InvalidArgument(format!(
-            "image {image:?} is not a plain image name (letters, digits, '.', '_', '-')"
+            "image {image:?} is not a plain file name (letters, digits, '.', '_', '-')"
         )));
     }
-    let base = image_dir.join(format!("{image}.qcow2"));
+    let format = if image.ends_with(".qcow2") {
+        "qcow2"
+    } else if image.ends_with(".img") || image.ends_with(".raw") {
+        "raw"
+    } else {
+        return Err(DriverError::InvalidArgument(format!(
+            "image {image:?} is neither .qcow2 nor .img/.raw; name the image store file"
+        )));
+    };
+    let base = image_dir.join(image);
     if !base.is_file() {
         return Err(DriverError::FailedPrecondition(format!(
             "image {image:?} is not in the image store ({} is missing); upload it first",
@@ -77,7 +88,7 @@ fn base_image(image_dir: &Path, image: &str) -> Result<PathBuf, DriverError> {
         )));
     }
     // Absolute: qemu-img records a relative backing path relative to the overlay's directory.
-    fs::canonicalize(&base).map_err(|e| io_error("resolve", &base, &e))
+    Ok((fs::canonicalize(&base).map_err(|e| io_error("resolve", &base, &e))?, format))
 }
 
 /// Runs a tool; a tool that cannot start or fails is `Internal` with its stderr.

@@ -42,7 +42,8 @@ pub struct LibvirtConfig {
     /// e.g. `qemu:///system`; `test:///default` is libvirt's in-process test driver.
     pub uri: String,
     pub domain_type: DomainType,
-    /// Base images, `<image>.qcow2`, read-only to the agent.
+    /// The image store: base images by the file name the catalog gives (`VmSpec::image`),
+    /// read-only to the agent.
     pub image_dir: PathBuf,
     /// Per-VM overlays, config drives and console logs.
     pub state_dir: PathBuf,
