@@ -310,7 +310,7 @@ impl Controller {
         id: InstanceUuid,
     ) -> Result<InstanceView, Error> {
         let actor = opctx.authorize(Action::InstanceDelete)?;
-        let row = self.datastore.instance_fetch_for_delete(opctx, id).await?;
+        let row = self.datastore.instance_fetch_for(opctx, id, Action::InstanceDelete).await?;
         let requested_at = now_ms();
         let saga = crate::sagas::instance_delete::new(&crate::sagas::instance_delete::Params {
             opctx: opctx.for_saga(),
@@ -350,7 +350,7 @@ impl Controller {
         action: PowerAction,
     ) -> Result<InstanceView, Error> {
         let actor = opctx.authorize(Action::InstancePower)?;
-        let row = self.datastore.instance_fetch_for_power(opctx, id).await?;
+        let row = self.datastore.instance_fetch_for(opctx, id, Action::InstancePower).await?;
         let current = InstanceState::parse(&row.state).unwrap_or(InstanceState::Failed);
         if !current.power_actions().contains(&action) {
             return Err(power_refused(&row.name, current, action));

@@ -202,28 +202,15 @@ impl DataStore {
             .collect())
     }
 
-    /// An instance of the actor's tenant that is not deleted, for deleting it.
-    pub async fn instance_fetch_for_delete(
+    /// An instance of the actor's tenant that is not deleted, for `action` on it (deleting
+    /// it, or a power change).
+    pub async fn instance_fetch_for(
         &self,
         opctx: &OpContext,
         id: InstanceUuid,
+        action: Action,
     ) -> Result<instance::Model, StoreError> {
-        let actor = opctx.authorize(Action::InstanceDelete)?;
-        Ok(instance::Entity::find_by_id(id.into_untyped_uuid())
-            .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
-            .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| Error::not_found("instance", id))?)
-    }
-
-    /// An instance of the actor's tenant that is not deleted, for a power action.
-    pub async fn instance_fetch_for_power(
-        &self,
-        opctx: &OpContext,
-        id: InstanceUuid,
-    ) -> Result<instance::Model, StoreError> {
-        let actor = opctx.authorize(Action::InstancePower)?;
+        let actor = opctx.authorize(action)?;
         Ok(instance::Entity::find_by_id(id.into_untyped_uuid())
             .filter(instance::Column::TenantId.eq(actor.tenant_id.into_untyped_uuid()))
             .filter(instance::Column::State.ne(InstanceState::Deleted.as_str()))

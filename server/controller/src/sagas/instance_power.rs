@@ -68,16 +68,6 @@ fn controller(ctx: &ActionContext) -> &Arc<Controller> {
     &ctx.user_data().0
 }
 
-/// The state the transition ends in, for the undo's sentence.
-fn verb(action: PowerAction) -> &'static str {
-    match action {
-        PowerAction::Start => "start",
-        PowerAction::Stop => "stop",
-        PowerAction::Reboot => "reboot",
-        PowerAction::PowerOff => "power-off",
-    }
-}
-
 /// The mark was made in the transaction that wrote this saga: confirm the row is there.
 async fn sip_requested(ctx: ActionContext) -> Result<(), ActionError> {
     let p: Params = ctx.saga_params()?;
@@ -99,7 +89,7 @@ async fn sip_requested_undo(ctx: ActionContext) -> Result<(), anyhow::Error> {
                         .clone()
                         .unwrap_or_else(|| "its host did not take the request".to_owned());
                     let message =
-                        format!("The {} did not happen: {reason}. Try again.", verb(p.action));
+                        format!("The {} did not happen: {reason}. Try again.", p.action.as_str());
                     c.instance_set_state(&row, p.previous, Some(message)).await;
                 }
                 return Ok(());
