@@ -52,6 +52,50 @@ install_build_deps() {
   fi
 }
 
+# What booting real guests needs (the real-guest tests and the run command's real host):
+# QEMU, libvirt's daemon, and the tools the tiny test guest is built with. Debian 12's QEMU
+# comes with its own qemu-utils: a newer backported qemu-utils conflicts with it and is
+# replaced by Debian 12's (--allow-downgrades).
+install_guest_deps() {
+  apt_install cpio fdisk dosfstools mtools syslinux syslinux-common
+  if ! dpkg -s qemu-system-x86 libvirt-daemon >/dev/null 2>&1; then
+    step "installing QEMU and libvirtd"
+    local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    if [ "$APT_UPDATED" -eq 0 ]; then $sudo apt-get update -qq; APT_UPDATED=1; fi
+    local qemu
+    qemu="$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      --allow-downgrades qemu-system-x86 "qemu-utils=$qemu" libvirt-daemon libvirt-daemon-driver-qemu
+  fi
+}
+
+# Starts libvirt's daemons by hand (these machines run no systemd) unless libvirtd answers.
+# Without Debian's libvirt-daemon-system (which would pull in a newer systemd) nothing
+# creates the `libvirt-qemu` user libvirtd looks up at start, nor a qemu.conf: guests run as
+# root, as the project's own test guests.
+start_libvirtd() {
+  if virsh -q -c qemu:///system version >/dev/null 2>&1; then return 0; fi
+  step "starting libvirtd"
+  getent passwd libvirt-qemu >/dev/null ||
+    useradd --system --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin libvirt-qemu
+  [ -f /etc/libvirt/qemu.conf ] || printf 'user = "root"\ngroup = "root"\n' >/etc/libvirt/qemu.conf
+  mkdir -p /var/log/libvirt /var/run/libvirt /var/lib/libvirt
+  pidof virtlogd >/dev/null || virtlogd -d
+  pidof libvirtd >/dev/null || libvirtd -d
+  for _ in $(seq 50); do
+    virsh -q -c qemu:///system version >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "error: libvirtd did not answer on qemu:///system; see /var/log/libvirt/libvirtd.log" >&2
+  exit 1
+}
+
+# The tiny test guest (Debian's kernel, a busybox initramfs) in the image store target/images.
+build_tiny_guest() {
+  step "building the tiny test guest"
+  agents/host/guest/build-tiny-guest.sh target/images
+}
+
 # Builds the browser bundle into target/site: WASM (size-optimised profile), wasm-bindgen,
 # wasm-opt, brotli copies, CSS and public assets.
 build_site() {

@@ -19,6 +19,7 @@
 
 pub mod allocation;
 pub mod backend;
+pub mod console;
 pub mod convert;
 pub mod manager;
 pub mod model;
@@ -28,6 +29,7 @@ pub use agent_common::{DriverError, FaultPlan};
 pub use backend::libvirt::{LibvirtBackend, LibvirtConfig};
 pub use backend::sim::{SimHost, SimHostBackend};
 pub use backend::{HostBackend, HostOp};
+pub use console::ConsoleSession;
 pub use manager::{HostManager, HostOptions, HostSnapshot, VmSnapshot};
 pub use model::{
     Gpu, GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, Nic, NumaNode, Partition,

@@ -35,6 +35,8 @@
 //! cpu_only_hugepages = false      # default false: CPU-only VMs on ordinary memory
 //! fm_tool = ["fmpm"]              # optional: absent simulates partitions in memory
 //! shutdown_timeout_secs = 30      # default 30: ACPI shutdown, then power off
+//! boot_wait_secs = 60             # default 60: RUNNING once the guest prints on ttyS0
+//! guest_memory_gib = 4            # CPU-only hosts without hugepages: VM memory per node
 //! [backend.libvirt.host]
 //! host_id = "su1-h07"
 //! system_model = "HGX H100 8-GPU"

@@ -48,6 +48,7 @@ pub use snapshot::{HostSnapshot, SNAPSHOT_VERSION, Tombstone, VmSnapshot};
 
 use crate::allocation::{Claim, Ledger, claim_for};
 use crate::backend::HostBackend;
+use crate::console::ConsoleSession;
 use crate::model::{
     GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, Partition, PartitionStatus,
     PowerAction, VmSpec, VmState, VmStatus,
@@ -668,6 +669,18 @@ impl HostManager {
         info!(host_id = %self.host_id(), vm_id, %action, state = %status.state, "VM power");
         self.schedule(&runtime, vm_id.to_owned(), epoch, Transition::Power(power));
         Ok(status)
+    }
+
+    /// A session on the VM's serial console (see [`crate::console`]). Errors: `NotFound` for
+    /// a VM this host does not hold; `FailedPrecondition` before its domain first started.
+    pub async fn console(&self, vm_id: &str) -> Result<ConsoleSession, DriverError> {
+        if !lock(&self.inner.state).vms.contains_key(vm_id) {
+            return Err(DriverError::NotFound(format!(
+                "host {} holds no VM {vm_id}; it was never launched here or was removed",
+                self.host_id()
+            )));
+        }
+        self.inner.backend.console(vm_id).await
     }
 
     /// Stops the VM's domain at once, then (after the remove delay) undefines it,

@@ -5,12 +5,13 @@ use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use tonic::transport::server::Router;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use agent_common::tls::AgentCredentials;
 use agent_proto::v1 as pb;
 use agent_proto::v1::host_agent_server::{HostAgent, HostAgentServer};
 
+use crate::console::INPUT_CHUNK_BYTES;
 use crate::convert;
 use crate::manager::HostManager;
 
@@ -36,6 +37,7 @@ impl HostAgentService {
 }
 
 type HostEventStream = Pin<Box<dyn Stream<Item = Result<pb::HostEvent, Status>> + Send>>;
+type ConsoleStream = Pin<Box<dyn Stream<Item = Result<pb::ConsoleOutput, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl HostAgent for HostAgentService {
@@ -109,5 +111,44 @@ impl HostAgent for HostAgentService {
         let events = self.manager.watch()?;
         let stream = events.map(|event| Ok(convert::host_event_to_proto(&event)));
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    type ConsoleStream = ConsoleStream;
+
+    async fn console(
+        &self,
+        request: Request<Streaming<pb::ConsoleRequest>>,
+    ) -> Result<Response<Self::ConsoleStream>, Status> {
+        let mut requests = request.into_inner();
+        let first = requests
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("send a ConsoleRequest naming the VM first"))?;
+        let vm_id = convert::vm_id_from_proto(&first.vm_id)?;
+        let session = self.manager.console(&vm_id).await?;
+        let input = session.input;
+        // Keystrokes flow until the caller hangs up or the session ends; the first request
+        // may carry some too.
+        tokio::spawn(async move {
+            let mut request = first;
+            loop {
+                if request.input.len() > INPUT_CHUNK_BYTES {
+                    tracing::warn!(
+                        vm_id,
+                        bytes = request.input.len(),
+                        "console input chunk too large; dropped"
+                    );
+                } else if !request.input.is_empty() && input.send(request.input).await.is_err() {
+                    return;
+                }
+                match requests.message().await {
+                    Ok(Some(next)) => request = next,
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        });
+        let output = tokio_stream::wrappers::ReceiverStream::new(session.output)
+            .map(|data| Ok(pb::ConsoleOutput { data }));
+        Ok(Response::new(Box::pin(output)))
     }
 }

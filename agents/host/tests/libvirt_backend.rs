@@ -395,6 +395,8 @@ fn setup(fm_tool: Option<Vec<String>>) -> Setup {
         cpu_only_hugepages: false,
         fm_tool,
         shutdown_timeout_secs: 1,
+        boot_wait_secs: 0,
+        guest_memory_gib: None,
         host: facts(),
     };
     let backend = LibvirtBackend::open(config).expect("backend opens");
@@ -523,6 +525,8 @@ async fn test_backend_with_an_unreachable_libvirt_says_so() {
         cpu_only_hugepages: false,
         fm_tool: None,
         shutdown_timeout_secs: 1,
+        boot_wait_secs: 0,
+        guest_memory_gib: None,
         host: facts(),
     };
     let err = LibvirtBackend::open(config).err().expect("no libvirtd at that socket");
@@ -558,6 +562,8 @@ async fn test_backend_on_this_machine_is_a_cpu_only_host() {
         cpu_only_hugepages: false,
         fm_tool: None,
         shutdown_timeout_secs: 1,
+        boot_wait_secs: 0,
+        guest_memory_gib: None,
         host: host_facts,
     };
     let backend = LibvirtBackend::open(config).expect("this machine's /sys reads");

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use agent_common::{DriverError, FaultPlan};
 
 use super::{HostBackend, HostOp};
+use crate::console::ConsoleSession;
 use crate::model::{HostDescription, Partition, VmSpec};
 
 pub struct FaultyBackend<B> {
@@ -65,5 +66,10 @@ impl<B: HostBackend> HostBackend for FaultyBackend<B> {
     async fn domain_undefine(&self, vm_id: &str) -> Result<(), DriverError> {
         self.faults.check(HostOp::DomainUndefine).await?;
         self.inner.domain_undefine(vm_id).await
+    }
+
+    async fn console(&self, vm_id: &str) -> Result<ConsoleSession, DriverError> {
+        self.faults.check(HostOp::Console).await?;
+        self.inner.console(vm_id).await
     }
 }

@@ -17,6 +17,7 @@
 pub mod faulty;
 pub mod libvirt;
 pub mod sim;
+pub mod sim_console;
 
 use std::fmt;
 
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 
 use agent_common::DriverError;
 
+use crate::console::ConsoleSession;
 use crate::model::{HostDescription, Partition, VmSpec};
 
 #[async_trait]
@@ -62,6 +64,11 @@ pub trait HostBackend: Send + Sync + 'static {
     /// Undefines the stopped domain `vm_id`, freeing its devices. `FailedPrecondition` if it
     /// is still running (stop it first).
     async fn domain_undefine(&self, vm_id: &str) -> Result<(), DriverError>;
+
+    /// A session on the serial console of the defined domain `vm_id` (see
+    /// [`crate::console`]): output since the guest last started, then live; keystrokes in.
+    /// `FailedPrecondition` if the domain never started.
+    async fn console(&self, vm_id: &str) -> Result<ConsoleSession, DriverError>;
 }
 
 /// The backend operations, by name: what [`faulty::FaultyBackend`] injects faults into.
@@ -82,6 +89,8 @@ pub enum HostOp {
     /// Called by `SetVmPower` POWER_OFF's task: a failure returns the VM to `RUNNING`.
     DomainPowerOff,
     DomainUndefine,
+    /// Opening a console session.
+    Console,
 }
 
 impl fmt::Display for HostOp {
@@ -96,6 +105,7 @@ impl fmt::Display for HostOp {
             HostOp::DomainReboot => "domain_reboot",
             HostOp::DomainPowerOff => "domain_power_off",
             HostOp::DomainUndefine => "domain_undefine",
+            HostOp::Console => "console",
         })
     }
 }

@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use agent_common::{DriverError, FaultPlan, lock};
 
 use super::faulty::FaultyBackend;
+use super::sim_console::SimConsoles;
 use super::{HostBackend, HostOp};
+use crate::console::ConsoleSession;
 use crate::manager::{HostManager, HostOptions, HostSnapshot};
 use crate::model::{HostDescription, Partition, VmSpec, VmState};
 
@@ -24,6 +26,7 @@ use crate::model::{HostDescription, Partition, VmSpec, VmState};
 pub struct SimHostBackend {
     description: HostDescription,
     device: Arc<Mutex<Device>>,
+    consoles: SimConsoles,
 }
 
 #[derive(Default)]
@@ -53,7 +56,11 @@ impl Device {
 impl SimHostBackend {
     /// A host with the given hardware, no domains and no active partitions.
     pub fn new(description: HostDescription) -> Self {
-        SimHostBackend { description, device: Arc::new(Mutex::new(Device::default())) }
+        SimHostBackend {
+            description,
+            device: Arc::new(Mutex::new(Device::default())),
+            consoles: SimConsoles::default(),
+        }
     }
 
     /// Whether domain `vm_id` is defined (`Some`) and running (`Some(true)`).
@@ -99,7 +106,10 @@ impl HostBackend for SimHostBackend {
 
     async fn domain_start(&self, vm_id: &str) -> Result<(), DriverError> {
         match lock(&self.device).domains.get_mut(vm_id) {
-            Some((_, running)) => {
+            Some((spec, running)) => {
+                if !*running {
+                    self.consoles.boot(spec);
+                }
                 *running = true;
                 Ok(())
             }
@@ -111,6 +121,9 @@ impl HostBackend for SimHostBackend {
 
     async fn domain_stop(&self, vm_id: &str) -> Result<(), DriverError> {
         if let Some((_, running)) = lock(&self.device).domains.get_mut(vm_id) {
+            if *running {
+                self.consoles.power_off(vm_id);
+            }
             *running = false;
         }
         Ok(())
@@ -118,7 +131,11 @@ impl HostBackend for SimHostBackend {
 
     async fn domain_reboot(&self, vm_id: &str) -> Result<(), DriverError> {
         match lock(&self.device).domains.get(vm_id) {
-            Some((_, true)) => Ok(()),
+            Some((spec, true)) => {
+                self.consoles.power_off(vm_id);
+                self.consoles.boot(spec);
+                Ok(())
+            }
             _ => Err(DriverError::FailedPrecondition(format!(
                 "domain {vm_id} is not running; start it first"
             ))),
@@ -138,7 +155,17 @@ impl HostBackend for SimHostBackend {
             )));
         }
         device.domains.remove(vm_id);
+        self.consoles.remove(vm_id);
         Ok(())
+    }
+
+    async fn console(&self, vm_id: &str) -> Result<ConsoleSession, DriverError> {
+        // A host restored from its state file has running domains but no console history
+        // yet: they print their boot lines again, as a guest on a restarted simulator would.
+        if let Some((spec, true)) = lock(&self.device).domains.get(vm_id) {
+            self.consoles.boot_unless_printed(spec);
+        }
+        self.consoles.open(vm_id)
     }
 }
 

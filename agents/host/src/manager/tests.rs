@@ -489,3 +489,62 @@ async fn test_shutdown_ends_watch_streams() {
     assert!(events.next().await.is_none());
     assert!(matches!(host.watch(), Err(DriverError::Unavailable(_))));
 }
+
+/// Reads the console until `needle` appears in what was read after `from` bytes of `seen`.
+async fn console_shows(
+    console: &mut crate::console::ConsoleSession,
+    seen: &mut String,
+    from: usize,
+    needle: &str,
+) {
+    while !seen[from..].contains(needle) {
+        let chunk = console.output.recv().await.expect("console open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn test_sim_console_boot_lines_echo_and_power_cycle() {
+    let host = sim_host(64);
+    let mut events = host.watch().expect("watch");
+    let err = host.console(VM_A).await.err().expect("unknown VM");
+    assert!(matches!(err, DriverError::NotFound(_)), "{err}");
+
+    let spec = VmSpec { hostname: "trainer-1".into(), ..cpu_vm(VM_A) };
+    host.vm_ensure(spec).await.expect("ensure");
+    // Defined but not started yet: nothing printed, nothing to open.
+    let err = host.console(VM_A).await.err().expect("not started");
+    assert!(matches!(err, DriverError::FailedPrecondition(_)), "{err}");
+    assert_eq!(next_vm(&mut events).await.state, VmState::Provisioning);
+    assert_eq!(next_vm(&mut events).await.state, VmState::Running);
+
+    // Two viewers see the same history, typed keys and answers.
+    let mut first = host.console(VM_A).await.expect("console");
+    let mut second = host.console(VM_A).await.expect("console");
+    let (mut a, mut b) = (String::new(), String::new());
+    console_shows(&mut first, &mut a, 0, "cloud-init: hostname trainer-1").await;
+    console_shows(&mut first, &mut a, 0, "trainer-1:~$ ").await;
+    first.input.send(b"ls\r".to_vec()).await.expect("type");
+    console_shows(
+        &mut second,
+        &mut b,
+        0,
+        "trainer-1:~$ ls\r\n[sim] a simulated guest has no shell",
+    )
+    .await;
+
+    assert_eq!(power(&host, PowerAction::Reboot).await, VmState::Rebooting);
+    let from = a.len();
+    console_shows(&mut first, &mut a, from, "[sim] powered off").await;
+    console_shows(&mut first, &mut a, from, "powered on").await;
+    drop(second);
+
+    host.vm_remove(VM_A, 2).await.expect("remove");
+    loop {
+        if next_vm(&mut events).await.state == VmState::Deleted {
+            break;
+        }
+    }
+    let err = host.console(VM_A).await.err().expect("removed");
+    assert!(matches!(err, DriverError::NotFound(_)), "{err}");
+}

@@ -8,6 +8,7 @@
 //! NVSwitch partitions.
 
 pub mod config_drive;
+pub mod console;
 pub mod domain_xml;
 pub mod domains;
 pub mod fabric_manager;
@@ -19,7 +20,7 @@ pub mod sysfs;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -33,6 +34,7 @@ pub use files::VmFiles;
 pub use inventory::HostFacts;
 
 use super::HostBackend;
+use crate::console::ConsoleSession;
 use crate::model::{HostDescription, Partition, VmSpec};
 
 /// The `[backend.libvirt]` table of the `host-agent` config (see `main.rs`).
@@ -58,6 +60,15 @@ pub struct LibvirtConfig {
     /// How long a guest has to shut down on ACPI before it is powered off.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout_secs: u64,
+    /// A started domain is reported running once its guest prints on the serial console
+    /// (the kernel is up), or after this long if it prints nothing (a guest without a serial
+    /// console).
+    #[serde(default = "default_boot_wait")]
+    pub boot_wait_secs: u64,
+    /// A CPU-only host without 1 GiB hugepages (a build machine, a laptop): the ordinary
+    /// memory per NUMA node its VMs may use, in GiB. It is offered and accounted in the same
+    /// 1 GiB units as hugepages. Refused on a host with GPUs or with `cpu_only_hugepages`.
+    pub guest_memory_gib: Option<u32>,
     pub host: HostFacts,
 }
 
@@ -67,6 +78,10 @@ fn default_sysfs_root() -> PathBuf {
 
 fn default_shutdown_timeout() -> u64 {
     30
+}
+
+fn default_boot_wait() -> u64 {
+    60
 }
 
 pub struct LibvirtBackend {
@@ -165,6 +180,20 @@ impl Inner {
         VmFiles::new(&self.config.state_dir, vm_id)
     }
 
+    /// Waits until the guest of the just-started domain printed on its console (its log is
+    /// started over at each start), at most `boot_wait_secs`.
+    fn wait_for_guest(&self, vm_id: &str) {
+        let log = self.files(vm_id).console_log;
+        let deadline = Instant::now() + Duration::from_secs(self.config.boot_wait_secs);
+        while Instant::now() < deadline {
+            if std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tracing::info!(vm_id, log = %log.display(), "the guest printed nothing on its console; reporting it running anyway");
+    }
+
     fn known(&self, partition: &Partition) -> Result<(), DriverError> {
         if self.description.partition(partition.id).is_some() {
             return Ok(());
@@ -178,7 +207,20 @@ impl Inner {
 
 fn read_hardware(config: &LibvirtConfig) -> Result<HostDescription, DriverError> {
     let sysfs = sysfs::read(&config.sysfs_root)?;
-    inventory::describe(&sysfs, &config.host)
+    let mut host = inventory::describe(&sysfs, &config.host)?;
+    if let Some(gib) = config.guest_memory_gib {
+        if !host.gpus.is_empty() || config.cpu_only_hugepages {
+            return Err(DriverError::InvalidArgument(
+                "guest_memory_gib is for CPU-only hosts whose VMs use ordinary memory; remove it \
+                 (this host has GPUs or cpu_only_hugepages = true: VMs use hugepages)"
+                    .into(),
+            ));
+        }
+        for node in &mut host.numa_nodes {
+            node.hugepages_1g_total = gib.min((node.memory_mib / 1024) as u32);
+        }
+    }
+    Ok(host)
 }
 
 #[async_trait]
@@ -220,7 +262,12 @@ impl HostBackend for LibvirtBackend {
 
     async fn domain_start(&self, vm_id: &str) -> Result<(), DriverError> {
         let vm_id = vm_id.to_owned();
-        self.blocking(move |inner| inner.with_conn(|conn| domains::start(conn, &vm_id))).await
+        self.blocking(move |inner| {
+            inner.with_conn(|conn| domains::start(conn, &vm_id))?;
+            inner.wait_for_guest(&vm_id);
+            Ok(())
+        })
+        .await
     }
 
     async fn domain_stop(&self, vm_id: &str) -> Result<(), DriverError> {
@@ -248,6 +295,14 @@ impl HostBackend for LibvirtBackend {
             inner.with_conn(|conn| domains::undefine(conn, &vm_id))?;
             // Also when the domain was already gone: a retry after a failed removal.
             inner.files(&vm_id).remove()
+        })
+        .await
+    }
+
+    async fn console(&self, vm_id: &str) -> Result<ConsoleSession, DriverError> {
+        let vm_id = vm_id.to_owned();
+        self.blocking(move |inner| {
+            console::open(&inner.config.uri, &vm_id, inner.files(&vm_id).console_log)
         })
         .await
     }
