@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use agent_proto::{AgentEndpoint, AgentKind, AgentList};
 use dpu_agent::{DpuAgentService, SimDpu, SimDpuOptions};
-use host_agent::{HostAgentService, HostOptions, SimHost};
+use host_agent::{
+    HostAgentService, HostManager, HostOptions, LibvirtBackend, LibvirtConfig, SimHost,
+};
 use switch_agent::{SimSwitch, SimSwitchOptions, SwitchAgentService};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -43,6 +45,9 @@ pub struct SimOptions {
     /// Where the hosts keep their state across restarts (see [`crate::state`]); `None`:
     /// in memory only, every start is a new datacenter.
     pub state_dir: Option<PathBuf>,
+    /// A real host beside the simulated ones: this machine, its VMs real guests under
+    /// libvirt (see `host_agent::LibvirtConfig`), served like the others.
+    pub real_host: Option<LibvirtConfig>,
 }
 
 impl Default for SimOptions {
@@ -55,6 +60,7 @@ impl Default for SimOptions {
             seed: 0,
             event_capacity: 1024,
             state_dir: None,
+            real_host: None,
         }
     }
 }
@@ -85,6 +91,8 @@ pub enum FleetError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the real host {id} cannot start: {detail}")]
+    RealHost { id: String, detail: String },
 }
 
 /// A running simulated fleet. Dropping it stops the servers too, without waiting;
@@ -93,6 +101,7 @@ pub struct SimFleet {
     pki: PkiDir,
     endpoints: Vec<AgentEndpoint>,
     hosts: BTreeMap<String, SimHost>,
+    real_host: Option<HostManager>,
     dpus: BTreeMap<String, SimDpu>,
     switches: BTreeMap<String, SimSwitch>,
     /// The hosts' state files, when the fleet keeps its state.
@@ -124,6 +133,7 @@ impl SimFleet {
             .hosts
             .iter()
             .map(|h| (AgentKind::Host, h.host_id.clone()))
+            .chain(options.real_host.iter().map(|c| (AgentKind::Host, c.host.host_id.clone())))
             .chain(plan.dpus.iter().map(|d| (AgentKind::Dpu, d.dpu_id.clone())))
             .chain(plan.switches.iter().map(|s| (AgentKind::Switch, s.switch_id.clone())))
             .collect();
@@ -145,6 +155,7 @@ impl SimFleet {
             pki: pki.clone(),
             endpoints: Vec::with_capacity(plan.hosts.len() + plan.dpus.len() + plan.switches.len()),
             hosts: BTreeMap::new(),
+            real_host: None,
             dpus: BTreeMap::new(),
             switches: BTreeMap::new(),
             state: None,
@@ -189,6 +200,9 @@ impl SimFleet {
             fleet.servers.push(spawn_saver(files.clone(), fleet.stop.subscribe()));
             fleet.state = Some(files);
         }
+        if let Some(config) = options.real_host.clone() {
+            fleet.start_real_host(config).await?;
+        }
         for description in plan.dpus {
             let id = description.dpu_id.clone();
             let dpu = SimDpu::new(
@@ -230,6 +244,32 @@ impl SimFleet {
             "simulated fleet started"
         );
         Ok(fleet)
+    }
+
+    /// Serves a host agent over the libvirt backend, with no simulated delays: the real
+    /// operations take their own time.
+    async fn start_real_host(&mut self, config: LibvirtConfig) -> Result<(), FleetError> {
+        let id = config.host.host_id.clone();
+        let real_host_error = |detail: String| FleetError::RealHost { id: id.clone(), detail };
+        let backend = tokio::task::spawn_blocking(move || LibvirtBackend::open(config))
+            .await
+            .map_err(|e| real_host_error(e.to_string()))?
+            .map_err(|e| real_host_error(e.to_string()))?;
+        let options = HostOptions {
+            provision_delay: Duration::ZERO,
+            remove_delay: Duration::ZERO,
+            jitter: 0.0,
+            ..HostOptions::default()
+        };
+        let manager = HostManager::new(backend.description().clone(), Arc::new(backend), options);
+        let credentials = self.credentials(AgentKind::Host, &id)?;
+        let router = HostAgentService::new(manager.clone())
+            .into_router(&credentials)
+            .map_err(|e| tls_error(AgentKind::Host, &id, &e))?;
+        self.serve(AgentKind::Host, &id, router).await?;
+        info!(host_id = %id, "real host started beside the simulated fleet");
+        self.real_host = Some(manager);
+        Ok(())
     }
 
     fn credentials(&self, kind: AgentKind, id: &str) -> Result<AgentCredentials, FleetError> {
@@ -340,6 +380,9 @@ impl SimFleet {
 
     fn signal_stop(&self) {
         for host in self.hosts.values() {
+            host.shutdown();
+        }
+        if let Some(host) = &self.real_host {
             host.shutdown();
         }
         // The last changes, also when the fleet is dropped without `shutdown`.

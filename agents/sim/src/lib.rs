@@ -20,10 +20,12 @@
 //! ```
 //!
 //! Modules: [`topology`] (the TOML format, validation, ids and addresses), [`fleet`]
-//! (starting and stopping the agents), [`serve`] (one tonic server on a loopback port),
+//! (starting and stopping the agents), [`real_host`] (this machine as a real host beside
+//! them), [`serve`] (one tonic server on a loopback port),
 //! [`state`] (the hosts' state in the data directory).
 
 pub mod fleet;
+pub mod real_host;
 pub mod serve;
 pub mod state;
 pub mod topology;

@@ -626,7 +626,7 @@ async fn replicas_starting_together_on_postgres_take_turns() {
     let user = replicas[3].login("admin", PASSWORD, None).await.expect("one admin");
     let admin = replicas[0].actor(user).await.unwrap().unwrap();
     let types = replicas[1].instance_type_list(&op(&admin)).await.unwrap();
-    assert_eq!(types.len(), 6, "the catalog was seeded once");
+    assert_eq!(types.len(), 7, "the catalog was seeded once");
 }
 
 /// The image catalog: seeded images, launches record the image they boot (the newest by

@@ -13,7 +13,8 @@ pub const H100: &str = "H100-SXM5-80GB";
 
 /// The catalog a new installation starts with: per H100 20 vCPUs and 200 GiB (a NUMA node of
 /// an HGX H100 host has 28 CPUs and 240 GiB of hugepages per GPU), which leaves each node
-/// room for the two CPU-only sizes even while all its GPUs are free.
+/// room for the two CPU-only sizes even while all its GPUs are free; and the smallest
+/// CPU-only size, which a build machine or laptop serving as a real host can boot.
 pub(crate) fn default_catalog() -> Vec<params::InstanceTypeCreate> {
     let gpu = |gpus: u32| params::InstanceTypeCreate {
         name: format!("h100x{gpus}"),
@@ -33,7 +34,13 @@ pub(crate) fn default_catalog() -> Vec<params::InstanceTypeCreate> {
         disk_gib: 100,
         price_cents_per_hour: price,
     };
-    vec![gpu(1), gpu(2), gpu(4), gpu(8), cpu(8, 24), cpu(16, 48)]
+    let small = params::InstanceTypeCreate {
+        name: "c1m1".to_owned(),
+        memory_gib: 1,
+        disk_gib: 10,
+        ..cpu(1, 3)
+    };
+    vec![gpu(1), gpu(2), gpu(4), gpu(8), small, cpu(8, 24), cpu(16, 48)]
 }
 
 impl Controller {

@@ -1,0 +1,48 @@
+//! This machine as one real CPU-only host beside the simulated fleet: its VMs are real
+//! guests under libvirt (`qemu:///system`), booted from the image store, their memory the
+//! machine's ordinary memory (build machines and laptops reserve no hugepages).
+
+use std::path::PathBuf;
+
+use host_agent::LibvirtConfig;
+pub use host_agent::backend::libvirt::DomainType;
+use host_agent::backend::libvirt::HostFacts;
+
+/// The real host's agent id and host name in the portal.
+pub const REAL_HOST_ID: &str = "local-1";
+
+/// The libvirt backend's configuration for this machine: images from `image_dir`, per-VM
+/// files under `state_dir`, domains of `domain_type`, and at most `memory_gib` GiB per NUMA
+/// node for VMs.
+pub fn this_machine(
+    image_dir: PathBuf,
+    state_dir: PathBuf,
+    domain_type: DomainType,
+    memory_gib: u32,
+) -> LibvirtConfig {
+    LibvirtConfig {
+        uri: "qemu:///system".into(),
+        domain_type,
+        image_dir,
+        state_dir,
+        sysfs_root: "/sys".into(),
+        cpu_only_hugepages: false,
+        fm_tool: None,
+        shutdown_timeout_secs: 20,
+        boot_wait_secs: 120,
+        guest_memory_gib: Some(memory_gib),
+        host: HostFacts {
+            host_id: REAL_HOST_ID.into(),
+            system_model: "this machine (real guests, CPU-only)".into(),
+            scalable_unit: 1,
+            gpu_module_ids: vec![],
+            gpu_uuids: vec![],
+            gpu_model: String::new(),
+            gpu_memory_mib: 0,
+            leaf_switch_ids: vec![],
+            nic_speed_gbps: 0,
+            dpu_ids: vec![],
+            partitions: vec![],
+        },
+    }
+}
