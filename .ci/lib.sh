@@ -96,6 +96,35 @@ build_tiny_guest() {
   agents/host/guest/build-tiny-guest.sh target/images
 }
 
+# Prints how this machine runs guests: `kvm` if a KVM guest boots the tiny test guest to its
+# first console line within 30 s, else `qemu` (TCG). In nested setups /dev/kvm may open but
+# KVM guests hang early in boot. Probed once; the answer is kept in target/images/guest-virt.
+guest_virt() {
+  local cached=target/images/guest-virt
+  if [ -f "$cached" ]; then cat "$cached"; return; fi
+  local virt=qemu dir name
+  if [ -r /dev/kvm ]; then
+    dir="$(mktemp -d)"; name="kvm-probe-$$"
+    qemu-img create -q -f qcow2 -F qcow2 -b "$ROOT/target/images/tiny-test.qcow2" "$dir/disk.qcow2"
+    cat >"$dir/domain.xml" <<XML
+<domain type='kvm'><name>$name</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os><features><acpi/><apic/></features>
+  <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$dir/disk.qcow2'/><target dev='vda' bus='virtio'/></disk>
+  <serial type='pty'><log file='$dir/console.log'/><target type='isa-serial' port='0'><model name='isa-serial'/></target></serial></devices></domain>
+XML
+    if virsh -q -c qemu:///system create "$dir/domain.xml" >/dev/null 2>&1; then
+      for _ in $(seq 60); do
+        if grep -q 'tiny-guest: booted' "$dir/console.log" 2>/dev/null; then virt=kvm; break; fi
+        sleep 0.5
+      done
+      virsh -q -c qemu:///system destroy "$name" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$dir"
+  fi
+  echo "$virt" >"$cached"
+  echo "$virt"
+}
+
 # Builds the browser bundle into target/site: WASM (size-optimised profile), wasm-bindgen,
 # wasm-opt, brotli copies, CSS and public assets.
 build_site() {

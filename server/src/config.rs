@@ -14,6 +14,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// How the real host runs guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GuestVirt {
+    Kvm,
+    Qemu,
+}
+
 /// The GPU cloud portal.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
@@ -50,6 +57,28 @@ pub struct Config {
     #[arg(long, env = "PORTAL_SIM_SCALABLE_UNITS", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=200))]
     pub sim_scalable_units: u32,
+
+    /// Add this machine as one real CPU-only host (`local-1`) beside the simulated
+    /// datacenter: its VMs are real guests under libvirt (qemu:///system, which must run),
+    /// booted from --real-host-images. `.ci/serve` turns it on when libvirt can start a
+    /// guest here.
+    #[arg(long, env = "PORTAL_REAL_HOST", conflicts_with = "agents_file")]
+    pub real_host: bool,
+
+    /// The real host's image store: the files the image catalog names (`.ci/serve` builds
+    /// the tiny test guest there).
+    #[arg(long, env = "PORTAL_REAL_HOST_IMAGES", default_value = "target/images")]
+    pub real_host_images: PathBuf,
+
+    /// How the real host runs guests: kvm, or qemu (software emulation) where KVM guests do
+    /// not boot.
+    #[arg(long, env = "PORTAL_REAL_HOST_VIRT", value_enum, default_value_t = GuestVirt::Qemu)]
+    pub real_host_virt: GuestVirt,
+
+    /// GiB of this machine's memory the real host's VMs may use.
+    #[arg(long, env = "PORTAL_REAL_HOST_MEMORY_GIB", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub real_host_memory_gib: u32,
 
     /// Seconds a simulated host takes to bring a VM from provisioning to running.
     #[arg(long, env = "PORTAL_SIM_PROVISION_SECS", default_value_t = 1.5)]

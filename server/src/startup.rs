@@ -9,7 +9,7 @@ use agent_common::tls::PkiDir;
 use anyhow::{Context, anyhow};
 use portal_controller::{Bootstrap, Controller, ControllerConfig, StartError};
 
-use crate::config::Config;
+use crate::config::{Config, GuestVirt};
 
 /// How long a shutdown waits for requests in flight before it ends them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -53,6 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let options = sim_fleet::SimOptions {
                 provision_delay: Duration::from_secs_f64(config.sim_provision_secs.max(0.0)),
                 state_dir: Some(config.data_dir.join("sim")),
+                real_host: config.real_host.then(|| real_host(&config)).transpose()?,
                 ..Default::default()
             };
             // Creates the CA and the certificates in the PKI directory on the first start.
@@ -105,6 +106,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// This machine as a real host: libvirt needs absolute paths for disks and logs.
+fn real_host(config: &Config) -> anyhow::Result<sim_fleet::real_host::LibvirtConfig> {
+    let absolute = |path: &Path| {
+        std::path::absolute(path).map_err(|e| anyhow!("cannot resolve {}: {e}", path.display()))
+    };
+    let virt = match config.real_host_virt {
+        GuestVirt::Kvm => sim_fleet::real_host::DomainType::Kvm,
+        GuestVirt::Qemu => sim_fleet::real_host::DomainType::Qemu,
+    };
+    Ok(sim_fleet::real_host::this_machine(
+        absolute(&config.real_host_images)?,
+        absolute(&config.data_dir.join("real-host"))?,
+        virt,
+        config.real_host_memory_gib,
+    ))
+}
+
 /// This replica's id, kept in its data directory so that a restart resumes its own
 /// unfinished sagas at once. (Each replica has its own data directory.)
 fn replica_id(dir: &Path) -> anyhow::Result<uuid::Uuid> {
@@ -155,8 +173,11 @@ pub(crate) fn read_agents_file(path: &Path) -> anyhow::Result<Vec<agent_proto::A
 
 fn banner(config: &Config, bootstrap: &Bootstrap, agents: usize, unattached: &[StartError]) {
     let url = format!("http://{}", config.listen);
-    let mode =
-        if config.agents_file.is_some() { "attached agents" } else { "simulated datacenter" };
+    let mode = match (&config.agents_file, config.real_host) {
+        (Some(_), _) => "attached agents",
+        (None, true) => "simulated datacenter and this machine as real host local-1",
+        (None, false) => "simulated datacenter",
+    };
     println!();
     println!("  GPU cloud portal is running at {url}  ({agents} agents, {mode})");
     match bootstrap {

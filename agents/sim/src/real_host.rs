@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use host_agent::LibvirtConfig;
+pub use host_agent::LibvirtConfig;
 pub use host_agent::backend::libvirt::DomainType;
 use host_agent::backend::libvirt::HostFacts;
 
