@@ -16,6 +16,7 @@ interface World {
   scratchTenant: string;
   scratchUser: string; // a user of `home`
   instanceOfHome: () => Promise<string>; // a fresh instance in `home`
+  runningOfHome: () => Promise<string>; // one running instance in `home` (made once)
   typeName: () => Promise<string>; // a fresh instance type
   imageId: () => Promise<string>; // a fresh image
   keyOfAdmin: () => Promise<string>; // a fresh SSH key of the provider admin
@@ -30,6 +31,8 @@ const homeAdmins: Expect = { anonymous: 401, viewer: 403, member: 403, otherAdmi
 interface Policy {
   expect: Expect | "public";
   form: (w: World, role: Role) => Promise<Record<string, string>> | Record<string, string>;
+  /// The path to call, for routes with parameters in their path.
+  path?: (w: World) => Promise<string>;
 }
 
 const POLICY: Record<string, Policy> = {
@@ -102,6 +105,13 @@ const POLICY: Record<string, Policy> = {
     expect: { anonymous: 401, viewer: 403, member: 409, otherAdmin: 404, tenantAdmin: 409, providerAdmin: 409 },
     form: async (w) => ({ id: await w.instanceOfHome(), action: "stop" }),
   },
+  // The serial console's WebSocket: everyone in the tenant may open it (viewers read-only,
+  // see console.spec.ts); a request without the WebSocket handshake is told to upgrade (426).
+  "GET /instances/{id}/console/ws": {
+    expect: { anonymous: 401, viewer: 426, member: 426, otherAdmin: 404, tenantAdmin: 426, providerAdmin: 426 },
+    form: () => ({}),
+    path: async (w) => `/instances/${await w.runningOfHome()}/console/ws`,
+  },
   "POST /api/fn/user_list": { expect: homeAdmins, form: (w) => ({ tenant_id: w.home }) },
   "POST /api/fn/user_invite": { expect: homeAdmins, form: (w, role) => ({ tenant_id: w.home, username: `mx-${role.toLowerCase()}`, role: "viewer" }) },
   "POST /api/fn/user_set_role": { expect: homeAdmins, form: (w) => ({ tenant_id: w.home, user_id: w.scratchUser, role: "viewer" }) },
@@ -168,6 +178,7 @@ test("every route answers every role as its policy says", async () => {
     scratch: await invite(me.tenant_id, "mx-scratch-user", "member"),
   };
   let counter = 0;
+  let running: string | undefined;
   const world: World = {
     home: me.tenant_id,
     scratchTenant: scratch.id,
@@ -177,6 +188,16 @@ test("every route answers every role as its policy says", async () => {
         "create[name]": `mx-target-${++counter}`, "create[instance_type]": "c8m32",
       });
       return made[0].id;
+    },
+    runningOfHome: async () => {
+      if (!running) {
+        const id = await world.instanceOfHome();
+        await expect
+          .poll(async () => (await call<{ instance: { state: string } }>(admin, "instance_get", { id })).instance.state, { timeout: 20_000 })
+          .toBe("Running");
+        running = id;
+      }
+      return running;
     },
     typeName: async () => {
       const name = `mx-type-${++counter}`;
@@ -213,10 +234,11 @@ test("every route answers every role as its policy says", async () => {
   for (const route of routes) {
     const policy = POLICY[route];
     if (policy.expect === "public") continue;
-    const [method, path] = route.split(" ");
+    const [method, routePath] = route.split(" ");
+    const path = policy.path ? await policy.path(world) : routePath;
     for (const role of ROLES) {
       const form = await policy.form(world, role);
-      const r = await contexts[role].fetch(path, { method, form });
+      const r = await contexts[role].fetch(path, method === "GET" ? { method } : { method, form });
       if (r.status() !== policy.expect[role]) {
         failures.push(`${route} as ${role}: ${r.status()} (expected ${policy.expect[role]}) ${(await r.text()).slice(0, 160)}`);
       }

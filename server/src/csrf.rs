@@ -36,6 +36,13 @@ pub fn refusal(
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;
     }
+    cross_origin(headers, public)
+}
+
+/// Why a request looks sent by another site, whatever its method (a WebSocket handshake is
+/// a GET that acts), or `None` when a browser says it comes from the portal itself or the
+/// client is no browser (it sends neither header, and holds no visitor's cookie).
+pub fn cross_origin(headers: &HeaderMap, public: &PublicOrigin) -> Option<&'static str> {
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = value("sec-fetch-site")
         && !matches!(site, "same-origin" | "none")
@@ -110,5 +117,14 @@ mod tests {
         assert!(refusal(&Method::POST, &proxied, &PublicOrigin::default()).is_some());
         let other = headers(&[("host", "10.0.0.5:3000"), ("origin", "https://evil.example")]);
         assert!(refusal(&Method::POST, &other, &public).is_some());
+    }
+
+    #[test]
+    fn websocket_handshakes_from_other_sites_are_refused() {
+        let public = PublicOrigin::default();
+        let foreign = headers(&[("host", "127.0.0.1:3000"), ("origin", "http://evil.example")]);
+        assert!(cross_origin(&foreign, &public).is_some());
+        let same = headers(&[("host", "127.0.0.1:3000"), ("origin", "http://127.0.0.1:3000")]);
+        assert_eq!(cross_origin(&same, &public), None);
     }
 }

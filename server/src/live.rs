@@ -57,7 +57,7 @@ pub async fn events(
                     Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => break,
                 },
                 _ = recheck.tick() => {
-                    if still_allowed(&controller, session_id, &actor).await { continue } else { break }
+                    if still_allowed(&controller, session_id, &actor, Action::InstanceRead).await { continue } else { break }
                 }
                 () = async { let _ = stopping.wait_for(|s| *s).await; } => break,
                 () = tx.closed() => break,
@@ -72,11 +72,12 @@ pub async fn events(
 }
 
 /// The session still exists, still acts as the same user in the same tenant, and may still
-/// read instances there.
-async fn still_allowed(
+/// do `action` there (read instances, for the live stream).
+pub async fn still_allowed(
     controller: &Controller,
     session_id: tower_sessions::session::Id,
     actor: &Actor,
+    action: Action,
 ) -> bool {
     // A fresh look at the stored session, not the copy this request loaded.
     let store = DbSessionStore::new(controller.datastore().clone());
@@ -85,7 +86,7 @@ async fn still_allowed(
         Ok(Some(now)) => {
             now.user_id == actor.user_id
                 && now.tenant_id == actor.tenant_id
-                && OpContext::for_session(Some(now)).authorize(Action::InstanceRead).is_ok()
+                && OpContext::for_session(Some(now)).authorize(action).is_ok()
         }
         _ => false,
     }

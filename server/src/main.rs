@@ -3,6 +3,7 @@
 
 mod client_ip;
 mod config;
+mod console;
 mod csrf;
 mod live;
 mod oidc_routes;

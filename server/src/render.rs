@@ -40,11 +40,13 @@ impl RenderPool {
     }
 }
 
-/// Pages are GET requests outside the API, the sign-in redirects, the bundle and health.
+/// Pages are GET requests outside the API, the sign-in redirects, the bundle, health and
+/// the consoles' WebSockets (a connection upgraded on the pool would live on its thread).
 fn is_page(req: &Request) -> bool {
     let path = req.uri().path();
     req.method() == Method::GET
         && !["/api/", "/auth/", "/pkg/", "/healthz"].iter().any(|p| path.starts_with(p))
+        && !path.ends_with("/console/ws")
 }
 
 /// Middleware: renders pages on the pool (see the module comment); everything else passes.

@@ -1,5 +1,5 @@
-//! The HTTP surface: Leptos pages and server functions, the live event stream, static
-//! assets, health, and the session layer around all of it.
+//! The HTTP surface: Leptos pages and server functions, the live event stream, the serial
+//! consoles, static assets, health, and the session layer around all of it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,8 @@ use portal_controller::Controller;
 use crate::config::Config;
 
 /// REST routes besides the server functions (for `--print-routes`).
-pub const REST_ROUTES: [(&str, &str); 1] = [("GET", "/api/v1/events")];
+pub const REST_ROUTES: [(&str, &str); 2] =
+    [("GET", "/api/v1/events"), ("GET", crate::console::PATH)];
 
 pub async fn router(
     controller: Arc<Controller>,
@@ -52,10 +53,12 @@ pub async fn router(
     });
     let sessions = portal_web::layer(store, config.secure_cookies || config.is_https());
 
+    let public_origin = crate::csrf::PublicOrigin::from_url(config.public_url.as_deref());
     let routes = generate_route_list(App);
     let context_controller = Arc::clone(&controller);
     let app = Router::new()
         .route("/api/v1/events", get(crate::live::events))
+        .route(crate::console::PATH, get(crate::console::console))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::oidc_routes::router(Arc::clone(&controller), config)?)
         .with_state(Arc::clone(&controller))
@@ -78,11 +81,9 @@ pub async fn router(
             crate::render::isolate,
         ))
         .layer(axum::Extension(crate::live::Stopping(stopping)))
+        .layer(axum::Extension(public_origin.clone()))
         .layer(sessions)
-        .layer(axum::middleware::from_fn_with_state(
-            crate::csrf::PublicOrigin::from_url(config.public_url.as_deref()),
-            crate::csrf::guard,
-        ))
+        .layer(axum::middleware::from_fn_with_state(public_origin, crate::csrf::guard))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(config.trusted_proxies.clone()),
             crate::client_ip::resolve,

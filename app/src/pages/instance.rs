@@ -1,14 +1,16 @@
-//! One instance (`/instances/:id`): its live state with the power and delete buttons, where
-//! it runs (host, GPU modules with their PCI addresses, NICs, NUMA nodes, pinned CPUs), its
-//! image and default user, SSH keys, how to reach it, and the steps of its sagas.
+//! One instance (`/instances/:id`): its live state with the power and delete buttons, then
+//! two tabs: the overview (where it runs: host, GPU modules with their PCI addresses, NICs,
+//! NUMA nodes, pinned CPUs; its image and default user, SSH keys, how to reach it, and the
+//! steps of its sagas) and its serial console (`?tab=console`, see `console`).
 
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 use portal_types::ids::InstanceUuid;
 use portal_types::views::{InstanceDetail, InstanceState, InstanceView, LiveEvent, Me};
 use portal_types::{Error, Role};
 
+use super::console::ConsoleTab;
 use crate::api::{InstanceDelete, InstancePower, instance_get};
 
 #[component]
@@ -108,6 +110,8 @@ fn Detail(
     });
     let state = move || current.read().state;
     let message = move || current.read().message.clone();
+    let query = use_query_map();
+    let console_open = move || query.read().get("tab").as_deref() == Some("console");
     let d = detail;
     view! {
         <section class="panel">
@@ -143,6 +147,14 @@ fn Detail(
                 <p class="error" role="alert" data-testid="power-error">{error}</p>
             </Show>
         </section>
+        <nav class="tabs" data-testid="instance-tabs">
+            <a href=format!("/instances/{id}") class:active=move || !console_open() data-testid="tab-overview">"Overview"</a>
+            <a href=format!("/instances/{id}?tab=console") class:active=console_open data-testid="tab-console">"Console"</a>
+        </nav>
+        <Show when=console_open>
+            <ConsoleTab id />
+        </Show>
+        <div class="tab-body" class:hidden=console_open>
         <section class="panel" data-testid="instance-placement">
             <h2>"Placement"</h2>
             {match d.host.clone() {
@@ -230,6 +242,7 @@ fn Detail(
                 }.into_any()
             }}
         </section>
+        </div>
     }
 }
 

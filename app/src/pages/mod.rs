@@ -1,5 +1,6 @@
 pub mod account;
 pub mod admin;
+mod console;
 pub mod dashboard;
 pub mod identity;
 pub mod images;

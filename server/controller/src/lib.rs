@@ -27,6 +27,7 @@ use crate::authz::{Action, Actor};
 use crate::datastore::audit::AuditRecord;
 use crate::events::EventBus;
 
+pub use crate::app::console::{Console, ConsoleInput, ConsoleStream, MAX_CONSOLES_PER_USER};
 pub use crate::authn::Bootstrap;
 pub use crate::authz::Role;
 pub use crate::background::strays::StrayVm;
@@ -126,6 +127,8 @@ pub struct Controller {
     /// VMs hosts run that the database does not want there (see `strays`).
     strays: background::strays::Strays,
     login_throttle: throttle::LoginThrottle,
+    /// Serial consoles open on this replica, per user (see `app::console`).
+    consoles: app::console::ConsoleSlots,
     bootstrap: Bootstrap,
     secret_keys: oidc::SecretKeys,
 }
@@ -177,6 +180,7 @@ impl Controller {
             stray_grace: config.stray_grace,
             strays: background::strays::Strays::default(),
             login_throttle: throttle::LoginThrottle::new(config.login_throttle),
+            consoles: app::console::ConsoleSlots::default(),
             bootstrap,
             secret_keys: config.secret_keys.clone(),
         }))

@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 pub(crate) mod catalog;
 pub(crate) mod claims;
+pub(crate) mod console;
 pub(crate) mod fleet;
 pub(crate) mod images;
 pub(crate) mod instances;
