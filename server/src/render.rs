@@ -46,7 +46,13 @@ fn is_page(req: &Request) -> bool {
     let path = req.uri().path();
     req.method() == Method::GET
         && !["/api/", "/auth/", "/pkg/", "/healthz"].iter().any(|p| path.starts_with(p))
-        && !path.ends_with("/console/ws")
+        && !is_console(path)
+}
+
+/// `/instances/{id}/console/ws`, exactly: any other path is rendered on the pool.
+fn is_console(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').collect();
+    matches!(segments[..], ["", "instances", id, "console", "ws"] if !id.is_empty())
 }
 
 /// Middleware: renders pages on the pool (see the module comment); everything else passes.
@@ -85,4 +91,20 @@ fn unavailable(sentence: &'static str) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(sentence.as_bytes())).into_response();
     response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_console_route_skips_the_pool() {
+        assert!(super::is_console("/instances/0b6f/console/ws"));
+        for page in [
+            "/instances/0b6f",
+            "/x/console/ws",
+            "/instances/a/b/console/ws",
+            "/instances//console/ws",
+        ] {
+            assert!(!super::is_console(page), "{page}");
+        }
+    }
 }
