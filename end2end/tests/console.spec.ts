@@ -8,6 +8,16 @@ import { Browser, expect, Page, test } from "@playwright/test";
 import { adminPassword, base, call, invite, session } from "./api";
 import { hydrated } from "./hydrated";
 
+/// A CPU-only VM on an Ubuntu image (other specs may have added newer images).
+async function launch(admin: Awaited<ReturnType<typeof session>>, name: string): Promise<string> {
+  const images = await call<{ name: string }[]>(admin, "image_list", { with_retired: "false" });
+  const ubuntu = images.find((i) => i.name.startsWith("ubuntu-"))!.name;
+  const [vm] = await call<{ id: string }[]>(admin, "instance_create", {
+    "create[name]": name, "create[instance_type]": "c8m32", "create[image]": ubuntu,
+  });
+  return vm.id;
+}
+
 /// A browser page signed in as the API context's user.
 async function pageAs(browser: Browser, ctx: Awaited<ReturnType<typeof session>>, errors: string[]): Promise<Page> {
   const context = await browser.newContext({ baseURL: base, storageState: await ctx.storageState() });
@@ -25,7 +35,7 @@ test("a member types into the console, a viewer only watches", async ({ browser 
   const v = await invite(admin, me.tenant_id, "console-viewer", "viewer");
   const member = await session("console-member", m.one_time_password);
   const viewer = await session("console-viewer", v.one_time_password);
-  const [vm] = await call<{ id: string }[]>(admin, "instance_create", { "create[name]": "console-vm", "create[instance_type]": "c8m32" });
+  const vm = { id: await launch(admin, "console-vm") };
   await expect
     .poll(async () => (await call<{ instance: { state: string } }>(admin, "instance_get", { id: vm.id })).instance.state, { timeout: 20_000 })
     .toBe("Running");
@@ -71,7 +81,7 @@ test("a member types into the console, a viewer only watches", async ({ browser 
 
 test("without JavaScript the console tab says it needs it", async ({ browser }) => {
   const admin = await session("admin", adminPassword);
-  const [vm] = await call<{ id: string }[]>(admin, "instance_create", { "create[name]": "console-nojs", "create[instance_type]": "c8m32" });
+  const vm = { id: await launch(admin, "console-nojs") };
   const context = await browser.newContext({ baseURL: base, javaScriptEnabled: false, storageState: await admin.storageState() });
   const page = await context.newPage();
   await page.goto(`/instances/${vm.id}?tab=console`);

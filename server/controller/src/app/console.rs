@@ -255,3 +255,29 @@ impl Controller {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn input_goes_in_4_kib_chunks_at_the_rate_after_a_burst() {
+        let (requests, mut agent) = mpsc::channel::<ConsoleRequest>(INPUT_QUEUE);
+        let received = tokio::spawn(async move {
+            let mut sizes = Vec::new();
+            while let Some(request) = agent.recv().await {
+                sizes.push(request.input.len());
+            }
+            sizes
+        });
+        let mut input = ConsoleInput { requests, allowance: INPUT_BURST, refilled: Instant::now() };
+        let started = std::time::Instant::now();
+        // The burst, then half a second's worth more.
+        input.send(&[b'x'; 64 * 1024 + 8 * 1024]).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
+        drop(input);
+        let sizes = received.await.unwrap();
+        assert!(sizes.iter().all(|&n| n == INPUT_CHUNK_BYTES), "{sizes:?}");
+        assert_eq!(sizes.len(), 18);
+    }
+}
