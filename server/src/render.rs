@@ -40,12 +40,13 @@ impl RenderPool {
     }
 }
 
-/// Pages are GET requests outside the API, the sign-in redirects, the bundle, health and
-/// the consoles' WebSockets (a connection upgraded on the pool would live on its thread).
+/// Pages are GET requests outside the API, the sign-in redirects, the bundle, vendored
+/// scripts, health and the consoles' WebSockets (a connection upgraded on the pool would
+/// live on its thread).
 fn is_page(req: &Request) -> bool {
     let path = req.uri().path();
     req.method() == Method::GET
-        && !["/api/", "/auth/", "/pkg/", "/healthz"].iter().any(|p| path.starts_with(p))
+        && !["/api/", "/auth/", "/pkg/", "/vendor/", "/healthz"].iter().any(|p| path.starts_with(p))
         && !is_console(path)
 }
 
