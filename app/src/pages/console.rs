@@ -175,7 +175,10 @@ mod browser {
                 }
             })
         };
+        let failed = script.clone();
         let on_error = Closure::once_into_js(move || {
+            // The next attempt adds it again instead of waiting for a load that never comes.
+            failed.remove();
             if let Some(then) = then.take() {
                 then(Err("the terminal could not be loaded; reload the page".to_owned()));
             }
