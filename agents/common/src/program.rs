@@ -315,4 +315,14 @@ pub mod testing {
             assert!(status.success(), "the agent exited with {status}");
         }
     }
+
+    impl Drop for RunningAgent {
+        /// A test that failed before `stop` must not leave its agent running.
+        fn drop(&mut self) {
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
 }

@@ -189,6 +189,8 @@ pub fn inventory_to_proto(inventory: &HostInventory, agent_version: &str) -> pb:
             })
             .collect(),
         agent_version: agent_version.to_owned(),
+        images: inventory.images.clone().unwrap_or_default(),
+        any_image: inventory.images.is_none(),
     }
 }
 

@@ -364,8 +364,10 @@ impl HostManager {
     /// Errors: `Unavailable` when the device layer cannot be read right now (retry).
     pub async fn inventory(&self) -> Result<HostInventory, DriverError> {
         let description = self.inner.backend.hardware().await?;
+        let images = self.inner.backend.images().await?;
         let state = lock(&self.inner.state);
         Ok(HostInventory {
+            images,
             hugepages_1g_free: state.ledger.hugepages_free(&description),
             description,
             gpu_health: state.gpu_health.clone(),

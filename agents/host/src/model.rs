@@ -145,6 +145,8 @@ pub struct HostInventory {
     pub hugepages_1g_free: BTreeMap<u32, u32>,
     /// Ids of the Fabric Manager partitions currently active.
     pub active_partitions: BTreeSet<u32>,
+    /// The files in the image store, sorted; `None`: any image boots (simulated).
+    pub images: Option<Vec<String>>,
 }
 
 /// What a VM should be. Field meanings are those of `agent.v1.VmSpec`. Serde is for the

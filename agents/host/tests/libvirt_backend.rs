@@ -414,6 +414,9 @@ async fn test_backend_domain_lifecycle() {
     let host = s.backend.hardware().await.unwrap();
     assert_eq!(host.gpus.len(), 8);
     assert_eq!(&host, s.backend.description());
+    // The image store as the scheduler sees it: bootable files only.
+    std::fs::write(s.state_dir.parent().unwrap().join("images/notes.txt"), "x").unwrap();
+    assert_eq!(s.backend.images().await.unwrap(), Some(vec!["tiny.qcow2".to_owned()]));
     let spec = VmSpec { user_data: String::new(), ..spec(&host, 10, &[1, 3]) };
     let files = VmFiles::new(&s.state_dir, &spec.vm_id);
 

@@ -37,12 +37,13 @@ async fn test_serves_inventory_over_mtls_and_stops_on_sigterm() {
 
 /// A `[backend.libvirt]` table on libvirt's test driver over the HGX H100 sysfs fixture.
 fn libvirt_config(sysfs_root: &str) -> String {
+    let images = env!("CARGO_MANIFEST_DIR");
     format!(
         r#"
 [backend.libvirt]
 uri = "test:///default"
 domain_type = "qemu"
-image_dir = "/nonexistent-images"
+image_dir = "{images}"
 state_dir = "/nonexistent-state"
 sysfs_root = "{sysfs_root}"
 [backend.libvirt.host]

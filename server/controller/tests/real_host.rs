@@ -87,7 +87,7 @@ async fn test_launch_on_a_real_host_boots_a_guest_with_its_console_and_power_cyc
     let tls = pki.control_plane().unwrap();
     let config = ControllerConfig {
         admin_password: Some(PASSWORD.to_owned()),
-        ..ControllerConfig::new(&sqlite_url("real-host"))
+        ..ControllerConfig::new(sqlite_url("real-host"))
     };
     let ctl = Controller::open(&config).await.unwrap();
     attach_all(&ctl, &fleet, &tls).await;
@@ -98,6 +98,11 @@ async fn test_launch_on_a_real_host_boots_a_guest_with_its_console_and_power_cyc
         public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb4ZsNcVZjW1B5F3e6l2YbWlGgG2eWtMUs0nqtQSVY2 me@laptop".into(),
     };
     let key = ctl.ssh_key_create(&admin, &key).await.unwrap();
+
+    // A small VM of an image this machine lacks goes to a simulated host instead.
+    let ubuntu = InstanceCreate { image: "ubuntu-24.04-cuda-12.8".into(), ..launch("u", "c1m1") };
+    let ubuntu = ctl.instance_create(&admin, &ubuntu).await.unwrap().remove(0);
+    assert_ne!(ubuntu.host_name.as_deref(), Some(sim_fleet::real_host::REAL_HOST_ID));
 
     let mut events = ctl.events().subscribe();
     let clicked = Instant::now();

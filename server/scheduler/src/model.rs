@@ -40,6 +40,10 @@ pub struct Host {
     pub nics: Vec<Nic>,
     /// The Fabric Manager shared-NVSwitch partition table; only these GPU sets are allocated.
     pub partitions: Vec<Partition>,
+    /// The disk images in the host's image store (the file names the image catalog uses): a
+    /// request naming an image goes only to hosts that have it. `None`: not known, any.
+    #[serde(default)]
+    pub images: Option<Vec<String>>,
 }
 
 /// One NUMA node (socket, or sub-NUMA cluster) of a host.
@@ -166,6 +170,7 @@ impl Host {
             gpus,
             nics,
             partitions: hgx_h100_partitions(),
+            images: None,
         }
     }
 }

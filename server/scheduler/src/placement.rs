@@ -41,6 +41,18 @@ pub enum PlacementError {
         plural(*.gpus)
     )]
     NoRoomForShape { model: String, gpus: u32, vcpus: u32, memory_gib: u32 },
+    /// No host that takes new VMs has the image in its image store.
+    #[error(
+        "no host has the image file {image} in its image store; choose another image or ask a \
+         provider admin to copy it to the hosts"
+    )]
+    NoHostWithImage { image: String },
+    /// The hosts with the image have no room for the VM.
+    #[error(
+        "the hosts with the image file {image} in their image store have no room for this VM; \
+         choose another image or a smaller instance type"
+    )]
+    NoRoomWithImage { image: String },
     /// No host has room for a CPU-only VM of this size on one NUMA node.
     #[error("no host has {vcpus} vCPUs and {memory_gib} GiB of memory free on one NUMA node")]
     NoCpuRoom { vcpus: u32, memory_gib: u32 },
@@ -126,6 +138,8 @@ pub(crate) struct Shape {
     want: Want,
     vcpus: u32,
     memory: u32,
+    /// Only hosts with this image (its id in `names.images`).
+    image: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -211,7 +225,11 @@ impl Scheduler {
             },
             None => Want::Cpu,
         };
-        let shape = Shape { want, vcpus: request.vcpus, memory: request.memory_gib };
+        let image = match &request.image {
+            None => None,
+            Some(name) => Some(self.image_on_some_host(name)?),
+        };
+        let shape = Shape { want, vcpus: request.vcpus, memory: request.memory_gib, image };
         let mut members = Vec::new();
         if let Some(group) = &request.group {
             for host in &group.member_hosts {
@@ -222,12 +240,27 @@ impl Scheduler {
                 members.push(*h);
             }
         }
-        match request.group.as_ref().map(|g| g.policy) {
+        let placed = match request.group.as_ref().map(|g| g.policy) {
             None => self.place_each(&shape, request.vm_count, rng),
             Some(GroupPolicy::Cluster) => {
                 self.place_cluster(&shape, request, members.first().copied(), rng)
             }
             Some(GroupPolicy::Spread) => self.place_spread(&shape, request.vm_count, &members, rng),
+        };
+        match (placed, &request.image) {
+            // The capacity figures behind the other errors count every host, also those
+            // without the image: say what was really missing.
+            (
+                Err(
+                    PlacementError::NoFreePartition { .. }
+                    | PlacementError::NoRoomForShape { .. }
+                    | PlacementError::NoCpuRoom { .. },
+                ),
+                Some(image),
+            ) if self.host_images.iter().any(Option::is_some) => {
+                Err(PlacementError::NoRoomWithImage { image: image.clone() })
+            }
+            (placed, _) => placed,
         }
     }
 
@@ -486,9 +519,32 @@ impl Scheduler {
         })
     }
 
+    /// The id of image `name`, if a schedulable host has it (a host that does not list its
+    /// images counts as having every image).
+    fn image_on_some_host(&self, name: &str) -> Result<u32, PlacementError> {
+        let id = self.names.images.get(name);
+        let somewhere = self.host_images.iter().zip(&self.flags).any(|(images, flags)| {
+            flags.schedulable()
+                && images
+                    .as_ref()
+                    .is_none_or(|ids| id.is_some_and(|id| ids.binary_search(&id).is_ok()))
+        });
+        match id {
+            Some(id) if somewhere => Ok(id),
+            // Listed nowhere, but some host does not list its images: an id no list has.
+            None if somewhere => Ok(u32::MAX),
+            _ => Err(PlacementError::NoHostWithImage { image: name.to_owned() }),
+        }
+    }
+
     /// A host's exact choice for one VM of `shape` given its usage (`phase` for CPU-only VMs).
     fn eval(&self, host: u32, usage: &Usage, shape: &Shape, phase: CpuPhase) -> Option<Choice> {
         let h = host as usize;
+        if let (Some(image), Some(ids)) = (shape.image, &self.host_images[h])
+            && ids.binary_search(&image).is_err()
+        {
+            return None;
+        }
         let (t, f) = (&self.topo[h], &self.flags[h]);
         match shape.want {
             Want::Gpu { model, class } => {

@@ -26,6 +26,9 @@ pub struct PlacementRequest {
     /// Placement group the VMs belong to, if any.
     #[serde(default)]
     pub group: Option<PlacementGroup>,
+    /// The image file the VMs boot: only hosts whose image store has it qualify.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 fn one() -> u32 {
@@ -81,6 +84,7 @@ impl PlacementRequest {
             memory_gib,
             vm_count: 1,
             group: None,
+            image: None,
         }
     }
 
@@ -98,6 +102,12 @@ impl PlacementRequest {
     /// The same request in a new placement group with `policy`.
     pub fn group(mut self, policy: GroupPolicy) -> Self {
         self.group = Some(PlacementGroup { policy, member_hosts: Vec::new() });
+        self
+    }
+
+    /// The same request for VMs booting `image` (an image store file name).
+    pub fn image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
         self
     }
 

@@ -80,6 +80,8 @@ pub struct Scheduler {
     /// `[model]`.
     pub(crate) fleet_stats: Vec<ModelStats>,
     pub(crate) vms: BTreeMap<String, VmRecord>,
+    /// Per host: the ids (in `names.images`) of its images, sorted; `None`: any image.
+    pub(crate) host_images: Vec<Option<Vec<u32>>>,
     config: SchedulerConfig,
 }
 
@@ -126,6 +128,16 @@ impl Scheduler {
         for (i, t) in topo.iter().enumerate() {
             su_hosts[t.su as usize].push(i as u32);
         }
+        let host_images = hosts
+            .iter()
+            .map(|h| {
+                h.images.as_ref().map(|images| {
+                    let mut ids: Vec<u32> = images.iter().map(|i| names.images.intern(i)).collect();
+                    ids.sort_unstable();
+                    ids
+                })
+            })
+            .collect();
         let n = hosts.len();
         let models = names.models.len();
         let mut scheduler = Scheduler {
@@ -145,6 +157,7 @@ impl Scheduler {
             names,
             su_hosts,
             vms: BTreeMap::new(),
+            host_images,
             config,
         };
         for h in 0..n as u32 {

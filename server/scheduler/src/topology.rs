@@ -88,6 +88,7 @@ impl Interner {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Names {
     pub models: Interner,
+    pub images: Interner,
     pub sus: Interner,
     pub leaves: Interner,
     /// Distinct partition tables, keyed by their (id, mask) list.

@@ -192,6 +192,11 @@ pub fn check_request(
         if p.gpus.len() != request.gpu_count as usize {
             fail(vm.clone(), format!("{} GPUs, {} requested", p.gpus.len(), request.gpu_count));
         }
+        if let (Some(image), Some(images)) = (&request.image, &host.images)
+            && !images.contains(image)
+        {
+            fail(vm.clone(), format!("host {} has no image {image}", p.host));
+        }
         if request.gpu_count > 0 {
             for g in &p.gpus {
                 let model = host.gpus.iter().find(|x| x.module_id == *g).map(|x| &x.model);

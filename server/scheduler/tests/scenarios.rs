@@ -366,3 +366,60 @@ fn fleet_errors_name_the_host() {
     let err = Scheduler::new(hosts, SchedulerConfig::default()).expect_err("dup module");
     assert_eq!(err.to_string(), "host su-h0: lists GPU module 3 twice");
 }
+
+#[test]
+fn a_vm_goes_only_to_hosts_with_its_image() {
+    let mut hosts = fleet(&[("su", 3)]);
+    hosts[0].images = Some(vec!["tiny.qcow2".into()]);
+    hosts[1].images = Some(vec!["tiny.qcow2".into(), "ubuntu.qcow2".into()]);
+    hosts[2].images = Some(vec![]);
+    let mut s = scheduler(hosts);
+    let mut rng = StdRng::seed_from_u64(3);
+    for _ in 0..4 {
+        let id = launch(&mut s, &PlacementRequest::cpu_only(4, 16).image("ubuntu.qcow2"), &mut rng);
+        assert_eq!(s.allocation(&id[0]).unwrap().placement.host, "su-h1");
+    }
+    // Only host 0 and 1 have the tiny image; a spread pair uses both.
+    let pair =
+        PlacementRequest::cpu_only(2, 4).image("tiny.qcow2").vms(2).group(GroupPolicy::Spread);
+    let ids = launch(&mut s, &pair, &mut rng);
+    let mut on: Vec<&str> =
+        ids.iter().map(|id| s.allocation(id).unwrap().placement.host.as_str()).collect();
+    on.sort();
+    assert_eq!(on, ["su-h0", "su-h1"]);
+    let three =
+        PlacementRequest::cpu_only(2, 4).image("tiny.qcow2").vms(3).group(GroupPolicy::Spread);
+    assert!(matches!(
+        s.place(&three, &mut rng),
+        Err(PlacementError::SpreadTooSmall { vms: 3, found: 2 })
+    ));
+
+    let nowhere = PlacementRequest::cpu_only(2, 4).image("rocky.qcow2");
+    let err = s.place(&nowhere, &mut rng).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no host has the image file rocky.qcow2 in its image store; choose another image or ask \
+         a provider admin to copy it to the hosts"
+    );
+    // A host that has the image but is cordoned does not count.
+    s.set_cordoned("su-h1", true).unwrap();
+    let err = s.place(&PlacementRequest::cpu_only(2, 4).image("ubuntu.qcow2"), &mut rng);
+    assert!(matches!(err, Err(PlacementError::NoHostWithImage { .. })), "{err:?}");
+    all_valid(&s);
+}
+
+#[test]
+fn hosts_that_do_not_list_images_take_any() {
+    let mut hosts = fleet(&[("su", 2)]);
+    hosts[0].images = Some(vec!["tiny.qcow2".into()]);
+    let mut s = scheduler(hosts);
+    let mut rng = StdRng::seed_from_u64(4);
+    let id = launch(&mut s, &gpu(8).image("ubuntu.qcow2"), &mut rng);
+    assert_eq!(s.allocation(&id[0]).unwrap().placement.host, "su-h1");
+    let err = s.place(&gpu(8).image("ubuntu.qcow2"), &mut rng).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the hosts with the image file ubuntu.qcow2 in their image store have no room for this \
+         VM; choose another image or a smaller instance type"
+    );
+}

@@ -28,6 +28,11 @@ impl<B: HostBackend> HostBackend for FaultyBackend<B> {
         self.inner.hardware().await
     }
 
+    async fn images(&self) -> Result<Option<Vec<String>>, DriverError> {
+        self.faults.check(HostOp::Images).await?;
+        self.inner.images().await
+    }
+
     async fn partition_activate(&self, partition: &Partition) -> Result<(), DriverError> {
         self.faults.check(HostOp::PartitionActivate).await?;
         self.inner.partition_activate(partition).await

@@ -34,6 +34,10 @@ pub trait HostBackend: Send + Sync + 'static {
     /// Fabric Manager partition table). Read-only.
     async fn hardware(&self) -> Result<HostDescription, DriverError>;
 
+    /// The files in the host's image store (what `VmSpec::image` may name), sorted; `None`:
+    /// any image boots (a simulated host).
+    async fn images(&self) -> Result<Option<Vec<String>>, DriverError>;
+
     /// Activates a Fabric Manager partition, connecting its GPUs over NVSwitch. The manager
     /// has checked it against the others; `FailedPrecondition` if the fabric refuses it
     /// anyway (a GPU fell off the bus: not the caller's fault, the GPU's).
@@ -75,6 +79,7 @@ pub trait HostBackend: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HostOp {
     Hardware,
+    Images,
     PartitionActivate,
     PartitionDeactivate,
     DomainDefine,
@@ -97,6 +102,7 @@ impl fmt::Display for HostOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             HostOp::Hardware => "hardware",
+            HostOp::Images => "images",
             HostOp::PartitionActivate => "partition_activate",
             HostOp::PartitionDeactivate => "partition_deactivate",
             HostOp::DomainDefine => "domain_define",

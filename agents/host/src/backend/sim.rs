@@ -85,6 +85,11 @@ impl HostBackend for SimHostBackend {
         Ok(self.description.clone())
     }
 
+    async fn images(&self) -> Result<Option<Vec<String>>, DriverError> {
+        // A simulated disk can be "copied" from any image the catalog names.
+        Ok(None)
+    }
+
     async fn partition_activate(&self, partition: &Partition) -> Result<(), DriverError> {
         self.known(partition)?;
         lock(&self.device).partitions.insert(partition.id);

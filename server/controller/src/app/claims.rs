@@ -403,7 +403,7 @@ fn decide(
         .ok_or_else(|| Error::internal("a launch's tenant has no budget in its batch"))?;
     let before = budget.clone();
     budget.take(&actor.tenant_name, t, params.count)?;
-    let request = placement_request(params, t);
+    let request = placement_request(params, t).image(image.source.clone());
     let placements = match placer.scheduler.place(&request, &mut rand::rng()) {
         Ok(placements) => placements,
         Err(e) => {

@@ -22,6 +22,10 @@ pub struct HostFacts {
     pub nics: Vec<NicFacts>,
     pub partitions: Vec<PartitionFacts>,
     pub dpu_ids: Vec<String>,
+    /// The files in its image store; absent for a host that boots any image (simulated), and
+    /// in facts stored before hosts reported them (until the agent reattaches).
+    #[serde(default)]
+    pub images: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +85,7 @@ impl From<&HostInventory> for HostFacts {
                 .map(|p| PartitionFacts { id: p.id, module_ids: p.module_ids.clone() })
                 .collect(),
             dpu_ids: inv.dpu_ids.clone(),
+            images: (!inv.any_image).then(|| inv.images.clone()),
         }
     }
 }

@@ -86,6 +86,7 @@ fn host_model(row: &host::Model, facts: &HostFacts, gpus: &[&gpu::Model]) -> Hos
                 modules: p.module_ids.iter().map(|m| *m as u8).collect(),
             })
             .collect(),
+        images: facts.images.clone(),
     }
 }
 

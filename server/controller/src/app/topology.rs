@@ -190,6 +190,7 @@ fn pairing(facts: &HostFacts, gpus: &[gpu::Model]) -> HashMap<u32, u32> {
             })
             .collect(),
         partitions: Vec::new(),
+        images: None,
     };
     gpus.iter()
         .filter_map(|g| {
@@ -533,6 +534,7 @@ mod tests {
             nics: vec![nic(0, "sw-b"), nic(1, "sw-a"), nic(2, "sw-c")],
             partitions: Vec::new(),
             dpu_ids: Vec::new(),
+            images: None,
         };
         let pairs = pairing(&facts, &[gpu(1, "sw-a"), gpu(2, "sw-b"), gpu(3, "sw-b")]);
         // Two GPUs on sw-b share its one NIC: the lower module gets it, the other none.

@@ -60,6 +60,27 @@ impl VmFiles {
     }
 }
 
+/// The image store's files a VM can boot (`.qcow2`, `.img`, `.raw`), sorted.
+pub fn images(image_dir: &Path) -> Result<Vec<String>, DriverError> {
+    let entries = fs::read_dir(image_dir).map_err(|e| io_error("list", image_dir, &e))?;
+    let mut images: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| base_image_format(name).is_some() && !name.starts_with('.'))
+        .collect();
+    images.sort();
+    Ok(images)
+}
+
+fn base_image_format(image: &str) -> Option<&'static str> {
+    if image.ends_with(".qcow2") {
+        Some("qcow2")
+    } else if image.ends_with(".img") || image.ends_with(".raw") {
+        Some("raw")
+    } else {
+        None
+    }
+}
+
 /// `image_dir/<image>` and its format (`.qcow2`, or raw for `.img` and `.raw`, as the image
 /// catalog allows); the name must be a plain file name (no path tricks).
 fn base_image(image_dir: &Path, image: &str) -> Result<(PathBuf, &'static str), DriverError> {
@@ -71,11 +92,7 @@ fn base_image(image_dir: &Path, image: &str) -> Result<(PathBuf, &'static str), 
             "image {image:?} is not a plain file name (letters, digits, '.', '_', '-')"
         )));
     }
-    let format = if image.ends_with(".qcow2") {
-        "qcow2"
-    } else if image.ends_with(".img") || image.ends_with(".raw") {
-        "raw"
-    } else {
+    let Some(format) = base_image_format(image) else {
         return Err(DriverError::InvalidArgument(format!(
             "image {image:?} is neither .qcow2 nor .img/.raw; name the image store file"
         )));

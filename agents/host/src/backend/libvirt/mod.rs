@@ -113,6 +113,12 @@ impl LibvirtBackend {
         config: LibvirtConfig,
         fabric: Box<dyn FabricManager>,
     ) -> Result<Self, DriverError> {
+        if !config.image_dir.is_dir() {
+            return Err(DriverError::InvalidArgument(format!(
+                "image_dir {} is not a directory; create the image store or fix the path",
+                config.image_dir.display()
+            )));
+        }
         let description = read_hardware(&config)?;
         let settings = DomainSettings {
             domain_type: config.domain_type,
@@ -228,6 +234,10 @@ impl HostBackend for LibvirtBackend {
     async fn hardware(&self) -> Result<HostDescription, DriverError> {
         // Re-read: hugepage reservations can change while the agent runs.
         self.blocking(|inner| read_hardware(&inner.config)).await
+    }
+
+    async fn images(&self) -> Result<Option<Vec<String>>, DriverError> {
+        self.blocking(|inner| files::images(&inner.config.image_dir).map(Some)).await
     }
 
     async fn partition_activate(&self, partition: &Partition) -> Result<(), DriverError> {
