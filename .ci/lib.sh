@@ -138,7 +138,9 @@ build_site() {
     "$pkg/portal_bg.wasm" -o "$pkg/portal_bg.wasm"
   cp style/main.css "$pkg/portal.css"
   cp -r public/. "$site/"
-  for f in "$pkg/portal_bg.wasm" "$pkg/portal.js" "$pkg/portal.css"; do brotli -f -q 11 "$f"; done
+  for f in "$pkg/portal_bg.wasm" "$pkg/portal.js" "$pkg/portal.css" "$site/vendor/xterm/xterm.js"; do
+    brotli -f -q 11 "$f"
+  done
   echo "bundle: $(stat -c %s "$pkg/portal_bg.wasm") bytes WASM, $(stat -c %s "$pkg/portal_bg.wasm.br") bytes brotli"
 }
 
