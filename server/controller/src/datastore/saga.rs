@@ -5,9 +5,18 @@
 //! request's transaction and recorded again by steno, or an event recorded twice, is fine.
 //! steno cannot take an error from `record_event`, so database errors are retried with
 //! backoff until the write succeeds, as omicron does.
+//!
+//! Node events are group-committed: every saga of the replica hands its event to one writer
+//! task and waits until it is stored; the writer inserts all the events waiting at that
+//! moment in one statement. A burst of launches thus writes its saga log in a few
+//! transactions instead of one per event, which the claim batches would otherwise queue
+//! behind (SQLite has one writer).
 
 use std::sync::Mutex;
 use std::time::Duration;
+
+use sea_orm::sea_query::OnConflict;
+use tokio::sync::{mpsc, oneshot};
 
 use portal_types::ids::GenericUuid;
 use sea_orm::{
@@ -33,6 +42,54 @@ pub(crate) struct SagaStore {
     pub(crate) hang_after: Mutex<Option<(SagaId, u32)>>,
     /// Tests: told when a saga stopped there.
     pub(crate) hung: tokio::sync::Notify,
+    /// The group-commit writer of node events.
+    events: mpsc::UnboundedSender<EventWrite>,
+}
+
+/// A node event waiting for the writer, and who to tell once it is stored.
+#[derive(Debug)]
+struct EventWrite {
+    row: saga_node_event::ActiveModel,
+    stored: oneshot::Sender<()>,
+}
+
+/// Events stored in one statement, at most (5 columns each, well under SQLite's limit of
+/// bound variables).
+const EVENTS_PER_INSERT: usize = 512;
+
+/// Stores the events that arrive, all those waiting in one insert; ends with the store.
+async fn event_writer(db: DatabaseConnection, mut queue: mpsc::UnboundedReceiver<EventWrite>) {
+    let mut batch = Vec::with_capacity(EVENTS_PER_INSERT);
+    while queue.recv_many(&mut batch, EVENTS_PER_INSERT).await > 0 {
+        let mut backoff = Backoff::default();
+        let rows = || batch.iter().map(|w: &EventWrite| w.row.clone());
+        while let Err(e) = insert_events(&db, rows()).await {
+            failed("node events", &e);
+            backoff.sleep().await;
+        }
+        for write in batch.drain(..) {
+            // A saga that stopped waiting (its replica is stopping) needs no answer.
+            let _ = write.stored.send(());
+        }
+    }
+}
+
+/// Inserts node events; one already stored (a repeat) is skipped.
+async fn insert_events(
+    db: &DatabaseConnection,
+    rows: impl IntoIterator<Item = saga_node_event::ActiveModel>,
+) -> Result<(), DbErr> {
+    let key = [
+        saga_node_event::Column::SagaId,
+        saga_node_event::Column::NodeId,
+        saga_node_event::Column::EventType,
+    ];
+    saga_node_event::Entity::insert_many(rows)
+        .on_conflict(OnConflict::columns(key).do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await
+        .map(drop)
+        .or_else(|e| if matches!(e, DbErr::RecordNotInserted) { Ok(()) } else { Err(e) })
 }
 
 /// The nodes of a DAG as steno serializes it (a petgraph graph of `InternalNode`s, in index
@@ -60,12 +117,15 @@ fn already_there(e: &DbErr) -> bool {
 
 impl SagaStore {
     pub(crate) fn new(datastore: &DataStore, replica: Uuid, lease: Duration) -> Self {
+        let (events, queue) = mpsc::unbounded_channel();
+        tokio::spawn(event_writer(datastore.connection().clone(), queue));
         SagaStore {
             db: datastore.connection().clone(),
             owner: replica.to_string(),
             lease,
             hang_after: Mutex::new(None),
             hung: tokio::sync::Notify::new(),
+            events,
         }
     }
 
@@ -201,20 +261,22 @@ impl SecStore for SagaStore {
         let data = serde_json::to_string(&event).ok();
         let saga_id = *event.saga_id.as_untyped_uuid();
         let label = event.event_type.label();
-        let mut backoff = Backoff::default();
-        loop {
-            let row = saga_node_event::ActiveModel {
-                saga_id: Set(saga_id),
-                node_id: Set(i64::from(node)),
-                event_type: Set(label.to_owned()),
-                data: Set(data.clone()),
-                at: Set(now_ms()),
-            };
-            match saga_node_event::Entity::insert(row).exec_without_returning(&self.db).await {
-                Err(e) if !already_there(&e) => failed("node event", &e),
-                _ => break,
+        let row = saga_node_event::ActiveModel {
+            saga_id: Set(saga_id),
+            node_id: Set(i64::from(node)),
+            event_type: Set(label.to_owned()),
+            data: Set(data),
+            at: Set(now_ms()),
+        };
+        let (stored, done) = oneshot::channel();
+        let queued = self.events.send(EventWrite { row: row.clone(), stored }).is_ok();
+        // The writer lives as long as this store; should it be gone, write directly.
+        if !queued || done.await.is_err() {
+            let mut backoff = Backoff::default();
+            while let Err(e) = insert_events(&self.db, [row.clone()]).await {
+                failed("node event", &e);
+                backoff.sleep().await;
             }
-            backoff.sleep().await;
         }
         let hang = *self.hang_after.lock().unwrap_or_else(|p| p.into_inner());
         if label == "succeeded" && hang == Some((event.saga_id, node)) {
