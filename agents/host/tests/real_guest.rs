@@ -92,19 +92,7 @@ async fn test_a_real_guest_boots_shows_its_console_and_goes_away() {
         shutdown_timeout_secs: 20,
         boot_wait_secs: 120,
         guest_memory_gib: Some(2),
-        host: HostFacts {
-            host_id: "local-1".into(),
-            system_model: "build machine".into(),
-            scalable_unit: 1,
-            gpu_module_ids: vec![],
-            gpu_uuids: vec![],
-            gpu_model: String::new(),
-            gpu_memory_mib: 0,
-            leaf_switch_ids: vec![],
-            nic_speed_gbps: 0,
-            dpu_ids: vec![],
-            partitions: vec![],
-        },
+        host: HostFacts::cpu_only("local-1", "build machine"),
     };
     let backend = tokio::task::spawn_blocking(move || LibvirtBackend::open(config))
         .await

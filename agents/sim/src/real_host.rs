@@ -31,18 +31,6 @@ pub fn this_machine(
         shutdown_timeout_secs: 20,
         boot_wait_secs: 120,
         guest_memory_gib: Some(memory_gib),
-        host: HostFacts {
-            host_id: REAL_HOST_ID.into(),
-            system_model: "this machine (real guests, CPU-only)".into(),
-            scalable_unit: 1,
-            gpu_module_ids: vec![],
-            gpu_uuids: vec![],
-            gpu_model: String::new(),
-            gpu_memory_mib: 0,
-            leaf_switch_ids: vec![],
-            nic_speed_gbps: 0,
-            dpu_ids: vec![],
-            partitions: vec![],
-        },
+        host: HostFacts::cpu_only(REAL_HOST_ID, "this machine (real guests, CPU-only)"),
     }
 }

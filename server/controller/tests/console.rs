@@ -7,27 +7,9 @@
 mod common;
 
 use common::*;
-use portal_controller::authz::Actor;
-use portal_controller::{Console, ConsoleStream, Controller, MAX_CONSOLES_PER_USER};
-use portal_types::ids::{GenericUuid, InstanceUuid, TenantUuid};
+use portal_controller::{Console, ConsoleStream, MAX_CONSOLES_PER_USER};
+use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::views::InstanceState;
-
-/// Invites `username` into `tenant` with `role` and signs them in with a password of their own.
-async fn member(
-    ctl: &Controller,
-    admin: &Actor,
-    tenant: TenantUuid,
-    username: &str,
-    role: &str,
-) -> Actor {
-    let invited = ctl.user_invite(&op(admin), Some(tenant), username, role).await.unwrap();
-    let given = invited.one_time_password;
-    let user = ctl.login(username, &given, None).await.expect("signs in");
-    let actor = ctl.actor(user).await.unwrap().expect("has an actor");
-    let own = format!("{given}-own");
-    ctl.password_change(&op(&actor), &given, &own, &own).await.expect("chooses a password");
-    ctl.actor(user).await.unwrap().expect("has an actor")
-}
 
 /// Reads the console into `seen` until it contains `wanted` (10 s at most).
 async fn read_until(output: &mut ConsoleStream, seen: &mut String, wanted: &str) {

@@ -6,28 +6,9 @@
 mod common;
 
 use common::*;
-use portal_controller::Controller;
-use portal_controller::authz::Actor;
-use portal_types::ids::{GenericUuid, InstanceUuid, TenantUuid};
+use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::params::PowerAction;
 use portal_types::views::{InstanceDetail, InstanceState};
-
-/// Invites `username` into `tenant` with `role` and signs them in with a password of their own.
-async fn member(
-    ctl: &Controller,
-    admin: &Actor,
-    tenant: TenantUuid,
-    username: &str,
-    role: &str,
-) -> Actor {
-    let invited = ctl.user_invite(&op(admin), Some(tenant), username, role).await.unwrap();
-    let given = invited.one_time_password;
-    let user = ctl.login(username, &given, None).await.expect("signs in");
-    let actor = ctl.actor(user).await.unwrap().expect("has an actor");
-    let own = format!("{given}-own");
-    ctl.password_change(&op(&actor), &given, &own, &own).await.expect("chooses a password");
-    ctl.actor(user).await.unwrap().expect("has an actor")
-}
 
 /// The steps of `saga` that succeeded, in timeline order.
 fn succeeded(detail: &InstanceDetail, saga: &str) -> Vec<String> {

@@ -21,6 +21,23 @@ pub fn op(actor: &Actor) -> OpContext {
     OpContext::for_session(Some(actor.clone()))
 }
 
+/// Invites `username` into `tenant` with `role` and signs them in with a password of their own.
+pub async fn member(
+    ctl: &Controller,
+    admin: &Actor,
+    tenant: portal_types::ids::TenantUuid,
+    username: &str,
+    role: &str,
+) -> Actor {
+    let invited = ctl.user_invite(&op(admin), Some(tenant), username, role).await.unwrap();
+    let given = invited.one_time_password;
+    let user = ctl.login(username, &given, None).await.expect("signs in");
+    let actor = ctl.actor(user).await.unwrap().expect("has an actor");
+    let own = format!("{given}-own");
+    ctl.password_change(&op(&actor), &given, &own, &own).await.expect("chooses a password");
+    ctl.actor(user).await.unwrap().expect("has an actor")
+}
+
 pub fn launch(name: &str, instance_type: &str) -> InstanceCreate {
     InstanceCreate::one(name, instance_type)
 }

@@ -39,6 +39,25 @@ pub struct HostFacts {
     pub partitions: Vec<Partition>,
 }
 
+impl HostFacts {
+    /// A host without GPUs, NICs, DPUs or partitions (a build machine, a laptop).
+    pub fn cpu_only(host_id: &str, system_model: &str) -> HostFacts {
+        HostFacts {
+            host_id: host_id.to_owned(),
+            system_model: system_model.to_owned(),
+            scalable_unit: 1,
+            gpu_module_ids: vec![],
+            gpu_uuids: vec![],
+            gpu_model: String::new(),
+            gpu_memory_mib: 0,
+            leaf_switch_ids: vec![],
+            nic_speed_gbps: 0,
+            dpu_ids: vec![],
+            partitions: vec![],
+        }
+    }
+}
+
 fn default_speed() -> u32 {
     400
 }
