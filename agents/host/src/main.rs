@@ -123,12 +123,7 @@ async fn start_libvirt(
         .map_err(|e| format!("the libvirt backend cannot start: {e}"))?;
     let description = backend.description().clone();
     // The real operations take their own time: no simulated delays.
-    let options = HostOptions {
-        provision_delay: Duration::ZERO,
-        remove_delay: Duration::ZERO,
-        jitter: 0.0,
-        ..HostOptions::default()
-    };
+    let options = HostOptions::real_hardware();
     let manager = HostManager::new(description, Arc::new(backend), options);
     let router = HostAgentService::new(manager.clone())
         .into_router(credentials)

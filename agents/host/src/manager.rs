@@ -70,6 +70,19 @@ pub struct HostOptions {
     pub event_capacity: usize,
 }
 
+impl HostOptions {
+    /// For a backend on real hardware: no simulated delays, the operations take their own
+    /// time.
+    pub fn real_hardware() -> Self {
+        HostOptions {
+            provision_delay: Duration::ZERO,
+            remove_delay: Duration::ZERO,
+            jitter: 0.0,
+            ..HostOptions::default()
+        }
+    }
+}
+
 impl Default for HostOptions {
     fn default() -> Self {
         HostOptions {

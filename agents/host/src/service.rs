@@ -37,6 +37,8 @@ impl HostAgentService {
 }
 
 type HostEventStream = Pin<Box<dyn Stream<Item = Result<pb::HostEvent, Status>> + Send>>;
+/// How long a console caller has to name its VM.
+const FIRST_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 type ConsoleStream = Pin<Box<dyn Stream<Item = Result<pb::ConsoleOutput, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -120,9 +122,9 @@ impl HostAgent for HostAgentService {
         request: Request<Streaming<pb::ConsoleRequest>>,
     ) -> Result<Response<Self::ConsoleStream>, Status> {
         let mut requests = request.into_inner();
-        let first = requests
-            .message()
-            .await?
+        let named = tokio::time::timeout(FIRST_REQUEST_TIMEOUT, requests.message()).await;
+        let first = named
+            .map_err(|_| Status::deadline_exceeded("no ConsoleRequest named the VM in time"))??
             .ok_or_else(|| Status::invalid_argument("send a ConsoleRequest naming the VM first"))?;
         let vm_id = convert::vm_id_from_proto(&first.vm_id)?;
         let session = self.manager.console(&vm_id).await?;

@@ -99,12 +99,7 @@ async fn test_a_real_guest_boots_shows_its_console_and_goes_away() {
         .unwrap()
         .expect("libvirtd answers (.ci/test starts it)");
     let host = backend.description().clone();
-    let options = HostOptions {
-        provision_delay: Duration::ZERO,
-        remove_delay: Duration::ZERO,
-        jitter: 0.0,
-        ..HostOptions::default()
-    };
+    let options = HostOptions::real_hardware();
     let manager = HostManager::new(host.clone(), Arc::new(backend), options);
     let mut events = manager.watch().unwrap();
 

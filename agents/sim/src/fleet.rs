@@ -255,12 +255,7 @@ impl SimFleet {
             .await
             .map_err(|e| real_host_error(e.to_string()))?
             .map_err(|e| real_host_error(e.to_string()))?;
-        let options = HostOptions {
-            provision_delay: Duration::ZERO,
-            remove_delay: Duration::ZERO,
-            jitter: 0.0,
-            ..HostOptions::default()
-        };
+        let options = HostOptions::real_hardware();
         let manager = HostManager::new(backend.description().clone(), Arc::new(backend), options);
         let credentials = self.credentials(AgentKind::Host, &id)?;
         let router = HostAgentService::new(manager.clone())
