@@ -23,12 +23,14 @@ apt_install() { # apt_install PACKAGE... : installs the ones that are missing
 
 # What building the portal needs: a C toolchain for SQLite, libvirt for the host agent's
 # libvirt backend (headers to link; virt-xml-validate, which also needs xmllint; qemu-img
-# and genisoimage for the VM overlays and config drives its tests make), the WASM target, the exact
+# and genisoimage for the VM overlays and config drives its tests make), iproute2, nftables
+# and FRR for the DPU and switch agents' Linux backends and their packet tests, the WASM target, the exact
 # wasm-bindgen CLI of Cargo.lock, Node for wasm-opt (npm binaryen 132; Debian's 108 breaks
 # the bundle) and Playwright.
 install_build_deps() {
   apt_install build-essential pkg-config ca-certificates brotli
   apt_install libvirt-dev libvirt-clients libxml2-utils qemu-utils genisoimage
+  apt_install iproute2 nftables frr frr-pythontools
   command -v node >/dev/null 2>&1 || apt_install nodejs npm
   local node_major
   node_major="$(node --version | sed 's/^v\([0-9]*\).*/\1/')"
