@@ -15,6 +15,9 @@ pub mod model;
 pub mod service;
 
 pub use agent_common::{DriverError, FaultPlan};
+pub use backend::linux::counters::{Counter, DirectionCounters, PortCounters};
+pub use backend::linux::names::vm_device_name;
+pub use backend::linux::{LinuxDpuBackend, LinuxDpuConfig};
 pub use backend::sim::{SimDpu, SimDpuBackend, SimDpuOptions};
 pub use backend::{DpuBackend, DpuOp};
 pub use manager::DpuManager;

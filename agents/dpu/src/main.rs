@@ -1,9 +1,9 @@
 //! `dpu-agent --config FILE`: serves one BlueField DPU's `DpuAgent` over mutual TLS (the config's
 //! `listen`, `id`, `[tls]`: see `agent_common::program`).
 //!
-//! The backend is chosen in the config; `sim` is the only one today. Its table holds the
-//! device, in the fields of [`dpu_agent::DpuDescription`] (`dpu_id` must equal `id`), and
-//! an optional apply delay:
+//! The backend is chosen in the config: `sim` or `linux`. Either table holds the device in
+//! `dpu`, in the fields of [`dpu_agent::DpuDescription`] (`dpu_id` must equal `id`); `sim`
+//! takes an optional apply delay:
 //!
 //! ```toml
 //! listen = "0.0.0.0:7443"
@@ -18,19 +18,37 @@
 //! dpu_id = "su1-h07-dpu0"
 //! # ... the other fields of DpuDescription
 //! ```
+//!
+//! `linux` ([`dpu_agent::LinuxDpuConfig`]) programs bridges, VXLAN devices, veth ports and
+//! nftables (root needed), optionally in a network namespace, with static remote VTEPs:
+//!
+//! ```toml
+//! [backend.linux]
+//! netns = "dpu0"                      # optional: `ip netns add dpu0` made beforehand
+//! remote_vteps = ["192.0.2.12"]       # optional: VTEPs every VNI floods to
+//! [backend.linux.dpu]
+//! dpu_id = "su1-h07-dpu0"
+//! vtep_ip = "192.0.2.11"
+//! # ... the other fields of DpuDescription
+//! ```
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agent_common::program::{self, Agent, AgentConfig};
 use agent_common::tls::AgentCredentials;
-use dpu_agent::{DpuAgentService, DpuDescription, SimDpu, SimDpuOptions};
+use dpu_agent::{
+    DpuAgentService, DpuDescription, DpuManager, LinuxDpuBackend, LinuxDpuConfig, SimDpu,
+    SimDpuOptions,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 enum Backend {
     Sim(SimSettings),
+    Linux(LinuxDpuConfig),
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,16 +66,32 @@ async fn start(
     config: AgentConfig<Backend>,
     credentials: AgentCredentials,
 ) -> Result<Agent, String> {
-    let Backend::Sim(sim) = config.backend;
-    program::check_device_id(&config.id, "dpu", "dpu_id", &sim.dpu.dpu_id)?;
-    let defaults = SimDpuOptions::default();
-    let options = SimDpuOptions {
-        apply_delay: sim.apply_delay_ms.map_or(defaults.apply_delay, Duration::from_millis),
-        ..defaults
+    let (manager, on_stop): (DpuManager, Box<dyn FnOnce() + Send>) = match config.backend {
+        Backend::Sim(sim) => {
+            program::check_device_id(&config.id, "dpu", "dpu_id", &sim.dpu.dpu_id)?;
+            let defaults = SimDpuOptions::default();
+            let options = SimDpuOptions {
+                apply_delay: sim
+                    .apply_delay_ms
+                    .map_or(defaults.apply_delay, Duration::from_millis),
+                ..defaults
+            };
+            let dpu = SimDpu::new(sim.dpu, options);
+            let manager = dpu.manager().clone();
+            (manager, Box::new(move || dpu.shutdown()))
+        }
+        Backend::Linux(linux) => {
+            program::check_device_id(&config.id, "dpu", "dpu_id", &linux.dpu.dpu_id)?;
+            let description = linux.dpu.clone();
+            let backend = LinuxDpuBackend::start(linux).await.map_err(|err| err.to_string())?;
+            let capacity = SimDpuOptions::default().event_capacity;
+            let manager = DpuManager::new(description, Arc::new(backend), capacity);
+            let handle = manager.clone();
+            (manager, Box::new(move || handle.shutdown()))
+        }
     };
-    let dpu = SimDpu::new(sim.dpu, options);
-    let router = DpuAgentService::new(dpu.manager().clone())
+    let router = DpuAgentService::new(manager)
         .into_router(&credentials)
         .map_err(program::serve_error)?;
-    Ok(Agent { router, on_stop: Box::new(move || dpu.shutdown()) })
+    Ok(Agent { router, on_stop })
 }

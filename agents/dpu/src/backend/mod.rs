@@ -2,15 +2,18 @@
 //! state, generations, tombstones, the port limit, address checks and watch streams live in
 //! [`crate::manager`], once for every backend.
 //!
-//! Backends: [`sim::SimDpuBackend`] (in memory, with an apply delay). A Linux backend (VF
-//! representors, a VXLAN device and bridge per VNI, nftables security groups) implements the
-//! same trait. [`faulty::FaultyBackend`] wraps any backend to inject faults per [`DpuOp`].
+//! Backends: [`sim::SimDpuBackend`] (in memory, with an apply delay) and
+//! [`linux::LinuxDpuBackend`] (a bridge and VXLAN device per VNI over netlink, a veth pair
+//! standing in for each port's VF, nftables security groups; in a network namespace of its
+//! own if configured). [`faulty::FaultyBackend`] wraps any backend to inject faults per
+//! [`DpuOp`].
 //!
 //! Every operation is idempotent (attaching an attached port or VNI, detaching an absent
 //! one, applying the rules in place succeed). Errors: `Unavailable` = busy or unreachable,
 //! retry; `Internal` = the device misbehaved, an operator must look.
 
 pub mod faulty;
+pub mod linux;
 pub mod sim;
 
 use std::fmt;

@@ -1,0 +1,216 @@
+//! The backend's devices over rtnetlink: per VNI a bridge and its VXLAN port, per tenant port
+//! a veth pair (representor on the bridge, VM side with the port's MAC). Every operation is
+//! idempotent: a device that exists is adopted, one that is absent is not deleted again.
+
+use std::net::Ipv4Addr;
+
+use futures::{StreamExt, TryStreamExt};
+use rtnetlink::packet_core::{
+    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::link::InfoBridgePort;
+use rtnetlink::packet_route::neighbour::NeighbourFlags;
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, LinkVxlan};
+
+use agent_common::DriverError;
+
+use super::names;
+
+/// The IANA VXLAN port.
+const VXLAN_PORT: u16 = 4789;
+const EEXIST: i32 = 17;
+const ENODEV: i32 = 19;
+const ENOENT: i32 = 2;
+
+/// A netlink connection, opened in the DPU's network namespace.
+pub struct Links {
+    handle: Handle,
+}
+
+impl Links {
+    /// Opens a netlink connection in the calling thread's namespace and drives it on the
+    /// current tokio runtime (see [`super::netns::run_in`] for another namespace).
+    pub fn connect(runtime: &tokio::runtime::Handle) -> Result<Links, DriverError> {
+        let _entered = runtime.enter();
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(|err| {
+            DriverError::Internal(format!("cannot open a netlink socket: {err}"))
+        })?;
+        runtime.spawn(connection);
+        Ok(Links { handle })
+    }
+
+    /// Creates `br<vni>` and `vx<vni>` (VTEP `local`, no learning: the flood list and EVPN
+    /// fill the FDB), enslaves the VXLAN device with learning off and neighbour suppression
+    /// on, and appends one all-zero FDB entry per remote VTEP (head-end replication, like
+    /// `bridge fdb append 00:00:00:00:00:00 dev vx<vni> dst <ip>`).
+    pub async fn vni_attach(
+        &self,
+        vni: u32,
+        local: Ipv4Addr,
+        remote_vteps: &[Ipv4Addr],
+    ) -> Result<(), DriverError> {
+        let bridge_name = names::bridge(vni);
+        let vxlan_name = names::vxlan(vni);
+        let bridge = self.ensure(&bridge_name, LinkBridge::new(&bridge_name).up().build()).await?;
+        let vxlan = LinkVxlan::new(&vxlan_name, vni).local(local).port(VXLAN_PORT).learning(false);
+        let vxlan = self.ensure(&vxlan_name, vxlan.build()).await?;
+        self.set(&vxlan_name, LinkUnspec::new_with_index(vxlan).controller(bridge).up().build())
+            .await?;
+        let port = LinkBridgePort::new(vxlan)
+            .learning(false)
+            .append_info_data(InfoBridgePort::NeighSupress(true))
+            .build();
+        self.handle
+            .link()
+            .set_port(port)
+            .execute()
+            .await
+            .map_err(|err| failed(&format!("set bridge port options of {vxlan_name}"), &err))?;
+        for remote in remote_vteps {
+            self.flood_to(vxlan, &vxlan_name, *remote).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `vx<vni>` and `br<vni>`.
+    pub async fn vni_detach(&self, vni: u32) -> Result<(), DriverError> {
+        self.delete(&names::vxlan(vni)).await?;
+        self.delete(&names::bridge(vni)).await
+    }
+
+    /// Creates the port's veth pair if needed, gives the VM side `mac` (while it is still in
+    /// this namespace: a VM may hold it already) and enslaves the representor to `br<vni>`
+    /// (re-enslaving it when the port moved to another VNI).
+    pub async fn port_attach(&self, port_id: &str, vni: u32, mac: &str) -> Result<(), DriverError> {
+        let representor = names::representor_name(port_id);
+        let vm_side = names::vm_device_name(port_id);
+        let pair = LinkVeth::new(&representor, &vm_side).build();
+        let representor_index = self.ensure(&representor, pair).await?;
+        if let Some(vm_index) = self.index(&vm_side).await? {
+            let address = parse_mac(mac)?;
+            self.set(&vm_side, LinkUnspec::new_with_index(vm_index).address(address).up().build())
+                .await?;
+        }
+        let bridge_name = names::bridge(vni);
+        let Some(bridge) = self.index(&bridge_name).await? else {
+            return Err(DriverError::Internal(format!(
+                "bridge {bridge_name} of VNI {vni} is missing; the manager must attach the VNI first"
+            )));
+        };
+        let enslave = LinkUnspec::new_with_index(representor_index).controller(bridge).up();
+        self.set(&representor, enslave.build()).await
+    }
+
+    /// Deletes the port's veth pair (both ends, wherever the VM side is).
+    pub async fn port_detach(&self, port_id: &str) -> Result<(), DriverError> {
+        self.delete(&names::representor_name(port_id)).await
+    }
+
+    async fn index(&self, name: &str) -> Result<Option<u32>, DriverError> {
+        let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link.map(|link| link.header.index)),
+            Err(err) if errno(&err) == Some(ENODEV) => Ok(None),
+            Err(err) => Err(failed(&format!("look up {name}"), &err)),
+        }
+    }
+
+    /// Creates a device unless one of that name exists; returns its index either way.
+    async fn ensure(
+        &self,
+        name: &str,
+        message: rtnetlink::packet_route::link::LinkMessage,
+    ) -> Result<u32, DriverError> {
+        if let Some(index) = self.index(name).await? {
+            return Ok(index);
+        }
+        match self.handle.link().add(message).execute().await {
+            Ok(()) => {}
+            Err(err) if errno(&err) == Some(EEXIST) => {}
+            Err(err) => return Err(failed(&format!("create {name}"), &err)),
+        }
+        self.index(name).await?.ok_or_else(|| {
+            DriverError::Unavailable(format!("{name} vanished right after it was created; retry"))
+        })
+    }
+
+    async fn set(
+        &self,
+        name: &str,
+        message: rtnetlink::packet_route::link::LinkMessage,
+    ) -> Result<(), DriverError> {
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|err| failed(&format!("configure {name}"), &err))
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), DriverError> {
+        let Some(index) = self.index(name).await? else {
+            return Ok(());
+        };
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(err) if matches!(errno(&err), Some(ENODEV | ENOENT)) => Ok(()),
+            Err(err) => Err(failed(&format!("delete {name}"), &err)),
+        }
+    }
+
+    /// Appends `remote` to the all-zero FDB entry of a VXLAN device. rtnetlink's neighbour
+    /// request always sends `NLM_F_EXCL`, which refuses a second destination for the same
+    /// MAC, so the message it builds is sent with `NLM_F_CREATE | NLM_F_APPEND` instead
+    /// (appending a destination already present is a no-op in the kernel).
+    async fn flood_to(&self, vxlan: u32, name: &str, remote: Ipv4Addr) -> Result<(), DriverError> {
+        let mut request = self
+            .handle
+            .neighbours()
+            .add_bridge(vxlan, &[0; 6])
+            .destination(remote.into())
+            .flags(NeighbourFlags::Own);
+        let mut message =
+            NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(request.message_mut().clone()));
+        message.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
+        let what = format!("add remote VTEP {remote} to {name}");
+        let mut handle = self.handle.clone();
+        let mut responses = handle.request(message).map_err(|err| failed(&what, &err))?;
+        while let Some(response) = responses.next().await {
+            if let NetlinkPayload::Error(err) = response.payload
+                && err.code.is_some()
+            {
+                return Err(failed(&what, &rtnetlink::Error::NetlinkError(err)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn errno(err: &rtnetlink::Error) -> Option<i32> {
+    match err {
+        rtnetlink::Error::NetlinkError(message) => message.code.map(|code| code.get().abs()),
+        _ => None,
+    }
+}
+
+/// A failed netlink request: a lost connection or a busy device is worth a retry, anything
+/// else (the kernel refused the request) needs an operator.
+fn failed(what: &str, err: &rtnetlink::Error) -> DriverError {
+    const EBUSY: i32 = 16;
+    const EAGAIN: i32 = 11;
+    match (err, errno(err)) {
+        (rtnetlink::Error::RequestFailed, _) | (_, Some(EBUSY | EAGAIN)) => {
+            DriverError::Unavailable(format!("cannot {what} over netlink now: {err}; retry"))
+        }
+        _ => DriverError::Internal(format!("the kernel refused to {what}: {err}")),
+    }
+}
+
+fn parse_mac(mac: &str) -> Result<Vec<u8>, DriverError> {
+    let bytes: Result<Vec<u8>, _> = mac.split(':').map(|b| u8::from_str_radix(b, 16)).collect();
+    match bytes {
+        Ok(bytes) if bytes.len() == 6 => Ok(bytes),
+        _ => Err(DriverError::Internal(format!("port MAC {mac} is not six hex bytes"))),
+    }
+}
