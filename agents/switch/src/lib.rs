@@ -4,7 +4,7 @@
 //! Layers, from the wire inwards: [`service`] (gRPC: decode with [`convert`], call the
 //! manager, encode), [`manager`] (the [`SwitchManager`]: desired VPCs, generations,
 //! collisions, watch), [`backend`] (the [`SwitchBackend`] trait of device operations, the
-//! simulated backend and [`SimSwitch`], the fault-injecting wrapper) and [`model`]. The agent never depends on the control plane.
+//! simulated backend and [`SimSwitch`], the FRR backend, the fault-injecting wrapper) and [`model`]. The agent never depends on the control plane.
 
 pub mod backend;
 pub mod convert;
@@ -13,6 +13,7 @@ pub mod model;
 pub mod service;
 
 pub use agent_common::{DriverError, FaultPlan};
+pub use backend::frr::{FrrSettings, FrrSwitchBackend, VrfMode};
 pub use backend::sim::{SimSwitch, SimSwitchBackend, SimSwitchOptions};
 pub use backend::{SwitchBackend, SwitchOp};
 pub use manager::SwitchManager;

@@ -2,15 +2,18 @@
 //! Desired state, generations, tombstones, VNI and VRF uniqueness and watch streams live in
 //! [`crate::manager`], once for every backend.
 //!
-//! Backends: [`sim::SimSwitchBackend`] (in memory, with an apply delay). An FRR backend
-//! (per-tenant VRF with its L3 VNI, L2 VNIs, BGP EVPN) implements the same trait.
-//! [`faulty::FaultyBackend`] wraps any backend to inject faults per [`SwitchOp`].
+//! Backends: [`sim::SimSwitchBackend`] (in memory, with an apply delay) and
+//! [`frr::FrrSwitchBackend`] (a leaf running FRR: per tenant a VRF with its L3 VNI and
+//! L2 VNIs advertised over BGP EVPN, the VRF a kernel VRF device or, where the kernel has
+//! none, a network namespace; see [`frr::VrfMode`]). [`faulty::FaultyBackend`] wraps any
+//! backend to inject faults per [`SwitchOp`].
 //!
 //! Both operations are idempotent (applying the configured VPC, removing an absent VRF
 //! succeed). Errors: `Unavailable` = busy or unreachable, retry; `Internal` = the switch
 //! misbehaved, an operator must look.
 
 pub mod faulty;
+pub mod frr;
 pub mod sim;
 
 use std::fmt;

@@ -1,0 +1,231 @@
+//! [`FrrSwitchBackend`]: a leaf running FRR. A tenant VPC is a VRF with its L3 VNI (EVPN
+//! type-5 routes for its subnets) and per segment an L2 VNI (type-2/3), over the underlay
+//! BGP instance's `advertise-all-vni`.
+//!
+//! Each change reads what exists (FRR's running configuration, the kernel's devices),
+//! applies only the difference, then reads back to check it took: applying the same VPC
+//! twice runs nothing, changing segments touches only those, removing an absent VRF does
+//! nothing. FRR is configured before the kernel devices appear, so zebra binds each VXLAN
+//! device to its VRF as it is created.
+//!
+//! Modules: [`render`] (FRR configuration and its difference), [`linux`] (kernel devices,
+//! [`VrfMode`]), [`apply`] (running `ip` and `vtysh` with a timeout), [`status`] (BGP and
+//! EVPN state read back).
+
+pub mod apply;
+pub mod linux;
+pub mod render;
+pub mod status;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agent_common::DriverError;
+use async_trait::async_trait;
+use serde::Deserialize;
+use tracing::info;
+
+use self::apply::{Runner, Vtysh};
+pub use self::linux::VrfMode;
+use self::linux::{KernelVrf, TenantDevices};
+use self::render::{Block, TenantFrr};
+use self::status::{EvpnStatus, RemoteRoute};
+use super::SwitchBackend;
+use crate::model::{SwitchDescription, VpcSpec};
+
+/// The `[backend.frr]` table of the `switch-agent` config.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrrSettings {
+    /// `kernel` (VRF devices, a real switch) or `netns` (a namespace per VRF).
+    pub vrf_mode: VrfMode,
+    /// The FRR daemons' pathspace (`vtysh -N`), if they are not the default instance.
+    #[serde(default)]
+    pub pathspace: Option<String>,
+    #[serde(default = "default_vtysh")]
+    pub vtysh: PathBuf,
+    /// A command every `ip` and `vtysh` runs through, e.g. `["nsenter", "-t", "PID", "-m",
+    /// "-n"]` to reach daemons in their own namespaces; empty on a switch.
+    #[serde(default)]
+    pub command_wrapper: Vec<String>,
+    /// How long one command may take before the switch counts as busy.
+    #[serde(default = "default_timeout_ms")]
+    pub command_timeout_ms: u64,
+    /// The switch's static facts; `loopback_ip` is the VTEP and `asn` the BGP instance's.
+    pub switch: SwitchDescription,
+}
+
+fn default_vtysh() -> PathBuf {
+    PathBuf::from("/usr/bin/vtysh")
+}
+
+fn default_timeout_ms() -> u64 {
+    15_000
+}
+
+/// What one apply or remove changed: vtysh configuration lines and `ip` commands, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub frr: Vec<String>,
+    pub kernel: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.frr.is_empty() && self.kernel.is_empty()
+    }
+}
+
+pub struct FrrSwitchBackend {
+    description: SwitchDescription,
+    mode: VrfMode,
+    runner: Runner,
+    vtysh: Vtysh,
+    /// One change at a time: each reads the state it then changes.
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl FrrSwitchBackend {
+    pub fn new(settings: FrrSettings) -> Self {
+        let runner = Runner {
+            wrapper: settings.command_wrapper,
+            timeout: Duration::from_millis(settings.command_timeout_ms),
+        };
+        let vtysh = Vtysh {
+            runner: runner.clone(),
+            program: settings.vtysh,
+            pathspace: settings.pathspace,
+        };
+        FrrSwitchBackend {
+            description: settings.switch,
+            mode: settings.vrf_mode,
+            runner,
+            vtysh,
+            changing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    async fn running(&self) -> Result<Vec<Block>, DriverError> {
+        Ok(render::parse_running(&self.vtysh.show("show running-config").await?))
+    }
+
+    async fn run_all(&self, plan: &[Vec<String>]) -> Result<(), DriverError> {
+        for command in plan {
+            self.runner.run(command).await?;
+        }
+        Ok(())
+    }
+
+    async fn configure(&self, lines: &[String]) -> Result<(), DriverError> {
+        if lines.is_empty() { Ok(()) } else { self.vtysh.configure(lines).await }
+    }
+
+    /// Configures `spec`'s VRF, changing only what differs; returns what it changed.
+    pub async fn apply_vpc(&self, spec: &VpcSpec) -> Result<Changes, DriverError> {
+        let _one = self.changing.lock().await;
+        let frr = TenantFrr {
+            vrf: &spec.vrf_name,
+            l3_vni: spec.l3_vni,
+            asn: self.description.asn,
+            router_id: &self.description.loopback_ip,
+        };
+        let lines = frr.apply_lines(&self.running().await?);
+        self.configure(&lines).await?;
+        if !frr.apply_lines(&self.running().await?).is_empty() {
+            return Err(DriverError::Internal(format!(
+                "FRR accepted VRF {}'s configuration but does not show it; look at `show \
+                 running-config`",
+                spec.vrf_name
+            )));
+        }
+
+        let want = self.devices(spec);
+        let claimed: BTreeSet<u32> = want.vnis.keys().copied().collect();
+        let have = self.mode.read(&self.runner, &spec.vrf_name, &claimed).await?;
+        let plan = self.mode.apply_plan(&want, &have);
+        self.run_all(&plan).await?;
+        let now = self.mode.read(&self.runner, &spec.vrf_name, &claimed).await?;
+        if !now.is(&want) {
+            return Err(DriverError::Internal(format!(
+                "VRF {}'s kernel devices differ from the wanted ones after applying: {now:?}",
+                spec.vrf_name
+            )));
+        }
+        Ok(changes(lines, &plan))
+    }
+
+    /// Removes VRF `vrf` from FRR and the kernel; returns what it changed (nothing when absent).
+    pub async fn remove_vrf(&self, vrf: &str) -> Result<Changes, DriverError> {
+        let _one = self.changing.lock().await;
+        let mut lines = render::unbind_lines(&self.running().await?, vrf);
+        self.configure(&lines).await?;
+        let have = self.mode.read(&self.runner, vrf, &BTreeSet::new()).await?;
+        let plan = self.mode.remove_plan(vrf, &have);
+        self.run_all(&plan).await?;
+        let forget = render::forget_lines(&self.running().await?, vrf);
+        self.configure(&forget).await?;
+        lines.extend(forget);
+        if self.mode.read(&self.runner, vrf, &BTreeSet::new()).await? != KernelVrf::default() {
+            return Err(DriverError::Internal(format!(
+                "VRF {vrf} is still in the kernel after removing it"
+            )));
+        }
+        Ok(changes(lines, &plan))
+    }
+
+    fn devices(&self, spec: &VpcSpec) -> TenantDevices {
+        let mut vnis: BTreeMap<u32, Option<String>> =
+            spec.segments.iter().map(|s| (s.l2_vni, linux::gateway(&s.cidr))).collect();
+        vnis.insert(spec.l3_vni, None);
+        TenantDevices {
+            vrf: spec.vrf_name.clone(),
+            l3_vni: spec.l3_vni,
+            vtep: self.description.loopback_ip.clone(),
+            vnis,
+        }
+    }
+
+    /// The underlay's EVPN peers and every VNI zebra knows, with its VRF and remote VTEPs.
+    pub async fn evpn_status(&self) -> Result<EvpnStatus, DriverError> {
+        let peers = self.vtysh.show("show bgp l2vpn evpn summary json").await?;
+        let vnis = self.vtysh.show("show evpn vni json").await?;
+        Ok(EvpnStatus { peers: status::parse_peers(&peers)?, vnis: status::parse_vnis(&vnis)? })
+    }
+
+    /// The IPv4 and IPv6 routes VRF `vrf` learned from other leaves (EVPN type-5).
+    pub async fn remote_routes(&self, vrf: &str) -> Result<Vec<RemoteRoute>, DriverError> {
+        let mut routes = Vec::new();
+        for family in ["ipv4", "ipv6"] {
+            let json =
+                self.vtysh.show(&format!("show bgp vrf {vrf} {family} unicast json")).await?;
+            routes.extend(status::parse_remote_routes(&json)?);
+        }
+        Ok(routes)
+    }
+}
+
+fn changes(frr: Vec<String>, plan: &[Vec<String>]) -> Changes {
+    Changes { frr, kernel: plan.iter().map(|c| c.join(" ")).collect() }
+}
+
+#[async_trait]
+impl SwitchBackend for FrrSwitchBackend {
+    async fn hardware(&self) -> Result<SwitchDescription, DriverError> {
+        Ok(self.description.clone())
+    }
+
+    async fn vrf_apply(&self, spec: &VpcSpec) -> Result<(), DriverError> {
+        let changes = self.apply_vpc(spec).await?;
+        info!(vrf = %spec.vrf_name, frr_lines = changes.frr.len(),
+              kernel_commands = changes.kernel.len(), "VRF applied");
+        Ok(())
+    }
+
+    async fn vrf_remove(&self, vrf_name: &str) -> Result<(), DriverError> {
+        let changes = self.remove_vrf(vrf_name).await?;
+        info!(vrf = %vrf_name, frr_lines = changes.frr.len(),
+              kernel_commands = changes.kernel.len(), "VRF removed");
+        Ok(())
+    }
+}

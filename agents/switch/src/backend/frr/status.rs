@@ -1,0 +1,207 @@
+//! BGP EVPN state read back from FRR's JSON output: underlay peers, VNIs with their remote
+//! VTEPs, and the routes a tenant VRF learned from other leaves (EVPN type-5).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use agent_common::DriverError;
+use serde::Deserialize;
+
+/// The switch's EVPN state as a whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EvpnStatus {
+    /// Underlay peers with the l2vpn evpn family, by address.
+    pub peers: Vec<PeerStatus>,
+    pub vnis: Vec<VniStatus>,
+}
+
+impl EvpnStatus {
+    pub fn established_peers(&self) -> usize {
+        self.peers.iter().filter(|p| p.state == "Established").count()
+    }
+
+    pub fn vni(&self, vni: u32) -> Option<&VniStatus> {
+        self.vnis.iter().find(|v| v.vni == vni)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub address: String,
+    /// FRR's BGP state name: `Established`, `Active`, `Connect`…
+    pub state: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VniKind {
+    L2,
+    L3,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VniStatus {
+    pub vni: u32,
+    pub kind: VniKind,
+    /// The tenant VRF zebra bound the VNI to.
+    pub vrf: String,
+    /// Other leaves' VTEPs flooding this L2 VNI (from their type-3 routes); empty for L3.
+    pub remote_vteps: Vec<String>,
+}
+
+/// A route in a tenant VRF learned from another leaf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRoute {
+    pub prefix: String,
+    /// The remote VTEPs it was learned from.
+    pub vteps: Vec<String>,
+}
+
+fn unreadable(what: &str, e: impl std::fmt::Display) -> DriverError {
+    DriverError::Internal(format!("cannot read FRR's `{what}`: {e}"))
+}
+
+#[derive(Deserialize)]
+struct Summary {
+    #[serde(default)]
+    peers: BTreeMap<String, Peer>,
+}
+
+#[derive(Deserialize)]
+struct Peer {
+    state: String,
+}
+
+/// Parses `show bgp l2vpn evpn summary json`. Without an EVPN-enabled instance FRR prints
+/// `{}`, which is no peers.
+pub fn parse_peers(json: &str) -> Result<Vec<PeerStatus>, DriverError> {
+    let summary: Summary =
+        serde_json::from_str(json).map_err(|e| unreadable("show bgp l2vpn evpn summary", e))?;
+    Ok(summary
+        .peers
+        .into_iter()
+        .map(|(address, p)| PeerStatus { address, state: p.state })
+        .collect())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Vni {
+    vni: u32,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    tenant_vrf: String,
+    #[serde(default)]
+    remote_vteps: Vec<String>,
+}
+
+/// Parses `show evpn vni json`: an object keyed by VNI.
+pub fn parse_vnis(json: &str) -> Result<Vec<VniStatus>, DriverError> {
+    let by_vni: BTreeMap<String, Vni> =
+        serde_json::from_str(json).map_err(|e| unreadable("show evpn vni", e))?;
+    let mut vnis: Vec<VniStatus> = by_vni
+        .into_values()
+        .map(|v| VniStatus {
+            vni: v.vni,
+            kind: if v.kind == "L3" { VniKind::L3 } else { VniKind::L2 },
+            vrf: v.tenant_vrf,
+            remote_vteps: v.remote_vteps,
+        })
+        .collect();
+    vnis.sort_by_key(|v| v.vni);
+    Ok(vnis)
+}
+
+#[derive(Deserialize)]
+struct VrfTable {
+    #[serde(default)]
+    routes: BTreeMap<String, Vec<Path>>,
+}
+
+#[derive(Deserialize)]
+struct Path {
+    #[serde(default)]
+    nexthops: Vec<Nexthop>,
+}
+
+#[derive(Deserialize)]
+struct Nexthop {
+    ip: String,
+}
+
+/// Parses `show bgp vrf X ipv4|ipv6 unicast json` into the routes with a path through a
+/// remote VTEP (a local route's next hop is unspecified, `0.0.0.0` or `::`). A VRF without
+/// a BGP instance prints a warning object, which is no routes.
+pub fn parse_remote_routes(json: &str) -> Result<Vec<RemoteRoute>, DriverError> {
+    let table: VrfTable =
+        serde_json::from_str(json).map_err(|e| unreadable("show bgp vrf X unicast", e))?;
+    let remote = |ip: &str| ip.parse::<IpAddr>().is_ok_and(|a| !a.is_unspecified());
+    Ok(table
+        .routes
+        .into_iter()
+        .filter_map(|(prefix, paths)| {
+            let mut vteps: Vec<String> = paths
+                .into_iter()
+                .flat_map(|p| p.nexthops)
+                .map(|n| n.ip)
+                .filter(|ip| remote(ip))
+                .collect();
+            vteps.sort();
+            vteps.dedup();
+            (!vteps.is_empty()).then_some(RemoteRoute { prefix, vteps })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_peers() {
+        let json = r#"{"routerId":"10.255.0.1","as":65001,"peers":{
+            "192.168.1.2":{"hostname":"leaf2","remoteAs":65002,"state":"Established","pfxRcd":2}}}"#;
+        let peers = parse_peers(json).unwrap();
+        assert_eq!(
+            peers,
+            [PeerStatus { address: "192.168.1.2".into(), state: "Established".into() }]
+        );
+        assert!(parse_peers("{}").unwrap().is_empty());
+    }
+
+    #[test]
+    fn test_vnis() {
+        // FRR 8.4.4, as printed in the lab.
+        let json = r#"{
+          "100":{"vni":100,"type":"L2","vxlanIf":"vxlan100","numMacs":0,"numArpNd":0,
+                 "numRemoteVteps":1,"tenantVrf":"t1","remoteVteps":["10.255.0.2"]},
+          "4001":{"vni":4001,"vxlanIf":"vxlan4001","numMacs":0,"numArpNd":0,
+                  "numRemoteVteps":"n/a","type":"L3","tenantVrf":"t1"}}"#;
+        let status = EvpnStatus { peers: Vec::new(), vnis: parse_vnis(json).unwrap() };
+        assert_eq!(
+            status.vni(100),
+            Some(&VniStatus {
+                vni: 100,
+                kind: VniKind::L2,
+                vrf: "t1".into(),
+                remote_vteps: vec!["10.255.0.2".into()]
+            })
+        );
+        assert_eq!(status.vni(4001).map(|v| v.kind), Some(VniKind::L3));
+        assert!(parse_vnis("{}").unwrap().is_empty());
+    }
+
+    #[test]
+    fn test_remote_routes_skip_local_paths() {
+        let json = r#"{"vrfId":1,"vrfName":"t1","routes":{
+          "10.1.0.0/24":[
+            {"valid":true,"nexthops":[{"ip":"10.255.0.2","hostname":"leaf2","afi":"ipv4","used":true}]},
+            {"valid":true,"bestpath":true,"nexthops":[{"ip":"0.0.0.0","afi":"ipv4","used":true}]}],
+          "10.3.0.0/24":[{"valid":true,"nexthops":[{"ip":"0.0.0.0"}]}]}}"#;
+        assert_eq!(
+            parse_remote_routes(json).unwrap(),
+            [RemoteRoute { prefix: "10.1.0.0/24".into(), vteps: vec!["10.255.0.2".into()] }]
+        );
+        assert!(parse_remote_routes(r#"{"warning":"BGP instance not found"}"#).unwrap().is_empty());
+    }
+}
