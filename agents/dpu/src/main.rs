@@ -71,9 +71,7 @@ async fn start(
             program::check_device_id(&config.id, "dpu", "dpu_id", &sim.dpu.dpu_id)?;
             let defaults = SimDpuOptions::default();
             let options = SimDpuOptions {
-                apply_delay: sim
-                    .apply_delay_ms
-                    .map_or(defaults.apply_delay, Duration::from_millis),
+                apply_delay: sim.apply_delay_ms.map_or(defaults.apply_delay, Duration::from_millis),
                 ..defaults
             };
             let dpu = SimDpu::new(sim.dpu, options);
@@ -90,8 +88,7 @@ async fn start(
             (manager, Box::new(move || handle.shutdown()))
         }
     };
-    let router = DpuAgentService::new(manager)
-        .into_router(&credentials)
-        .map_err(program::serve_error)?;
+    let router =
+        DpuAgentService::new(manager).into_router(&credentials).map_err(program::serve_error)?;
     Ok(Agent { router, on_stop })
 }

@@ -127,9 +127,15 @@ pub fn port_apply(port: &PortFirewall, previous: Option<&PortFirewall>) -> Strin
     }
     let (family, key) = (port.family(), port.key());
     line(out, format_args!("add element inet {TABLE} egress_{family} {{ {key} : jump eg_{tag} }}"));
-    line(out, format_args!("add element inet {TABLE} ingress_{family} {{ {key} : jump in_{tag} }}"));
+    line(
+        out,
+        format_args!("add element inet {TABLE} ingress_{family} {{ {key} : jump in_{tag} }}"),
+    );
     line(out, format_args!("add element bridge {TABLE} ports {{ \"{representor}\" }}"));
-    line(out, format_args!("add element bridge {TABLE} spoof {{ \"{representor}\" : jump as_{tag} }}"));
+    line(
+        out,
+        format_args!("add element bridge {TABLE} spoof {{ \"{representor}\" : jump as_{tag} }}"),
+    );
     for direction in [Direction::Ingress, Direction::Egress] {
         security_group_chain(out, port, direction);
     }
@@ -166,12 +172,18 @@ fn security_group_chain(out: &mut String, port: &PortFirewall, direction: Direct
         Direction::Egress => ("eg", "return"),
     };
     let head = format!("add rule inet {TABLE} {chain}_{}", port.tag());
-    line(out, format_args!("{head} ct state established,related counter {allow} comment \"established\""));
+    line(
+        out,
+        format_args!("{head} ct state established,related counter {allow} comment \"established\""),
+    );
     if port.ip.is_ipv6() {
         // Neighbour discovery is IPv6's ARP: without it no address resolves.
-        line(out, format_args!(
-            "{head} icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} counter {allow} comment \"neighbour discovery\""
-        ));
+        line(
+            out,
+            format_args!(
+                "{head} icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} counter {allow} comment \"neighbour discovery\""
+            ),
+        );
     }
     for (index, rule) in port.rules.iter().enumerate() {
         if rule.direction == direction
@@ -220,7 +232,10 @@ fn anti_spoofing_chain(out: &mut String, port: &PortFirewall) {
     let (mac, ip) = (&port.mac, port.ip);
     line(out, format_args!("{head} ether saddr != {mac} counter drop comment \"spoofed\""));
     if ip.is_ipv4() {
-        line(out, format_args!("{head} arp saddr ether {mac} arp saddr ip {{ {ip}, 0.0.0.0 }} accept"));
+        line(
+            out,
+            format_args!("{head} arp saddr ether {mac} arp saddr ip {{ {ip}, 0.0.0.0 }} accept"),
+        );
         line(out, format_args!("{head} ip saddr {ip} accept"));
     } else {
         line(out, format_args!("{head} ip6 saddr {{ {ip}, fe80::/10, :: }} accept"));
@@ -242,7 +257,12 @@ mod tests {
 
     const PORT_ID: &str = "0190c2f4-7a1b-7c3d-8e9f-0123456789ab";
 
-    fn rule(direction: Direction, protocol: Protocol, ports: Option<(u16, u16)>, net: &str) -> SecurityRule {
+    fn rule(
+        direction: Direction,
+        protocol: Protocol,
+        ports: Option<(u16, u16)>,
+        net: &str,
+    ) -> SecurityRule {
         SecurityRule { direction, protocol, ports, cidr: cidr("cidr", net).expect("valid cidr") }
     }
 
@@ -276,10 +296,18 @@ mod tests {
         assert_eq!(
             lines_with(&script, head),
             [
-                format!("{head} ct state established,related counter accept comment \"established\""),
-                format!("{head} ip saddr 192.168.0.0/16 tcp dport 22 counter accept comment \"rule 0\""),
-                format!("{head} ip saddr 10.0.0.0/24 udp dport 5000-5100 counter accept comment \"rule 2\""),
-                format!("{head} ip saddr 10.0.0.0/24 meta l4proto icmp counter accept comment \"rule 3\""),
+                format!(
+                    "{head} ct state established,related counter accept comment \"established\""
+                ),
+                format!(
+                    "{head} ip saddr 192.168.0.0/16 tcp dport 22 counter accept comment \"rule 0\""
+                ),
+                format!(
+                    "{head} ip saddr 10.0.0.0/24 udp dport 5000-5100 counter accept comment \"rule 2\""
+                ),
+                format!(
+                    "{head} ip saddr 10.0.0.0/24 meta l4proto icmp counter accept comment \"rule 3\""
+                ),
                 format!("{head} counter drop comment \"default deny\""),
             ],
             "an IPv6 rule never applies to an IPv4 port"
@@ -288,7 +316,9 @@ mod tests {
         assert_eq!(
             lines_with(&script, head),
             [
-                format!("{head} ct state established,related counter return comment \"established\""),
+                format!(
+                    "{head} ct state established,related counter return comment \"established\""
+                ),
                 format!("{head} ip daddr 0.0.0.0/0 counter return comment \"rule 1\""),
                 format!("{head} counter drop comment \"default deny\""),
             ]
@@ -299,7 +329,9 @@ mod tests {
     fn chains_are_flushed_and_refilled_in_the_same_script() {
         let script = port_apply(&port(vec![]), None);
         let first_rule = script.find("add rule").expect("rules");
-        for chain in ["inet dpu in_123456789ab", "inet dpu eg_123456789ab", "bridge dpu as_123456789ab"] {
+        for chain in
+            ["inet dpu in_123456789ab", "inet dpu eg_123456789ab", "bridge dpu as_123456789ab"]
+        {
             let flush = script.find(&format!("flush chain {chain}\n")).expect("flush");
             assert!(script.contains(&format!("add chain {chain}\n")));
             assert!(flush < first_rule, "{chain} is flushed before it is filled");
@@ -307,7 +339,11 @@ mod tests {
         assert!(script.contains(
             "add element inet dpu ingress_v4 { \"br100\" . 10.0.0.5 : jump in_123456789ab }"
         ));
-        assert!(script.contains("add element bridge dpu spoof { \"pr123456789ab\" : jump as_123456789ab }"));
+        assert!(
+            script.contains(
+                "add element bridge dpu spoof { \"pr123456789ab\" : jump as_123456789ab }"
+            )
+        );
         assert!(!script.contains("delete"), "nothing to delete for a new port");
     }
 
@@ -317,7 +353,9 @@ mod tests {
         let new = PortFirewall { vni: 200, ..old.clone() };
         let script = port_apply(&new, Some(&old));
         assert!(script.contains("delete element inet dpu egress_v4 { \"br100\" . 10.0.0.5 }"));
-        assert!(script.contains("add element inet dpu egress_v4 { \"br200\" . 10.0.0.5 : jump eg_123456789ab }"));
+        assert!(script.contains(
+            "add element inet dpu egress_v4 { \"br200\" . 10.0.0.5 : jump eg_123456789ab }"
+        ));
         let same = port_apply(&old, Some(&old));
         assert!(!same.contains("delete"), "a rule change keeps the map entries");
     }
@@ -330,7 +368,9 @@ mod tests {
             lines_with(&script, head),
             [
                 format!("{head} ether saddr != 52:54:00:00:00:01 counter drop comment \"spoofed\""),
-                format!("{head} arp saddr ether 52:54:00:00:00:01 arp saddr ip {{ 10.0.0.5, 0.0.0.0 }} accept"),
+                format!(
+                    "{head} arp saddr ether 52:54:00:00:00:01 arp saddr ip {{ 10.0.0.5, 0.0.0.0 }} accept"
+                ),
                 format!("{head} ip saddr 10.0.0.5 accept"),
                 format!("{head} counter drop comment \"spoofed\""),
             ]

@@ -33,9 +33,8 @@ impl Links {
     /// current tokio runtime (see [`super::netns::run_in`] for another namespace).
     pub fn connect(runtime: &tokio::runtime::Handle) -> Result<Links, DriverError> {
         let _entered = runtime.enter();
-        let (connection, handle, _) = rtnetlink::new_connection().map_err(|err| {
-            DriverError::Internal(format!("cannot open a netlink socket: {err}"))
-        })?;
+        let (connection, handle, _) = rtnetlink::new_connection()
+            .map_err(|err| DriverError::Internal(format!("cannot open a netlink socket: {err}")))?;
         runtime.spawn(connection);
         Ok(Links { handle })
     }

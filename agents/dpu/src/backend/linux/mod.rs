@@ -113,11 +113,7 @@ impl LinuxDpuBackend {
         counters::parse(&self.nft.list_json().await?, port_id)
     }
 
-    async fn apply_port(
-        &self,
-        state: &mut State,
-        port: PortFirewall,
-    ) -> Result<(), DriverError> {
+    async fn apply_port(&self, state: &mut State, port: PortFirewall) -> Result<(), DriverError> {
         let previous = state.ports.get(&port.port_id);
         if previous != Some(&port) {
             self.nft.apply(&firewall::port_apply(&port, previous)).await?;

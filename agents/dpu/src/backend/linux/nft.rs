@@ -51,9 +51,10 @@ impl Nft {
                 DriverError::Internal(format!("cannot write the ruleset to nft: {err}"))
             })?;
         }
-        let output = child.wait_with_output().await.map_err(|err| {
-            DriverError::Internal(format!("cannot wait for nft: {err}"))
-        })?;
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(|err| DriverError::Internal(format!("cannot wait for nft: {err}")))?;
         if !output.status.success() {
             return Err(DriverError::Internal(format!(
                 "nft refused the security-group ruleset ({}): {}",

@@ -1,0 +1,391 @@
+//! Real packets through the Linux backend. Every device lives in network namespaces this test
+//! makes (`dpt<pid>…`, removed by a guard even when an assertion fails): a namespace per DPU
+//! running the backend and one per "VM" holding the VM side of its port. No traffic leaves
+//! them and the host's own namespace is never touched.
+//!
+//! Needs root, `ip` and `nft`; without them each test says so and passes.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use agent_common::validate::cidr;
+use dpu_agent::{
+    Direction, DpuBackend, DpuDescription, LinuxDpuBackend, LinuxDpuConfig, PortSpec, Protocol,
+    SecurityRule, vm_device_name,
+};
+use socket2::{Domain, Socket, Type};
+
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether this machine can run the tests; prints why not.
+fn runnable() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the Linux DPU backend's packet tests need root");
+        return false;
+    }
+    for tool in ["ip", "nft"] {
+        let found = Command::new(tool).arg("-V").output().is_ok_and(|o| o.status.success());
+        if !found {
+            eprintln!("skipped: `{tool}` is not installed (iproute2, nftables)");
+            return false;
+        }
+    }
+    true
+}
+
+/// A network namespace of this test process, deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(label: &str) -> Netns {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("dpt{}-{n}{label}", std::process::id());
+        run("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n <ns> ARGS`, which must succeed; returns its output.
+    fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    fn nft_ruleset(&self) -> String {
+        run("ip", &["netns", "exec", &self.name, "nft", "list", "ruleset"])
+    }
+
+    /// Runs `work` on a thread inside this namespace (sockets made there stay in it).
+    fn enter<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let file = std::fs::File::open(&path).expect("open netns");
+                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                    work()
+                })
+                .join()
+                .expect("netns thread")
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program).args(args).output().expect("run");
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn description(vtep: &str) -> DpuDescription {
+    DpuDescription {
+        dpu_id: "test-dpu0".into(),
+        host_id: "test-host".into(),
+        model: "veth".into(),
+        pci_address: "0000:00:00.0".into(),
+        vtep_ip: vtep.into(),
+        max_ports: 16,
+    }
+}
+
+async fn backend(dpu: &Netns, vtep: &str, remote_vteps: Vec<Ipv4Addr>) -> LinuxDpuBackend {
+    let config =
+        LinuxDpuConfig { dpu: description(vtep), netns: Some(dpu.name.clone()), remote_vteps };
+    LinuxDpuBackend::start(config).await.expect("backend starts")
+}
+
+fn rule(
+    direction: Direction,
+    protocol: Protocol,
+    ports: Option<(u16, u16)>,
+    net: &str,
+) -> SecurityRule {
+    SecurityRule { direction, protocol, ports, cidr: cidr("cidr", net).expect("cidr") }
+}
+
+fn egress_any() -> SecurityRule {
+    rule(Direction::Egress, Protocol::Any, None, "0.0.0.0/0")
+}
+
+fn spec(n: u8, vni: u32, ip: &str, rules: Vec<SecurityRule>) -> PortSpec {
+    PortSpec {
+        port_id: format!("0190c2f4-7a1b-4c3d-8e9f-0000000000{n:02x}"),
+        vm_id: format!("vm-{n}"),
+        generation: 1,
+        vni,
+        mac: format!("52:54:00:00:00:{n:02x}"),
+        ip: ip.parse().expect("ip"),
+        rules,
+    }
+}
+
+/// Programs `spec` and moves its VM side into a new namespace with the port's address.
+async fn plug(backend: &LinuxDpuBackend, dpu: &Netns, spec: &PortSpec) -> Netns {
+    backend.vni_attach(spec.vni).await.expect("vni attach");
+    backend.port_attach(spec).await.expect("port attach");
+    backend.rules_apply(&spec.port_id, &spec.rules).await.expect("rules apply");
+    let vm = Netns::new(&format!("vm{}", &spec.mac[15..]));
+    let device = vm_device_name(&spec.port_id);
+    dpu.ip(&["link", "set", &device, "netns", &vm.name]);
+    vm.ip(&["addr", "add", &format!("{}/24", spec.ip), "dev", &device]);
+    vm.ip(&["link", "set", &device, "up"]);
+    vm
+}
+
+/// A TCP listener in `vm` on `port` that echoes what it reads; lives until the process ends.
+fn serve(vm: &Netns, port: u16) {
+    let listener = vm.enter(|| TcpListener::bind(("0.0.0.0", port)).expect("bind"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || echo(stream));
+        }
+    });
+}
+
+fn echo(mut stream: TcpStream) {
+    let mut buf = [0; 64];
+    while let Ok(n @ 1..) = stream.read(&mut buf) {
+        if stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Opens a TCP connection from `vm` (from `source` if given) within [`TIMEOUT`].
+fn connect(vm: &Netns, source: Option<&str>, to: &str, port: u16) -> Option<TcpStream> {
+    let to = SocketAddr::new(to.parse().expect("ip"), port);
+    vm.enter(|| {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        if let Some(source) = source {
+            let from = SocketAddr::new(source.parse().expect("ip"), 0);
+            socket.bind(&from.into()).expect("bind source");
+        }
+        socket.connect_timeout(&to.into(), TIMEOUT).ok()?;
+        Some(TcpStream::from(socket))
+    })
+}
+
+fn connects(vm: &Netns, to: &str, port: u16) -> bool {
+    connect(vm, None, to, port).is_some()
+}
+
+/// Whether an echo over an open connection comes back within [`TIMEOUT`].
+fn echoes(stream: &mut TcpStream) -> bool {
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut buf = [0; 4];
+    stream.write_all(b"ping").is_ok() && stream.read_exact(&mut buf).is_ok() && &buf == b"ping"
+}
+
+/// One ICMP echo from `vm` (from `source` if given) to `to`: whether a reply came back. A raw
+/// socket, because `ping` may not be installed.
+fn pings(vm: &Netns, source: Option<&str>, to: &str) -> bool {
+    let to: Ipv4Addr = to.parse().expect("ip");
+    vm.enter(|| {
+        let protocol = socket2::Protocol::ICMPV4;
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(protocol)).expect("raw socket");
+        if let Some(source) = source {
+            let from = SocketAddr::new(source.parse().expect("ip"), 0);
+            socket.bind(&from.into()).expect("bind source");
+        }
+        let id = (std::process::id() & 0xffff) as u16;
+        let mut request = vec![8, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
+        request.extend_from_slice(b"dpu-agent");
+        let sum = checksum(&request);
+        request[2..4].copy_from_slice(&sum.to_be_bytes());
+        let target = SocketAddr::new(IpAddr::V4(to), 0);
+        socket.send_to(&request, &target.into()).expect("send echo");
+        socket.set_read_timeout(Some(TIMEOUT / 4)).expect("timeout");
+        let deadline = Instant::now() + TIMEOUT;
+        let mut reader = &socket;
+        let mut buf = [0; 1500];
+        while Instant::now() < deadline {
+            match reader.read(&mut buf) {
+                Ok(n) if n >= 28 => {
+                    let header = usize::from(buf[0] & 0x0f) * 4;
+                    let from = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
+                    let reply = &buf[header..n];
+                    if from == to && reply[0] == 0 && reply[4..6] == request[4..6] {
+                        return true;
+                    }
+                }
+                Ok(_) => {}
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(err) => panic!("icmp receive: {err}"),
+            }
+        }
+        false
+    })
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[tokio::test]
+async fn security_groups_allow_exactly_their_rules_and_tenants_stay_apart() {
+    if !runnable() {
+        return;
+    }
+    let dpu = Netns::new("dpu");
+    let backend = backend(&dpu, "192.0.2.1", vec![]).await;
+    let ssh_from_a1 = rule(Direction::Ingress, Protocol::Tcp, Some((22, 22)), "10.0.0.1/32");
+    let icmp_from_subnet = rule(Direction::Ingress, Protocol::Icmp, None, "10.0.0.0/24");
+    // Tenant A, VNI 100, and tenant B, VNI 200, in the same 10.0.0.0/24 (a2 and b2 share an IP).
+    let a1 = spec(1, 100, "10.0.0.1", vec![egress_any()]);
+    let a2 = spec(2, 100, "10.0.0.2", vec![egress_any(), ssh_from_a1.clone(), icmp_from_subnet]);
+    let a3 = spec(3, 100, "10.0.0.4", vec![egress_any()]);
+    let open = rule(Direction::Ingress, Protocol::Any, None, "0.0.0.0/0");
+    let b1 = spec(4, 200, "10.0.0.3", vec![egress_any(), open.clone()]);
+    let b2 = spec(5, 200, "10.0.0.2", vec![egress_any(), open]);
+    let vm_a1 = plug(&backend, &dpu, &a1).await;
+    let vm_a2 = plug(&backend, &dpu, &a2).await;
+    let vm_a3 = plug(&backend, &dpu, &a3).await;
+    let vm_b1 = plug(&backend, &dpu, &b1).await;
+    let vm_b2 = plug(&backend, &dpu, &b2).await;
+    for vm in [&vm_a2, &vm_b1, &vm_b2] {
+        serve(vm, 22);
+        serve(vm, 23);
+    }
+
+    // Within tenant A: exactly TCP 22 from 10.0.0.1, and ICMP from the subnet.
+    assert!(connects(&vm_a1, "10.0.0.2", 22), "the rule allows a1 → a2:22");
+    assert!(!connects(&vm_a1, "10.0.0.2", 23), "no rule allows port 23");
+    assert!(!connects(&vm_a3, "10.0.0.2", 22), "the rule allows only 10.0.0.1");
+    assert!(pings(&vm_a3, None, "10.0.0.2"), "ICMP from the subnet is allowed");
+    assert!(!pings(&vm_a2, None, "10.0.0.1"), "a1 allows no ingress at all");
+
+    // Tenant B uses the same addresses on its own VNI; the tenants never meet.
+    assert!(connects(&vm_b1, "10.0.0.2", 23), "b1 reaches b2, not a2 (a2 refuses 23)");
+    assert!(!connects(&vm_a1, "10.0.0.3", 22), "b1 allows everything, but not from tenant A");
+    assert!(!pings(&vm_a1, None, "10.0.0.3"));
+    assert!(!pings(&vm_b1, None, "10.0.0.1"), "a1's address on VNI 100 is not B's");
+
+    // a3 may send only from its own address, even where the receiver would allow it.
+    vm_a3.ip(&["addr", "add", "10.0.0.9/24", "dev", &vm_device_name(&a3.port_id)]);
+    assert!(!pings(&vm_a3, Some("10.0.0.9"), "10.0.0.2"), "a spoofed source is dropped");
+    assert!(pings(&vm_a3, Some("10.0.0.4"), "10.0.0.2"));
+
+    let counters = backend.counters(&a2.port_id).await.expect("counters");
+    assert!(counters.ingress.rules[&1].packets >= 1, "the TCP 22 rule counted: {counters:?}");
+    assert!(counters.ingress.rules[&2].packets >= 1, "the ICMP rule counted");
+    assert!(counters.ingress.denied.packets >= 2, "port 23 and a3's SYN were dropped");
+    assert!(counters.ingress.established.packets >= 1);
+    assert!(counters.egress.rules[&0].packets >= 1, "a2's pings to a1 left through rule 0");
+    let spoofed = backend.counters(&a3.port_id).await.expect("counters").spoofed;
+    assert!(spoofed.packets >= 1, "a3's spoofed frames were counted");
+
+    // Revoking the rule stops new connections at once; an established one goes on.
+    let mut established = connect(&vm_a1, None, "10.0.0.2", 22).expect("a1 → a2:22");
+    assert!(echoes(&mut established));
+    backend.rules_apply(&a2.port_id, &[egress_any()]).await.expect("revoke");
+    assert!(!connects(&vm_a1, "10.0.0.2", 22), "revoked: no new connection");
+    assert!(echoes(&mut established), "the established connection goes on");
+    backend.rules_apply(&a2.port_id, &a2.rules).await.expect("grant again");
+    assert!(connects(&vm_a1, "10.0.0.2", 22), "granted again");
+}
+
+#[tokio::test]
+async fn a_vni_spans_two_dpus_over_vxlan_and_another_vni_stays_apart() {
+    if !runnable() {
+        return;
+    }
+    let (dpu1, dpu2) = (Netns::new("dpu1"), Netns::new("dpu2"));
+    // The underlay: one veth between the two DPUs' namespaces.
+    let (u1, u2) = ("underlay1", "underlay2");
+    dpu1.ip(&["link", "add", u1, "type", "veth", "peer", "name", u2, "netns", &dpu2.name]);
+    for (dpu, dev, addr) in [(&dpu1, u1, "192.0.2.1/24"), (&dpu2, u2, "192.0.2.2/24")] {
+        dpu.ip(&["addr", "add", addr, "dev", dev]);
+        dpu.ip(&["link", "set", dev, "up"]);
+    }
+    let backend1 = backend(&dpu1, "192.0.2.1", vec![Ipv4Addr::new(192, 0, 2, 2)]).await;
+    let backend2 = backend(&dpu2, "192.0.2.2", vec![Ipv4Addr::new(192, 0, 2, 1)]).await;
+    let open = || vec![egress_any(), rule(Direction::Ingress, Protocol::Any, None, "0.0.0.0/0")];
+    let vm1 = plug(&backend1, &dpu1, &spec(1, 100, "10.0.0.1", open())).await;
+    let vm4 = plug(&backend1, &dpu1, &spec(4, 200, "10.0.0.4", open())).await;
+    let vm2 = plug(&backend2, &dpu2, &spec(2, 100, "10.0.0.2", open())).await;
+    let vm3 = plug(&backend2, &dpu2, &spec(3, 200, "10.0.0.3", open())).await;
+    for vm in [&vm2, &vm3] {
+        serve(vm, 22);
+    }
+
+    assert!(connects(&vm1, "10.0.0.2", 22), "VNI 100 spans both DPUs");
+    assert!(pings(&vm1, None, "10.0.0.2"));
+    assert!(connects(&vm4, "10.0.0.3", 22), "so does VNI 200");
+    assert!(!connects(&vm1, "10.0.0.3", 22), "VNI 100 never reaches VNI 200");
+    assert!(!pings(&vm1, None, "10.0.0.3"));
+    let fdb = run("bridge", &["-n", &dpu1.name, "fdb", "show", "dev", "vx100"]);
+    assert!(fdb.contains("00:00:00:00:00:00 dst 192.0.2.2"), "the flood entry: {fdb}");
+}
+
+#[tokio::test]
+async fn detaching_leaves_nothing_behind_and_every_operation_is_idempotent() {
+    if !runnable() {
+        return;
+    }
+    let dpu = Netns::new("dpu");
+    let backend = backend(&dpu, "192.0.2.1", vec![Ipv4Addr::new(192, 0, 2, 2)]).await;
+    let port = spec(7, 100, "10.0.0.7", vec![egress_any()]);
+    let (representor, vm_side) =
+        (format!("pr{}", &vm_device_name(&port.port_id)[2..]), vm_device_name(&port.port_id));
+    for _ in 0..2 {
+        backend.vni_attach(100).await.expect("vni attach");
+        backend.port_attach(&port).await.expect("port attach");
+        backend.rules_apply(&port.port_id, &port.rules).await.expect("rules apply");
+    }
+    let vm_link = dpu.ip(&["link", "show", &vm_side]);
+    assert!(vm_link.contains(&port.mac), "the VM side carries the port's MAC: {vm_link}");
+    assert!(dpu.ip(&["link", "show", &representor]).contains("master br100"));
+    let vxlan = dpu.ip(&["-d", "link", "show", "vx100"]);
+    assert!(vxlan.contains("master br100") && vxlan.contains("nolearning"), "{vxlan}");
+    assert!(vxlan.contains("neigh_suppress on"), "{vxlan}");
+
+    // Moving the port to another VNI re-enslaves it and moves its firewall entries.
+    let moved = PortSpec { vni: 200, generation: 2, ..port.clone() };
+    backend.vni_attach(200).await.expect("vni attach");
+    backend.port_attach(&moved).await.expect("move");
+    assert!(dpu.ip(&["link", "show", &representor]).contains("master br200"));
+    let ruleset = dpu.nft_ruleset();
+    assert!(ruleset.contains("\"br200\" . 10.0.0.7") && !ruleset.contains("\"br100\" . 10.0.0.7"));
+
+    for _ in 0..2 {
+        backend.port_detach(&port.port_id).await.expect("port detach");
+        backend.vni_detach(100).await.expect("vni detach");
+        backend.vni_detach(200).await.expect("vni detach");
+    }
+    let links = dpu.ip(&["-o", "link", "show"]);
+    for gone in [representor.as_str(), &vm_side, "br100", "vx100", "br200", "vx200"] {
+        assert!(!links.contains(gone), "{gone} is left: {links}");
+    }
+    let ruleset = dpu.nft_ruleset();
+    let tag = &representor[2..];
+    assert!(
+        !ruleset.contains(tag) && !ruleset.contains("br100") && !ruleset.contains("br200"),
+        "{ruleset}"
+    );
+    assert!(backend.counters(&port.port_id).await.is_err(), "no counters for a detached port");
+}
