@@ -66,7 +66,7 @@ async fn start(
     config: AgentConfig<Backend>,
     credentials: AgentCredentials,
 ) -> Result<Agent, String> {
-    let (manager, on_stop): (DpuManager, Box<dyn FnOnce() + Send>) = match config.backend {
+    let manager = match config.backend {
         Backend::Sim(sim) => {
             program::check_device_id(&config.id, "dpu", "dpu_id", &sim.dpu.dpu_id)?;
             let defaults = SimDpuOptions::default();
@@ -74,19 +74,20 @@ async fn start(
                 apply_delay: sim.apply_delay_ms.map_or(defaults.apply_delay, Duration::from_millis),
                 ..defaults
             };
-            let dpu = SimDpu::new(sim.dpu, options);
-            let manager = dpu.manager().clone();
-            (manager, Box::new(move || dpu.shutdown()))
+            SimDpu::new(sim.dpu, options).manager().clone()
         }
         Backend::Linux(linux) => {
             program::check_device_id(&config.id, "dpu", "dpu_id", &linux.dpu.dpu_id)?;
             let description = linux.dpu.clone();
             let backend = LinuxDpuBackend::start(linux).await.map_err(|err| err.to_string())?;
+            // The same watch buffer as the simulated DPU's.
             let capacity = SimDpuOptions::default().event_capacity;
-            let manager = DpuManager::new(description, Arc::new(backend), capacity);
-            let handle = manager.clone();
-            (manager, Box::new(move || handle.shutdown()))
+            DpuManager::new(description, Arc::new(backend), capacity)
         }
+    };
+    let on_stop = {
+        let manager = manager.clone();
+        Box::new(move || manager.shutdown())
     };
     let router =
         DpuAgentService::new(manager).into_router(&credentials).map_err(program::serve_error)?;

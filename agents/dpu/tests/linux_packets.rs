@@ -6,7 +6,7 @@
 //! Needs root, `ip` and `nft`; without them each test says so and passes.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -169,6 +169,26 @@ fn echo(mut stream: TcpStream) {
     }
 }
 
+/// A UDP socket in `vm` on `port` that sends every datagram back; lives until the process ends.
+fn udp_echo(vm: &Netns, port: u16) {
+    let socket = vm.enter(|| UdpSocket::bind(("0.0.0.0", port)).expect("bind"));
+    std::thread::spawn(move || {
+        let mut buf = [0; 64];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let _ = socket.send_to(&buf[..n], from);
+        }
+    });
+}
+
+/// Whether a datagram from `vm`'s port `from_port` to `to:port` is echoed within [`TIMEOUT`].
+fn udp_round_trip(vm: &Netns, from_port: u16, to: &str, port: u16) -> bool {
+    let socket = vm.enter(|| UdpSocket::bind(("0.0.0.0", from_port)).expect("bind"));
+    socket.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    socket.send_to(b"ping", (to, port)).expect("send");
+    let mut buf = [0; 4];
+    socket.recv_from(&mut buf).is_ok_and(|(n, _)| &buf[..n] == b"ping")
+}
+
 /// Opens a TCP connection from `vm` (from `source` if given) within [`TIMEOUT`].
 fn connect(vm: &Netns, source: Option<&str>, to: &str, port: u16) -> Option<TcpStream> {
     let to = SocketAddr::new(to.parse().expect("ip"), port);
@@ -255,21 +275,28 @@ async fn security_groups_allow_exactly_their_rules_and_tenants_stay_apart() {
     let backend = backend(&dpu, "192.0.2.1", vec![]).await;
     let ssh_from_a1 = rule(Direction::Ingress, Protocol::Tcp, Some((22, 22)), "10.0.0.1/32");
     let icmp_from_subnet = rule(Direction::Ingress, Protocol::Icmp, None, "10.0.0.0/24");
-    // Tenant A, VNI 100, and tenant B, VNI 200, in the same 10.0.0.0/24 (a2 and b2 share an IP).
+    let udp_from_subnet =
+        rule(Direction::Ingress, Protocol::Udp, Some((5001, 5001)), "10.0.0.0/24");
+    // Tenant A on VNI 100 and tenant B on VNI 200, both in 10.0.0.0/24 with the same addresses.
     let a1 = spec(1, 100, "10.0.0.1", vec![egress_any()]);
-    let a2 = spec(2, 100, "10.0.0.2", vec![egress_any(), ssh_from_a1.clone(), icmp_from_subnet]);
+    let a2_rules = vec![egress_any(), ssh_from_a1.clone(), icmp_from_subnet, udp_from_subnet];
+    let a2 = spec(2, 100, "10.0.0.2", a2_rules);
     let a3 = spec(3, 100, "10.0.0.4", vec![egress_any()]);
     let open = rule(Direction::Ingress, Protocol::Any, None, "0.0.0.0/0");
-    let b1 = spec(4, 200, "10.0.0.3", vec![egress_any(), open.clone()]);
-    let b2 = spec(5, 200, "10.0.0.2", vec![egress_any(), open]);
+    let any_tcp = rule(Direction::Ingress, Protocol::Tcp, None, "0.0.0.0/0");
+    let b1 = spec(4, 200, "10.0.0.1", vec![egress_any(), open.clone()]);
+    let b2 = spec(5, 200, "10.0.0.2", vec![egress_any(), any_tcp]);
+    let b3 = spec(6, 200, "10.0.0.3", vec![egress_any(), open]);
     let vm_a1 = plug(&backend, &dpu, &a1).await;
     let vm_a2 = plug(&backend, &dpu, &a2).await;
     let vm_a3 = plug(&backend, &dpu, &a3).await;
     let vm_b1 = plug(&backend, &dpu, &b1).await;
     let vm_b2 = plug(&backend, &dpu, &b2).await;
-    for vm in [&vm_a2, &vm_b1, &vm_b2] {
+    let vm_b3 = plug(&backend, &dpu, &b3).await;
+    for vm in [&vm_a2, &vm_b2, &vm_b3] {
         serve(vm, 22);
         serve(vm, 23);
+        udp_echo(vm, 5001);
     }
 
     // Within tenant A: exactly TCP 22 from 10.0.0.1, and ICMP from the subnet.
@@ -280,10 +307,14 @@ async fn security_groups_allow_exactly_their_rules_and_tenants_stay_apart() {
     assert!(!pings(&vm_a2, None, "10.0.0.1"), "a1 allows no ingress at all");
 
     // Tenant B uses the same addresses on its own VNI; the tenants never meet.
-    assert!(connects(&vm_b1, "10.0.0.2", 23), "b1 reaches b2, not a2 (a2 refuses 23)");
-    assert!(!connects(&vm_a1, "10.0.0.3", 22), "b1 allows everything, but not from tenant A");
+    assert!(connects(&vm_b1, "10.0.0.2", 23), "b1 reaches b2 (any TCP), not a2 (only 22)");
+    assert!(!connects(&vm_a1, "10.0.0.3", 22), "b3 allows everything, but not from tenant A");
     assert!(!pings(&vm_a1, None, "10.0.0.3"));
-    assert!(!pings(&vm_b1, None, "10.0.0.1"), "a1's address on VNI 100 is not B's");
+    assert!(!pings(&vm_b3, None, "10.0.0.4"), "a3's address is not on VNI 200");
+    // The same UDP flow in both tenants: B's is judged by b2's rules (no UDP), not let through
+    // as part of A's connection (each VNI has its own conntrack zone).
+    assert!(udp_round_trip(&vm_a1, 5000, "10.0.0.2", 5001), "a2 allows UDP 5001");
+    assert!(!udp_round_trip(&vm_b1, 5000, "10.0.0.2", 5001), "b2 allows no UDP");
 
     // a3 may send only from its own address, even where the receiver would allow it.
     vm_a3.ip(&["addr", "add", "10.0.0.9/24", "dev", &vm_device_name(&a3.port_id)]);
