@@ -227,6 +227,7 @@ fn rule_matches(rule: &SecurityRule, port_ip: IpAddr) -> Option<String> {
 
 /// `as_<tag>`: the port may send only from its MAC, and only its own IP (ARP included; an
 /// ARP probe's 0.0.0.0 and IPv6 link-local/unspecified sources for address resolution).
+/// DHCP is not needed: a guest's address comes from the control plane (config drive).
 fn anti_spoofing_chain(out: &mut String, port: &PortFirewall) {
     let head = format!("add rule bridge {TABLE} as_{}", port.tag());
     let (mac, ip) = (&port.mac, port.ip);

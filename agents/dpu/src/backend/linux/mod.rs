@@ -200,9 +200,10 @@ impl DpuBackend for LinuxDpuBackend {
 
 /// The next free conntrack zone after the last one handed out (zone 0 is everyone's default).
 fn next_zone(state: &State) -> Result<u16, DriverError> {
-    let after = state.last_zone;
-    (after.saturating_add(1)..=u16::MAX)
-        .chain(1..=after)
+    (1..=u16::MAX)
+        .cycle()
+        .skip(usize::from(state.last_zone))
+        .take(usize::from(u16::MAX))
         .find(|zone| !state.zones.values().any(|used| used == zone))
         .ok_or_else(|| {
             DriverError::ResourceExhausted(format!(
@@ -223,4 +224,24 @@ fn enable_bridge_netfilter() -> Result<(), DriverError> {
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_are_handed_out_round_robin_skipping_those_in_use() {
+        let mut state = State::default();
+        for vni in [100, 200, 300] {
+            let zone = next_zone(&state).expect("zone");
+            state.zones.insert(vni, zone);
+            state.last_zone = zone;
+        }
+        assert_eq!(state.zones.values().copied().collect::<Vec<_>>(), [1, 2, 3]);
+        state.zones.remove(&200);
+        assert_eq!(next_zone(&state), Ok(4), "a freed zone is not reused at once");
+        state.last_zone = u16::MAX;
+        assert_eq!(next_zone(&state), Ok(2), "after the last zone it wraps to the first free");
+    }
 }
