@@ -116,83 +116,71 @@ pub fn zone_remove(vni: u32) -> String {
 pub fn port_apply(port: &PortFirewall, previous: Option<&PortFirewall>) -> String {
     let tag = port.tag();
     let representor = names::representor_name(&port.port_id);
-    let mut script = String::new();
+    let mut script = Script::default();
     let out = &mut script;
     for (family, chain) in [("inet", "in"), ("inet", "eg"), ("bridge", "as")] {
-        line(out, format_args!("add chain {family} {TABLE} {chain}_{tag}"));
-        line(out, format_args!("flush chain {family} {TABLE} {chain}_{tag}"));
+        out.add(format!("add chain {family} {TABLE} {chain}_{tag}"));
+        out.add(format!("flush chain {family} {TABLE} {chain}_{tag}"));
     }
     if let Some(previous) = previous.filter(|p| p.key() != port.key()) {
         delete_dispatch(out, previous);
     }
     let (family, key) = (port.family(), port.key());
-    line(out, format_args!("add element inet {TABLE} egress_{family} {{ {key} : jump eg_{tag} }}"));
-    line(
-        out,
-        format_args!("add element inet {TABLE} ingress_{family} {{ {key} : jump in_{tag} }}"),
-    );
-    line(out, format_args!("add element bridge {TABLE} ports {{ \"{representor}\" }}"));
-    line(
-        out,
-        format_args!("add element bridge {TABLE} spoof {{ \"{representor}\" : jump as_{tag} }}"),
-    );
+    out.add(format!("add element inet {TABLE} egress_{family} {{ {key} : jump eg_{tag} }}"));
+    out.add(format!("add element inet {TABLE} ingress_{family} {{ {key} : jump in_{tag} }}"));
+    out.add(format!("add element bridge {TABLE} ports {{ \"{representor}\" }}"));
+    out.add(format!("add element bridge {TABLE} spoof {{ \"{representor}\" : jump as_{tag} }}"));
     for direction in [Direction::Ingress, Direction::Egress] {
         security_group_chain(out, port, direction);
     }
     anti_spoofing_chain(out, port);
-    script
+    script.0
 }
 
 /// Removes everything [`port_apply`] made for `port`.
 pub fn port_remove(port: &PortFirewall) -> String {
     let tag = port.tag();
     let representor = names::representor_name(&port.port_id);
-    let mut script = String::new();
+    let mut script = Script::default();
     let out = &mut script;
     delete_dispatch(out, port);
-    line(out, format_args!("delete element bridge {TABLE} spoof {{ \"{representor}\" }}"));
-    line(out, format_args!("delete element bridge {TABLE} ports {{ \"{representor}\" }}"));
+    out.add(format!("delete element bridge {TABLE} spoof {{ \"{representor}\" }}"));
+    out.add(format!("delete element bridge {TABLE} ports {{ \"{representor}\" }}"));
     for (family, chain) in [("inet", "in"), ("inet", "eg"), ("bridge", "as")] {
-        line(out, format_args!("delete chain {family} {TABLE} {chain}_{tag}"));
+        out.add(format!("delete chain {family} {TABLE} {chain}_{tag}"));
     }
-    script
+    script.0
 }
 
-fn delete_dispatch(out: &mut String, port: &PortFirewall) {
+fn delete_dispatch(out: &mut Script, port: &PortFirewall) {
     let (family, key) = (port.family(), port.key());
-    line(out, format_args!("delete element inet {TABLE} egress_{family} {{ {key} }}"));
-    line(out, format_args!("delete element inet {TABLE} ingress_{family} {{ {key} }}"));
+    out.add(format!("delete element inet {TABLE} egress_{family} {{ {key} }}"));
+    out.add(format!("delete element inet {TABLE} ingress_{family} {{ {key} }}"));
 }
 
 /// `in_<tag>` (traffic to the port: accept what a rule allows) or `eg_<tag>` (from it:
 /// `return` what a rule allows, for the receiver's chain to judge).
-fn security_group_chain(out: &mut String, port: &PortFirewall, direction: Direction) {
+fn security_group_chain(out: &mut Script, port: &PortFirewall, direction: Direction) {
     let (chain, allow) = match direction {
         Direction::Ingress => ("in", "accept"),
         Direction::Egress => ("eg", "return"),
     };
     let head = format!("add rule inet {TABLE} {chain}_{}", port.tag());
-    line(
-        out,
-        format_args!("{head} ct state established,related counter {allow} comment \"established\""),
-    );
+    out.add(format!("{head} ct state established,related counter {allow} comment \"established\""));
     if port.ip.is_ipv6() {
         // Neighbour discovery is IPv6's ARP: without it no address resolves.
-        line(
-            out,
-            format_args!(
+        out.add(format!(
                 "{head} icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} counter {allow} comment \"neighbour discovery\""
-            ),
-        );
+            ));
     }
     for (index, rule) in port.rules.iter().enumerate() {
         if rule.direction == direction
             && let Some(matches) = rule_matches(rule, port.ip)
         {
-            line(out, format_args!("{head} {matches} counter {allow} comment \"rule {index}\""));
+            out.add(format!("{head} {matches} counter {allow} comment \"rule {index}\""));
         }
     }
-    line(out, format_args!("{head} counter drop comment \"default deny\""));
+    out.add(format!("{head} counter drop comment \"default deny\""));
 }
 
 /// The match of one allow rule, or `None` when its network is of the other IP family than
@@ -228,26 +216,28 @@ fn rule_matches(rule: &SecurityRule, port_ip: IpAddr) -> Option<String> {
 /// `as_<tag>`: the port may send only from its MAC, and only its own IP (ARP included; an
 /// ARP probe's 0.0.0.0 and IPv6 link-local/unspecified sources for address resolution).
 /// DHCP is not needed: a guest's address comes from the control plane (config drive).
-fn anti_spoofing_chain(out: &mut String, port: &PortFirewall) {
+fn anti_spoofing_chain(out: &mut Script, port: &PortFirewall) {
     let head = format!("add rule bridge {TABLE} as_{}", port.tag());
     let (mac, ip) = (&port.mac, port.ip);
-    line(out, format_args!("{head} ether saddr != {mac} counter drop comment \"spoofed\""));
+    out.add(format!("{head} ether saddr != {mac} counter drop comment \"spoofed\""));
     if ip.is_ipv4() {
-        line(
-            out,
-            format_args!("{head} arp saddr ether {mac} arp saddr ip {{ {ip}, 0.0.0.0 }} accept"),
-        );
-        line(out, format_args!("{head} ip saddr {ip} accept"));
+        out.add(format!("{head} arp saddr ether {mac} arp saddr ip {{ {ip}, 0.0.0.0 }} accept"));
+        out.add(format!("{head} ip saddr {ip} accept"));
     } else {
-        line(out, format_args!("{head} ip6 saddr {{ {ip}, fe80::/10, :: }} accept"));
+        out.add(format!("{head} ip6 saddr {{ {ip}, fe80::/10, :: }} accept"));
     }
-    line(out, format_args!("{head} counter drop comment \"spoofed\""));
+    out.add(format!("{head} counter drop comment \"spoofed\""));
 }
 
-fn line(out: &mut String, text: std::fmt::Arguments<'_>) {
-    // Writing to a String cannot fail.
-    let _ = out.write_fmt(text);
-    out.push('\n');
+/// An nft script: one command per line, applied as one transaction.
+#[derive(Default)]
+struct Script(String);
+
+impl Script {
+    fn add(&mut self, command: String) {
+        self.0.push_str(&command);
+        self.0.push('\n');
+    }
 }
 
 #[cfg(test)]
