@@ -227,7 +227,8 @@ impl VrfMode {
         plan
     }
 
-    fn create_vrf(self, vrf: &str, l3_vni: u32) -> Vec<Vec<String>> {
+    /// The `ip` commands that create VRF `vrf` with nothing in it.
+    pub fn create_vrf(self, vrf: &str, l3_vni: u32) -> Vec<Vec<String>> {
         match self {
             VrfMode::Netns => vec![
                 argv(&["ip", "netns", "add", vrf]),

@@ -5,8 +5,14 @@
 //! Each change reads what exists (FRR's running configuration, the kernel's devices),
 //! applies only the difference, then reads back to check it took: applying the same VPC
 //! twice runs nothing, changing segments touches only those, removing an absent VRF does
-//! nothing. FRR is configured before the kernel devices appear, so zebra binds each VXLAN
-//! device to its VRF as it is created.
+//! nothing. FRR is configured before the kernel devices appear, and a new VRF's devices
+//! are created only once zebra has activated the VRF (a namespace takes it about a second
+//! to notice; devices made meanwhile go unseen), so zebra binds each VXLAN device to its VRF
+//! as it is created; the apply ends when zebra shows every VNI bound.
+//!
+//! A freshly started zebra holds VXLAN devices protodown for its EVPN multihoming startup
+//! delay (`evpn mh startup-delay`, 180 s by default): a switch that just booted advertises
+//! its tenants only after that.
 //!
 //! Modules: [`render`] (FRR configuration and its difference), [`linux`] (kernel devices,
 //! [`VrfMode`]), [`apply`] (running `ip` and `vtysh` with a timeout), [`status`] (BGP and
@@ -19,7 +25,7 @@ pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agent_common::DriverError;
 use async_trait::async_trait;
@@ -63,6 +69,9 @@ fn default_vtysh() -> PathBuf {
 fn default_timeout_ms() -> u64 {
     15_000
 }
+
+/// How long zebra may take to activate a new VRF or bind a new VXLAN device.
+const ZEBRA_NOTICE: Duration = Duration::from_secs(10);
 
 /// What one apply or remove changed: vtysh configuration lines and `ip` commands, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -141,18 +150,56 @@ impl FrrSwitchBackend {
         }
 
         let want = self.devices(spec);
+        let vrf = spec.vrf_name.as_str();
         let claimed: BTreeSet<u32> = want.vnis.keys().copied().collect();
-        let have = self.mode.read(&self.runner, &spec.vrf_name, &claimed).await?;
-        let plan = self.mode.apply_plan(&want, &have);
-        self.run_all(&plan).await?;
-        let now = self.mode.read(&self.runner, &spec.vrf_name, &claimed).await?;
+        let mut have = self.mode.read(&self.runner, vrf, &claimed).await?;
+        let mut plan = Vec::new();
+        if !have.exists {
+            plan = self.mode.create_vrf(vrf, spec.l3_vni);
+            self.run_all(&plan).await?;
+            self.until_zebra(Awaited::VrfActive(vrf)).await?;
+            have = self.mode.read(&self.runner, vrf, &claimed).await?;
+        }
+        let rest = self.mode.apply_plan(&want, &have);
+        self.run_all(&rest).await?;
+        plan.extend(rest);
+        let now = self.mode.read(&self.runner, vrf, &claimed).await?;
         if !now.is(&want) {
             return Err(DriverError::Internal(format!(
-                "VRF {}'s kernel devices differ from the wanted ones after applying: {now:?}",
-                spec.vrf_name
+                "VRF {vrf}'s kernel devices differ from the wanted ones after applying: {now:?}"
             )));
         }
+        self.until_zebra(Awaited::VnisBound(vrf, &claimed)).await?;
         Ok(changes(lines, &plan))
+    }
+
+    /// Polls zebra until it shows `awaited`, for at most [`ZEBRA_NOTICE`].
+    async fn until_zebra(&self, awaited: Awaited<'_>) -> Result<(), DriverError> {
+        let start = Instant::now();
+        while !self.zebra_shows(&awaited).await? {
+            if start.elapsed() > ZEBRA_NOTICE {
+                return Err(DriverError::Internal(format!(
+                    "zebra has not {awaited} within {ZEBRA_NOTICE:?}; look at its log"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    async fn zebra_shows(&self, awaited: &Awaited<'_>) -> Result<bool, DriverError> {
+        Ok(match *awaited {
+            Awaited::VrfActive(vrf) => status::vrf_active(&self.vtysh.show("show vrf").await?, vrf),
+            Awaited::VnisBound(vrf, vnis) => {
+                let known = status::parse_vnis(&self.vtysh.show("show evpn vni json").await?)?;
+                vnis.iter().all(|n| {
+                    let device = format!("vxlan{n}");
+                    known.iter().any(|v| {
+                        v.vni == *n && v.vrf == vrf && v.vxlan_if.as_ref() == Some(&device)
+                    })
+                })
+            }
+        })
     }
 
     /// Removes VRF `vrf` from FRR and the kernel; returns what it changed (nothing when absent).
@@ -202,6 +249,22 @@ impl FrrSwitchBackend {
             routes.extend(status::parse_remote_routes(&json)?);
         }
         Ok(routes)
+    }
+}
+
+/// What the backend waits for zebra to show after changing the kernel.
+enum Awaited<'a> {
+    VrfActive(&'a str),
+    /// Each VNI bound to the VRF with its `vxlanN` device.
+    VnisBound(&'a str, &'a BTreeSet<u32>),
+}
+
+impl std::fmt::Display for Awaited<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Awaited::VrfActive(vrf) => write!(f, "activated VRF {vrf}"),
+            Awaited::VnisBound(vrf, vnis) => write!(f, "bound VNIs {vnis:?} to VRF {vrf}"),
+        }
     }
 }
 

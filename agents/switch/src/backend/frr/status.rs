@@ -44,6 +44,8 @@ pub struct VniStatus {
     pub kind: VniKind,
     /// The tenant VRF zebra bound the VNI to.
     pub vrf: String,
+    /// The VXLAN device zebra found for it; none until it has seen one.
+    pub vxlan_if: Option<String>,
     /// Other leaves' VTEPs flooding this L2 VNI (from their type-3 routes); empty for L3.
     pub remote_vteps: Vec<String>,
 }
@@ -92,6 +94,8 @@ struct Vni {
     #[serde(default)]
     tenant_vrf: String,
     #[serde(default)]
+    vxlan_if: String,
+    #[serde(default)]
     remote_vteps: Vec<String>,
 }
 
@@ -105,6 +109,7 @@ pub fn parse_vnis(json: &str) -> Result<Vec<VniStatus>, DriverError> {
             vni: v.vni,
             kind: if v.kind == "L3" { VniKind::L3 } else { VniKind::L2 },
             vrf: v.tenant_vrf,
+            vxlan_if: Some(v.vxlan_if).filter(|i| !i.is_empty() && i != "None"),
             remote_vteps: v.remote_vteps,
         })
         .collect();
@@ -153,6 +158,17 @@ pub fn parse_remote_routes(json: &str) -> Result<Vec<RemoteRoute>, DriverError> 
         .collect())
 }
 
+/// Whether `show vrf` lists VRF `vrf` as active (`vrf X id N …`; an inactive one prints
+/// `vrf X inactive`): zebra then follows its devices.
+pub fn vrf_active(show_vrf: &str, vrf: &str) -> bool {
+    show_vrf.lines().any(|l| {
+        l.trim_start()
+            .strip_prefix("vrf ")
+            .and_then(|r| r.strip_prefix(vrf))
+            .is_some_and(|r| r.starts_with(" id "))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,11 +200,23 @@ mod tests {
                 vni: 100,
                 kind: VniKind::L2,
                 vrf: "t1".into(),
+                vxlan_if: Some("vxlan100".into()),
                 remote_vteps: vec!["10.255.0.2".into()]
             })
         );
         assert_eq!(status.vni(4001).map(|v| v.kind), Some(VniKind::L3));
+        let unbound = r#"{"4001":{"vni":4001,"vxlanIf":"None","type":"L3","tenantVrf":"t1"}}"#;
+        assert_eq!(parse_vnis(unbound).unwrap()[0].vxlan_if, None);
         assert!(parse_vnis("{}").unwrap().is_empty());
+    }
+
+    #[test]
+    fn test_vrf_active() {
+        let text = "netns-based vrfs\nvrf t1 id 1 netns /run/netns/t1 (configured)\nvrf t2 inactive (configured)\n";
+        assert!(vrf_active(text, "t1"));
+        assert!(!vrf_active(text, "t2"));
+        assert!(!vrf_active(text, "t"));
+        assert!(vrf_active("vrf red id 3 table 1001\n", "red"));
     }
 
     #[test]
