@@ -173,6 +173,22 @@ impl FrrSwitchBackend {
         Ok(changes(lines, &plan))
     }
 
+    /// Configures `lines`, retrying for at most [`ZEBRA_NOTICE`] while bgpd has not yet
+    /// heard from zebra that an L3 VNI was unbound.
+    async fn configure_once_unbound(&self, lines: &[String]) -> Result<(), DriverError> {
+        let start = Instant::now();
+        loop {
+            match self.configure(lines).await {
+                Err(DriverError::Internal(reason))
+                    if reason.contains("unconfigure l3vni") && start.elapsed() < ZEBRA_NOTICE =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// Polls zebra until it shows `awaited`, for at most [`ZEBRA_NOTICE`].
     async fn until_zebra(&self, awaited: Awaited<'_>) -> Result<(), DriverError> {
         let start = Instant::now();
@@ -205,8 +221,12 @@ impl FrrSwitchBackend {
     /// Removes VRF `vrf` from FRR and the kernel; returns what it changed (nothing when absent).
     pub async fn remove_vrf(&self, vrf: &str) -> Result<Changes, DriverError> {
         let _one = self.changing.lock().await;
-        let mut lines = render::unbind_lines(&self.running().await?, vrf);
+        let running = self.running().await?;
+        let mut lines = render::unbind_lines(&running, vrf);
         self.configure(&lines).await?;
+        let delete = render::bgp_delete_lines(&running, vrf);
+        self.configure_once_unbound(&delete).await?;
+        lines.extend(delete);
         let have = self.mode.read(&self.runner, vrf, &BTreeSet::new()).await?;
         let plan = self.mode.remove_plan(vrf, &have);
         self.run_all(&plan).await?;

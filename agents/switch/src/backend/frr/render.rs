@@ -177,9 +177,7 @@ fn underlay_lines(running: &[Block], asn: u32) -> Vec<String> {
     wanted.lines("exit")
 }
 
-/// The vtysh lines that unbind VRF `vrf`'s L3 VNI and delete its BGP instance (in that
-/// order: FRR refuses to delete an instance whose VRF still has an L3 VNI). Empty when
-/// `running` has neither.
+/// The vtysh lines that unbind VRF `vrf`'s L3 VNI; empty when it has none.
 pub fn unbind_lines(running: &[Block], vrf: &str) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(block) = running.iter().find(|b| b.header == vrf_header(vrf)) {
@@ -187,13 +185,19 @@ pub fn unbind_lines(running: &[Block], vrf: &str) -> Vec<String> {
             lines.extend([block.header.clone(), format!("no vni {vni}"), "exit-vrf".into()]);
         }
     }
-    let suffix = format!(" vrf {vrf}");
-    for block in running {
-        if block.header.starts_with("router bgp ") && block.header.ends_with(&suffix) {
-            lines.push(format!("no {}", block.header));
-        }
-    }
     lines
+}
+
+/// The vtysh lines that delete VRF `vrf`'s BGP instance; empty when there is none. FRR
+/// refuses while bgpd still knows the VRF's L3 VNI, so this follows [`unbind_lines`] once
+/// zebra has told bgpd.
+pub fn bgp_delete_lines(running: &[Block], vrf: &str) -> Vec<String> {
+    let suffix = format!(" vrf {vrf}");
+    running
+        .iter()
+        .filter(|b| b.header.starts_with("router bgp ") && b.header.ends_with(&suffix))
+        .map(|b| format!("no {}", b.header))
+        .collect()
 }
 
 /// `no vrf X` if `running` still has the VRF's block. FRR deletes only an inactive VRF,
@@ -356,14 +360,13 @@ exit"
     }
 
     #[test]
-    fn test_unbind_then_forget() {
+    fn test_unbind_delete_forget() {
         let running = parse_running(RUNNING);
-        assert_eq!(
-            unbind_lines(&running, "t1"),
-            ["vrf t1", "no vni 4001", "exit-vrf", "no router bgp 65001 vrf t1"]
-        );
+        assert_eq!(unbind_lines(&running, "t1"), ["vrf t1", "no vni 4001", "exit-vrf"]);
+        assert_eq!(bgp_delete_lines(&running, "t1"), ["no router bgp 65001 vrf t1"]);
         assert_eq!(forget_lines(&running, "t1"), ["no vrf t1"]);
         assert!(unbind_lines(&running, "t2").is_empty());
+        assert!(bgp_delete_lines(&running, "t2").is_empty());
         assert!(forget_lines(&running, "t2").is_empty());
     }
 }
