@@ -345,6 +345,20 @@ async fn test_two_leaves_exchange_a_tenant_vpc() {
     })
     .await;
 
+    // Drift repaired: a VXLAN device detached from its bridge by hand is made again, and
+    // leaf1 learns leaf2's VTEP for VNI 100 again.
+    let wrapper = ["nsenter", "-t", &leaf2.zebra_pid.to_string(), "-m", "-n"].map(String::from);
+    let detach = ["ip", "-n", VRF, "link", "set", "vxlan100", "nomaster"];
+    run(&wrapper.iter().map(String::as_str).chain(detach).collect::<Vec<_>>());
+    let repairing = Instant::now();
+    let repaired = leaf2.backend.apply_vpc(&one_segment).await.expect("repair");
+    assert!(repaired.frr.is_empty(), "{repaired:?}");
+    assert!(repaired.kernel.iter().all(|c| c.contains("100")), "{repaired:?}");
+    wait_until("leaf1: VNI 100 from leaf2 after the repair", repairing, || async {
+        evpn(leaf1).await.vni(100).is_some_and(|v| v.remote_vteps.contains(&leaf2.vtep))
+    })
+    .await;
+
     // Remove, then remove again: gone from FRR and the kernel; the second does nothing.
     for leaf in &leaves {
         let removed = leaf.backend.remove_vrf(VRF).await.expect("remove");

@@ -49,13 +49,15 @@ pub struct TenantDevices {
 pub struct VniDevices {
     pub bridge: bool,
     pub vxlan: bool,
+    /// The VXLAN device is a port of the VNI's bridge (detached, it carries nothing).
+    pub attached: bool,
     /// The bridge's global address with its prefix length.
     pub address: Option<String>,
 }
 
 impl VniDevices {
     fn is(&self, address: &Option<String>) -> bool {
-        self.bridge && self.vxlan && self.address == *address
+        self.bridge && self.vxlan && self.attached && self.address == *address
     }
 }
 
@@ -149,7 +151,9 @@ fn scan(mode: VrfMode, vrf: &str, links: &[Link], claimed: &BTreeSet<u32>) -> Ke
             devices.bridge = true;
             devices.address = link.global_address();
         } else if let Some(vni) = link.vni("vxlan", "vxlan").filter(|v| in_vrf(*v)) {
-            vnis.entry(vni).or_default().vxlan = true;
+            let devices = vnis.entry(vni).or_default();
+            devices.vxlan = true;
+            devices.attached = link.master.as_deref() == Some(format!("br{vni}").as_str());
         }
     }
     KernelVrf { exists, vnis }
@@ -211,6 +215,29 @@ impl VrfMode {
                 plan.extend(self.create_vni(vrf, &want.vtep, *vni, address.as_deref()));
             }
         }
+        plan
+    }
+
+    /// The `ip` commands that delete and make again the devices of `vnis`, as `want` has them.
+    pub fn rebuild_plan(
+        self,
+        want: &TenantDevices,
+        have: &KernelVrf,
+        vnis: &BTreeSet<u32>,
+    ) -> Vec<Vec<String>> {
+        let keep = |vni: &u32| !vnis.contains(vni);
+        let without = KernelVrf {
+            exists: have.exists,
+            vnis: have.vnis.iter().filter(|(v, _)| keep(v)).map(|(v, d)| (*v, d.clone())).collect(),
+        };
+        let vrf = want.vrf.as_str();
+        let mut plan: Vec<Vec<String>> = have
+            .vnis
+            .iter()
+            .filter(|(v, _)| !keep(v))
+            .flat_map(|(v, d)| self.delete_vni(vrf, *v, d))
+            .collect();
+        plan.extend(self.apply_plan(want, &without));
         plan
     }
 
@@ -332,7 +359,7 @@ mod tests {
     }
 
     fn complete(address: Option<&str>) -> VniDevices {
-        VniDevices { bridge: true, vxlan: true, address: address.map(String::from) }
+        VniDevices { bridge: true, vxlan: true, attached: true, address: address.map(String::from) }
     }
 
     fn applied() -> KernelVrf {
@@ -428,6 +455,15 @@ ip link set vxlan4001 up"
     }
 
     #[test]
+    fn test_rebuild_deletes_then_makes_only_those() {
+        let plan =
+            shown(&VrfMode::Netns.rebuild_plan(&want(), &applied(), &BTreeSet::from([4001])));
+        assert!(plan.starts_with("ip -n t1 link delete vxlan4001\nip -n t1 link delete br4001\n"));
+        assert!(plan.contains("link add vxlan4001 netns t1"), "{plan}");
+        assert!(!plan.contains("100 "), "{plan}");
+    }
+
+    #[test]
     fn test_remove_plan() {
         assert_eq!(
             shown(&VrfMode::Netns.remove_plan("t1", &applied())),
@@ -458,6 +494,7 @@ ip netns delete t1"
         assert!(kernel.exists);
         assert_eq!(kernel.vnis.keys().copied().collect::<Vec<_>>(), [9, 100]);
         assert_eq!(kernel.vnis[&100], complete(Some("10.1.0.1/24")));
+        assert!(!kernel.vnis[&9].attached);
         let netns = scan(VrfMode::Netns, "t1", &links, &BTreeSet::new());
         assert_eq!(netns.vnis.keys().copied().collect::<Vec<_>>(), [7, 9, 100]);
     }

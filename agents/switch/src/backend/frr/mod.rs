@@ -157,9 +157,9 @@ impl FrrSwitchBackend {
         if !have.exists {
             plan = self.mode.create_vrf(vrf, spec.l3_vni);
             self.run_all(&plan).await?;
-            self.until_zebra(Awaited::VrfActive(vrf)).await?;
             have = self.mode.read(&self.runner, vrf, &claimed).await?;
         }
+        self.wait_vrf_active(vrf).await?;
         let rest = self.mode.apply_plan(&want, &have);
         self.run_all(&rest).await?;
         plan.extend(rest);
@@ -169,7 +169,22 @@ impl FrrSwitchBackend {
                 "VRF {vrf}'s kernel devices differ from the wanted ones after applying: {now:?}"
             )));
         }
-        self.until_zebra(Awaited::VnisBound(vrf, &claimed)).await?;
+
+        // Devices zebra missed (made while it was still opening the VRF's namespace, by an
+        // earlier apply) are made again, once.
+        let missed = self.wait_bound(vrf, &claimed).await?;
+        if !missed.is_empty() {
+            let rebuild = self.mode.rebuild_plan(&want, &now, &missed);
+            self.run_all(&rebuild).await?;
+            plan.extend(rebuild);
+            let still = self.wait_bound(vrf, &claimed).await?;
+            if !still.is_empty() {
+                return Err(DriverError::Internal(format!(
+                    "zebra has not bound VNIs {still:?} to VRF {vrf} within {ZEBRA_NOTICE:?}, \
+                     even after their devices were made again; look at its log"
+                )));
+            }
+        }
         Ok(changes(lines, &plan))
     }
 
@@ -189,13 +204,14 @@ impl FrrSwitchBackend {
         }
     }
 
-    /// Polls zebra until it shows `awaited`, for at most [`ZEBRA_NOTICE`].
-    async fn until_zebra(&self, awaited: Awaited<'_>) -> Result<(), DriverError> {
+    /// Waits for at most [`ZEBRA_NOTICE`] until zebra has activated VRF `vrf` (and so
+    /// follows the devices made in it).
+    async fn wait_vrf_active(&self, vrf: &str) -> Result<(), DriverError> {
         let start = Instant::now();
-        while !self.zebra_shows(&awaited).await? {
+        while !status::vrf_active(&self.vtysh.show("show vrf").await?, vrf) {
             if start.elapsed() > ZEBRA_NOTICE {
                 return Err(DriverError::Internal(format!(
-                    "zebra has not {awaited} within {ZEBRA_NOTICE:?}; look at its log"
+                    "zebra has not activated VRF {vrf} within {ZEBRA_NOTICE:?}; look at its log"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -203,19 +219,31 @@ impl FrrSwitchBackend {
         Ok(())
     }
 
-    async fn zebra_shows(&self, awaited: &Awaited<'_>) -> Result<bool, DriverError> {
-        Ok(match *awaited {
-            Awaited::VrfActive(vrf) => status::vrf_active(&self.vtysh.show("show vrf").await?, vrf),
-            Awaited::VnisBound(vrf, vnis) => {
-                let known = status::parse_vnis(&self.vtysh.show("show evpn vni json").await?)?;
-                vnis.iter().all(|n| {
+    /// Waits for at most [`ZEBRA_NOTICE`] until zebra has bound each of `vnis` to VRF `vrf`
+    /// with its `vxlanN` device; returns those it has not.
+    async fn wait_bound(
+        &self,
+        vrf: &str,
+        vnis: &BTreeSet<u32>,
+    ) -> Result<BTreeSet<u32>, DriverError> {
+        let start = Instant::now();
+        loop {
+            let known = status::parse_vnis(&self.vtysh.show("show evpn vni json").await?)?;
+            let unbound: BTreeSet<u32> = vnis
+                .iter()
+                .copied()
+                .filter(|n| {
                     let device = format!("vxlan{n}");
-                    known.iter().any(|v| {
+                    !known.iter().any(|v| {
                         v.vni == *n && v.vrf == vrf && v.vxlan_if.as_ref() == Some(&device)
                     })
                 })
+                .collect();
+            if unbound.is_empty() || start.elapsed() > ZEBRA_NOTICE {
+                return Ok(unbound);
             }
-        })
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Removes VRF `vrf` from FRR and the kernel; returns what it changed (nothing when absent).
@@ -269,22 +297,6 @@ impl FrrSwitchBackend {
             routes.extend(status::parse_remote_routes(&json)?);
         }
         Ok(routes)
-    }
-}
-
-/// What the backend waits for zebra to show after changing the kernel.
-enum Awaited<'a> {
-    VrfActive(&'a str),
-    /// Each VNI bound to the VRF with its `vxlanN` device.
-    VnisBound(&'a str, &'a BTreeSet<u32>),
-}
-
-impl std::fmt::Display for Awaited<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Awaited::VrfActive(vrf) => write!(f, "activated VRF {vrf}"),
-            Awaited::VnisBound(vrf, vnis) => write!(f, "bound VNIs {vnis:?} to VRF {vrf}"),
-        }
     }
 }
 
