@@ -2,8 +2,11 @@
 //! calls the controller, and maps the error to its HTTP status.
 
 use leptos::prelude::*;
-use portal_types::ids::{ApiTokenUuid, ImageUuid, InstanceUuid, SshKeyUuid, TenantUuid, UserUuid};
-use portal_types::{Error, params, views};
+use portal_types::ids::{
+    ApiTokenUuid, ImageUuid, InstanceUuid, SecurityGroupUuid, SecurityRuleUuid, SshKeyUuid,
+    SubnetUuid, TenantUuid, UserUuid, VpcUuid,
+};
+use portal_types::{Error, network, params, views};
 
 #[cfg(feature = "ssr")]
 use crate::ssr::{context, fail};
@@ -283,6 +286,64 @@ pub async fn ssh_key_create(create: params::SshKeyCreate) -> Result<views::SshKe
 pub async fn ssh_key_delete(id: SshKeyUuid) -> Result<(), Error> {
     let (ctl, _, opctx) = context().await?;
     ctl.ssh_key_delete(&opctx, id).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "network_overview")]
+pub async fn network_overview() -> Result<network::NetworkOverview, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.network_overview(&opctx).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "vpc_create")]
+pub async fn vpc_create(create: network::VpcCreate) -> Result<network::VpcView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.vpc_create(&opctx, &create).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "vpc_delete")]
+pub async fn vpc_delete(id: VpcUuid) -> Result<(), Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.vpc_delete(&opctx, id).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "subnet_create")]
+pub async fn subnet_create(create: network::SubnetCreate) -> Result<network::SubnetView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.subnet_create(&opctx, &create).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "subnet_delete")]
+pub async fn subnet_delete(id: SubnetUuid) -> Result<(), Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.subnet_delete(&opctx, id).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "security_group_create")]
+pub async fn security_group_create(
+    create: network::SecurityGroupCreate,
+) -> Result<network::SecurityGroupView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.security_group_create(&opctx, &create).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "security_group_delete")]
+pub async fn security_group_delete(id: SecurityGroupUuid) -> Result<(), Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.security_group_delete(&opctx, id).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "security_rule_create")]
+pub async fn security_rule_create(
+    create: network::SecurityRuleCreate,
+) -> Result<network::SecurityRuleView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.security_rule_create(&opctx, &create).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "security_rule_delete")]
+pub async fn security_rule_delete(id: SecurityRuleUuid) -> Result<(), Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.security_rule_delete(&opctx, id).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "user_add_to_tenant")]

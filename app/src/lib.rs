@@ -56,6 +56,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/account") view=pages::account::AccountPage ssr=SsrMode::Async />
                 <Route path=path!("/instances/:id") view=pages::instance::InstancePage ssr=SsrMode::Async />
                 <Route path=path!("/keys") view=pages::keys::KeysPage ssr=SsrMode::Async />
+                <Route path=path!("/networking") view=pages::networking::NetworkingPage ssr=SsrMode::Async />
                 <Route path=path!("/admin") view=pages::admin::AdminPage ssr=SsrMode::Async />
                 <Route path=path!("/admin/identity") view=pages::identity::IdentityPage ssr=SsrMode::Async />
                 <Route path=path!("/admin/tenants") view=pages::tenancy::TenantsPage ssr=SsrMode::Async />

@@ -20,6 +20,7 @@ mod m20261203_000014_idempotency_keys;
 mod m20261203_000015_instance_ssh_keys;
 mod m20261203_000016_saga_instance;
 mod m20261203_000017_instance_user_data;
+mod m20261203_000018_networking;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000015_instance_ssh_keys::Migration),
             Box::new(m20261203_000016_saga_instance::Migration),
             Box::new(m20261203_000017_instance_user_data::Migration),
+            Box::new(m20261203_000018_networking::Migration),
         ]
     }
 }

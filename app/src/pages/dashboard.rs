@@ -10,7 +10,7 @@ use portal_types::views::{
 
 use crate::api::{
     InstanceCreate, InstanceDelete, InstancePower, capacity, fleet_summary, image_list,
-    instance_list, instance_type_list, quota_get, ssh_key_list,
+    instance_list, instance_type_list, network_overview, quota_get, ssh_key_list,
 };
 
 /// The instance list as the page shows it: the last fetched list with every newer live
@@ -51,6 +51,7 @@ fn Dashboard(me: Me) -> impl IntoView {
     let types = Resource::new(|| (), |_| instance_type_list());
     let images = Resource::new(|| (), |_| image_list(false));
     let keys = Resource::new(|| (), |_| ssh_key_list());
+    let networks = Resource::new(|| (), |_| network_overview());
     let instances = Resource::new(move || list_tick.get(), |_| instance_list());
     let updates = RwSignal::new(Vec::<InstanceView>::new());
     let connected = RwSignal::new(false);
@@ -147,6 +148,29 @@ fn Dashboard(me: Me) -> impl IntoView {
                                             {key.name.clone()}
                                         </label>
                                     }).collect_view().into_any()
+                                })}
+                            </Suspense>
+                        </fieldset>
+                        <fieldset class="keys" data-testid="launch-network">
+                            <legend>"Network"</legend>
+                            <Suspense fallback=|| ()>
+                                {move || networks.get().and_then(Result::ok).map(|net| {
+                                    // The defaults come first and are preselected.
+                                    let subnets: Vec<_> = net.vpcs.iter().flat_map(|v| {
+                                        v.subnets.iter().map(move |s| (s.id, format!("{} / {} ({})", v.name, s.name, s.cidr)))
+                                    }).collect();
+                                    view! {
+                                        <select name="create[subnet]" data-testid="launch-subnet">
+                                            {subnets.into_iter().map(|(id, label)| view! { <option value=id.to_string()>{label}</option> }).collect_view()}
+                                        </select>
+                                        {net.security_groups.into_iter().enumerate().map(|(i, g)| view! {
+                                            <label class="check">
+                                                <input type="checkbox" name=format!("create[security_groups][{i}]") value=g.id.to_string()
+                                                    checked=g.is_default data-testid="launch-group" />
+                                                {g.name.clone()}
+                                            </label>
+                                        }).collect_view()}
+                                    }
                                 })}
                             </Suspense>
                         </fieldset>

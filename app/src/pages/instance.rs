@@ -201,6 +201,31 @@ fn Detail(
                 </table>
             })}
         </section>
+        <section class="panel" data-testid="instance-network">
+            <h2>"Network"</h2>
+            {if d.ports.is_empty() {
+                view! { <p class="muted">"No network port yet."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="instances">
+                        <thead><tr><th>"Address"</th><th>"MAC"</th><th>"VPC / subnet"</th><th>"Gateway"</th><th>"Security groups"</th><th>"DPU"</th><th>"State"</th></tr></thead>
+                        <tbody>
+                            {d.ports.iter().map(|p| view! {
+                                <tr data-testid="port-row" data-state=p.state.clone()>
+                                    <td><code data-testid="port-ip">{p.ip.clone()}</code></td>
+                                    <td><code>{p.mac.clone()}</code></td>
+                                    <td>{format!("{} / {} ({})", p.vpc, p.subnet, p.cidr)}</td>
+                                    <td><code>{p.gateway.clone()}</code></td>
+                                    <td>{p.security_groups.join(", ")}</td>
+                                    <td>{p.dpu.clone().unwrap_or_else(|| "—".into())}</td>
+                                    <td data-testid="port-state">{p.state.clone()}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
         <section class="panel" data-testid="instance-access">
             <h2>"Access"</h2>
             <p>

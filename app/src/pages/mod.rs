@@ -7,6 +7,7 @@ pub mod images;
 pub mod instance;
 pub mod keys;
 pub mod login;
+pub mod networking;
 pub mod tenancy;
 pub mod topology;
 
@@ -82,6 +83,7 @@ fn TopBar(me: Me) -> impl IntoView {
                 <a class="nav" href="/users" data-testid="nav-users">"Users"</a>
                 <a class="nav" href="/audit" data-testid="nav-audit">"Audit"</a>
             })}
+            <a class="nav" href="/networking" data-testid="nav-networking">"Networking"</a>
             <a class="nav" href="/keys" data-testid="nav-keys">"SSH keys"</a>
             <a class="nav" href="/account" data-testid="nav-account">"My account"</a>
             <span class="who" data-testid="whoami">

@@ -25,10 +25,15 @@ typed_uuid_kinds! {
     HostKind => HostUuid, "host";
     ImageKind => ImageUuid, "image";
     InstanceKind => InstanceUuid, "instance";
+    PortKind => PortUuid, "port";
+    SecurityGroupKind => SecurityGroupUuid, "security_group";
+    SecurityRuleKind => SecurityRuleUuid, "security_rule";
     SshKeyKind => SshKeyUuid, "ssh_key";
+    SubnetKind => SubnetUuid, "subnet";
     SwitchKind => SwitchUuid, "switch";
     TenantKind => TenantUuid, "tenant";
     UserKind => UserUuid, "user";
+    VpcKind => VpcUuid, "vpc";
 }
 
 pub use newtype_uuid::GenericUuid;

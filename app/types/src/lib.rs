@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod ids;
+pub mod network;
 pub mod params;
 pub mod role;
 pub mod topology;

@@ -49,6 +49,12 @@ pub struct InstanceCreate {
     /// 16 KiB; empty: none.
     #[serde(default)]
     pub user_data: String,
+    /// The subnet for the VMs' network interface; none: the tenant's default subnet.
+    #[serde(default)]
+    pub subnet: Option<crate::ids::SubnetUuid>,
+    /// Their security groups; empty: the tenant's default group.
+    #[serde(default)]
+    pub security_groups: Vec<crate::ids::SecurityGroupUuid>,
 }
 
 /// The most cloud-init user data a launch may carry.
@@ -70,6 +76,8 @@ impl InstanceCreate {
             idempotency_key: String::new(),
             ssh_keys: Vec::new(),
             user_data: String::new(),
+            subnet: None,
+            security_groups: Vec::new(),
         }
     }
 

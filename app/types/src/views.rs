@@ -200,6 +200,9 @@ pub struct InstanceDetail {
     pub image: Option<String>,
     pub default_user: Option<String>,
     pub ssh_keys: Vec<String>,
+    /// Its network interfaces on the tenant's VPC.
+    #[serde(default)]
+    pub ports: Vec<crate::network::PortView>,
     /// How to reach it; none until it has an address.
     pub ssh_command: Option<String>,
     /// The steps of its sagas, oldest first.

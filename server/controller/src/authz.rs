@@ -73,6 +73,10 @@ pub enum Action {
     InstanceDelete,
     /// Stop, start, reboot or power off an instance.
     InstancePower,
+    /// See the tenant's VPCs, subnets and security groups.
+    NetworkRead,
+    /// Add and delete VPCs, subnets, security groups and rules.
+    NetworkWrite,
 }
 
 /// The tenant an actor may manage users in: their own, or any for provider admins. Another
@@ -123,10 +127,12 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
             | Action::QuotaRead
             | Action::SshKeyRead
             | Action::SshKeyWrite
-            | Action::InstanceRead => true,
-            Action::InstanceCreate | Action::InstanceDelete | Action::InstancePower => {
-                actor.role >= Role::Member
-            }
+            | Action::InstanceRead
+            | Action::NetworkRead => true,
+            Action::InstanceCreate
+            | Action::InstanceDelete
+            | Action::InstancePower
+            | Action::NetworkWrite => actor.role >= Role::Member,
         };
     if allowed {
         Ok(actor)
@@ -157,11 +163,14 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
                 Action::InstanceCreate => "launch instances",
                 Action::InstanceDelete => "delete instances",
                 Action::InstancePower => "stop, start or reboot instances",
+                Action::NetworkRead => "see networks",
+                Action::NetworkWrite => "change networks or security groups",
             },
             match action {
-                Action::InstanceCreate | Action::InstanceDelete | Action::InstancePower => {
-                    "ask a tenant admin for the member role"
-                }
+                Action::InstanceCreate
+                | Action::InstanceDelete
+                | Action::InstancePower
+                | Action::NetworkWrite => "ask a tenant admin for the member role",
                 Action::UserRead | Action::UserWrite | Action::AuditRead => {
                     "only tenant admins can"
                 }
@@ -216,6 +225,8 @@ mod tests {
             Action::InstanceCreate,
             Action::InstanceDelete,
             Action::InstancePower,
+            Action::NetworkRead,
+            Action::NetworkWrite,
         ] {
             assert_eq!(
                 authorize(&OpContext::anonymous(), action).unwrap_err(),

@@ -26,7 +26,14 @@ async fn instance_detail(stack: &Stack) {
     let mut events = ctl.events().subscribe();
     let vm = ctl.instance_create(admin, &launch("paged", "h100x2")).await.unwrap().remove(0);
     wait_for_state(&mut events, "paged", InstanceState::Running).await;
-    let create_steps = ["claimed", "partition_activated", "vm_ensured", "running"];
+    let create_steps = [
+        "claimed",
+        "port_created",
+        "port_attached",
+        "partition_activated",
+        "vm_ensured",
+        "running",
+    ];
     eventually(20, "the launch saga finishing", async || {
         let d = ctl.instance_get(admin, vm.id).await.unwrap();
         succeeded(&d, "instance_create") == create_steps
@@ -54,11 +61,14 @@ async fn instance_detail(stack: &Stack) {
     let emulator = d.emulator_cpu.expect("an emulator CPU");
     assert!(!d.vcpu_pins.contains(&emulator));
     assert!(!d.nics.is_empty() && d.nics.iter().all(|n| !n.name.is_empty()), "{:?}", d.nics);
-    // The image it booted (the newest, the default) and that image's user; no address yet.
+    // The image it booted (the newest, the default) and that image's user; its address in
+    // the default subnet, and how to SSH to it.
     let newest = ctl.image_list(admin, false).await.unwrap().remove(0);
     assert_eq!(d.image.as_deref(), Some(newest.name.as_str()));
     assert_eq!(d.default_user.as_deref(), Some(newest.default_user.as_str()));
-    assert_eq!(d.ssh_command, None);
+    let ip = &d.ports[0].ip;
+    assert!(ip.starts_with("10.0."), "{ip}");
+    assert_eq!(d.ssh_command, Some(format!("ssh {}@{ip}", newest.default_user)));
     // The launch's events in order, each with a time; every step started before it succeeded.
     let create: Vec<_> = d.timeline.iter().filter(|t| t.saga == "instance_create").collect();
     assert_eq!(create.len(), 2 * create_steps.len(), "{create:?}");

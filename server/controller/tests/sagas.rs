@@ -14,8 +14,9 @@ use sea_orm::{ConnectionTrait, Statement};
 
 /// `instance_create`'s nodes, in order. The first only confirms the claim its transaction
 /// committed; steno runs no undo for the node that fails, so an error is injected after it.
-const CREATE_NODES: [&str; 4] = ["claimed", "partition_activated", "vm_ensured", "running"];
-const DELETE_NODES: [&str; 2] = ["deleting", "vm_removed"];
+const CREATE_NODES: [&str; 6] =
+    ["claimed", "port_created", "port_attached", "partition_activated", "vm_ensured", "running"];
+const DELETE_NODES: [&str; 3] = ["deleting", "vm_removed", "port_removed"];
 const POWER_NODES: [&str; 2] = ["requested", "power_set"];
 
 /// A short lease, so that a replica takes over a dead one's sagas quickly.
@@ -96,11 +97,25 @@ async fn deleted(stack: &Stack, name: &str) {
     sagas_done(&stack.controller).await;
 }
 
-/// Nothing left of a launch or delete: no VM, no active partition, no claim.
+/// Ports the sim DPUs hold.
+fn dpu_ports(stack: &Stack) -> usize {
+    stack.fleet.dpus().map(|d| d.port_count()).sum()
+}
+
+/// Nothing left of a launch or delete: no VM, no active partition, no claim, no port (in
+/// the database or on a DPU), no security group membership.
 async fn nothing_left(stack: &Stack) {
     eventually(10, "the VMs gone", async || vms(stack) == 0).await;
     assert_eq!(partitions(stack).await, 0);
     assert_eq!(claims(&stack.controller).await, 0);
+    // A delete stopped after its VM was removed leaves the port to the reconciler's sweep.
+    let ctl = &stack.controller;
+    eventually(10, "the ports gone", async || {
+        scalar(ctl, "SELECT COUNT(*) FROM port").await == 0
+            && scalar(ctl, "SELECT COUNT(*) FROM port_security_group").await == 0
+            && dpu_ports(stack) == 0
+    })
+    .await;
 }
 
 async fn actions_succeed_idempotently(url: &str) {
@@ -113,6 +128,7 @@ async fn actions_succeed_idempotently(url: &str) {
     assert_eq!(state_of(ctl, "twice").await, "running");
     assert_eq!((vms(&stack), partitions(&stack).await), (1, 1));
     assert_eq!(claims(ctl).await, 1);
+    assert_eq!((scalar(ctl, "SELECT COUNT(*) FROM port").await, dpu_ports(&stack)), (1, 1));
     for node in DELETE_NODES {
         ctl.testing_inject_next_saga(Injection::Repeat(node));
     }
@@ -147,6 +163,12 @@ async fn action_failure_can_unwind(url: &str, repeat_undos: bool) {
         }
         ctl.testing_inject_next_saga(Injection::Error(node));
         deleted(&stack, &name).await;
+        if *node == "port_removed" {
+            // The VM is gone (nothing undoes that): deleted, and its port swept.
+            assert_eq!(state_of(ctl, &name).await, "deleted");
+            nothing_left(&stack).await;
+            continue;
+        }
         // A delete that did not happen: failed, to be deleted again; its VM keeps its GPU.
         assert_eq!(state_of(ctl, &name).await, "failed", "failure at {node}");
         assert_eq!((vms(&stack), claims(ctl).await), (1, 1));

@@ -20,7 +20,7 @@ use tonic::transport::Endpoint;
 use super::connect::{connect, dialer};
 use super::watch::spawn_host_watcher;
 use crate::app::scheduling::Placer;
-use crate::background::{fleet_sync, reconciler};
+use crate::background::{fleet_sync, ports, reconciler};
 use crate::backoff::Backoff;
 use crate::{Controller, StartError};
 
@@ -79,6 +79,7 @@ impl Controller {
         // renewals); a step whose agent is not attached yet retries until it is.
         self.keep_running(crate::sagas::executor::spawn(Arc::clone(self)));
         self.keep_running(fleet_sync::spawn(Arc::clone(self)));
+        self.keep_running(ports::spawn(Arc::clone(self)));
         Ok(problems)
     }
 
@@ -124,11 +125,15 @@ impl Controller {
                 self.agents.insert_host(&agent.id, channel);
             }
             AgentKind::Dpu => {
-                let mut client = DpuAgentClient::new(channel);
+                let mut client = DpuAgentClient::new(channel.clone());
                 let inv = client.get_inventory(request).await.map_err(inventory_error)?;
                 let inv = inv.into_inner();
                 check_id(&inv.dpu_id)?;
                 self.dpu_inventory_ingest(&agent.url, &inv).await.map_err(ingest_error)?;
+                self.agents.insert_dpu(&agent.id, channel);
+                // A DPU agent (re)attached holds what it was last sent, or nothing after a
+                // restart: send it every port the database gives it.
+                self.ports_replay(&agent.id).await;
             }
             AgentKind::Switch => {
                 let mut client = SwitchAgentClient::new(channel);

@@ -10,21 +10,21 @@ mod watch;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use agent_proto::v1::dpu_agent_client::DpuAgentClient;
 use agent_proto::v1::host_agent_client::HostAgentClient;
 use tonic::transport::Channel;
 
 pub use connect::AgentUnreachable;
 
-/// The clients of the attached host agents, keyed by the agent's stable id.
+/// The clients of the attached host and DPU agents, keyed by the agent's stable id.
 #[derive(Default)]
 pub struct AgentRegistry {
     hosts: RwLock<HashMap<String, HostAgentClient<Channel>>>,
+    dpus: RwLock<HashMap<String, DpuAgentClient<Channel>>>,
 }
 
 impl AgentRegistry {
-    /// Keeps the channel to a host agent for launches, deletes and its watch stream. (DPU
-    /// and switch agents are reached at attach time only until the control plane drives
-    /// tenant networks.)
+    /// Keeps the channel to a host agent for launches, deletes and its watch stream.
     pub fn insert_host(&self, id: &str, channel: Channel) {
         let mut hosts = self.hosts.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         hosts.insert(id.to_owned(), HostAgentClient::new(channel));
@@ -34,5 +34,17 @@ impl AgentRegistry {
     /// cheap clones of one channel.
     pub fn host(&self, id: &str) -> Option<HostAgentClient<Channel>> {
         self.hosts.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id).cloned()
+    }
+
+    /// Keeps the channel to a DPU agent for the ports of its host's VMs. (Switch agents are
+    /// reached at attach time only until the network reconciler drives them.)
+    pub fn insert_dpu(&self, id: &str, channel: Channel) {
+        let mut dpus = self.dpus.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        dpus.insert(id.to_owned(), DpuAgentClient::new(channel));
+    }
+
+    /// A client for the DPU agent with this id (none until it is attached).
+    pub fn dpu(&self, id: &str) -> Option<DpuAgentClient<Channel>> {
+        self.dpus.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id).cloned()
     }
 }

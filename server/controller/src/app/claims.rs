@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::Controller;
+use crate::app::networking::LaunchNetwork;
 use crate::app::quotas::Budget;
 use crate::app::scheduling::Placer;
 use crate::authz::Actor;
@@ -56,6 +57,8 @@ pub(crate) struct Launch {
     pub params: params::InstanceCreate,
     /// The SSH keys to record with each VM, resolved from `params.ssh_keys` (name, line).
     pub ssh_keys: Vec<(String, String)>,
+    /// The subnet and security groups to record with each VM, checked by the caller.
+    pub network: LaunchNetwork,
     pub reply: oneshot::Sender<Result<Vec<Claimed>, Error>>,
 }
 
@@ -76,6 +79,7 @@ impl ClaimQueue {
         actor: &Actor,
         params: &params::InstanceCreate,
         ssh_keys: Vec<(String, String)>,
+        network: LaunchNetwork,
     ) -> Result<Vec<Claimed>, Error> {
         let (reply, answer) = oneshot::channel();
         let launch = Launch {
@@ -83,6 +87,7 @@ impl ClaimQueue {
             opctx: opctx.for_saga(),
             params: params.clone(),
             ssh_keys,
+            network,
             reply,
         };
         let stopped = || Error::unavailable("the portal is shutting down; launch again");
@@ -387,7 +392,7 @@ fn decide(
     taken: &mut HashSet<(TenantUuid, String)>,
     now: i64,
 ) -> Result<Vec<Claimed>, Error> {
-    let Launch { actor, opctx, params, ssh_keys, .. } = launch;
+    let Launch { actor, opctx, params, ssh_keys, network, .. } = launch;
     let ssh_keys = serde_json::to_string(ssh_keys).map_err(Error::internal)?;
     let names = params.names();
     if let Some(name) = names.iter().find(|n| taken.contains(&(actor.tenant_id, (*n).clone()))) {
@@ -421,6 +426,8 @@ fn decide(
             row.idempotency_key = keys.next();
             row.ssh_keys = Some(ssh_keys.clone());
             row.user_data = (!params.user_data.trim().is_empty()).then(|| params.user_data.clone());
+            row.subnet_id = network.subnet;
+            row.security_groups = network.security_groups.clone();
             let params = instance_create::Params {
                 opctx: opctx.clone(),
                 instance_id: InstanceUuid::from_untyped_uuid(row.id),
@@ -477,6 +484,8 @@ fn instance_row(
         idempotency_key: None,
         ssh_keys: None,
         user_data: None,
+        subnet_id: None,
+        security_groups: None,
         created_by: actor.user_id.into_untyped_uuid(),
         created_at: now,
         updated_at: now,

@@ -186,6 +186,13 @@ impl Controller {
             _ => Vec::new(),
         };
         let instance = view(&rows.instance);
+        let ports = self.datastore.port_views(rows.instance.id).await?;
+        let default_user = rows.image.map(|i| i.default_user);
+        // Reachable from inside the VPC (a bastion or another VM); public IPs come later.
+        let ssh_command = ports
+            .first()
+            .zip(default_user.as_ref())
+            .map(|(port, user)| format!("ssh {user}@{}", port.ip));
         Ok(InstanceDetail {
             host: placement.as_ref().map(|p| p.host.clone()),
             gpus,
@@ -195,11 +202,10 @@ impl Controller {
             emulator_cpu: placement.as_ref().map(|p| p.emulator_cpu),
             partition: placement.as_ref().and_then(|p| p.partition).map(u32::from),
             image: instance.image.clone(),
-            default_user: rows.image.map(|i| i.default_user),
+            default_user,
             ssh_keys: instance.ssh_keys.clone(),
-            // Instances have no addresses yet: tenant networking will bring them, and with
-            // them `ssh <default user>@<address>`.
-            ssh_command: None,
+            ports,
+            ssh_command,
             timeline: timeline(sagas),
             instance,
         })
@@ -236,7 +242,9 @@ impl Controller {
         let actor = opctx.authorize(Action::InstanceCreate)?;
         params.validate()?;
         let ssh_keys = self.ssh_keys_for_launch(opctx, &params.ssh_keys).await?;
-        let claimed = self.claims.claim(opctx, actor, params, ssh_keys).await?;
+        let network =
+            self.network_for_launch(opctx, params.subnet, &params.security_groups).await?;
+        let claimed = self.claims.claim(opctx, actor, params, ssh_keys, network).await?;
         Ok(claimed.iter().map(|(row, _, _)| view(row)).collect())
     }
 

@@ -8,6 +8,8 @@ pub(crate) mod console;
 pub(crate) mod fleet;
 pub(crate) mod images;
 pub(crate) mod instances;
+pub(crate) mod networking;
+pub(crate) mod ports;
 pub(crate) mod quotas;
 pub(crate) mod removal;
 pub(crate) mod scheduling;

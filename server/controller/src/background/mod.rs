@@ -1,6 +1,7 @@
 //! Work that runs on its own for the life of a replica: the reconciler (stray VMs), the
-//! fleet flags other replicas record, and the stray VMs themselves.
+//! fleet flags other replicas record, the stray VMs themselves, and the port reconciler.
 
 pub(crate) mod fleet_sync;
+pub(crate) mod ports;
 pub(crate) mod reconciler;
 pub(crate) mod strays;

@@ -216,6 +216,11 @@ pub mod instance {
         /// cloud-init user data for the VM's config drive (none: the image's default).
         #[sea_orm(column_type = "Text", nullable)]
         pub user_data: Option<String>,
+        /// The subnet its launch asked for (none: the tenant's default).
+        pub subnet_id: Option<Uuid>,
+        /// The security group ids its launch asked for, a JSON array (none: the default).
+        #[sea_orm(column_type = "Text", nullable)]
+        pub security_groups: Option<String>,
         pub created_by: Uuid,
         pub created_at: i64,
         pub updated_at: i64,
@@ -446,6 +451,115 @@ pub mod image {
         pub retired: bool,
         pub created_at: i64,
         pub updated_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod vpc {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "vpc")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub name: String,
+        /// The L3 VNI of its VRF.
+        pub vni: i64,
+        pub is_default: bool,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod subnet {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "subnet")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub vpc_id: Uuid,
+        pub tenant_id: Uuid,
+        pub name: String,
+        pub cidr: String,
+        /// Its L2 VNI.
+        pub vni: i64,
+        pub is_default: bool,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod security_group {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "security_group")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub name: String,
+        pub description: String,
+        pub is_default: bool,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod security_rule {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "security_rule")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub group_id: Uuid,
+        /// `ingress` | `egress`.
+        pub direction: String,
+        /// `tcp` | `udp` | `icmp` | `any`.
+        pub protocol: String,
+        pub port_min: Option<i32>,
+        pub port_max: Option<i32>,
+        pub remote_cidr: Option<String>,
+        pub remote_group_id: Option<Uuid>,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod port {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "port")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub instance_id: Uuid,
+        pub tenant_id: Uuid,
+        pub subnet_id: Uuid,
+        pub ip: String,
+        pub mac: String,
+        /// The DPU that enforces its groups; none when its host has none.
+        pub dpu_name: Option<String>,
+        /// Bumped by every change its DPU must see;
+        pub generation: i64,
+        /// the last one the DPU confirmed.
+        pub applied_generation: i64,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod port_security_group {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "port_security_group")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub port_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub group_id: Uuid,
     }
     no_relations!();
 }

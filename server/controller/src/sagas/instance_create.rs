@@ -4,6 +4,10 @@
 //! ```text
 //! claimed              + sic_claimed             (the claim is in the database)
 //!                      - sic_undo_launch
+//! port_created         + sic_create_port         (an address of its subnet, its groups)
+//!                      - sic_release_port
+//! port_attached        + sic_attach_port         (DPU agent EnsurePort; no DPU: none)
+//!                      - sic_detach_port
 //! partition_activated  + sic_activate_partition  (host agent ActivatePartition; CPU-only: none)
 //!                      - sic_deactivate_partition
 //! vm_ensured           + sic_ensure_vm           (host agent EnsureVm)
@@ -47,6 +51,12 @@ pub(crate) struct Params {
 static CLAIMED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
     ActionFunc::new_action("instance_create.claimed", sic_claimed, sic_undo_launch)
 });
+static PORT_CREATED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
+    ActionFunc::new_action("instance_create.port_created", sic_create_port, sic_release_port)
+});
+static PORT_ATTACHED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
+    ActionFunc::new_action("instance_create.port_attached", sic_attach_port, sic_detach_port)
+});
 static PARTITION_ACTIVATED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
     ActionFunc::new_action(
         "instance_create.partition_activated",
@@ -61,7 +71,9 @@ static RUNNING: LazyLock<Arc<dyn Action<PortalSaga>>> =
     LazyLock::new(|| steno::new_action_noop_undo("instance_create.running", sic_wait_running));
 
 pub(crate) fn register(registry: &mut ActionRegistry<PortalSaga>) {
-    for action in [&*CLAIMED, &*PARTITION_ACTIVATED, &*VM_ENSURED, &*RUNNING] {
+    for action in
+        [&*CLAIMED, &*PORT_CREATED, &*PORT_ATTACHED, &*PARTITION_ACTIVATED, &*VM_ENSURED, &*RUNNING]
+    {
         registry.register(Arc::clone(action));
     }
 }
@@ -70,6 +82,8 @@ pub(crate) fn register(registry: &mut ActionRegistry<PortalSaga>) {
 pub(crate) fn new(params: &Params) -> Result<NewSaga, Error> {
     let mut dag = DagBuilder::new(SagaName::new(NAME));
     dag.append(Node::action("claimed", "Claim", CLAIMED.as_ref()));
+    dag.append(Node::action("port_created", "CreatePort", PORT_CREATED.as_ref()));
+    dag.append(Node::action("port_attached", "EnsurePort", PORT_ATTACHED.as_ref()));
     dag.append(Node::action(
         "partition_activated",
         "ActivatePartition",
@@ -90,6 +104,95 @@ fn controller(ctx: &ActionContext) -> &Arc<Controller> {
 async fn sic_claimed(ctx: ActionContext) -> Result<(), ActionError> {
     let p: Params = ctx.saga_params()?;
     controller(&ctx).instance_confirm(p.instance_id).await.map_err(saga_action_failed)
+}
+
+/// Gives the VM its port: an address of the subnet its launch picked, its security groups
+/// and its host's DPU (idempotent: a port made before a crash is found). A full subnet marks
+/// the launch failed with a sentence.
+async fn sic_create_port(ctx: ActionContext) -> Result<(), ActionError> {
+    let p: Params = ctx.saga_params()?;
+    let c = controller(&ctx);
+    let mut backoff = Backoff::default();
+    loop {
+        let row = c.instance_row(p.instance_id).await.map_err(saga_action_failed)?;
+        if row.state != InstanceState::Provisioning.as_str() {
+            return Ok(());
+        }
+        let allocation = allocation_of(&row)
+            .ok_or_else(|| saga_action_failed(Error::internal("the instance has no placement")))?;
+        match c.port_create(&p.opctx, &row, &allocation.placement.host).await {
+            Ok(_) => return Ok(()),
+            Err(e @ (Error::InvalidRequest { .. } | Error::Conflict { .. })) => {
+                let message = format!("The launch failed: {e}");
+                c.instance_launch_failed(&row, &message).await;
+                return Err(saga_action_failed(Error::unavailable(message)));
+            }
+            Err(e) if now_ms() < c.launch_deadline(&row) => {
+                tracing::warn!(instance = %row.id, error = %e, "cannot make the port; retrying");
+                backoff.sleep().await;
+            }
+            Err(e) => {
+                let message = format!(
+                    "The launch failed: its network port could not be made ({e}). Delete this \
+                     instance and launch again."
+                );
+                c.instance_launch_failed(&row, &message).await;
+                return Err(saga_action_failed(Error::unavailable(message)));
+            }
+        }
+    }
+}
+
+/// Undo of the port: the address and memberships go (retried: an undo may not fail).
+async fn sic_release_port(ctx: ActionContext) -> Result<(), anyhow::Error> {
+    let p: Params = ctx.saga_params()?;
+    let c = controller(&ctx);
+    let mut backoff = Backoff::default();
+    while let Err(e) = c.port_release(p.instance_id.into_untyped_uuid()).await {
+        tracing::warn!(instance = %p.instance_id, error = %e, "cannot release the port; retrying");
+        backoff.sleep().await;
+    }
+    Ok(())
+}
+
+/// Sends the port to its DPU (EnsurePort), so the VM starts with its network and security
+/// groups in place; transient errors are retried until the launch deadline.
+async fn sic_attach_port(ctx: ActionContext) -> Result<(), ActionError> {
+    let p: Params = ctx.saga_params()?;
+    let c = controller(&ctx);
+    let mut backoff = Backoff::default();
+    loop {
+        let row = c.instance_row(p.instance_id).await.map_err(saga_action_failed)?;
+        if row.state != InstanceState::Provisioning.as_str() {
+            return Ok(());
+        }
+        let port = c.port_of(row.id).await.map_err(saga_action_failed)?;
+        let Some(port) = port else { return Ok(()) };
+        let dpu = port.dpu_name.clone().unwrap_or_default();
+        let status = match c.port_push(port).await {
+            Ok(()) => return Ok(()),
+            Err(status) => status,
+        };
+        if transient(&status) && now_ms() < c.launch_deadline(&row) {
+            tracing::warn!(instance = %row.id, %dpu, error = %status.message(), "EnsurePort failed; retrying");
+            backoff.sleep().await;
+            continue;
+        }
+        let message = format!(
+            "The launch failed: DPU {dpu} could not connect its network port: {}. Delete this \
+             instance and launch again.",
+            status.message()
+        );
+        c.instance_launch_failed(&row, &message).await;
+        return Err(saga_action_failed(Error::unavailable(message)));
+    }
+}
+
+/// Undo of EnsurePort: RemovePort until the DPU answers.
+async fn sic_detach_port(ctx: ActionContext) -> Result<(), anyhow::Error> {
+    let p: Params = ctx.saga_params()?;
+    controller(&ctx).port_remove_from_dpu(p.instance_id.into_untyped_uuid()).await;
+    Ok(())
 }
 
 /// Activates the VM's Fabric Manager partition before its VM is defined (idempotent for the

@@ -4,6 +4,7 @@
 //! ```text
 //! deleting     + sid_deleting     (the mark is in the database)      - sid_deleting_undo
 //! vm_removed   + sid_remove_vm    (RemoveVm until the host confirms the VM is gone)
+//! port_removed + sid_remove_port  (RemovePort until its DPU answers; the address is freed)
 //! ```
 //!
 //! The host's confirmation releases the GPU claims and marks the instance `deleted` in one
@@ -15,7 +16,7 @@
 use std::sync::{Arc, LazyLock};
 
 use portal_types::Error;
-use portal_types::ids::InstanceUuid;
+use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::views::InstanceState;
 use serde::{Deserialize, Serialize};
 use steno::{Action, ActionError, ActionFunc, ActionRegistry, DagBuilder, Node, SagaName};
@@ -42,9 +43,11 @@ static DELETING: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
 });
 static VM_REMOVED: LazyLock<Arc<dyn Action<PortalSaga>>> =
     LazyLock::new(|| steno::new_action_noop_undo("instance_delete.vm_removed", sid_remove_vm));
+static PORT_REMOVED: LazyLock<Arc<dyn Action<PortalSaga>>> =
+    LazyLock::new(|| steno::new_action_noop_undo("instance_delete.port_removed", sid_remove_port));
 
 pub(crate) fn register(registry: &mut ActionRegistry<PortalSaga>) {
-    for action in [&*DELETING, &*VM_REMOVED] {
+    for action in [&*DELETING, &*VM_REMOVED, &*PORT_REMOVED] {
         registry.register(Arc::clone(action));
     }
 }
@@ -53,6 +56,7 @@ pub(crate) fn new(params: &Params) -> Result<NewSaga, Error> {
     let mut dag = DagBuilder::new(SagaName::new(NAME));
     dag.append(Node::action("deleting", "MarkDeleting", DELETING.as_ref()));
     dag.append(Node::action("vm_removed", "RemoveVm", VM_REMOVED.as_ref()));
+    dag.append(Node::action("port_removed", "RemovePort", PORT_REMOVED.as_ref()));
     NewSaga::new(dag.build().map_err(|e| Error::internal(e.to_string()))?, params)
 }
 
@@ -105,6 +109,21 @@ async fn sid_remove_vm(ctx: ActionContext) -> Result<(), ActionError> {
         {
             overdue(c, &row).await;
         }
+        backoff.sleep().await;
+    }
+    Ok(())
+}
+
+/// Once the VM is gone: its port leaves the DPU, then the database (both retried: a delete
+/// does not give up).
+async fn sid_remove_port(ctx: ActionContext) -> Result<(), ActionError> {
+    let p: Params = ctx.saga_params()?;
+    let c = controller(&ctx);
+    let id = p.instance_id.into_untyped_uuid();
+    c.port_remove_from_dpu(id).await;
+    let mut backoff = Backoff::default();
+    while let Err(e) = c.port_release(id).await {
+        tracing::warn!(instance = %id, error = %e, "cannot release the port; retrying");
         backoff.sleep().await;
     }
     Ok(())

@@ -1,0 +1,153 @@
+//! A VM's port on its DPU: made by the create saga (an address of the launch's subnet, its
+//! security groups), sent to the DPU of the VM's host, kept up to date as rules and group
+//! members change (the port reconciler, `background::ports`), and removed by the delete
+//! saga. A host without a DPU (the real CPU-only host of a lab) gets the address but no
+//! enforcement; its ports say "no DPU".
+
+use agent_proto::v1 as pb;
+use portal_types::Error;
+use portal_types::ids::GenericUuid;
+use uuid::Uuid;
+
+use crate::Controller;
+use crate::backoff::Backoff;
+use crate::context::OpContext;
+use crate::datastore::entity::{instance, port};
+use crate::datastore::port::{PortRequest, PortWiring};
+
+impl Controller {
+    /// Makes the instance's port on `host` (idempotent: an existing port is returned): the
+    /// subnet and groups its launch recorded, the tenant's defaults otherwise.
+    pub(crate) async fn port_create(
+        &self,
+        opctx: &OpContext,
+        row: &instance::Model,
+        host: &str,
+    ) -> Result<port::Model, Error> {
+        if let Some(existing) = self.datastore.port_of_instance(row.id).await? {
+            return Ok(existing);
+        }
+        let defaults = self.datastore.network_defaults(opctx).await?;
+        let subnet_id = row.subnet_id.unwrap_or(defaults.subnet.into_untyped_uuid());
+        let mut groups: Vec<Uuid> = row
+            .security_groups
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default();
+        if groups.is_empty() {
+            groups.push(defaults.group.into_untyped_uuid());
+        }
+        let request = PortRequest {
+            instance_id: row.id,
+            tenant_id: row.tenant_id,
+            subnet_id,
+            groups,
+            dpu_name: self.datastore.dpu_of_host(host).await?,
+        };
+        Ok(self.datastore.port_allocate(&request).await?)
+    }
+
+    /// Sends the port's latest generation to its DPU (EnsurePort, idempotent) and records the
+    /// DPU's confirmation. A port without a DPU has nothing to send.
+    pub(crate) async fn port_push(&self, port: port::Model) -> Result<(), tonic::Status> {
+        let Some(dpu) = port.dpu_name.clone() else { return Ok(()) };
+        let mut client = self.agents.dpu(&dpu).ok_or_else(|| {
+            tonic::Status::unavailable(format!("DPU agent {dpu} is not connected"))
+        })?;
+        let wiring = self
+            .datastore
+            .port_wiring(port)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.detail()))?;
+        let (id, generation) = (wiring.port.id, wiring.port.generation);
+        client.ensure_port(pb::EnsurePortRequest { spec: Some(port_spec(&wiring)) }).await?;
+        self.datastore
+            .port_mark_applied(id, generation)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.detail()))?;
+        Ok(())
+    }
+
+    /// Removes the port from its DPU (RemovePort, idempotent).
+    pub(crate) async fn port_unplug(&self, port: &port::Model) -> Result<(), tonic::Status> {
+        let Some(dpu) = &port.dpu_name else { return Ok(()) };
+        let mut client = self.agents.dpu(dpu).ok_or_else(|| {
+            tonic::Status::unavailable(format!("DPU agent {dpu} is not connected"))
+        })?;
+        client
+            .remove_port(pb::RemovePortRequest {
+                port_id: port.id.to_string(),
+                // Port ids are never reused: fence off every later EnsurePort, whatever
+                // generation a rule change gave it meanwhile.
+                generation: i64::MAX as u64,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The instance's port, if it has one.
+    pub(crate) async fn port_of(&self, instance_id: Uuid) -> Result<Option<port::Model>, Error> {
+        Ok(self.datastore.port_of_instance(instance_id).await?)
+    }
+
+    /// Removes the instance's port from its DPU, retrying until the DPU answers (an undo and
+    /// a delete may not give up; a port without a DPU has nothing to remove).
+    pub(crate) async fn port_remove_from_dpu(&self, instance_id: Uuid) {
+        let mut backoff = Backoff::default();
+        loop {
+            let error = match self.port_of(instance_id).await {
+                Ok(None) => return,
+                Ok(Some(port)) => match self.port_unplug(&port).await {
+                    Ok(()) => return,
+                    Err(status) => status.message().to_owned(),
+                },
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(instance = %instance_id, %error, "RemovePort failed; retrying");
+            backoff.sleep().await;
+        }
+    }
+
+    /// Deletes the instance's port from the database (its address is free again).
+    pub(crate) async fn port_release(&self, instance_id: Uuid) -> Result<(), Error> {
+        if self.datastore.port_release(instance_id).await?.is_some() {
+            // Groups naming the port's groups lost a member.
+            self.ports_changed.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Sends every port of a DPU again (after its agent attached) through the reconciler.
+    pub(crate) async fn ports_replay(&self, dpu: &str) {
+        match self.datastore.ports_replay(dpu).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(%dpu, ports = n, "sending the DPU its ports again");
+                self.ports_changed.notify_one();
+            }
+            Err(e) => tracing::warn!(%dpu, error = %e, "cannot mark the DPU's ports for sending"),
+        }
+    }
+}
+
+fn port_spec(w: &PortWiring) -> pb::PortSpec {
+    pb::PortSpec {
+        port_id: w.port.id.to_string(),
+        vm_id: w.port.instance_id.to_string(),
+        generation: w.port.generation.max(0) as u64,
+        vni: w.vni,
+        mac: w.port.mac.clone(),
+        ip: w.port.ip.clone(),
+        rules: w
+            .rules
+            .iter()
+            .map(|r| pb::SecurityRule {
+                direction: r.direction.as_str().to_owned(),
+                protocol: r.protocol.as_str().to_owned(),
+                port_min: r.ports.map_or(0, |p| u32::from(p.0)),
+                port_max: r.ports.map_or(0, |p| u32::from(p.1)),
+                cidr: r.cidr.to_string(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,200 @@
+//! Tenant networking through the control plane against the simulated fleet: default VPC,
+//! subnet and group; VPCs, subnets, groups and rules with their refusals; a launch gets a
+//! port (an address of its subnet, its groups) programmed on its host's DPU; a rule change
+//! reaches the DPU; a delete frees the address; another tenant's networks are not found.
+
+mod common;
+
+use common::*;
+use portal_controller::Controller;
+use portal_types::Error;
+use portal_types::network::{
+    Direction, NetworkOverview, Protocol, SecurityGroupCreate, SecurityRuleCreate, SubnetCreate,
+    VpcCreate,
+};
+use portal_types::params::InstanceCreate;
+use portal_types::views::{InstanceDetail, InstanceState};
+
+async fn overview(ctl: &Controller, who: &OpContext) -> NetworkOverview {
+    ctl.network_overview(who).await.unwrap()
+}
+
+async fn running(
+    ctl: &std::sync::Arc<Controller>,
+    who: &OpContext,
+    create: InstanceCreate,
+) -> InstanceDetail {
+    let id = ctl.instance_create(who, &create).await.unwrap()[0].id;
+    eventually(20, "running", async || {
+        ctl.instance_get(who, id).await.unwrap().instance.state == InstanceState::Running
+    })
+    .await;
+    ctl.instance_get(who, id).await.unwrap()
+}
+
+/// The rules the simulated DPU holds for a port, as `direction proto ports cidr` lines.
+fn dpu_rules(stack: &Stack, dpu: &str, port: &str) -> Vec<String> {
+    let spec = stack.fleet.dpu(dpu).expect("the DPU exists").port(port).expect("the DPU has it");
+    spec.rules
+        .iter()
+        .map(|r| format!("{:?} {:?} {:?} {}", r.direction, r.protocol, r.ports, r.cidr))
+        .collect()
+}
+
+async fn networks_and_ports(url: &str) {
+    let stack = start(url, 1).await;
+    let ctl = &stack.controller;
+    let admin = &op(&stack.admin);
+
+    // Every tenant starts with a default VPC, subnet and group.
+    let net = overview(ctl, admin).await;
+    assert_eq!(net.vpcs.len(), 1);
+    let default_vpc = &net.vpcs[0];
+    assert!(default_vpc.is_default && default_vpc.vni >= 1_000_000);
+    assert_eq!(default_vpc.subnets[0].cidr, "10.0.0.0/20");
+    assert_eq!(default_vpc.subnets[0].gateway, "10.0.0.1");
+    let default_group = &net.security_groups[0];
+    assert!(default_group.is_default && default_group.rules.len() == 4);
+
+    // A VPC and subnets; overlaps within a VPC are refused, across VPCs allowed.
+    let research = ctl.vpc_create(admin, &VpcCreate { name: "research".into() }).await.unwrap();
+    let subnet =
+        |vpc, name: &str, cidr: &str| SubnetCreate { vpc, name: name.into(), cidr: cidr.into() };
+    let train =
+        ctl.subnet_create(admin, &subnet(research.id, "train", "10.1.0.0/24")).await.unwrap();
+    assert_eq!((train.gateway.as_str(), train.free), ("10.1.0.1", 253));
+    let overlap = ctl.subnet_create(admin, &subnet(research.id, "more", "10.1.0.128/25")).await;
+    let message = overlap.unwrap_err().to_string();
+    assert!(message.contains("overlaps subnet \"train\""), "{message}");
+    ctl.subnet_create(admin, &subnet(default_vpc.id, "same", "10.1.0.0/24")).await.unwrap();
+    let public = ctl.subnet_create(admin, &subnet(research.id, "pub", "8.8.8.0/24")).await;
+    assert!(public.unwrap_err().to_string().contains("not a private network"));
+    let twice = ctl.vpc_create(admin, &VpcCreate { name: "research".into() }).await;
+    assert!(matches!(twice, Err(Error::Conflict { .. })));
+    let busy = ctl.vpc_delete(admin, research.id).await.unwrap_err().to_string();
+    assert!(busy.contains("delete them first"), "{busy}");
+    let keep = ctl.vpc_delete(admin, default_vpc.id).await.unwrap_err().to_string();
+    assert!(keep.contains("default VPC stays"), "{keep}");
+
+    // A group that lets HTTP in from one network.
+    let web = ctl
+        .security_group_create(
+            admin,
+            &SecurityGroupCreate { name: "web".into(), description: "".into() },
+        )
+        .await
+        .unwrap();
+    let http = SecurityRuleCreate {
+        group: web.id,
+        direction: Direction::Ingress,
+        protocol: Protocol::Tcp,
+        ports: "8080".into(),
+        remote_cidr: "192.168.0.0/16".into(),
+        remote_group: None,
+    };
+    ctl.security_rule_create(admin, &http).await.unwrap();
+    let bad = SecurityRuleCreate { ports: "0-9".into(), ..http.clone() };
+    assert!(ctl.security_rule_create(admin, &bad).await.is_err());
+
+    // A launch into the default network: the first free address, the default group, on
+    // its host's DPU.
+    let first = running(ctl, admin, launch("net-a", "h100x1")).await;
+    let port = &first.ports[0];
+    assert_eq!((port.ip.as_str(), port.subnet.as_str()), ("10.0.0.2", "default"));
+    assert_eq!(port.security_groups, ["default"]);
+    assert!(port.mac.starts_with("02:"));
+    assert_eq!(first.ssh_command.as_deref(), Some("ssh ubuntu@10.0.0.2"));
+    let dpu = port.dpu.clone().expect("HGX hosts have a DPU");
+    eventually(10, "the port ready", async || {
+        ctl.instance_get(admin, first.instance.id).await.unwrap().ports[0].state == "ready"
+    })
+    .await;
+    let port_id = port.id.to_string();
+    // The default group's "members talk freely" rule names the port's own address.
+    let rules = dpu_rules(&stack, &dpu, &port_id);
+    assert!(rules.contains(&"Ingress Any None 10.0.0.2/32".to_owned()), "{rules:?}");
+    assert!(rules.contains(&"Ingress Tcp Some((22, 22)) 0.0.0.0/0".to_owned()), "{rules:?}");
+
+    // A second VM in the default group: both DPUs' rules now name both addresses.
+    let second = running(ctl, admin, launch("net-b", "h100x1")).await;
+    assert_eq!(second.ports[0].ip, "10.0.0.3");
+    eventually(10, "the first port knows the second VM", async || {
+        dpu_rules(&stack, &dpu, &port_id).contains(&"Ingress Any None 10.0.0.3/32".to_owned())
+    })
+    .await;
+
+    // A launch into a chosen subnet and group.
+    let chosen = InstanceCreate {
+        subnet: Some(train.id),
+        security_groups: vec![web.id],
+        ..launch("net-web", "h100x1")
+    };
+    let web_vm = running(ctl, admin, chosen).await;
+    let web_port = &web_vm.ports[0];
+    assert_eq!((web_port.ip.as_str(), web_port.vpc.as_str()), ("10.1.0.2", "research"));
+    assert_eq!(web_port.security_groups, ["web"]);
+    let web_dpu = web_port.dpu.clone().unwrap();
+    let web_id = web_port.id.to_string();
+    assert_eq!(
+        dpu_rules(&stack, &web_dpu, &web_id),
+        ["Ingress Tcp Some((8080, 8080)) 192.168.0.0/16"]
+    );
+
+    // A new rule reaches the running VM's DPU; deleting it takes it away again.
+    let ssh = SecurityRuleCreate { ports: "22".into(), remote_cidr: "10.9.0.0/16".into(), ..http };
+    let rule = ctl.security_rule_create(admin, &ssh).await.unwrap();
+    eventually(10, "the new rule on the DPU", async || {
+        dpu_rules(&stack, &web_dpu, &web_id).len() == 2
+    })
+    .await;
+    ctl.security_rule_delete(admin, rule.id).await.unwrap();
+    eventually(10, "the rule gone from the DPU", async || {
+        dpu_rules(&stack, &web_dpu, &web_id).len() == 1
+    })
+    .await;
+
+    // A group in use cannot go; the subnet neither.
+    let in_use = ctl.security_group_delete(admin, web.id).await.unwrap_err().to_string();
+    assert!(in_use.contains("still in security group"), "{in_use}");
+    let used = ctl.subnet_delete(admin, train.id).await.unwrap_err().to_string();
+    assert!(used.contains("still have an address"), "{used}");
+
+    // Deleting the VM frees its address and its DPU port; the subnet can go then.
+    ctl.instance_delete(admin, web_vm.instance.id).await.unwrap();
+    eventually(20, "the web VM's port gone", async || {
+        stack.fleet.dpu(&web_dpu).unwrap().port(&web_id).is_none()
+    })
+    .await;
+    eventually(10, "the subnet free", async || ctl.subnet_delete(admin, train.id).await.is_ok())
+        .await;
+    ctl.security_group_delete(admin, web.id).await.unwrap();
+
+    // Another tenant sees its own defaults only, and none of these objects.
+    let acme = ctl.tenant_create(admin, "acme").await.unwrap();
+    let alice = member(ctl, &stack.admin, acme.id, "alice", "member").await;
+    let alice = &op(&alice);
+    let theirs = overview(ctl, alice).await;
+    assert_eq!(theirs.vpcs.len(), 1);
+    assert_ne!(theirs.vpcs[0].id, default_vpc.id);
+    let foreign = ctl.vpc_delete(alice, research.id).await.unwrap_err();
+    assert!(matches!(foreign, Error::NotFound { .. }), "{foreign:?}");
+    let into_foreign =
+        InstanceCreate { subnet: Some(default_vpc.subnets[0].id), ..launch("sneak", "h100x1") };
+    let refused = ctl.instance_create(alice, &into_foreign).await.unwrap_err().to_string();
+    assert!(refused.contains("not one of your tenant's"), "{refused}");
+
+    // Viewers read, never write.
+    let vic = member(ctl, &stack.admin, acme.id, "vic", "viewer").await;
+    let vic = &op(&vic);
+    assert_eq!(overview(ctl, vic).await.vpcs.len(), 1);
+    let denied = ctl.vpc_create(vic, &VpcCreate { name: "nope".into() }).await.unwrap_err();
+    assert!(matches!(denied, Error::Forbidden { .. }), "{denied:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks_and_ports_on_sqlite_and_postgres() {
+    networks_and_ports(&sqlite_url("networking")).await;
+    if let Some(url) = postgres_url("networking").await {
+        networks_and_ports(&url).await;
+    }
+}
