@@ -366,6 +366,8 @@ async fn test_two_leaves_exchange_a_tenant_vpc() {
         let vnis: BTreeSet<u32> = evpn(leaf).await.vnis.iter().map(|v| v.vni).collect();
         assert!(vnis.is_disjoint(&BTreeSet::from([100, 200, L3_VNI])), "{}: {vnis:?}", leaf.name);
         assert!(!leaf.tenant_netns().contains(VRF), "{}: {}", leaf.name, leaf.tenant_netns());
+        let routes = leaf.backend.remote_routes(VRF).await.expect("routes of a removed VRF");
+        assert!(routes.is_empty(), "{routes:?}");
         assert!(leaf.backend.remove_vrf(VRF).await.expect("remove again").is_empty());
         SwitchBackend::vrf_remove(&leaf.backend, VRF).await.expect("remove through the trait");
     }

@@ -42,3 +42,22 @@ fn test_a_bad_config_is_one_sentence_and_status_2() {
     assert!(stderr.contains("unknown variant `core`"), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
+
+/// The `frr` backend starts from its table alone (FRR is touched only when a VPC is applied)
+/// and reports the switch its table describes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_frr_backend_serves_its_switch() {
+    let dir = TestDir::new("switch-agent-frr", "switch", ID);
+    let frr = SWITCH.replace(
+        "[backend.sim.switch]",
+        "[backend.frr]\nvrf_mode = \"kernel\"\n[backend.frr.switch]",
+    );
+    let agent = dir.start(BINARY, &dir.write_config(&frr)).await;
+    let inventory = SwitchAgentClient::new(agent.channel.clone())
+        .get_inventory(pb::InventoryRequest {})
+        .await
+        .expect("inventory")
+        .into_inner();
+    assert_eq!((inventory.switch_id.as_str(), inventory.asn), (ID, 65100));
+    agent.stop();
+}

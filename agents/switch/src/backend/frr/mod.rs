@@ -8,7 +8,8 @@
 //! nothing. FRR is configured before the kernel devices appear, and a new VRF's devices
 //! are created only once zebra has activated the VRF (a namespace takes it about a second
 //! to notice; devices made meanwhile go unseen), so zebra binds each VXLAN device to its VRF
-//! as it is created; the apply ends when zebra shows every VNI bound.
+//! as it is created; the apply ends when zebra shows every VNI bound (devices it still
+//! missed are made again, once).
 //!
 //! A freshly started zebra holds VXLAN devices protodown for its EVPN multihoming startup
 //! delay (`evpn mh startup-delay`, 180 s by default): a switch that just booted advertises
