@@ -104,9 +104,15 @@ struct Leaf {
 }
 
 impl Leaf {
-    /// `ip netns list` as this leaf's daemons see it.
+    /// Runs a command in this leaf's namespaces, as its daemons see them.
+    fn exec(&self, argv: &[&str]) -> String {
+        let pid = self.zebra_pid.to_string();
+        run(&[&["nsenter", "-t", &pid, "-m", "-n"], argv].concat())
+    }
+
+    /// The VRF namespaces this leaf has.
     fn tenant_netns(&self) -> String {
-        run(&["nsenter", "-t", &self.zebra_pid.to_string(), "-m", "-n", "ip", "netns", "list"])
+        self.exec(&["ip", "netns", "list"])
     }
 }
 
@@ -345,19 +351,23 @@ async fn test_two_leaves_exchange_a_tenant_vpc() {
     })
     .await;
 
-    // Drift repaired: a VXLAN device detached from its bridge by hand is made again, and
-    // leaf1 learns leaf2's VTEP for VNI 100 again.
-    let wrapper = ["nsenter", "-t", &leaf2.zebra_pid.to_string(), "-m", "-n"].map(String::from);
-    let detach = ["ip", "-n", VRF, "link", "set", "vxlan100", "nomaster"];
-    run(&wrapper.iter().map(String::as_str).chain(detach).collect::<Vec<_>>());
+    // Drift repaired: a VXLAN device detached from its bridge by hand (leaf2 withdraws its
+    // VTEP from VNI 100) is made again, and leaf1 learns that VTEP again.
+    let leaf2_in_vni_100 = || async {
+        evpn(leaf1).await.vni(100).is_some_and(|v| v.remote_vteps.contains(&leaf2.vtep))
+    };
+    let detaching = Instant::now();
+    leaf2.exec(&["ip", "-n", VRF, "link", "set", "vxlan100", "nomaster"]);
+    wait_until("leaf1: leaf2's VTEP gone from VNI 100 after the detach", detaching, || async {
+        !leaf2_in_vni_100().await
+    })
+    .await;
     let repairing = Instant::now();
     let repaired = leaf2.backend.apply_vpc(&one_segment).await.expect("repair");
     assert!(repaired.frr.is_empty(), "{repaired:?}");
     assert!(repaired.kernel.iter().all(|c| c.contains("100")), "{repaired:?}");
-    wait_until("leaf1: VNI 100 from leaf2 after the repair", repairing, || async {
-        evpn(leaf1).await.vni(100).is_some_and(|v| v.remote_vteps.contains(&leaf2.vtep))
-    })
-    .await;
+    wait_until("leaf1: leaf2's VTEP back in VNI 100 after the repair", repairing, leaf2_in_vni_100)
+        .await;
 
     // Remove, then remove again: gone from FRR and the kernel; the second does nothing.
     for leaf in &leaves {
