@@ -139,6 +139,23 @@ mod tests {
         assert_eq!(out, "ip link\n");
     }
 
+    #[tokio::test]
+    async fn test_vtysh_enters_configuration_mode_in_its_pathspace() {
+        // A vtysh that fails printing its arguments shows exactly what vtysh would get.
+        let script = "printf '%s|' \"$@\" >&2; exit 1";
+        let vtysh = Vtysh {
+            runner: Runner {
+                wrapper: vec!["sh".into(), "-c".into(), script.into(), "vtysh".into()],
+                timeout: Duration::from_secs(5),
+            },
+            program: PathBuf::from("/usr/bin/vtysh"),
+            pathspace: Some("leaf1".into()),
+        };
+        let err = vtysh.configure(&["vrf t1".into(), "vni 4001".into()]).await.unwrap_err();
+        let expected = "/usr/bin/vtysh|-N|leaf1|-c|configure terminal|-c|vrf t1|-c|vni 4001|";
+        assert!(matches!(&err, DriverError::Internal(m) if m.ends_with(expected)), "{err:?}");
+    }
+
     #[test]
     fn test_unreachable_daemons_are_retryable() {
         let err = DriverError::Internal("Exiting: failed to connect to any daemons.".into());
