@@ -20,12 +20,18 @@ interface World {
   typeName: () => Promise<string>; // a fresh instance type
   imageId: () => Promise<string>; // a fresh image
   keyOfAdmin: () => Promise<string>; // a fresh SSH key of the provider admin
+  vpcOfHome: () => Promise<string>; // a fresh, empty VPC in `home`
+  subnetOfHome: () => Promise<string>; // a fresh subnet of a fresh VPC in `home`
+  groupOfHome: () => Promise<string>; // a fresh security group in `home`
+  ruleOfHome: () => Promise<string>; // a fresh rule of a fresh group in `home`
 }
 
 type Expect = Record<Role, number>;
 const all = (code: number): Expect => ({ anonymous: 401, viewer: code, member: code, otherAdmin: code, tenantAdmin: code, providerAdmin: code });
 const providerOnly: Expect = { anonymous: 401, viewer: 403, member: 403, otherAdmin: 403, tenantAdmin: 403, providerAdmin: 200 };
 const tenantAdmins: Expect = { anonymous: 401, viewer: 403, member: 403, otherAdmin: 200, tenantAdmin: 200, providerAdmin: 200 };
+/// Members and admins change their own tenant's networks; another tenant's are not found.
+const homeWriters: Expect = { anonymous: 401, viewer: 403, member: 200, otherAdmin: 404, tenantAdmin: 200, providerAdmin: 200 };
 const homeAdmins: Expect = { anonymous: 401, viewer: 403, member: 403, otherAdmin: 404, tenantAdmin: 200, providerAdmin: 200 };
 
 interface Policy {
@@ -143,6 +149,30 @@ const POLICY: Record<string, Policy> = {
     expect: { ...all(404), providerAdmin: 200 },
     form: async (w) => ({ id: await w.keyOfAdmin() }),
   },
+  // Everyone reads their tenant's networks; members and admins change them.
+  "POST /api/fn/network_overview": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/vpc_create": { expect: { ...all(200), viewer: 403 }, form: (_w, role) => ({ "create[name]": `mx-${role.toLowerCase()}` }) },
+  "POST /api/fn/vpc_delete": { expect: homeWriters, form: async (w) => ({ id: await w.vpcOfHome() }) },
+  "POST /api/fn/subnet_create": {
+    expect: homeWriters,
+    form: async (w, role) => ({
+      "create[vpc]": await w.vpcOfHome(), "create[name]": `mx-${role.toLowerCase()}`, "create[cidr]": "10.200.0.0/24",
+    }),
+  },
+  "POST /api/fn/subnet_delete": { expect: homeWriters, form: async (w) => ({ id: await w.subnetOfHome() }) },
+  "POST /api/fn/security_group_create": {
+    expect: { ...all(200), viewer: 403 },
+    form: (_w, role) => ({ "create[name]": `mx-${role.toLowerCase()}`, "create[description]": "" }),
+  },
+  "POST /api/fn/security_group_delete": { expect: homeWriters, form: async (w) => ({ id: await w.groupOfHome() }) },
+  "POST /api/fn/security_rule_create": {
+    expect: homeWriters,
+    form: async (w) => ({
+      "create[group]": await w.groupOfHome(), "create[direction]": "ingress", "create[protocol]": "tcp",
+      "create[ports]": "22", "create[remote_cidr]": "10.0.0.0/8",
+    }),
+  },
+  "POST /api/fn/security_rule_delete": { expect: homeWriters, form: async (w) => ({ id: await w.ruleOfHome() }) },
   "POST /api/fn/identity_provider_list": { expect: providerOnly, form: () => ({}) },
   "POST /api/fn/identity_provider_delete": { expect: { ...providerOnly, providerAdmin: 404 }, form: () => ({ name: "no-such-provider" }) },
   "POST /api/fn/identity_provider_create": {
@@ -217,6 +247,26 @@ test("every route answers every role as its policy says", async () => {
     keyOfAdmin: async () => {
       const made = await call<{ id: string }>(admin, "ssh_key_create", {
         "create[name]": `mx-key-${++counter}`, "create[public_key]": sshEd25519(100 + counter),
+      });
+      return made.id;
+    },
+    vpcOfHome: async () => (await call<{ id: string }>(admin, "vpc_create", { "create[name]": `mx-vpc-${++counter}` })).id,
+    subnetOfHome: async () => {
+      const made = await call<{ id: string }>(admin, "subnet_create", {
+        "create[vpc]": await world.vpcOfHome(), "create[name]": `mx-subnet-${++counter}`, "create[cidr]": "10.201.0.0/24",
+      });
+      return made.id;
+    },
+    groupOfHome: async () => {
+      const made = await call<{ id: string }>(admin, "security_group_create", {
+        "create[name]": `mx-group-${++counter}`, "create[description]": "",
+      });
+      return made.id;
+    },
+    ruleOfHome: async () => {
+      const made = await call<{ id: string }>(admin, "security_rule_create", {
+        "create[group]": await world.groupOfHome(), "create[direction]": "ingress", "create[protocol]": "tcp",
+        "create[ports]": "", "create[remote_cidr]": "0.0.0.0/0",
       });
       return made.id;
     },

@@ -42,10 +42,13 @@ test("open an instance from the list, see its GPUs and timeline, stop and delete
   await expect(page.getByTestId("instance-vcpus")).toHaveText(/^\d+(, \d+)*$/);
   await expect(page.getByTestId("instance-image")).toHaveText(ubuntu);
   await expect(page.getByTestId("instance-user")).toHaveText("ubuntu");
-  await expect(page.getByTestId("instance-ssh")).toContainText("no address yet");
+  // Its port in the default subnet, and how to SSH to it.
+  const ip = (await page.getByTestId("port-ip").textContent())!;
+  expect(ip).toMatch(/^10\.0\.\d+\.\d+$/);
+  await expect(page.getByTestId("instance-ssh")).toContainText(`ssh ubuntu@${ip}`);
   const step = (saga: string, name: string, event: string) =>
     page.locator(`[data-testid="timeline-row"][data-saga="${saga}"][data-step="${name}"][data-event="${event}"]`);
-  for (const name of ["claimed", "partition_activated", "vm_ensured", "running"]) {
+  for (const name of ["claimed", "port_created", "port_attached", "partition_activated", "vm_ensured", "running"]) {
     await expect(step("instance_create", name, "succeeded")).toHaveCount(1);
   }
 

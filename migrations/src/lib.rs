@@ -21,6 +21,7 @@ mod m20261203_000015_instance_ssh_keys;
 mod m20261203_000016_saga_instance;
 mod m20261203_000017_instance_user_data;
 mod m20261203_000018_networking;
+mod m20261203_000019_fabric;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000016_saga_instance::Migration),
             Box::new(m20261203_000017_instance_user_data::Migration),
             Box::new(m20261203_000018_networking::Migration),
+            Box::new(m20261203_000019_fabric::Migration),
         ]
     }
 }

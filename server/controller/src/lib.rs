@@ -129,8 +129,8 @@ pub struct Controller {
     login_throttle: throttle::LoginThrottle,
     /// Serial consoles open on this replica, per user (see `app::console`).
     consoles: app::console::ConsoleSlots,
-    /// Wakes the port reconciler: a port's DPU has something new to see.
-    ports_changed: tokio::sync::Notify,
+    /// Wakes the network reconciler: a DPU or leaf has something new to see.
+    network_changed: tokio::sync::Notify,
     bootstrap: Bootstrap,
     secret_keys: oidc::SecretKeys,
 }
@@ -183,7 +183,7 @@ impl Controller {
             strays: background::strays::Strays::default(),
             login_throttle: throttle::LoginThrottle::new(config.login_throttle),
             consoles: app::console::ConsoleSlots::default(),
-            ports_changed: tokio::sync::Notify::new(),
+            network_changed: tokio::sync::Notify::new(),
             bootstrap,
             secret_keys: config.secret_keys.clone(),
         }))

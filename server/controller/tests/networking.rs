@@ -32,6 +32,13 @@ async fn running(
     ctl.instance_get(who, id).await.unwrap()
 }
 
+/// How many leaves hold the VPC, and the segment counts they hold it with.
+fn leaves_with(stack: &Stack, vpc: &str) -> (usize, Vec<usize>) {
+    let held: Vec<usize> =
+        stack.fleet.switches().filter_map(|s| s.vpc(vpc)).map(|v| v.segments.len()).collect();
+    (held.len(), held)
+}
+
 /// The rules the simulated DPU holds for a port, as `direction proto ports cidr` lines.
 fn dpu_rules(stack: &Stack, dpu: &str, port: &str) -> Vec<String> {
     let spec = stack.fleet.dpu(dpu).expect("the DPU exists").port(port).expect("the DPU has it");
@@ -115,6 +122,23 @@ async fn networks_and_ports(url: &str) {
     assert!(rules.contains(&"Ingress Any None 10.0.0.2/32".to_owned()), "{rules:?}");
     assert!(rules.contains(&"Ingress Tcp Some((22, 22)) 0.0.0.0/0".to_owned()), "{rules:?}");
 
+    // The VPC reaches every leaf of the VM's scalable unit, with both of its subnets.
+    let leaves = stack.fleet.switches().count();
+    assert!(leaves > 0);
+    let default_id = default_vpc.id.to_string();
+    eventually(10, "the default VPC on every leaf", async || {
+        leaves_with(&stack, &default_id) == (leaves, vec![2; leaves])
+    })
+    .await;
+    let vrf = stack.fleet.switches().next().unwrap().vpc(&default_id).unwrap().vrf_name;
+    assert_eq!(vrf, format!("vpc{}", default_vpc.vni));
+    // A new subnet of a carried VPC reaches the leaves too.
+    ctl.subnet_create(admin, &subnet(default_vpc.id, "extra", "10.2.0.0/24")).await.unwrap();
+    eventually(10, "the new segment on every leaf", async || {
+        leaves_with(&stack, &default_id) == (leaves, vec![3; leaves])
+    })
+    .await;
+
     // A second VM in the default group: both DPUs' rules now name both addresses.
     let second = running(ctl, admin, launch("net-b", "h100x1")).await;
     assert_eq!(second.ports[0].ip, "10.0.0.3");
@@ -134,6 +158,11 @@ async fn networks_and_ports(url: &str) {
     assert_eq!((web_port.ip.as_str(), web_port.vpc.as_str()), ("10.1.0.2", "research"));
     assert_eq!(web_port.security_groups, ["web"]);
     let web_dpu = web_port.dpu.clone().unwrap();
+    let research_id = research.id.to_string();
+    eventually(10, "the research VPC on every leaf", async || {
+        leaves_with(&stack, &research_id).0 == leaves
+    })
+    .await;
     let web_id = web_port.id.to_string();
     assert_eq!(
         dpu_rules(&stack, &web_dpu, &web_id),

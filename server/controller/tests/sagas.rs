@@ -103,7 +103,7 @@ fn dpu_ports(stack: &Stack) -> usize {
 }
 
 /// Nothing left of a launch or delete: no VM, no active partition, no claim, no port (in
-/// the database or on a DPU), no security group membership.
+/// the database or on a DPU), no security group membership, no tenant VPC on a leaf.
 async fn nothing_left(stack: &Stack) {
     eventually(10, "the VMs gone", async || vms(stack) == 0).await;
     assert_eq!(partitions(stack).await, 0);
@@ -114,6 +114,10 @@ async fn nothing_left(stack: &Stack) {
         scalar(ctl, "SELECT COUNT(*) FROM port").await == 0
             && scalar(ctl, "SELECT COUNT(*) FROM port_security_group").await == 0
             && dpu_ports(stack) == 0
+    })
+    .await;
+    eventually(10, "the leaves' VPCs gone", async || {
+        stack.fleet.switches().map(|s| s.vpc_count()).sum::<usize>() == 0
     })
     .await;
 }

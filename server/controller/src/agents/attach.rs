@@ -20,7 +20,7 @@ use tonic::transport::Endpoint;
 use super::connect::{connect, dialer};
 use super::watch::spawn_host_watcher;
 use crate::app::scheduling::Placer;
-use crate::background::{fleet_sync, ports, reconciler};
+use crate::background::{fleet_sync, network, reconciler};
 use crate::backoff::Backoff;
 use crate::{Controller, StartError};
 
@@ -79,7 +79,7 @@ impl Controller {
         // renewals); a step whose agent is not attached yet retries until it is.
         self.keep_running(crate::sagas::executor::spawn(Arc::clone(self)));
         self.keep_running(fleet_sync::spawn(Arc::clone(self)));
-        self.keep_running(ports::spawn(Arc::clone(self)));
+        self.keep_running(network::spawn(Arc::clone(self)));
         Ok(problems)
     }
 
@@ -136,11 +136,14 @@ impl Controller {
                 self.ports_replay(&agent.id).await;
             }
             AgentKind::Switch => {
-                let mut client = SwitchAgentClient::new(channel);
+                let mut client = SwitchAgentClient::new(channel.clone());
                 let inv = client.get_inventory(request).await.map_err(inventory_error)?;
                 let inv = inv.into_inner();
                 check_id(&inv.switch_id)?;
                 self.switch_inventory_ingest(&agent.url, &inv).await.map_err(ingest_error)?;
+                self.agents.insert_switch(&agent.id, channel);
+                // Like a DPU: the leaf gets every tenant VPC it should hold again.
+                self.fabric_replay(&agent.id).await;
             }
         }
         Ok(())

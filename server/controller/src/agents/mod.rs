@@ -12,15 +12,17 @@ use std::sync::RwLock;
 
 use agent_proto::v1::dpu_agent_client::DpuAgentClient;
 use agent_proto::v1::host_agent_client::HostAgentClient;
+use agent_proto::v1::switch_agent_client::SwitchAgentClient;
 use tonic::transport::Channel;
 
 pub use connect::AgentUnreachable;
 
-/// The clients of the attached host and DPU agents, keyed by the agent's stable id.
+/// The clients of the attached agents, keyed by the agent's stable id.
 #[derive(Default)]
 pub struct AgentRegistry {
     hosts: RwLock<HashMap<String, HostAgentClient<Channel>>>,
     dpus: RwLock<HashMap<String, DpuAgentClient<Channel>>>,
+    switches: RwLock<HashMap<String, SwitchAgentClient<Channel>>>,
 }
 
 impl AgentRegistry {
@@ -36,8 +38,7 @@ impl AgentRegistry {
         self.hosts.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id).cloned()
     }
 
-    /// Keeps the channel to a DPU agent for the ports of its host's VMs. (Switch agents are
-    /// reached at attach time only until the network reconciler drives them.)
+    /// Keeps the channel to a DPU agent for the ports of its host's VMs.
     pub fn insert_dpu(&self, id: &str, channel: Channel) {
         let mut dpus = self.dpus.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         dpus.insert(id.to_owned(), DpuAgentClient::new(channel));
@@ -46,5 +47,16 @@ impl AgentRegistry {
     /// A client for the DPU agent with this id (none until it is attached).
     pub fn dpu(&self, id: &str) -> Option<DpuAgentClient<Channel>> {
         self.dpus.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id).cloned()
+    }
+
+    /// Keeps the channel to a switch agent for the tenant VPCs its leaf carries.
+    pub fn insert_switch(&self, id: &str, channel: Channel) {
+        let mut switches = self.switches.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        switches.insert(id.to_owned(), SwitchAgentClient::new(channel));
+    }
+
+    /// A client for the switch agent with this id (none until it is attached).
+    pub fn switch(&self, id: &str) -> Option<SwitchAgentClient<Channel>> {
+        self.switches.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id).cloned()
     }
 }

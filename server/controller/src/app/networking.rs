@@ -64,6 +64,8 @@ impl Controller {
             Ok(self.datastore.subnet_create(opctx, create.vpc, &create.name, net).await?)
         }
         .await;
+        // The leaves that carry the VPC get the new segment.
+        self.network_changed.notify_one();
         let object =
             format!("{} ({})", create.name, create.cidr.chars().take(40).collect::<String>());
         self.audited(opctx, "subnet.create", "subnet", &object, result).await
@@ -75,6 +77,7 @@ impl Controller {
             Ok(self.datastore.subnet_delete(opctx, id).await?)
         }
         .await;
+        self.network_changed.notify_one();
         let object = result.as_ref().map_or_else(|_| id.to_string(), Clone::clone);
         self.audited(opctx, "subnet.delete", "subnet", &object, result.map(|_| ())).await
     }
@@ -128,7 +131,7 @@ impl Controller {
             Ok((rule, group)) => format!("{group}: {}", describe(rule)),
             Err(_) => create.group.to_string(),
         };
-        self.ports_changed.notify_one();
+        self.network_changed.notify_one();
         self.audited(opctx, "security_rule.create", "security_group", &object, result.map(|r| r.0))
             .await
     }
@@ -148,7 +151,7 @@ impl Controller {
             Ok(group) => format!("{group}: rule {id}"),
             Err(_) => id.to_string(),
         };
-        self.ports_changed.notify_one();
+        self.network_changed.notify_one();
         self.audited(opctx, "security_rule.delete", "security_group", &object, result.map(|_| ()))
             .await
     }

@@ -44,7 +44,10 @@ impl Controller {
             groups,
             dpu_name: self.datastore.dpu_of_host(host).await?,
         };
-        Ok(self.datastore.port_allocate(&request).await?)
+        let port = self.datastore.port_allocate(&request).await?;
+        // Its VPC may be new behind its host's leaves.
+        self.network_changed.notify_one();
+        Ok(port)
     }
 
     /// Sends the port's latest generation to its DPU (EnsurePort, idempotent) and records the
@@ -112,9 +115,21 @@ impl Controller {
     pub(crate) async fn port_release(&self, instance_id: Uuid) -> Result<(), Error> {
         if self.datastore.port_release(instance_id).await?.is_some() {
             // Groups naming the port's groups lost a member.
-            self.ports_changed.notify_one();
+            self.network_changed.notify_one();
         }
         Ok(())
+    }
+
+    /// Sends every tenant VPC a leaf should hold again (after its agent attached).
+    pub(crate) async fn fabric_replay(&self, leaf: &str) {
+        match self.datastore.fabric_replay(leaf).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(%leaf, vpcs = n, "sending the leaf its tenant VPCs again");
+                self.network_changed.notify_one();
+            }
+            Err(e) => tracing::warn!(%leaf, error = %e, "cannot mark the leaf's VPCs for sending"),
+        }
     }
 
     /// Sends every port of a DPU again (after its agent attached) through the reconciler.
@@ -123,7 +138,7 @@ impl Controller {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(%dpu, ports = n, "sending the DPU its ports again");
-                self.ports_changed.notify_one();
+                self.network_changed.notify_one();
             }
             Err(e) => tracing::warn!(%dpu, error = %e, "cannot mark the DPU's ports for sending"),
         }

@@ -1,7 +1,9 @@
 //! Work that runs on its own for the life of a replica: the reconciler (stray VMs), the
-//! fleet flags other replicas record, the stray VMs themselves, and the port reconciler.
+//! fleet flags other replicas record, the stray VMs themselves, and the network reconciler (DPU ports, the leaves' tenant VRFs).
 
+mod fabric;
 pub(crate) mod fleet_sync;
-pub(crate) mod ports;
+pub(crate) mod network;
+mod ports;
 pub(crate) mod reconciler;
 pub(crate) mod strays;

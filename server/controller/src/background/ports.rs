@@ -1,37 +1,24 @@
-//! The port reconciler: brings DPUs up to date with the ports the database holds. A rule
-//! change, a VM joining or leaving a group another group's rule names, or a DPU agent
-//! attaching bumps or resets ports' generations in the database; this task sends every port
-//! whose DPU has not confirmed its latest generation (EnsurePort is idempotent), woken at
-//! once by [`Controller::ports_changed`] and every few seconds anyway, for the retries. It
-//! also sweeps the ports of deleted instances that a delete saga stopped short of removing.
+//! Ports, for the network reconciler (`network`): DPUs brought up to date with the ports the
+//! database holds. A rule change, a VM joining or leaving a group another group's rule
+//! names, or a DPU agent attaching bumps or resets ports' generations in the database; a
+//! pass sends every port whose DPU has not confirmed its latest generation (EnsurePort is
+//! idempotent). It also sweeps the ports of deleted instances that a delete saga stopped
+//! short of removing.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 
 use crate::Controller;
 
-/// How often it looks without being woken: the retry interval of a DPU that did not answer.
-const PERIOD: Duration = Duration::from_secs(5);
 /// Ports read per pass, and how many EnsurePort calls are in flight at once.
 const BATCH: u64 = 512;
 const IN_FLIGHT: usize = 32;
 
-pub(crate) fn spawn(controller: Arc<Controller>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if pass(&controller).await {
-                let _ = tokio::time::timeout(PERIOD, controller.ports_changed.notified()).await;
-            }
-        }
-    })
-}
-
 /// Sends one batch; whether to pause before the next pass: yes unless a full batch was all
 /// confirmed and more may be waiting (a DPU that failed is retried after the pause, not
 /// hammered).
-async fn pass(c: &Arc<Controller>) -> bool {
+pub(super) async fn pass(c: &Arc<Controller>) -> bool {
     sweep(c).await;
     let behind = match c.datastore.ports_behind(BATCH).await {
         Ok(ports) => ports,

@@ -468,6 +468,8 @@ pub mod vpc {
         pub vni: i64,
         pub is_default: bool,
         pub created_at: i64,
+        /// Bumped when its subnets change or it leaves a leaf.
+        pub generation: i64,
     }
     no_relations!();
 }
@@ -560,6 +562,21 @@ pub mod port_security_group {
         pub port_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
         pub group_id: Uuid,
+    }
+    no_relations!();
+}
+
+pub mod switch_vpc {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "switch_vpc")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub switch_name: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub vpc_id: Uuid,
+        /// The generation the leaf confirmed (0: to be sent again).
+        pub generation: i64,
     }
     no_relations!();
 }

@@ -15,6 +15,7 @@ pub mod audit;
 pub(crate) mod claim;
 mod connection;
 pub mod entity;
+pub(crate) mod fabric;
 pub mod fleet;
 mod identity;
 mod identity_provider;

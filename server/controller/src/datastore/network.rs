@@ -125,6 +125,7 @@ impl DataStore {
             vni: Set(next_vni::<vpc::Entity>(&txn, vpc::Column::Vni, L3_VNI_BASE).await?),
             is_default: Set(true),
             created_at: Set(now),
+            generation: Set(1),
         }
         .insert(&txn)
         .await?;
@@ -272,6 +273,7 @@ impl DataStore {
             vni: Set(next_vni::<vpc::Entity>(&txn, vpc::Column::Vni, L3_VNI_BASE).await?),
             is_default: Set(false),
             created_at: Set(now_ms()),
+            generation: Set(1),
         }
         .insert(&txn)
         .await
@@ -369,6 +371,7 @@ impl DataStore {
             true => conflict("Another subnet was added at the same moment; try again.".into()),
             false => e.into(),
         })?;
+        vpc_generation_bump(&txn, vpc.id).await?;
         txn.commit().await?;
         Ok(subnet_view(&row, 0))
     }
@@ -400,6 +403,7 @@ impl DataStore {
             )));
         }
         subnet::Entity::delete_by_id(row.id).exec(&txn).await?;
+        vpc_generation_bump(&txn, row.vpc_id).await?;
         txn.commit().await?;
         Ok(format!("{} ({})", row.name, row.cidr))
     }
@@ -565,6 +569,20 @@ impl DataStore {
 
 /// The most rules one group may hold: every port's ruleset stays small enough to swap at once.
 pub const MAX_RULES_PER_GROUP: u64 = 64;
+
+/// A new generation of the VPC: the leaves that carry it must see its new spec (or, before
+/// it leaves a leaf, one that fences off every older spec).
+pub(crate) async fn vpc_generation_bump<C: ConnectionTrait>(
+    db: &C,
+    vpc_id: Uuid,
+) -> Result<(), StoreError> {
+    vpc::Entity::update_many()
+        .col_expr(vpc::Column::Generation, Expr::col(vpc::Column::Generation).add(1))
+        .filter(vpc::Column::Id.eq(vpc_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
 
 /// Marks every port in `groups` as having a change its DPU has not seen.
 pub(crate) async fn bump_ports_in_groups<C: ConnectionTrait + TransactionTrait>(

@@ -143,10 +143,13 @@ async fn sic_create_port(ctx: ActionContext) -> Result<(), ActionError> {
     }
 }
 
-/// Undo of the port: the address and memberships go (retried: an undo may not fail).
+/// Undo of the port: off its DPU (the network reconciler may have sent it before this saga
+/// did; the removal fences off any later send), then the address and memberships go (both
+/// retried: an undo may not fail).
 async fn sic_release_port(ctx: ActionContext) -> Result<(), anyhow::Error> {
     let p: Params = ctx.saga_params()?;
     let c = controller(&ctx);
+    c.port_remove_from_dpu(p.instance_id.into_untyped_uuid()).await;
     let mut backoff = Backoff::default();
     while let Err(e) = c.port_release(p.instance_id.into_untyped_uuid()).await {
         tracing::warn!(instance = %p.instance_id, error = %e, "cannot release the port; retrying");
