@@ -346,6 +346,14 @@ pub async fn security_rule_delete(id: SecurityRuleUuid) -> Result<(), Error> {
     ctl.security_rule_delete(&opctx, id).await.map_err(fail)
 }
 
+#[server(prefix = "/api/fn", endpoint = "instance_port_counters")]
+pub async fn instance_port_counters(
+    id: InstanceUuid,
+) -> Result<Vec<network::PortCountersView>, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.instance_port_counters(&opctx, id).await.map_err(fail)
+}
+
 #[server(prefix = "/api/fn", endpoint = "user_add_to_tenant")]
 pub async fn user_add_to_tenant(
     tenant_id: TenantUuid,

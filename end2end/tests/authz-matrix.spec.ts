@@ -102,6 +102,11 @@ const POLICY: Record<string, Policy> = {
     expect: { ...all(200), otherAdmin: 404 },
     form: async (w) => ({ id: await w.instanceOfHome() }),
   },
+  // Its ports' counters, read from the DPU, for the same readers (the page's network section).
+  "POST /api/fn/instance_port_counters": {
+    expect: { ...all(200), otherAdmin: 404 },
+    form: async (w) => ({ id: await w.runningOfHome() }),
+  },
   "POST /api/fn/instance_delete": {
     expect: { anonymous: 401, viewer: 403, member: 200, otherAdmin: 404, tenantAdmin: 200, providerAdmin: 200 },
     form: async (w) => ({ id: await w.instanceOfHome() }),

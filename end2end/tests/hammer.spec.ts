@@ -81,6 +81,7 @@ test("no page or server function hangs or fails under repeated and concurrent lo
     fn("instance_type_list"),
     fn("instance_list"),
     fn("instance_get", { id: vm[0].id }),
+    fn("instance_port_counters", { id: vm[0].id }),
     fn("session_list"),
     fn("api_token_list"),
     fn("ssh_key_list"),

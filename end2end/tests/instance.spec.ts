@@ -46,6 +46,10 @@ test("open an instance from the list, see its GPUs and timeline, stop and delete
   const ip = (await page.getByTestId("port-ip").textContent())!;
   expect(ip).toMatch(/^10\.0\.\d+\.\d+$/);
   await expect(page.getByTestId("instance-ssh")).toContainText(`ssh ubuntu@${ip}`);
+  // Its port's counters, read from the DPU (again every 5 s while the page is open).
+  const counters = page.getByTestId("port-counters");
+  await expect(counters.locator('[data-testid="port-counters-row"][data-state="live"]')).toHaveCount(1, { timeout: 15_000 });
+  await expect(counters.getByTestId("counters-in")).toContainText("pkts");
   const step = (saga: string, name: string, event: string) =>
     page.locator(`[data-testid="timeline-row"][data-saga="${saga}"][data-step="${name}"][data-event="${event}"]`);
   for (const name of ["claimed", "port_created", "port_attached", "partition_activated", "vm_ensured", "running"]) {

@@ -7,7 +7,8 @@ use agent_common::{DriverError, validate};
 use agent_proto::v1 as pb;
 
 use crate::model::{
-    Direction, DpuDescription, PortSpec, PortState, PortStatus, Protocol, SecurityRule,
+    Counter, Direction, DpuDescription, PortCountersReport, PortSpec, PortState, PortStatus,
+    Protocol, SecurityRule, TrafficCounters,
 };
 
 fn invalid(message: String) -> DriverError {
@@ -34,7 +35,7 @@ pub fn port_spec_from_proto(spec: Option<pb::PortSpec>) -> Result<PortSpec, Driv
     })
 }
 
-/// Decodes `RemovePortRequest.port_id`.
+/// Decodes `RemovePortRequest.port_id` and `PortCountersRequest.port_id`.
 pub fn port_id_from_proto(port_id: &str) -> Result<String, DriverError> {
     validate::uuid("port_id", port_id)
 }
@@ -107,6 +108,31 @@ pub fn port_status_to_proto(status: &PortStatus) -> pb::PortStatus {
         state: port_state_to_proto(status.state).into(),
         generation: status.generation,
         message: status.message.clone(),
+    }
+}
+
+fn count_to_proto(count: Counter) -> pb::PacketCount {
+    pb::PacketCount { packets: count.packets, bytes: count.bytes }
+}
+
+fn direction_to_proto(direction: &TrafficCounters) -> pb::DirectionCounters {
+    pb::DirectionCounters {
+        allowed: Some(count_to_proto(direction.allowed)),
+        dropped: Some(count_to_proto(direction.dropped)),
+    }
+}
+
+pub fn port_counters_to_proto(report: &PortCountersReport) -> pb::PortCounters {
+    let traffic = &report.traffic;
+    pb::PortCounters {
+        port_id: report.port_id.clone(),
+        generation: report.generation,
+        ingress: Some(direction_to_proto(&traffic.ingress)),
+        egress: Some(direction_to_proto(&traffic.egress)),
+        spoofed: Some(count_to_proto(traffic.spoofed)),
+        rules: traffic.rules.iter().copied().map(count_to_proto).collect(),
+        rule_changes: traffic.rule_changes,
+        simulated: traffic.simulated,
     }
 }
 

@@ -16,7 +16,7 @@ use agent_common::watch::Subscription;
 use agent_common::{DriverError, EnsureAction, EventStream, lock, snapshot_then_changes};
 
 use crate::backend::DpuBackend;
-use crate::model::{DpuDescription, PortSpec, PortState, PortStatus};
+use crate::model::{Counter, DpuDescription, PortCountersReport, PortSpec, PortState, PortStatus};
 
 /// One DPU's manager. Cloning gives another handle to the same DPU.
 #[derive(Clone)]
@@ -207,6 +207,22 @@ impl DpuManager {
             self.release_vni(vni).await;
         }
         Ok(status)
+    }
+
+    /// The port's counters, read from the device now (telemetry; nothing changes), with one
+    /// rule counter per rule of the spec held. Errors: `NotFound` for a port this DPU does not
+    /// hold; `Unavailable` (retry) or `Internal` when the device cannot be read.
+    pub async fn port_counters(&self, port_id: &str) -> Result<PortCountersReport, DriverError> {
+        let Some(spec) = self.port(port_id) else {
+            return Err(DriverError::NotFound(format!(
+                "DPU {} holds no port {port_id}; send it with EnsurePort first",
+                self.dpu_id()
+            )));
+        };
+        let mut traffic = self.inner.backend.counters(port_id).await?;
+        // An ensure in flight may have changed the rules meanwhile: report the held spec's.
+        traffic.rules.resize(spec.rules.len(), Counter::default());
+        Ok(PortCountersReport { port_id: spec.port_id, generation: spec.generation, traffic })
     }
 
     /// Detaches `vni` from the device if no port uses it any more. A failure only leaves an

@@ -71,6 +71,56 @@ impl PortSpec {
     }
 }
 
+/// Packets and the bytes they carried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Counter {
+    /// Adds `other` in place (saturating: counters never wrap).
+    pub fn add(&mut self, other: Counter) {
+        self.packets = self.packets.saturating_add(other.packets);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+}
+
+/// One direction of a port's security group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficCounters {
+    /// Let through: established connections and the first packets a rule allowed.
+    pub allowed: Counter,
+    /// Dropped because no rule allowed them (the default deny).
+    pub dropped: Counter,
+}
+
+/// A port's counters as a backend reads them, since its rules were last replaced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortTraffic {
+    /// Traffic to the VM.
+    pub ingress: TrafficCounters,
+    /// Traffic from the VM.
+    pub egress: TrafficCounters,
+    /// Frames from the VM with another MAC or IP than its own, dropped.
+    pub spoofed: Counter,
+    /// One per rule given to `rules_apply`, in its order: the first packets each allowed.
+    pub rules: Vec<Counter>,
+    /// How often the port's rules were replaced since it was attached.
+    pub rule_changes: u64,
+    /// Synthetic traffic (the simulated backend), not measured.
+    pub simulated: bool,
+}
+
+/// A port's counters as the agent answers `PortCounters`: the traffic of the spec it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortCountersReport {
+    pub port_id: String,
+    /// The generation of the spec held.
+    pub generation: u64,
+    pub traffic: PortTraffic,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PortState {
     /// Programmed: VF attached, VXLAN and security group in place.

@@ -65,6 +65,15 @@ impl DpuAgent for DpuAgentService {
         Ok(Response::new(convert::port_status_to_proto(&status)))
     }
 
+    async fn port_counters(
+        &self,
+        request: Request<pb::PortCountersRequest>,
+    ) -> Result<Response<pb::PortCounters>, Status> {
+        let port_id = convert::port_id_from_proto(&request.into_inner().port_id)?;
+        let report = self.manager.port_counters(&port_id).await?;
+        Ok(Response::new(convert::port_counters_to_proto(&report)))
+    }
+
     type WatchStream = PortStatusStream;
 
     async fn watch(

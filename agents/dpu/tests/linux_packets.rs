@@ -321,14 +321,22 @@ async fn security_groups_allow_exactly_their_rules_and_tenants_stay_apart() {
     assert!(!pings(&vm_a3, Some("10.0.0.9"), "10.0.0.2"), "a spoofed source is dropped");
     assert!(pings(&vm_a3, Some("10.0.0.4"), "10.0.0.2"));
 
-    let counters = backend.counters(&a2.port_id).await.expect("counters");
+    let counters = backend.nft_counters(&a2.port_id).await.expect("counters");
     assert!(counters.ingress.rules[&1].packets >= 1, "the TCP 22 rule counted: {counters:?}");
     assert!(counters.ingress.rules[&2].packets >= 1, "the ICMP rule counted");
     assert!(counters.ingress.denied.packets >= 2, "port 23 and a3's SYN were dropped");
     assert!(counters.ingress.established.packets >= 1);
     assert!(counters.egress.rules[&0].packets >= 1, "a2's pings to a1 left through rule 0");
-    let spoofed = backend.counters(&a3.port_id).await.expect("counters").spoofed;
+    let spoofed = backend.nft_counters(&a3.port_id).await.expect("counters").spoofed;
     assert!(spoofed.packets >= 1, "a3's spoofed frames were counted");
+    // The same, as the agent reports them: one counter per rule, in the rules' order.
+    let traffic = DpuBackend::counters(&backend, &a2.port_id).await.expect("traffic");
+    assert!(!traffic.simulated);
+    assert_eq!(traffic.rules.len(), a2.rules.len());
+    assert!(traffic.rules[1].packets >= counters.ingress.rules[&1].packets);
+    assert!(traffic.rules[0].packets >= counters.egress.rules[&0].packets);
+    assert!(traffic.ingress.allowed.packets > counters.ingress.rules[&1].packets);
+    assert!(traffic.ingress.dropped.packets >= counters.ingress.denied.packets);
 
     // Revoking the rule stops new connections at once; an established one goes on.
     let mut established = connect(&vm_a1, None, "10.0.0.2", 22).expect("a1 → a2:22");
@@ -418,5 +426,5 @@ async fn detaching_leaves_nothing_behind_and_every_operation_is_idempotent() {
         !ruleset.contains(tag) && !ruleset.contains("br100") && !ruleset.contains("br200"),
         "{ruleset}"
     );
-    assert!(backend.counters(&port.port_id).await.is_err(), "no counters for a detached port");
+    assert!(backend.nft_counters(&port.port_id).await.is_err(), "no counters for a detached port");
 }

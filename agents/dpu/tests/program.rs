@@ -104,6 +104,14 @@ async fn test_the_linux_backend_programs_a_port_sent_over_grpc() {
     assert!(netns.ip(&["link", "show", &vm_side]).contains("02:00:0a:00:00:05"));
     let ingress_chain = format!("chain in_{}", &vm_side[2..]);
     assert!(netns.nft().contains(&ingress_chain), "the port's ingress chain");
+    let counters = client
+        .port_counters(pb::PortCountersRequest { port_id: port_id.into() })
+        .await
+        .expect("counters")
+        .into_inner();
+    assert!(!counters.simulated, "nftables' counters are measured");
+    assert_eq!((counters.rules.len(), counters.rule_changes), (0, 0), "{counters:?}");
+    assert!(counters.ingress.is_some() && counters.spoofed.is_some());
 
     client
         .remove_port(pb::RemovePortRequest { port_id: port_id.into(), generation: 1 })

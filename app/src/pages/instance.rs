@@ -1,17 +1,19 @@
 //! One instance (`/instances/:id`): its live state with the power and delete buttons, then
 //! two tabs: the overview (where it runs: host, GPU modules with their PCI addresses, NICs,
 //! NUMA nodes, pinned CPUs; its image and default user, SSH keys, how to reach it, and the
-//! steps of its sagas) and its serial console (`?tab=console`, see `console`).
+//! steps of its sagas) and its serial console (`?tab=console`, see `console`). The network
+//! section's port counters are read from the DPU again every 5 s while the page is open.
 
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use portal_types::ids::InstanceUuid;
+use portal_types::network::{PacketCount, PortCountersView};
 use portal_types::views::{InstanceDetail, InstanceState, InstanceView, LiveEvent, Me};
 use portal_types::{Error, Role};
 
 use super::console::ConsoleTab;
-use crate::api::{InstanceDelete, InstancePower, instance_get};
+use crate::api::{InstanceDelete, InstancePower, instance_get, instance_port_counters};
 
 #[component]
 pub fn InstancePage() -> impl IntoView {
@@ -223,6 +225,7 @@ fn Detail(
                             }).collect_view()}
                         </tbody>
                     </table>
+                    <PortCounters id />
                 }.into_any()
             }}
         </section>
@@ -269,6 +272,98 @@ fn Detail(
         </section>
         </div>
     }
+}
+
+/// How often the port counters are read again while the page is open.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+const COUNTERS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `1234567` as "1.2 MB".
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// "12 pkts · 9.6 kB".
+fn packets(count: PacketCount) -> String {
+    format!("{} pkts · {}", count.packets, human_bytes(count.bytes))
+}
+
+/// The counters of the instance's ports as their DPU reads them, again every
+/// [`COUNTERS_EVERY`] (a resource keyed by a tick; the timer runs in the browser only).
+#[component]
+fn PortCounters(id: InstanceUuid) -> impl IntoView {
+    let tick = RwSignal::new(0u64);
+    #[cfg(feature = "hydrate")]
+    if let Ok(timer) = set_interval_with_handle(
+        move || {
+            let _ = tick.try_update(|t| *t += 1);
+        },
+        COUNTERS_EVERY,
+    ) {
+        on_cleanup(move || timer.clear());
+    }
+    let counters = Resource::new(move || tick.get(), move |_| instance_port_counters(id));
+    view! {
+        <div class="port-counters" data-testid="port-counters">
+            <h3>"Traffic"</h3>
+            // Transition: each refresh keeps the last numbers up until the new ones arrive.
+            <Transition fallback=|| view! { <p class="loading">"Reading the DPU…"</p> }>
+                {move || Suspend::new(async move {
+                    match counters.await {
+                        Ok(views) => view! { <CountersTable views /> }.into_any(),
+                        Err(e) => view! { <p class="error" data-testid="port-counters-error">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </div>
+    }
+}
+
+#[component]
+fn CountersTable(views: Vec<PortCountersView>) -> impl IntoView {
+    if views.is_empty() {
+        return view! { <p class="muted">"No port to count yet."</p> }.into_any();
+    }
+    let simulated = views.iter().any(|v| v.simulated);
+    view! {
+        <table class="instances">
+            <thead><tr>
+                <th>"Address"</th><th>"Allowed in"</th><th>"Allowed out"</th>
+                <th>"Dropped in"</th><th>"Dropped out"</th><th>"Spoofed"</th><th>"Counting"</th>
+            </tr></thead>
+            <tbody>
+                {views.into_iter().map(|v| {
+                    let counting = match v.state.as_str() {
+                        "live" => format!("since the rules last changed (change {})", v.rule_changes),
+                        "pending" => "not on the DPU yet".to_owned(),
+                        _ => "nothing counts without a DPU".to_owned(),
+                    };
+                    let rules = v.rules.iter().map(|r| format!("{}: {}", r.rule, packets(r.count))).collect::<Vec<_>>().join("\n");
+                    view! {
+                        <tr data-testid="port-counters-row" data-state=v.state.clone() title=rules>
+                            <td><code>{v.ip.clone()}</code></td>
+                            <td data-testid="counters-in">{packets(v.ingress.allowed)}</td>
+                            <td data-testid="counters-out">{packets(v.egress.allowed)}</td>
+                            <td data-testid="counters-dropped-in">{packets(v.ingress.dropped)}</td>
+                            <td>{packets(v.egress.dropped)}</td>
+                            <td data-testid="counters-spoofed">{packets(v.spoofed)}</td>
+                            <td class="muted">{counting}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+        {simulated.then(|| view! {
+            <p class="muted" data-testid="counters-simulated">"Simulated DPU: the traffic is synthetic (a fixed rate per allowed rule), not measured."</p>
+        })}
+    }.into_any()
 }
 
 /// Copies `text` to the clipboard (in the browser; a no-op before hydration).

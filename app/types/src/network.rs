@@ -392,6 +392,54 @@ pub struct PortView {
     pub dpu: Option<String>,
 }
 
+/// Packets and the bytes they carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketCount {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One direction of a port's traffic through its security groups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficCounts {
+    /// Let through: established connections and the first packets a rule allowed.
+    pub allowed: PacketCount,
+    /// Dropped because no rule allowed them.
+    pub dropped: PacketCount,
+}
+
+/// What one rule as the DPU holds it (remote groups expanded to their members) let in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleCount {
+    /// e.g. `ingress tcp 22 10.0.0.0/24`.
+    pub rule: String,
+    pub count: PacketCount,
+}
+
+/// A port's counters as its DPU reads them at the time of asking. They count since the
+/// port's rules were last changed on the DPU (a change restarts them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortCountersView {
+    pub port: PortUuid,
+    pub ip: String,
+    pub dpu: Option<String>,
+    /// `live` (read from the DPU now), `pending` (the DPU does not hold the port yet: all
+    /// zero) or `no DPU` (its host has none: nothing enforces or counts).
+    pub state: String,
+    /// The DPU is simulated: its traffic is synthetic (a fixed rate per allowed rule).
+    pub simulated: bool,
+    /// To the VM.
+    pub ingress: TrafficCounts,
+    /// From the VM.
+    pub egress: TrafficCounts,
+    /// Frames from the VM with another MAC or IP than its own, dropped.
+    pub spoofed: PacketCount,
+    /// Per rule, in the DPU's order; empty while a rule change is on its way to the DPU.
+    pub rules: Vec<RuleCount>,
+    /// How often the port's rules were changed on the DPU since it was attached.
+    pub rule_changes: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use agent_common::{DriverError, FaultPlan};
 
 use super::{DpuBackend, DpuOp};
-use crate::model::{DpuDescription, PortSpec, SecurityRule};
+use crate::model::{DpuDescription, PortSpec, PortTraffic, SecurityRule};
 
 pub struct FaultyBackend<B> {
     inner: B,
@@ -48,5 +48,10 @@ impl<B: DpuBackend> DpuBackend for FaultyBackend<B> {
     async fn rules_apply(&self, port_id: &str, rules: &[SecurityRule]) -> Result<(), DriverError> {
         self.faults.check(DpuOp::RulesApply).await?;
         self.inner.rules_apply(port_id, rules).await
+    }
+
+    async fn counters(&self, port_id: &str) -> Result<PortTraffic, DriverError> {
+        self.faults.check(DpuOp::Counters).await?;
+        self.inner.counters(port_id).await
     }
 }

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 
 use agent_common::DriverError;
 
-use crate::model::{DpuDescription, PortSpec, SecurityRule};
+use crate::model::{DpuDescription, PortSpec, PortTraffic, SecurityRule};
 
 #[async_trait]
 pub trait DpuBackend: Send + Sync + 'static {
@@ -44,6 +44,11 @@ pub trait DpuBackend: Send + Sync + 'static {
 
     /// Replaces the port's security group with `rules` (atomically: old or new, never half).
     async fn rules_apply(&self, port_id: &str, rules: &[SecurityRule]) -> Result<(), DriverError>;
+
+    /// Reads the port's counters (since its rules were last replaced), with one rule counter
+    /// per rule last given to `rules_apply`. Read-only. Errors: `NotFound` for a port not
+    /// attached here.
+    async fn counters(&self, port_id: &str) -> Result<PortTraffic, DriverError>;
 }
 
 /// The backend operations, by name: what [`faulty::FaultyBackend`] injects faults into.
@@ -55,6 +60,7 @@ pub enum DpuOp {
     PortAttach,
     PortDetach,
     RulesApply,
+    Counters,
 }
 
 impl fmt::Display for DpuOp {
@@ -66,6 +72,7 @@ impl fmt::Display for DpuOp {
             DpuOp::PortAttach => "port_attach",
             DpuOp::PortDetach => "port_detach",
             DpuOp::RulesApply => "rules_apply",
+            DpuOp::Counters => "counters",
         })
     }
 }

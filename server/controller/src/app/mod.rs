@@ -9,6 +9,7 @@ pub(crate) mod fleet;
 pub(crate) mod images;
 pub(crate) mod instances;
 pub(crate) mod networking;
+mod port_counters;
 pub(crate) mod ports;
 pub(crate) mod quotas;
 pub(crate) mod removal;

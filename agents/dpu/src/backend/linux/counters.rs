@@ -10,19 +10,8 @@ use agent_common::DriverError;
 
 use super::firewall::TABLE;
 use super::names;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counter {
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-impl Counter {
-    fn add(&mut self, other: Counter) {
-        self.packets += other.packets;
-        self.bytes += other.bytes;
-    }
-}
+pub use crate::model::Counter;
+use crate::model::{PortTraffic, TrafficCounters};
 
 /// One direction of a port's security group.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,6 +32,39 @@ pub struct PortCounters {
     pub egress: DirectionCounters,
     /// Frames from the port with another MAC or IP than its own.
     pub spoofed: Counter,
+}
+
+impl DirectionCounters {
+    /// Allowed (established and every rule's first packets) and dropped.
+    fn summary(&self) -> TrafficCounters {
+        let mut allowed = self.established;
+        self.rules.values().for_each(|c| allowed.add(*c));
+        TrafficCounters { allowed, dropped: self.denied }
+    }
+}
+
+impl PortCounters {
+    /// As the agent reports them: one rule counter for each of the port's `rules` rules
+    /// (each index is in one direction's chain; a rule nft has not counted yet is zero).
+    pub fn traffic(&self, rules: usize, rule_changes: u64) -> PortTraffic {
+        let rule = |i: usize| {
+            let mut count = Counter::default();
+            for direction in [&self.ingress, &self.egress] {
+                if let Some(c) = direction.rules.get(&i) {
+                    count.add(*c);
+                }
+            }
+            count
+        };
+        PortTraffic {
+            ingress: self.ingress.summary(),
+            egress: self.egress.summary(),
+            spoofed: self.spoofed,
+            rules: (0..rules).map(rule).collect(),
+            rule_changes,
+            simulated: false,
+        }
+    }
 }
 
 /// Picks the port's counters out of `nft -j list ruleset`. Errors: `Internal` if nft's
@@ -121,5 +143,15 @@ mod tests {
         assert_eq!(counters.egress.established, Counter { packets: 9, bytes: 900 });
         assert_eq!(counters.spoofed, Counter { packets: 3, bytes: 180 });
         assert!(counters.egress.rules.is_empty());
+
+        let traffic = counters.traffic(4, 2);
+        let c = |packets, bytes| Counter { packets, bytes };
+        assert_eq!(traffic.ingress, TrafficCounters { allowed: c(3, 180), dropped: c(4, 240) });
+        assert_eq!(traffic.egress, TrafficCounters { allowed: c(9, 900), dropped: c(0, 0) });
+        assert_eq!(traffic.rules, [c(0, 0), c(0, 0), c(3, 180), c(0, 0)]);
+        assert_eq!(
+            (traffic.spoofed, traffic.rule_changes, traffic.simulated),
+            (c(3, 180), 2, false)
+        );
     }
 }

@@ -7,7 +7,8 @@
 //! - Per port: a veth pair standing in for the VF (no SR-IOV here): the representor on the
 //!   VNI's bridge and the VM side with the port's MAC, named by [`names::vm_device_name`].
 //! - Security groups ([`firewall`]): nftables, one transaction per change, with counters
-//!   readable through [`LinuxDpuBackend::counters`].
+//!   readable through [`LinuxDpuBackend::nft_counters`] (in detail) and the trait's
+//!   `counters`.
 //!
 //! The backend starts with no ports (like the manager above it): starting resets its nftables
 //! tables, which cuts off every representor left from a previous run until its port is
@@ -36,7 +37,7 @@ use self::firewall::PortFirewall;
 use self::links::Links;
 use self::nft::Nft;
 use super::DpuBackend;
-use crate::model::{DpuDescription, PortSpec, SecurityRule};
+use crate::model::{DpuDescription, PortSpec, PortTraffic, SecurityRule};
 
 /// The `[backend.linux]` table of the `dpu-agent` config.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -73,6 +74,8 @@ struct State {
     last_zone: u16,
     /// The firewall applied for each attached port.
     ports: BTreeMap<String, PortFirewall>,
+    /// How often each attached port's rules were replaced.
+    rule_changes: BTreeMap<String, u64>,
 }
 
 impl LinuxDpuBackend {
@@ -103,9 +106,10 @@ impl LinuxDpuBackend {
         })
     }
 
-    /// The port's packet counters. Errors: `NotFound` for a port not attached here,
-    /// `Internal` when nft cannot list the ruleset.
-    pub async fn counters(&self, port_id: &str) -> Result<PortCounters, DriverError> {
+    /// The port's packet counters in nftables' detail (established apart from the rules).
+    /// Errors: `NotFound` for a port not attached here, `Internal` when nft cannot list the
+    /// ruleset.
+    pub async fn nft_counters(&self, port_id: &str) -> Result<PortCounters, DriverError> {
         let state = self.state.lock().await;
         if !state.ports.contains_key(port_id) {
             return Err(DriverError::NotFound(format!("port {port_id} is not attached here")));
@@ -181,6 +185,7 @@ impl DpuBackend for LinuxDpuBackend {
         if let Some(port) = state.ports.get(port_id) {
             self.nft.apply(&firewall::port_remove(port)).await?;
             state.ports.remove(port_id);
+            state.rule_changes.remove(port_id);
         }
         self.links.port_detach(port_id).await
     }
@@ -193,8 +198,23 @@ impl DpuBackend for LinuxDpuBackend {
                 "port {port_id} is not attached; the manager must attach it first"
             )));
         };
+        let changed = port.rules != rules;
         let port = PortFirewall { rules: rules.to_vec(), ..port.clone() };
-        self.apply_port(&mut state, port).await
+        self.apply_port(&mut state, port).await?;
+        if changed {
+            *state.rule_changes.entry(port_id.to_owned()).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    async fn counters(&self, port_id: &str) -> Result<PortTraffic, DriverError> {
+        let state = self.state.lock().await;
+        let Some(port) = state.ports.get(port_id) else {
+            return Err(DriverError::NotFound(format!("port {port_id} is not attached here")));
+        };
+        let detail = counters::parse(&self.nft.list_json().await?, port_id)?;
+        let changes = state.rule_changes.get(port_id).copied().unwrap_or(0);
+        Ok(detail.traffic(port.rules.len(), changes))
     }
 }
 
