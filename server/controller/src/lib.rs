@@ -224,6 +224,13 @@ impl Controller {
         self.sagas.inject_next(injection);
     }
 
+    /// Benchmarks: what attaching a switch agent again does (its leaf is sent every tenant
+    /// VPC it should hold), without dialling it.
+    #[doc(hidden)]
+    pub async fn testing_switch_reattached(&self, leaf: &str) {
+        self.fabric_replay(leaf).await;
+    }
+
     /// Tests: waits until a saga stopped at its [`Injection::HangAfter`] node.
     #[doc(hidden)]
     pub async fn testing_saga_stopped(&self) {

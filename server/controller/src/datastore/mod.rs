@@ -26,7 +26,7 @@ mod login_failure;
 pub mod network;
 pub(crate) mod notify;
 mod placement;
-pub(crate) mod port;
+pub mod port;
 pub mod quota;
 pub(crate) mod saga;
 mod session;

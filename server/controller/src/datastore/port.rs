@@ -266,6 +266,20 @@ impl DataStore {
             .await?)
     }
 
+    /// Every port's instance, and whether its DPU confirmed the port's latest generation (for
+    /// the fabric benchmark).
+    pub async fn port_confirmations(&self) -> Result<Vec<(Uuid, bool)>, StoreError> {
+        let rows: Vec<(Uuid, i64, i64)> = port::Entity::find()
+            .select_only()
+            .column(port::Column::InstanceId)
+            .column(port::Column::Generation)
+            .column(port::Column::AppliedGeneration)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|(id, wanted, applied)| (id, applied >= wanted)).collect())
+    }
+
     /// Records that the DPU confirmed `generation` (never moving backwards).
     pub(crate) async fn port_mark_applied(
         &self,
