@@ -21,9 +21,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portal_controller::{Controller, ControllerConfig, OpContext};
+use portal_controller::Controller;
 use portal_types::network::SubnetCreate;
 use portal_types::params::InstanceCreate;
+
+#[path = "../bench_stack.rs"]
+mod bench_stack;
+use bench_stack::BenchStack;
 
 struct Args {
     scalable_units: u32,
@@ -94,23 +98,8 @@ async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result
     let topology = sim_fleet::Topology::hgx_h100(args.scalable_units);
     let options =
         sim_fleet::SimOptions { provision_delay: Duration::from_millis(10), ..Default::default() };
-    let fleet =
-        sim_fleet::SimFleet::start(&topology, options, pki).await.map_err(|e| e.to_string())?;
-    let tls = pki.control_plane().map_err(|e| e.to_string())?;
-    let password = "fabric-bench-password";
-    let ctl = Controller::open(&ControllerConfig {
-        admin_password: Some(password.to_owned()),
-        ..ControllerConfig::new(database_url)
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let unattached = ctl.attach_agents(fleet.endpoints(), &tls).await.map_err(|e| e.to_string())?;
-    if let Some(problem) = unattached.first() {
-        return Err(problem.to_string());
-    }
-    let user = ctl.login("admin", password, None).await.map_err(|e| e.to_string())?;
-    let admin = ctl.actor(user).await.map_err(|e| e.to_string())?.ok_or("no admin")?;
-    let admin = OpContext::for_session(Some(admin));
+    let BenchStack { fleet, ctl, admin } =
+        bench_stack::start(&topology, options, database_url, pki).await?;
     let vpc = ctl.network_overview(&admin).await.map_err(|e| e.to_string())?.vpcs.remove(0);
     let vpc_id = vpc.id.to_string();
 

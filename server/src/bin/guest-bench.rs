@@ -17,12 +17,16 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use portal_controller::{Controller, ControllerConfig, OpContext};
+use portal_controller::{Controller, OpContext};
 use portal_types::params::InstanceCreate;
 use portal_types::views::{InstanceState, LiveEvent, TimelineEntry};
 use sim_fleet::real_host::{DomainType, REAL_HOST_ID};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+#[path = "../bench_stack.rs"]
+mod bench_stack;
+use bench_stack::BenchStack;
 
 struct Args {
     image_dir: PathBuf,
@@ -149,25 +153,11 @@ async fn run(args: &Args, dir: &std::path::Path) -> Result<Vec<Run>, String> {
         ..Default::default()
     };
     let pki = sim_fleet::PkiDir::new(dir.join("pki"));
-    let fleet = sim_fleet::SimFleet::start(&sim_fleet::Topology::hgx_h100(1), options, &pki)
-        .await
-        .map_err(|e| format!("the real host did not start (is libvirtd running?): {e}"))?;
-    let tls = pki.control_plane().map_err(|e| e.to_string())?;
-    let password = "guest-bench-password";
     let url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
-    let ctl = Controller::open(&ControllerConfig {
-        admin_password: Some(password.to_owned()),
-        ..ControllerConfig::new(url)
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let unattached = ctl.attach_agents(fleet.endpoints(), &tls).await.map_err(|e| e.to_string())?;
-    if let Some(problem) = unattached.first() {
-        return Err(problem.to_string());
-    }
-    let user = ctl.login("admin", password, None).await.map_err(|e| e.to_string())?;
-    let admin = ctl.actor(user).await.map_err(|e| e.to_string())?.ok_or("no admin")?;
-    let admin = OpContext::for_session(Some(admin));
+    let BenchStack { fleet, ctl, admin } =
+        bench_stack::start(&sim_fleet::Topology::hgx_h100(1), options, &url, &pki)
+            .await
+            .map_err(|e| format!("the real host did not start (is libvirtd running?): {e}"))?;
     let mut runs = Vec::with_capacity(args.runs);
     for i in 0..args.runs {
         let result = launch_once(&ctl, &admin, &format!("guest-{i}")).await;

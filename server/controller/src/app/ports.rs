@@ -63,7 +63,25 @@ impl Controller {
             .await
             .map_err(|e| tonic::Status::unavailable(e.detail()))?;
         let (id, generation) = (wiring.port.id, wiring.port.generation);
-        client.ensure_port(pb::EnsurePortRequest { spec: Some(port_spec(&wiring)) }).await?;
+        let sent =
+            client.ensure_port(pb::EnsurePortRequest { spec: Some(port_spec(&wiring)) }).await;
+        if let Err(status) = sent {
+            if status.code() != tonic::Code::FailedPrecondition {
+                return Err(status);
+            }
+            // Two senders (the saga and the reconciler) built the same generation at
+            // different moments, a group's members changing in between: a new generation,
+            // built from the rules as they are now, settles it.
+            self.datastore
+                .port_bump(id)
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.detail()))?;
+            self.network_changed.notify_one();
+            return Err(tonic::Status::unavailable(format!(
+                "DPU {dpu} holds another version of the port ({}); sending a newer one",
+                status.message()
+            )));
+        }
         self.datastore
             .port_mark_applied(id, generation)
             .await

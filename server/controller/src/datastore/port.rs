@@ -280,6 +280,16 @@ impl DataStore {
         Ok(rows.into_iter().map(|(id, wanted, applied)| (id, applied >= wanted)).collect())
     }
 
+    /// A new generation for one port, for its DPU to be sent again.
+    pub(crate) async fn port_bump(&self, id: Uuid) -> Result<(), StoreError> {
+        port::Entity::update_many()
+            .col_expr(port::Column::Generation, Expr::col(port::Column::Generation).add(1))
+            .filter(port::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Records that the DPU confirmed `generation` (never moving backwards).
     pub(crate) async fn port_mark_applied(
         &self,
