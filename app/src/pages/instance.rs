@@ -225,7 +225,9 @@ fn Detail(
                             }).collect_view()}
                         </tbody>
                     </table>
-                    <PortCounters id />
+                    <AfterHydration>
+                        <PortCounters id />
+                    </AfterHydration>
                 }.into_any()
             }}
         </section>
@@ -309,7 +311,11 @@ fn PortCounters(id: InstanceUuid) -> impl IntoView {
     ) {
         on_cleanup(move || timer.clear());
     }
-    let counters = Resource::new(move || tick.get(), move |_| instance_port_counters(id));
+    // Read in the browser only (see `AfterHydration`).
+    let counters = LocalResource::new(move || {
+        tick.track();
+        instance_port_counters(id)
+    });
     view! {
         <div class="port-counters" data-testid="port-counters">
             <h3>"Traffic"</h3>
@@ -364,6 +370,16 @@ fn CountersTable(views: Vec<PortCountersView>) -> impl IntoView {
             <p class="muted" data-testid="counters-simulated">"Simulated DPU: the traffic is synthetic (a fixed rate per allowed rule), not measured."</p>
         })}
     }.into_any()
+}
+
+/// Renders its children only in the browser, once the page is hydrated: for live numbers
+/// that move between the server's render and hydration (a mismatch there panics hydration).
+#[component]
+fn AfterHydration(children: ChildrenFn) -> impl IntoView {
+    let mounted = RwSignal::new(false);
+    // Effects run only in the browser, after hydration.
+    Effect::new(move |_| mounted.set(true));
+    view! { <Show when=move || mounted.get()>{children()}</Show> }
 }
 
 /// Copies `text` to the clipboard (in the browser; a no-op before hydration).
