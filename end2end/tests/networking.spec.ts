@@ -23,6 +23,8 @@ test("a member makes a subnet and a group, launches into them, and sees the VM's
   page.on("pageerror", (e) => errors.push(e.message));
   const sent: string[] = [];
   page.on("request", (r) => r.url().includes("/api/fn/subnet_create") && sent.push(r.postData() ?? ""));
+  const launches: string[] = [];
+  page.on("request", (r) => r.url().includes("/api/fn/instance_create") && launches.push(r.postData() ?? ""));
 
   await page.goto("/networking");
   await hydrated(page);
@@ -73,9 +75,20 @@ test("a member makes a subnet and a group, launches into them, and sees the VM's
   await expect(groups.first()).toBeChecked(); // the default group, preselected
   await groups.first().uncheck();
   await page.locator("label.check", { hasText: "web" }).getByTestId("launch-group").check();
-  await page.getByTestId("launch-submit").click();
+  // The form carries an idempotency key: submitted twice at once, it makes one VM.
+  const key = await page.getByTestId("launch-key").inputValue();
+  expect(key).toMatch(/^web-[0-9a-f]{26}$/);
+  await page.getByTestId("launch-form").evaluate((f) => {
+    (f as HTMLFormElement).requestSubmit();
+    (f as HTMLFormElement).requestSubmit();
+  });
   const row = page.locator('[data-testid="instance-row"][data-name="net-vm"]');
   await expect(row.getByTestId("instance-state")).toHaveText("running", { timeout: 20_000 });
+  await expect(page.getByTestId("launch-key")).not.toHaveValue(key); // a new key for the next launch
+  expect(launches).toHaveLength(2);
+  expect(launches.every((body) => body.includes(key))).toBe(true);
+  const launched = await call<{ name: string }[]>(context.request, "instance_list", {});
+  expect(launched.filter((i) => i.name.startsWith("net-vm"))).toHaveLength(1);
   await row.getByTestId("instance-link").click();
   await hydrated(page);
   await expect(page.getByTestId("port-ip")).toHaveText("10.1.2.2");

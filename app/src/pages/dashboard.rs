@@ -73,6 +73,16 @@ fn Dashboard(me: Me) -> impl IntoView {
     );
 
     let create = ServerAction::<InstanceCreate>::new();
+    // The launch's idempotency key, so that a submit sent twice (or repeated after a lost
+    // answer) makes one launch: chosen in the browser once hydrated, anew after each answer.
+    // Empty before (a form posted without JavaScript carries none).
+    let launch_key = RwSignal::new(String::new());
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        create.version().track();
+        let part = || (js_sys::Math::random() * 2f64.powi(52)) as u64;
+        launch_key.set(format!("web-{:013x}{:013x}", part(), part()));
+    });
     let delete = ServerAction::<InstanceDelete>::new();
     Effect::new(move |_| {
         if let Some(Ok(views)) = create.value().get() {
@@ -106,6 +116,8 @@ fn Dashboard(me: Me) -> impl IntoView {
                 </h2>
                 <Show when=move || can_launch>
                     <ActionForm action=create attr:class="launch" attr:data-testid="launch-form">
+                        <input type="hidden" name="create[idempotency_key]" data-testid="launch-key"
+                            prop:value=move || launch_key.get() />
                         <label>
                             "Name"
                             <input type="text" name="create[name]" required placeholder="train-01" maxlength="63" data-testid="launch-name" />
