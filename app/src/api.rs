@@ -6,10 +6,10 @@ use portal_types::ids::{
     ApiTokenUuid, ImageUuid, InstanceUuid, SecurityGroupUuid, SecurityRuleUuid, SshKeyUuid,
     SubnetUuid, TenantUuid, UserUuid, VpcUuid,
 };
-use portal_types::{Error, network, params, views};
+use portal_types::{Error, billing, network, params, views};
 
 #[cfg(feature = "ssr")]
-use crate::ssr::{context, fail};
+use crate::ssr::{context, fail, money_format};
 #[cfg(feature = "ssr")]
 use portal_controller::context::Through;
 
@@ -392,4 +392,57 @@ pub async fn session_list() -> Result<Vec<views::SessionView>, Error> {
 pub async fn session_end(label: String) -> Result<(), Error> {
     let (ctl, _, opctx) = context().await?;
     portal_web::session_end(&ctl, &opctx, &label).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "usage_summary")]
+pub async fn usage_summary(month: Option<String>) -> Result<billing::UsageSummary, Error> {
+    let (ctl, _, opctx) = context().await?;
+    let mut summary = ctl.usage_summary(&opctx, month.as_deref()).await.map_err(fail)?;
+    summary.format = money_format(&ctl).await;
+    Ok(summary)
+}
+
+#[server(prefix = "/api/fn", endpoint = "invoice_get")]
+pub async fn invoice_get(
+    month: String,
+    tenant: Option<TenantUuid>,
+) -> Result<billing::Invoice, Error> {
+    let (ctl, _, opctx) = context().await?;
+    let mut invoice = ctl.invoice(&opctx, tenant, &month).await.map_err(fail)?;
+    invoice.format = money_format(&ctl).await;
+    Ok(invoice)
+}
+
+#[server(prefix = "/api/fn", endpoint = "budget_set")]
+pub async fn budget_set(set: billing::BudgetSet) -> Result<(), Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.budget_set(&opctx, &set).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "provider_usage")]
+pub async fn provider_usage(month: Option<String>) -> Result<billing::ProviderUsage, Error> {
+    let (ctl, _, opctx) = context().await?;
+    let mut usage = ctl.provider_usage(&opctx, month.as_deref()).await.map_err(fail)?;
+    usage.format = money_format(&ctl).await;
+    Ok(usage)
+}
+
+#[server(prefix = "/api/fn", endpoint = "price_list")]
+pub async fn price_list() -> Result<billing::PriceList, Error> {
+    let (ctl, _, opctx) = context().await?;
+    let mut list = ctl.price_list(&opctx).await.map_err(fail)?;
+    list.format = money_format(&ctl).await;
+    Ok(list)
+}
+
+#[server(prefix = "/api/fn", endpoint = "price_set")]
+pub async fn price_set(set: billing::PriceSet) -> Result<(), Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.price_set(&opctx, &set).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "credit_grant")]
+pub async fn credit_grant(tenant: TenantUuid, grant: billing::CreditGrant) -> Result<(), Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.credit_grant(&opctx, tenant, &grant).await.map_err(fail)
 }

@@ -88,3 +88,14 @@ async fn bearer_token() -> Option<String> {
     let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     value.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
 }
+
+/// The provider's currency written with the separators of the reader's `Accept-Language`.
+pub async fn money_format(ctl: &Controller) -> portal_types::billing::MoneyFormat {
+    let headers: Option<axum::http::HeaderMap> = leptos_axum::extract().await.ok();
+    let language = headers
+        .as_ref()
+        .and_then(|h| h.get(axum::http::header::ACCEPT_LANGUAGE))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    portal_types::billing::MoneyFormat::for_accept_language(&ctl.money_format().currency, language)
+}

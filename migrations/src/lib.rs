@@ -22,6 +22,7 @@ mod m20261203_000016_saga_instance;
 mod m20261203_000017_instance_user_data;
 mod m20261203_000018_networking;
 mod m20261203_000019_fabric;
+mod m20261203_000020_metering;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000017_instance_user_data::Migration),
             Box::new(m20261203_000018_networking::Migration),
             Box::new(m20261203_000019_fabric::Migration),
+            Box::new(m20261203_000020_metering::Migration),
         ]
     }
 }

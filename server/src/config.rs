@@ -98,6 +98,12 @@ pub struct Config {
     #[arg(long, env = "PORTAL_STRAY_GRACE_SECS", default_value_t = 300)]
     pub stray_grace_secs: u64,
 
+    /// The provider's currency, an ISO 4217 code with cents (USD, EUR, GBP, CHF, …): prices
+    /// and invoices are in it. Choose it before the first invoice; changing it later does
+    /// not convert prices.
+    #[arg(long, env = "PORTAL_CURRENCY", default_value = "USD", value_parser = currency_code)]
+    pub currency: String,
+
     /// Directory holding the browser bundle (pkg/portal.js, pkg/portal_bg.wasm, pkg/portal.css).
     #[arg(long, env = "PORTAL_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -168,5 +174,16 @@ impl Config {
         self.database_url.clone().unwrap_or_else(|| {
             format!("sqlite://{}?mode=rwc", self.data_dir.join("portal.db").display())
         })
+    }
+}
+
+/// Three capital letters, as ISO 4217 codes are.
+fn currency_code(value: &str) -> Result<String, String> {
+    if value.len() == 3 && value.chars().all(|c| c.is_ascii_uppercase()) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "\"{value}\" is not a currency code; give three capital letters such as USD or EUR"
+        ))
     }
 }

@@ -1,6 +1,7 @@
 //! `portal-server`: the GPU cloud portal. Starts the control plane, attaches the agents (or
 //! a simulated datacenter), and serves the UI, server functions and the live event stream.
 
+mod billing_csv;
 mod client_ip;
 mod config;
 mod console;

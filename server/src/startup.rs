@@ -36,6 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stray_grace: Duration::from_secs(config.stray_grace_secs),
         secret_keys: portal_controller::oidc::SecretKeys::load(&config.data_dir)?,
         replica_id: Some(replica_id(&config.data_dir)?),
+        currency: config.currency.clone(),
         ..ControllerConfig::new(config.database_url())
     })
     .await?;

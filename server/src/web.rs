@@ -16,8 +16,12 @@ use portal_controller::Controller;
 use crate::config::Config;
 
 /// REST routes besides the server functions (for `--print-routes`).
-pub const REST_ROUTES: [(&str, &str); 2] =
-    [("GET", "/api/v1/events"), ("GET", crate::console::PATH)];
+pub const REST_ROUTES: [(&str, &str); 4] = [
+    ("GET", "/api/v1/events"),
+    ("GET", crate::console::PATH),
+    ("GET", "/usage/invoices/{month}/csv"),
+    ("GET", "/admin/usage/{month}/csv"),
+];
 
 pub async fn router(
     controller: Arc<Controller>,
@@ -59,6 +63,8 @@ pub async fn router(
     let app = Router::new()
         .route("/api/v1/events", get(crate::live::events))
         .route(crate::console::PATH, get(crate::console::console))
+        .route("/usage/invoices/{month}/csv", get(crate::billing_csv::invoice))
+        .route("/admin/usage/{month}/csv", get(crate::billing_csv::provider))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::oidc_routes::router(Arc::clone(&controller), config)?)
         .with_state(Arc::clone(&controller))

@@ -60,6 +60,7 @@ fn Dashboard(me: Me) -> impl IntoView {
         move |event| match event {
             LiveEvent::Instance(view) => updates.update(|u| u.push(*view)),
             LiveEvent::FleetChanged => fleet_tick.update(|t| *t += 1),
+            LiveEvent::BudgetAlert { .. } => {}
         },
         move || {
             // (Re)connected: anything may have changed while we were away.

@@ -1,6 +1,7 @@
 //! Types shared by the browser (WASM) and the server: typed ids, request parameters, views
 //! and the one external error. Nothing here may depend on tokio, a database or gRPC.
 
+pub mod billing;
 pub mod error;
 pub mod ids;
 pub mod network;

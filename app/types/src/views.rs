@@ -247,6 +247,8 @@ pub enum LiveEvent {
     Instance(Box<InstanceView>),
     /// GPU usage or health changed somewhere; refetch the fleet summary and capacity.
     FleetChanged,
+    /// The tenant's spending this month reached `percent` of its budget.
+    BudgetAlert { month: String, percent: i64 },
 }
 
 /// An image from the catalog a provider admin maintains.
@@ -289,12 +291,12 @@ pub struct InstanceType {
     pub vcpus: u32,
     pub memory_gib: u32,
     pub disk_gib: u32,
-    /// US cents per hour (billing uses it later).
-    pub price_cents_per_hour: u64,
+    /// The price now, in millionths of the provider's currency per hour.
+    pub price_micros_per_hour: i64,
 }
 
 impl InstanceType {
-    /// "2 × H100-SXM5-80GB · 48 vCPUs · 440 GiB · $4.98/h"
+    /// "2 × H100-SXM5-80GB · 48 vCPUs · 440 GiB · 4.98/h" (in the provider's currency)
     pub fn summary(&self) -> String {
         let gpus = if self.gpu_count == 0 {
             "CPU only".to_owned()
@@ -302,11 +304,10 @@ impl InstanceType {
             format!("{} × {}", self.gpu_count, self.gpu_model)
         };
         format!(
-            "{gpus} · {} vCPUs · {} GiB · ${}.{:02}/h",
+            "{gpus} · {} vCPUs · {} GiB · {}/h",
             self.vcpus,
             self.memory_gib,
-            self.price_cents_per_hour / 100,
-            self.price_cents_per_hour % 100
+            crate::billing::MoneyFormat::english("").decimal_micros(self.price_micros_per_hour)
         )
     }
 }

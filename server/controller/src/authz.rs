@@ -77,6 +77,16 @@ pub enum Action {
     NetworkRead,
     /// Add and delete VPCs, subnets, security groups and rules.
     NetworkWrite,
+    /// See the tenant's usage, costs, invoices and budget.
+    UsageRead,
+    /// Set the tenant's monthly budget (tenant admins).
+    BudgetWrite,
+    /// See every tenant's usage, the revenue and GPU use (provider admins).
+    ProviderUsageRead,
+    /// Set prices (provider admins).
+    PriceWrite,
+    /// Give or take back tenants' prepaid credit (provider admins).
+    CreditWrite,
 }
 
 /// The tenant an actor may manage users in: their own, or any for provider admins. Another
@@ -115,8 +125,11 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
             | Action::CatalogWrite
             | Action::QuotaWrite
             | Action::IdentityProviderWrite
-            | Action::TenantWrite => false,
-            Action::UserRead | Action::UserWrite | Action::AuditRead => {
+            | Action::TenantWrite
+            | Action::ProviderUsageRead
+            | Action::PriceWrite
+            | Action::CreditWrite => false,
+            Action::UserRead | Action::UserWrite | Action::AuditRead | Action::BudgetWrite => {
                 actor.role >= Role::TenantAdmin
             }
             Action::CapacityRead
@@ -128,7 +141,8 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
             | Action::SshKeyRead
             | Action::SshKeyWrite
             | Action::InstanceRead
-            | Action::NetworkRead => true,
+            | Action::NetworkRead
+            | Action::UsageRead => true,
             Action::InstanceCreate
             | Action::InstanceDelete
             | Action::InstancePower
@@ -165,13 +179,18 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
                 Action::InstancePower => "stop, start or reboot instances",
                 Action::NetworkRead => "see networks",
                 Action::NetworkWrite => "change networks or security groups",
+                Action::UsageRead => "see usage",
+                Action::BudgetWrite => "set the budget",
+                Action::ProviderUsageRead => "see every tenant's usage",
+                Action::PriceWrite => "change prices",
+                Action::CreditWrite => "change prepaid credit",
             },
             match action {
                 Action::InstanceCreate
                 | Action::InstanceDelete
                 | Action::InstancePower
                 | Action::NetworkWrite => "ask a tenant admin for the member role",
-                Action::UserRead | Action::UserWrite | Action::AuditRead => {
+                Action::UserRead | Action::UserWrite | Action::AuditRead | Action::BudgetWrite => {
                     "only tenant admins can"
                 }
                 _ => "only provider admins can",

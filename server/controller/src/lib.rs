@@ -63,6 +63,8 @@ pub struct ControllerConfig {
     /// Encrypts identity providers' client secrets at rest; the server passes
     /// [`oidc::SecretKeys::load`] of its data directory.
     pub secret_keys: oidc::SecretKeys,
+    /// The provider's one currency (ISO 4217 code); prices and invoices are in it.
+    pub currency: String,
 }
 
 impl ControllerConfig {
@@ -80,6 +82,7 @@ impl ControllerConfig {
             replica_id: None,
             login_throttle: throttle::ThrottleConfig::default(),
             secret_keys: oidc::SecretKeys::ephemeral(),
+            currency: "USD".to_owned(),
         }
     }
 }
@@ -133,6 +136,8 @@ pub struct Controller {
     network_changed: tokio::sync::Notify,
     bootstrap: Bootstrap,
     secret_keys: oidc::SecretKeys,
+    currency: String,
+    metering: app::billing::MeteringState,
 }
 
 impl Controller {
@@ -186,6 +191,8 @@ impl Controller {
             network_changed: tokio::sync::Notify::new(),
             bootstrap,
             secret_keys: config.secret_keys.clone(),
+            currency: config.currency.clone(),
+            metering: Default::default(),
         }))
     }
 

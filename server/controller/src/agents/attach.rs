@@ -80,6 +80,7 @@ impl Controller {
         self.keep_running(crate::sagas::executor::spawn(Arc::clone(self)));
         self.keep_running(fleet_sync::spawn(Arc::clone(self)));
         self.keep_running(network::spawn(Arc::clone(self)));
+        self.keep_running(crate::background::metering::spawn(Arc::clone(self)));
         Ok(problems)
     }
 

@@ -486,6 +486,7 @@ fn instance_row(
         user_data: None,
         subnet_id: None,
         security_groups: None,
+        price_micros_per_hour: Some(t.price_micros_per_hour),
         created_by: actor.user_id.into_untyped_uuid(),
         created_at: now,
         updated_at: now,

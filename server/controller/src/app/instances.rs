@@ -241,6 +241,7 @@ impl Controller {
     ) -> Result<Vec<InstanceView>, Error> {
         let actor = opctx.authorize(Action::InstanceCreate)?;
         params.validate()?;
+        self.credit_check(actor.tenant_id).await?;
         let ssh_keys = self.ssh_keys_for_launch(opctx, &params.ssh_keys).await?;
         let network =
             self.network_for_launch(opctx, params.subnet, &params.security_groups).await?;

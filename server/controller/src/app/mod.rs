@@ -2,12 +2,14 @@
 //! agents, audit, publish events. No SQL here: every query is a `DataStore` method.
 
 pub(crate) mod audit;
+pub(crate) mod billing;
 pub(crate) mod catalog;
 pub(crate) mod claims;
 pub(crate) mod console;
 pub(crate) mod fleet;
 pub(crate) mod images;
 pub(crate) mod instances;
+pub(crate) mod metering;
 pub(crate) mod networking;
 mod port_counters;
 pub(crate) mod ports;

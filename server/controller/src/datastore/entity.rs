@@ -221,6 +221,8 @@ pub mod instance {
         /// The security group ids its launch asked for, a JSON array (none: the default).
         #[sea_orm(column_type = "Text", nullable)]
         pub security_groups: Option<String>,
+        /// The type's price when it was launched, in micros per hour (what the user saw).
+        pub price_micros_per_hour: Option<i64>,
         pub created_by: Uuid,
         pub created_at: i64,
         pub updated_at: i64,
@@ -254,7 +256,6 @@ pub mod instance_type {
         pub vcpus: i32,
         pub memory_gib: i32,
         pub disk_gib: i32,
-        pub price_cents_per_hour: i64,
         pub created_at: i64,
     }
     no_relations!();
@@ -577,6 +578,105 @@ pub mod switch_vpc {
         pub vpc_id: Uuid,
         /// The generation the leaf confirmed (0: to be sent again).
         pub generation: i64,
+    }
+    no_relations!();
+}
+
+/// Every state an instance entered, written by a database trigger with the state change.
+pub mod instance_event {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "instance_event")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub instance_id: Uuid,
+        pub state: String,
+        pub at_ms: i64,
+        pub metered: bool,
+    }
+    no_relations!();
+}
+
+pub mod price {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "price")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub item: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub effective_from_ms: i64,
+        pub micros_per_hour: i64,
+        pub created_by: Option<Uuid>,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod usage_record {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "usage_record")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub instance_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub item: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub start_s: i64,
+        pub end_s: i64,
+        pub quantity: i64,
+        pub tenant_id: Uuid,
+        pub instance_name: String,
+        pub gpu_model: String,
+        pub gpu_count: i32,
+        pub scalable_unit: Option<i32>,
+        pub launched_by: Uuid,
+    }
+    no_relations!();
+}
+
+pub mod tenant_budget {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tenant_budget")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: Uuid,
+        pub monthly_cents: i64,
+    }
+    no_relations!();
+}
+
+pub mod budget_alert {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "budget_alert")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub month: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub percent: i32,
+        pub at: i64,
+    }
+    no_relations!();
+}
+
+pub mod credit_grant {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "credit_grant")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub cents: i64,
+        pub note: String,
+        pub created_by: Option<Uuid>,
+        pub created_at: i64,
     }
     no_relations!();
 }

@@ -12,11 +12,14 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::instance_type;
-use super::{DataStore, StoreError, now_ms};
+use super::{DataStore, StoreError, begin_write, now_ms};
+use crate::app::metering::type_item;
 use crate::authz::Action;
 use crate::context::OpContext;
+use portal_types::billing::MICROS_PER_CENT;
 
-fn view(row: &instance_type::Model) -> InstanceType {
+/// The type with its price now (none set: 0).
+fn view(row: &instance_type::Model, prices: &HashMap<String, i64>) -> InstanceType {
     InstanceType {
         name: row.name.clone(),
         gpu_model: row.gpu_model.clone(),
@@ -24,8 +27,16 @@ fn view(row: &instance_type::Model) -> InstanceType {
         vcpus: row.vcpus as u32,
         memory_gib: row.memory_gib as u32,
         disk_gib: row.disk_gib as u32,
-        price_cents_per_hour: row.price_cents_per_hour as u64,
+        price_micros_per_hour: prices.get(&type_item(&row.name)).copied().unwrap_or(0),
     }
+}
+
+/// The current prices of these types.
+async fn type_prices(
+    db: &impl ConnectionTrait,
+    rows: &[instance_type::Model],
+) -> Result<HashMap<String, i64>, StoreError> {
+    super::price::prices_now(db, rows.iter().map(|r| type_item(&r.name)), now_ms()).await
 }
 
 fn row(create: &params::InstanceTypeCreate) -> instance_type::ActiveModel {
@@ -37,12 +48,12 @@ fn row(create: &params::InstanceTypeCreate) -> instance_type::ActiveModel {
         vcpus: Set(create.vcpus as i32),
         memory_gib: Set(create.memory_gib as i32),
         disk_gib: Set(create.disk_gib as i32),
-        price_cents_per_hour: Set(create.price_cents_per_hour as i64),
         created_at: Set(now_ms()),
     }
 }
 
-/// On an empty catalog, adds `catalog` (at the first start, with the database to itself).
+/// On an empty catalog, adds `catalog` with its prices in effect from the beginning (at the
+/// first start, with the database to itself).
 pub(crate) async fn instance_type_seed(
     db: &impl ConnectionTrait,
     catalog: &[params::InstanceTypeCreate],
@@ -55,6 +66,8 @@ pub(crate) async fn instance_type_seed(
             .on_conflict(OnConflict::column(instance_type::Column::Name).do_nothing().to_owned())
             .exec_without_returning(db)
             .await?;
+        let micros = create.price_cents_per_hour as i64 * MICROS_PER_CENT;
+        super::price::price_insert(db, &type_item(&create.name), micros, 0, None).await?;
     }
     Ok(())
 }
@@ -65,13 +78,12 @@ pub(crate) async fn instance_types_named(
     db: &impl ConnectionTrait,
     names: impl IntoIterator<Item = String>,
 ) -> Result<HashMap<String, InstanceType>, StoreError> {
-    Ok(instance_type::Entity::find()
+    let rows = instance_type::Entity::find()
         .filter(instance_type::Column::Name.is_in(names))
         .all(db)
-        .await?
-        .iter()
-        .map(|r| (r.name.clone(), view(r)))
-        .collect())
+        .await?;
+    let prices = type_prices(db, &rows).await?;
+    Ok(rows.iter().map(|r| (r.name.clone(), view(r, &prices))).collect())
 }
 
 impl DataStore {
@@ -94,10 +106,12 @@ impl DataStore {
     ) -> Result<Vec<InstanceType>, StoreError> {
         opctx.authorize(Action::CatalogRead)?;
         let rows = instance_type::Entity::find().all(&self.db).await?;
-        Ok(rows.iter().map(view).collect())
+        let prices = type_prices(&self.db, &rows).await?;
+        Ok(rows.iter().map(|r| view(r, &prices)).collect())
     }
 
-    /// Adds a validated type; a taken name is a conflict.
+    /// Adds a validated type with its first price, in effect from now; a taken name is a
+    /// conflict.
     pub async fn instance_type_create(
         &self,
         opctx: &OpContext,
@@ -117,7 +131,12 @@ impl DataStore {
             }
             .into());
         }
-        Ok(view(&row(create).insert(&self.db).await?))
+        let txn = begin_write(&self.db).await?;
+        let row = row(create).insert(&txn).await?;
+        let micros = create.price_cents_per_hour as i64 * MICROS_PER_CENT;
+        super::price::price_insert(&txn, &type_item(&create.name), micros, now_ms(), None).await?;
+        txn.commit().await?;
+        Ok(view(&row, &HashMap::from([(type_item(&create.name), micros)])))
     }
 
     pub async fn instance_type_delete(

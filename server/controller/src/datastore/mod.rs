@@ -27,12 +27,14 @@ pub mod network;
 pub(crate) mod notify;
 mod placement;
 pub mod port;
+pub(crate) mod price;
 pub mod quota;
 pub(crate) mod saga;
 mod session;
 pub mod ssh_key;
 mod tenant;
 pub mod topology;
+pub(crate) mod usage;
 mod user;
 
 pub use connection::{begin_write, connect, now_ms, rfc3339, with_startup_lock};
