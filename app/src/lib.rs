@@ -57,6 +57,10 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/instances/:id") view=pages::instance::InstancePage ssr=SsrMode::Async />
                 <Route path=path!("/keys") view=pages::keys::KeysPage ssr=SsrMode::Async />
                 <Route path=path!("/networking") view=pages::networking::NetworkingPage ssr=SsrMode::Async />
+                <Route path=path!("/usage") view=pages::usage::UsagePage ssr=SsrMode::Async />
+                <Route path=path!("/usage/invoices/:month") view=pages::invoice::InvoicePage ssr=SsrMode::Async />
+                <Route path=path!("/admin/usage") view=pages::billing_admin::ProviderUsagePage ssr=SsrMode::Async />
+                <Route path=path!("/admin/prices") view=pages::billing_admin::PricesPage ssr=SsrMode::Async />
                 <Route path=path!("/admin") view=pages::admin::AdminPage ssr=SsrMode::Async />
                 <Route path=path!("/admin/identity") view=pages::identity::IdentityPage ssr=SsrMode::Async />
                 <Route path=path!("/admin/tenants") view=pages::tenancy::TenantsPage ssr=SsrMode::Async />

@@ -55,12 +55,14 @@ fn Dashboard(me: Me) -> impl IntoView {
     let instances = Resource::new(move || list_tick.get(), |_| instance_list());
     let updates = RwSignal::new(Vec::<InstanceView>::new());
     let connected = RwSignal::new(false);
+    // The budget percentage the live stream last announced, until dismissed.
+    let budget_alert = RwSignal::new(None::<i64>);
 
     crate::live::subscribe(
         move |event| match event {
             LiveEvent::Instance(view) => updates.update(|u| u.push(*view)),
             LiveEvent::FleetChanged => fleet_tick.update(|t| *t += 1),
-            LiveEvent::BudgetAlert { .. } => {}
+            LiveEvent::BudgetAlert { percent, .. } => budget_alert.set(Some(percent)),
         },
         move || {
             // (Re)connected: anything may have changed while we were away.
@@ -108,6 +110,14 @@ fn Dashboard(me: Me) -> impl IntoView {
 
     view! {
         <main class="dashboard">
+            {move || budget_alert.get().map(|percent| view! {
+                <p class="notice budget-alert" role="alert" data-testid="budget-alert">
+                    <a href="/usage">{format!("Your spending reached {percent} % of this month's budget")}</a>
+                    " "
+                    <button type="button" class="link" data-testid="budget-alert-dismiss"
+                        on:click=move |_| budget_alert.set(None)>"Dismiss"</button>
+                </p>
+            })}
             <section class="panel">
                 <h2>
                     "Instances "

@@ -1,15 +1,19 @@
 pub mod account;
 pub mod admin;
+pub mod billing_admin;
+mod charts;
 mod console;
 pub mod dashboard;
 pub mod identity;
 pub mod images;
 pub mod instance;
+pub mod invoice;
 pub mod keys;
 pub mod login;
 pub mod networking;
 pub mod tenancy;
 pub mod topology;
+pub mod usage;
 
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
@@ -78,12 +82,15 @@ fn TopBar(me: Me) -> impl IntoView {
                 <a class="nav" href="/admin" data-testid="nav-admin">"Admin"</a>
                 <a class="nav" href="/admin/tenants" data-testid="nav-tenants">"Tenants"</a>
                 <a class="nav" href="/admin/identity" data-testid="nav-identity">"Identity providers"</a>
+                <a class="nav" href="/admin/usage" data-testid="nav-usage-all">"Usage (all tenants)"</a>
+                <a class="nav" href="/admin/prices" data-testid="nav-prices">"Prices"</a>
             })}
             {tenant_admin.then(|| view! {
                 <a class="nav" href="/users" data-testid="nav-users">"Users"</a>
                 <a class="nav" href="/audit" data-testid="nav-audit">"Audit"</a>
             })}
             <a class="nav" href="/networking" data-testid="nav-networking">"Networking"</a>
+            <a class="nav" href="/usage" data-testid="nav-usage">"Usage"</a>
             <a class="nav" href="/keys" data-testid="nav-keys">"SSH keys"</a>
             <a class="nav" href="/account" data-testid="nav-account">"My account"</a>
             <span class="who" data-testid="whoami">

@@ -8,8 +8,8 @@ use portal_types::ids::TenantUuid;
 use portal_types::views::{Me, TenantDeletion};
 
 use crate::api::{
-    TenantCreate, TenantDelete, TenantSetSuspended, UserAddToTenant, UserInvite, UserSetDisabled,
-    UserSetRole, audit_list, tenant_deletion_preview, tenant_list, user_list,
+    CreditGrant, TenantCreate, TenantDelete, TenantSetSuspended, UserAddToTenant, UserInvite,
+    UserSetDisabled, UserSetRole, audit_list, tenant_deletion_preview, tenant_list, user_list,
 };
 
 fn first_error(errors: Vec<Option<Error>>) -> Option<String> {
@@ -26,6 +26,7 @@ fn Tenants() -> impl IntoView {
     let create = ServerAction::<TenantCreate>::new();
     let suspend = ServerAction::<TenantSetSuspended>::new();
     let delete = ServerAction::<TenantDelete>::new();
+    let credit = ServerAction::<CreditGrant>::new();
     // The tenant whose deletion is being confirmed, and what it would take away.
     let confirming = RwSignal::new(None::<TenantUuid>);
     let impact = Resource::new(
@@ -51,19 +52,24 @@ fn Tenants() -> impl IntoView {
             create.value().get().and_then(|r| r.err()),
             suspend.value().get().and_then(|r| r.err()),
             delete.value().get().and_then(|r| r.err()),
+            credit.value().get().and_then(|r| r.err()),
         ])
     };
+    let credited = move || matches!(credit.value().get(), Some(Ok(())));
     view! {
         <main class="dashboard">
             <Show when=move || error().is_some()>
                 <p class="error" role="alert" data-testid="tenancy-error">{error}</p>
+            </Show>
+            <Show when=credited>
+                <p class="notice" data-testid="credit-done">"Credit added: the tenant's Usage page shows what is left."</p>
             </Show>
             <section class="panel">
                 <h2>"Tenants"</h2>
                 <Transition fallback=|| ()>
                     {move || tenants.get().map(|list| view! {
                         <table class="instances" data-testid="tenant-table">
-                            <thead><tr><th>"Name"</th><th>"Instances"</th><th>"Members"</th><th>"State"</th><th></th><th></th></tr></thead>
+                            <thead><tr><th>"Name"</th><th>"Instances"</th><th>"Members"</th><th>"State"</th><th></th><th></th><th>"Prepaid credit"</th></tr></thead>
                             <tbody>
                                 {list.unwrap_or_default().into_iter().map(|t| {
                                     let id = t.id;
@@ -81,6 +87,14 @@ fn Tenants() -> impl IntoView {
                                                 </button>
                                                 " "
                                                 <button class="danger" data-testid="tenant-delete" on:click=move |_| confirming.set(Some(id))>"Delete…"</button>
+                                            </td>
+                                            <td>
+                                                <ActionForm action=credit attr:class="inline" attr:data-testid="credit-form">
+                                                    <input type="hidden" name="tenant" value=id.to_string() />
+                                                    <input type="text" name="grant[amount]" required inputmode="decimal" placeholder="500.00" class="narrow" data-testid="credit-amount" />
+                                                    <input type="text" name="grant[note]" maxlength="200" placeholder="note" class="narrow" data-testid="credit-note" />
+                                                    <button type="submit" data-testid="credit-submit">"Add credit"</button>
+                                                </ActionForm>
                                             </td>
                                         </tr>
                                     }
