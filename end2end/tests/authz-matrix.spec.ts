@@ -34,6 +34,9 @@ const tenantAdmins: Expect = { anonymous: 401, viewer: 403, member: 403, otherAd
 const homeWriters: Expect = { anonymous: 401, viewer: 403, member: 200, otherAdmin: 404, tenantAdmin: 200, providerAdmin: 200 };
 const homeAdmins: Expect = { anonymous: 401, viewer: 403, member: 403, otherAdmin: 404, tenantAdmin: 200, providerAdmin: 200 };
 
+/// `YYYY-MM` of now (UTC), the month the billing rows ask for.
+const thisMonth = new Date().toISOString().slice(0, 7);
+
 interface Policy {
   expect: Expect | "public";
   form: (w: World, role: Role) => Promise<Record<string, string>> | Record<string, string>;
@@ -178,6 +181,25 @@ const POLICY: Record<string, Policy> = {
     }),
   },
   "POST /api/fn/security_rule_delete": { expect: homeWriters, form: async (w) => ({ id: await w.ruleOfHome() }) },
+  // Metering and billing: every tenant role reads its own usage and invoices (another
+  // tenant's admin gets their own tenant's); tenant admins set their budget (empty clears
+  // it); the fleet's usage, prices and credit are the provider's.
+  "POST /api/fn/usage_summary": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/invoice_get": { expect: all(200), form: () => ({ month: thisMonth }) },
+  "POST /api/fn/budget_set": { expect: tenantAdmins, form: () => ({ "set[monthly]": "" }) },
+  "POST /api/fn/provider_usage": { expect: providerOnly, form: () => ({}) },
+  "POST /api/fn/price_list": { expect: providerOnly, form: () => ({}) },
+  // The provider admin passes authorization and is stopped by the start in the past (400).
+  "POST /api/fn/price_set": {
+    expect: { ...providerOnly, providerAdmin: 400 },
+    form: () => ({ "set[item]": "type:c8m32", "set[price]": "0.24", "set[effective_from]": "2020-01-01T00:00" }),
+  },
+  "POST /api/fn/credit_grant": {
+    expect: providerOnly,
+    form: (w) => ({ tenant: w.scratchTenant, "grant[amount]": "1.00", "grant[note]": "matrix" }),
+  },
+  "GET /usage/invoices/{month}/csv": { expect: all(200), form: () => ({}), path: async () => `/usage/invoices/${thisMonth}/csv` },
+  "GET /admin/usage/{month}/csv": { expect: providerOnly, form: () => ({}), path: async () => `/admin/usage/${thisMonth}/csv` },
   "POST /api/fn/identity_provider_list": { expect: providerOnly, form: () => ({}) },
   "POST /api/fn/identity_provider_delete": { expect: { ...providerOnly, providerAdmin: 404 }, form: () => ({ name: "no-such-provider" }) },
   "POST /api/fn/identity_provider_create": {

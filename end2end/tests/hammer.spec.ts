@@ -59,6 +59,7 @@ test("no page or server function hangs or fails under repeated and concurrent lo
     member: await cookieOf(await session("hammer-member", member.one_time_password)),
   };
 
+  const month = new Date().toISOString().slice(0, 7);
   const targets: Target[] = [
     page("/"),
     page("/login"),
@@ -74,6 +75,10 @@ test("no page or server function hangs or fails under repeated and concurrent lo
     page("/admin/hosts/su1-h01"),
     page("/admin/su/su1"),
     page(`/instances/${vm[0].id}`),
+    page("/usage"),
+    page(`/usage/invoices/${month}`),
+    page("/admin/usage"),
+    page("/admin/prices"),
     fn("get_me"),
     fn("fleet_summary"),
     fn("capacity"),
@@ -95,6 +100,10 @@ test("no page or server function hangs or fails under repeated and concurrent lo
     fn("audit_list"),
     fn("host_topology", { name: "su1-h01" }),
     fn("scalable_unit_topology", { su: "su1" }),
+    fn("usage_summary"),
+    fn("invoice_get", { month }),
+    fn("provider_usage"),
+    fn("price_list"),
   ];
 
   const failures: string[] = [];
