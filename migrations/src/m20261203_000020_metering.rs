@@ -3,11 +3,14 @@
 //! - `instance_event`: every state an instance enters, with its time, written by a trigger in
 //!   the same statement as the state change, whichever code path makes it (the log usage is
 //!   reproduced from). Instances that exist already get their current state as a first event.
+//! - `metering_dirty`: the instances whose log grew since metering last read it (the same
+//!   trigger adds them; metering removes them with the records it makes).
 //! - `price`: versioned prices per item (`type:<instance type>` per hour running,
 //!   `extra:stopped-disk` per GiB-hour stopped), in millionths of the provider's currency,
 //!   each effective from a time; seeded from the catalog's prices, which it replaces.
-//! - `usage_record`: immutable pieces of billable time (whole seconds, never across a UTC day),
-//!   keyed by instance, item and start so that metering twice inserts nothing twice.
+//! - `usage_record`: immutable pieces of billable time (whole seconds, never across a UTC day
+//!   or a price change) with their price, keyed by instance, item and start so that metering
+//!   twice inserts nothing twice.
 //! - `instance.price_micros_per_hour`: the type's price at launch, as the user saw it.
 //! - `tenant_budget`, `budget_alert`: a tenant's monthly budget, and which of its 50/80/100 %
 //!   alerts were raised in which month (each once). `credit_grant`: prepaid credit.
@@ -25,11 +28,13 @@ const STOPPED_DISK_MICROS_PER_GIB_HOUR: i64 = 137;
 const SQLITE_TRIGGERS: [&str; 2] = [
     "CREATE TRIGGER instance_event_insert AFTER INSERT ON instance BEGIN \
        INSERT INTO instance_event (instance_id, state, at_ms) \
-       VALUES (NEW.id, NEW.state, NEW.updated_at); END",
+       VALUES (NEW.id, NEW.state, NEW.updated_at); \
+       INSERT OR IGNORE INTO metering_dirty (instance_id) VALUES (NEW.id); END",
     "CREATE TRIGGER instance_event_update AFTER UPDATE OF state ON instance \
        WHEN NEW.state IS NOT OLD.state BEGIN \
        INSERT INTO instance_event (instance_id, state, at_ms) \
-       VALUES (NEW.id, NEW.state, NEW.updated_at); END",
+       VALUES (NEW.id, NEW.state, NEW.updated_at); \
+       INSERT OR IGNORE INTO metering_dirty (instance_id) VALUES (NEW.id); END",
 ];
 
 const POSTGRES_TRIGGERS: [&str; 2] = [
@@ -37,6 +42,7 @@ const POSTGRES_TRIGGERS: [&str; 2] = [
        IF TG_OP = 'INSERT' OR NEW.state IS DISTINCT FROM OLD.state THEN \
          INSERT INTO instance_event (instance_id, state, at_ms) \
          VALUES (NEW.id, NEW.state, NEW.updated_at); \
+         INSERT INTO metering_dirty (instance_id) VALUES (NEW.id) ON CONFLICT DO NOTHING; \
        END IF; RETURN NULL; END $$",
     "CREATE TRIGGER instance_event_log AFTER INSERT OR UPDATE OF state ON instance \
        FOR EACH ROW EXECUTE FUNCTION instance_event_log()",
@@ -53,7 +59,14 @@ impl MigrationTrait for Migration {
                     .col(uuid(InstanceEvent::InstanceId))
                     .col(string(InstanceEvent::State))
                     .col(big_integer(InstanceEvent::AtMs))
-                    .col(boolean(InstanceEvent::Metered).default(false))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(MeteringDirty::Table)
+                    .col(pk_uuid(MeteringDirty::InstanceId))
                     .to_owned(),
             )
             .await?;
@@ -67,21 +80,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("instance_event_unmetered")
-                    .table(InstanceEvent::Table)
-                    .col(InstanceEvent::Metered)
-                    .to_owned(),
-            )
-            .await?;
         let db = manager.get_connection();
         db.execute_unprepared(
             "INSERT INTO instance_event (instance_id, state, at_ms) \
              SELECT id, state, updated_at FROM instance",
         )
         .await?;
+        db.execute_unprepared("INSERT INTO metering_dirty (instance_id) SELECT id FROM instance")
+            .await?;
         let triggers = match db.get_database_backend() {
             DbBackend::Postgres => POSTGRES_TRIGGERS,
             _ => SQLITE_TRIGGERS,
@@ -146,6 +152,7 @@ impl MigrationTrait for Migration {
                     .col(integer(UsageRecord::GpuCount))
                     .col(integer_null(UsageRecord::ScalableUnit))
                     .col(uuid(UsageRecord::LaunchedBy))
+                    .col(big_integer(UsageRecord::MicrosPerHour))
                     .primary_key(
                         Index::create()
                             .col(UsageRecord::InstanceId)
@@ -252,6 +259,7 @@ impl MigrationTrait for Migration {
             BudgetAlert::Table.into_iden(),
             TenantBudget::Table.into_iden(),
             UsageRecord::Table.into_iden(),
+            MeteringDirty::Table.into_iden(),
             InstanceEvent::Table.into_iden(),
         ] {
             manager.drop_table(Table::drop().table(table).to_owned()).await?;
@@ -289,8 +297,12 @@ enum InstanceEvent {
     InstanceId,
     State,
     AtMs,
-    /// Whether metering has turned it into usage records yet.
-    Metered,
+}
+
+#[derive(DeriveIden)]
+enum MeteringDirty {
+    Table,
+    InstanceId,
 }
 
 #[derive(DeriveIden)]
@@ -331,6 +343,7 @@ enum UsageRecord {
     GpuCount,
     ScalableUnit,
     LaunchedBy,
+    MicrosPerHour,
 }
 
 #[derive(DeriveIden)]

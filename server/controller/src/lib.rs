@@ -238,6 +238,12 @@ impl Controller {
         self.fabric_replay(leaf).await;
     }
 
+    /// Benchmarks: meters the state log as the metering task does at `now_s`.
+    #[doc(hidden)]
+    pub async fn testing_meter(&self, now_s: i64) -> Result<(), Error> {
+        self.meter(now_s).await
+    }
+
     /// Tests: waits until a saga stopped at its [`Injection::HangAfter`] node.
     #[doc(hidden)]
     pub async fn testing_saga_stopped(&self) {

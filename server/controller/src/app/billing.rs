@@ -1,7 +1,7 @@
 //! Billing: metering the state log into usage records, and what tenants and providers see
 //! of it (usage pages, invoices, budgets and their alerts, prepaid credit, prices).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use portal_types::billing::{
@@ -14,8 +14,8 @@ use portal_types::{Error, billing};
 use uuid::Uuid;
 
 use super::metering::{
-    Billed, DAY, Exact, Prices, RECORD_LAG_S, STOPPED_DISK, Usage, cents, day_start, invoice_lines,
-    pieces, rate, type_item,
+    Billed, DAY, DayUse, Exact, Line, Prices, RECORD_LAG_S, STOPPED_DISK, Usage, cents, day_start,
+    merge_lines, pieces, type_item,
 };
 use crate::Controller;
 use crate::authz::Action;
@@ -27,8 +27,8 @@ use crate::datastore::usage::Metered;
 /// The budget alerts, in percent of the monthly budget.
 const BUDGET_ALERTS: [i64; 3] = [50, 80, 100];
 
-/// State-log entries metered per round.
-const METER_BATCH: u64 = 2_000;
+/// Instances metered per round (each with its whole state log).
+const METER_BATCH: u64 = 500;
 
 /// What metering remembers between passes on this replica.
 #[derive(Default)]
@@ -101,31 +101,44 @@ fn day_label(s: i64) -> String {
     format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
 }
 
-/// The usage records of an instance's pieces.
-fn records(m: &Metered, open_until: i64) -> Vec<Usage> {
-    let i = &m.instance;
+/// The usage records of an instance's log up to `open_until`, at their prices.
+fn records(m: &Metered, open_until: i64, prices: &Prices) -> Vec<Usage> {
     pieces(&m.log, open_until)
         .into_iter()
-        .map(|p| {
+        .flat_map(|p| {
             let (item, quantity) = match p.billed {
-                Billed::Type => (type_item(&i.instance_type), 1),
-                Billed::StoppedDisk => (STOPPED_DISK.to_owned(), i64::from(i.disk_gib)),
+                Billed::Type => (type_item(&m.instance_type), 1),
+                Billed::StoppedDisk => (STOPPED_DISK.to_owned(), i64::from(m.disk_gib)),
             };
-            Usage {
-                instance_id: i.id,
-                tenant_id: i.tenant_id,
-                instance_name: i.name.clone(),
+            prices.cut(Usage {
+                instance_id: m.id,
+                tenant_id: m.tenant_id,
+                instance_name: m.name.clone(),
                 item,
                 quantity,
-                gpu_model: i.gpu_model.clone(),
-                gpu_count: i.gpu_count,
+                gpu_model: m.gpu_model.clone(),
+                gpu_count: m.gpu_count,
                 scalable_unit: m.scalable_unit,
-                launched_by: i.created_by,
+                launched_by: m.launched_by,
                 start: p.start,
                 end: p.end,
-            }
+                micros_per_hour: 0,
+            })
         })
         .collect()
+}
+
+/// A month's usage: its invoice lines before rounding, and its days.
+struct MonthUsage {
+    lines: Vec<Line>,
+    days: Vec<DayUse>,
+}
+
+impl MonthUsage {
+    /// The invoice total: the lines, each rounded once.
+    fn total(&self) -> i64 {
+        self.lines.iter().map(|l| cents(l.exact())).sum()
+    }
 }
 
 /// Sums exact amounts per key and rounds each sum once.
@@ -156,67 +169,68 @@ impl Controller {
     /// Stores usage records for every instance with state-log entries not metered yet and,
     /// once per new UTC day, the open time of every instance billed now up to the last
     /// midnight. Safe to run anywhere at any time: records are keyed, so a pass that repeats
-    /// another (on a restart, or on another replica) stores nothing twice.
+    /// another (on a restart, or on another replica) stores nothing twice; an entry is marked
+    /// metered only once the log it was read with is stored.
     pub(crate) async fn meter(&self, now_s: i64) -> Result<(), Error> {
         let until = day_start(now_s - RECORD_LAG_S);
+        let prices = self.datastore.prices_all().await?;
         loop {
-            let batch = self.datastore.events_unmetered(METER_BATCH).await?;
-            if batch.is_empty() {
+            let ids = self.datastore.instances_unmetered(METER_BATCH).await?;
+            if ids.is_empty() {
                 break;
             }
-            let instances: BTreeSet<Uuid> = batch.iter().map(|(_, i)| *i).collect();
-            let ids: Vec<Uuid> = instances.into_iter().collect();
-            let inputs = self.datastore.metering_inputs(&ids).await?;
-            self.datastore
-                .usage_insert(inputs.iter().flat_map(|m| records(m, until)).collect())
-                .await?;
-            let entries: Vec<i64> = batch.iter().map(|(e, _)| *e).collect();
-            self.datastore.events_mark_metered(&entries).await?;
-            if (batch.len() as u64) < METER_BATCH {
+            self.datastore.usage_meter(&ids, |m| records(m, until, &prices)).await?;
+            if (ids.len() as u64) < METER_BATCH {
                 break;
             }
         }
         if self.metering.open_stored_until.load(Ordering::Relaxed) < until {
             let open = self.datastore.instances_billed(None).await?;
-            let inputs = self.datastore.metering_inputs(&open).await?;
-            self.datastore
-                .usage_insert(inputs.iter().flat_map(|m| records(m, until)).collect())
-                .await?;
+            for chunk in open.chunks(METER_BATCH as usize) {
+                self.datastore.usage_store(chunk, |m| records(m, until, &prices)).await?;
+            }
             self.metering.open_stored_until.fetch_max(until, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// The usage of `[month)` (one tenant's, or all): the stored records, and the time of
-    /// instances billed now that is not stored yet, up to `now`.
+    /// The usage of `[month)` (one tenant's, or all): the stored records summed by the
+    /// database, and the time of instances billed now that is not stored yet, up to `now`
+    /// (after [`Self::meter`], at most the time since the last midnight: only the state each
+    /// is in is read).
     async fn usage_of(
         &self,
         tenant: Option<Uuid>,
         month: &Month,
         now: i64,
-    ) -> Result<Vec<Usage>, Error> {
+    ) -> Result<MonthUsage, Error> {
         self.meter(now).await?;
-        let mut usage = self.datastore.usage_between(tenant, month.start, month.end).await?;
-        let stored: HashSet<(Uuid, String, i64)> =
-            usage.iter().map(|u| (u.instance_id, u.item.clone(), u.start)).collect();
+        let prices = self.datastore.prices_all().await?;
+        let stored = self.datastore.usage_lines(tenant, month.start, month.end).await?;
+        let mut days = self.datastore.usage_days(tenant, month.start, month.end).await?;
         let open = self.datastore.instances_billed(tenant).await?;
-        for m in self.datastore.metering_inputs(&open).await? {
-            usage.extend(records(&m, now).into_iter().filter(|u| {
-                u.start >= month.start
+        let since = day_start(now - RECORD_LAG_S);
+        let kept = self.datastore.usage_starts_since(&open, since).await?;
+        let mut live = Vec::new();
+        for m in self.datastore.metering_heads(&open).await? {
+            live.extend(records(&m, now, &prices).into_iter().filter(|u| {
+                u.start >= since.max(month.start)
                     && u.start < month.end
-                    && !stored.contains(&(u.instance_id, u.item.clone(), u.start))
+                    && !kept.contains(&(u.instance_id, u.item.clone(), u.start))
             }));
         }
-        Ok(usage)
+        days.extend(live.iter().map(DayUse::of));
+        Ok(MonthUsage { lines: merge_lines(stored, live), days })
     }
 
     /// What the instances billed now cost per hour (of one tenant, or all).
-    async fn burn(&self, tenant: Option<Uuid>, prices: &Prices, now: i64) -> Result<i64, Error> {
+    async fn burn(&self, tenant: Option<Uuid>, now: i64) -> Result<i64, Error> {
+        let prices = self.datastore.prices_all().await?;
         let open = self.datastore.instances_billed(tenant).await?;
         let mut micros = 0;
-        for m in self.datastore.metering_inputs(&open).await? {
-            if let Some(u) = records(&m, now + 1).last() {
-                micros += prices.at(&u.item, now) * u.quantity;
+        for m in self.datastore.metering_heads(&open).await? {
+            if let Some(u) = records(&m, now + 1, &prices).last() {
+                micros += u.micros_per_hour * u.quantity;
             }
         }
         Ok(micros)
@@ -233,10 +247,7 @@ impl Controller {
         let month = Month::parse(month, now)?;
         let tenant = actor.tenant_id.into_untyped_uuid();
         let usage = self.usage_of(Some(tenant), &month, now).await?;
-        let prices = self.datastore.prices_all().await?;
-        let rated = rate(&usage, &prices);
-        let lines = invoice_lines(&rated);
-        let total: i64 = lines.iter().map(|(l, _)| l.cents).sum();
+        let total = usage.total();
         let current = (month.start..month.end).contains(&now);
 
         let mut days: BTreeMap<i64, Exact> = BTreeMap::new();
@@ -246,18 +257,20 @@ impl Controller {
             days.insert(d, 0);
             d += DAY;
         }
-        for r in &rated {
-            *days.entry(day_start(r.start)).or_default() += r.exact();
+        for day in &usage.days {
+            *days.entry(day.day).or_default() += day.exact();
         }
         let (mut by_instance, mut by_model, mut by_user) =
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::<Uuid, (i64, i64)>::new());
-        for (line, u) in &lines {
+        for line in &usage.lines {
+            let u = &line.usage;
             let seconds = if u.item == STOPPED_DISK { 0 } else { line.seconds };
+            let cents = cents(line.exact());
             let add = |e: &mut (i64, i64)| {
                 e.0 += seconds;
-                e.1 += line.cents;
+                e.1 += cents;
             };
-            add(by_instance.entry(line.instance_name.clone()).or_default());
+            add(by_instance.entry(u.instance_name.clone()).or_default());
             add(by_model.entry(gpu_label(&u.gpu_model)).or_default());
             add(by_user.entry(u.launched_by).or_default());
         }
@@ -269,7 +282,7 @@ impl Controller {
             })
             .collect();
 
-        let burn = if current { self.burn(Some(tenant), &prices, now).await? } else { 0 };
+        let burn = if current { self.burn(Some(tenant), now).await? } else { 0 };
         let forecast = total + cents(i128::from(burn) * i128::from(month.end - now).max(0));
         let budget = match self.datastore.budget_get(tenant).await? {
             None => None,
@@ -347,11 +360,8 @@ impl Controller {
         if budgets.is_empty() {
             return Ok(());
         }
-        let prices = self.datastore.prices_all().await?;
         for (tenant, monthly) in budgets {
-            let usage = self.usage_of(Some(tenant), &month, now).await?;
-            let total: i64 =
-                invoice_lines(&rate(&usage, &prices)).iter().map(|(l, _)| l.cents).sum();
+            let total = self.usage_of(Some(tenant), &month, now).await?.total();
             self.budget_check(TenantUuid::from_untyped_uuid(tenant), &month.label, total, monthly)
                 .await?;
         }
@@ -364,9 +374,7 @@ impl Controller {
             return Ok(None);
         };
         let all = Month { label: String::new(), start: 0, end: i64::MAX };
-        let usage = self.usage_of(Some(tenant), &all, now).await?;
-        let prices = self.datastore.prices_all().await?;
-        let used: i64 = invoice_lines(&rate(&usage, &prices)).iter().map(|(l, _)| l.cents).sum();
+        let used = self.usage_of(Some(tenant), &all, now).await?.total();
         Ok(Some(granted - used))
     }
 
@@ -403,9 +411,7 @@ impl Controller {
         let now = now_ms().div_euclid(1000);
         let month = Month::parse(Some(month), now)?;
         let usage = self.usage_of(Some(tenant.into_untyped_uuid()), &month, now).await?;
-        let prices = self.datastore.prices_all().await?;
-        let lines: Vec<_> =
-            invoice_lines(&rate(&usage, &prices)).into_iter().map(|(l, _)| l).collect();
+        let lines: Vec<_> = usage.lines.iter().map(Line::invoice_line).collect();
         Ok(Invoice {
             tenant_id: tenant,
             tenant_name: tenant_row.name,
@@ -507,14 +513,13 @@ impl Controller {
         let now = now_ms().div_euclid(1000);
         let month = Month::parse(month, now)?;
         let usage = self.usage_of(None, &month, now).await?;
-        let prices = self.datastore.prices_all().await?;
-        let rated = rate(&usage, &prices);
-        let lines = invoice_lines(&rated);
         let current = (month.start..month.end).contains(&now);
 
         let (mut by_unit, mut by_tenant) = (BTreeMap::new(), BTreeMap::<Uuid, (i64, i64)>::new());
         let mut models: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-        for (line, u) in &lines {
+        for line in &usage.lines {
+            let u = &line.usage;
+            let cents = cents(line.exact());
             let (seconds, gpu_seconds) = if u.item == STOPPED_DISK {
                 (0, 0)
             } else {
@@ -524,12 +529,12 @@ impl Controller {
                 u.scalable_unit.map_or_else(|| "no unit".to_owned(), |su| format!("SU {su}"));
             let e = by_unit.entry(unit).or_insert((0, 0));
             e.0 += seconds;
-            e.1 += line.cents;
+            e.1 += cents;
             let e = by_tenant.entry(u.tenant_id).or_default();
             e.0 += seconds;
-            e.1 += line.cents;
+            e.1 += cents;
             let e = models.entry(gpu_label(&u.gpu_model)).or_default();
-            e.0 += line.cents;
+            e.0 += cents;
             e.1 += gpu_seconds;
         }
         let names = self.datastore.tenant_names().await?;
@@ -570,9 +575,8 @@ impl Controller {
             .collect();
 
         let mut days: BTreeMap<(i64, String), Exact> = BTreeMap::new();
-        for r in &rated {
-            *days.entry((day_start(r.start), gpu_label(&r.usage.gpu_model))).or_default() +=
-                r.exact();
+        for day in &usage.days {
+            *days.entry((day.day, gpu_label(&day.gpu_model))).or_default() += day.exact();
         }
         let mut per_day: BTreeMap<i64, Vec<(String, i64)>> = BTreeMap::new();
         for ((day, model), cents) in rounded(days) {
@@ -582,7 +586,7 @@ impl Controller {
             month: month.label.clone(),
             current,
             format: self.money_format(),
-            total_cents: lines.iter().map(|(l, _)| l.cents).sum(),
+            total_cents: usage.total(),
             gpu_models,
             by_unit: cost_lines(by_unit),
             by_tenant: cost_lines(by_tenant),
@@ -604,11 +608,14 @@ impl Controller {
         let now = now_ms().div_euclid(1000);
         let month = Month::parse(month, now)?;
         let usage = self.usage_of(None, &month, now).await?;
-        let prices = self.datastore.prices_all().await?;
         let names = self.datastore.tenant_names().await?;
-        let mut rows: Vec<_> = invoice_lines(&rate(&usage, &prices))
-            .into_iter()
-            .map(|(line, u)| (names.get(&u.tenant_id).cloned().unwrap_or_default(), line, u))
+        let mut rows: Vec<_> = usage
+            .lines
+            .iter()
+            .map(|line| {
+                let tenant = names.get(&line.usage.tenant_id).cloned().unwrap_or_default();
+                (tenant, line.invoice_line(), &line.usage)
+            })
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         let mut csv = String::from(

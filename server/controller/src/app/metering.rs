@@ -3,7 +3,7 @@
 //! become invoice lines rounded once per line. Storing the pieces is `datastore::usage`'s;
 //! when it happens, `background::metering`'s.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use portal_types::billing::{InvoiceLine, MICROS_PER_CENT};
 use portal_types::ids::{GenericUuid, InstanceUuid};
@@ -73,7 +73,7 @@ pub(crate) fn pieces(log: &[(String, i64)], open_until: i64) -> Vec<Piece> {
     out
 }
 
-/// A stored piece with what the views group it by (a `usage_record` row).
+/// A usage record: a piece of billed time at one price, with what the views group it by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Usage {
     pub instance_id: Uuid,
@@ -88,6 +88,7 @@ pub(crate) struct Usage {
     pub launched_by: Uuid,
     pub start: i64,
     pub end: i64,
+    pub micros_per_hour: i64,
 }
 
 /// Price versions per item: `(effective from, unix seconds; micros per hour)`, oldest first.
@@ -103,16 +104,22 @@ impl Prices {
             .map_or(0, |(_, micros)| *micros)
     }
 
-    /// `[start, end)` cut where the item's price changes, each part with its price.
-    pub fn split(&self, item: &str, start: i64, end: i64) -> Vec<(i64, i64, i64)> {
+    /// The piece cut where its item's price changes, each part at its price. (A stored record
+    /// never spans a change: prices change now or later, never in the past.)
+    pub fn cut(&self, usage: Usage) -> Vec<Usage> {
+        let changes = self.0.get(&usage.item).map(Vec::as_slice).unwrap_or_default();
         let mut parts = Vec::new();
-        let mut from = start;
-        let changes = self.0.get(item).map(Vec::as_slice).unwrap_or_default();
-        for (at, _) in changes.iter().filter(|(at, _)| *at > start && *at < end) {
-            parts.push((from, *at, self.at(item, from)));
+        let mut from = usage.start;
+        for (at, _) in changes.iter().filter(|(at, _)| *at > usage.start && *at < usage.end) {
+            parts.push(Usage {
+                start: from,
+                end: *at,
+                micros_per_hour: self.at(&usage.item, from),
+                ..usage.clone()
+            });
             from = *at;
         }
-        parts.push((from, end, self.at(item, from)));
+        parts.push(Usage { start: from, micros_per_hour: self.at(&usage.item, from), ..usage });
         parts
     }
 }
@@ -121,38 +128,88 @@ impl Prices {
 /// (kept exact until a line or a total is rounded).
 pub(crate) type Exact = i128;
 
+pub(crate) fn exact(micros_per_hour: i64, quantity: i64, seconds: i64) -> Exact {
+    i128::from(micros_per_hour) * i128::from(quantity) * i128::from(seconds)
+}
+
 /// An exact amount in cents, rounded half up.
 pub(crate) fn cents(exact: Exact) -> i64 {
     let per_cent = 3_600 * i128::from(MICROS_PER_CENT);
     ((exact + per_cent / 2).div_euclid(per_cent)) as i64
 }
 
-/// A piece at one price.
-pub(crate) struct Rated<'a> {
-    pub usage: &'a Usage,
-    pub start: i64,
-    pub end: i64,
-    pub micros_per_hour: i64,
+/// Usage summed per instance, item, quantity and price: an invoice line before rounding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Line {
+    /// Who and what (every record summed into it has the same).
+    pub usage: Usage,
+    pub seconds: i64,
+    pub from: i64,
+    pub to: i64,
 }
 
-impl Rated<'_> {
+impl Line {
     pub fn exact(&self) -> Exact {
-        i128::from(self.micros_per_hour)
-            * i128::from(self.usage.quantity)
-            * i128::from(self.end - self.start)
+        exact(self.usage.micros_per_hour, self.usage.quantity, self.seconds)
+    }
+
+    fn key(&self) -> (Uuid, String, i64, i64) {
+        let u = &self.usage;
+        (u.instance_id, u.item.clone(), u.quantity, u.micros_per_hour)
+    }
+
+    /// The invoice line, rounded once.
+    pub fn invoice_line(&self) -> InvoiceLine {
+        let u = &self.usage;
+        InvoiceLine {
+            instance_id: InstanceUuid::from_untyped_uuid(u.instance_id),
+            instance_name: u.instance_name.clone(),
+            item: item_label(&u.item),
+            quantity: u.quantity,
+            from: self.from,
+            to: self.to,
+            seconds: self.seconds,
+            micros_per_hour: u.micros_per_hour,
+            cents: cents(self.exact()),
+        }
     }
 }
 
-/// Every usage piece cut at price changes, each part at its price.
-pub(crate) fn rate<'a>(usage: &'a [Usage], prices: &Prices) -> Vec<Rated<'a>> {
-    usage
-        .iter()
-        .flat_map(|u| {
-            prices.split(&u.item, u.start, u.end).into_iter().map(move |(start, end, micros)| {
-                Rated { usage: u, start, end, micros_per_hour: micros }
-            })
-        })
-        .collect()
+/// The stored lines with the records not stored yet (`live`) added in: one line per
+/// instance, item, quantity and price, in instance name order.
+pub(crate) fn merge_lines(stored: Vec<Line>, live: Vec<Usage>) -> Vec<Line> {
+    let mut lines = stored;
+    let mut index: HashMap<(Uuid, String, i64, i64), usize> =
+        lines.iter().enumerate().map(|(i, l)| (l.key(), i)).collect();
+    for u in live {
+        let seconds = u.end - u.start;
+        let key = (u.instance_id, u.item.clone(), u.quantity, u.micros_per_hour);
+        match index.get(&key) {
+            Some(&i) => {
+                let line = &mut lines[i];
+                line.seconds += seconds;
+                line.from = line.from.min(u.start);
+                line.to = line.to.max(u.end);
+            }
+            None => {
+                index.insert(key, lines.len());
+                lines.push(Line { from: u.start, to: u.end, seconds, usage: u });
+            }
+        }
+    }
+    // Per instance its type first, then extras; each item's lines in time order.
+    let order = |l: &Line| {
+        let u = &l.usage;
+        (
+            u.instance_name.clone(),
+            u.instance_id,
+            u.item.starts_with("extra:"),
+            u.item.clone(),
+            l.from,
+        )
+    };
+    lines.sort_by_cached_key(order);
+    lines
 }
 
 /// How an item reads on an invoice: the type's name, or `stopped disk`.
@@ -164,50 +221,30 @@ pub(crate) fn item_label(item: &str) -> String {
     }
 }
 
-/// Invoice lines: one per instance, item, quantity and price, each rounded once, with the
-/// usage piece it came from (for grouping). In instance name, item and time order.
-pub(crate) fn invoice_lines<'a>(rated: &[Rated<'a>]) -> Vec<(InvoiceLine, &'a Usage)> {
-    let mut lines: BTreeMap<(String, Uuid, String, i64, i64), (InvoiceLine, Exact, &Usage)> =
-        BTreeMap::new();
-    for r in rated {
-        let u = r.usage;
-        let key =
-            (u.instance_name.clone(), u.instance_id, u.item.clone(), u.quantity, r.micros_per_hour);
-        let entry = lines.entry(key).or_insert_with(|| {
-            let line = InvoiceLine {
-                instance_id: InstanceUuid::from_untyped_uuid(u.instance_id),
-                instance_name: u.instance_name.clone(),
-                item: item_label(&u.item),
-                quantity: u.quantity,
-                from: r.start,
-                to: r.end,
-                seconds: 0,
-                micros_per_hour: r.micros_per_hour,
-                cents: 0,
-            };
-            (line, 0, u)
-        });
-        entry.0.from = entry.0.from.min(r.start);
-        entry.0.to = entry.0.to.max(r.end);
-        entry.0.seconds += r.end - r.start;
-        entry.1 += r.exact();
+/// Usage of one UTC day at one price and quantity (for the daily charts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DayUse {
+    pub day: i64,
+    pub gpu_model: String,
+    pub micros_per_hour: i64,
+    pub quantity: i64,
+    pub seconds: i64,
+}
+
+impl DayUse {
+    pub fn of(u: &Usage) -> DayUse {
+        DayUse {
+            day: day_start(u.start),
+            gpu_model: u.gpu_model.clone(),
+            micros_per_hour: u.micros_per_hour,
+            quantity: u.quantity,
+            seconds: u.end - u.start,
+        }
     }
-    let mut out: Vec<_> = lines
-        .into_values()
-        .map(|(mut line, exact, usage)| {
-            line.cents = cents(exact);
-            (line, usage)
-        })
-        .collect();
-    out.sort_by(|(a, _), (b, _)| {
-        (&a.instance_name, a.instance_id, &a.item, a.from).cmp(&(
-            &b.instance_name,
-            b.instance_id,
-            &b.item,
-            b.from,
-        ))
-    });
-    out
+
+    pub fn exact(&self) -> Exact {
+        exact(self.micros_per_hour, self.quantity, self.seconds)
+    }
 }
 
 #[cfg(test)]
@@ -270,34 +307,33 @@ mod tests {
             launched_by: Uuid::nil(),
             start,
             end,
+            micros_per_hour: 0,
         }
     }
 
     #[test]
-    fn a_price_change_splits_the_line_and_each_line_rounds_once() {
+    fn a_price_change_cuts_the_record_and_splits_the_line() {
         let mut prices = Prices::default();
         prices.0.insert("type:t".into(), vec![(0, 2_490_000), (D + 3_600, 3_000_000)]);
-        // Two pieces before the change (one second each way of the rounding) and one after.
-        let usage =
-            vec![usage("type:t", 1, D, D + 1_800), usage("type:t", 1, D + 1_800, D + 7_200)];
-        let rated = rate(&usage, &prices);
-        assert_eq!(rated.len(), 3);
-        let lines = invoice_lines(&rated);
-        let got: Vec<_> =
-            lines.iter().map(|(l, _)| (l.seconds, l.micros_per_hour, l.cents)).collect();
+        let mut live = prices.cut(usage("type:t", 1, D, D + 1_800));
+        live.extend(prices.cut(usage("type:t", 1, D + 1_800, D + 7_200)));
+        assert_eq!(live.len(), 3, "the second piece is cut at the change: {live:?}");
+        let lines = merge_lines(Vec::new(), live);
+        let got: Vec<_> = lines
+            .iter()
+            .map(|l| (l.seconds, l.usage.micros_per_hour, l.invoice_line().cents))
+            .collect();
         assert_eq!(got, vec![(3_600, 2_490_000, 249), (3_600, 3_000_000, 300)]);
     }
 
     #[test]
-    fn rounding_is_half_up_on_the_exact_amount() {
+    fn rounding_is_half_up_on_the_exact_amount_of_a_line() {
         // 1 second at 0.018 per hour is 0.000005: no cent.
         assert_eq!(cents(18_000), 0);
         // 0.005 exactly rounds up to 0.01.
         assert_eq!(cents(50 * 3_600 * 100), 1);
         assert_eq!(cents(49 * 3_600 * 100), 0);
         // A stopped 1,600 GiB disk for a day at 137 micros per GiB-hour: 5.2608 → 5.26.
-        let u = usage(STOPPED_DISK, 1_600, D, D + DAY);
-        let rated = Rated { usage: &u, start: u.start, end: u.end, micros_per_hour: 137 };
-        assert_eq!(cents(rated.exact()), 526);
+        assert_eq!(cents(exact(137, 1_600, DAY)), 526);
     }
 }

@@ -593,7 +593,18 @@ pub mod instance_event {
         pub instance_id: Uuid,
         pub state: String,
         pub at_ms: i64,
-        pub metered: bool,
+    }
+    no_relations!();
+}
+
+/// The instances whose state log grew since metering last read it (added by the trigger).
+pub mod metering_dirty {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "metering_dirty")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub instance_id: Uuid,
     }
     no_relations!();
 }
@@ -633,6 +644,7 @@ pub mod usage_record {
         pub gpu_count: i32,
         pub scalable_unit: Option<i32>,
         pub launched_by: Uuid,
+        pub micros_per_hour: i64,
     }
     no_relations!();
 }
