@@ -176,14 +176,15 @@ fn PriceTable(list: PriceList, set: ServerAction<SetPrice>) -> impl IntoView {
                             <td>
                                 <ul class="versions">
                                     {item.versions.iter().enumerate().map(|(i, v)| {
-                                        let since = utc_minute(v.effective_from.div_euclid(1000));
+                                        let at = |ms: i64| utc_minute(ms.div_euclid(1000));
                                         let future = now.is_none_or(|n| i > n);
-                                        let note = if v.current {
-                                            "current".to_owned()
-                                        } else if future {
-                                            format!("from {since} UTC")
-                                        } else {
-                                            format!("was, from {since} UTC")
+                                        // A past version ends where the next one starts.
+                                        let until = item.versions.get(i + 1).map(|next| at(next.effective_from));
+                                        let note = match (v.current, future, until) {
+                                            (true, _, _) => "current".to_owned(),
+                                            (false, true, _) => format!("from {} UTC", at(v.effective_from)),
+                                            (false, false, Some(until)) => format!("until {until} UTC"),
+                                            (false, false, None) => "earlier".to_owned(),
                                         };
                                         view! {
                                             <li class:current=v.current class:future=future data-testid="price-version"

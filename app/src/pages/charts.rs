@@ -41,9 +41,10 @@ pub fn StackedChart(
         .unwrap_or(0);
     let plot_w = WIDTH - LEFT;
     let plot_h = HEIGHT - TOP - BOTTOM;
-    let n = (bars.len() as i64).max(1);
-    let slot = plot_w / n;
-    let bar_w = (slot * 3 / 4).max(1);
+    // Room for a month of days at least, so a month to date fills from the left.
+    let slot = plot_w / (bars.len() as i64).max(28);
+    // Three quarters of a bar's slot, but never wider than a day of a full month would be.
+    let bar_w = (slot * 3 / 4).clamp(1, 16);
     // Label every bar while there is room, else every 7th (weeks of days).
     let every = if slot >= 14 { 1 } else { 7 };
     let color = |name: &str| {

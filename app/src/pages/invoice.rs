@@ -7,7 +7,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use portal_types::billing::Invoice;
 use portal_types::ids::TenantUuid;
 
-use super::usage::utc_minute;
+use super::usage::utc_second;
 use crate::api::invoice_get;
 
 #[component]
@@ -79,7 +79,7 @@ fn Document(invoice: Invoice, tenant: Option<TenantUuid>) -> impl IntoView {
                                         <td class="name">{l.instance_name.clone()}</td>
                                         <td>{l.item.clone()}</td>
                                         <td class="num" data-testid="line-quantity">{l.quantity}</td>
-                                        <td class="when">{utc_minute(l.from)} " – " {utc_minute(l.to)}</td>
+                                        <td class="when">{utc_second(l.from)} " – " {utc_second(l.to)}</td>
                                         <td class="num">{f.hours(l.seconds)}</td>
                                         <td class="num" data-testid="line-seconds">{f.integer(l.seconds)}</td>
                                         <td class="num" data-testid="line-price">{f.price(l.micros_per_hour, unit)}</td>

@@ -224,6 +224,11 @@ fn Budget(
 
 /// Unix seconds as `2026-12-03 12:03` (UTC), with integer math (days to civil date).
 pub(crate) fn utc_minute(secs: i64) -> String {
+    utc_second(secs)[..16].to_owned()
+}
+
+/// Unix seconds as `2026-12-03 12:03:04` (UTC).
+pub(crate) fn utc_second(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rest = secs.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.
@@ -236,17 +241,23 @@ pub(crate) fn utc_minute(secs: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rest / 3600, rest % 3600 / 60)
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::utc_minute;
+    use super::{utc_minute, utc_second};
 
     #[test]
     fn utc_times_are_written_as_dates() {
         assert_eq!(utc_minute(0), "1970-01-01 00:00");
         assert_eq!(utc_minute(1_798_761_600), "2027-01-01 00:00");
         assert_eq!(utc_minute(1_709_210_096), "2024-02-29 12:34");
+        assert_eq!(utc_second(1_709_210_096), "2024-02-29 12:34:56");
     }
 }
