@@ -11,6 +11,9 @@
 //! - `usage_record`: immutable pieces of billable time (whole seconds, never across a UTC day
 //!   or a price change) with their price, keyed by instance, item and start so that metering
 //!   twice inserts nothing twice.
+//! - `usage_line`, `usage_day`: the records summed per month, instance, item, quantity and
+//!   price (an invoice line before rounding) and per UTC day, tenant, GPU model, quantity and
+//!   price (the charts), added to as records are stored, so pages read sums, not records.
 //! - `instance.price_micros_per_hour`: the type's price at launch, as the user saw it.
 //! - `tenant_budget`, `budget_alert`: a tenant's monthly budget, and which of its 50/80/100 %
 //!   alerts were raised in which month (each once). `credit_grant`: prepaid credit.
@@ -182,6 +185,77 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
+        manager
+            .create_table(
+                Table::create()
+                    .table(UsageLine::Table)
+                    .col(big_integer(UsageLine::Month))
+                    .col(uuid(UsageLine::InstanceId))
+                    .col(string(UsageLine::Item))
+                    .col(big_integer(UsageLine::Quantity))
+                    .col(big_integer(UsageLine::MicrosPerHour))
+                    .col(uuid(UsageLine::TenantId))
+                    .col(string(UsageLine::InstanceName))
+                    .col(string(UsageLine::GpuModel))
+                    .col(integer(UsageLine::GpuCount))
+                    .col(integer_null(UsageLine::ScalableUnit))
+                    .col(uuid(UsageLine::LaunchedBy))
+                    .col(big_integer(UsageLine::Seconds))
+                    .col(big_integer(UsageLine::FirstS))
+                    .col(big_integer(UsageLine::LastS))
+                    .primary_key(
+                        Index::create()
+                            .col(UsageLine::Month)
+                            .col(UsageLine::InstanceId)
+                            .col(UsageLine::Item)
+                            .col(UsageLine::Quantity)
+                            .col(UsageLine::MicrosPerHour),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("usage_line_by_tenant")
+                    .table(UsageLine::Table)
+                    .col(UsageLine::TenantId)
+                    .col(UsageLine::Month)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(UsageDay::Table)
+                    .col(big_integer(UsageDay::Day))
+                    .col(uuid(UsageDay::TenantId))
+                    .col(string(UsageDay::GpuModel))
+                    .col(big_integer(UsageDay::Quantity))
+                    .col(big_integer(UsageDay::MicrosPerHour))
+                    .col(big_integer(UsageDay::Seconds))
+                    .primary_key(
+                        Index::create()
+                            .col(UsageDay::Day)
+                            .col(UsageDay::TenantId)
+                            .col(UsageDay::GpuModel)
+                            .col(UsageDay::Quantity)
+                            .col(UsageDay::MicrosPerHour),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("usage_day_by_tenant")
+                    .table(UsageDay::Table)
+                    .col(UsageDay::TenantId)
+                    .col(UsageDay::Day)
+                    .to_owned(),
+            )
+            .await?;
+
         let tenant_fk = |table: DynIden, column: DynIden| {
             ForeignKey::create()
                 .from(table, column)
@@ -258,6 +332,8 @@ impl MigrationTrait for Migration {
             CreditGrant::Table.into_iden(),
             BudgetAlert::Table.into_iden(),
             TenantBudget::Table.into_iden(),
+            UsageDay::Table.into_iden(),
+            UsageLine::Table.into_iden(),
             UsageRecord::Table.into_iden(),
             MeteringDirty::Table.into_iden(),
             InstanceEvent::Table.into_iden(),
@@ -344,6 +420,38 @@ enum UsageRecord {
     ScalableUnit,
     LaunchedBy,
     MicrosPerHour,
+}
+
+/// An invoice line before rounding: `Month` is its first second (UTC).
+#[derive(DeriveIden)]
+enum UsageLine {
+    Table,
+    Month,
+    InstanceId,
+    Item,
+    Quantity,
+    MicrosPerHour,
+    TenantId,
+    InstanceName,
+    GpuModel,
+    GpuCount,
+    ScalableUnit,
+    LaunchedBy,
+    Seconds,
+    FirstS,
+    LastS,
+}
+
+/// `Day` is its first second (UTC).
+#[derive(DeriveIden)]
+enum UsageDay {
+    Table,
+    Day,
+    TenantId,
+    GpuModel,
+    Quantity,
+    MicrosPerHour,
+    Seconds,
 }
 
 #[derive(DeriveIden)]

@@ -14,7 +14,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use portal_controller::datastore::entity::{instance, instance_event, metering_dirty, price};
+use portal_controller::datastore::entity::{
+    instance, instance_event, metering_dirty, price, usage_record,
+};
 use portal_controller::{Controller, ControllerConfig};
 use portal_types::Error;
 use portal_types::billing::{BudgetSet, CreditGrant, PriceSet};
@@ -186,6 +188,15 @@ async fn billing_from_history(url: &str) {
     assert_eq!(events.len(), 8, "every state change is in the log, once");
     let dirty = metering_dirty::Entity::find().all(ctl.datastore().connection()).await.unwrap();
     assert!(dirty.is_empty(), "metering read every grown log: {dirty:?}");
+    // The invoice is the records summed: every record of the VM is in one of its lines.
+    let records = usage_record::Entity::find()
+        .filter(usage_record::Column::InstanceId.eq(train))
+        .all(ctl.datastore().connection())
+        .await
+        .unwrap();
+    let recorded: i64 = records.iter().map(|r| r.end_s - r.start_s).sum();
+    assert_eq!(recorded, invoice.lines.iter().map(|l| l.seconds).sum::<i64>());
+    assert!(records.iter().all(|r| r.end_s <= r.start_s - r.start_s.rem_euclid(86_400) + 86_400));
 
     // The month's page agrees with the invoice; the other tenant sees only its own.
     let page = ctl.usage_summary(&op(&alice), Some("2026-11")).await.unwrap();

@@ -55,6 +55,15 @@ pub(crate) fn day_start(s: i64) -> i64 {
     s - s.rem_euclid(DAY)
 }
 
+/// The first second of the UTC month holding `s`.
+pub(crate) fn month_start(s: i64) -> i64 {
+    let date = time::OffsetDateTime::from_unix_timestamp(day_start(s))
+        .map(|t| t.date())
+        .unwrap_or(time::Date::MIN);
+    let first = date.replace_day(1).unwrap_or(date);
+    first.midnight().assume_utc().unix_timestamp()
+}
+
 /// The billed pieces of an instance's state log (`(state, unix seconds)`, in the order the
 /// states were entered): each billed state from when it was entered until the next change;
 /// the last one, still open, until `open_until` if that is later. Cut at every UTC midnight.
@@ -292,6 +301,14 @@ mod tests {
         // Nothing past the open end, and nothing for a log that ends unbilled.
         assert!(pieces(&log(&[("running", D)]), D - 5).is_empty());
         assert!(pieces(&log(&[("running", D), ("deleted", D)]), D + 99).is_empty());
+    }
+
+    #[test]
+    fn months_start_on_the_first_at_midnight_utc() {
+        // D is 2024-10-04; the month began 3 days before.
+        assert_eq!(month_start(D + 5_000), D - 3 * DAY);
+        assert_eq!(month_start(D - 3 * DAY), D - 3 * DAY);
+        assert_eq!(month_start(D - 3 * DAY - 1), D - 33 * DAY);
     }
 
     fn usage(item: &str, quantity: i64, start: i64, end: i64) -> Usage {

@@ -692,3 +692,53 @@ pub mod credit_grant {
     }
     no_relations!();
 }
+
+/// The usage records summed per month, instance, item, quantity and price.
+pub mod usage_line {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "usage_line")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub month: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub instance_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub item: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub quantity: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub micros_per_hour: i64,
+        pub tenant_id: Uuid,
+        pub instance_name: String,
+        pub gpu_model: String,
+        pub gpu_count: i32,
+        pub scalable_unit: Option<i32>,
+        pub launched_by: Uuid,
+        pub seconds: i64,
+        pub first_s: i64,
+        pub last_s: i64,
+    }
+    no_relations!();
+}
+
+/// The usage records summed per UTC day, tenant, GPU model, quantity and price.
+pub mod usage_day {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "usage_day")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub day: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub gpu_model: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub quantity: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub micros_per_hour: i64,
+        pub seconds: i64,
+    }
+    no_relations!();
+}

@@ -1,22 +1,21 @@
 //! Usage: the instance state log, the usage records metering makes of it, budgets and their
 //! alerts, and prepaid credit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use portal_types::ids::{GenericUuid, TenantUuid};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Select, Set,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
 use super::entity::{
     budget_alert, credit_grant, host, instance, instance_event, metering_dirty, tenant_budget,
-    usage_record,
+    usage_day, usage_line, usage_record,
 };
 use super::{DataStore, StoreError, begin_write, now_ms};
-use crate::app::metering::{DayUse, Line, Usage};
+use crate::app::metering::{DayUse, Line, Usage, day_start, month_start};
 use crate::authz::Action;
 use crate::context::OpContext;
 
@@ -94,7 +93,13 @@ async fn metering_inputs_in(
             query = query.filter(instance_event::Column::InstanceId.is_in(chunk.iter().copied()));
         }
         let events: Vec<(Uuid, String, i64)> =
-            query.order_by_asc(instance_event::Column::Id).into_tuple().all(db).await?;
+            // In the index's order: each instance's entries by id, with no sort of the table.
+            query
+                .order_by_asc(instance_event::Column::InstanceId)
+                .order_by_asc(instance_event::Column::Id)
+                .into_tuple()
+                .all(db)
+                .await?;
         let mut logs: HashMap<Uuid, Vec<(String, i64)>> = HashMap::new();
         for (instance, state, at_ms) in events {
             logs.entry(instance).or_default().push((state, at_ms.div_euclid(1000)));
@@ -119,11 +124,54 @@ async fn metering_inputs_in(
     Ok(out)
 }
 
-/// Stores usage records in `db`; ones stored already (same instance, item and start) stay as
-/// they are, so metering the same log twice changes nothing.
+/// Locks the instances' rows on PostgreSQL until `db` (a transaction) ends, so that no state
+/// change or other metering of theirs commits meanwhile; SQLite has one writer at a time.
+async fn lock_instances(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<(), StoreError> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        for chunk in ids.chunks(500) {
+            instance::Entity::find()
+                .select_only()
+                .column(instance::Column::Id)
+                .filter(instance::Column::Id.is_in(chunk.iter().copied()))
+                .lock_exclusive()
+                .into_tuple::<Uuid>()
+                .all(db)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores the records not stored yet (same instance, item and start: metering the same log
+/// twice changes nothing) and adds them to the month and day sums, in `db`, a transaction
+/// holding the instances (see [`lock_instances`]).
 async fn usage_insert(db: &impl ConnectionTrait, records: Vec<Usage>) -> Result<(), StoreError> {
+    let Some(earliest) = records.iter().map(|u| u.start).min() else { return Ok(()) };
+    let ids: Vec<Uuid> =
+        records.iter().map(|u| u.instance_id).collect::<HashSet<_>>().into_iter().collect();
+    let mut stored: HashSet<(Uuid, String, i64)> = HashSet::new();
+    for chunk in ids.chunks(500) {
+        let keys: Vec<(Uuid, String, i64)> = usage_record::Entity::find()
+            .select_only()
+            .columns([
+                usage_record::Column::InstanceId,
+                usage_record::Column::Item,
+                usage_record::Column::StartS,
+            ])
+            .filter(usage_record::Column::InstanceId.is_in(chunk.iter().copied()))
+            .filter(usage_record::Column::StartS.gte(earliest))
+            .into_tuple()
+            .all(db)
+            .await?;
+        stored.extend(keys);
+    }
+    let new: Vec<Usage> = records
+        .into_iter()
+        .filter(|u| stored.insert((u.instance_id, u.item.clone(), u.start)))
+        .collect();
+
     // 12 columns: well under SQLite's limit of bound values per statement.
-    for chunk in records.chunks(1_000) {
+    for chunk in new.chunks(1_000) {
         let rows = chunk.iter().map(|u| usage_record::ActiveModel {
             instance_id: Set(u.instance_id),
             item: Set(u.item.clone()),
@@ -138,64 +186,101 @@ async fn usage_insert(db: &impl ConnectionTrait, records: Vec<Usage>) -> Result<
             launched_by: Set(u.launched_by),
             micros_per_hour: Set(u.micros_per_hour),
         });
-        usage_record::Entity::insert_many(rows)
+        usage_record::Entity::insert_many(rows).exec_without_returning(db).await?;
+    }
+
+    let mut lines: HashMap<(i64, Uuid, String, i64, i64), usage_line::Model> = HashMap::new();
+    let mut days: HashMap<(i64, Uuid, String, i64, i64), i64> = HashMap::new();
+    for u in &new {
+        let month = month_start(u.start);
+        let line = lines
+            .entry((month, u.instance_id, u.item.clone(), u.quantity, u.micros_per_hour))
+            .or_insert_with(|| usage_line::Model {
+                month,
+                instance_id: u.instance_id,
+                item: u.item.clone(),
+                quantity: u.quantity,
+                micros_per_hour: u.micros_per_hour,
+                tenant_id: u.tenant_id,
+                instance_name: u.instance_name.clone(),
+                gpu_model: u.gpu_model.clone(),
+                gpu_count: u.gpu_count,
+                scalable_unit: u.scalable_unit,
+                launched_by: u.launched_by,
+                seconds: 0,
+                first_s: u.start,
+                last_s: u.end,
+            });
+        line.seconds += u.end - u.start;
+        line.first_s = line.first_s.min(u.start);
+        line.last_s = line.last_s.max(u.end);
+        let key =
+            (day_start(u.start), u.tenant_id, u.gpu_model.clone(), u.quantity, u.micros_per_hour);
+        *days.entry(key).or_default() += u.end - u.start;
+    }
+    let lines: Vec<_> = lines.into_values().map(usage_line::ActiveModel::from).collect();
+    for chunk in lines.chunks(500) {
+        use usage_line::Column as L;
+        usage_line::Entity::insert_many(chunk.to_vec())
             .on_conflict(
                 OnConflict::columns([
-                    usage_record::Column::InstanceId,
-                    usage_record::Column::Item,
-                    usage_record::Column::StartS,
+                    L::Month,
+                    L::InstanceId,
+                    L::Item,
+                    L::Quantity,
+                    L::MicrosPerHour,
                 ])
-                .do_nothing()
+                .value(L::Seconds, Expr::cust("usage_line.seconds + excluded.seconds"))
+                .value(
+                    L::FirstS,
+                    Expr::cust(
+                        "CASE WHEN excluded.first_s < usage_line.first_s \
+                             THEN excluded.first_s ELSE usage_line.first_s END",
+                    ),
+                )
+                .value(
+                    L::LastS,
+                    Expr::cust(
+                        "CASE WHEN excluded.last_s > usage_line.last_s \
+                             THEN excluded.last_s ELSE usage_line.last_s END",
+                    ),
+                )
+                .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
+    let days: Vec<_> = days
+        .into_iter()
+        .map(|((day, tenant_id, gpu_model, quantity, micros_per_hour), seconds)| {
+            usage_day::ActiveModel::from(usage_day::Model {
+                day,
+                tenant_id,
+                gpu_model,
+                quantity,
+                micros_per_hour,
+                seconds,
+            })
+        })
+        .collect();
+    for chunk in days.chunks(500) {
+        use usage_day::Column as D;
+        usage_day::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([
+                    D::Day,
+                    D::TenantId,
+                    D::GpuModel,
+                    D::Quantity,
+                    D::MicrosPerHour,
+                ])
+                .value(D::Seconds, Expr::cust("usage_day.seconds + excluded.seconds"))
                 .to_owned(),
             )
             .exec_without_returning(db)
             .await?;
     }
     Ok(())
-}
-
-/// A line's sums, as the database adds them up.
-#[derive(FromQueryResult)]
-struct LineRow {
-    instance_id: Uuid,
-    item: String,
-    quantity: i64,
-    micros_per_hour: i64,
-    tenant_id: Uuid,
-    instance_name: String,
-    gpu_model: String,
-    gpu_count: i32,
-    scalable_unit: Option<i32>,
-    launched_by: Uuid,
-    seconds: i64,
-    first: i64,
-    last: i64,
-}
-
-#[derive(FromQueryResult)]
-struct DayRow {
-    day: i64,
-    gpu_model: String,
-    micros_per_hour: i64,
-    quantity: i64,
-    seconds: i64,
-}
-
-/// The records starting in `[from, to)`, of one tenant or all.
-fn records_between(tenant: Option<Uuid>, from: i64, to: i64) -> Select<usage_record::Entity> {
-    let mut query = usage_record::Entity::find()
-        .select_only()
-        .filter(usage_record::Column::StartS.gte(from))
-        .filter(usage_record::Column::StartS.lt(to));
-    if let Some(tenant) = tenant {
-        query = query.filter(usage_record::Column::TenantId.eq(tenant));
-    }
-    query
-}
-
-/// Seconds summed as a 64-bit integer (PostgreSQL's `SUM` of bigints is a numeric).
-fn seconds_sum() -> sea_orm::sea_query::SimpleExpr {
-    Expr::cust("CAST(SUM(end_s - start_s) AS BIGINT)")
 }
 
 impl DataStore {
@@ -221,16 +306,7 @@ impl DataStore {
         records: impl Fn(&Metered) -> Vec<Usage>,
     ) -> Result<(), StoreError> {
         let txn = begin_write(&self.db).await?;
-        if txn.get_database_backend() == DbBackend::Postgres {
-            instance::Entity::find()
-                .select_only()
-                .column(instance::Column::Id)
-                .filter(instance::Column::Id.is_in(ids.iter().copied()))
-                .lock_exclusive()
-                .into_tuple::<Uuid>()
-                .all(&txn)
-                .await?;
-        }
+        lock_instances(&txn, ids).await?;
         let inputs = metering_inputs_in(&txn, ids, false).await?;
         usage_insert(&txn, inputs.iter().flat_map(&records).collect()).await?;
         for chunk in ids.chunks(500) {
@@ -250,6 +326,7 @@ impl DataStore {
         records: impl Fn(&Metered) -> Vec<Usage>,
     ) -> Result<(), StoreError> {
         let txn = begin_write(&self.db).await?;
+        lock_instances(&txn, ids).await?;
         let inputs = metering_inputs_in(&txn, ids, false).await?;
         usage_insert(&txn, inputs.iter().flat_map(&records).collect()).await?;
         txn.commit().await?;
@@ -301,38 +378,22 @@ impl DataStore {
         metering_inputs_in(&self.db, ids, true).await
     }
 
-    /// The records starting in `[from, to)` summed per instance, item, quantity and price.
+    /// The invoice lines (before rounding) of the months starting in `[from, to)`.
     pub(crate) async fn usage_lines(
         &self,
         tenant: Option<Uuid>,
         from: i64,
         to: i64,
     ) -> Result<Vec<Line>, StoreError> {
-        use usage_record::Column as C;
-        let group = [
-            C::InstanceId,
-            C::Item,
-            C::Quantity,
-            C::MicrosPerHour,
-            C::TenantId,
-            C::InstanceName,
-            C::GpuModel,
-            C::GpuCount,
-            C::ScalableUnit,
-            C::LaunchedBy,
-        ];
-        let mut query = records_between(tenant, from, to).columns(group);
-        for column in group {
-            query = query.group_by(column);
+        let mut query = usage_line::Entity::find()
+            .filter(usage_line::Column::Month.gte(from))
+            .filter(usage_line::Column::Month.lt(to));
+        if let Some(tenant) = tenant {
+            query = query.filter(usage_line::Column::TenantId.eq(tenant));
         }
-        let rows = query
-            .column_as(seconds_sum(), "seconds")
-            .column_as(C::StartS.min(), "first")
-            .column_as(C::EndS.max(), "last")
-            .into_model::<LineRow>()
+        Ok(query
             .all(&self.db)
-            .await?;
-        Ok(rows
+            .await?
             .into_iter()
             .map(|r| Line {
                 usage: Usage {
@@ -345,38 +406,33 @@ impl DataStore {
                     gpu_count: r.gpu_count,
                     scalable_unit: r.scalable_unit,
                     launched_by: r.launched_by,
-                    start: r.first,
-                    end: r.last,
+                    start: r.first_s,
+                    end: r.last_s,
                     micros_per_hour: r.micros_per_hour,
                 },
                 seconds: r.seconds,
-                from: r.first,
-                to: r.last,
+                from: r.first_s,
+                to: r.last_s,
             })
             .collect())
     }
 
-    /// The records starting in `[from, to)` summed per UTC day, GPU model, price and quantity.
+    /// The usage of the UTC days in `[from, to)` per GPU model, price and quantity.
     pub(crate) async fn usage_days(
         &self,
         tenant: Option<Uuid>,
         from: i64,
         to: i64,
     ) -> Result<Vec<DayUse>, StoreError> {
-        use usage_record::Column as C;
-        let day = Expr::cust("(start_s / 86400) * 86400");
-        let rows = records_between(tenant, from, to)
-            .column_as(day.clone(), "day")
-            .columns([C::GpuModel, C::MicrosPerHour, C::Quantity])
-            .column_as(seconds_sum(), "seconds")
-            .group_by(day)
-            .group_by(C::GpuModel)
-            .group_by(C::MicrosPerHour)
-            .group_by(C::Quantity)
-            .into_model::<DayRow>()
+        let mut query = usage_day::Entity::find()
+            .filter(usage_day::Column::Day.gte(from))
+            .filter(usage_day::Column::Day.lt(to));
+        if let Some(tenant) = tenant {
+            query = query.filter(usage_day::Column::TenantId.eq(tenant));
+        }
+        Ok(query
             .all(&self.db)
-            .await?;
-        Ok(rows
+            .await?
             .into_iter()
             .map(|r| DayUse {
                 day: r.day,
