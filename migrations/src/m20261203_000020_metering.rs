@@ -166,26 +166,6 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("usage_record_by_tenant")
-                    .table(UsageRecord::Table)
-                    .col(UsageRecord::TenantId)
-                    .col(UsageRecord::StartS)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("usage_record_by_start")
-                    .table(UsageRecord::Table)
-                    .col(UsageRecord::StartS)
-                    .to_owned(),
-            )
-            .await?;
-
-        manager
             .create_table(
                 Table::create()
                     .table(UsageLine::Table)

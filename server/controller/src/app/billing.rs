@@ -27,8 +27,8 @@ use crate::datastore::usage::Metered;
 /// The budget alerts, in percent of the monthly budget.
 const BUDGET_ALERTS: [i64; 3] = [50, 80, 100];
 
-/// Instances metered per round (each with its whole state log).
-const METER_BATCH: u64 = 500;
+/// Instances metered per round (each with its whole state log), in one transaction.
+const METER_BATCH: u64 = 2_000;
 
 /// What metering remembers between passes on this replica.
 #[derive(Default)]

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use portal_types::ids::{GenericUuid, TenantUuid};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -37,6 +38,20 @@ pub(crate) struct Metered {
     pub log: Vec<(String, i64)>,
 }
 
+/// The columns of an instance that metering reads.
+#[derive(FromQueryResult)]
+struct MeteredRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    name: String,
+    instance_type: String,
+    gpu_model: String,
+    gpu_count: i32,
+    disk_gib: i32,
+    created_by: Uuid,
+    host_id: Option<Uuid>,
+}
+
 /// The instances with their state logs, read in `db` (`heads_only`: only the state each is
 /// in, since when).
 async fn metering_inputs_in(
@@ -46,25 +61,24 @@ async fn metering_inputs_in(
 ) -> Result<Vec<Metered>, StoreError> {
     let mut out = Vec::new();
     for chunk in ids.chunks(500) {
-        let instances: Vec<(Uuid, Uuid, String, String, String, i32, i32, Uuid, Option<Uuid>)> =
-            instance::Entity::find()
-                .select_only()
-                .columns([
-                    instance::Column::Id,
-                    instance::Column::TenantId,
-                    instance::Column::Name,
-                    instance::Column::InstanceType,
-                    instance::Column::GpuModel,
-                    instance::Column::GpuCount,
-                    instance::Column::DiskGib,
-                    instance::Column::CreatedBy,
-                    instance::Column::HostId,
-                ])
-                .filter(instance::Column::Id.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(db)
-                .await?;
-        let host_ids: Vec<Uuid> = instances.iter().filter_map(|i| i.8).collect();
+        let instances = instance::Entity::find()
+            .select_only()
+            .columns([
+                instance::Column::Id,
+                instance::Column::TenantId,
+                instance::Column::Name,
+                instance::Column::InstanceType,
+                instance::Column::GpuModel,
+                instance::Column::GpuCount,
+                instance::Column::DiskGib,
+                instance::Column::CreatedBy,
+                instance::Column::HostId,
+            ])
+            .filter(instance::Column::Id.is_in(chunk.iter().copied()))
+            .into_model::<MeteredRow>()
+            .all(db)
+            .await?;
+        let host_ids: Vec<Uuid> = instances.iter().filter_map(|i| i.host_id).collect();
         let units: HashMap<Uuid, i32> = host::Entity::find()
             .select_only()
             .columns([host::Column::Id, host::Column::ScalableUnit])
@@ -104,20 +118,18 @@ async fn metering_inputs_in(
         for (instance, state, at_ms) in events {
             logs.entry(instance).or_default().push((state, at_ms.div_euclid(1000)));
         }
-        for (id, tenant_id, name, instance_type, gpu_model, gpu_count, disk_gib, by, host) in
-            instances
-        {
+        for i in instances {
             out.push(Metered {
-                scalable_unit: host.and_then(|h| units.get(&h).copied()),
-                log: logs.remove(&id).unwrap_or_default(),
-                id,
-                tenant_id,
-                name,
-                instance_type,
-                gpu_model,
-                gpu_count,
-                disk_gib,
-                launched_by: by,
+                scalable_unit: i.host_id.and_then(|h| units.get(&h).copied()),
+                log: logs.remove(&i.id).unwrap_or_default(),
+                id: i.id,
+                tenant_id: i.tenant_id,
+                name: i.name,
+                instance_type: i.instance_type,
+                gpu_model: i.gpu_model,
+                gpu_count: i.gpu_count,
+                disk_gib: i.disk_gib,
+                launched_by: i.created_by,
             });
         }
     }
@@ -449,11 +461,11 @@ impl DataStore {
         &self,
         tenant: Option<Uuid>,
     ) -> Result<Option<i64>, StoreError> {
-        let mut query = usage_record::Entity::find()
+        let mut query = usage_line::Entity::find()
             .select_only()
-            .column_as(usage_record::Column::StartS.min(), "first");
+            .column_as(usage_line::Column::FirstS.min(), "first");
         if let Some(tenant) = tenant {
-            query = query.filter(usage_record::Column::TenantId.eq(tenant));
+            query = query.filter(usage_line::Column::TenantId.eq(tenant));
         }
         Ok(query.into_tuple::<Option<i64>>().one(&self.db).await?.flatten())
     }
