@@ -1,7 +1,7 @@
 //! Billing: metering the state log into usage records, and what tenants and providers see
 //! of it (usage pages, invoices, budgets and their alerts, prepaid credit, prices).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use portal_types::billing::{
@@ -174,18 +174,22 @@ impl Controller {
     pub(crate) async fn meter(&self, now_s: i64) -> Result<(), Error> {
         let until = day_start(now_s - RECORD_LAG_S);
         let prices = self.datastore.prices_all().await?;
+        let mut metered = HashSet::new();
         loop {
             let ids = self.datastore.instances_unmetered(METER_BATCH).await?;
             if ids.is_empty() {
                 break;
             }
             self.datastore.usage_meter(&ids, |m| records(m, until, &prices)).await?;
+            metered.extend(ids.iter().copied());
             if (ids.len() as u64) < METER_BATCH {
                 break;
             }
         }
         if self.metering.open_stored_until.load(Ordering::Relaxed) < until {
-            let open = self.datastore.instances_billed(None).await?;
+            // Those just metered are stored up to the same midnight already.
+            let mut open = self.datastore.instances_billed(None).await?;
+            open.retain(|id| !metered.contains(id));
             for chunk in open.chunks(METER_BATCH as usize) {
                 self.datastore.usage_store(chunk, |m| records(m, until, &prices)).await?;
             }
