@@ -64,7 +64,7 @@ fn month_of(i: usize) -> Vec<(String, i64)> {
         let evening = NOV + day * DAY + 20 * 3_600 + jitter;
         let morning = NOV + (day + 1) * DAY + 8 * 3_600 + jitter;
         if day == DAYS - 1 {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 log.push(("deleting".to_owned(), evening));
                 log.push(("deleted".to_owned(), evening + 5));
             }
