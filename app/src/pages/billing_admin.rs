@@ -5,10 +5,12 @@
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
-use portal_types::billing::{GpuModelUse, MoneyFormat, PriceItem, PriceList, ProviderUsage};
+use portal_types::billing::{
+    GpuModelUse, MoneyFormat, PriceItem, PriceList, ProviderUsage, utc_minute,
+};
 
 use super::charts::StackedChart;
-use super::usage::{Breakdown, MonthPicker, utc_minute};
+use super::usage::{Breakdown, MonthPicker};
 use crate::api::{PriceSet as SetPrice, price_list, provider_usage};
 
 #[component]

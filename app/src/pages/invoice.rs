@@ -4,10 +4,9 @@
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use portal_types::billing::Invoice;
+use portal_types::billing::{Invoice, utc_second};
 use portal_types::ids::TenantUuid;
 
-use super::usage::utc_second;
 use crate::api::invoice_get;
 
 #[component]

@@ -368,6 +368,28 @@ impl CreditGrant {
     }
 }
 
+/// Unix seconds as `2026-12-03 12:03:04` (UTC).
+pub fn utc_second(secs: i64) -> String {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp(secs) else {
+        return secs.to_string();
+    };
+    let (year, month, day) = at.to_calendar_date();
+    format!(
+        "{year:04}-{:02}-{day:02} {:02}:{:02}:{:02}",
+        u8::from(month),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+/// Unix seconds as `2026-12-03 12:03` (UTC).
+pub fn utc_minute(secs: i64) -> String {
+    let mut text = utc_second(secs);
+    text.truncate(16);
+    text
+}
+
 /// `YYYY-MM`, checked.
 pub fn parse_month(text: &str) -> Result<(i32, u8), Error> {
     let refuse = || {
@@ -419,6 +441,14 @@ mod tests {
         assert!(grant("0").is_err());
         assert_eq!(parse_month("2026-02").unwrap(), (2026, 2));
         assert!(parse_month("2026-13").is_err() && parse_month("26-01").is_err());
+    }
+
+    #[test]
+    fn utc_times_are_written_as_dates() {
+        assert_eq!(utc_minute(0), "1970-01-01 00:00");
+        assert_eq!(utc_minute(1_798_761_600), "2027-01-01 00:00");
+        assert_eq!(utc_minute(1_709_210_096), "2024-02-29 12:34");
+        assert_eq!(utc_second(1_709_210_096), "2024-02-29 12:34:56");
     }
 
     #[test]

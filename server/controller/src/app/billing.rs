@@ -94,11 +94,11 @@ impl Month {
     }
 }
 
+/// `2026-12-03`.
 fn day_label(s: i64) -> String {
-    let date = time::OffsetDateTime::from_unix_timestamp(s)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .date();
-    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+    let mut label = billing::utc_second(s);
+    label.truncate(10);
+    label
 }
 
 /// The usage records of an instance's log up to `open_until`, at their prices.
