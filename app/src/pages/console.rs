@@ -73,7 +73,8 @@ fn Terminal(id: InstanceUuid) -> impl IntoView {
                     let _ = status.try_set(Status::Disconnected(reason));
                 }
                 Ok(()) => {
-                    let Some(parent) = screen.get_untracked() else { return };
+                    // The script may load after the tab was left: then there is nothing to do.
+                    let Some(parent) = screen.try_get_untracked().flatten() else { return };
                     // Replacing the old session closes it.
                     let _ = session.try_update_value(|s| *s = None);
                     match browser::Session::open(&parent, id, status) {
