@@ -166,11 +166,11 @@ impl Controller {
         MoneyFormat::english(&self.currency)
     }
 
-    /// Stores usage records for every instance with state-log entries not metered yet and,
+    /// Stores usage records for every instance whose state log grew since it was metered and,
     /// once per new UTC day, the open time of every instance billed now up to the last
     /// midnight. Safe to run anywhere at any time: records are keyed, so a pass that repeats
-    /// another (on a restart, or on another replica) stores nothing twice; an entry is marked
-    /// metered only once the log it was read with is stored.
+    /// another (on a restart, or on another replica) stores nothing twice; an instance leaves
+    /// the list of grown logs only with the records of the log it was read with.
     pub(crate) async fn meter(&self, now_s: i64) -> Result<(), Error> {
         let until = day_start(now_s - RECORD_LAG_S);
         let prices = self.datastore.prices_all().await?;

@@ -307,11 +307,9 @@ impl DataStore {
             .await?)
     }
 
-    /// In one transaction: reads the instances' whole state logs, stores the usage records
-    /// `records` makes of each, and takes them off the list of grown logs. On PostgreSQL the
-    /// instance rows
-    /// are locked first, so no state change of theirs commits between the read and the mark
-    /// (SQLite has one writer at a time).
+    /// In one transaction holding the instances (see [`lock_instances`]): reads their whole
+    /// state logs, stores the usage records `records` makes of each, and takes them off the
+    /// list of grown logs, so no state change commits between the read and the removal.
     pub(crate) async fn usage_meter(
         &self,
         ids: &[Uuid],
