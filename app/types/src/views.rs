@@ -100,6 +100,18 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
+    pub const ALL: [InstanceState; 9] = [
+        InstanceState::Provisioning,
+        InstanceState::Running,
+        InstanceState::Deleting,
+        InstanceState::Deleted,
+        InstanceState::Failed,
+        InstanceState::Stopping,
+        InstanceState::Stopped,
+        InstanceState::Starting,
+        InstanceState::Rebooting,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             InstanceState::Provisioning => "provisioning",
@@ -138,18 +150,7 @@ impl InstanceState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "provisioning" => InstanceState::Provisioning,
-            "running" => InstanceState::Running,
-            "deleting" => InstanceState::Deleting,
-            "deleted" => InstanceState::Deleted,
-            "failed" => InstanceState::Failed,
-            "stopping" => InstanceState::Stopping,
-            "stopped" => InstanceState::Stopped,
-            "starting" => InstanceState::Starting,
-            "rebooting" => InstanceState::Rebooting,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
     }
 }
 

@@ -128,10 +128,12 @@ fn records(m: &Metered, open_until: i64, prices: &Prices) -> Vec<Usage> {
         .collect()
 }
 
-/// A month's usage: its invoice lines before rounding, and its days.
+/// A month's usage: its invoice lines before rounding, its days, and what the instances
+/// billed now cost per hour.
 struct MonthUsage {
     lines: Vec<Line>,
     days: Vec<DayUse>,
+    burn_micros_per_hour: i64,
 }
 
 impl MonthUsage {
@@ -200,23 +202,25 @@ impl Controller {
 
     /// The usage of `[month)` (one tenant's, or all): the stored records summed by the
     /// database, and the time of instances billed now that is not stored yet, up to `now`
-    /// (after [`Self::meter`], at most the time since the last midnight: only the state each
-    /// is in is read).
+    /// (callers [`Self::meter`] first: then that is at most the time since the last midnight,
+    /// and only the state each is in is read).
     async fn usage_of(
         &self,
         tenant: Option<Uuid>,
         month: &Month,
         now: i64,
     ) -> Result<MonthUsage, Error> {
-        self.meter(now).await?;
         let prices = self.datastore.prices_all().await?;
         let stored = self.datastore.usage_lines(tenant, month.start, month.end).await?;
         let mut days = self.datastore.usage_days(tenant, month.start, month.end).await?;
         let open = self.datastore.instances_billed(tenant).await?;
         let since = day_start(now - RECORD_LAG_S);
         let kept = self.datastore.usage_starts_since(&open, since).await?;
-        let mut live = Vec::new();
+        let (mut live, mut burn) = (Vec::new(), 0);
         for m in self.datastore.metering_heads(&open).await? {
+            if let Some(u) = records(&m, now + 1, &prices).last() {
+                burn += u.micros_per_hour * u.quantity;
+            }
             live.extend(records(&m, now, &prices).into_iter().filter(|u| {
                 u.start >= since.max(month.start)
                     && u.start < month.end
@@ -224,20 +228,7 @@ impl Controller {
             }));
         }
         days.extend(live.iter().map(DayUse::of));
-        Ok(MonthUsage { lines: merge_lines(stored, live), days })
-    }
-
-    /// What the instances billed now cost per hour (of one tenant, or all).
-    async fn burn(&self, tenant: Option<Uuid>, now: i64) -> Result<i64, Error> {
-        let prices = self.datastore.prices_all().await?;
-        let open = self.datastore.instances_billed(tenant).await?;
-        let mut micros = 0;
-        for m in self.datastore.metering_heads(&open).await? {
-            if let Some(u) = records(&m, now + 1, &prices).last() {
-                micros += u.micros_per_hour * u.quantity;
-            }
-        }
-        Ok(micros)
+        Ok(MonthUsage { lines: merge_lines(stored, live), days, burn_micros_per_hour: burn })
     }
 
     /// The actor's tenant's usage in a month (`YYYY-MM`; none: this month).
@@ -250,6 +241,7 @@ impl Controller {
         let now = now_ms().div_euclid(1000);
         let month = Month::parse(month, now)?;
         let tenant = actor.tenant_id.into_untyped_uuid();
+        self.meter(now).await?;
         let usage = self.usage_of(Some(tenant), &month, now).await?;
         let total = usage.total();
         let current = (month.start..month.end).contains(&now);
@@ -286,7 +278,7 @@ impl Controller {
             })
             .collect();
 
-        let burn = if current { self.burn(Some(tenant), now).await? } else { 0 };
+        let burn = if current { usage.burn_micros_per_hour } else { 0 };
         let forecast = total + cents(i128::from(burn) * i128::from(month.end - now).max(0));
         let budget = match self.datastore.budget_get(tenant).await? {
             None => None,
@@ -364,6 +356,7 @@ impl Controller {
         if budgets.is_empty() {
             return Ok(());
         }
+        self.meter(now).await?;
         for (tenant, monthly) in budgets {
             let total = self.usage_of(Some(tenant), &month, now).await?.total();
             self.budget_check(TenantUuid::from_untyped_uuid(tenant), &month.label, total, monthly)
@@ -372,7 +365,8 @@ impl Controller {
         Ok(())
     }
 
-    /// Prepaid credit left (none: the tenant is postpaid): every grant less everything used.
+    /// Prepaid credit left (none: the tenant is postpaid): every grant less everything used
+    /// (after [`Self::meter`]).
     async fn credit_left(&self, tenant: Uuid, now: i64) -> Result<Option<i64>, Error> {
         let Some(granted) = self.datastore.credit_total(tenant).await? else {
             return Ok(None);
@@ -385,7 +379,13 @@ impl Controller {
     /// Refuses a launch when the tenant's prepaid credit is used up.
     pub(crate) async fn credit_check(&self, tenant: TenantUuid) -> Result<(), Error> {
         let now = now_ms().div_euclid(1000);
-        match self.credit_left(tenant.into_untyped_uuid(), now).await? {
+        let tenant = tenant.into_untyped_uuid();
+        // Postpaid tenants (most) launch without metering first.
+        if self.datastore.credit_total(tenant).await?.is_none() {
+            return Ok(());
+        }
+        self.meter(now).await?;
+        match self.credit_left(tenant, now).await? {
             Some(left) if left <= 0 => Err(Error::Conflict {
                 message: format!(
                     "Your prepaid credit is used up ({} left); ask your provider for more \
@@ -414,6 +414,7 @@ impl Controller {
             .ok_or_else(|| Error::not_found("tenant", tenant))?;
         let now = now_ms().div_euclid(1000);
         let month = Month::parse(Some(month), now)?;
+        self.meter(now).await?;
         let usage = self.usage_of(Some(tenant.into_untyped_uuid()), &month, now).await?;
         let lines: Vec<_> = usage.lines.iter().map(Line::invoice_line).collect();
         Ok(Invoice {
@@ -516,6 +517,7 @@ impl Controller {
         opctx.authorize(Action::ProviderUsageRead)?;
         let now = now_ms().div_euclid(1000);
         let month = Month::parse(month, now)?;
+        self.meter(now).await?;
         let usage = self.usage_of(None, &month, now).await?;
         let current = (month.start..month.end).contains(&now);
 
@@ -611,6 +613,7 @@ impl Controller {
         opctx.authorize(Action::ProviderUsageRead)?;
         let now = now_ms().div_euclid(1000);
         let month = Month::parse(month, now)?;
+        self.meter(now).await?;
         let usage = self.usage_of(None, &month, now).await?;
         let names = self.datastore.tenant_names().await?;
         let mut rows: Vec<_> = usage

@@ -42,6 +42,15 @@ pub(crate) fn billed(state: &str) -> Option<Billed> {
     }
 }
 
+/// Every state in which an instance is billed.
+pub(crate) fn billed_states() -> Vec<&'static str> {
+    InstanceState::ALL
+        .into_iter()
+        .map(InstanceState::as_str)
+        .filter(|s| billed(s).is_some())
+        .collect()
+}
+
 /// A piece of billed time: `[start, end)` in unix seconds, within one UTC day.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Piece {

@@ -16,12 +16,9 @@ use super::entity::{
     usage_day, usage_line, usage_record,
 };
 use super::{DataStore, StoreError, begin_write, now_ms};
-use crate::app::metering::{DayUse, Line, Usage, day_start, month_start};
+use crate::app::metering::{DayUse, Line, Usage, billed_states, day_start, month_start};
 use crate::authz::Action;
 use crate::context::OpContext;
-
-/// The states in which an instance is billed (see `app::metering::billed`).
-const BILLED_STATES: [&str; 5] = ["running", "rebooting", "stopping", "stopped", "starting"];
 
 /// An instance with its state log (`(state, unix seconds)` in the order entered) and what
 /// its usage records carry.
@@ -351,7 +348,7 @@ impl DataStore {
         let mut query = instance::Entity::find()
             .select_only()
             .column(instance::Column::Id)
-            .filter(instance::Column::State.is_in(BILLED_STATES));
+            .filter(instance::Column::State.is_in(billed_states()));
         if let Some(tenant) = tenant {
             query = query.filter(instance::Column::TenantId.eq(tenant));
         }
