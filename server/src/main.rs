@@ -11,6 +11,7 @@ mod oidc_routes;
 mod pki;
 mod protect;
 mod render;
+mod rest;
 mod startup;
 mod web;
 
@@ -60,6 +61,7 @@ fn print_routes() {
     let mut routes: Vec<String> = leptos::server_fn::axum::server_fn_paths()
         .map(|(path, method)| format!("{method} {path}"))
         .chain(web::REST_ROUTES.iter().map(|(method, path)| format!("{method} {path}")))
+        .chain(rest::operations())
         .collect();
     routes.sort();
     for route in routes {

@@ -59,6 +59,7 @@ pub async fn router(
 
     let public_origin = crate::csrf::PublicOrigin::from_url(config.public_url.as_deref());
     let routes = generate_route_list(App);
+    let (rest, _) = crate::rest::router();
     let context_controller = Arc::clone(&controller);
     let app = Router::new()
         .route("/api/v1/events", get(crate::live::events))
@@ -66,6 +67,7 @@ pub async fn router(
         .route("/usage/invoices/{month}/csv", get(crate::billing_csv::invoice))
         .route("/admin/usage/{month}/csv", get(crate::billing_csv::provider))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(rest)
         .merge(crate::oidc_routes::router(Arc::clone(&controller), config)?)
         .with_state(Arc::clone(&controller))
         .leptos_routes_with_context(

@@ -13,6 +13,7 @@ pub const MICROS_PER_CENT: i64 = 10_000;
 /// How numbers are written for the reader: the provider's currency (ISO 4217 code) and the
 /// separators of the reader's locale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MoneyFormat {
     pub currency: String,
     pub decimal: char,
@@ -127,6 +128,7 @@ pub fn parse_micros(text: &str, what: &str) -> Result<i64, Error> {
 
 /// A labelled amount in a breakdown (an instance, a GPU model, a user, a tenant, a unit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CostLine {
     pub label: String,
     /// Billed seconds (of instance-type time: running).
@@ -136,6 +138,7 @@ pub struct CostLine {
 
 /// One UTC day's cost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DayCost {
     /// `YYYY-MM-DD`.
     pub day: String,
@@ -144,6 +147,7 @@ pub struct DayCost {
 
 /// A tenant's monthly budget and how far the month has used it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BudgetStatus {
     pub monthly_cents: i64,
     /// Of the budget used so far this month, in whole percent.
@@ -154,6 +158,7 @@ pub struct BudgetStatus {
 
 /// The tenant's usage page for one month (UTC).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageSummary {
     pub tenant_name: String,
     /// `YYYY-MM`.
@@ -180,7 +185,9 @@ pub struct UsageSummary {
 
 /// One line of an invoice: an instance's time on one item at one price.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvoiceLine {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub instance_id: InstanceUuid,
     pub instance_name: String,
     /// `h100x8`, or `stopped disk`.
@@ -198,7 +205,9 @@ pub struct InvoiceLine {
 
 /// A tenant's invoice for one month (a draft while the month runs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Invoice {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub tenant_id: TenantUuid,
     pub tenant_name: String,
     pub month: String,
@@ -210,6 +219,7 @@ pub struct Invoice {
 
 /// One GPU model across the fleet in a month.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuModelUse {
     pub gpu_model: String,
     pub cents: i64,
@@ -224,6 +234,7 @@ pub struct GpuModelUse {
 
 /// A day of the provider's revenue per GPU model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProviderDay {
     pub day: String,
     /// `(GPU model or "CPU only", cents)`.
@@ -232,6 +243,7 @@ pub struct ProviderDay {
 
 /// The provider's view of a month: revenue and GPU use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProviderUsage {
     pub month: String,
     pub current: bool,
@@ -247,6 +259,7 @@ pub struct ProviderUsage {
 
 /// A priced item with its versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PriceItem {
     /// `type:<name>` or `extra:stopped-disk`.
     pub item: String,
@@ -257,6 +270,7 @@ pub struct PriceItem {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PriceVersion {
     /// Unix milliseconds.
     pub effective_from: i64,
@@ -267,6 +281,7 @@ pub struct PriceVersion {
 
 /// The price list for provider admins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PriceList {
     pub format: MoneyFormat,
     pub items: Vec<PriceItem>,
@@ -274,6 +289,7 @@ pub struct PriceList {
 
 /// A new price for an item, effective now or at a later time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PriceSet {
     pub item: String,
     /// A decimal amount of the currency per hour (per GiB-hour for a stopped disk).
@@ -316,6 +332,7 @@ impl PriceSet {
 
 /// A tenant's monthly budget: a decimal amount, or empty to remove it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BudgetSet {
     pub monthly: String,
 }
@@ -339,6 +356,7 @@ impl BudgetSet {
 
 /// Prepaid credit a provider admin gives a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreditGrant {
     pub amount: String,
     #[serde(default)]

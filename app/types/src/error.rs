@@ -84,6 +84,22 @@ impl Error {
         }
     }
 
+    /// A stable machine-readable name for the kind of error (the REST API's `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Unauthenticated => "unauthenticated",
+            Error::BadCredentials => "bad_credentials",
+            Error::Throttled { .. } => "throttled",
+            Error::Forbidden { .. } => "forbidden",
+            Error::NotFound { .. } => "not_found",
+            Error::InvalidRequest { .. } => "invalid_request",
+            Error::Conflict { .. } => "conflict",
+            Error::InsufficientCapacity { .. } => "insufficient_capacity",
+            Error::Unavailable { .. } => "unavailable",
+            Error::Internal { .. } | Error::Transport(_) => "internal",
+        }
+    }
+
     /// Operator-only detail, for the server log.
     pub fn internal_detail(&self) -> Option<&str> {
         match self {

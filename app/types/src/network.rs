@@ -132,6 +132,7 @@ fn check_name(name: &str, what: &str) -> Result<(), Error> {
 
 /// A new VPC: a private network of its own, isolated from every other VPC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VpcCreate {
     pub name: String,
 }
@@ -144,7 +145,9 @@ impl VpcCreate {
 
 /// A new subnet of a VPC: an IPv4 network of the tenant's choosing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubnetCreate {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub vpc: VpcUuid,
     pub name: String,
     pub cidr: String,
@@ -174,6 +177,7 @@ impl SubnetCreate {
 
 /// A new security group: named allow rules, added one by one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecurityGroupCreate {
     pub name: String,
     #[serde(default)]
@@ -191,6 +195,7 @@ impl SecurityGroupCreate {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Traffic into the VM.
@@ -213,6 +218,7 @@ impl Direction {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -246,7 +252,9 @@ impl Protocol {
 /// A new allow rule. `ports` is `22`, `8000-8100` or empty for all; the remote side is a
 /// network (`remote_cidr`) or the VMs of another group (`remote_group`), exactly one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecurityRuleCreate {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub group: SecurityGroupUuid,
     pub direction: Direction,
     pub protocol: Protocol,
@@ -255,6 +263,7 @@ pub struct SecurityRuleCreate {
     #[serde(default)]
     pub remote_cidr: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub remote_group: Option<SecurityGroupUuid>,
 }
 
@@ -318,8 +327,11 @@ fn parse_ports(text: &str, protocol: Protocol) -> Result<Option<(u16, u16)>, Err
 pub const MAX_GROUPS_PER_PORT: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubnetView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: SubnetUuid,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub vpc: VpcUuid,
     pub name: String,
     pub cidr: String,
@@ -335,7 +347,9 @@ pub struct SubnetView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VpcView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: VpcUuid,
     pub name: String,
     /// The VPC's routed (L3) VNI: its VRF on every leaf and DPU that carries it.
@@ -347,7 +361,9 @@ pub struct VpcView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecurityRuleView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: SecurityRuleUuid,
     pub direction: Direction,
     pub protocol: Protocol,
@@ -358,7 +374,9 @@ pub struct SecurityRuleView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecurityGroupView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: SecurityGroupUuid,
     pub name: String,
     pub description: String,
@@ -370,6 +388,7 @@ pub struct SecurityGroupView {
 
 /// A tenant's networks and security groups, as the networking page shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NetworkOverview {
     pub vpcs: Vec<VpcView>,
     pub security_groups: Vec<SecurityGroupView>,
@@ -377,7 +396,9 @@ pub struct NetworkOverview {
 
 /// A VM's network interface: where it is and whether its DPU has it programmed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: PortUuid,
     pub ip: String,
     pub mac: String,
@@ -394,6 +415,7 @@ pub struct PortView {
 
 /// Packets and the bytes they carried.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PacketCount {
     pub packets: u64,
     pub bytes: u64,
@@ -401,6 +423,7 @@ pub struct PacketCount {
 
 /// One direction of a port's traffic through its security groups.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrafficCounts {
     /// Let through: established connections and the first packets a rule allowed.
     pub allowed: PacketCount,
@@ -410,6 +433,7 @@ pub struct TrafficCounts {
 
 /// What one rule as the DPU holds it (remote groups expanded to their members) let in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleCount {
     /// e.g. `ingress tcp 22 10.0.0.0/24`.
     pub rule: String,
@@ -419,7 +443,9 @@ pub struct RuleCount {
 /// A port's counters as its DPU reads them at the time of asking. They count since the
 /// port's rules were last changed on the DPU (a change restarts them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortCountersView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub port: PortUuid,
     pub ip: String,
     pub dpu: Option<String>,

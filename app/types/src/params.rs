@@ -14,6 +14,7 @@ pub const MAX_GROUP: u32 = 64;
 
 /// Where the VMs of one launch go relative to each other.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PlacementPolicy {
     /// Wherever fits best.
@@ -26,6 +27,7 @@ pub enum PlacementPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceCreate {
     pub name: String,
     /// The catalog name of the instance type, e.g. `h100x1`.
@@ -44,6 +46,7 @@ pub struct InstanceCreate {
     pub idempotency_key: String,
     /// The caller's SSH keys to put into the VMs (the image's default user gets them).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, format = Uuid))]
     pub ssh_keys: Vec<crate::ids::SshKeyUuid>,
     /// cloud-init user data (`#cloud-config …` or a script starting with `#!`), at most
     /// 16 KiB; empty: none.
@@ -51,9 +54,11 @@ pub struct InstanceCreate {
     pub user_data: String,
     /// The subnet for the VMs' network interface; none: the tenant's default subnet.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub subnet: Option<crate::ids::SubnetUuid>,
     /// Their security groups; empty: the tenant's default group.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, format = Uuid))]
     pub security_groups: Vec<crate::ids::SecurityGroupUuid>,
 }
 
@@ -138,6 +143,7 @@ impl InstanceCreate {
 
 /// What a user may do to a VM's power.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum PowerAction {
     Start,
@@ -171,6 +177,7 @@ impl PowerAction {
 
 /// A new catalog entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceTypeCreate {
     pub name: String,
     /// Empty for a CPU-only type.
@@ -212,6 +219,7 @@ impl InstanceTypeCreate {
 /// A new image in the catalog: a disk image in every host's local image store, and what
 /// users see about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageCreate {
     /// e.g. `ubuntu-24.04-cuda-12.8`.
     pub name: String,
@@ -298,6 +306,7 @@ pub const SSH_KEY_TYPES: [&str; 5] =
 
 /// A new SSH public key: a name and the one line of `~/.ssh/id_ed25519.pub`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SshKeyCreate {
     pub name: String,
     pub public_key: String,
@@ -370,6 +379,7 @@ pub fn validate_quota_resource(resource: &str) -> Result<(), Error> {
 /// A quota limit as typed in the portal: a whole number, `unlimited`, or nothing for the
 /// provider's default (for a default itself: none, so that tenants get nothing of it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum QuotaLimit {
     Default,
     Unlimited,

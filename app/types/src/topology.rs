@@ -12,9 +12,12 @@ use crate::views::{AgentLink, InstanceState, ModelCapacity};
 
 /// The instance (and its tenant) holding a GPU, NIC or partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Holder {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub tenant_id: TenantUuid,
     pub tenant_name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub instance_id: InstanceUuid,
     pub instance_name: String,
 }
@@ -36,6 +39,7 @@ pub fn tenant_hue(tenant: TenantUuid) -> u16 {
 
 /// What a GPU is doing. A used GPU stays `Used` when it turns unhealthy: the VM still has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum GpuState {
     Free,
     Unhealthy,
@@ -54,6 +58,7 @@ impl GpuState {
 
 /// A GPU's health as its host reports it (XID errors, row remapping, falling off the bus).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum GpuHealth {
     Ok,
@@ -89,6 +94,7 @@ impl std::fmt::Display for GpuHealth {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuTile {
     pub module_id: u32,
     /// nvidia-smi index (differs from the module id on real boards).
@@ -103,6 +109,7 @@ pub struct GpuTile {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NicTile {
     pub index: u32,
     pub name: String,
@@ -116,12 +123,14 @@ pub struct NicTile {
 
 /// One column of a NUMA node's picture: a GPU over its paired NIC, or a device without a pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Lane {
     pub gpu: Option<GpuTile>,
     pub nic: Option<NicTile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NumaTopology {
     pub id: u32,
     pub cpus_total: u32,
@@ -135,6 +144,7 @@ pub struct NumaTopology {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PartitionState {
     /// Held by a VM.
     Active(Holder),
@@ -147,6 +157,7 @@ pub enum PartitionState {
 /// Where a partition sits in the drawn tree: `level` 0 is the largest, `column` is 1-based in
 /// [`HostTopology::module_order`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartitionSlot {
     pub level: u32,
     pub column: u32,
@@ -155,6 +166,7 @@ pub struct PartitionSlot {
 
 /// A Fabric Manager shared-NVSwitch partition, in module ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartitionView {
     pub id: u32,
     pub modules: Vec<u32>,
@@ -165,6 +177,7 @@ pub struct PartitionView {
 
 /// A VM on the host and exactly what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostInstance {
     pub holder: Holder,
     pub state: InstanceState,
@@ -178,6 +191,7 @@ pub struct HostInstance {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DpuView {
     pub name: String,
     pub model: String,
@@ -186,6 +200,7 @@ pub struct DpuView {
 
 /// One host as the topology page draws it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostTopology {
     pub name: String,
     pub scalable_unit: u32,
@@ -214,6 +229,7 @@ impl HostTopology {
 
 /// A rail leaf switch of a scalable unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeafView {
     pub name: String,
     pub rail: u32,
@@ -228,6 +244,7 @@ pub struct LeafView {
 
 /// A host card on the scalable-unit picture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UnitHost {
     pub name: String,
     pub agent: AgentLink,
@@ -243,6 +260,7 @@ impl UnitHost {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScalableUnitTopology {
     pub number: u32,
     /// "su1", as the scheduler and the leaf names spell it.

@@ -9,10 +9,13 @@ use crate::ids::{
 
 /// The signed-in user as the portal shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Me {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub user_id: UserUuid,
     pub username: String,
     pub provider_admin: bool,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub tenant_id: TenantUuid,
     pub tenant_name: String,
     pub role: Role,
@@ -24,7 +27,9 @@ pub struct Me {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Membership {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub tenant_id: TenantUuid,
     pub tenant_name: String,
     pub role: Role,
@@ -32,13 +37,16 @@ pub struct Membership {
 
 /// Whether the control plane currently holds a working stream to an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AgentLink {
     Connected,
     Unreachable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: HostUuid,
     pub name: String,
     pub scalable_unit: u32,
@@ -59,6 +67,7 @@ impl HostView {
 
 /// The fleet as the dashboard shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetSummary {
     pub hosts: Vec<HostView>,
     pub dpus: u32,
@@ -85,6 +94,7 @@ impl FleetSummary {
 
 /// Lifecycle of an instance as users see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum InstanceState {
     Provisioning,
     Running,
@@ -161,7 +171,9 @@ impl std::fmt::Display for InstanceState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: InstanceUuid,
     pub name: String,
     pub instance_type: String,
@@ -184,6 +196,7 @@ pub struct InstanceView {
 
 /// One instance with where it runs and what happened to it (`/instances/:id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceDetail {
     pub instance: InstanceView,
     /// Its placement; none once it holds no resources (or never did).
@@ -211,6 +224,7 @@ pub struct InstanceDetail {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceGpu {
     pub module_id: u32,
     pub model: String,
@@ -219,6 +233,7 @@ pub struct InstanceGpu {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceNic {
     pub index: u32,
     pub name: String,
@@ -229,6 +244,7 @@ pub struct InstanceNic {
 
 /// One step event of a saga about an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimelineEntry {
     /// `instance_create`, `instance_delete` or `instance_power`.
     pub saga: String,
@@ -242,6 +258,7 @@ pub struct TimelineEntry {
 
 /// One message of the live status stream (`/api/v1/events`, server-sent events).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
     /// An instance changed; `Deleted` means it left the list.
@@ -254,7 +271,9 @@ pub enum LiveEvent {
 
 /// An image from the catalog a provider admin maintains.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: ImageUuid,
     pub name: String,
     pub os: String,
@@ -284,6 +303,7 @@ impl ImageView {
 
 /// An instance type (flavor) from the catalog a provider admin maintains.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceType {
     pub name: String,
     /// Empty for CPU-only types.
@@ -315,6 +335,7 @@ impl InstanceType {
 
 /// One line of a tenant's usage against its quota.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuotaLine {
     /// `instances`, `vcpus`, `memory_gib` or `gpus:<model>`.
     pub resource: String,
@@ -333,7 +354,9 @@ impl QuotaLine {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantQuota {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub tenant_id: TenantUuid,
     pub tenant_name: String,
     pub lines: Vec<QuotaLine>,
@@ -341,6 +364,7 @@ pub struct TenantQuota {
 
 /// "still launchable: a×8, b×4, c×2, d×1" for one GPU model over some part of the fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Launchable {
     pub x8: u32,
     pub x4: u32,
@@ -355,6 +379,7 @@ impl std::fmt::Display for Launchable {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelCapacity {
     pub model: String,
     pub launchable: Launchable,
@@ -365,6 +390,7 @@ pub struct ModelCapacity {
 
 /// Capacity fleet-wide and per scalable unit (the unit list only for provider admins).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capacity {
     pub fleet: Vec<ModelCapacity>,
     pub scalable_units: Vec<(String, Vec<ModelCapacity>)>,
@@ -372,6 +398,7 @@ pub struct Capacity {
 
 /// One audit-log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// RFC 3339, UTC.
     pub at: String,
@@ -385,7 +412,9 @@ pub struct AuditEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: TenantUuid,
     pub name: String,
     pub suspended: bool,
@@ -396,7 +425,9 @@ pub struct TenantView {
 
 /// What deleting a tenant would take away, for the confirmation a provider admin reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantDeletion {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub tenant_id: TenantUuid,
     pub name: String,
     /// Instances not deleted: while there are any, the tenant cannot be deleted.
@@ -417,7 +448,9 @@ pub struct TenantDeletion {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: UserUuid,
     pub username: String,
     pub role: Role,
@@ -430,6 +463,7 @@ pub struct UserView {
 
 /// A new local account, with its one-time password shown once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInvited {
     pub user: UserView,
     pub one_time_password: String,
@@ -437,7 +471,9 @@ pub struct UserInvited {
 
 /// An API token as lists show it (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiTokenView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: ApiTokenUuid,
     pub name: String,
     /// The token's first characters, to recognise it.
@@ -452,6 +488,7 @@ pub struct ApiTokenView {
 
 /// A new token: the secret is in this answer only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiTokenCreated {
     pub token: String,
     pub view: ApiTokenView,
@@ -459,7 +496,9 @@ pub struct ApiTokenCreated {
 
 /// One of the signed-in user's SSH public keys as lists show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SshKeyView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: SshKeyUuid,
     pub name: String,
     /// The OpenSSH algorithm name, e.g. `ssh-ed25519`.
@@ -473,6 +512,7 @@ pub struct SshKeyView {
 
 /// One of the signed-in user's sessions (never its id: a label derived from it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionView {
     pub label: String,
     /// RFC 3339: when it ends without further use.

@@ -1,0 +1,147 @@
+//! Administration: tenants and users (provider admins; tenant admins manage their own
+//! tenant's users), the fleet's usage, and prices.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use portal_controller::Controller;
+use portal_types::billing::{PriceList, PriceSet, ProviderUsage};
+use portal_types::ids::TenantUuid;
+use portal_types::views::{Me, TenantView, UserInvited, UserView};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{
+    ApiError, ApiResult, Body, Caller, Page, PageQuery, QueryOf, no_content, paginate, reply,
+};
+use super::usage::MonthQuery;
+
+pub fn router() -> OpenApiRouter<Arc<Controller>> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(tenant_list, tenant_create))
+        .routes(routes!(user_list, user_invite))
+        .routes(routes!(provider_usage))
+        .routes(routes!(price_list, price_set))
+}
+
+/// Who the caller is: user, tenant, role and the tenants they may act in.
+#[utoipa::path(get, path = "/me", tag = "account", responses((status = 200, body = Me)))]
+async fn me(State(ctl): State<Arc<Controller>>, caller: Caller) -> ApiResult<Me> {
+    let result = ctl.me(&caller.0).await;
+    reply(&caller, StatusCode::OK, result)
+}
+
+/// Every tenant (provider admins); the caller's own tenants for everyone else.
+#[utoipa::path(get, path = "/tenants", tag = "admin",
+    params(PageQuery), responses((status = 200, body = Page<TenantView>)))]
+async fn tenant_list(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    QueryOf(page): QueryOf<PageQuery>,
+) -> ApiResult<Page<TenantView>> {
+    let result =
+        ctl.tenant_list(&caller.0).await.and_then(|all| paginate(all, &page, |t| t.id.to_string()));
+    reply(&caller, StatusCode::OK, result)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TenantCreate {
+    /// Lower-case letters, digits and dashes.
+    pub name: String,
+}
+
+/// Creates a tenant with the default quotas and networks (provider admins).
+#[utoipa::path(post, path = "/tenants", tag = "admin",
+    request_body = TenantCreate, responses((status = 201, body = TenantView)))]
+async fn tenant_create(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    Body(create): Body<TenantCreate>,
+) -> ApiResult<TenantView> {
+    let result = ctl.tenant_create(&caller.0, create.name.trim()).await;
+    reply(&caller, StatusCode::CREATED, result)
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TenantQuery {
+    /// The tenant (provider admins); none: the caller's.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub tenant: Option<TenantUuid>,
+}
+
+/// A tenant's users with their roles (tenant admins of it, provider admins).
+#[utoipa::path(get, path = "/users", tag = "admin",
+    params(PageQuery, TenantQuery), responses((status = 200, body = Page<UserView>)))]
+async fn user_list(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    QueryOf(page): QueryOf<PageQuery>,
+    QueryOf(query): QueryOf<TenantQuery>,
+) -> ApiResult<Page<UserView>> {
+    let result = ctl
+        .user_list(&caller.0, query.tenant)
+        .await
+        .and_then(|all| paginate(all, &page, |u| u.id.to_string()));
+    reply(&caller, StatusCode::OK, result)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UserInvite {
+    /// The tenant (provider admins); none: the caller's.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub tenant_id: Option<TenantUuid>,
+    pub username: String,
+    /// `viewer`, `member` or `tenant-admin`.
+    pub role: String,
+}
+
+/// Creates a local account with a role and a one-time password (shown once).
+#[utoipa::path(post, path = "/users", tag = "admin",
+    request_body = UserInvite, responses((status = 201, body = UserInvited)))]
+async fn user_invite(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    Body(invite): Body<UserInvite>,
+) -> ApiResult<UserInvited> {
+    let result =
+        ctl.user_invite(&caller.0, invite.tenant_id, invite.username.trim(), &invite.role).await;
+    reply(&caller, StatusCode::CREATED, result)
+}
+
+/// The fleet's month: revenue, GPU-hours and utilization per GPU model, scalable unit and
+/// tenant (provider admins).
+#[utoipa::path(get, path = "/admin/usage", tag = "admin",
+    params(MonthQuery), responses((status = 200, body = ProviderUsage)))]
+async fn provider_usage(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    QueryOf(query): QueryOf<MonthQuery>,
+) -> ApiResult<ProviderUsage> {
+    let result = ctl.provider_usage(&caller.0, query.month.as_deref()).await;
+    reply(&caller, StatusCode::OK, result)
+}
+
+/// Every priced item with its versions (provider admins).
+#[utoipa::path(get, path = "/admin/prices", tag = "admin",
+    responses((status = 200, body = PriceList)))]
+async fn price_list(State(ctl): State<Arc<Controller>>, caller: Caller) -> ApiResult<PriceList> {
+    let result = ctl.price_list(&caller.0).await;
+    reply(&caller, StatusCode::OK, result)
+}
+
+/// A new price for an item, from now or a later time (provider admins).
+#[utoipa::path(post, path = "/admin/prices", tag = "admin",
+    request_body = PriceSet, responses((status = 204, description = "Set")))]
+async fn price_set(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    Body(set): Body<PriceSet>,
+) -> Result<StatusCode, ApiError> {
+    let result = ctl.price_set(&caller.0, &set).await;
+    no_content(&caller, result)
+}
