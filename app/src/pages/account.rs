@@ -24,6 +24,7 @@ fn Account(me: Me) -> impl IntoView {
     let password_error = move || change.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     let password_changed = move || change.value().get().is_some_and(|r| r.is_ok());
     let must_change = me.must_change_password;
+    let provider_admin = me.provider_admin;
     let tokens = Resource::new(
         move || (create.version().get(), revoke.version().get()),
         |_| api_token_list(),
@@ -113,7 +114,7 @@ fn Account(me: Me) -> impl IntoView {
                                         <tr data-testid="token-row" data-name=t.name.clone()>
                                             <td class="name">{t.name.clone()}</td>
                                             <td><code>{t.prefix.clone()}</code></td>
-                                            <td>{t.role.as_str()}</td>
+                                            <td>{if t.provider_admin { "provider-admin" } else { t.role.as_str() }}</td>
                                             <td class="muted">{t.expires_at.chars().take(10).collect::<String>()}</td>
                                             <td class="muted">{t.last_used_at.clone().map_or_else(|| "never".to_owned(), |u| u.replace('T', " ").chars().take(19).collect())}</td>
                                             <td>
@@ -137,6 +138,7 @@ fn Account(me: Me) -> impl IntoView {
                             <option value="viewer">"viewer"</option>
                             <option value="member" selected>"member"</option>
                             <option value="tenant-admin">"tenant-admin"</option>
+                            {provider_admin.then(|| view! { <option value="provider-admin">"provider-admin"</option> })}
                         </select>
                     </label>
                     <label>"Days" <input type="number" name="days" value="30" min="1" max="365" class="narrow" /></label>

@@ -480,6 +480,9 @@ pub struct ApiTokenView {
     pub prefix: String,
     pub tenant_name: String,
     pub role: Role,
+    /// Also acts as the provider admin its user is.
+    #[serde(default)]
+    pub provider_admin: bool,
     pub created_at: String,
     pub expires_at: String,
     pub last_used_at: Option<String>,

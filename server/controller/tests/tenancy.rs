@@ -183,6 +183,43 @@ async fn api_tokens_act_for_their_user_in_one_tenant_until_revoked_or_expired() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_provider_admins_make_provider_admin_tokens_and_they_act_as_one() {
+    let stack = start(&sqlite_url("provider-tokens"), 1).await;
+    let ctl = &stack.controller;
+    let admin = &op(&stack.admin);
+    let invited = ctl.user_invite(admin, None, "tara", "tenant-admin").await.unwrap();
+    let tara = sign_in(&stack, "tara", &invited.one_time_password).await;
+    let refused = ctl.api_token_create(&op(&tara), "ops", "provider-admin", 1).await.unwrap_err();
+    assert_eq!(refused.status_code(), 403, "{refused}");
+
+    // A tenant-admin token of the provider admin is not a provider admin.
+    let plain = ctl.api_token_create(admin, "plain", "tenant-admin", 1).await.unwrap();
+    let plain = ctl.token_actor(&plain.token, None).await.unwrap().unwrap();
+    assert_eq!(ctl.tenant_list(&plain).await.unwrap_err().status_code(), 403);
+    assert_eq!(ctl.tenant_create(&plain, "nope").await.unwrap_err().status_code(), 403);
+
+    let made = ctl.api_token_create(admin, "ops", "provider-admin", 1).await.unwrap();
+    assert!(made.view.provider_admin);
+    assert!(ctl.api_token_list(admin).await.unwrap().iter().any(|t| t.provider_admin));
+    let ops = ctl.token_actor(&made.token, None).await.unwrap().unwrap();
+    ctl.tenant_create(&ops, "by-token").await.expect("acts as provider admin");
+    // Only while its user still is one.
+    {
+        use portal_controller::datastore::entity::user;
+        use portal_types::ids::GenericUuid;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        user::Entity::update_many()
+            .col_expr(user::Column::ProviderAdmin, false.into())
+            .filter(user::Column::Id.eq(stack.admin.user_id.into_untyped_uuid()))
+            .exec(ctl.datastore().connection())
+            .await
+            .unwrap();
+    }
+    let ops = ctl.token_actor(&made.token, None).await.unwrap().unwrap();
+    assert_eq!(ctl.tenant_create(&ops, "no-more").await.unwrap_err().status_code(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_in_two_tenants_acts_in_the_one_they_choose() {
     let stack = start(&sqlite_url("switch"), 1).await;
     let ctl = &stack.controller;

@@ -35,7 +35,7 @@ async fn me(State(ctl): State<Arc<Controller>>, caller: Caller) -> ApiResult<Me>
     reply(&caller, StatusCode::OK, result)
 }
 
-/// Every tenant (provider admins); the caller's own tenants for everyone else.
+/// Every tenant (provider admins).
 #[utoipa::path(get, path = "/tenants", tag = "admin",
     params(PageQuery), responses((status = 200, body = Page<TenantView>)))]
 async fn tenant_list(

@@ -83,7 +83,7 @@ pub fn no_content(caller: &Caller, result: Result<(), Error>) -> Result<StatusCo
 }
 
 /// Who calls: the holder of the `Authorization: Bearer gpc_…` token, or the signed-in
-/// browser session. A token that is not valid is refused even when a session exists, so a
+/// browser session; nobody is a 401. A token that is not valid is refused even when a session exists, so a
 /// script never acts as whoever happens to be signed in.
 pub struct Caller(pub OpContext);
 
@@ -111,8 +111,12 @@ impl FromRequestParts<Arc<Controller>> for Caller {
         let session = portal_web::Session::from_request_parts(parts, ctl)
             .await
             .map_err(|(_, m)| ApiError::bare(Error::internal(format!("no session layer: {m}"))))?;
-        let actor = portal_web::actor(ctl, &session, client).await.map_err(ApiError::bare)?;
-        Ok(Caller(OpContext::for_session(actor)))
+        // Every operation needs a caller: refused here, before the body is even read.
+        let actor = portal_web::actor(ctl, &session, client)
+            .await
+            .map_err(ApiError::bare)?
+            .ok_or_else(|| ApiError::bare(Error::Unauthenticated))?;
+        Ok(Caller(OpContext::for_session(Some(actor))))
     }
 }
 

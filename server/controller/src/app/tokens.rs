@@ -1,8 +1,9 @@
 //! API tokens for scripts and the CLI. A token is `gpc_` + 40 random characters, shown once;
 //! the database keeps its SHA-256 (a high-entropy secret needs no slow hash) and its first
 //! 12 characters to find it. A token acts for its user in one tenant with at most the role
-//! it was created with (never more than the user's current role there, and never as a
-//! provider admin); it expires, can be revoked, and records when it was last used.
+//! it was created with (never more than the user's current role there); only a token a
+//! provider admin made as `provider-admin` acts as provider admin, and only while its user
+//! still is one. It expires, can be revoked, and records when it was last used.
 
 use portal_types::Error;
 use portal_types::ids::ApiTokenUuid;
@@ -14,6 +15,7 @@ use subtle::ConstantTimeEq;
 use crate::Controller;
 use crate::authz::{Action, Actor, Role};
 use crate::context::OpContext;
+use crate::datastore::api_token::PROVIDER_ADMIN;
 
 const PREFIX_LEN: usize = 12;
 const MAX_DAYS: u32 = 365;
@@ -45,11 +47,17 @@ impl Controller {
             if name.is_empty() || name.len() > 64 {
                 return Err(Error::invalid("Give the token a name of 1 to 64 characters."));
             }
-            let role = Role::parse(role).ok_or_else(|| {
-                Error::invalid(format!(
-                    "\"{role}\" is not a role; use viewer, member or tenant-admin."
-                ))
-            })?;
+            let provider_admin = role == PROVIDER_ADMIN;
+            if provider_admin && !actor.provider_admin {
+                return Err(Error::forbidden("only provider admins make provider-admin tokens"));
+            }
+            let role = if provider_admin { Some(Role::TenantAdmin) } else { Role::parse(role) }
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "\"{role}\" is not a role; use viewer, member, tenant-admin or \
+                         provider-admin."
+                    ))
+                })?;
             if role > actor.role && !actor.provider_admin {
                 return Err(Error::forbidden(format!(
                     "a token cannot have more than your own role ({})",
@@ -62,7 +70,15 @@ impl Controller {
             let token = new_token();
             let view = self
                 .datastore
-                .api_token_insert(opctx, name, role, &token[..PREFIX_LEN], hash(&token), days)
+                .api_token_insert(
+                    opctx,
+                    name,
+                    role,
+                    provider_admin,
+                    &token[..PREFIX_LEN],
+                    hash(&token),
+                    days,
+                )
                 .await?;
             Ok(ApiTokenCreated { view, token })
         }
@@ -109,7 +125,8 @@ impl Controller {
         if let Err(e) = self.datastore.api_token_touch(stored.id).await {
             tracing::warn!(error = %e, "cannot record an API token's use");
         }
-        Ok(Some(OpContext::for_token(Actor { role, provider_admin: false, client, ..user })))
+        let provider_admin = stored.provider_admin && user.provider_admin;
+        Ok(Some(OpContext::for_token(Actor { role, provider_admin, client, ..user })))
     }
 }
 

