@@ -54,6 +54,21 @@ install_build_deps() {
   fi
 }
 
+# Schemathesis, the property-based tester the REST API test runs against the served OpenAPI
+# document, in a virtualenv of its own under target/ (pinned; from PyPI).
+SCHEMATHESIS_VERSION=4.32.5
+install_schemathesis() {
+  apt_install python3-venv
+  local venv="$ROOT/target/schemathesis"
+  if [ "$("$venv/bin/st" --version 2>/dev/null | awk '{print $3}')" != "$SCHEMATHESIS_VERSION" ]; then
+    step "installing schemathesis $SCHEMATHESIS_VERSION"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+  export PORTAL_TEST_SCHEMATHESIS="$venv/bin/st"
+}
+
 # What booting real guests needs (the real-guest tests and the run command's real host):
 # QEMU, libvirt's daemon, and the tools the tiny test guest is built with. Debian 12's QEMU
 # comes with its own qemu-utils: a newer backported qemu-utils conflicts with it and is

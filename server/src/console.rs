@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::client_ip::ClientIp;
 use crate::csrf::PublicOrigin;
-use crate::live::{Stopping, still_allowed};
+use crate::live::{Credential, Stopping, still_allowed};
 
 /// The path, for the route table.
 pub const PATH: &str = "/instances/{id}/console/ws";
@@ -177,7 +177,7 @@ async fn serve(socket: &mut WebSocket, console: Console, watch: Watch) -> Option
                 send(socket, Message::Ping(Bytes::new())).await?;
             }
             _ = recheck.tick() => {
-                if !still_allowed(&controller, session_id, &actor, needed).await {
+                if !still_allowed(&controller, &Credential::Session(session_id), &actor, needed).await {
                     return Some((
                         close_code::POLICY,
                         "Your session ended or your role changed; reload the page.".to_owned(),
