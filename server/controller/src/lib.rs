@@ -169,14 +169,17 @@ impl Controller {
             .await?;
         let datastore =
             datastore::DataStore::open(&config.database_url).await.map_err(database_error)?;
-        let sagas = sagas::executor::SagaExecutor::new(
-            &datastore,
-            config.replica_id.unwrap_or_else(uuid::Uuid::new_v4),
-            config.saga_lease,
-        );
-        Ok(Arc::new_cyclic(|controller| Self {
+        let replica = config.replica_id.unwrap_or_else(uuid::Uuid::new_v4);
+        let sagas = sagas::executor::SagaExecutor::new(&datastore, replica, config.saga_lease);
+        let (events, outbox) = if datastore.is_postgres() {
+            let (bus, outbox) = EventBus::relayed();
+            (bus, Some(outbox))
+        } else {
+            (EventBus::default(), None)
+        };
+        let controller = Arc::new_cyclic(|controller| Self {
             datastore,
-            events: EventBus::default(),
+            events,
             agents: AgentRegistry::default(),
             placer: tokio::sync::Mutex::new(None),
             claims: app::claims::ClaimQueue::start(controller.clone()),
@@ -193,7 +196,12 @@ impl Controller {
             secret_keys: config.secret_keys.clone(),
             currency: config.currency.clone(),
             metering: Default::default(),
-        }))
+        });
+        if let Some(outbox) = outbox {
+            let relay = background::event_relay::spawn(Arc::clone(&controller), replica, outbox);
+            relay.into_iter().for_each(|task| controller.keep_running(task));
+        }
+        Ok(controller)
     }
 
     /// What the first start did about the admin account (for the startup banner).

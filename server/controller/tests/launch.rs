@@ -827,3 +827,64 @@ async fn launches_put_the_chosen_ssh_keys_into_the_vm() {
     assert_eq!(err.status_code(), 400, "{err}");
     assert!(err.to_string().contains("is not one of your keys"), "{err}");
 }
+
+/// On PostgreSQL, a browser on one replica sees what another replica does, live: the events
+/// cross over LISTEN/NOTIFY, each exactly once, and a replica's own events are not echoed
+/// back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_cross_replicas_once() {
+    use portal_types::views::LiveEvent;
+    let Some(url) = postgres_url("event_relay").await else { return };
+    let stack = start(&url, 1).await;
+    let other = Controller::open(&ControllerConfig::new(&url)).await.unwrap();
+    let mut on_other = other.events().subscribe();
+    let mut on_first = stack.controller.events().subscribe();
+    // The listener of the other replica is up once an event of the first reaches it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        stack.controller.events().publish(None, LiveEvent::FleetChanged);
+        match tokio::time::timeout(Duration::from_millis(500), on_other.recv()).await {
+            Ok(Ok(_)) => break,
+            _ => assert!(std::time::Instant::now() < deadline, "no event crossed"),
+        }
+    }
+    while on_other.try_recv().is_ok() {}
+    while on_first.try_recv().is_ok() {}
+
+    let made = stack.controller.instance_create(&op(&stack.admin), &launch("seen", "c8m32")).await;
+    let id = made.unwrap()[0].id;
+    let mut states = Vec::new();
+    while !states.contains(&InstanceState::Running) {
+        let event = tokio::time::timeout(Duration::from_secs(20), on_other.recv())
+            .await
+            .expect("the launch reaches the other replica")
+            .unwrap();
+        if let LiveEvent::Instance(i) = event.event
+            && i.id == id
+        {
+            assert_eq!(event.tenant_id, Some(stack.admin.tenant_id));
+            states.push(i.state);
+        }
+    }
+    assert_eq!(states, [InstanceState::Provisioning, InstanceState::Running], "each once");
+
+    // The other replica's own events reach its browsers once, not again through the relay,
+    // and reach the first replica.
+    other.events().publish(Some(stack.admin.tenant_id), LiveEvent::FleetChanged);
+    let own = tokio::time::timeout(Duration::from_secs(5), on_other.recv()).await.unwrap();
+    assert!(matches!(own.unwrap().event, LiveEvent::FleetChanged));
+    let crossed = async {
+        loop {
+            let e = on_first.recv().await.unwrap();
+            if e.tenant_id.is_some() && matches!(e.event, LiveEvent::FleetChanged) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), crossed).await.expect("it crosses back");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let echoed = std::iter::from_fn(|| on_other.try_recv().ok())
+        .filter(|e| e.tenant_id.is_some() && matches!(e.event, LiveEvent::FleetChanged))
+        .count();
+    assert_eq!(echoed, 0, "a replica's own event came back to it");
+}
