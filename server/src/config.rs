@@ -138,6 +138,12 @@ pub struct Config {
     #[arg(long, env = "PORTAL_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <token>`
+    /// (set it in the environment, not on the command line). Without it `/metrics` is open;
+    /// keep it off the public path at the reverse proxy.
+    #[arg(long, env = "PORTAL_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -7,6 +7,7 @@ mod config;
 mod console;
 mod csrf;
 mod live;
+mod metrics;
 mod oidc_routes;
 mod pki;
 mod protect;

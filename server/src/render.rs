@@ -46,7 +46,9 @@ impl RenderPool {
 fn is_page(req: &Request) -> bool {
     let path = req.uri().path();
     req.method() == Method::GET
-        && !["/api/", "/auth/", "/pkg/", "/vendor/", "/healthz"].iter().any(|p| path.starts_with(p))
+        && !["/api/", "/auth/", "/pkg/", "/vendor/", "/healthz", "/livez", "/readyz", "/metrics"]
+            .iter()
+            .any(|p| path.starts_with(p))
         && !is_console(path)
 }
 

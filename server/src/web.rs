@@ -67,6 +67,11 @@ pub async fn router(
         .route("/usage/invoices/{month}/csv", get(crate::billing_csv::invoice))
         .route("/admin/usage/{month}/csv", get(crate::billing_csv::provider))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::metrics::routes(
+            Arc::clone(&controller),
+            config.metrics_token.clone(),
+            stopping.clone(),
+        )?)
         .merge(rest)
         .merge(crate::oidc_routes::router(Arc::clone(&controller), config)?)
         .with_state(Arc::clone(&controller))
@@ -99,7 +104,9 @@ pub async fn router(
         .layer(axum::middleware::from_fn_with_state(
             crate::protect::InFlight::new(crate::protect::MAX_IN_FLIGHT),
             crate::protect::shed_load,
-        ));
+        ))
+        // Outermost, so that requests refused above (busy, too large) are counted too.
+        .layer(axum::middleware::from_fn(crate::metrics::track));
     let app = crate::protect::security_headers(config.is_https()).into_iter().fold(
         app,
         |app, (name, value)| {

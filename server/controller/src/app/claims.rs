@@ -60,6 +60,8 @@ pub(crate) struct Launch {
     /// The subnet and security groups to record with each VM, checked by the caller.
     pub network: LaunchNetwork,
     pub reply: oneshot::Sender<Result<Vec<Claimed>, Error>>,
+    /// When it was queued (the placement histogram's start).
+    pub queued: std::time::Instant,
 }
 
 /// Where launches are queued; the claim task ends when the controller is dropped.
@@ -89,6 +91,7 @@ impl ClaimQueue {
             ssh_keys,
             network,
             reply,
+            queued: std::time::Instant::now(),
         };
         let stopped = || Error::unavailable("the portal is shutting down; launch again");
         self.0.send(launch).await.map_err(|_| stopped())?;
@@ -100,8 +103,11 @@ async fn claim_task(controller: Weak<Controller>, mut queue: mpsc::Receiver<Laun
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         let Some(controller) = controller.upgrade() else { return };
+        metrics::gauge!("portal_placement_queue_depth").set((batch.len() + queue.len()) as f64);
         let answers = controller.claim_batch(&batch).await;
+        metrics::gauge!("portal_placement_queue_depth").set(queue.len() as f64);
         for (launch, answer) in batch.drain(..).zip(answers) {
+            count_placement(&launch, &answer);
             if let Ok(claimed) = &answer {
                 controller.instances_claimed(&launch.actor, claimed).await;
             }
@@ -109,6 +115,26 @@ async fn claim_task(controller: Weak<Controller>, mut queue: mpsc::Receiver<Laun
             let _ = launch.reply.send(answer);
         }
     }
+}
+
+/// One launch's placement in the metrics (no-ops without a recorder): its outcome, and the
+/// time from being queued to being decided and committed.
+fn count_placement(launch: &Launch, answer: &Result<Vec<Claimed>, Error>) {
+    let result = match answer {
+        Ok(_) => "placed",
+        Err(Error::InsufficientCapacity { .. }) => "refused_capacity",
+        // The caller's own doing: quota, a name taken, an unknown type or image.
+        Err(
+            Error::Forbidden { .. }
+            | Error::NotFound { .. }
+            | Error::InvalidRequest { .. }
+            | Error::Conflict { .. },
+        ) => "refused",
+        Err(_) => "error",
+    };
+    metrics::counter!("portal_placements_total", "result" => result).increment(1);
+    metrics::histogram!("portal_placement_duration_seconds")
+        .record(launch.queued.elapsed().as_secs_f64());
 }
 
 /// Why a batch's transaction did not commit.

@@ -12,6 +12,7 @@
 //! transactions instead of one per event, which the claim batches would otherwise queue
 //! behind (SQLite has one writer).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -44,6 +45,10 @@ pub(crate) struct SagaStore {
     pub(crate) hung: tokio::sync::Notify,
     /// The group-commit writer of node events.
     events: mpsc::UnboundedSender<EventWrite>,
+    /// The names of the sagas this replica runs, for the `saga` label of the step counter
+    /// (steno's events carry only the saga's id). Entered before a saga starts or resumes,
+    /// removed once it ends.
+    pub(crate) names: Mutex<HashMap<SagaId, String>>,
 }
 
 /// A node event waiting for the writer, and who to tell once it is stored.
@@ -126,6 +131,7 @@ impl SagaStore {
             hang_after: Mutex::new(None),
             hung: tokio::sync::Notify::new(),
             events,
+            names: Mutex::default(),
         }
     }
 
@@ -243,6 +249,57 @@ impl SagaStore {
     }
 }
 
+/// What `/metrics` reports of the database at scrape time: bounded aggregate counts only
+/// (no tenant's data), so there is no actor to authorize; the portal's operators decide who
+/// may scrape.
+#[derive(Debug, Clone, Default)]
+pub struct OperationsCounts {
+    /// Sagas not done (running or unwinding), of every replica.
+    pub unfinished_sagas: u64,
+    /// Instances per state (the stored state's name).
+    pub instances: Vec<(String, u64)>,
+    /// Agents per kind ("host", "dpu", "switch") and link (connected or not).
+    pub agents: Vec<(&'static str, bool, u64)>,
+}
+
+impl DataStore {
+    /// Counts for `/metrics`: three grouped queries, whatever the size of the fleet.
+    pub async fn operations_counts(&self) -> Result<OperationsCounts, StoreError> {
+        let db = self.connection();
+        let backend = db.get_database_backend();
+        let query = |sql: &str| db.query_all_raw(sea_orm::Statement::from_string(backend, sql));
+        let count = |row: &sea_orm::QueryResult| -> Result<u64, StoreError> {
+            Ok(row.try_get::<i64>("", "n")?.max(0) as u64)
+        };
+        let mut counts = OperationsCounts::default();
+        for row in query("SELECT COUNT(*) AS n FROM saga WHERE state <> 'done'").await? {
+            counts.unfinished_sagas = count(&row)?;
+        }
+        for row in query("SELECT state, COUNT(*) AS n FROM instance GROUP BY state").await? {
+            counts.instances.push((row.try_get("", "state")?, count(&row)?));
+        }
+        for kind in ["host", "dpu", "switch"] {
+            let sql = format!(
+                "SELECT CASE WHEN agent_connected THEN 1 ELSE 0 END AS connected, \
+                 COUNT(*) AS n FROM {kind} GROUP BY agent_connected"
+            );
+            for row in query(&sql).await? {
+                let connected = row.try_get::<i32>("", "connected")? != 0;
+                counts.agents.push((kind, connected, count(&row)?));
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The database answers a trivial query (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let db = self.connection();
+        db.query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), "SELECT 1"))
+            .await?;
+        Ok(())
+    }
+}
+
 /// Logs a saga-log write that failed; the caller retries it (see the module comment).
 fn failed(what: &str, e: &DbErr) {
     tracing::warn!(error = %e, what, "cannot write the saga log; retrying");
@@ -251,7 +308,9 @@ fn failed(what: &str, e: &DbErr) {
 #[async_trait::async_trait]
 impl SecStore for SagaStore {
     async fn saga_create(&self, params: SagaCreateParams) -> Result<(), anyhow::Error> {
-        let row = self.row(params.id, &params.name.to_string(), &params.dag);
+        let name = params.name.to_string();
+        self.names.lock().unwrap_or_else(|p| p.into_inner()).insert(params.id, name.clone());
+        let row = self.row(params.id, &name, &params.dag);
         Self::insert(&self.db, row).await?;
         Ok(())
     }
@@ -278,6 +337,15 @@ impl SecStore for SagaStore {
                 backoff.sleep().await;
             }
         }
+        // Counted once stored (a no-op without a metrics recorder, as in tests).
+        let saga =
+            self.names.lock().unwrap_or_else(|p| p.into_inner()).get(&event.saga_id).cloned();
+        metrics::counter!(
+            "portal_saga_steps_total",
+            "saga" => saga.unwrap_or_else(|| "unknown".to_owned()),
+            "event" => label,
+        )
+        .increment(1);
         let hang = *self.hang_after.lock().unwrap_or_else(|p| p.into_inner());
         if label == "succeeded" && hang == Some((event.saga_id, node)) {
             tracing::warn!(saga = %event.saga_id, node, "saga stopped here for a test");

@@ -158,17 +158,36 @@ impl SagaExecutor {
         name: String,
         done: BoxFuture<'static, SagaResult>,
     ) -> Result<(), Error> {
-        self.sec.saga_start(id).await.map_err(|e| Error::internal(format!("{e:#}")))?;
+        // The step counter's `saga` label (steno's node events carry only the id).
+        self.store.names.lock().unwrap_or_else(|p| p.into_inner()).insert(id, name.clone());
         let running = Arc::clone(&self.running);
+        let count_running = |running: &Mutex<HashSet<Uuid>>| {
+            let n = running.lock().unwrap_or_else(|p| p.into_inner()).len();
+            metrics::gauge!("portal_sagas_running").set(n as f64);
+        };
+        count_running(&running);
+        if let Err(e) = self.sec.saga_start(id).await {
+            self.store.names.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            return Err(Error::internal(format!("{e:#}")));
+        }
+        let store = Arc::clone(&self.store);
         tokio::spawn(async move {
             let result = done.await;
-            match result.kind {
-                Ok(_) => tracing::info!(saga = %id, %name, "saga finished"),
-                Err(e) => {
-                    tracing::info!(saga = %id, %name, node = %e.error_node_name.as_ref(), error = %e.error_source, "saga unwound")
+            let outcome = match result.kind {
+                Ok(_) => {
+                    tracing::info!(saga = %id, %name, "saga finished");
+                    "finished"
                 }
-            }
+                Err(e) => {
+                    tracing::info!(saga = %id, %name, node = %e.error_node_name.as_ref(), error = %e.error_source, "saga unwound");
+                    "unwound"
+                }
+            };
+            metrics::counter!("portal_sagas_total", "saga" => name, "result" => outcome)
+                .increment(1);
+            store.names.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             running.lock().unwrap_or_else(|p| p.into_inner()).remove(id.as_untyped_uuid());
+            count_running(&running);
         });
         Ok(())
     }
