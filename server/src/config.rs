@@ -108,7 +108,15 @@ pub struct Config {
     #[arg(long, env = "PORTAL_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 
-    /// Mark session cookies Secure (automatic when --public-url is https://).
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "PORTAL_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM, PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "PORTAL_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mark session cookies Secure (automatic with --tls-cert or an https:// --public-url).
     #[arg(long, env = "PORTAL_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
 
@@ -165,10 +173,14 @@ pub enum Command {
 }
 
 impl Config {
-    /// Browsers reach the portal over https (its public URL says so): cookies are `Secure`
-    /// and HSTS is sent.
+    /// Browsers reach the portal over https (it serves TLS, or its public URL says so):
+    /// cookies are `Secure` and HSTS is sent.
     pub fn is_https(&self) -> bool {
-        self.public_url.as_deref().is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+        self.tls_cert.is_some()
+            || self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
     }
 
     /// Where the agents' CA and the control plane's certificate are.

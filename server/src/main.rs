@@ -14,6 +14,7 @@ mod protect;
 mod render;
 mod rest;
 mod startup;
+mod tls;
 mod web;
 
 use clap::Parser;

@@ -18,6 +18,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.database_url.is_none() {
         check_writable_dir(&config.data_dir)?;
     }
+    // A bad certificate stops the start before anything else is done.
+    let https = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             anyhow!(
@@ -80,10 +85,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     banner(&config, controller.bootstrap(), endpoints.len(), &unattached);
     // Pages stream in several writes: without TCP_NODELAY, Nagle's algorithm and delayed
     // ACKs hold a response's tail for ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let mut stop_seen = stop_seen;
+    use axum::serve::ListenerExt;
+    match https {
+        Some(tls) => {
+            let listener = crate::tls::TlsListener::new(listener, tls)?.tap_io(|tls| {
+                let _ = tls.get_ref().0.set_nodelay(true);
+            });
+            serve(listener, app, stopping, stop_seen).await?;
+        }
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            serve(listener, app, stopping, stop_seen).await?;
+        }
+    }
+    controller.stop();
+    Ok(())
+}
+
+/// Serves until Ctrl-C or SIGTERM, then finishes what is in flight (for a while).
+async fn serve<L>(
+    listener: L,
+    app: axum::Router,
+    stopping: tokio::sync::watch::Sender<bool>,
+    mut stop_seen: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    std::net::SocketAddr:
+        for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     let server =
         axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
@@ -103,7 +135,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "requests were still open after the shutdown grace period; stopping anyway"
         ),
     }
-    controller.stop();
     Ok(())
 }
 
@@ -173,7 +204,8 @@ pub(crate) fn read_agents_file(path: &Path) -> anyhow::Result<Vec<agent_proto::A
 }
 
 fn banner(config: &Config, bootstrap: &Bootstrap, agents: usize, unattached: &[StartError]) {
-    let url = format!("http://{}", config.listen);
+    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", config.listen);
     let mode = match (&config.agents_file, config.real_host) {
         (Some(_), _) => "attached agents",
         (None, true) => "simulated datacenter and this machine as real host local-1",

@@ -52,10 +52,15 @@ impl Portal {
             .stdout(Stdio::null())
             .spawn()
             .expect("portal-server starts");
-        let portal = Portal { child, url: format!("http://127.0.0.1:{port}"), data };
+        let scheme = if extra.contains(&"--tls-cert") { "https" } else { "http" };
+        let mut portal = Portal { child, url: format!("{scheme}://127.0.0.1:{port}"), data };
         let deadline = Instant::now() + Duration::from_secs(60);
-        let client = reqwest::Client::new();
+        // Only whether it answers: the certificate is the test's business.
+        let client = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
         while client.get(format!("{}/healthz", portal.url)).send().await.is_err() {
+            if let Ok(Some(status)) = portal.child.try_wait() {
+                panic!("the portal exited while starting: {status}");
+            }
             assert!(Instant::now() < deadline, "the portal did not come up");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
