@@ -37,6 +37,11 @@ pub async fn context() -> Result<(Arc<Controller>, Session, OpContext), Error> {
     {
         opctx = by_token;
     }
+    if let Ok(axum::Extension(RequestId(id))) =
+        leptos_axum::extract::<axum::Extension<RequestId>>().await
+    {
+        opctx = opctx.with_request_id(id);
+    }
     *cache.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(opctx.clone());
     Ok((ctl, session, opctx))
 }
@@ -77,6 +82,11 @@ pub fn fail(err: Error) -> Error {
 /// and, behind trusted proxies only, `X-Forwarded-For` (a request extension).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub std::net::IpAddr);
+
+/// The id of the current request (a request extension the server sets): in its log lines,
+/// its `X-Request-Id` answer and the controller's operation.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestId(pub uuid::Uuid);
 
 /// The caller's IP address (for sign-in throttling and the audit log).
 pub async fn client_address() -> Option<std::net::IpAddr> {

@@ -12,6 +12,7 @@ mod oidc_routes;
 mod pki;
 mod protect;
 mod render;
+mod request_id;
 mod rest;
 mod startup;
 mod tls;

@@ -105,8 +105,10 @@ pub async fn router(
             crate::protect::InFlight::new(crate::protect::MAX_IN_FLIGHT),
             crate::protect::shed_load,
         ))
-        // Outermost, so that requests refused above (busy, too large) are counted too.
-        .layer(axum::middleware::from_fn(crate::metrics::track));
+        // Outermost, so that requests refused above (busy, too large) are counted and
+        // tagged too.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(axum::middleware::from_fn(crate::request_id::tag));
     let app = crate::protect::security_headers(config.is_https()).into_iter().fold(
         app,
         |app, (name, value)| {

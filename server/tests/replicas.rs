@@ -400,11 +400,11 @@ async fn two_replicas_behind_haproxy_share_sessions_capacity_events_and_survive_
             }
         })
     };
-    for i in 0..2 {
-        replicas[i].stop().await;
+    for replica in &mut replicas {
+        replica.stop().await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        replicas[i].spawn();
-        replicas[i].wait_ready().await;
+        replica.spawn();
+        replica.wait_ready().await;
         // Until the balancer's health check has seen it back.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

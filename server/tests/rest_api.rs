@@ -234,3 +234,42 @@ async fn schemathesis_finds_no_server_error_and_every_answer_matches_the_documen
         eprintln!("{}", text.lines().rev().take(3).collect::<Vec<_>>().join("\n"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_has_an_id_in_its_answer_its_error_and_its_json_log_lines() {
+    let portal = Portal::start("rest-ids", &["--log-format", "json"]).await;
+    let client = reqwest::Client::new();
+    let mine = "0b4f6a57-3c4e-4d8e-9a51-7f6c2f0d9e11";
+    let response = client
+        .get(format!("{}/api/v1/instances", portal.url))
+        .header("x-request-id", mine)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], mine, "a caller's UUID is kept");
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["request_id"], mine, "{body}");
+    // Without one, or with one that is not a UUID, the portal makes one.
+    let made = client
+        .get(format!("{}/login", portal.url))
+        .header("x-request-id", "<script>")
+        .send()
+        .await
+        .unwrap();
+    let id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+
+    // The access log is JSON lines carrying the id.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = portal.log();
+        let lines: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let tagged = |id: &str| lines.iter().any(|l| l.to_string().contains(id));
+        if tagged(mine) && tagged(&id) {
+            assert!(log.lines().all(|l| l.is_empty() || serde_json::from_str::<Value>(l).is_ok()));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no JSON log line with the request ids:\n{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

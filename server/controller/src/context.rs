@@ -40,6 +40,11 @@ impl OpContext {
         OpContext { actor: Some(actor), through: Through::Token, request_id: Uuid::new_v4() }
     }
 
+    /// The same caller, for the request with this id (the web layer's).
+    pub fn with_request_id(self, request_id: Uuid) -> Self {
+        OpContext { request_id, ..self }
+    }
+
     /// Nobody signed in.
     pub fn anonymous() -> Self {
         Self::for_session(None)

@@ -38,8 +38,9 @@ impl ApiError {
         ApiError { error, request_id: opctx.request_id() }
     }
 
-    fn bare(error: Error) -> Self {
-        ApiError { error, request_id: uuid::Uuid::new_v4() }
+    /// Before there is an operation: the request's id from the web layer.
+    fn at(error: Error, extensions: &axum::http::Extensions) -> Self {
+        ApiError { error, request_id: request_id(extensions) }
     }
 }
 
@@ -69,6 +70,11 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The id the web layer gave the request (a new one outside it, as in unit tests).
+fn request_id(extensions: &axum::http::Extensions) -> uuid::Uuid {
+    extensions.get::<crate::request_id::RequestId>().map_or_else(uuid::Uuid::new_v4, |r| r.0)
+}
+
 /// A handler's result: JSON with the status it chose, or the error.
 pub type ApiResult<T> = Result<(StatusCode, axum::Json<T>), ApiError>;
 
@@ -95,28 +101,31 @@ impl FromRequestParts<Arc<Controller>> for Caller {
         ctl: &Arc<Controller>,
     ) -> Result<Self, Self::Rejection> {
         let client = parts.extensions.get::<crate::client_ip::ClientIp>().map(|c| c.0);
+        let id = request_id(&parts.extensions);
+        let refuse = |error: Error| ApiError { error, request_id: id };
+        let tagged = |opctx: OpContext| Caller(opctx.with_request_id(id));
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             let token = value
                 .to_str()
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim)
-                .ok_or_else(|| ApiError::bare(Error::Unauthenticated))?;
+                .ok_or_else(|| refuse(Error::Unauthenticated))?;
             return match ctl.token_actor(token, client).await {
-                Ok(Some(opctx)) => Ok(Caller(opctx)),
-                Ok(None) => Err(ApiError::bare(Error::Unauthenticated)),
-                Err(e) => Err(ApiError::bare(e)),
+                Ok(Some(opctx)) => Ok(tagged(opctx)),
+                Ok(None) => Err(refuse(Error::Unauthenticated)),
+                Err(e) => Err(refuse(e)),
             };
         }
         let session = portal_web::Session::from_request_parts(parts, ctl)
             .await
-            .map_err(|(_, m)| ApiError::bare(Error::internal(format!("no session layer: {m}"))))?;
+            .map_err(|(_, m)| refuse(Error::internal(format!("no session layer: {m}"))))?;
         // Every operation needs a caller: refused here, before the body is even read.
         let actor = portal_web::actor(ctl, &session, client)
             .await
-            .map_err(ApiError::bare)?
-            .ok_or_else(|| ApiError::bare(Error::Unauthenticated))?;
-        Ok(Caller(OpContext::for_session(Some(actor))))
+            .map_err(refuse)?
+            .ok_or_else(|| refuse(Error::Unauthenticated))?;
+        Ok(tagged(OpContext::for_session(Some(actor))))
     }
 }
 
@@ -127,13 +136,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let extensions = req.extensions().clone();
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Body(v)),
-            Err(e) => Err(ApiError::bare(Error::invalid(format!(
-                "The request body is not what this operation takes ({}); send JSON as the API \
+            Err(e) => Err(ApiError::at(
+                Error::invalid(format!(
+                    "The request body is not what this operation takes ({}); send JSON as the API \
                  document describes.",
-                e.body_text()
-            )))),
+                    e.body_text()
+                )),
+                &extensions,
+            )),
         }
     }
 }
@@ -147,10 +160,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryOf<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(QueryOf(v)),
-            Err(e) => Err(ApiError::bare(Error::invalid(format!(
-                "The query parameters are not valid ({}).",
-                e.body_text()
-            )))),
+            Err(e) => Err(ApiError::at(
+                Error::invalid(format!("The query parameters are not valid ({}).", e.body_text())),
+                &parts.extensions,
+            )),
         }
     }
 }
@@ -164,10 +177,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathOf<
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(PathOf(v)),
-            Err(e) => Err(ApiError::bare(Error::invalid(format!(
-                "A path parameter is not valid ({}).",
-                e.body_text()
-            )))),
+            Err(e) => Err(ApiError::at(
+                Error::invalid(format!("A path parameter is not valid ({}).", e.body_text())),
+                &parts.extensions,
+            )),
         }
     }
 }

@@ -14,6 +14,8 @@ pub struct Portal {
     child: Child,
     pub url: String,
     data: PathBuf,
+    /// Its standard error: the log.
+    log: PathBuf,
 }
 
 impl Drop for Portal {
@@ -21,6 +23,12 @@ impl Drop for Portal {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data);
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- the portal's log, last lines first ---\n{}", tail.join("\n"));
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -38,6 +46,7 @@ impl Portal {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let data = std::env::temp_dir().join(format!("portal-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
+        let log = std::env::temp_dir().join(format!("portal-{test}-{}.log", std::process::id()));
         let child = Command::new(env!("CARGO_BIN_EXE_portal-server"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--sim-scalable-units", "1"])
             .arg("--data-dir")
@@ -46,14 +55,15 @@ impl Portal {
             .arg(site_root(test))
             .args(extra)
             .env("PORTAL_ADMIN_PASSWORD", PASSWORD)
-            .env("PORTAL_LOG", "warn")
+            .env("PORTAL_LOG", "info")
             .env_remove("PORTAL_AGENTS_FILE")
             .env_remove("PORTAL_DATABASE_URL")
             .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("portal-server starts");
         let scheme = if extra.contains(&"--tls-cert") { "https" } else { "http" };
-        let mut portal = Portal { child, url: format!("{scheme}://127.0.0.1:{port}"), data };
+        let mut portal = Portal { child, url: format!("{scheme}://127.0.0.1:{port}"), data, log };
         let deadline = Instant::now() + Duration::from_secs(60);
         // Only whether it answers: the certificate is the test's business.
         let client = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
@@ -65,6 +75,11 @@ impl Portal {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         portal
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// A client carrying the session cookie of `username`.

@@ -67,18 +67,11 @@ impl Controller {
             if !(1..=MAX_DAYS).contains(&days) {
                 return Err(Error::invalid(format!("A token lives 1 to {MAX_DAYS} days.")));
             }
+            let scope = if provider_admin { PROVIDER_ADMIN } else { role.as_str() };
             let token = new_token();
             let view = self
                 .datastore
-                .api_token_insert(
-                    opctx,
-                    name,
-                    role,
-                    provider_admin,
-                    &token[..PREFIX_LEN],
-                    hash(&token),
-                    days,
-                )
+                .api_token_insert(opctx, name, scope, &token[..PREFIX_LEN], hash(&token), days)
                 .await?;
             Ok(ApiTokenCreated { view, token })
         }

@@ -45,13 +45,13 @@ fn view(row: &api_token::Model, tenant_name: &str) -> ApiTokenView {
 }
 
 impl DataStore {
-    /// Stores a new token of the actor in their tenant (validated by the caller).
+    /// Stores a new token of the actor in their tenant (validated by the caller); `scope` is
+    /// a role's name or [`PROVIDER_ADMIN`].
     pub async fn api_token_insert(
         &self,
         opctx: &OpContext,
         name: &str,
-        role: Role,
-        provider_admin: bool,
+        scope: &str,
         prefix: &str,
         hash: String,
         days: u32,
@@ -62,7 +62,7 @@ impl DataStore {
             id: Set(Uuid::new_v4()),
             user_id: Set(actor.user_id.into_untyped_uuid()),
             tenant_id: Set(actor.tenant_id.into_untyped_uuid()),
-            role: Set(if provider_admin { PROVIDER_ADMIN } else { role.as_str() }.to_owned()),
+            role: Set(scope.to_owned()),
             name: Set(name.to_owned()),
             prefix: Set(prefix.to_owned()),
             hash: Set(hash),
