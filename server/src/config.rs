@@ -25,6 +25,11 @@ pub enum GuestVirt {
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Config {
+    /// A configuration file (TOML; keys are these flags' long names without dashes). Flags
+    /// and the environment win over it.
+    #[arg(long, env = "PORTAL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Address the portal listens on.
     #[arg(long, env = "PORTAL_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,

@@ -4,6 +4,7 @@
 mod billing_csv;
 mod client_ip;
 mod config;
+mod config_file;
 mod console;
 mod csrf;
 mod live;
@@ -18,12 +19,17 @@ mod startup;
 mod tls;
 mod web;
 
-use clap::Parser;
-
-use crate::config::{Command, Config, LogFormat};
+use crate::config::{Command, LogFormat};
 
 fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let config = match config_file::load() {
+        Ok(config) => config,
+        Err(config_file::LoadError::Arguments(e)) => e.exit(),
+        Err(config_file::LoadError::File(message)) => {
+            eprintln!("error: {message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     if config.print_routes {
         print_routes();
         return std::process::ExitCode::SUCCESS;

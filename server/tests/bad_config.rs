@@ -188,3 +188,35 @@ fn a_missing_browser_bundle_is_named() {
     assert!(line.starts_with("error: the browser bundle"), "{stderr}");
     assert!(line.contains("is missing; build it with the README's run command"), "{stderr}");
 }
+
+#[test]
+fn the_config_file_is_read_below_the_environment_and_bad_keys_are_named() {
+    let file = std::env::temp_dir().join(format!("portal-config-{}.toml", std::process::id()));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let from_file = taken.local_addr().unwrap().to_string();
+    std::fs::write(&file, format!("listen = \"{from_file}\"\n")).unwrap();
+    let (code, stderr) = portal("cfgfile", &["--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(last_line(&stderr).contains(&from_file), "the file's address is used: {stderr}");
+
+    // The environment wins over the file.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let from_env = other.local_addr().unwrap().to_string();
+    let data = std::env::temp_dir().join(format!("portal-badcfg-env-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_portal-server"))
+        .args(["--data-dir", data.to_str().unwrap()])
+        .env("PORTAL_CONFIG", &file)
+        .env("PORTAL_LISTEN", &from_env)
+        .env("PORTAL_LOG", "error")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(last_line(&stderr).contains(&from_env), "{stderr}");
+
+    std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
+    let (code, stderr) = portal("cfgkey", &["--config", file.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(last_line(&stderr).starts_with("error: `lisen` in "), "{stderr}");
+    assert!(last_line(&stderr).contains("is not a setting; use the long flags"), "{stderr}");
+    let _ = std::fs::remove_file(file);
+}
