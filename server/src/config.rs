@@ -164,6 +164,24 @@ pub struct Config {
 /// One-off commands instead of serving.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
+    /// Back the database up to a new file and exit: SQLite online (the portal may keep
+    /// running), PostgreSQL with pg_dump. Back the secret key up separately.
+    Backup {
+        /// The file to write (it must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Replace the database with a backup and exit. SQLite: stop the portal first; the
+    /// replaced file is kept as portal.db.before-restore. PostgreSQL: pg_restore --clean.
+    Restore {
+        /// The backup to restore.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Restore although SQLite's write-ahead log says the database is open (after a
+        /// crash; never while a portal runs).
+        #[arg(long)]
+        force: bool,
+    },
     /// Create the agents' mutual TLS certificates and exit: a CA, one server certificate per
     /// agent of the agents file and the control plane's client certificate, keeping those
     /// that exist. Copy ca.pem and agents/<kind>/<id>.pem and .key to each agent.

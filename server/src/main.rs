@@ -1,6 +1,7 @@
 //! `portal-server`: the GPU cloud portal. Starts the control plane, attaches the agents (or
 //! a simulated datacenter), and serves the UI, server functions and the live event stream.
 
+mod backup;
 mod billing_csv;
 mod client_ip;
 mod config;
@@ -44,6 +45,9 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Some(Command::Backup { .. } | Command::Restore { .. }) = &config.command {
+        return one_off(&config);
+    }
     init_tracing(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -59,6 +63,32 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One sentence a person can act on, not a backtrace.
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `backup` or `restore`, with a runtime of their own.
+fn one_off(config: &config::Config) -> std::process::ExitCode {
+    let done = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(async {
+                match &config.command {
+                    Some(Command::Backup { to }) => backup::backup(config, to).await,
+                    Some(Command::Restore { from, force }) => {
+                        backup::restore(config, from, *force).await
+                    }
+                    _ => Ok(()),
+                }
+            })
+        });
+    match done {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }

@@ -15,9 +15,8 @@ use crate::config::{Config, GuestVirt};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    if config.database_url.is_none() {
-        check_writable_dir(&config.data_dir)?;
-    }
+    // The data directory holds this replica's id and the secret key, whatever the database.
+    check_writable_dir(&config.data_dir)?;
     // A bad certificate stops the start before anything else is done.
     let https = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),

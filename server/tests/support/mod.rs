@@ -43,9 +43,15 @@ fn site_root(test: &str) -> PathBuf {
 impl Portal {
     /// Starts the portal (`test` names its directories) and waits until it answers.
     pub async fn start(test: &str, extra: &[&str]) -> Portal {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let data = std::env::temp_dir().join(format!("portal-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
+        Self::start_on(test, data, extra).await
+    }
+
+    /// Starts the portal on a data directory that may hold a database already (removed when
+    /// the portal is dropped).
+    pub async fn start_on(test: &str, data: PathBuf, extra: &[&str]) -> Portal {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = std::env::temp_dir().join(format!("portal-{test}-{}.log", std::process::id()));
         let child = Command::new(env!("CARGO_BIN_EXE_portal-server"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--sim-scalable-units", "1"])
@@ -75,6 +81,10 @@ impl Portal {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         portal
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data
     }
 
     /// What it has logged so far.

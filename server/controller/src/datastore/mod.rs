@@ -12,6 +12,7 @@
 pub mod account;
 pub mod api_token;
 pub mod audit;
+pub mod backup;
 pub(crate) mod claim;
 mod connection;
 pub mod entity;
