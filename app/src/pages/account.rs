@@ -102,7 +102,8 @@ fn Account(me: Me) -> impl IntoView {
             </section>
             <section class="panel">
                 <h2>"API tokens"</h2>
-                <p class="muted">"Send a token as " <code>"Authorization: Bearer <token>"</code> " to call the API as yourself, in this tenant, with at most the token's role."</p>
+                <p class="muted">"Send a token as " <code>"Authorization: Bearer <token>"</code> " to call the API as yourself, in this tenant, with at most the token's role. "
+                    <a href="/api/v1/docs" rel="external" data-testid="api-docs">"API reference"</a></p>
                 <Transition fallback=|| ()>
                     {move || tokens.get().map(|list| view! {
                         <table class="instances" data-testid="token-table">
