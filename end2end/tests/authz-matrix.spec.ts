@@ -135,6 +135,40 @@ const POLICY: Record<string, Policy> = {
   },
   "GET /api/v1/admin/usage": { expect: providerOnly, form: none },
   "GET /api/v1/admin/prices": { expect: providerOnly, form: none },
+  "GET /api/v1/quotas": { expect: { ...all(200), otherAdmin: 404 }, form: none, path: async (w) => `/api/v1/quotas?tenant=${w.home}` },
+  "PUT /api/v1/quotas/{resource}": {
+    expect: providerOnly,
+    form: none,
+    json: (w) => ({ tenant_id: w.home, limit: "unlimited" }),
+    path: async () => "/api/v1/quotas/instances",
+  },
+  "GET /api/v1/capacity": { expect: all(200), form: none },
+  "GET /api/v1/audit": { expect: tenantAdmins, form: none },
+  "GET /api/v1/admin/hosts": { expect: providerOnly, form: none },
+  "PUT /api/v1/admin/hosts/{name}/cordon": {
+    expect: answering(providerOnly, 204),
+    form: none,
+    json: () => ({ cordoned: false }),
+    path: async () => "/api/v1/admin/hosts/su2-h32/cordon",
+  },
+  "PUT /api/v1/tenants/{id}/suspended": {
+    expect: providerOnly,
+    form: none,
+    json: () => ({ suspended: false }),
+    path: async (w) => `/api/v1/tenants/${w.scratchTenant}/suspended`,
+  },
+  "PUT /api/v1/users/{id}/role": {
+    expect: answering(homeAdmins, 204),
+    form: none,
+    json: (w) => ({ tenant_id: w.home, role: "member" }),
+    path: async (w) => `/api/v1/users/${w.scratchUser}/role`,
+  },
+  "PUT /api/v1/users/{id}/disabled": {
+    expect: answering(homeAdmins, 204),
+    form: none,
+    json: (w) => ({ tenant_id: w.home, disabled: false }),
+    path: async (w) => `/api/v1/users/${w.scratchUser}/disabled`,
+  },
   // The provider admin passes authorization and is stopped by the start in the past (400).
   "POST /api/v1/admin/prices": {
     expect: { ...providerOnly, providerAdmin: 400 },

@@ -222,7 +222,9 @@ async fn schemathesis_finds_no_server_error_and_every_answer_matches_the_documen
             // Everything but positive_data_acceptance: a schema cannot say that a CIDR must
             // not overlap or that a month exists, so valid-looking input is refused with 400.
             .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
-            .args(["--max-examples", "25", "--request-timeout", "10", "--workers", "2"])
+            // One worker: with two, Debian's Python 3.11 fails now and then in its own ast
+            // module ("AST constructor recursion depth mismatch", not thread-safe there).
+            .args(["--max-examples", "25", "--request-timeout", "10", "--workers", "1"])
             .args(["--seed", "20261203", "--no-color"])
             .current_dir(std::env::temp_dir()) // where it keeps its cache
             .kill_on_drop(true)

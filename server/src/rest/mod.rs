@@ -10,6 +10,7 @@ mod extract;
 mod instances;
 mod keys;
 mod network;
+mod operators;
 mod usage;
 
 use std::sync::Arc;
@@ -47,7 +48,8 @@ pub fn router() -> (Router<Arc<Controller>>, utoipa::openapi::OpenApi) {
         .merge(keys::router())
         .merge(network::router())
         .merge(usage::router())
-        .merge(admin::router());
+        .merge(admin::router())
+        .merge(operators::router());
     let (router, mut doc) =
         OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(PREFIX, api).split_for_parts();
     complete(&mut doc);
