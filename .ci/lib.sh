@@ -26,7 +26,7 @@ apt_install() { # apt_install PACKAGE... : installs the ones that are missing
 # and genisoimage for the VM overlays and config drives its tests make), iproute2, nftables
 # and FRR for the DPU and switch agents' Linux backends and their packet tests, the WASM target, the exact
 # wasm-bindgen CLI of Cargo.lock, Node for wasm-opt (npm binaryen 132; Debian's 108 breaks
-# the bundle) and Playwright.
+# the bundle), wasm-split-cli and Playwright.
 install_build_deps() {
   apt_install build-essential pkg-config ca-certificates brotli
   apt_install libvirt-dev libvirt-clients libxml2-utils qemu-utils genisoimage
@@ -47,6 +47,13 @@ install_build_deps() {
   if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
     step "installing wasm-bindgen-cli $want (once per machine, about 4 minutes)"
     cargo install wasm-bindgen-cli --version "=$want"   # not --locked: see reference/ecosystem.md
+  fi
+  # wasm-split-cli (crate wasm_split_cli_support, the splitter cargo-leptos --split links)
+  # cuts the lazy pages out of the browser bundle; its own lock file builds with Rust 1.95.
+  local split=0.2.4
+  if ! cargo install --list | grep -qx "wasm_split_cli_support v$split:"; then
+    step "installing wasm-split-cli $split (once per machine, about a minute)"
+    cargo install wasm_split_cli_support --version "=$split" --features build-binary --locked
   fi
   if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ end2end/package-lock.json -nt end2end/node_modules/.stamp ]; then
     step "installing the end2end npm packages"
@@ -142,23 +149,67 @@ XML
   echo "$virt"
 }
 
-# Builds the browser bundle into target/site: WASM (size-optimised profile), wasm-bindgen,
-# wasm-opt, brotli copies, CSS and public assets.
+# Builds the browser bundle into target/site: WASM (size-optimised profile, linked with its
+# relocations), split by wasm-split-cli into the main module and one chunk per lazy page
+# (app/src/pages/lazy.rs) plus chunks of code those pages share, wasm-bindgen on the main
+# module, wasm-opt on every module, brotli copies, CSS and public assets. Prints the size
+# of the main module and what each lazy page adds.
 build_site() {
   step "building the browser bundle"
-  cargo build -p portal-hydrate --lib --target wasm32-unknown-unknown --profile wasm-release
-  local site=target/site pkg=target/site/pkg
+  # `--emit-relocs` keeps the linker's relocations, which wasm-split needs to follow calls;
+  # given as --config so that it adds to .cargo/config.toml's flags instead of replacing them.
+  cargo build -p portal-hydrate --lib --target wasm32-unknown-unknown --profile wasm-release \
+    --config 'build.rustflags=["-Clink-args=--emit-relocs"]'
+  local site=target/site pkg=target/site/pkg split=target/wasm-split
   mkdir -p "$pkg"
-  wasm-bindgen --target web --out-dir "$pkg" --out-name portal --no-typescript \
-    target/wasm32-unknown-unknown/wasm-release/portal_hydrate.wasm
-  end2end/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
-    "$pkg/portal_bg.wasm" -o "$pkg/portal_bg.wasm"
+  rm -rf "$split"
+  rm -f "$pkg"/*.wasm "$pkg"/*.wasm.br "$pkg"/__wasm_split*
+  wasm-split-cli --target web --out-name portal \
+    target/wasm32-unknown-unknown/wasm-release/portal_hydrate.wasm "$split"
+  # The main module imports its chunks' loaders from ./__wasm_split.js, which imports
+  # initSync from ./portal.js: wasm-bindgen keeps the linker's exports the chunks link to.
+  wasm-bindgen --target web --keep-lld-exports --no-demangle --out-dir "$pkg" --out-name portal \
+    --no-typescript "$split/portal.wasm"
+  rm "$split/portal.wasm"
+  cp "$split"/* "$pkg/"
+  local f
+  for f in "$pkg"/*.wasm; do
+    # wasm-split-cli writes label names, which binaryen does not know and warns about.
+    end2end/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+      "$f" -o "$f" 2>&1 | sed '/^warning: unknown name subsection/d' >&2
+  done
   cp style/main.css "$pkg/portal.css"
   cp -r public/. "$site/"
-  for f in "$pkg/portal_bg.wasm" "$pkg/portal.js" "$pkg/portal.css" "$site/vendor/xterm/xterm.js"; do
+  for f in "$pkg"/*.wasm "$pkg"/*.js "$pkg/portal.css" "$site/vendor/xterm/xterm.js"; do
     brotli -f -q 11 "$f"
   done
-  echo "bundle: $(stat -c %s "$pkg/portal_bg.wasm") bytes WASM, $(stat -c %s "$pkg/portal_bg.wasm.br") bytes brotli"
+  # Per lazy page: its own module and the shared chunks loaded with it (from the loader).
+  node - "$pkg" <<'JS'
+const fs = require("fs"), path = require("path");
+const pkg = process.argv[2];
+const br = (f) => fs.statSync(path.join(pkg, `${f}.br`)).size;
+const js = fs.readFileSync(path.join(pkg, "__wasm_split.js"), "utf8");
+const chunks = {};
+for (const m of js.matchAll(/^const (__chunk_\d+) = makeLoad\(\(\) => \{\s*const src = fetch\(new URL\("\.\/([^"]+)"/gm)) chunks[m[1]] = m[2];
+const main = br("portal_bg.wasm"), pad = (n, w) => String(n).padStart(w);
+let pages = 0;
+for (const m of js.matchAll(/^export const __wasm_split_load___(\w+?)_\d+ = wrapAsyncCb\(makeLoad\(([\s\S]*?), \[([^\]]*)\]\)\);?$/gm)) {
+  const own = (m[2].match(/"\.\/([^"]+\.wasm)"/) || [])[1];
+  const deps = m[3].split(",").map((d) => d.trim()).filter(Boolean).map((d) => chunks[d]);
+  const ownSize = own ? br(own) : 0, depSize = deps.reduce((n, f) => n + br(f), 0);
+  console.log(`lazy page ${m[1].padEnd(20)} ${pad(ownSize, 6)} + ${pad(deps.length, 2)} shared chunks ${pad(depSize, 6)}` +
+    ` = ${pad(ownSize + depSize, 6)} bytes brotli (${main + ownSize + depSize} with the main module)`);
+  pages++;
+}
+if (pages === 0) { console.error("error: no lazy pages found in __wasm_split.js"); process.exit(1); }
+JS
+  local total=0 n=0
+  for f in "$pkg"/*.wasm.br; do
+    [ "$f" = "$pkg/portal_bg.wasm.br" ] && continue
+    total=$((total + $(stat -c %s "$f"))); n=$((n + 1))
+  done
+  echo "bundle: main module $(stat -c %s "$pkg/portal_bg.wasm") bytes WASM," \
+    "$(stat -c %s "$pkg/portal_bg.wasm.br") bytes brotli; $n lazy modules $total bytes brotli in all"
 }
 
 build_server() {

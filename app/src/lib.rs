@@ -11,7 +11,7 @@ pub mod ssr;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{SsrMode, path};
+use leptos_router::{Lazy, SsrMode, path};
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -37,37 +37,35 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // Marks the document once the WASM has taken over, so browser tests (and people) can
-    // tell a live form from a server-rendered one that would still post natively.
-    Effect::new(|_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
+    // `<body data-hydrated>`, which tells a live form from a server-rendered one that would
+    // still post natively, is set by the WASM entry point (app/hydrate) once the whole page,
+    // a lazily loaded one included, has been hydrated.
     view! {
         <Stylesheet id="portal" href="/pkg/portal.css" />
         <Title text="GPU Cloud" />
         <Router>
+            // The admin pages and the rarely used ones are split out of the browser bundle
+            // and loaded on first use (pages/lazy.rs).
             <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
                 // Rendered whole before the response starts, so that signing in can be
                 // required with a real redirect instead of a half-streamed page.
                 <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=pages::login::LoginPage />
-                <Route path=path!("/account") view=pages::account::AccountPage ssr=SsrMode::Async />
-                <Route path=path!("/instances/:id") view=pages::instance::InstancePage ssr=SsrMode::Async />
-                <Route path=path!("/keys") view=pages::keys::KeysPage ssr=SsrMode::Async />
-                <Route path=path!("/networking") view=pages::networking::NetworkingPage ssr=SsrMode::Async />
-                <Route path=path!("/usage") view=pages::usage::UsagePage ssr=SsrMode::Async />
-                <Route path=path!("/usage/invoices/:month") view=pages::invoice::InvoicePage ssr=SsrMode::Async />
-                <Route path=path!("/admin/usage") view=pages::billing_admin::ProviderUsagePage ssr=SsrMode::Async />
-                <Route path=path!("/admin/prices") view=pages::billing_admin::PricesPage ssr=SsrMode::Async />
-                <Route path=path!("/admin") view=pages::admin::AdminPage ssr=SsrMode::Async />
-                <Route path=path!("/admin/identity") view=pages::identity::IdentityPage ssr=SsrMode::Async />
-                <Route path=path!("/admin/tenants") view=pages::tenancy::TenantsPage ssr=SsrMode::Async />
-                <Route path=path!("/users") view=pages::tenancy::UsersPage ssr=SsrMode::Async />
-                <Route path=path!("/audit") view=pages::tenancy::AuditPage ssr=SsrMode::Async />
-                <Route path=path!("/admin/hosts/:name") view=pages::topology::HostTopologyPage ssr=SsrMode::Async />
-                <Route path=path!("/admin/su/:su") view=pages::topology::ScalableUnitPage ssr=SsrMode::Async />
+                <Route path=path!("/account") view={Lazy::<pages::lazy::Account>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/instances/:id") view={Lazy::<pages::lazy::Instance>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/keys") view={Lazy::<pages::lazy::Keys>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/networking") view={Lazy::<pages::lazy::Networking>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/usage") view={Lazy::<pages::lazy::Usage>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/usage/invoices/:month") view={Lazy::<pages::lazy::Invoice>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/admin/usage") view={Lazy::<pages::lazy::ProviderUsage>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/admin/prices") view={Lazy::<pages::lazy::Prices>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/admin") view={Lazy::<pages::lazy::Admin>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/admin/identity") view={Lazy::<pages::lazy::Identity>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/admin/tenants") view={Lazy::<pages::lazy::Tenants>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/users") view={Lazy::<pages::lazy::Users>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/audit") view={Lazy::<pages::lazy::Audit>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/admin/hosts/:name") view={Lazy::<pages::lazy::HostTopology>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/admin/su/:su") view={Lazy::<pages::lazy::ScalableUnit>::new()} ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

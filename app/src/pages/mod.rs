@@ -9,6 +9,7 @@ pub mod images;
 pub mod instance;
 pub mod invoice;
 pub mod keys;
+pub mod lazy;
 pub mod login;
 pub mod networking;
 pub mod tenancy;
