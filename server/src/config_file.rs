@@ -111,11 +111,11 @@ mod tests {
             LoadError::Arguments(e) => e.render().to_string(),
             LoadError::File(m) => m,
         };
-        let path = std::env::temp_dir().join(format!(
-            "portal-config-{}-{}.toml",
-            std::process::id(),
-            args.len()
-        ));
+        // Tests run in parallel: each call gets its own file.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("portal-config-{}-{n}.toml", std::process::id()));
         std::fs::write(&path, file).unwrap();
         let mut argv: Vec<OsString> = vec!["portal-server".into(), "--config".into()];
         argv.push(path.clone().into());
