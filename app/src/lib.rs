@@ -66,6 +66,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/audit") view={Lazy::<pages::lazy::Audit>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/admin/hosts/:name") view={Lazy::<pages::lazy::HostTopology>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/admin/su/:su") view={Lazy::<pages::lazy::ScalableUnit>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/admin/su/:su/fabric") view={Lazy::<pages::lazy::ScalableUnitFabric>::new()} ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

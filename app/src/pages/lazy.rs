@@ -198,3 +198,15 @@ impl LazyRoute for ScalableUnit {
         view! { <topology::ScalableUnitPage /> }.into_any()
     }
 }
+
+/// `/admin/su/:su/fabric`
+pub struct ScalableUnitFabric;
+#[lazy_route]
+impl LazyRoute for ScalableUnitFabric {
+    fn data() -> Self {
+        Self
+    }
+    fn view(_this: Self) -> AnyView {
+        view! { <topology::ScalableUnitFabricPage /> }.into_any()
+    }
+}

@@ -1,7 +1,9 @@
 //! Provider-admin topology pictures: one host (`/admin/hosts/:name`) as its NUMA nodes, GPUs
 //! over their paired SuperNICs, NVSwitch partition tree and CPU/hugepage use, colored by
 //! tenant, free or unhealthy; one scalable unit (`/admin/su/:su`) as its rail leaves over its
-//! hosts. The server functions live here, beside the only pages that call them.
+//! hosts; that unit's tenant fabric (`/admin/su/:su/fabric`): each leaf's tenant VRFs with
+//! their VNIs and whether the leaf confirmed them, the switch and DPU agents. The server
+//! functions live here, beside the only pages that call them.
 
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
@@ -10,8 +12,8 @@ use portal_types::Error;
 // Not the two view types by name: `#[server]` names its argument structs `HostTopology` and
 // `ScalableUnitTopology` after the functions.
 use portal_types::topology::{
-    self as topo, GpuHealth, GpuState, GpuTile, Holder, HostInstance, Lane, NicTile,
-    PartitionState, PartitionView, UnitHost,
+    self as topo, FabricDpu, FabricLeaf, GpuHealth, GpuState, GpuTile, Holder, HostInstance, Lane,
+    LeafVrf, NicTile, PartitionState, PartitionView, UnitHost, VrfState,
 };
 use portal_types::views::{AgentLink, LiveEvent, ModelCapacity};
 
@@ -37,6 +39,13 @@ pub async fn scalable_unit_topology(su: String) -> Result<topo::ScalableUnitTopo
             _ => Err(fail(Error::not_found("scalable unit", su))),
         },
     }
+}
+
+/// `su` as in the URL: "su1" (or "1").
+#[server(prefix = "/api/fn", endpoint = "scalable_unit_fabric")]
+pub async fn scalable_unit_fabric(su: String) -> Result<topo::ScalableUnitFabric, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.scalable_unit_fabric_named(&opctx, &su).await.map_err(fail)
 }
 
 /// Inline style giving an element its tenant's hue (`--hue`), or nothing.
@@ -409,6 +418,9 @@ fn UnitPicture(unit: topo::ScalableUnitTopology) -> impl IntoView {
             <div class="topo-head">
                 <h2>{format!("Scalable unit {}", unit.number)}</h2>
                 <span class="muted">{summary}</span>
+                <a href=format!("/admin/su/{}/fabric", unit.name) data-testid="su-fabric-link">
+                    "Tenant fabric →"
+                </a>
             </div>
             {launchable_line(&unit.launchable)}
             {legend(&holders)}
@@ -470,6 +482,201 @@ fn UnitHostCard(h: UnitHost) -> impl IntoView {
                 }).collect_view()}
             </span>
             <span class="su-host-counts">{counts}</span>
+        </a>
+    }
+}
+
+/// How often the fabric picture is read again while open: leaves confirming a VRF send no
+/// live event (claims, releases and agents coming and going do, and redraw it at once).
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+const FABRIC_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[component]
+pub fn ScalableUnitFabricPage() -> impl IntoView {
+    super::guarded(|me| me.provider_admin, |_| view! { <ScalableUnitFabric /> }.into_any())
+}
+
+#[component]
+fn ScalableUnitFabric() -> impl IntoView {
+    let params = use_params_map();
+    let refresh = RwSignal::new(0u64);
+    let su = move || params.read().get("su").unwrap_or_default();
+    redraw_on_fleet_changes(refresh);
+    #[cfg(feature = "hydrate")]
+    if let Ok(timer) = set_interval_with_handle(
+        move || {
+            let _ = refresh.try_update(|t| *t += 1);
+        },
+        FABRIC_EVERY,
+    ) {
+        on_cleanup(move || timer.clear());
+    }
+    let picture = Resource::new(move || (su(), refresh.get()), |(su, _)| scalable_unit_fabric(su));
+    view! {
+        // Transition: a refresh keeps the old picture up until the new one arrives.
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move { outcome(picture.await, |f| {
+                let trail = vec![
+                    ("Fleet".to_owned(), Some("/".to_owned())),
+                    (f.name.clone(), Some(format!("/admin/su/{}", f.name))),
+                    ("Tenant fabric".to_owned(), None),
+                ];
+                view! { <main class="dashboard"><Crumbs trail refresh /><FabricPicture fabric=f /></main> }.into_any()
+            })})}
+        </Transition>
+    }
+}
+
+#[component]
+fn FabricPicture(fabric: topo::ScalableUnitFabric) -> impl IntoView {
+    let (confirmed, pending, removing) = fabric.counts();
+    let up = |link: AgentLink| usize::from(link == AgentLink::Connected);
+    let (leaves, leaves_up) =
+        (fabric.leaves.len(), fabric.leaves.iter().map(|l| up(l.agent)).sum::<usize>());
+    let (dpus, dpus_up) =
+        (fabric.dpus.len(), fabric.dpus.iter().map(|d| up(d.agent)).sum::<usize>());
+    let ports: u32 = fabric.dpus.iter().map(|d| d.ports).sum();
+    let ports_pending: u32 = fabric.dpus.iter().map(|d| d.ports_pending).sum();
+    let mut tenants: Vec<(String, u16)> = fabric
+        .leaves
+        .iter()
+        .flat_map(|l| l.vrfs.iter())
+        .filter_map(|v| Some((v.tenant_name.clone(), v.hue()?)))
+        .collect();
+    tenants.sort();
+    tenants.dedup();
+    let vpcs = {
+        let mut ids: Vec<_> =
+            fabric.leaves.iter().flat_map(|l| l.vrfs.iter().map(|v| v.vpc_id)).collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    let summary = format!(
+        "{leaves_up} of {leaves} leaves reachable · {vpcs} tenant VRFs · on the leaves: {confirmed} \
+         confirmed, {pending} pending{}",
+        if removing > 0 { format!(", {removing} being removed") } else { String::new() }
+    );
+    let dpu_summary = format!(
+        "{dpus_up} of {dpus} DPUs reachable · {ports} tenant ports{}",
+        if ports_pending > 0 {
+            format!(" ({ports_pending} not yet confirmed)")
+        } else {
+            String::new()
+        }
+    );
+    view! {
+        <section class="panel topo-su" data-testid="su-fabric">
+            <div class="topo-head">
+                <h2>{format!("Scalable unit {} · tenant fabric", fabric.number)}</h2>
+                <span class="muted" data-testid="fabric-summary">{summary}</span>
+            </div>
+            <p class="muted">
+                "A tenant VPC is a VRF (its L3 VNI) with an L2 VNI per subnet, on every leaf of each \
+                 unit where one of its VMs runs; a leaf confirms each generation it is sent."
+            </p>
+            <p class="legend topo-legend">
+                {tenants.into_iter().map(|(name, hue)| view! {
+                    <span class="swatch used" style=format!("--hue:{hue}")></span>{name}
+                }).collect_view()}
+            </p>
+            <h3>"Rail leaves"</h3>
+            <div class="fabric-leaves">
+                {fabric.leaves.into_iter().map(|leaf| view! { <FabricLeafCard leaf /> }).collect_view()}
+            </div>
+            <h3>"DPUs"</h3>
+            <p class="muted" data-testid="fabric-dpu-summary">{dpu_summary}</p>
+            <div class="fabric-dpus">
+                {fabric.dpus.into_iter().map(|d| view! { <FabricDpuChip d /> }).collect_view()}
+            </div>
+        </section>
+    }
+}
+
+#[component]
+fn FabricLeafCard(leaf: FabricLeaf) -> impl IntoView {
+    let down = leaf.agent == AgentLink::Unreachable;
+    let empty = leaf.vrfs.is_empty();
+    view! {
+        <div class="fabric-leaf" class:down=down data-testid="fabric-leaf" data-leaf=leaf.name.clone()>
+            <div class="fabric-leaf-head">
+                <span class="leaf-rail">{format!("rail {}", leaf.rail)}</span>
+                <span class="leaf-name">{leaf.name.clone()}</span>
+                <span class="muted">{leaf.model.clone()}</span>
+                <span class="agent" class:bad=down data-testid="fabric-leaf-agent">
+                    {if down { "switch agent unreachable" } else { "switch agent connected" }}
+                </span>
+            </div>
+            {if empty {
+                view! { <p class="muted fabric-none">"No tenant VRF."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="fabric-vrfs">
+                        <thead><tr><th>"Tenant"</th><th>"VPC"</th><th>"VRF · L3 VNI"</th><th>"L2 VNIs"</th><th>"State"</th></tr></thead>
+                        <tbody>{leaf.vrfs.into_iter().map(|v| view! { <VrfRow v /> }).collect_view()}</tbody>
+                    </table>
+                }.into_any()
+            }}
+        </div>
+    }
+}
+
+#[component]
+fn VrfRow(v: LeafVrf) -> impl IntoView {
+    let style = v.hue().map(|h| format!("--hue:{h}")).unwrap_or_default();
+    let deleted = v.l3_vni.is_none();
+    let state_title = match (v.state, v.confirmed_generation) {
+        (VrfState::Confirmed, _) => format!("the leaf confirmed generation {}", v.generation),
+        (VrfState::Pending, Some(g)) => {
+            format!("the leaf holds generation {g}; generation {} is being sent", v.generation)
+        }
+        (VrfState::Pending, None) => {
+            format!("generation {} is being sent; the leaf has not confirmed it", v.generation)
+        }
+        (VrfState::Removing, _) => "no VM of this VPC is in the unit any more; the leaf is \
+                                    being told to drop it"
+            .to_owned(),
+    };
+    let l2 = if v.l2_vnis.is_empty() {
+        "—".to_owned()
+    } else {
+        v.l2_vnis.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    };
+    view! {
+        <tr data-testid="fabric-vrf" data-tenant=v.tenant_name.clone() data-state=v.state.as_str()>
+            <td><span class="swatch used" style=style></span>" "{if deleted { "(deleted)".to_owned() } else { v.tenant_name.clone() }}</td>
+            <td>{v.vpc_name.clone()}</td>
+            <td class="mono">{match v.l3_vni {
+                Some(vni) => format!("{} · {vni}", v.vrf_name),
+                None => "—".to_owned(),
+            }}</td>
+            <td class="mono">{l2}</td>
+            <td><span class=format!("vrf-state {}", v.state.as_str()) title=state_title>{v.state.as_str()}</span></td>
+        </tr>
+    }
+}
+
+#[component]
+fn FabricDpuChip(d: FabricDpu) -> impl IntoView {
+    let down = d.agent == AgentLink::Unreachable;
+    let busy = d.ports > 0;
+    let title = format!(
+        "{} on {} · {} · agent {}{}",
+        d.name,
+        d.host,
+        d.model,
+        if down { "unreachable" } else { "connected" },
+        if d.ports_pending > 0 {
+            format!(" · {} ports not yet confirmed", d.ports_pending)
+        } else {
+            String::new()
+        }
+    );
+    view! {
+        <a class="chip fabric-dpu" class:down=down class:busy=busy href=format!("/admin/hosts/{}", d.host)
+            title=title data-testid="fabric-dpu" data-dpu=d.name.clone()>
+            <span class="mono">{d.name.clone()}</span>
+            " · "{format!("{} port{}", d.ports, if d.ports == 1 { "" } else { "s" })}
         </a>
     }
 }

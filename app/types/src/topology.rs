@@ -1,5 +1,6 @@
 //! The admin topology picture: one host's NUMA nodes with their GPUs, paired SuperNICs and
-//! NVSwitch partitions, and one scalable unit's rail leaves and hosts. Provider admins only.
+//! NVSwitch partitions, one scalable unit's rail leaves and hosts, and that unit's tenant
+//! fabric (each leaf's VRFs, the switch and DPU agents). Provider admins only.
 //!
 //! The server does the topology work (pairing, partition tree layout, usage sums); the page
 //! only draws what it gets, so these types carry layout hints such as [`Lane`] and
@@ -7,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{GenericUuid, InstanceUuid, TenantUuid};
+use crate::ids::{GenericUuid, InstanceUuid, TenantUuid, VpcUuid};
 use crate::views::{AgentLink, InstanceState, ModelCapacity};
 
 /// The instance (and its tenant) holding a GPU, NIC or partition.
@@ -270,6 +271,110 @@ pub struct ScalableUnitTopology {
     /// By name.
     pub hosts: Vec<UnitHost>,
     pub launchable: Vec<ModelCapacity>,
+}
+
+/// Where a leaf stands with a tenant VPC (its VRF and VNIs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum VrfState {
+    /// The leaf confirmed the VPC's latest generation.
+    Confirmed,
+    /// Wanted on the leaf (a VM of the VPC is in the unit); the leaf has not confirmed its
+    /// latest generation yet.
+    Pending,
+    /// Still on the leaf, no longer wanted there: the network reconciler is removing it.
+    Removing,
+}
+
+impl VrfState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VrfState::Confirmed => "confirmed",
+            VrfState::Pending => "pending",
+            VrfState::Removing => "removing",
+        }
+    }
+}
+
+/// A tenant VPC on a leaf: its VRF with the L3 VNI, and the L2 VNI of each of its subnets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeafVrf {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
+    pub vpc_id: VpcUuid,
+    /// Empty when the VPC was deleted and the leaf still holds it (`removing`).
+    pub vpc_name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
+    pub tenant_id: Option<TenantUuid>,
+    pub tenant_name: String,
+    /// `vpc<L3 VNI>`, the VRF's name on the leaf; empty when the VPC was deleted.
+    pub vrf_name: String,
+    /// None when the VPC was deleted.
+    pub l3_vni: Option<u32>,
+    /// Its subnets' L2 VNIs, ascending.
+    pub l2_vnis: Vec<u32>,
+    /// The VPC's latest generation (0 when it was deleted).
+    pub generation: i64,
+    /// The generation the leaf confirmed; none: never (or it is to be sent again).
+    pub confirmed_generation: Option<i64>,
+    pub state: VrfState,
+}
+
+impl LeafVrf {
+    /// The tenant's color, as on the other topology pictures.
+    pub fn hue(&self) -> Option<u16> {
+        self.tenant_id.map(tenant_hue)
+    }
+}
+
+/// A rail leaf with the tenant VRFs it holds or should hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FabricLeaf {
+    pub name: String,
+    pub rail: u32,
+    pub model: String,
+    pub agent: AgentLink,
+    /// By tenant name, then VPC name.
+    pub vrfs: Vec<LeafVrf>,
+}
+
+/// A DPU of one of the unit's hosts: where tenant ports (and their security groups) live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FabricDpu {
+    pub name: String,
+    pub host: String,
+    pub model: String,
+    pub agent: AgentLink,
+    /// Tenant ports the DPU holds or should hold.
+    pub ports: u32,
+    /// Of those, the ones whose latest change it has not confirmed yet.
+    pub ports_pending: u32,
+}
+
+/// One scalable unit's tenant fabric: each leaf's VRFs and whether the leaf confirmed them,
+/// the switch and DPU agents' links. Provider admins only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScalableUnitFabric {
+    pub number: u32,
+    /// "su1".
+    pub name: String,
+    /// By rail, then name.
+    pub leaves: Vec<FabricLeaf>,
+    /// By host, then name.
+    pub dpus: Vec<FabricDpu>,
+}
+
+impl ScalableUnitFabric {
+    /// How many (leaf, VRF) pairs are in each state: (confirmed, pending, removing).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let vrfs = || self.leaves.iter().flat_map(|l| l.vrfs.iter());
+        let count = |s: VrfState| vrfs().filter(|v| v.state == s).count();
+        (count(VrfState::Confirmed), count(VrfState::Pending), count(VrfState::Removing))
+    }
 }
 
 /// "su3" or "3" → 3; `None` for anything else.

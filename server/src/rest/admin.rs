@@ -1,5 +1,5 @@
 //! Administration: tenants and users (provider admins; tenant admins manage their own
-//! tenant's users), the fleet's usage, and prices.
+//! tenant's users), the fleet's usage, prices, and a scalable unit's tenant fabric.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use portal_controller::Controller;
 use portal_types::billing::{PriceList, PriceSet, ProviderUsage};
 use portal_types::ids::TenantUuid;
+use portal_types::topology::ScalableUnitFabric;
 use portal_types::views::{Me, TenantView, UserInvited, UserView};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -15,7 +16,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{
-    ApiError, ApiResult, Body, Caller, Page, PageQuery, QueryOf, no_content, paginate, reply,
+    ApiError, ApiResult, Body, Caller, Page, PageQuery, PathOf, QueryOf, no_content, paginate,
+    reply,
 };
 use super::usage::MonthQuery;
 
@@ -26,6 +28,7 @@ pub fn router() -> OpenApiRouter<Arc<Controller>> {
         .routes(routes!(user_list, user_invite))
         .routes(routes!(provider_usage))
         .routes(routes!(price_list, price_set))
+        .routes(routes!(scalable_unit_fabric))
 }
 
 /// Who the caller is: user, tenant, role and the tenants they may act in.
@@ -144,4 +147,20 @@ async fn price_set(
 ) -> Result<StatusCode, ApiError> {
     let result = ctl.price_set(&caller.0, &set).await;
     no_content(&caller, result)
+}
+
+/// One scalable unit's tenant fabric: each rail leaf with the tenant VRFs it holds or should
+/// hold (tenant, VPC, L3 VNI, its subnets' L2 VNIs) and whether the leaf confirmed their
+/// latest generation, the switch agents' links, and the DPUs of the unit's hosts with their
+/// links and tenant ports (provider admins).
+#[utoipa::path(get, path = "/admin/scalable-units/{su}/fabric", tag = "admin",
+    params(("su" = String, Path, description = "The unit: `su1` or `1`")),
+    responses((status = 200, body = ScalableUnitFabric)))]
+async fn scalable_unit_fabric(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    PathOf(su): PathOf<String>,
+) -> ApiResult<ScalableUnitFabric> {
+    let result = ctl.scalable_unit_fabric_named(&caller.0, &su).await;
+    reply(&caller, StatusCode::OK, result)
 }

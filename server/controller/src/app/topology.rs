@@ -1,6 +1,6 @@
 //! The admin topology views: one host drawn as its NUMA nodes, GPUs, paired SuperNICs and
 //! Fabric Manager partitions with who holds what, and one scalable unit as its rail leaves
-//! and hosts.
+//! and hosts, and that unit's tenant fabric (each leaf's VRFs, its switch and DPU agents).
 //!
 //! Everything comes from the database (inventory facts, GPU rows, the placements stored on
 //! instances that still hold resources, switch rows); only "still launchable" comes from the
@@ -12,11 +12,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use portal_scheduler::Placement;
 use portal_types::Error;
-use portal_types::ids::{GenericUuid, InstanceUuid, TenantUuid};
+use portal_types::ids::{GenericUuid, InstanceUuid, TenantUuid, VpcUuid};
 use portal_types::topology::{
-    DpuView, GpuHealth, GpuState, GpuTile, Holder, HostInstance, HostTopology, Lane, LeafView,
-    NicTile, NumaTopology, PartitionSlot, PartitionState, PartitionView, ScalableUnitTopology,
-    UnitHost,
+    DpuView, FabricDpu, FabricLeaf, GpuHealth, GpuState, GpuTile, Holder, HostInstance,
+    HostTopology, Lane, LeafView, LeafVrf, NicTile, NumaTopology, PartitionSlot, PartitionState,
+    PartitionView, ScalableUnitFabric, ScalableUnitTopology, UnitHost, VrfState,
+    parse_scalable_unit,
 };
 use portal_types::views::{AgentLink, InstanceState};
 use uuid::Uuid;
@@ -26,7 +27,8 @@ use crate::app::fleet::{HostFacts, PartitionFacts, capacity_view};
 use crate::app::scheduling::allocation_of;
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::datastore::entity::{gpu, host, instance};
+use crate::datastore::entity::{gpu, host, instance, vpc};
+use crate::datastore::fabric::UnitFabricRows;
 use crate::datastore::topology::{HostRows, UnitRows};
 
 fn link(connected: bool) -> AgentLink {
@@ -462,6 +464,128 @@ impl Controller {
             hosts: unit_hosts,
             launchable: launchable.iter().map(capacity_view).collect(),
         })
+    }
+}
+
+impl Controller {
+    /// One scalable unit's tenant fabric: each leaf with the VRFs it holds or should hold
+    /// and whether it confirmed their latest generation, and the DPUs of the unit's hosts.
+    /// A VPC belongs on every leaf of a unit where one of its VMs has a port (the rule the
+    /// network reconciler follows, `datastore::fabric`).
+    pub async fn scalable_unit_fabric(
+        &self,
+        opctx: &OpContext,
+        su: u32,
+    ) -> Result<ScalableUnitFabric, Error> {
+        opctx.authorize(Action::FleetRead)?;
+        let UnitFabricRows { switches, dpus, ports, confirmed, vpcs, subnets, tenants } =
+            self.datastore.scalable_unit_fabric_rows(opctx, su).await?;
+
+        let vpc_of: HashMap<Uuid, Uuid> = subnets.iter().map(|s| (s.id, s.vpc_id)).collect();
+        let wanted: BTreeSet<Uuid> =
+            ports.iter().filter_map(|p| vpc_of.get(&p.subnet_id).copied()).collect();
+        let vpcs: HashMap<Uuid, &vpc::Model> = vpcs.iter().map(|v| (v.id, v)).collect();
+        let mut held: HashMap<&str, HashMap<Uuid, i64>> = HashMap::new();
+        for c in &confirmed {
+            held.entry(c.switch_name.as_str()).or_default().insert(c.vpc_id, c.generation);
+        }
+
+        let vrf = |vpc_id: Uuid, on_leaf: Option<i64>| {
+            let row = vpcs.get(&vpc_id);
+            let generation = row.map_or(0, |v| v.generation);
+            // Generation 0 is "to be sent again" (the leaf's agent reattached).
+            let confirmed_generation = on_leaf.filter(|g| *g > 0);
+            let state = if !wanted.contains(&vpc_id) {
+                VrfState::Removing
+            } else if confirmed_generation == Some(generation) {
+                VrfState::Confirmed
+            } else {
+                VrfState::Pending
+            };
+            LeafVrf {
+                vpc_id: VpcUuid::from_untyped_uuid(vpc_id),
+                vpc_name: row.map(|v| v.name.clone()).unwrap_or_default(),
+                tenant_id: row.map(|v| TenantUuid::from_untyped_uuid(v.tenant_id)),
+                tenant_name: row
+                    .and_then(|v| tenants.get(&v.tenant_id).cloned())
+                    .unwrap_or_default(),
+                vrf_name: row.map(|v| format!("vpc{}", v.vni)).unwrap_or_default(),
+                l3_vni: row.map(|v| v.vni as u32),
+                l2_vnis: subnets
+                    .iter()
+                    .filter(|s| s.vpc_id == vpc_id)
+                    .map(|s| s.vni as u32)
+                    .collect(),
+                generation,
+                confirmed_generation,
+                state,
+            }
+        };
+
+        let leaves = switches
+            .into_iter()
+            .map(|s| {
+                let on_leaf = held.remove(s.name.as_str()).unwrap_or_default();
+                let mut ids: BTreeSet<Uuid> = wanted.clone();
+                ids.extend(on_leaf.keys().copied());
+                let mut vrfs: Vec<LeafVrf> =
+                    ids.into_iter().map(|id| vrf(id, on_leaf.get(&id).copied())).collect();
+                vrfs.sort_by(|a, b| {
+                    (&a.tenant_name, &a.vpc_name, a.l3_vni).cmp(&(
+                        &b.tenant_name,
+                        &b.vpc_name,
+                        b.l3_vni,
+                    ))
+                });
+                FabricLeaf {
+                    name: s.name,
+                    rail: s.rail as u32,
+                    model: s.model,
+                    agent: link(s.agent_connected),
+                    vrfs,
+                }
+            })
+            .collect();
+
+        let mut port_counts: HashMap<&str, (u32, u32)> = HashMap::new();
+        for p in &ports {
+            if let Some(dpu) = &p.dpu_name {
+                let count = port_counts.entry(dpu.as_str()).or_default();
+                count.0 += 1;
+                count.1 += u32::from(p.pending);
+            }
+        }
+        let dpus = dpus
+            .into_iter()
+            .map(|d| {
+                let (ports, ports_pending) =
+                    port_counts.get(d.name.as_str()).copied().unwrap_or_default();
+                FabricDpu {
+                    agent: link(d.agent_connected),
+                    name: d.name,
+                    host: d.host_name,
+                    model: d.model,
+                    ports,
+                    ports_pending,
+                }
+            })
+            .collect();
+
+        Ok(ScalableUnitFabric { number: su, name: format!("su{su}"), leaves, dpus })
+    }
+
+    /// [`scalable_unit_fabric`](Self::scalable_unit_fabric) by the unit's name as typed in a
+    /// URL ("su1" or "1"); anything else is not found, once the caller may look at all.
+    pub async fn scalable_unit_fabric_named(
+        &self,
+        opctx: &OpContext,
+        su: &str,
+    ) -> Result<ScalableUnitFabric, Error> {
+        opctx.authorize(Action::FleetRead)?;
+        match parse_scalable_unit(su) {
+            Some(number) => self.scalable_unit_fabric(opctx, number).await,
+            None => Err(Error::not_found("scalable unit", su.trim())),
+        }
     }
 }
 

@@ -1,17 +1,47 @@
 //! The tenant fabric's desired and confirmed state. A VPC belongs on every leaf of each
 //! scalable unit where one of its VMs has a port (the leaves carry the tenant's traffic
-//! between hosts); `switch_vpc` records what each leaf confirmed. Only the network
-//! reconciler (`background::fabric`) calls these: no request reaches them.
+//! between hosts); `switch_vpc` records what each leaf confirmed. The network reconciler
+//! (`background::fabric`) calls these, except [`DataStore::scalable_unit_fabric_rows`]: the
+//! provider admins' read-only picture of one unit's fabric.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use portal_types::Error;
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
-use super::entity::{host, instance, port, subnet, switch, switch_vpc, vpc};
+use super::entity::{dpu, host, instance, port, subnet, switch, switch_vpc, tenant, vpc};
 use super::network::vpc_generation_bump;
 use super::{DataStore, StoreError};
+use crate::authz::Action;
+use crate::context::OpContext;
+
+/// A tenant port of a VM on one of a unit's hosts, as the fabric picture counts it.
+pub struct UnitPort {
+    pub subnet_id: Uuid,
+    pub dpu_name: Option<String>,
+    /// True when its DPU has not confirmed its latest generation.
+    pub pending: bool,
+}
+
+/// One scalable unit's fabric rows (see [`DataStore::scalable_unit_fabric_rows`]).
+pub struct UnitFabricRows {
+    /// By rail, then name.
+    pub switches: Vec<switch::Model>,
+    /// The DPUs of the unit's hosts, by host then name.
+    pub dpus: Vec<dpu::Model>,
+    /// The ports of VMs placed on the unit's hosts: their VPCs belong on the unit's leaves.
+    pub ports: Vec<UnitPort>,
+    /// What the unit's leaves confirmed.
+    pub confirmed: Vec<switch_vpc::Model>,
+    /// The VPCs the ports are in or the leaves confirmed (a deleted one is missing).
+    pub vpcs: Vec<vpc::Model>,
+    /// Every subnet of those VPCs.
+    pub subnets: Vec<subnet::Model>,
+    /// Tenant id → name, for those VPCs.
+    pub tenants: HashMap<Uuid, String>,
+}
 
 /// A VPC as a leaf must hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,5 +216,120 @@ impl DataStore {
             .exec(&self.db)
             .await?;
         Ok(done.rows_affected)
+    }
+
+    /// The rows of one scalable unit's fabric picture, read only; a unit with neither hosts
+    /// nor switches is not found. Separate statements: a change landing meanwhile shows up
+    /// on the next read.
+    pub async fn scalable_unit_fabric_rows(
+        &self,
+        opctx: &OpContext,
+        su: u32,
+    ) -> Result<UnitFabricRows, StoreError> {
+        opctx.authorize(Action::FleetRead)?;
+        let unit = su as i32;
+        let hosts: Vec<(Uuid, String)> = host::Entity::find()
+            .select_only()
+            .column(host::Column::Id)
+            .column(host::Column::Name)
+            .filter(host::Column::ScalableUnit.eq(unit))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let switches = switch::Entity::find()
+            .filter(switch::Column::ScalableUnit.eq(unit))
+            .order_by_asc(switch::Column::Rail)
+            .order_by_asc(switch::Column::Name)
+            .all(&self.db)
+            .await?;
+        if hosts.is_empty() && switches.is_empty() {
+            return Err(Error::not_found("scalable unit", format!("su{su}")).into());
+        }
+        let dpus = dpu::Entity::find()
+            .filter(dpu::Column::HostName.is_in(hosts.iter().map(|(_, name)| name.clone())))
+            .order_by_asc(dpu::Column::HostName)
+            .order_by_asc(dpu::Column::Name)
+            .all(&self.db)
+            .await?;
+        let instance_ids: Vec<Uuid> = instance::Entity::find()
+            .select_only()
+            .column(instance::Column::Id)
+            .filter(instance::Column::HostId.is_in(hosts.iter().map(|(id, _)| *id)))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let port_rows: Vec<(Uuid, Option<String>, i64, i64)> = if instance_ids.is_empty() {
+            Vec::new()
+        } else {
+            port::Entity::find()
+                .select_only()
+                .column(port::Column::SubnetId)
+                .column(port::Column::DpuName)
+                .column(port::Column::Generation)
+                .column(port::Column::AppliedGeneration)
+                .filter(port::Column::InstanceId.is_in(instance_ids))
+                .into_tuple()
+                .all(&self.db)
+                .await?
+        };
+        let ports: Vec<UnitPort> = port_rows
+            .into_iter()
+            .map(|(subnet_id, dpu_name, generation, applied)| UnitPort {
+                subnet_id,
+                dpu_name,
+                pending: applied < generation,
+            })
+            .collect();
+        let confirmed = switch_vpc::Entity::find()
+            .filter(switch_vpc::Column::SwitchName.is_in(switches.iter().map(|s| s.name.clone())))
+            .all(&self.db)
+            .await?;
+        let port_subnets: BTreeSet<Uuid> = ports.iter().map(|p| p.subnet_id).collect();
+        let mut vpc_ids: BTreeSet<Uuid> = if port_subnets.is_empty() {
+            BTreeSet::new()
+        } else {
+            subnet::Entity::find()
+                .select_only()
+                .column(subnet::Column::VpcId)
+                .filter(subnet::Column::Id.is_in(port_subnets))
+                .into_tuple::<Uuid>()
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        vpc_ids.extend(confirmed.iter().map(|c| c.vpc_id));
+        if vpc_ids.is_empty() {
+            return Ok(UnitFabricRows {
+                switches,
+                dpus,
+                ports,
+                confirmed,
+                vpcs: Vec::new(),
+                subnets: Vec::new(),
+                tenants: HashMap::new(),
+            });
+        }
+        let vpcs = vpc::Entity::find()
+            .filter(vpc::Column::Id.is_in(vpc_ids.clone()))
+            .all(&self.db)
+            .await?;
+        let subnets = subnet::Entity::find()
+            .filter(subnet::Column::VpcId.is_in(vpc_ids))
+            .order_by_asc(subnet::Column::Vni)
+            .all(&self.db)
+            .await?;
+        let tenant_ids: BTreeSet<Uuid> = vpcs.iter().map(|v| v.tenant_id).collect();
+        let tenants = tenant::Entity::find()
+            .select_only()
+            .column(tenant::Column::Id)
+            .column(tenant::Column::Name)
+            .filter(tenant::Column::Id.is_in(tenant_ids))
+            .into_tuple::<(Uuid, String)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(UnitFabricRows { switches, dpus, ports, confirmed, vpcs, subnets, tenants })
     }
 }
