@@ -6,6 +6,9 @@
 //! - [`generation`]: the idempotency and generation rules of every `Ensure`;
 //! - [`validate`]: parsing of ids, VNIs, MAC and IP addresses and CIDRs at the agent boundary;
 //! - [`hash`]: a stable hash and a seeded generator for deterministic jitter and chaos;
+//! - [`port_names`]: the device names of a tenant port, shared by the DPU and host agents;
+//! - [`netns_testing`] (feature `netns-testing`, tests only): network namespaces a test
+//!   makes and removes;
 //! - [`program`] (feature `program`): what the `host-agent`, `dpu-agent` and `switch-agent`
 //!   binaries share: the TOML config, its certificates, serving until SIGTERM or Ctrl-C;
 //! - [`tls`]: the agents' PKI (CA, agent and control-plane certificates, their directory) and
@@ -17,6 +20,9 @@ pub mod error;
 pub mod fault;
 pub mod generation;
 pub mod hash;
+#[cfg(feature = "netns-testing")]
+pub mod netns_testing;
+pub mod port_names;
 #[cfg(feature = "program")]
 pub mod program;
 pub mod store;

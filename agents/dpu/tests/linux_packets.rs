@@ -7,10 +7,9 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use agent_common::netns_testing::{self, Netns, run};
 use agent_common::validate::cidr;
 use dpu_agent::{
     Direction, DpuBackend, DpuDescription, LinuxDpuBackend, LinuxDpuConfig, PortSpec, Protocol,
@@ -20,79 +19,13 @@ use socket2::{Domain, Socket, Type};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Whether this machine can run the tests; prints why not.
 fn runnable() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the Linux DPU backend's packet tests need root");
-        return false;
-    }
-    for tool in ["ip", "nft"] {
-        let found = Command::new(tool).arg("-V").output().is_ok_and(|o| o.status.success());
-        if !found {
-            eprintln!("skipped: `{tool}` is not installed (iproute2, nftables)");
-            return false;
-        }
-    }
-    true
+    netns_testing::runnable(&["ip", "nft"])
 }
 
-/// A network namespace of this test process, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(label: &str) -> Netns {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("dpt{}-{n}{label}", std::process::id());
-        run("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `ip -n <ns> ARGS`, which must succeed; returns its output.
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", &self.name];
-        all.extend_from_slice(args);
-        run("ip", &all)
-    }
-
-    fn nft_ruleset(&self) -> String {
-        run("ip", &["netns", "exec", &self.name, "nft", "list", "ruleset"])
-    }
-
-    /// Runs `work` on a thread inside this namespace (sockets made there stay in it).
-    fn enter<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let file = std::fs::File::open(&path).expect("open netns");
-                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-                    work()
-                })
-                .join()
-                .expect("netns thread")
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program).args(args).output().expect("run");
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+/// A namespace of this test, `dpt<pid>-<n><label>`.
+fn netns(label: &str) -> Netns {
+    Netns::new("dpt", label)
 }
 
 fn description(vtep: &str) -> DpuDescription {
@@ -142,7 +75,7 @@ async fn plug(backend: &LinuxDpuBackend, dpu: &Netns, spec: &PortSpec) -> Netns 
     backend.vni_attach(spec.vni).await.expect("vni attach");
     backend.port_attach(spec).await.expect("port attach");
     backend.rules_apply(&spec.port_id, &spec.rules).await.expect("rules apply");
-    let vm = Netns::new(&format!("vm{}", &spec.mac[15..]));
+    let vm = netns(&format!("vm{}", &spec.mac[15..]));
     let device = vm_device_name(&spec.port_id);
     dpu.ip(&["link", "set", &device, "netns", &vm.name]);
     vm.ip(&["addr", "add", &format!("{}/24", spec.ip), "dev", &device]);
@@ -271,7 +204,7 @@ async fn security_groups_allow_exactly_their_rules_and_tenants_stay_apart() {
     if !runnable() {
         return;
     }
-    let dpu = Netns::new("dpu");
+    let dpu = netns("dpu");
     let backend = backend(&dpu, "192.0.2.1", vec![]).await;
     let ssh_from_a1 = rule(Direction::Ingress, Protocol::Tcp, Some((22, 22)), "10.0.0.1/32");
     let icmp_from_subnet = rule(Direction::Ingress, Protocol::Icmp, None, "10.0.0.0/24");
@@ -353,7 +286,7 @@ async fn a_vni_spans_two_dpus_over_vxlan_and_another_vni_stays_apart() {
     if !runnable() {
         return;
     }
-    let (dpu1, dpu2) = (Netns::new("dpu1"), Netns::new("dpu2"));
+    let (dpu1, dpu2) = (netns("dpu1"), netns("dpu2"));
     // The underlay: one veth between the two DPUs' namespaces.
     let (u1, u2) = ("underlay1", "underlay2");
     dpu1.ip(&["link", "add", u1, "type", "veth", "peer", "name", u2, "netns", &dpu2.name]);
@@ -386,7 +319,7 @@ async fn detaching_leaves_nothing_behind_and_every_operation_is_idempotent() {
     if !runnable() {
         return;
     }
-    let dpu = Netns::new("dpu");
+    let dpu = netns("dpu");
     let backend = backend(&dpu, "192.0.2.1", vec![Ipv4Addr::new(192, 0, 2, 2)]).await;
     let port = spec(7, 100, "10.0.0.7", vec![egress_any()]);
     let (representor, vm_side) =

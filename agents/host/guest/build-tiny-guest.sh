@@ -2,7 +2,9 @@
 # Builds the tiny test guest from Debian packages: a bootable disk image (MBR, one FAT
 # partition with SYSLINUX, Debian's kernel and a busybox initramfs) that prints its boot
 # line on the serial console, mounts its cloud-init NoCloud drive (`cidata`), takes the
-# hostname from it, powers off or restarts on ACPI, and opens a shell on ttyS0.
+# hostname from it, configures its NIC from the drive's network-config (the address of the
+# NIC whose MAC it names, and the default route), powers off or restarts on ACPI, and opens
+# a shell on ttyS0.
 #
 #   build-tiny-guest.sh OUT_DIR    writes OUT_DIR/tiny-test.qcow2 (kept if up to date)
 #
@@ -35,7 +37,8 @@ dpkg-deb -x linux-image-*.deb kernel
 dpkg-deb -x busybox-static_*.deb busybox
 release="$(ls kernel/lib/modules)"
 
-# The initramfs: busybox, the modules that reach the config drive and the ACPI button.
+# The initramfs: busybox, the modules that reach the config drive, the virtio NIC and the
+# ACPI button (what the kernel has built in is absent from its modules, and skipped).
 root="$work/root"
 mkdir -p "$root"/{bin,dev,proc,sys,etc/acpi/PWRF,cidata,root,tmp,var/log,var/run}
 cp busybox/bin/busybox "$root/bin/busybox"
@@ -43,8 +46,10 @@ for applet in $("$root/bin/busybox" --list); do
   [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
 done
 modules="kernel/drivers/ata kernel/drivers/scsi kernel/drivers/cdrom kernel/fs/isofs
-  kernel/drivers/acpi/button.ko kernel/drivers/input/evdev.ko"
+  kernel/drivers/acpi/button.ko kernel/drivers/input/evdev.ko kernel/drivers/virtio
+  kernel/drivers/net/virtio_net.ko kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko"
 for path in $modules; do
+  [ -e "kernel/lib/modules/$release/$path" ] || continue
   mkdir -p "$root/lib/modules/$release/$(dirname "$path")"
   cp -r "kernel/lib/modules/$release/$path" "$root/lib/modules/$release/$path"
 done
@@ -78,6 +83,32 @@ if mount -t iso9660 -o ro /dev/sr0 /cidata 2>/dev/null; then
   [ -n "$name" ] && hostname "$name"
   keys="$(grep -c 'ssh-' /cidata/user-data /cidata/meta-data | awk -F: '{s += $2} END {print s + 0}')"
   echo "tiny-guest: cloud-init drive read: hostname $(hostname), $keys ssh keys"
+  if [ -f /cidata/network-config ]; then
+    for module in virtio_pci virtio_net; do modprobe "$module" 2>/dev/null; done
+    config=/cidata/network-config
+    mac="$(sed -n 's/^ *macaddress: *"\{0,1\}\([0-9a-f:]*\)"\{0,1\}$/\1/p' "$config" | head -1)"
+    addr="$(sed -n 's/^ *- *\([0-9.]*\/[0-9]*\)$/\1/p' "$config" | head -1)"
+    gateway="$(sed -n 's/^ *via: *//p' "$config" | head -1)"
+    dev=""
+    n=0
+    # Wait for the driver only if there is an Ethernet controller on the PCI bus at all.
+    limit=50
+    grep -qs 0x020000 /sys/bus/pci/devices/*/class || limit=0
+    while true; do
+      for d in /sys/class/net/*; do [ "$(cat "$d/address")" = "$mac" ] && dev="${d##*/}"; done
+      [ -z "$dev" ] && [ "$n" -lt "$limit" ] || break
+      sleep 0.2
+      n=$((n + 1))
+    done
+    if [ -n "$dev" ]; then
+      ip link set "$dev" up
+      ip addr add "$addr" dev "$dev"
+      [ -z "$gateway" ] || ip route add default via "$gateway"
+      echo "tiny-guest: network $dev $addr"
+    else
+      echo "tiny-guest: no NIC with MAC $mac"
+    fi
+  fi
 else
   echo "tiny-guest: no cloud-init drive"
 fi

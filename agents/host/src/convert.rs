@@ -4,9 +4,11 @@
 use agent_common::{DriverError, validate};
 use agent_proto::v1 as pb;
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use crate::model::{
-    GpuHealth, GpuStatus, HostEvent, HostInventory, PartitionStatus, PowerAction, VmSpec, VmState,
-    VmStatus,
+    GpuHealth, GpuStatus, GuestNic, HostEvent, HostInventory, PartitionStatus, PowerAction, VmSpec,
+    VmState, VmStatus,
 };
 
 /// Decodes `EnsureVmRequest.spec`. Errors are `InvalidArgument` (the caller's fault).
@@ -30,9 +32,49 @@ pub fn vm_spec_from_proto(spec: Option<pb::VmSpec>) -> Result<VmSpec, DriverErro
         hostname: spec.hostname,
         ssh_authorized_keys: spec.ssh_authorized_keys,
         user_data: spec.user_data,
+        nics: spec.nics.into_iter().map(guest_nic_from_proto).collect::<Result<_, _>>()?,
     };
     decoded.check_shape()?;
     Ok(decoded)
+}
+
+/// Decodes a `VmNic`: an IPv4 address within a prefix of 1 to 30 bits (room for the
+/// network, the address and the broadcast), a gateway in the same network or none.
+fn guest_nic_from_proto(nic: pb::VmNic) -> Result<GuestNic, DriverError> {
+    let invalid = |m: String| DriverError::InvalidArgument(m);
+    let port_id = validate::uuid("nics.port_id", &nic.port_id)?;
+    let mac = validate::unicast_mac("nics.mac", &nic.mac)?;
+    let Ok(IpAddr::V4(ip)) = validate::ip_address("nics.ip", &nic.ip) else {
+        return Err(invalid(format!(
+            "nics.ip {:?} is not an IPv4 address; send one like 10.0.0.5",
+            nic.ip
+        )));
+    };
+    let prefix_len =
+        u8::try_from(nic.prefix_len).ok().filter(|p| (1..=30).contains(p)).ok_or_else(|| {
+            invalid(format!(
+                "nics.prefix_len {} is not 1 to 30; send the subnet's prefix length",
+                nic.prefix_len
+            ))
+        })?;
+    let gateway = match nic.gateway.as_str() {
+        "" => None,
+        text => {
+            let inside = |g: Ipv4Addr| {
+                let mask = u32::MAX << (32 - u32::from(prefix_len));
+                u32::from(g) & mask == u32::from(ip) & mask
+            };
+            match validate::ip_address("nics.gateway", text) {
+                Ok(IpAddr::V4(g)) if inside(g) => Some(g),
+                _ => {
+                    return Err(invalid(format!(
+                        "nics.gateway {text:?} is not an IPv4 address in {ip}/{prefix_len}; send the subnet's gateway or none"
+                    )));
+                }
+            }
+        }
+    };
+    Ok(GuestNic { port_id, mac, ip, prefix_len, gateway })
 }
 
 /// Decodes `RemoveVmRequest.vm_id` into the lowercase key the manager uses.
@@ -215,6 +257,13 @@ mod tests {
             hostname: String::new(),
             ssh_authorized_keys: vec![],
             user_data: String::new(),
+            nics: vec![pb::VmNic {
+                port_id: "0190C2F4-7A1B-7C3D-8E9F-0123456789AB".into(),
+                mac: "52:54:00:AA:00:10".into(),
+                ip: "10.1.0.10".into(),
+                prefix_len: 24,
+                gateway: "10.1.0.1".into(),
+            }],
         }
     }
 
@@ -233,6 +282,34 @@ mod tests {
         assert!(err.to_string().starts_with("vm_id \"vm-1\" is not a UUID"));
         let no_gen = pb::VmSpec { generation: 0, ..proto_spec() };
         assert!(vm_spec_from_proto(Some(no_gen)).is_err());
+    }
+
+    #[test]
+    fn test_decode_checks_nics() {
+        let spec = vm_spec_from_proto(Some(proto_spec())).expect("valid");
+        assert_eq!(spec.nics[0].port_id, "0190c2f4-7a1b-7c3d-8e9f-0123456789ab");
+        assert_eq!(spec.nics[0].mac, "52:54:00:aa:00:10");
+        assert_eq!(spec.nics[0].gateway, Some(Ipv4Addr::new(10, 1, 0, 1)));
+        let nic = proto_spec().nics[0].clone();
+        let cases = [
+            (pb::VmNic { ip: "fd00::5".into(), ..nic.clone() }, "nics.ip"),
+            (pb::VmNic { prefix_len: 31, ..nic.clone() }, "nics.prefix_len"),
+            (pb::VmNic { gateway: "10.2.0.1".into(), ..nic.clone() }, "nics.gateway"),
+            (pb::VmNic { mac: "01:00:5e:00:00:01".into(), ..nic.clone() }, "nics.mac"),
+            (pb::VmNic { port_id: "p1".into(), ..nic.clone() }, "nics.port_id"),
+        ];
+        for (bad, field) in cases {
+            let spec = pb::VmSpec { nics: vec![bad], ..proto_spec() };
+            let err = vm_spec_from_proto(Some(spec)).expect_err(field);
+            assert!(err.to_string().starts_with(field), "{err}");
+        }
+        let twice = pb::VmSpec { nics: vec![nic.clone(), nic], ..proto_spec() };
+        assert!(vm_spec_from_proto(Some(twice)).unwrap_err().to_string().contains("twice"));
+        let none = pb::VmSpec {
+            nics: vec![pb::VmNic { gateway: String::new(), ..proto_spec().nics[0].clone() }],
+            ..proto_spec()
+        };
+        assert_eq!(vm_spec_from_proto(Some(none)).unwrap().nics[0].gateway, None);
     }
 
     #[test]

@@ -32,8 +32,8 @@ pub use backend::{HostBackend, HostOp};
 pub use console::ConsoleSession;
 pub use manager::{HostManager, HostOptions, HostSnapshot, VmSnapshot};
 pub use model::{
-    Gpu, GpuHealth, GpuStatus, HostDescription, HostEvent, HostInventory, Nic, NumaNode, Partition,
-    PartitionStatus, PowerAction, VmSpec, VmState, VmStatus,
+    Gpu, GpuHealth, GpuStatus, GuestNic, HostDescription, HostEvent, HostInventory, Nic, NumaNode,
+    Partition, PartitionStatus, PowerAction, VmSpec, VmState, VmStatus,
 };
 pub use service::HostAgentService;
 

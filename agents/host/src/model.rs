@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::Ipv4Addr;
 
 use agent_common::{DriverError, WatchEvent};
 use serde::{Deserialize, Serialize};
@@ -174,6 +175,21 @@ pub struct VmSpec {
     pub ssh_authorized_keys: Vec<String>,
     /// cloud-init user data; empty: a `#cloud-config` with the SSH keys.
     pub user_data: String,
+    /// The guest's NICs, one per tenant port. Absent from older state files.
+    #[serde(default)]
+    pub nics: Vec<GuestNic>,
+}
+
+/// A tenant port as the guest sees it (`agent.v1.VmNic`), checked: a lowercase UUID, a
+/// lowercase unicast MAC, an IPv4 address inside its prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestNic {
+    pub port_id: String,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
 }
 
 impl VmSpec {
@@ -211,6 +227,10 @@ impl VmSpec {
                 self.emulator_cpu
             ));
         }
+        let ports: Vec<&str> = self.nics.iter().map(|n| n.port_id.as_str()).collect();
+        if let Some(dup) = first_duplicate(&ports) {
+            return invalid(format!("nics lists port {dup} twice; list each port once"));
+        }
         if self.numa_nodes.is_empty() {
             return invalid(
                 "numa_nodes is empty; list the nodes the VM's memory comes from".into(),
@@ -245,7 +265,7 @@ impl VmSpec {
     }
 }
 
-fn first_duplicate(values: &[u32]) -> Option<u32> {
+fn first_duplicate<T: Ord + Copy>(values: &[T]) -> Option<T> {
     let mut seen = BTreeSet::new();
     values.iter().copied().find(|v| !seen.insert(*v))
 }
@@ -409,6 +429,7 @@ pub(crate) mod tests {
             hostname: String::new(),
             ssh_authorized_keys: vec![],
             user_data: String::new(),
+            nics: vec![],
         }
     }
 

@@ -4,12 +4,15 @@
 //! define/start/stop/reboot/power-off/undefine with real qcow2 overlays and config drives.
 
 use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use host_agent::backend::libvirt::domain_xml::{self, DomainSettings, DomainType};
 use host_agent::backend::libvirt::{HostFacts, LibvirtConfig, VmFiles, sysfs};
-use host_agent::{DriverError, HostBackend, HostDescription, LibvirtBackend, Partition, VmSpec};
+use host_agent::{
+    DriverError, GuestNic, HostBackend, HostDescription, LibvirtBackend, Partition, VmSpec,
+};
 use virt::connect::Connect;
 
 /// Module id of the GPU at each nvidia-smi index, as on the sim fleet's HGX H100.
@@ -155,13 +158,20 @@ fn spec(host: &HostDescription, n: u32, modules: &[u32]) -> VmSpec {
         hostname: String::new(),
         ssh_authorized_keys: vec!["ssh-ed25519 AAAAC3Nza test@example".into()],
         user_data: String::new(),
+        nics: vec![GuestNic {
+            port_id: format!("0190c2f4-7a1b-7c3d-8e9f-{n:012}"),
+            mac: format!("52:54:00:aa:00:{:02x}", n % 256),
+            ip: Ipv4Addr::new(10, 1, 0, 10),
+            prefix_len: 24,
+            gateway: Some(Ipv4Addr::new(10, 1, 0, 1)),
+        }],
     }
 }
 
 const GPU_SETS: [&[u32]; 5] = [&[], &[1], &[1, 3], &[1, 2, 3, 4], &[1, 2, 3, 4, 5, 6, 7, 8]];
 
 fn qemu() -> DomainSettings {
-    DomainSettings { domain_type: DomainType::Qemu, cpu_only_hugepages: false }
+    DomainSettings { domain_type: DomainType::Qemu, cpu_only_hugepages: false, tap_nics: false }
 }
 
 /// `virt-xml-validate FILE domain`; `false` (with the reason printed) if the tool is absent.
@@ -196,12 +206,15 @@ fn test_rendered_domains_validate_and_run_on_the_test_driver() {
         {
             n += 1;
             let spec = spec(&host, n, modules);
-            let settings = DomainSettings { domain_type, cpu_only_hugepages: false };
+            let settings =
+                DomainSettings { domain_type, cpu_only_hugepages: false, tap_nics: true };
             let files = VmFiles::new(dir.path(), &spec.vm_id);
             let xml = domain_xml::render(&spec, &host, &settings, &files).expect("renders");
             let case = format!("{layout}, GPUs {modules:?}, {domain_type:?}");
             let count = |needle: &str| xml.matches(needle).count();
             assert_eq!(count("<hostdev "), 2 * modules.len(), "{case}");
+            let tap = format!("<target dev='tp{n:011}'/>");
+            assert!(xml.contains(&tap) && count("<interface type='ethernet'>") == 1, "{case}");
             assert_eq!(count("<vcpupin "), spec.vcpu_pins.len(), "{case}");
             assert_eq!(count("<cell id="), spec.numa_nodes.len(), "{case}");
             assert_eq!(count("<memnode "), spec.numa_nodes.len(), "{case}");
@@ -397,6 +410,7 @@ fn setup(fm_tool: Option<Vec<String>>) -> Setup {
         shutdown_timeout_secs: 1,
         boot_wait_secs: 0,
         guest_memory_gib: None,
+        vf_netns: None,
         host: facts(),
     };
     let backend = LibvirtBackend::open(config).expect("backend opens");
@@ -530,6 +544,7 @@ async fn test_backend_with_an_unreachable_libvirt_says_so() {
         shutdown_timeout_secs: 1,
         boot_wait_secs: 0,
         guest_memory_gib: None,
+        vf_netns: None,
         host: facts(),
     };
     let err = LibvirtBackend::open(config).err().expect("no libvirtd at that socket");
@@ -567,6 +582,7 @@ async fn test_backend_on_this_machine_is_a_cpu_only_host() {
         shutdown_timeout_secs: 1,
         boot_wait_secs: 0,
         guest_memory_gib: None,
+        vf_netns: None,
         host: host_facts,
     };
     let backend = LibvirtBackend::open(config).expect("this machine's /sys reads");

@@ -31,6 +31,7 @@ pub fn this_machine(
         shutdown_timeout_secs: 20,
         boot_wait_secs: 120,
         guest_memory_gib: Some(memory_gib),
+        vf_netns: None,
         host: HostFacts::cpu_only(REAL_HOST_ID, "this machine (real guests, CPU-only)"),
     }
 }

@@ -136,6 +136,15 @@ async fn test_launch_on_a_real_host_boots_a_guest_with_its_console_and_power_cyc
     let input = b"cat /cidata/user-data\r".to_vec();
     keys.send(agent_proto::v1::ConsoleRequest { vm_id: String::new(), input }).await.unwrap();
     console_shows(&mut output, &mut seen, 0, "me@laptop").await;
+    // The port's address reaches the guest's cloud-init drive (this host has no DPU wiring,
+    // so the guest has no NIC to give it to: `tiny-guest: no NIC`).
+    let port = &detail.ports[0];
+    let input = b"cat /cidata/network-config\r".to_vec();
+    keys.send(agent_proto::v1::ConsoleRequest { vm_id: String::new(), input }).await.unwrap();
+    let address = format!("- {}/{}", port.ip, port.cidr.split_once('/').unwrap().1);
+    console_shows(&mut output, &mut seen, 0, &address).await;
+    console_shows(&mut output, &mut seen, 0, &format!("macaddress: \"{}\"", port.mac)).await;
+    assert!(seen.contains("tiny-guest: no NIC with MAC"), "{seen}");
 
     for (action, end) in [
         (PowerAction::Stop, InstanceState::Stopped),

@@ -87,6 +87,7 @@ pub fn cpu_vm(n: u32, first_cpu: u32) -> pb::VmSpec {
         hostname: String::new(),
         ssh_authorized_keys: vec![],
         user_data: String::new(),
+        nics: vec![],
     }
 }
 

@@ -7,9 +7,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use agent_proto::v1::{RemoveVmRequest, VmSpec, VmState, VmStatus};
+use agent_proto::v1::{RemoveVmRequest, VmNic, VmSpec, VmState, VmStatus};
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid};
+use portal_types::network::PortView;
 use portal_types::params::{self, PowerAction};
 use portal_types::views::{
     InstanceDetail, InstanceGpu, InstanceNic, InstanceState, InstanceView, LiveEvent, TimelineEntry,
@@ -47,7 +48,9 @@ fn view(row: &instance::Model) -> InstanceView {
 /// The image file of instances launched before the image catalog existed.
 const LEGACY_IMAGE: &str = "ubuntu-24.04-cuda-12.8.qcow2";
 
-pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
+/// What the host needs to make the VM: its placement, image, config drive and NICs (one per
+/// tenant port, `ports`).
+pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement, ports: &[PortView]) -> VmSpec {
     VmSpec {
         vm_id: row.id.to_string(),
         name: row.name.clone(),
@@ -65,6 +68,19 @@ pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement) -> VmSpec {
         hostname: row.name.clone(),
         ssh_authorized_keys: recorded_keys(row).into_iter().map(|(_, line)| line).collect(),
         user_data: row.user_data.clone().unwrap_or_default(),
+        nics: ports.iter().map(vm_nic).collect(),
+    }
+}
+
+/// A port as the guest's NIC: its address with the subnet's prefix length and gateway.
+fn vm_nic(port: &PortView) -> VmNic {
+    let prefix_len = port.cidr.split_once('/').and_then(|(_, p)| p.parse().ok()).unwrap_or(32);
+    VmNic {
+        port_id: port.id.to_string(),
+        mac: port.mac.clone(),
+        ip: port.ip.clone(),
+        prefix_len,
+        gateway: port.gateway.clone(),
     }
 }
 

@@ -297,7 +297,9 @@ async fn sic_ensure_vm(ctx: ActionContext) -> Result<(), ActionError> {
         let allocation = allocation_of(&row)
             .ok_or_else(|| saga_action_failed(Error::internal("the instance has no placement")))?;
         let host = &allocation.placement.host;
-        let spec = crate::app::instances::vm_spec(&row, &allocation.placement);
+        let ports =
+            c.datastore.port_views(row.id).await.map_err(|e| saga_action_failed(e.into()))?;
+        let spec = crate::app::instances::vm_spec(&row, &allocation.placement, &ports);
         let result = match c.agents.host(host) {
             Some(mut client) => client.ensure_vm(EnsureVmRequest { spec: Some(spec) }).await,
             None => Err(tonic::Status::unavailable("its host agent is not connected")),

@@ -1,10 +1,7 @@
-//! Device and nftables names derived from VNIs and port ids. Interface names are at most 15
-//! bytes, so a port is named by a tag of [`TAG_LEN`] hex digits of its id rather than the id.
+//! Device and nftables names derived from VNIs and port ids. A port's own devices are named
+//! by `agent_common::port_names`, shared with the host agent.
 
-/// How many hex digits of the port id name its devices and chains: the *last* ones, which are
-/// random in UUID v4 and v7 alike (v7's first digits are a timestamp, shared by ports made in
-/// the same millisecond).
-pub const TAG_LEN: usize = 11;
+pub use agent_common::port_names::{TAG_LEN, port_tag, representor_name, vm_device_name};
 
 /// The bridge of a VNI: `br<vni>` (at most 10 bytes for a 24-bit VNI).
 pub fn bridge(vni: u32) -> String {
@@ -16,39 +13,13 @@ pub fn vxlan(vni: u32) -> String {
     format!("vx{vni}")
 }
 
-/// The VM-side device of a port, `vf` + the port's tag (13 bytes): the naming contract with
-/// the host agent. Without SR-IOV the port is a veth pair standing in for a VF; this end is
-/// what the guest uses (libvirt `<interface type='direct'>`, macvtap on it) and carries the
-/// port's MAC. The host agent computes it from the port id with this function.
-pub fn vm_device_name(port_id: &str) -> String {
-    format!("vf{}", port_tag(port_id))
-}
-
-/// The port's representor, `pr` + the tag: the end enslaved to the VNI's bridge.
-pub fn representor_name(port_id: &str) -> String {
-    format!("pr{}", port_tag(port_id))
-}
-
-/// The last [`TAG_LEN`] hex digits of the port id (its only characters used, so a name can
-/// never carry anything but hex into a command or ruleset).
-pub fn port_tag(port_id: &str) -> String {
-    let hex: Vec<char> = port_id.chars().filter(char::is_ascii_hexdigit).collect();
-    hex[hex.len().saturating_sub(TAG_LEN)..].iter().map(char::to_ascii_lowercase).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_fit_an_interface_name_and_use_the_random_end_of_the_id() {
-        let id = "0190c2f4-7a1b-7c3d-8e9f-0123456789ab";
-        assert_eq!(port_tag(id), "123456789ab");
-        assert_eq!(vm_device_name(id), "vf123456789ab");
-        assert_eq!(representor_name(id), "pr123456789ab");
+    fn vni_names_fit_an_interface_name() {
         assert_eq!(bridge(16_777_215), "br16777215");
-        for name in [vm_device_name(id), representor_name(id), vxlan(16_777_215)] {
-            assert!(name.len() <= 15, "{name}");
-        }
+        assert!(vxlan(16_777_215).len() <= 15);
     }
 }

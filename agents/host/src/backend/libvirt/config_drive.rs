@@ -1,6 +1,7 @@
 //! The cloud-init NoCloud config drive: an ISO 9660 image labelled `cidata` holding
 //! `meta-data` (instance id, hostname), `user-data` (the spec's, or a `#cloud-config` with
-//! the SSH keys) and nothing else. Written with `genisoimage` (Debian `genisoimage`).
+//! the SSH keys) and, for a VM with tenant ports, `network-config` (version 2: each NIC
+//! matched by MAC, its address and default route). Written with `genisoimage` (Debian `genisoimage`).
 
 use std::fs;
 use std::path::Path;
@@ -31,6 +32,23 @@ pub fn user_data(spec: &VmSpec) -> String {
         }
     }
     out
+}
+
+/// `network-config` (cloud-init's version 2) for the spec's NICs; `None` without NICs, so
+/// the guest's own default (DHCP on the first NIC) applies.
+pub fn network_config(spec: &VmSpec) -> Option<String> {
+    if spec.nics.is_empty() {
+        return None;
+    }
+    let mut out = String::from("version: 2\nethernets:\n");
+    for (i, nic) in spec.nics.iter().enumerate() {
+        out.push_str(&format!("  nic{i}:\n    match:\n      macaddress: \"{}\"\n", nic.mac));
+        out.push_str(&format!("    addresses:\n      - {}/{}\n", nic.ip, nic.prefix_len));
+        if let Some(gateway) = nic.gateway {
+            out.push_str(&format!("    routes:\n      - to: default\n        via: {gateway}\n"));
+        }
+    }
+    Some(out)
 }
 
 fn meta_data_with_keys(spec: &VmSpec) -> String {
@@ -82,16 +100,21 @@ pub fn write(spec: &VmSpec, path: &Path) -> Result<(), DriverError> {
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(|e| io_error("create", &staging, &e))?;
     let result = (|| {
-        for (name, text) in
-            [("meta-data", meta_data_with_keys(spec)), ("user-data", user_data(spec))]
-        {
-            let file = staging.join(name);
-            fs::write(&file, text).map_err(|e| io_error("write", &file, &e))?;
-        }
+        let files = [
+            ("meta-data", Some(meta_data_with_keys(spec))),
+            ("user-data", Some(user_data(spec))),
+            ("network-config", network_config(spec)),
+        ];
         let tmp = path.with_extension("iso.tmp");
         let mut genisoimage = Command::new("genisoimage");
         genisoimage.args(["-quiet", "-volid", "cidata", "-joliet", "-rock", "-output"]);
-        genisoimage.arg(&tmp).arg(staging.join("meta-data")).arg(staging.join("user-data"));
+        genisoimage.arg(&tmp);
+        for (name, text) in files {
+            let Some(text) = text else { continue };
+            let file = staging.join(name);
+            fs::write(&file, text).map_err(|e| io_error("write", &file, &e))?;
+            genisoimage.arg(file);
+        }
         run(genisoimage, "genisoimage (config drive)")?;
         fs::rename(&tmp, path).map_err(|e| io_error("move config drive to", path, &e))
     })();
@@ -133,6 +156,30 @@ mod tests {
         let meta = meta_data_with_keys(&spec);
         assert!(meta.contains("local-hostname: train-node-1\n"), "{meta}");
         assert!(meta.ends_with("public-keys:\n  - \"ssh-ed25519 AAAA\"\n"), "{meta}");
+    }
+
+    #[test]
+    fn test_network_config_matches_each_nic_by_mac() {
+        let nic = |n: u8, gateway| crate::model::GuestNic {
+            port_id: format!("0190c2f4-7a1b-7c3d-8e9f-0000000000{n:02x}"),
+            mac: format!("52:54:00:aa:00:{n:02x}"),
+            ip: std::net::Ipv4Addr::new(10, 1, 0, n),
+            prefix_len: 24,
+            gateway,
+        };
+        let spec = cpu_vm("00000000-0000-4000-8000-000000000001");
+        assert_eq!(network_config(&spec), None);
+        let spec = VmSpec {
+            nics: vec![nic(16, Some(std::net::Ipv4Addr::new(10, 1, 0, 1))), nic(17, None)],
+            ..spec
+        };
+        assert_eq!(
+            network_config(&spec).unwrap(),
+            "version: 2\nethernets:\n  nic0:\n    match:\n      macaddress: \"52:54:00:aa:00:10\"\n    \
+             addresses:\n      - 10.1.0.16/24\n    routes:\n      - to: default\n        via: \
+             10.1.0.1\n  nic1:\n    match:\n      macaddress: \"52:54:00:aa:00:11\"\n    \
+             addresses:\n      - 10.1.0.17/24\n"
+        );
     }
 
     #[test]

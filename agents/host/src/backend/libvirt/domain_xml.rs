@@ -2,7 +2,8 @@
 //! strict NUMA memory with matching guest cells, VFIO hostdevs for the GPUs and their paired
 //! SuperNICs in a guest PCIe tree that mirrors the host's ([`super::pcie_layout`]), 1 GiB
 //! hugepages and locked memory for GPU VMs, a 64-bit MMIO window sized for the GPUs, a
-//! qcow2 overlay disk, a NoCloud config drive and a logged serial console.
+//! qcow2 overlay disk, a NoCloud config drive, a virtio NIC per tenant port where the host
+//! wires taps to its DPU ([`super::vf_link`]) and a logged serial console.
 //!
 //! Elements are written in the order libvirt itself formats them (`virDomainDefFormat`), so
 //! the XML reads like `virsh dumpxml`. libvirt 9.0's schema accepts `<domain>`'s children in
@@ -13,6 +14,7 @@
 use std::fmt::Write;
 
 use agent_common::DriverError;
+use agent_common::port_names::guest_tap_name;
 use serde::Deserialize;
 
 use super::files::VmFiles;
@@ -41,6 +43,10 @@ pub struct DomainSettings {
     /// Back CPU-only VMs with 1 GiB hugepages too. Off by default: a host without reserved
     /// hugepages (a build machine) could not start them. GPU VMs always use hugepages.
     pub cpu_only_hugepages: bool,
+    /// Give the guest a virtio NIC per tenant port, a tap wired to the port's VF stand-in
+    /// ([`super::vf_link`]). Off: the ports reach the guest as SR-IOV VFs (not rendered yet)
+    /// or not at all.
+    pub tap_nics: bool,
 }
 
 /// The domain XML for `spec` on `host`, its disk, config drive and console log at `files`.
@@ -103,6 +109,9 @@ pub fn render(
     x.push_str("  <devices>\n");
     render_disks(&mut x, files);
     render_pci(&mut x, spec, &pcie);
+    if settings.tap_nics {
+        render_tap_nics(&mut x, spec);
+    }
     render_console(&mut x, files);
     if gpu_vm {
         // Ballooning cannot reclaim locked, pinned memory; the device would only mislead.
@@ -249,6 +258,15 @@ fn guest_address(bus: u32, slot: u32) -> String {
     format!(
         "<address type='pci' domain='0x0000' bus='{bus:#04x}' slot='{slot:#04x}' function='0x0'/>"
     )
+}
+
+fn render_tap_nics(x: &mut String, spec: &VmSpec) {
+    for nic in &spec.nics {
+        x.push_str("    <interface type='ethernet'>\n");
+        let _ = writeln!(x, "      <mac address='{}'/>", escape(&nic.mac));
+        let _ = writeln!(x, "      <target dev='{}'/>", guest_tap_name(&nic.port_id));
+        x.push_str("      <model type='virtio'/>\n    </interface>\n");
+    }
 }
 
 fn render_console(x: &mut String, files: &VmFiles) {

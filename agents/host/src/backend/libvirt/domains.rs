@@ -45,6 +45,15 @@ pub fn start(conn: &Connect, vm_id: &str) -> Result<(), DriverError> {
     domain.create().map(drop).map_err(|e| map(&what, &e))
 }
 
+/// The running domain's XML, as libvirt completed it (device names and addresses included).
+pub fn xml(conn: &Connect, vm_id: &str) -> Result<String, DriverError> {
+    let what = format!("reading domain {vm_id}");
+    let Some(domain) = lookup(conn, vm_id, &what)? else {
+        return Err(DriverError::FailedPrecondition(format!("domain {vm_id} is not defined")));
+    };
+    domain.xml_desc(0).map_err(|e| map(&what, &e))
+}
+
 /// Asks the guest to shut down (ACPI), waits up to `timeout`, then powers it off. An absent
 /// or stopped domain is fine.
 pub fn stop(conn: &Connect, vm_id: &str, timeout: Duration) -> Result<(), DriverError> {

@@ -5,7 +5,8 @@
 //! Modules: [`sysfs`] reads the machine, [`inventory`] joins it with the config,
 //! [`pcie_layout`] and [`domain_xml`] render a spec, [`files`] and [`config_drive`] make a
 //! VM's disk overlay and NoCloud drive, [`domains`] drives libvirt, [`fabric_manager`] the
-//! NVSwitch partitions.
+//! NVSwitch partitions, [`vf_link`] wires guests' NICs to their DPU ports where there is no
+//! SR-IOV.
 
 pub mod config_drive;
 pub mod console;
@@ -17,6 +18,7 @@ pub mod inventory;
 pub mod pci;
 pub mod pcie_layout;
 pub mod sysfs;
+pub mod vf_link;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -69,6 +71,10 @@ pub struct LibvirtConfig {
     /// memory per NUMA node its VMs may use, in GiB. It is offered and accounted in the same
     /// 1 GiB units as hugepages. Refused on a host with GPUs or with `cpu_only_hugepages`.
     pub guest_memory_gib: Option<u32>,
+    /// The network namespace of this host's DPU when it runs the DPU agent's `linux` backend
+    /// (VF stand-ins instead of SR-IOV): each guest gets a virtio NIC per tenant port, wired
+    /// to the port's VF stand-in there ([`vf_link`]). Absent: no tenant NICs are rendered.
+    pub vf_netns: Option<String>,
     pub host: HostFacts,
 }
 
@@ -123,6 +129,7 @@ impl LibvirtBackend {
         let settings = DomainSettings {
             domain_type: config.domain_type,
             cpu_only_hugepages: config.cpu_only_hugepages,
+            tap_nics: config.vf_netns.is_some(),
         };
         let inner = Inner { config, description, settings, fabric, conn: Mutex::new(None) };
         inner.connection()?;
@@ -274,6 +281,14 @@ impl HostBackend for LibvirtBackend {
         let vm_id = vm_id.to_owned();
         self.blocking(move |inner| {
             inner.with_conn(|conn| domains::start(conn, &vm_id))?;
+            if let Some(netns) = &inner.config.vf_netns {
+                let taps = vf_link::taps_in(&inner.with_conn(|conn| domains::xml(conn, &vm_id))?);
+                if let Err(e) = vf_link::connect(netns, &taps) {
+                    // A guest without its network is not started: the next start wires again.
+                    let _ = inner.with_conn(|conn| domains::power_off(conn, &vm_id));
+                    return Err(e);
+                }
+            }
             inner.wait_for_guest(&vm_id);
             Ok(())
         })
