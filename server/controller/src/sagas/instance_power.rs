@@ -75,7 +75,7 @@ async fn sip_requested(ctx: ActionContext) -> Result<(), ActionError> {
 }
 
 /// A power change that did not happen: back to the state it was in (if nothing else moved
-/// it meanwhile), saying so.
+/// it meanwhile), saying so; done once the instance has left the marked state.
 async fn sip_requested_undo(ctx: ActionContext) -> Result<(), anyhow::Error> {
     let p: Params = ctx.saga_params()?;
     let c = controller(&ctx);
@@ -91,8 +91,11 @@ async fn sip_requested_undo(ctx: ActionContext) -> Result<(), anyhow::Error> {
                     let message =
                         format!("The {} did not happen: {reason}. Try again.", p.action.as_str());
                     c.instance_set_state(&row, p.previous, Some(message)).await;
+                    // Read again (after the pause): a write that failed, e.g. on a busy
+                    // database, is tried again.
+                } else {
+                    return Ok(());
                 }
-                return Ok(());
             }
             Err(Error::NotFound { .. }) => return Ok(()),
             Err(e) => {
