@@ -31,6 +31,13 @@ pub mod validate;
 pub mod watch;
 
 pub use error::DriverError;
+
+/// A random id for one start of an agent's manager (`DpuInventory.boot_id`,
+/// `SwitchInventory.boot_id`): another one tells the control plane that the agent restarted
+/// and holds nothing.
+pub fn new_boot_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
 pub use fault::{FaultPlan, InjectedFault};
 pub use generation::{EnsureAction, decide_ensure};
 pub use watch::{EventHub, EventStream, WatchEvent, snapshot_then_changes};

@@ -136,7 +136,11 @@ pub fn port_counters_to_proto(report: &PortCountersReport) -> pb::PortCounters {
     }
 }
 
-pub fn inventory_to_proto(dpu: &DpuDescription, agent_version: &str) -> pb::DpuInventory {
+pub fn inventory_to_proto(
+    dpu: &DpuDescription,
+    agent_version: &str,
+    boot_id: &str,
+) -> pb::DpuInventory {
     pb::DpuInventory {
         dpu_id: dpu.dpu_id.clone(),
         host_id: dpu.host_id.clone(),
@@ -145,6 +149,7 @@ pub fn inventory_to_proto(dpu: &DpuDescription, agent_version: &str) -> pb::DpuI
         vtep_ip: dpu.vtep_ip.clone(),
         max_ports: dpu.max_ports,
         agent_version: agent_version.to_owned(),
+        boot_id: boot_id.to_owned(),
     }
 }
 

@@ -27,6 +27,8 @@ pub struct DpuManager {
 struct Inner {
     description: DpuDescription,
     backend: Arc<dyn DpuBackend>,
+    /// Random per manager: a restarted agent answers another (see `new_boot_id`).
+    boot_id: String,
     ports: Mutex<Store<PortSpec>>,
 }
 
@@ -81,7 +83,14 @@ impl DpuManager {
         event_capacity: usize,
     ) -> Self {
         let ports = Mutex::new(Store::new(event_capacity));
-        DpuManager { inner: Arc::new(Inner { description, backend, ports }) }
+        DpuManager {
+            inner: Arc::new(Inner {
+                description,
+                backend,
+                boot_id: agent_common::new_boot_id(),
+                ports,
+            }),
+        }
     }
 
     pub fn dpu_id(&self) -> &str {
@@ -99,6 +108,11 @@ impl DpuManager {
 
     pub fn port_count(&self) -> usize {
         lock(&self.inner.ports).len()
+    }
+
+    /// This start's id, reported in the inventory.
+    pub fn boot_id(&self) -> &str {
+        &self.inner.boot_id
     }
 
     /// Ends every watch stream and refuses new ones (agent shutdown).

@@ -43,7 +43,11 @@ impl DpuAgent for DpuAgentService {
         _request: Request<pb::InventoryRequest>,
     ) -> Result<Response<pb::DpuInventory>, Status> {
         let dpu = self.manager.inventory().await?;
-        Ok(Response::new(convert::inventory_to_proto(&dpu, crate::AGENT_VERSION)))
+        Ok(Response::new(convert::inventory_to_proto(
+            &dpu,
+            crate::AGENT_VERSION,
+            self.manager.boot_id(),
+        )))
     }
 
     async fn ensure_port(

@@ -88,7 +88,11 @@ pub fn vpc_status_to_proto(status: &VpcStatus) -> pb::VpcStatus {
     }
 }
 
-pub fn inventory_to_proto(switch: &SwitchDescription, agent_version: &str) -> pb::SwitchInventory {
+pub fn inventory_to_proto(
+    switch: &SwitchDescription,
+    agent_version: &str,
+    boot_id: &str,
+) -> pb::SwitchInventory {
     let role = match switch.role {
         SwitchRole::RailLeaf => pb::SwitchRole::RailLeaf,
         SwitchRole::Spine => pb::SwitchRole::Spine,
@@ -112,6 +116,7 @@ pub fn inventory_to_proto(switch: &SwitchDescription, agent_version: &str) -> pb
             })
             .collect(),
         agent_version: agent_version.to_owned(),
+        boot_id: boot_id.to_owned(),
     }
 }
 

@@ -25,6 +25,8 @@ pub struct SwitchManager {
 struct Inner {
     description: SwitchDescription,
     backend: Arc<dyn SwitchBackend>,
+    /// Random per manager: a restarted agent answers another (see `new_boot_id`).
+    boot_id: String,
     vpcs: Mutex<Store<VpcSpec>>,
 }
 
@@ -79,7 +81,14 @@ impl SwitchManager {
         event_capacity: usize,
     ) -> Self {
         let vpcs = Mutex::new(Store::new(event_capacity));
-        SwitchManager { inner: Arc::new(Inner { description, backend, vpcs }) }
+        SwitchManager {
+            inner: Arc::new(Inner {
+                description,
+                backend,
+                boot_id: agent_common::new_boot_id(),
+                vpcs,
+            }),
+        }
     }
 
     pub fn switch_id(&self) -> &str {
@@ -97,6 +106,11 @@ impl SwitchManager {
 
     pub fn vpc_count(&self) -> usize {
         lock(&self.inner.vpcs).len()
+    }
+
+    /// This start's id, reported in the inventory.
+    pub fn boot_id(&self) -> &str {
+        &self.inner.boot_id
     }
 
     /// Ends every watch stream and refuses new ones (agent shutdown).

@@ -43,7 +43,11 @@ impl SwitchAgent for SwitchAgentService {
         _request: Request<pb::InventoryRequest>,
     ) -> Result<Response<pb::SwitchInventory>, Status> {
         let switch = self.manager.inventory().await?;
-        Ok(Response::new(convert::inventory_to_proto(&switch, crate::AGENT_VERSION)))
+        Ok(Response::new(convert::inventory_to_proto(
+            &switch,
+            crate::AGENT_VERSION,
+            self.manager.boot_id(),
+        )))
     }
 
     async fn ensure_vpc(

@@ -13,7 +13,7 @@ use portal_types::network::{
     VpcCreate,
 };
 use portal_types::params::InstanceCreate;
-use portal_types::views::{InstanceDetail, InstanceState};
+use portal_types::views::{AgentLink, InstanceDetail, InstanceState};
 
 async fn overview(ctl: &Controller, who: &OpContext) -> NetworkOverview {
     ctl.network_overview(who).await.unwrap()
@@ -226,4 +226,101 @@ async fn networks_and_ports_on_sqlite_and_postgres() {
     if let Some(url) = postgres_url("networking").await {
         networks_and_ports(&url).await;
     }
+}
+
+/// Serves the simulated DPU `description` at `addr` with its own certificate until the
+/// sender is dropped or sends `true`; a fresh manager each time, as a restarted agent.
+async fn serve_dpu(
+    pki: &agent_common::tls::PkiDir,
+    description: dpu_agent::DpuDescription,
+    addr: std::net::SocketAddr,
+) -> (dpu_agent::SimDpu, tokio::sync::watch::Sender<bool>) {
+    let name = agent_common::tls::AgentName { kind: "dpu", id: &description.dpu_id };
+    let credentials = pki.agent(name).unwrap();
+    let dpu = dpu_agent::SimDpu::new(description, Default::default());
+    let router =
+        dpu_agent::DpuAgentService::new(dpu.manager().clone()).into_router(&credentials).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    sim_fleet::serve::serve_on(addr, router, stopped).await.unwrap();
+    (dpu, stop)
+}
+
+async fn dpu_link(ctl: &Controller, admin: &OpContext, host: &str) -> AgentLink {
+    ctl.host_topology(admin, host).await.unwrap().dpus[0].agent
+}
+
+/// A DPU agent that restarts (a new boot id, holding nothing) is noticed by its watch
+/// stream: shown unreachable while it is down, then sent every port the database gives it
+/// again, and the drift is in the audit log for provider admins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_dpu_agent_gets_its_ports_again_and_admins_are_told() {
+    let topology = sim_fleet::Topology::hgx_h100(1);
+    let host = topology.hosts().remove(0);
+    let description =
+        topology.dpus().into_iter().find(|d| d.host_id == host.host_id).expect("a DPU");
+    let dpu_id = description.dpu_id.clone();
+    let pki = temp_pki("dpu-restart");
+    let names = [
+        agent_common::tls::AgentName { kind: "host", id: &host.host_id },
+        agent_common::tls::AgentName { kind: "dpu", id: &dpu_id },
+    ];
+    pki.ensure(&names, false).unwrap();
+    let tls = pki.control_plane().unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (host_addr, dpu_addr) = (free(), free());
+    let sim_host = host_agent::SimHost::new(host.clone(), Default::default());
+    let router = host_agent::HostAgentService::new(sim_host.manager().clone())
+        .into_router(&pki.agent(names[0]).unwrap())
+        .unwrap();
+    let (_host_stop, stopped) = tokio::sync::watch::channel(false);
+    sim_fleet::serve::serve_on(host_addr, router, stopped).await.unwrap();
+    let (first_dpu, first_stop) = serve_dpu(&pki, description.clone(), dpu_addr).await;
+    let endpoint = |kind, id: &str, addr| agent_proto::AgentEndpoint {
+        kind,
+        id: id.to_owned(),
+        url: format!("https://{addr}"),
+    };
+    let agents = [
+        endpoint(agent_proto::AgentKind::Host, &host.host_id, host_addr),
+        endpoint(agent_proto::AgentKind::Dpu, &dpu_id, dpu_addr),
+    ];
+    let config = portal_controller::ControllerConfig {
+        admin_password: Some(PASSWORD.to_owned()),
+        ..portal_controller::ControllerConfig::new(sqlite_url("dpu-restart"))
+    };
+    let ctl = Controller::open(&config).await.unwrap();
+    assert!(ctl.attach_agents(&agents, &tls).await.unwrap().is_empty());
+    let user = ctl.login("admin", PASSWORD, None).await.unwrap();
+    let admin = &op(&ctl.actor(user).await.unwrap().unwrap());
+
+    let vm = running(&ctl, admin, launch("kept", "h100x1")).await;
+    let port_id = vm.ports[0].id.to_string();
+    eventually(10, "the DPU holds the port", async || first_dpu.manager().port(&port_id).is_some())
+        .await;
+    assert_eq!(dpu_link(&ctl, admin, &host.host_id).await, AgentLink::Connected);
+
+    // The agent goes away: its stream breaks, and the DPU is shown unreachable.
+    first_dpu.manager().shutdown();
+    first_stop.send(true).unwrap();
+    eventually(20, "the DPU shown unreachable", async || {
+        dpu_link(&ctl, admin, &host.host_id).await == AgentLink::Unreachable
+    })
+    .await;
+
+    // It comes back empty, as a restarted agent does: it gets its port again.
+    let (second_dpu, _second_stop) = serve_dpu(&pki, description, dpu_addr).await;
+    assert_eq!(second_dpu.manager().port_count(), 0);
+    eventually(30, "the restarted DPU holds the port again", async || {
+        second_dpu.manager().port(&port_id).is_some()
+    })
+    .await;
+    assert_eq!(dpu_link(&ctl, admin, &host.host_id).await, AgentLink::Connected);
+    let audit = ctl.audit_list(admin, Some("dpu."), None).await.unwrap();
+    let entry = audit.iter().find(|e| e.action == "dpu.restarted").expect("the drift is audited");
+    assert_eq!(
+        (entry.object_id.as_str(), entry.actor.as_str()),
+        (dpu_id.as_str(), "control plane")
+    );
+    assert_eq!(entry.outcome, "restarted holding none of its 1 ports; all sent again");
+    ctl.stop();
 }

@@ -18,7 +18,7 @@ use portal_types::views::LiveEvent;
 use tonic::transport::Endpoint;
 
 use super::connect::{connect, dialer};
-use super::watch::spawn_host_watcher;
+use super::watch::{spawn_host_watcher, spawn_network_watcher};
 use crate::app::scheduling::Placer;
 use crate::background::{fleet_sync, network, reconciler};
 use crate::backoff::Backoff;
@@ -61,7 +61,13 @@ impl Controller {
                 Ok(()) if agent.kind == AgentKind::Host => {
                     self.keep_running(spawn_host_watcher(Arc::clone(self), agent.id));
                 }
-                Ok(()) => {}
+                Ok(()) => {
+                    self.keep_running(spawn_network_watcher(
+                        Arc::clone(self),
+                        agent.kind,
+                        agent.id,
+                    ));
+                }
                 Err(problem) => {
                     tracing::warn!(agent = %agent.id, error = %problem, "agent not attached; retrying in the background");
                     if agent.kind == AgentKind::Host {
@@ -132,6 +138,7 @@ impl Controller {
                 check_id(&inv.dpu_id)?;
                 self.dpu_inventory_ingest(&agent.url, &inv).await.map_err(ingest_error)?;
                 self.agents.insert_dpu(&agent.id, channel);
+                self.agents.record_boot(&agent.id, &inv.boot_id);
                 // A DPU agent (re)attached holds what it was last sent, or nothing after a
                 // restart: send it every port the database gives it.
                 self.ports_replay(&agent.id).await;
@@ -143,6 +150,7 @@ impl Controller {
                 check_id(&inv.switch_id)?;
                 self.switch_inventory_ingest(&agent.url, &inv).await.map_err(ingest_error)?;
                 self.agents.insert_switch(&agent.id, channel);
+                self.agents.record_boot(&agent.id, &inv.boot_id);
                 // Like a DPU: the leaf gets every tenant VPC it should hold again.
                 self.fabric_replay(&agent.id).await;
             }
@@ -191,6 +199,12 @@ fn spawn_attacher(
                 }
                 Ok(()) => {
                     controller.events.publish(None, LiveEvent::FleetChanged);
+                    let watcher = spawn_network_watcher(
+                        Arc::clone(&controller),
+                        agent.kind,
+                        agent.id.clone(),
+                    );
+                    controller.keep_running(watcher);
                     break;
                 }
                 Err(e) => e.to_string(),

@@ -1,12 +1,18 @@
-//! One server-streaming `Watch` per host agent for the life of the controller: its events go
-//! to the controller; a broken stream marks the host unreachable (so the scheduler skips it)
-//! and is opened again with backoff.
+//! One server-streaming `Watch` per agent for the life of the controller, opened again with
+//! backoff when it breaks. A host's events go to the controller, and a broken stream marks
+//! the host unreachable (so the scheduler skips it). A DPU's or switch's stream is its link
+//! for the fleet pages, and each opening asks its boot id: another one than before means the
+//! agent restarted and holds nothing, so it gets everything again
+//! ([`Controller::network_agent_restarted`]).
 
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_proto::v1::{WatchRequest, host_event};
+use agent_proto::AgentKind;
+use agent_proto::v1::{InventoryRequest, WatchRequest, host_event};
+use futures::{Stream, StreamExt};
 
 use crate::Controller;
 use crate::backoff::Backoff;
@@ -61,4 +67,62 @@ pub(crate) fn spawn_host_watcher(
             backoff.sleep().await;
         }
     })
+}
+
+/// Follows one DPU or switch agent: connected while its `Watch` stream is open, and a
+/// restart found on every opening.
+pub(crate) fn spawn_network_watcher(
+    controller: Arc<Controller>,
+    kind: AgentKind,
+    id: String,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        loop {
+            match open_network_watch(&controller, kind, &id).await {
+                Ok((boot_id, mut stream)) => {
+                    controller.set_agent_connected(kind, &id, true).await;
+                    backoff.reset();
+                    if controller.agents.record_boot(&id, &boot_id).is_some() {
+                        controller.network_agent_restarted(kind, &id).await;
+                    }
+                    // Its status events need nothing: Ensure answers confirm what was sent.
+                    while let Some(Ok(())) = stream.next().await {}
+                    tracing::warn!(agent = %id, %kind, "agent watch stream ended");
+                }
+                Err(status) => {
+                    tracing::debug!(agent = %id, %kind, error = %status.message(), "agent watch refused");
+                }
+            }
+            controller.set_agent_connected(kind, &id, false).await;
+            backoff.sleep().await;
+        }
+    })
+}
+
+type StatusStream = Pin<Box<dyn Stream<Item = Result<(), tonic::Status>> + Send>>;
+
+/// Opens the agent's `Watch`, then asks its boot id (an agent restarting in between
+/// answers its new one).
+async fn open_network_watch(
+    c: &Controller,
+    kind: AgentKind,
+    id: &str,
+) -> Result<(String, StatusStream), tonic::Status> {
+    let detached = || tonic::Status::unavailable(format!("the {kind} agent {id} is not attached"));
+    match kind {
+        AgentKind::Dpu => {
+            let mut client = c.agents.dpu(id).ok_or_else(detached)?;
+            let stream = client.watch(WatchRequest {}).await?.into_inner();
+            let boot_id = client.get_inventory(InventoryRequest {}).await?.into_inner().boot_id;
+            Ok((boot_id, Box::pin(stream.map(|event| event.map(drop)))))
+        }
+        AgentKind::Switch => {
+            let mut client = c.agents.switch(id).ok_or_else(detached)?;
+            let stream = client.watch(WatchRequest {}).await?.into_inner();
+            let boot_id = client.get_inventory(InventoryRequest {}).await?.into_inner().boot_id;
+            Ok((boot_id, Box::pin(stream.map(|event| event.map(drop)))))
+        }
+        AgentKind::Host => Err(tonic::Status::invalid_argument("hosts have their own watcher")),
+    }
 }

@@ -4,6 +4,7 @@
 //! saga. A host without a DPU (the real CPU-only host of a lab) gets the address but no
 //! enforcement; its ports say "no DPU".
 
+use agent_proto::AgentKind;
 use agent_proto::v1 as pb;
 use portal_types::Error;
 use portal_types::ids::GenericUuid;
@@ -12,6 +13,7 @@ use uuid::Uuid;
 use crate::Controller;
 use crate::backoff::Backoff;
 use crate::context::OpContext;
+use crate::datastore::audit::AuditRecord;
 use crate::datastore::entity::{instance, port};
 use crate::datastore::port::{PortRequest, PortWiring};
 
@@ -136,6 +138,40 @@ impl Controller {
             self.network_changed.notify_one();
         }
         Ok(())
+    }
+
+    /// A DPU or switch agent answered another boot id than before: it restarted, and agents
+    /// keep nothing across a restart. Everything the database gives it is sent again, no
+    /// more, and provider admins find the drift in the audit log (`dpu.restarted`,
+    /// `switch.restarted`: what it should have held).
+    pub(crate) async fn network_agent_restarted(&self, kind: AgentKind, id: &str) {
+        let (what, replayed) = match kind {
+            AgentKind::Dpu => ("ports", self.datastore.ports_replay(id).await),
+            AgentKind::Switch => ("tenant VPCs", self.datastore.fabric_replay(id).await),
+            AgentKind::Host => return,
+        };
+        let outcome = match replayed {
+            Ok(n) => {
+                tracing::warn!(agent = %id, %kind, held = n, "agent restarted; sending it everything again");
+                self.network_changed.notify_one();
+                format!("restarted holding none of its {n} {what}; all sent again")
+            }
+            Err(e) => {
+                tracing::error!(agent = %id, %kind, error = %e, "agent restarted; cannot mark its state for sending");
+                format!("restarted; its {what} could not be marked for sending: {e}")
+            }
+        };
+        let record = AuditRecord {
+            actor_id: None,
+            actor_name: "control plane".to_owned(),
+            tenant_id: None,
+            client: None,
+            action: format!("{}.restarted", kind.label()),
+            object_kind: kind.label().to_owned(),
+            object_id: id.to_owned(),
+            outcome,
+        };
+        self.audit_write(&record).await;
     }
 
     /// Sends every tenant VPC a leaf should hold again (after its agent attached).
