@@ -23,6 +23,7 @@ mod m20261203_000017_instance_user_data;
 mod m20261203_000018_networking;
 mod m20261203_000019_fabric;
 mod m20261203_000020_metering;
+mod m20261203_000021_console_sessions;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000018_networking::Migration),
             Box::new(m20261203_000019_fabric::Migration),
             Box::new(m20261203_000020_metering::Migration),
+            Box::new(m20261203_000021_console_sessions::Migration),
         ]
     }
 }

@@ -130,8 +130,6 @@ pub struct Controller {
     /// VMs hosts run that the database does not want there (see `strays`).
     strays: background::strays::Strays,
     login_throttle: throttle::LoginThrottle,
-    /// Serial consoles open on this replica, per user (see `app::console`).
-    consoles: app::console::ConsoleSlots,
     /// Wakes the network reconciler: a DPU or leaf has something new to see.
     network_changed: tokio::sync::Notify,
     bootstrap: Bootstrap,
@@ -190,7 +188,6 @@ impl Controller {
             stray_grace: config.stray_grace,
             strays: background::strays::Strays::default(),
             login_throttle: throttle::LoginThrottle::new(config.login_throttle),
-            consoles: app::console::ConsoleSlots::default(),
             network_changed: tokio::sync::Notify::new(),
             bootstrap,
             secret_keys: config.secret_keys.clone(),

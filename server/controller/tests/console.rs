@@ -1,13 +1,15 @@
 //! An instance's serial console (`Controller::instance_console`) against the simulated
 //! fleet, whose guests print a boot banner and a `<hostname>:~$ ` prompt and echo what is
 //! typed: members type, viewers only watch, another tenant's instance and an unknown one are
-//! not found, a user has at most 8 consoles open, and deleting the VM ends its consoles — on SQLite, and on PostgreSQL when the
+//! not found, a user has at most 8 consoles open on all replicas together, and deleting the VM ends its consoles — on SQLite, and on PostgreSQL when the
 //! test run provides one.
 
 mod common;
 
 use common::*;
-use portal_controller::{Console, ConsoleStream, MAX_CONSOLES_PER_USER};
+use portal_controller::{
+    Console, ConsoleStream, Controller, ControllerConfig, MAX_CONSOLES_PER_USER,
+};
 use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::views::InstanceState;
 
@@ -24,7 +26,11 @@ async fn read_until(output: &mut ConsoleStream, seen: &mut String, wanted: &str)
     }
 }
 
-async fn console(stack: &Stack) {
+async fn console(stack: &Stack, url: &str) {
+    let stack_config = ControllerConfig {
+        admin_password: Some(PASSWORD.to_owned()),
+        ..ControllerConfig::new(url)
+    };
     let ctl = &stack.controller;
     let admin = &op(&stack.admin);
     let mut events = ctl.events().subscribe();
@@ -70,9 +76,20 @@ async fn console(stack: &Stack) {
     let refused = ctl.instance_console(&op(&mia), vm.id).await.err().expect("over the limit");
     assert_eq!(refused.status_code(), 409, "{refused}");
     assert!(refused.to_string().contains("close one first"), "{refused}");
+    // The limit holds across replicas: another one on the same database refuses too.
+    let other = Controller::open(&stack_config).await.unwrap();
+    attach_all(&other, &stack.fleet, &stack.tls).await;
+    let refused = other.instance_console(&op(&mia), vm.id).await.err().expect("over the limit");
+    assert!(refused.to_string().contains("close one first"), "{refused}");
     open.pop();
-    open.push(ctl.instance_console(&op(&mia), vm.id).await.expect("room again"));
-    drop(open);
+    let mut again = None;
+    eventually(10, "room again", async || {
+        again = other.instance_console(&op(&mia), vm.id).await.ok();
+        again.is_some()
+    })
+    .await;
+    other.stop();
+    drop((open, again));
 
     // Deleting the VM ends its consoles, and no new one opens.
     ctl.instance_delete(admin, vm.id).await.unwrap();
@@ -94,13 +111,14 @@ async fn console(stack: &Stack) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn console_on_sqlite() {
-    let stack = start(&sqlite_url("console"), 1).await;
-    console(&stack).await;
+    let url = sqlite_url("console");
+    let stack = start(&url, 1).await;
+    console(&stack, &url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn console_on_postgres() {
     let Some(url) = postgres_url("console").await else { return };
     let stack = start(&url, 1).await;
-    console(&stack).await;
+    console(&stack, &url).await;
 }

@@ -4,15 +4,13 @@
 //!
 //! Bounded everywhere: input goes to the agent in chunks of at most 4 KiB at a limited rate
 //! (a paste waits instead of flooding the guest), and each user has at most
-//! [`MAX_CONSOLES_PER_USER`] consoles open on this replica.
+//! [`MAX_CONSOLES_PER_USER`] consoles open, counted in the database across replicas.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent_proto::v1::{ConsoleOutput, ConsoleRequest};
 use portal_types::Error;
-use portal_types::ids::{InstanceUuid, UserUuid};
+use portal_types::ids::{GenericUuid, InstanceUuid, UserUuid};
 use portal_types::views::InstanceState;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -22,8 +20,10 @@ use crate::Controller;
 use crate::app::instances::host_of;
 use crate::authz::Action;
 use crate::context::OpContext;
+use crate::datastore::{DataStore, now_ms};
+use uuid::Uuid;
 
-/// Consoles one user may have open at once (on one replica).
+/// Consoles one user may have open at once, on all replicas together.
 pub const MAX_CONSOLES_PER_USER: usize = 8;
 /// The largest input chunk the agent takes in one request.
 const INPUT_CHUNK_BYTES: usize = 4 * 1024;
@@ -117,41 +117,63 @@ impl ConsoleInput {
     }
 }
 
-/// How many consoles each user has open on this replica.
-#[derive(Default, Clone)]
-pub(crate) struct ConsoleSlots(Arc<Mutex<HashMap<UserUuid, usize>>>);
+/// How often an open console's row is refreshed, and how long a row counts without one
+/// (its replica died with the console open).
+const SLOT_REFRESH: Duration = Duration::from_secs(10);
+const SLOT_STALE: Duration = Duration::from_secs(45);
 
-/// One open console of a user; given back when dropped.
+/// One open console of a user, counted in the database for every replica and kept counting
+/// by its refresher; given back when dropped.
 struct ConsoleSlot {
-    slots: ConsoleSlots,
-    user: UserUuid,
-}
-
-impl ConsoleSlots {
-    fn take(&self, user: UserUuid) -> Result<ConsoleSlot, Error> {
-        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(user).or_default();
-        if *count >= MAX_CONSOLES_PER_USER {
-            return Err(Error::Conflict {
-                message: format!(
-                    "You have {MAX_CONSOLES_PER_USER} consoles open already; close one first."
-                ),
-            });
-        }
-        *count += 1;
-        Ok(ConsoleSlot { slots: self.clone(), user })
-    }
+    datastore: DataStore,
+    id: Uuid,
+    refresher: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for ConsoleSlot {
     fn drop(&mut self) {
-        let mut open = self.slots.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.user) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.user);
-            }
+        self.refresher.abort();
+        let (datastore, id) = (self.datastore.clone(), self.id);
+        // Drop cannot wait for the database; a row left behind (the runtime stopping) goes
+        // stale and stops counting.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = datastore.console_slot_release(id).await {
+                    tracing::warn!(console = %id, error = %e, "cannot record a closed console");
+                }
+            });
         }
+    }
+}
+
+impl Controller {
+    /// Takes one of `user`'s console slots, counted across replicas.
+    async fn console_slot_take(&self, user: UserUuid) -> Result<ConsoleSlot, Error> {
+        let now = now_ms();
+        let stale_before = now - SLOT_STALE.as_millis() as i64;
+        let limit = MAX_CONSOLES_PER_USER as u64;
+        let taken = self
+            .datastore
+            .console_slot_take(user.into_untyped_uuid(), limit, now, stale_before)
+            .await?;
+        let id = taken.ok_or_else(|| Error::Conflict {
+            message: format!(
+                "You have {MAX_CONSOLES_PER_USER} consoles open already; close one first."
+            ),
+        })?;
+        let datastore = self.datastore.clone();
+        let refresher = tokio::spawn({
+            let datastore = datastore.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(SLOT_REFRESH).await;
+                    if let Err(e) = datastore.console_slot_refresh(id, now_ms()).await {
+                        tracing::warn!(console = %id, error = %e, "cannot refresh an open console");
+                    }
+                }
+            }
+        });
+        Ok(ConsoleSlot { datastore, id, refresher })
     }
 }
 
@@ -197,7 +219,7 @@ impl Controller {
                 ),
             });
         };
-        let slot = self.consoles.take(actor.user_id)?;
+        let slot = self.console_slot_take(actor.user_id).await?;
         let Some(mut client) = self.agents.host(&host) else {
             return Err(Error::unavailable(format!("the agent of host {host} is not connected")));
         };

@@ -393,6 +393,20 @@ pub mod login_failure {
     no_relations!();
 }
 
+pub mod console_session {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "console_session")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        /// When its replica last refreshed it (ms since the Unix epoch).
+        pub seen_at: i64,
+    }
+    no_relations!();
+}
+
 pub mod saga {
     use sea_orm::entity::prelude::*;
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod backup;
 pub(crate) mod claim;
 mod connection;
+pub(crate) mod console;
 pub mod entity;
 pub(crate) mod fabric;
 pub mod fleet;
