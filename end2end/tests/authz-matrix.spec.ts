@@ -145,6 +145,7 @@ const POLICY: Record<string, Policy> = {
   "GET /api/v1/capacity": { expect: all(200), form: none },
   "GET /api/v1/audit": { expect: tenantAdmins, form: none },
   "GET /api/v1/admin/hosts": { expect: providerOnly, form: none },
+  "GET /api/v1/admin/scalable-units/{su}/fabric": { expect: providerOnly, form: none, path: async () => "/api/v1/admin/scalable-units/su1/fabric" },
   "PUT /api/v1/admin/hosts/{name}/cordon": {
     expect: answering(providerOnly, 204),
     form: none,
@@ -189,6 +190,7 @@ const POLICY: Record<string, Policy> = {
   "POST /api/fn/host_topology": { expect: providerOnly, form: () => ({ name: "su1-h01" }) },
   "POST /api/fn/stray_vm_list": { expect: providerOnly, form: () => ({}) },
   "POST /api/fn/scalable_unit_topology": { expect: providerOnly, form: () => ({ su: "su1" }) },
+  "POST /api/fn/scalable_unit_fabric": { expect: providerOnly, form: () => ({ su: "su1" }) },
   // Everyone signed in passes authorization and is stopped by the wrong current password.
   "POST /api/fn/password_change": {
     expect: { anonymous: 401, viewer: 400, member: 400, otherAdmin: 400, tenantAdmin: 400, providerAdmin: 400 },
@@ -365,6 +367,7 @@ test("every route answers every role as its policy says", async () => {
     scratch: await invite(me.tenant_id, "mx-scratch-user", "member"),
   };
   let counter = 0;
+  let keys = 0;
   let running: string | undefined;
   const world: World = {
     home: me.tenant_id,
@@ -402,8 +405,10 @@ test("every route answers every role as its policy says", async () => {
       return made.id;
     },
     keyOfAdmin: async () => {
+      // Key bytes of their own range (101…), apart from the rows' keys (0… and 200…): the
+      // shared counter passes 100 before the REST row runs.
       const made = await call<{ id: string }>(admin, "ssh_key_create", {
-        "create[name]": `mx-key-${++counter}`, "create[public_key]": sshEd25519(100 + counter),
+        "create[name]": `mx-key-${++counter}`, "create[public_key]": sshEd25519(100 + ++keys),
       });
       return made.id;
     },

@@ -1,8 +1,11 @@
 // The admin topology pictures: a 1-GPU VM launched from the dashboard shows up on its host's
 // picture as a GPU tile of the tenant with the instance's name, over its paired NIC, in an
 // active single-GPU partition, with CPUs and hugepages in use on that GPU's NUMA node; the
-// scalable unit shows its 8 rail leaves over its host cards, which link to the host pictures.
+// scalable unit shows its 8 rail leaves over its host cards, which link to the host pictures;
+// its tenant fabric shows a tenant's VRF confirmed on every leaf while the tenant has a VM in
+// the unit, and drops it live when the VM goes.
 import { expect, test, type Page } from "@playwright/test";
+import { adminPassword, call, invite, session } from "./api";
 import { hydrated } from "./hydrated";
 
 const password = process.env.PORTAL_ADMIN_PASSWORD!;
@@ -98,11 +101,88 @@ test("a launched VM on its host's topology picture and the scalable unit's rail 
   expect(consoleErrors.filter((e) => !/status of 404/.test(e))).toEqual([]);
 });
 
+interface Instance { id: string; state: string; host_name: string | null }
+
+test("the scalable unit's tenant fabric: a tenant's VRF confirmed on every leaf, gone with its VM", async ({ page }, testInfo) => {
+  test.setTimeout(120_000);
+  const consoleErrors: string[] = [];
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  page.on("pageerror", (e) => consoleErrors.push(e.message));
+
+  // A VM of a tenant of its own, launched by one of its members.
+  const admin = await session("admin", adminPassword);
+  const tenant = await call<{ id: string }>(admin, "tenant_create", { name: "fabco" });
+  const invited = await invite(admin, tenant.id, "fab-member", "member");
+  const member = await session("fab-member", invited.one_time_password);
+  const made = await call<{ id: string }[]>(member, "instance_create", {
+    "create[name]": "e2e-fabric-1", "create[instance_type]": "h100x1",
+  });
+  const id = made[0].id;
+  let host = "";
+  await expect
+    .poll(async () => {
+      const got = await call<{ instance: Instance }>(member, "instance_get", { id });
+      host = got.instance.host_name ?? "";
+      return got.instance.state;
+    }, { timeout: 20_000 })
+    .toBe("Running");
+  const unit = host.split("-")[0];
+  expect(unit).toMatch(/^su\d+$/);
+
+  // From the unit's picture to its fabric.
+  await signIn(page);
+  await page.goto(`/admin/su/${unit}`);
+  await page.getByTestId("su-fabric-link").click();
+  await expect(page).toHaveURL(new RegExp(`/admin/su/${unit}/fabric$`));
+  await hydrated(page);
+  const leaves = page.getByTestId("fabric-leaf");
+  await expect(leaves).toHaveCount(8);
+  // Every leaf holds the tenant's VRF, confirmed (the page reads again every few seconds).
+  const ours = page.locator('[data-testid="fabric-vrf"][data-tenant="fabco"]');
+  await expect(ours).toHaveCount(8);
+  await expect(page.locator('[data-testid="fabric-vrf"][data-tenant="fabco"][data-state="confirmed"]')).toHaveCount(8, { timeout: 20_000 });
+  const leaf0 = page.locator(`[data-testid="fabric-leaf"][data-leaf="${unit}-leaf0"]`);
+  await expect(leaf0.getByTestId("fabric-leaf-agent")).toHaveText("switch agent connected");
+  const row = leaf0.locator('[data-testid="fabric-vrf"][data-tenant="fabco"]');
+  await expect(row).toContainText("default");
+  await expect(row).toContainText(/vpc\d+ · \d+/);
+  await expect(page.getByTestId("fabric-dpu")).toHaveCount(64);
+  await expect(page.getByTestId("fabric-dpu-summary")).toContainText("64 of 64 DPUs reachable");
+  await page.screenshot({ path: testInfo.outputPath("fabric.png"), fullPage: true });
+  await page.screenshot({ path: "test-results/topology-fabric.png", fullPage: true });
+
+  // The REST API gives the same picture to the provider admin, not to the tenant's member.
+  const rest = await page.request.get(`/api/v1/admin/scalable-units/${unit}/fabric`);
+  expect(rest.status()).toBe(200);
+  const body = await rest.json();
+  expect(body.leaves).toHaveLength(8);
+  expect(body.leaves[0].vrfs.some((v: { tenant_name: string; state: string }) => v.tenant_name === "fabco" && v.state === "confirmed")).toBe(true);
+  expect((await member.get(`/api/v1/admin/scalable-units/${unit}/fabric`)).status()).toBe(403);
+  const typo = await page.request.get("/api/v1/admin/scalable-units/rack7/fabric");
+  expect(typo.status()).toBe(404);
+  expect((await typo.json()).message).toBe("No scalable unit named rack7 exists.");
+
+  // The VM goes: its tenant's VRF leaves every leaf on the open page, without a click.
+  await call(member, "instance_delete", { id });
+  await expect(ours).toHaveCount(0, { timeout: 30_000 });
+
+  // A unit that does not exist is one sentence.
+  await page.goto("/admin/su/rack7/fabric");
+  await expect(page.getByTestId("topology-error")).toHaveText("No scalable unit named rack7 exists.");
+  await page.goto("/admin/su/su99/fabric");
+  await expect(page.getByTestId("topology-error")).toHaveText("No scalable unit named su99 exists.");
+  expect(consoleErrors.filter((e) => !/status of 404/.test(e))).toEqual([]);
+});
+
 test("anonymous visitors are sent to sign in and the API refuses them", async ({ page, request }) => {
   await page.goto("/admin/hosts/su1-h01");
   await expect(page).toHaveURL(/\/login$/);
   await page.goto("/admin/su/su1");
   await expect(page).toHaveURL(/\/login$/);
+  await page.goto("/admin/su/su1/fabric");
+  await expect(page).toHaveURL(/\/login$/);
+  const fabric = await request.post("/api/fn/scalable_unit_fabric", { form: { su: "su1" } });
+  expect(fabric.status()).toBe(401);
   const host = await request.post("/api/fn/host_topology", { form: { name: "su1-h01" } });
   expect(host.status()).toBe(401);
   const unit = await request.post("/api/fn/scalable_unit_topology", { form: { su: "su1" } });

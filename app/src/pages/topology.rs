@@ -552,13 +552,17 @@ fn FabricPicture(fabric: topo::ScalableUnitFabric) -> impl IntoView {
         ids.dedup();
         ids.len()
     };
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let summary = format!(
-        "{leaves_up} of {leaves} leaves reachable · {vpcs} tenant VRFs · on the leaves: {confirmed} \
-         confirmed, {pending} pending{}",
+        "{leaves_up} of {leaves} leaves reachable · {} · on the leaves: {confirmed} confirmed, \
+         {pending} pending{}",
+        plural(vpcs, "tenant VRF", "tenant VRFs"),
         if removing > 0 { format!(", {removing} being removed") } else { String::new() }
     );
     let dpu_summary = format!(
-        "{dpus_up} of {dpus} DPUs reachable · {ports} tenant ports{}",
+        "{dpus_up} of {dpus} DPUs reachable · {}{}",
+        plural(ports as usize, "tenant port", "tenant ports"),
         if ports_pending > 0 {
             format!(" ({ports_pending} not yet confirmed)")
         } else {
@@ -650,7 +654,7 @@ fn VrfRow(v: LeafVrf) -> impl IntoView {
                 Some(vni) => format!("{} · {vni}", v.vrf_name),
                 None => "—".to_owned(),
             }}</td>
-            <td class="mono">{l2}</td>
+            <td class="mono wrap">{l2}</td>
             <td><span class=format!("vrf-state {}", v.state.as_str()) title=state_title>{v.state.as_str()}</span></td>
         </tr>
     }
