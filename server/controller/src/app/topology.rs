@@ -485,6 +485,11 @@ impl Controller {
         let wanted: BTreeSet<Uuid> =
             ports.iter().filter_map(|p| vpc_of.get(&p.subnet_id).copied()).collect();
         let vpcs: HashMap<Uuid, &vpc::Model> = vpcs.iter().map(|v| (v.id, v)).collect();
+        // Each VPC's L2 VNIs, ascending (the subnets come ordered by VNI).
+        let mut l2_of: HashMap<Uuid, Vec<u32>> = HashMap::new();
+        for s in &subnets {
+            l2_of.entry(s.vpc_id).or_default().push(s.vni as u32);
+        }
         let mut held: HashMap<&str, HashMap<Uuid, i64>> = HashMap::new();
         for c in &confirmed {
             held.entry(c.switch_name.as_str()).or_default().insert(c.vpc_id, c.generation);
@@ -511,11 +516,7 @@ impl Controller {
                     .unwrap_or_default(),
                 vrf_name: row.map(|v| format!("vpc{}", v.vni)).unwrap_or_default(),
                 l3_vni: row.map(|v| v.vni as u32),
-                l2_vnis: subnets
-                    .iter()
-                    .filter(|s| s.vpc_id == vpc_id)
-                    .map(|s| s.vni as u32)
-                    .collect(),
+                l2_vnis: l2_of.get(&vpc_id).cloned().unwrap_or_default(),
                 generation,
                 confirmed_generation,
                 state,
