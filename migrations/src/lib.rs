@@ -24,6 +24,7 @@ mod m20261203_000018_networking;
 mod m20261203_000019_fabric;
 mod m20261203_000020_metering;
 mod m20261203_000021_console_sessions;
+mod m20261203_000022_agent_boot_ids;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000019_fabric::Migration),
             Box::new(m20261203_000020_metering::Migration),
             Box::new(m20261203_000021_console_sessions::Migration),
+            Box::new(m20261203_000022_agent_boot_ids::Migration),
         ]
     }
 }

@@ -411,7 +411,7 @@ async fn two_replicas_behind_haproxy_share_sessions_capacity_events_and_survive_
     stop.store(true, Ordering::Relaxed);
     traffic.await.unwrap();
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    assert!(ok > 50, "too little traffic to tell: {ok}");
+    assert!(ok > 50, "too little traffic to tell: {ok} answered, {failed} failed");
     assert_eq!(failed, 0, "{failed} of {} requests failed during the rolling restart", ok + failed);
 
     // No saga was lost: the deletes finished, the launches made meanwhile run.

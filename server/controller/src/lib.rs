@@ -240,7 +240,7 @@ impl Controller {
     /// VPC it should hold), without dialling it.
     #[doc(hidden)]
     pub async fn testing_switch_reattached(&self, leaf: &str) {
-        self.fabric_replay(leaf).await;
+        let _ = self.network_replay(agent_proto::AgentKind::Switch, leaf).await;
     }
 
     /// Benchmarks: meters the state log as the metering task does at `now_s`.

@@ -241,7 +241,13 @@ async fn serve_dpu(
     let router =
         dpu_agent::DpuAgentService::new(dpu.manager().clone()).into_router(&credentials).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    sim_fleet::serve::serve_on(addr, router, stopped).await.unwrap();
+    // The agent before may still hold the port for a moment while it stops.
+    let mut tries = 0;
+    while let Err(e) = sim_fleet::serve::serve_on(addr, router.clone(), stopped.clone()).await {
+        tries += 1;
+        assert!(tries < 100, "cannot serve the DPU at {addr}: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     (dpu, stop)
 }
 
@@ -322,5 +328,15 @@ async fn a_restarted_dpu_agent_gets_its_ports_again_and_admins_are_told() {
         (dpu_id.as_str(), "control plane")
     );
     assert_eq!(entry.outcome, "restarted holding none of its 1 ports; all sent again");
+
+    // Another replica attaching the same agent (the same boot id) sends it nothing again,
+    // and reports no restart.
+    let other = Controller::open(&config).await.unwrap();
+    assert!(other.attach_agents(&agents, &tls).await.unwrap().is_empty());
+    let audit = other.audit_list(admin, Some("dpu."), None).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.action == "dpu.restarted").count(), 1, "{audit:?}");
+    let port = &other.instance_get(admin, vm.instance.id).await.unwrap().ports[0];
+    assert_eq!(port.state, "ready", "the port was not marked for sending again");
+    other.stop();
     ctl.stop();
 }

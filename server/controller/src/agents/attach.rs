@@ -138,10 +138,9 @@ impl Controller {
                 check_id(&inv.dpu_id)?;
                 self.dpu_inventory_ingest(&agent.url, &inv).await.map_err(ingest_error)?;
                 self.agents.insert_dpu(&agent.id, channel);
-                self.agents.record_boot(&agent.id, &inv.boot_id);
-                // A DPU agent (re)attached holds what it was last sent, or nothing after a
-                // restart: send it every port the database gives it.
-                self.ports_replay(&agent.id).await;
+                // Unless it is the agent that was sent its ports (the same boot id), it gets
+                // every port the database gives it.
+                self.network_agent_booted(agent.kind, &agent.id, &inv.boot_id).await;
             }
             AgentKind::Switch => {
                 let mut client = SwitchAgentClient::new(channel.clone());
@@ -150,9 +149,8 @@ impl Controller {
                 check_id(&inv.switch_id)?;
                 self.switch_inventory_ingest(&agent.url, &inv).await.map_err(ingest_error)?;
                 self.agents.insert_switch(&agent.id, channel);
-                self.agents.record_boot(&agent.id, &inv.boot_id);
-                // Like a DPU: the leaf gets every tenant VPC it should hold again.
-                self.fabric_replay(&agent.id).await;
+                // Like a DPU: a new or restarted leaf gets every tenant VPC it should hold.
+                self.network_agent_booted(agent.kind, &agent.id, &inv.boot_id).await;
             }
         }
         Ok(())

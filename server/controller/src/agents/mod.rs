@@ -23,8 +23,6 @@ pub struct AgentRegistry {
     hosts: RwLock<HashMap<String, HostAgentClient<Channel>>>,
     dpus: RwLock<HashMap<String, DpuAgentClient<Channel>>>,
     switches: RwLock<HashMap<String, SwitchAgentClient<Channel>>>,
-    /// The boot id each DPU and switch agent last reported.
-    boots: RwLock<HashMap<String, String>>,
 }
 
 impl AgentRegistry {
@@ -60,15 +58,5 @@ impl AgentRegistry {
     /// A client for the switch agent with this id (none until it is attached).
     pub fn switch(&self, id: &str) -> Option<SwitchAgentClient<Channel>> {
         self.switches.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id).cloned()
-    }
-
-    /// Records the boot id agent `id` reported; returns the one it reported before, if any
-    /// and different (the agent restarted since).
-    pub fn record_boot(&self, id: &str, boot_id: &str) -> Option<String> {
-        let mut boots = self.boots.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match boots.insert(id.to_owned(), boot_id.to_owned()) {
-            Some(before) if before != boot_id => Some(before),
-            _ => None,
-        }
     }
 }

@@ -3,7 +3,7 @@
 //! the host unreachable (so the scheduler skips it). A DPU's or switch's stream is its link
 //! for the fleet pages, and each opening asks its boot id: another one than before means the
 //! agent restarted and holds nothing, so it gets everything again
-//! ([`Controller::network_agent_restarted`]).
+//! ([`Controller::network_agent_booted`]).
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -25,6 +25,8 @@ pub(crate) fn spawn_host_watcher(
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             let Some(mut client) = controller.agents.host(&host_id) else { return };
+            // Rows that changed after this cannot be judged by the snapshot it asks for.
+            let asked_at = crate::datastore::now_ms();
             match client.watch(WatchRequest {}).await {
                 Ok(response) => {
                     controller.set_host_connected(&host_id, true).await;
@@ -43,7 +45,9 @@ pub(crate) fn spawn_host_watcher(
                                 }
                                 Some(host_event::Event::SnapshotEnd(_)) => {
                                     if let Some(listed) = listed.take() {
-                                        controller.reconcile_host_snapshot(&host_id, &listed).await;
+                                        controller
+                                            .reconcile_host_snapshot(&host_id, &listed, asked_at)
+                                            .await;
                                     }
                                 }
                                 Some(host_event::Event::Gpu(status)) => {
@@ -83,9 +87,7 @@ pub(crate) fn spawn_network_watcher(
                 Ok((boot_id, mut stream)) => {
                     controller.set_agent_connected(kind, &id, true).await;
                     backoff.reset();
-                    if controller.agents.record_boot(&id, &boot_id).is_some() {
-                        controller.network_agent_restarted(kind, &id).await;
-                    }
+                    controller.network_agent_booted(kind, &id, &boot_id).await;
                     // Its status events need nothing: Ensure answers confirm what was sent.
                     while let Some(Ok(())) = stream.next().await {}
                     tracing::warn!(agent = %id, %kind, "agent watch stream ended");

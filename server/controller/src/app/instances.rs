@@ -507,8 +507,13 @@ impl Controller {
     /// places on the host that it did not list are gone, e.g. the host restarted while no
     /// control plane watched. A running one has failed; a deleting one, or a failed one whose
     /// removal was asked for, is finished and its claims released. Provisioning ones are left
-    /// to their launch saga (and its deadline).
-    pub(crate) async fn reconcile_host_snapshot(&self, host_name: &str, listed: &HashSet<String>) {
+    /// to their launch saga (and its deadline), and so is any row changed since `asked_at`.
+    pub(crate) async fn reconcile_host_snapshot(
+        &self,
+        host_name: &str,
+        listed: &HashSet<String>,
+        asked_at: i64,
+    ) {
         self.strays_listed(host_name, listed);
         let rows = self.datastore.instances_expected_on_host(host_name).await;
         let rows = match rows {
@@ -518,7 +523,12 @@ impl Controller {
                 return;
             }
         };
-        for row in rows.into_iter().filter(|r| !listed.contains(&r.id.to_string())) {
+        // A row that changed since the snapshot was asked for (a VM another replica started
+        // meanwhile) may be missing from it rightly: only older rows are judged.
+        let missing = rows
+            .into_iter()
+            .filter(|r| r.updated_at < asked_at && !listed.contains(&r.id.to_string()));
+        for row in missing {
             tracing::warn!(instance = %row.id, name = %row.name, host = %host_name, state = %row.state, "VM missing from its host's snapshot");
             let on_host = InstanceState::parse(&row.state).is_some_and(InstanceState::on_host);
             if !on_host {

@@ -15,6 +15,7 @@ use crate::backoff::Backoff;
 use crate::context::OpContext;
 use crate::datastore::audit::AuditRecord;
 use crate::datastore::entity::{instance, port};
+use crate::datastore::fleet::BootRecord;
 use crate::datastore::port::{PortRequest, PortWiring};
 
 impl Controller {
@@ -140,27 +141,31 @@ impl Controller {
         Ok(())
     }
 
-    /// A DPU or switch agent answered another boot id than before: it restarted, and agents
-    /// keep nothing across a restart. Everything the database gives it is sent again, no
+    /// A DPU or switch agent answered with its boot id (attached, or its watch stream
+    /// opened again). The one recorded: it holds what it was sent, nothing to do. Its first:
+    /// what it holds is unknown, so it is sent everything. Another: it restarted (agents
+    /// keep nothing across a restart), so it is sent everything the database gives it, no
     /// more, and provider admins find the drift in the audit log (`dpu.restarted`,
-    /// `switch.restarted`: what it should have held).
-    pub(crate) async fn network_agent_restarted(&self, kind: AgentKind, id: &str) {
-        let (what, replayed) = match kind {
-            AgentKind::Dpu => ("ports", self.datastore.ports_replay(id).await),
-            AgentKind::Switch => ("tenant VPCs", self.datastore.fabric_replay(id).await),
-            AgentKind::Host => return,
-        };
-        let outcome = match replayed {
-            Ok(n) => {
-                tracing::warn!(agent = %id, %kind, held = n, "agent restarted; sending it everything again");
-                self.network_changed.notify_one();
-                format!("restarted holding none of its {n} {what}; all sent again")
-            }
+    /// `switch.restarted`).
+    pub(crate) async fn network_agent_booted(&self, kind: AgentKind, id: &str, boot_id: &str) {
+        let record = match self.datastore.agent_boot_record(kind, id, boot_id).await {
+            Ok(BootRecord::Same) => return,
+            Ok(record) => record,
             Err(e) => {
-                tracing::error!(agent = %id, %kind, error = %e, "agent restarted; cannot mark its state for sending");
-                format!("restarted; its {what} could not be marked for sending: {e}")
+                tracing::warn!(agent = %id, %kind, error = %e, "cannot record the agent's boot id; sending it everything");
+                BootRecord::First
             }
         };
+        let replayed = self.network_replay(kind, id).await;
+        if record != BootRecord::Restarted {
+            return;
+        }
+        let what = if kind == AgentKind::Dpu { "ports" } else { "tenant VPCs" };
+        let outcome = match replayed {
+            Ok(n) => format!("restarted holding none of its {n} {what}; all sent again"),
+            Err(e) => format!("restarted; its {what} could not be marked for sending: {e}"),
+        };
+        tracing::warn!(agent = %id, %kind, %outcome, "agent restarted");
         let record = AuditRecord {
             actor_id: None,
             actor_name: "control plane".to_owned(),
@@ -174,28 +179,25 @@ impl Controller {
         self.audit_write(&record).await;
     }
 
-    /// Sends every tenant VPC a leaf should hold again (after its agent attached).
-    pub(crate) async fn fabric_replay(&self, leaf: &str) {
-        match self.datastore.fabric_replay(leaf).await {
+    /// Marks everything the database gives agent `id` (a DPU's ports, a leaf's tenant VPCs)
+    /// for the network reconciler to send again; how many.
+    pub(crate) async fn network_replay(&self, kind: AgentKind, id: &str) -> Result<u64, Error> {
+        let replayed = match kind {
+            AgentKind::Dpu => self.datastore.ports_replay(id).await,
+            AgentKind::Switch => self.datastore.fabric_replay(id).await,
+            AgentKind::Host => return Ok(0),
+        };
+        match &replayed {
             Ok(0) => {}
             Ok(n) => {
-                tracing::info!(%leaf, vpcs = n, "sending the leaf its tenant VPCs again");
+                tracing::info!(agent = %id, %kind, count = n, "sending the agent its state again");
                 self.network_changed.notify_one();
             }
-            Err(e) => tracing::warn!(%leaf, error = %e, "cannot mark the leaf's VPCs for sending"),
-        }
-    }
-
-    /// Sends every port of a DPU again (after its agent attached) through the reconciler.
-    pub(crate) async fn ports_replay(&self, dpu: &str) {
-        match self.datastore.ports_replay(dpu).await {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(%dpu, ports = n, "sending the DPU its ports again");
-                self.network_changed.notify_one();
+            Err(e) => {
+                tracing::warn!(agent = %id, %kind, error = %e, "cannot mark the agent's state for sending")
             }
-            Err(e) => tracing::warn!(%dpu, error = %e, "cannot mark the DPU's ports for sending"),
         }
+        Ok(replayed?)
     }
 }
 

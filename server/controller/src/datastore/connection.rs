@@ -90,6 +90,24 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     db.begin_with_options(options).await
 }
 
+/// Begins a write transaction that changes ports' generations in bulk (a port made or
+/// released, a rule added or deleted, a DPU's ports marked for sending again). On
+/// PostgreSQL two of them would lock overlapping port rows in different orders and deadlock
+/// (seen with a few dozen deletes at once), so they take one transaction-scoped advisory
+/// lock first and run one after the other; SQLite's write transactions are serial already.
+pub async fn begin_port_write(
+    db: &DatabaseConnection,
+) -> Result<DatabaseTransaction, sea_orm::DbErr> {
+    let txn = begin_write(db).await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        /// The advisory lock's key: any constant no other lock uses.
+        const PORT_GENERATIONS: i64 = 0x706f_7274_6765_6e73; // "portgens"
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PORT_GENERATIONS})"))
+            .await?;
+    }
+    Ok(txn)
+}
+
 /// Milliseconds since the Unix epoch, the unit of every `*_at` column.
 pub fn now_ms() -> i64 {
     let now = time::OffsetDateTime::now_utc();

@@ -156,6 +156,8 @@ pub mod dpu {
         pub agent_url: String,
         pub agent_connected: bool,
         pub updated_at: i64,
+        /// The agent's last reported boot id (`DpuInventory.boot_id`).
+        pub boot_id: Option<String>,
     }
     no_relations!();
 }
@@ -174,6 +176,8 @@ pub mod switch {
         pub agent_url: String,
         pub agent_connected: bool,
         pub updated_at: i64,
+        /// The agent's last reported boot id (`SwitchInventory.boot_id`).
+        pub boot_id: Option<String>,
     }
     no_relations!();
 }

@@ -31,6 +31,17 @@ pub(crate) fn gpu_health(health: i32) -> GpuHealth {
     }
 }
 
+/// What a DPU's or switch's reported boot id means (see [`DataStore::agent_boot_record`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BootRecord {
+    /// The one recorded: the agent holds what it was sent.
+    Same,
+    /// Its first: what it holds is unknown.
+    First,
+    /// Another: it restarted and holds nothing.
+    Restarted,
+}
+
 impl DataStore {
     /// Creates or updates a host and its GPUs from its agent's inventory; `facts` is the
     /// placement facts' JSON.
@@ -106,6 +117,8 @@ impl DataStore {
             agent_url: Set(url.to_owned()),
             agent_connected: Set(true),
             updated_at: Set(now_ms()),
+            // Recorded by `agent_boot_record`, which decides what the agent is sent.
+            boot_id: sea_orm::ActiveValue::NotSet,
         };
         upsert_by_name(
             &self.db,
@@ -136,6 +149,8 @@ impl DataStore {
             agent_url: Set(url.to_owned()),
             agent_connected: Set(true),
             updated_at: Set(now_ms()),
+            // Recorded by `agent_boot_record`, which decides what the agent is sent.
+            boot_id: sea_orm::ActiveValue::NotSet,
         };
         upsert_by_name(
             &self.db,
@@ -151,6 +166,54 @@ impl DataStore {
             ],
         )
         .await
+    }
+
+    /// Records the boot id a DPU or switch agent reported and says what it means: the one
+    /// recorded already, the agent's first, or another (the agent restarted). Of several
+    /// replicas recording the same new id, only the first is told it changed.
+    pub(crate) async fn agent_boot_record(
+        &self,
+        kind: AgentKind,
+        name: &str,
+        boot_id: &str,
+    ) -> Result<BootRecord, StoreError> {
+        macro_rules! swap {
+            ($table:ident) => {{
+                let before: Option<Option<String>> = $table::Entity::find()
+                    .select_only()
+                    .column($table::Column::BootId)
+                    .filter($table::Column::Name.eq(name))
+                    .into_tuple()
+                    .one(&self.db)
+                    .await?;
+                let Some(before) = before else { return Ok(BootRecord::Same) };
+                if before.as_deref() == Some(boot_id) {
+                    return Ok(BootRecord::Same);
+                }
+                let unchanged = match &before {
+                    Some(id) => $table::Column::BootId.eq(id.clone()),
+                    None => $table::Column::BootId.is_null(),
+                };
+                let swapped = $table::Entity::update_many()
+                    .col_expr($table::Column::BootId, boot_id.into())
+                    .filter($table::Column::Name.eq(name))
+                    .filter(unchanged)
+                    .exec(&self.db)
+                    .await?
+                    .rows_affected
+                    == 1;
+                Ok(match (swapped, before) {
+                    (false, _) => BootRecord::Same,
+                    (true, None) => BootRecord::First,
+                    (true, Some(_)) => BootRecord::Restarted,
+                })
+            }};
+        }
+        match kind {
+            AgentKind::Dpu => swap!(dpu),
+            AgentKind::Switch => swap!(switch),
+            AgentKind::Host => Ok(BootRecord::Same),
+        }
     }
 
     /// Records whether an agent is reachable; whether that changed its row (none when the

@@ -39,7 +39,7 @@ pub mod topology;
 pub(crate) mod usage;
 mod user;
 
-pub use connection::{begin_write, connect, now_ms, rfc3339, with_startup_lock};
+pub use connection::{begin_port_write, begin_write, connect, now_ms, rfc3339, with_startup_lock};
 pub use identity_provider::NewIdentityProvider;
 pub use session::{SessionRow, session_label};
 

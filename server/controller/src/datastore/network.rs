@@ -22,7 +22,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{port, port_security_group, security_group, security_rule, subnet, vpc};
-use super::{DataStore, StoreError, begin_write, now_ms, rfc3339};
+use super::{DataStore, StoreError, begin_port_write, begin_write, now_ms, rfc3339};
 use crate::authz::{Action, Actor};
 use crate::context::OpContext;
 
@@ -503,7 +503,7 @@ impl DataStore {
         checked: &CheckedRule,
     ) -> Result<(SecurityRuleView, String), StoreError> {
         let actor = opctx.authorize(Action::NetworkWrite)?;
-        let txn = begin_write(&self.db).await?;
+        let txn = begin_port_write(&self.db).await?;
         let group = self.group_in(&txn, actor, create.group).await?;
         let mut names = HashMap::from([(group.id, group.name.as_str())]);
         let remote = match create.remote_group {
@@ -550,7 +550,7 @@ impl DataStore {
         id: SecurityRuleUuid,
     ) -> Result<String, StoreError> {
         let actor = opctx.authorize(Action::NetworkWrite)?;
-        let txn = begin_write(&self.db).await?;
+        let txn = begin_port_write(&self.db).await?;
         let rule = security_rule::Entity::find_by_id(id.into_untyped_uuid())
             .one(&txn)
             .await?

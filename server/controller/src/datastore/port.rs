@@ -21,7 +21,7 @@ use super::entity::{
     dpu, instance, port, port_security_group, security_group, security_rule, subnet, vpc,
 };
 use super::network::bump_ports_in_groups;
-use super::{DataStore, StoreError, begin_write, now_ms};
+use super::{DataStore, StoreError, begin_port_write, now_ms};
 
 /// What a port is made from: the instance's launch choices and its host's DPU.
 pub(crate) struct PortRequest {
@@ -85,7 +85,7 @@ impl DataStore {
             if let Some(existing) = self.port_of_instance(req.instance_id).await? {
                 return Ok(existing);
             }
-            let txn = begin_write(&self.db).await?;
+            let txn = begin_port_write(&self.db).await?;
             let subnet = subnet::Entity::find_by_id(req.subnet_id)
                 .one(&txn)
                 .await?
@@ -164,7 +164,7 @@ impl DataStore {
         &self,
         instance_id: Uuid,
     ) -> Result<Option<port::Model>, StoreError> {
-        let txn = begin_write(&self.db).await?;
+        let txn = begin_port_write(&self.db).await?;
         let Some(row) =
             port::Entity::find().filter(port::Column::InstanceId.eq(instance_id)).one(&txn).await?
         else {
@@ -308,11 +308,13 @@ impl DataStore {
     /// Marks every port of a DPU as unconfirmed, so that the reconciler sends them all again
     /// (after the DPU agent restarted, it holds nothing).
     pub(crate) async fn ports_replay(&self, dpu_name: &str) -> Result<u64, StoreError> {
+        let txn = begin_port_write(&self.db).await?;
         let done = port::Entity::update_many()
             .col_expr(port::Column::AppliedGeneration, Expr::value(0))
             .filter(port::Column::DpuName.eq(dpu_name))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         Ok(done.rows_affected)
     }
 
