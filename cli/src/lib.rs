@@ -475,13 +475,40 @@ async fn login(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<()
     Ok(())
 }
 
-/// The token from stdin: one line (prompted for when stdin is a terminal).
+/// The terminal's echo off until dropped, so a typed or pasted token is not shown.
+struct NoEcho(Option<nix::sys::termios::Termios>);
+
+impl NoEcho {
+    fn on_stdin() -> NoEcho {
+        use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let Ok(before) = tcgetattr(&stdin) else { return NoEcho(None) };
+        let mut quiet = before.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+        NoEcho(Some(before))
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        if let Some(before) = &self.0 {
+            use nix::sys::termios::{SetArg, tcsetattr};
+            let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, before);
+        }
+    }
+}
+
+/// The token from stdin: one line (prompted for, and not echoed, when stdin is a terminal).
 fn read_token(err: &mut dyn Write) -> Result<String> {
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        write!(err, "API token (from the portal's Account page): ")?;
+    let quiet = if stdin.is_terminal() {
+        write!(err, "API token (from the portal's Account page, not shown): ")?;
         err.flush()?;
-    }
+        Some(NoEcho::on_stdin())
+    } else {
+        None
+    };
     let mut line = String::new();
     let mut limited = stdin.lock().take(4096);
     let mut buf = [0u8; 1];
@@ -492,6 +519,10 @@ fn read_token(err: &mut dyn Write) -> Result<String> {
             break;
         }
         line.push(buf[0] as char);
+    }
+    if quiet.is_some() {
+        // The Enter that ended the line was not echoed either.
+        writeln!(err)?;
     }
     let token = line.trim().to_owned();
     if token.is_empty() {
