@@ -17,13 +17,13 @@ pub mod service;
 pub use agent_common::{DriverError, FaultPlan};
 pub use backend::linux::counters::{DirectionCounters, PortCounters};
 pub use backend::linux::names::vm_device_name;
-pub use backend::linux::{LinuxDpuBackend, LinuxDpuConfig};
+pub use backend::linux::{LinuxDpuBackend, LinuxDpuConfig, UplinkConfig};
 pub use backend::sim::{SimDpu, SimDpuBackend, SimDpuOptions};
 pub use backend::{DpuBackend, DpuOp};
 pub use manager::DpuManager;
 pub use model::{
-    Counter, Direction, DpuDescription, PortCountersReport, PortSpec, PortState, PortStatus,
-    PortTraffic, Protocol, SecurityRule, TrafficCounters,
+    Counter, Direction, DpuDescription, Gateway, PortCountersReport, PortSpec, PortState,
+    PortStatus, PortTraffic, Protocol, SecurityRule, TrafficCounters,
 };
 pub use service::DpuAgentService;
 

@@ -26,6 +26,10 @@
 //! [backend.linux]
 //! netns = "dpu0"                      # optional: `ip netns add dpu0` made beforehand
 //! remote_vteps = ["192.0.2.12"]       # optional: VTEPs every VNI floods to
+//! [backend.linux.uplink]              # optional: needed for ports with a public IP
+//! device = "ext0"                     # an existing device on the external network
+//! gateway = "203.0.113.1"             # that network's next hop
+//! table = 4790                        # optional: the routing table the agent owns
 //! [backend.linux.dpu]
 //! dpu_id = "su1-h07-dpu0"
 //! vtep_ip = "192.0.2.11"

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use agent_common::netns_testing::{self, Netns, run};
 use agent_common::validate::cidr;
 use dpu_agent::{
-    Direction, DpuBackend, DpuDescription, LinuxDpuBackend, LinuxDpuConfig, PortSpec, Protocol,
-    SecurityRule, vm_device_name,
+    Direction, DpuBackend, DpuDescription, Gateway, LinuxDpuBackend, LinuxDpuConfig, PortSpec,
+    Protocol, SecurityRule, UplinkConfig, vm_device_name,
 };
 use socket2::{Domain, Socket, Type};
 
@@ -40,8 +40,12 @@ fn description(vtep: &str) -> DpuDescription {
 }
 
 async fn backend(dpu: &Netns, vtep: &str, remote_vteps: Vec<Ipv4Addr>) -> LinuxDpuBackend {
-    let config =
-        LinuxDpuConfig { dpu: description(vtep), netns: Some(dpu.name.clone()), remote_vteps };
+    let config = LinuxDpuConfig {
+        dpu: description(vtep),
+        netns: Some(dpu.name.clone()),
+        remote_vteps,
+        uplink: None,
+    };
     LinuxDpuBackend::start(config).await.expect("backend starts")
 }
 
@@ -62,6 +66,8 @@ fn spec(n: u8, vni: u32, ip: &str, rules: Vec<SecurityRule>) -> PortSpec {
     PortSpec {
         port_id: format!("0190c2f4-7a1b-4c3d-8e9f-0000000000{n:02x}"),
         vm_id: format!("vm-{n}"),
+        gateway: None,
+        public_ip: None,
         generation: 1,
         vni,
         mac: format!("52:54:00:00:00:{n:02x}"),
@@ -370,4 +376,200 @@ async fn detaching_leaves_nothing_behind_and_every_operation_is_idempotent() {
         "{ruleset}"
     );
     assert!(backend.nft_counters(&port.port_id).await.is_err(), "no counters for a detached port");
+}
+
+/// A TCP server in `ns` on `port` that answers every connection with `<name> <peer address>`
+/// and closes it; lives until the process ends.
+fn serve_named(ns: &Netns, port: u16, name: &'static str) {
+    let listener = ns.enter(|| TcpListener::bind(("0.0.0.0", port)).expect("bind"));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            if let Ok(peer) = stream.peer_addr() {
+                let _ = stream.write_all(format!("{name} {}", peer.ip()).as_bytes());
+            }
+        }
+    });
+}
+
+/// What a server of [`serve_named`] at `to:port` answers `ns` within [`TIMEOUT`].
+fn answer(ns: &Netns, to: &str, port: u16) -> Option<String> {
+    let mut stream = connect(ns, None, to, port)?;
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// Deletes the NAT router namespaces of the DPU namespace `dpu` (`<dpu>.nat<tag>`) when the
+/// test ends, however it ends.
+struct Routers<'a>(&'a Netns);
+
+impl Routers<'_> {
+    fn left(&self) -> Vec<String> {
+        let prefix = format!("{}.nat", self.0.name);
+        std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| name.starts_with(&prefix))
+            .collect()
+    }
+}
+
+impl Drop for Routers<'_> {
+    fn drop(&mut self) {
+        for name in self.left() {
+            let _ = std::process::Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}
+
+fn public_spec(n: u8, vni: u32, ip: &str, public_ip: Option<&str>) -> PortSpec {
+    let rules = vec![
+        egress_any(),
+        rule(Direction::Ingress, Protocol::Tcp, Some((8080, 8080)), "0.0.0.0/0"),
+    ];
+    PortSpec {
+        gateway: Some(Gateway { address: "10.0.0.1".parse().expect("ip"), prefix_len: 24 }),
+        public_ip: public_ip.map(|p| p.parse().expect("public ip")),
+        ..spec(n, vni, ip, rules)
+    }
+}
+
+#[tokio::test]
+async fn public_ips_map_one_to_one_through_the_security_group_and_tenants_stay_apart() {
+    if !runnable() {
+        return;
+    }
+    // The provider's external network: 203.0.113.0/24 between the DPU's uplink and an
+    // "internet" namespace, which is the network's gateway and holds a server further out.
+    let (dpu, internet) = (netns("dpu"), netns("inet"));
+    let routers = Routers(&dpu);
+    dpu.ip(&[
+        "link",
+        "add",
+        "uplink0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &internet.name,
+    ]);
+    dpu.ip(&["addr", "add", "203.0.113.2/24", "dev", "uplink0"]);
+    dpu.ip(&["link", "set", "uplink0", "up"]);
+    internet.ip(&["addr", "add", "203.0.113.1/24", "dev", "eth0"]);
+    internet.ip(&["link", "set", "eth0", "up"]);
+    internet.ip(&["addr", "add", "198.51.100.80/32", "dev", "lo"]);
+    serve_named(&internet, 80, "internet");
+    let config = |uplink| LinuxDpuConfig {
+        dpu: description("192.0.2.1"),
+        netns: Some(dpu.name.clone()),
+        remote_vteps: vec![],
+        uplink,
+    };
+    let uplink = UplinkConfig {
+        device: "uplink0".into(),
+        gateway: "203.0.113.1".parse().expect("ip"),
+        table: 4790,
+    };
+
+    // Without an uplink a public IP is refused.
+    let plain = LinuxDpuBackend::start(config(None)).await.expect("backend starts");
+    let a = public_spec(1, 100, "10.0.0.5", Some("203.0.113.10"));
+    plain.vni_attach(100).await.expect("vni attach");
+    let err = plain.port_attach(&a).await.expect_err("no uplink");
+    assert!(err.to_string().contains("this DPU has no uplink configured;"), "{err}");
+    plain.vni_detach(100).await.expect("vni detach");
+
+    let backend = LinuxDpuBackend::start(config(Some(uplink.clone()))).await.expect("starts");
+    // Tenants A (VNI 100) and B (VNI 200) with the same private address, each its own
+    // public IP; C on A's VNI has none.
+    let b = public_spec(2, 200, "10.0.0.5", Some("203.0.113.11"));
+    let c = public_spec(3, 100, "10.0.0.6", None);
+    let mut vms = Vec::new();
+    for (port, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        let vm = plug(&backend, &dpu, port).await;
+        vm.ip(&["route", "add", "default", "via", "10.0.0.1"]);
+        serve_named(&vm, 8080, name);
+        vms.push(vm);
+    }
+    let [vm_a, vm_b, vm_c] = &vms[..] else { unreachable!() };
+    let gets = |ns: &Netns, to: &str, port: u16, expected: &str| {
+        eventually(|| answer(ns, to, port).as_deref() == Some(expected))
+    };
+
+    // In: each public IP reaches its own VM (which sees the client's real address).
+    assert!(gets(&internet, "203.0.113.10", 8080, "a 203.0.113.1"), "the internet reaches A");
+    assert!(gets(&internet, "203.0.113.11", 8080, "b 203.0.113.1"), "and B, not A");
+    // Out: from each VM's public IP, through the uplink's gateway.
+    assert!(gets(vm_a, "198.51.100.80", 80, "internet 203.0.113.10"), "A leaves as its public IP");
+    assert!(gets(vm_b, "198.51.100.80", 80, "internet 203.0.113.11"), "B as its own");
+    assert!(gets(vm_a, "203.0.113.11", 8080, "b 203.0.113.10"), "A reaches B's public IP");
+    // C has no public IP: no gateway answers it, nothing gets out.
+    assert!(!connects(vm_c, "198.51.100.80", 80), "C does not get out");
+    assert!(!connects(vm_c, "203.0.113.1", 80));
+    assert!(!pings(vm_c, None, "10.0.0.1"), "C does not even see A's gateway");
+    assert!(eventually(|| pings(vm_a, None, "10.0.0.1")), "A pings its gateway");
+    // The security group judges the traffic of the public IP.
+    let counters = backend.nft_counters(&a.port_id).await.expect("counters");
+    assert!(counters.ingress.rules[&1].packets >= 1, "the ingress rule counted: {counters:?}");
+    assert!(counters.egress.rules[&0].packets >= 1, "the egress rule counted");
+
+    // Without the ingress rule no new connection gets in; B's is untouched; out still works.
+    backend.rules_apply(&a.port_id, &[egress_any()]).await.expect("revoke");
+    assert!(!connects(&internet, "203.0.113.10", 8080), "revoked: no new connection to A");
+    assert!(gets(&internet, "203.0.113.11", 8080, "b 203.0.113.1"));
+    assert!(gets(vm_a, "198.51.100.80", 80, "internet 203.0.113.10"));
+    backend.rules_apply(&a.port_id, &a.rules).await.expect("grant again");
+    assert!(gets(&internet, "203.0.113.10", 8080, "a 203.0.113.1"), "granted again");
+
+    // Ensuring the port again changes nothing; a new generation without the public IP
+    // takes both directions away.
+    backend.port_attach(&a).await.expect("again");
+    let a_private = PortSpec { public_ip: None, generation: 2, ..a.clone() };
+    backend.port_attach(&a_private).await.expect("public IP removed");
+    backend.rules_apply(&a.port_id, &a.rules).await.expect("rules");
+    assert!(!connects(&internet, "203.0.113.10", 8080), "no way in");
+    assert!(!connects(vm_a, "198.51.100.80", 80), "no way out");
+    assert!(gets(&internet, "203.0.113.11", 8080, "b 203.0.113.1"), "B goes on");
+    let left = routers.left();
+    assert_eq!(left.len(), 1, "only B's router is left: {left:?}");
+
+    // A restarted backend deletes the routers; ensuring B again brings its back.
+    let backend = LinuxDpuBackend::start(config(Some(uplink))).await.expect("restarts");
+    assert!(routers.left().is_empty(), "start deleted the routers");
+    for port in [&a_private, &b] {
+        backend.vni_attach(port.vni).await.expect("vni attach");
+        backend.port_attach(port).await.expect("port attach");
+        backend.rules_apply(&port.port_id, &port.rules).await.expect("rules apply");
+    }
+    assert!(gets(&internet, "203.0.113.11", 8080, "b 203.0.113.1"), "B is back");
+    assert!(gets(vm_b, "198.51.100.80", 80, "internet 203.0.113.11"));
+
+    // Detaching leaves no router, leg, address, route, rule or nftables element behind.
+    for _ in 0..2 {
+        backend.port_detach(&b.port_id).await.expect("port detach");
+    }
+    assert!(!connects(&internet, "203.0.113.11", 8080), "B's public IP is gone");
+    assert!(routers.left().is_empty(), "{:?}", routers.left());
+    let tag = &vm_device_name(&b.port_id)[2..];
+    let links = dpu.ip(&["-o", "link", "show"]);
+    for leg in ["gw", "pu", "gl", "pl"] {
+        assert!(!links.contains(&format!("{leg}{tag}")), "{leg}{tag} is left: {links}");
+    }
+    let rules = dpu.ip(&["rule", "show"]);
+    assert!(rules.contains("iif uplink0 lookup 4790"), "the uplink's rule stays: {rules}");
+    assert_eq!(rules.matches("lookup 4790").count(), 1, "no port's rule is left: {rules}");
+    let table = dpu.ip(&["route", "show", "table", "4790"]);
+    assert_eq!(table.trim(), "default via 203.0.113.1 dev uplink0 proto static onlink", "{table}");
+    let everything = dpu.ip(&["-o", "addr", "show"]) + &dpu.ip(&["route", "show", "table", "all"]);
+    assert!(
+        !everything.contains("203.0.113.11") && !everything.contains("203.0.113.10"),
+        "{everything}"
+    );
+    let ruleset = dpu.nft_ruleset();
+    assert!(!ruleset.contains(tag), "{ruleset}");
 }

@@ -20,6 +20,16 @@
 //!   MAC, its IP, ARP for its IP), and any representor without a programmed port (`pr*`) is
 //!   cut off both ways, so a port is never bridged unfiltered.
 //!
+//! - Ports with a public IP (see [`super::public`]): their NAT router's gateway leg
+//!   `gw<tag>` sits on the bridge, and the `bridge` table lets it exchange frames with its
+//!   own port's representor only (`gateways`, both ways): no other VM (nor a remote VTEP)
+//!   ever sees that gateway, so two routers of one VNI may hold the same gateway address.
+//!   Traffic through the router is judged like any other by the port's chains: ingress
+//!   from the internet by `in_<tag>`, the VM's egress by `eg_<tag>`.
+//! - Nothing is routed from a VNI's bridge in the DPU's own namespace (`iifname "br*"` to
+//!   another device is dropped: only bridged traffic goes bridge to bridge), and with an
+//!   uplink the DPU forwards only between the uplink and the routers' public legs `pu*`.
+//!
 //! Changing the rules takes effect for the next new connection at once; an established
 //! connection a revoked rule had allowed goes on (its conntrack entry still matches
 //! `established`) until it ends or times out.
@@ -42,6 +52,8 @@ pub struct PortFirewall {
     pub mac: String,
     pub ip: IpAddr,
     pub rules: Vec<SecurityRule>,
+    /// Whether the port has a NAT router, whose gateway leg must reach its representor.
+    pub routed: bool,
 }
 
 impl PortFirewall {
@@ -59,9 +71,17 @@ impl PortFirewall {
     }
 }
 
-/// Replaces both tables with empty ones: no port is programmed, so every representor is cut
-/// off until its port is applied again (the agent starts with no ports).
-pub fn reset() -> String {
+/// Replaces both tables with empty ones: no port is programmed, so every representor (and
+/// router leg) is cut off until its port is applied again (the agent starts with no ports).
+/// `uplink` is the uplink device, if the DPU has one.
+pub fn reset(uplink: Option<&str>) -> String {
+    let uplink_guard = uplink.map_or_else(String::new, |uplink| {
+        format!(
+            "\t\tiifname \"pu*\" oifname != \"pu*\" oifname != \"{uplink}\" counter drop comment \"public leg to elsewhere\"
+\t\tiifname \"{uplink}\" oifname != \"pu*\" counter drop comment \"uplink to elsewhere\"
+"
+        )
+    });
     format!(
         "table inet {TABLE}
 delete table inet {TABLE}
@@ -83,11 +103,13 @@ table inet {TABLE} {{
 \t\tiifname . ip6 saddr vmap @egress_v6
 \t\tiifname . ip daddr vmap @ingress_v4
 \t\tiifname . ip6 daddr vmap @ingress_v6
-\t}}
+\t\tiifname \"br*\" oifname != \"br*\" counter drop comment \"routed from a VNI\"
+{uplink_guard}\t}}
 }}
 table bridge {TABLE} {{
 \tset ports {{ type ifname ; }}
 \tmap spoof {{ type ifname : verdict ; }}
+\tset gateways {{ type ifname . ifname ; }}
 \tchain prerouting {{
 \t\ttype filter hook prerouting priority filter; policy accept;
 \t\tiifname vmap @spoof
@@ -96,6 +118,8 @@ table bridge {TABLE} {{
 \tchain forward {{
 \t\ttype filter hook forward priority filter; policy accept;
 \t\toifname \"pr*\" oifname != @ports counter drop comment \"unprogrammed port\"
+\t\tiifname \"gw*\" iifname . oifname != @gateways counter drop comment \"another port's gateway\"
+\t\toifname \"gw*\" iifname . oifname != @gateways counter drop comment \"another port's gateway\"
 \t}}
 }}
 "
@@ -125,6 +149,15 @@ pub fn port_apply(port: &PortFirewall, previous: Option<&PortFirewall>) -> Strin
     if let Some(previous) = previous.filter(|p| p.key() != port.key()) {
         delete_dispatch(out, previous);
     }
+    match (previous.is_some_and(|p| p.routed), port.routed) {
+        (false, true) => {
+            out.add(format!("add element bridge {TABLE} gateways {}", gateway_pairs(port)))
+        }
+        (true, false) => {
+            out.add(format!("delete element bridge {TABLE} gateways {}", gateway_pairs(port)));
+        }
+        _ => {}
+    }
     let (family, key) = (port.family(), port.key());
     out.add(format!("add element inet {TABLE} egress_{family} {{ {key} : jump eg_{tag} }}"));
     out.add(format!("add element inet {TABLE} ingress_{family} {{ {key} : jump in_{tag} }}"));
@@ -144,12 +177,23 @@ pub fn port_remove(port: &PortFirewall) -> String {
     let mut script = Script::default();
     let out = &mut script;
     delete_dispatch(out, port);
+    if port.routed {
+        out.add(format!("delete element bridge {TABLE} gateways {}", gateway_pairs(port)));
+    }
     out.add(format!("delete element bridge {TABLE} spoof {{ \"{representor}\" }}"));
     out.add(format!("delete element bridge {TABLE} ports {{ \"{representor}\" }}"));
     for (family, chain) in [("inet", "in"), ("inet", "eg"), ("bridge", "as")] {
         out.add(format!("delete chain {family} {TABLE} {chain}_{tag}"));
     }
     script.0
+}
+
+/// The two (input, output) pairs by which a port's representor and its router's gateway leg
+/// reach each other, as an nft set literal.
+fn gateway_pairs(port: &PortFirewall) -> String {
+    let representor = names::representor_name(&port.port_id);
+    let leg = names::gateway_leg(&port.port_id);
+    format!("{{ \"{representor}\" . \"{leg}\", \"{leg}\" . \"{representor}\" }}")
 }
 
 fn delete_dispatch(out: &mut Script, port: &PortFirewall) {
@@ -264,6 +308,7 @@ mod tests {
             mac: "52:54:00:00:00:01".into(),
             ip: "10.0.0.5".parse().expect("ip"),
             rules,
+            routed: false,
         }
     }
 
@@ -375,6 +420,32 @@ mod tests {
         let first_chain = script.find("delete chain").expect("chains");
         assert!(last_element < first_chain);
         assert_eq!(script.matches("delete chain").count(), 3);
+    }
+
+    #[test]
+    fn a_routed_port_and_its_gateway_leg_reach_only_each_other() {
+        let plain = port(vec![]);
+        let routed = PortFirewall { routed: true, ..plain.clone() };
+        let pairs = "gateways { \"pr123456789ab\" . \"gw123456789ab\", \"gw123456789ab\" . \"pr123456789ab\" }";
+        let script = port_apply(&routed, Some(&plain));
+        assert!(script.contains(&format!("add element bridge dpu {pairs}")), "{script}");
+        assert!(!port_apply(&routed, Some(&routed)).contains("gateways"), "already there");
+        let script = port_apply(&plain, Some(&routed));
+        assert!(script.contains(&format!("delete element bridge dpu {pairs}")), "{script}");
+        assert!(port_remove(&routed).contains(&format!("delete element bridge dpu {pairs}")));
+        assert!(!port_remove(&plain).contains("gateways"));
+    }
+
+    #[test]
+    fn the_reset_guards_routing_from_bridges_and_the_uplink() {
+        let without = reset(None);
+        assert!(without.contains("iifname \"br*\" oifname != \"br*\" counter drop"));
+        assert!(!without.contains("pu*\" oifname"), "no uplink, no uplink guard");
+        let with = reset(Some("ext0"));
+        assert!(with.contains(
+            "iifname \"pu*\" oifname != \"pu*\" oifname != \"ext0\" counter drop comment"
+        ));
+        assert!(with.contains("iifname \"ext0\" oifname != \"pu*\" counter drop comment"));
     }
 
     #[test]

@@ -9,10 +9,18 @@
 //! - Security groups ([`firewall`]): nftables, one transaction per change, with counters
 //!   readable through [`LinuxDpuBackend::nft_counters`] (in detail) and the trait's
 //!   `counters`.
+//! - Public IPs ([`public`]): a port with one gets a small router namespace of its own,
+//!   with a leg on the VNI's bridge holding the subnet's gateway (seen by that port's VM
+//!   only) and a leg towards the DPU's uplink holding the public address, doing one-to-one
+//!   NAT between the two; the DPU answers for the public address on the uplink by proxy
+//!   ARP and routes it to the router in a table of its own. Without an uplink in the config
+//!   a port with a public IP is refused. Nothing answers a subnet's gateway for a port
+//!   without a public IP (in the real design the leaf's anycast gateway does).
 //!
 //! The backend starts with no ports (like the manager above it): starting resets its nftables
 //! tables, which cuts off every representor left from a previous run until its port is
-//! ensured again. Devices left behind are adopted by the next attach.
+//! ensured again, and deletes the NAT routers of this DPU (with their routes and rules).
+//! Other devices left behind are adopted by the next attach.
 //!
 //! The underlay MTU must leave room for VXLAN's 50 bytes, or large guest frames are dropped.
 
@@ -22,6 +30,7 @@ mod links;
 pub mod names;
 mod netns;
 mod nft;
+pub mod public;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -36,6 +45,8 @@ use self::counters::PortCounters;
 use self::firewall::PortFirewall;
 use self::links::Links;
 use self::nft::Nft;
+pub use self::public::UplinkConfig;
+use self::public::{PortRouter, PublicIps};
 use super::DpuBackend;
 use crate::model::{DpuDescription, PortSpec, PortTraffic, SecurityRule};
 
@@ -52,6 +63,10 @@ pub struct LinuxDpuConfig {
     /// Remote VTEPs every VNI floods to (static head-end replication, without EVPN).
     #[serde(default)]
     pub remote_vteps: Vec<Ipv4Addr>,
+    /// The DPU's way to the provider's external network, needed for public IPs (see
+    /// [`UplinkConfig`]); without it a port with a public IP is refused.
+    #[serde(default)]
+    pub uplink: Option<UplinkConfig>,
 }
 
 pub struct LinuxDpuBackend {
@@ -60,6 +75,7 @@ pub struct LinuxDpuBackend {
     remote_vteps: Vec<Ipv4Addr>,
     links: Links,
     nft: Nft,
+    public: PublicIps,
     /// Held across each whole operation: device changes are serialised, and `ports` is always
     /// what nftables holds.
     state: Mutex<State>,
@@ -76,6 +92,8 @@ struct State {
     ports: BTreeMap<String, PortFirewall>,
     /// How often each attached port's rules were replaced.
     rule_changes: BTreeMap<String, u64>,
+    /// The NAT router last set up (`true`) or begun (`false`) for each port with a public IP.
+    routers: BTreeMap<String, (PortRouter, bool)>,
 }
 
 impl LinuxDpuBackend {
@@ -94,14 +112,17 @@ impl LinuxDpuBackend {
             enable_bridge_netfilter()?;
             Links::connect(&runtime)
         })??;
+        let public = PublicIps::new(config.uplink, config.netns.clone(), &config.dpu.dpu_id)?;
         let nft = Nft::new(config.netns.clone());
-        nft.apply(&firewall::reset()).await?;
+        nft.apply(&firewall::reset(public.uplink_device())).await?;
+        public.start(&links).await?;
         Ok(LinuxDpuBackend {
             description: config.dpu,
             vtep,
             remote_vteps: config.remote_vteps,
             links,
             nft,
+            public,
             state: Mutex::new(State::default()),
         })
     }
@@ -154,8 +175,11 @@ impl DpuBackend for LinuxDpuBackend {
         Ok(())
     }
 
-    /// Programs the firewall first, so the representor is never on the bridge unfiltered.
+    /// Programs the firewall first, so the representor is never on the bridge unfiltered,
+    /// then the port's NAT router: made or converged with a public IP, deleted without.
     async fn port_attach(&self, spec: &PortSpec) -> Result<(), DriverError> {
+        self.public.check(spec)?;
+        let router = PortRouter::of(spec);
         let mut state = self.state.lock().await;
         let tag = names::port_tag(&spec.port_id);
         if let Some(other) =
@@ -175,13 +199,32 @@ impl DpuBackend for LinuxDpuBackend {
             mac: spec.mac.clone(),
             ip: spec.ip,
             rules,
+            routed: router.is_some(),
         };
         self.apply_port(&mut state, port).await?;
-        self.links.port_attach(&spec.port_id, spec.vni, &spec.mac).await
+        self.links.port_attach(&spec.port_id, spec.vni, &spec.mac).await?;
+        match router {
+            Some(router) => {
+                if state.routers.get(&spec.port_id) != Some(&(router.clone(), true)) {
+                    state.routers.insert(spec.port_id.clone(), (router.clone(), false));
+                    self.public.attach(&self.links, &router).await?;
+                    state.routers.insert(spec.port_id.clone(), (router, true));
+                }
+            }
+            None => {
+                if state.routers.contains_key(&spec.port_id) {
+                    self.public.detach(&self.links, &spec.port_id).await?;
+                    state.routers.remove(&spec.port_id);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn port_detach(&self, port_id: &str) -> Result<(), DriverError> {
         let mut state = self.state.lock().await;
+        self.public.detach(&self.links, port_id).await?;
+        state.routers.remove(port_id);
         if let Some(port) = state.ports.get(port_id) {
             self.nft.apply(&firewall::port_remove(port)).await?;
             state.ports.remove(port_id);
