@@ -25,6 +25,7 @@ mod m20261203_000019_fabric;
 mod m20261203_000020_metering;
 mod m20261203_000021_console_sessions;
 mod m20261203_000022_agent_boot_ids;
+mod m20261203_000023_public_ips;
 
 pub struct Migrator;
 
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000020_metering::Migration),
             Box::new(m20261203_000021_console_sessions::Migration),
             Box::new(m20261203_000022_agent_boot_ids::Migration),
+            Box::new(m20261203_000023_public_ips::Migration),
         ]
     }
 }

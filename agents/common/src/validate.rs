@@ -130,6 +130,23 @@ fn mask_v6(bits: u128, prefix: u8) -> u128 {
     if prefix == 0 { 0 } else { bits & (u128::MAX << (128 - u32::from(prefix))) }
 }
 
+/// The network of `prefix` bits that holds `addr` (the prefix is capped at the family's
+/// length).
+pub fn cidr_of(addr: IpAddr, prefix: u8) -> Cidr {
+    match addr {
+        IpAddr::V4(v4) => {
+            let prefix = prefix.min(32);
+            let network = std::net::Ipv4Addr::from(mask_v4(u32::from(v4), prefix));
+            Cidr { network: network.into(), prefix }
+        }
+        IpAddr::V6(v6) => {
+            let prefix = prefix.min(128);
+            let network = std::net::Ipv6Addr::from(mask_v6(u128::from(v6), prefix));
+            Cidr { network: network.into(), prefix }
+        }
+    }
+}
+
 /// Accepts a network in CIDR notation (`10.1.0.0/24`, `fd00::/64`) whose host bits are zero.
 pub fn cidr(field: &str, value: &str) -> Result<Cidr, DriverError> {
     let shape = || {
@@ -140,19 +157,13 @@ pub fn cidr(field: &str, value: &str) -> Result<Cidr, DriverError> {
     let (addr, prefix) = value.split_once('/').ok_or_else(shape)?;
     let network = IpAddr::from_str(addr).map_err(|_| shape())?;
     let prefix: u8 = prefix.parse().map_err(|_| shape())?;
-    let (max, masked) = match network {
-        IpAddr::V4(v4) => {
-            (32, IpAddr::from(std::net::Ipv4Addr::from(mask_v4(u32::from(v4), prefix.min(32)))))
-        }
-        IpAddr::V6(v6) => {
-            (128, IpAddr::from(std::net::Ipv6Addr::from(mask_v6(u128::from(v6), prefix.min(128)))))
-        }
-    };
+    let max = if network.is_ipv4() { 32 } else { 128 };
     if prefix > max {
         return Err(invalid(format!(
             "{field} {value} has prefix length {prefix}, longer than {max}; use at most /{max}"
         )));
     }
+    let masked = cidr_of(network, prefix).network;
     if masked != network {
         return Err(invalid(format!(
             "{field} {value} has host bits set; write the network as {masked}/{prefix}"

@@ -1,14 +1,16 @@
 //! Proto ⇄ model conversions for the DPU agent. Decoding is where a port spec is validated:
-//! VNI range, unicast MAC, IP address, and every security rule. All failures are
+//! VNI range, unicast MAC, IP address, gateway, public IP, and every security rule. All failures are
 //! `InvalidArgument` naming the field.
 
 use agent_common::generation::require_generation;
 use agent_common::{DriverError, validate};
+use std::net::{IpAddr, Ipv4Addr};
+
 use agent_proto::v1 as pb;
 
 use crate::model::{
-    Counter, Direction, DpuDescription, PortCountersReport, PortSpec, PortState, PortStatus,
-    Protocol, SecurityRule, TrafficCounters,
+    Counter, Direction, DpuDescription, Gateway, PortCountersReport, PortSpec, PortState,
+    PortStatus, Protocol, SecurityRule, TrafficCounters,
 };
 
 fn invalid(message: String) -> DriverError {
@@ -19,20 +21,77 @@ fn invalid(message: String) -> DriverError {
 pub fn port_spec_from_proto(spec: Option<pb::PortSpec>) -> Result<PortSpec, DriverError> {
     let spec = spec
         .ok_or_else(|| invalid("EnsurePortRequest.spec is missing; send the port spec".into()))?;
+    let ip = validate::ip_address("ip", &spec.ip)?;
+    let gateway = gateway_from_proto(&spec, ip)?;
+    let public_ip = public_ip_from_proto(&spec.public_ip, ip, gateway)?;
     Ok(PortSpec {
         port_id: validate::uuid("port_id", &spec.port_id)?,
         vm_id: validate::uuid("vm_id", &spec.vm_id)?,
         generation: require_generation("port", spec.generation)?,
         vni: validate::vni("vni", spec.vni)?,
         mac: validate::unicast_mac("mac", &spec.mac)?,
-        ip: validate::ip_address("ip", &spec.ip)?,
+        ip,
         rules: spec
             .rules
             .iter()
             .enumerate()
             .map(|(i, rule)| rule_from_proto(i, rule))
             .collect::<Result<_, _>>()?,
+        gateway,
+        public_ip,
     })
+}
+
+/// `gateway` and `prefix_len`: both empty, or an address of `ip`'s family, not `ip` itself,
+/// with `ip` inside the network they make.
+fn gateway_from_proto(spec: &pb::PortSpec, ip: IpAddr) -> Result<Option<Gateway>, DriverError> {
+    if spec.gateway.is_empty() && spec.prefix_len == 0 {
+        return Ok(None);
+    }
+    let address = validate::ip_address("gateway", &spec.gateway)?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let prefix_len =
+        u8::try_from(spec.prefix_len).ok().filter(|p| (1..max).contains(p)).ok_or_else(|| {
+            invalid(format!(
+                "prefix_len {} is not a subnet's prefix length; send 1 to {} for gateway {address}",
+                spec.prefix_len,
+                max - 1
+            ))
+        })?;
+    let network = validate::cidr_of(address, prefix_len);
+    if address == ip || !network.contains(ip) {
+        return Err(invalid(format!(
+            "ip {ip} is not another address of gateway {address}/{prefix_len}'s subnet; send the \
+             port's subnet gateway"
+        )));
+    }
+    Ok(Some(Gateway { address, prefix_len }))
+}
+
+/// `public_ip`: empty, or a unicast IPv4 address for a port with an IPv4 address and gateway.
+fn public_ip_from_proto(
+    value: &str,
+    ip: IpAddr,
+    gateway: Option<Gateway>,
+) -> Result<Option<Ipv4Addr>, DriverError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let Ok(IpAddr::V4(public)) = validate::ip_address("public_ip", value) else {
+        return Err(invalid(format!(
+            "public_ip {value:?} is not an IPv4 address; send one like 203.0.113.10"
+        )));
+    };
+    if public.is_unspecified() || public.is_multicast() || public.is_broadcast() {
+        return Err(invalid(format!("public_ip {public} is not a unicast address")));
+    }
+    if !ip.is_ipv4() || gateway.is_none() {
+        return Err(invalid(format!(
+            "public_ip {public} needs an IPv4 port address and its subnet's gateway; send ip, \
+             gateway and prefix_len"
+        )));
+    }
+    Ok(Some(public))
 }
 
 /// Decodes `RemovePortRequest.port_id` and `PortCountersRequest.port_id`.
@@ -175,6 +234,9 @@ mod tests {
             vni: 10_001,
             mac: "02:00:0A:00:00:05".into(),
             ip: "10.0.0.5".into(),
+            gateway: "10.0.0.1".into(),
+            prefix_len: 24,
+            public_ip: "203.0.113.7".into(),
             rules: vec![
                 rule("ingress", "tcp", 22, 22, "0.0.0.0/0"),
                 rule("egress", "any", 0, 0, "0.0.0.0/0"),
@@ -188,6 +250,17 @@ mod tests {
     fn test_decode_valid_spec() {
         let decoded = port_spec_from_proto(Some(spec())).expect("valid");
         assert_eq!(decoded.mac, "02:00:0a:00:00:05");
+        let gateway = Gateway { address: "10.0.0.1".parse().expect("ip"), prefix_len: 24 };
+        assert_eq!(decoded.gateway, Some(gateway));
+        assert_eq!(decoded.public_ip, Some(Ipv4Addr::new(203, 0, 113, 7)));
+        let plain = pb::PortSpec {
+            gateway: String::new(),
+            prefix_len: 0,
+            public_ip: String::new(),
+            ..spec()
+        };
+        let plain = port_spec_from_proto(Some(plain)).expect("valid without a gateway");
+        assert_eq!((plain.gateway, plain.public_ip), (None, None));
         assert_eq!(decoded.rules[0].ports, Some((22, 22)));
         assert_eq!(decoded.rules[1].ports, None);
         assert_eq!(decoded.rules[2].ports, Some((1, 65535)));
@@ -205,6 +278,16 @@ mod tests {
             (pb::PortSpec { port_id: "p1".into(), ..spec() }, "port_id"),
             (pb::PortSpec { vm_id: String::new(), ..spec() }, "vm_id"),
             (pb::PortSpec { generation: 0, ..spec() }, "generation 0"),
+            (pb::PortSpec { gateway: "10.0.1.1".into(), ..spec() }, "subnet gateway"),
+            (pb::PortSpec { gateway: "10.0.0.5".into(), ..spec() }, "subnet gateway"),
+            (pb::PortSpec { prefix_len: 32, ..spec() }, "prefix_len 32"),
+            (pb::PortSpec { gateway: "gw".into(), ..spec() }, "gateway"),
+            (pb::PortSpec { public_ip: "fd00::7".into(), ..spec() }, "not an IPv4"),
+            (pb::PortSpec { public_ip: "224.0.0.7".into(), ..spec() }, "unicast"),
+            (
+                pb::PortSpec { gateway: String::new(), prefix_len: 0, ..spec() },
+                "needs an IPv4 port address and its subnet's gateway",
+            ),
             (with_rule(rule("inbound", "tcp", 22, 22, "0.0.0.0/0")), "rules[0].direction"),
             (with_rule(rule("ingress", "sctp", 22, 22, "0.0.0.0/0")), "rules[0].protocol"),
             (with_rule(rule("ingress", "tcp", 80, 22, "0.0.0.0/0")), "rules[0].port range"),

@@ -269,8 +269,18 @@ impl Inner {
     }
 }
 
-/// Refuses a MAC or IP another port already uses on the same VNI.
+/// Refuses a MAC or IP another port already uses on the same VNI, and a public IP another
+/// port on this DPU uses.
 fn check_addresses(ports: &Store<PortSpec>, spec: &PortSpec) -> Result<(), DriverError> {
+    if let Some(public) = spec.public_ip
+        && let Some(other) =
+            ports.specs().find(|p| p.port_id != spec.port_id && p.public_ip == Some(public))
+    {
+        return Err(DriverError::FailedPrecondition(format!(
+            "public IP {public} is already mapped to port {}; detach it there first",
+            other.port_id
+        )));
+    }
     let same_vni = ports.specs().filter(|p| p.port_id != spec.port_id && p.vni == spec.vni);
     for other in same_vni {
         if other.mac == spec.mac {
@@ -315,6 +325,8 @@ mod tests {
         PortSpec {
             port_id: format!("00000000-0000-4000-8000-0000000000{n:02x}"),
             vm_id: "00000000-0000-4000-8000-00000000000a".into(),
+            gateway: None,
+            public_ip: None,
             generation: 1,
             vni: 10_001,
             mac: format!("02:00:00:00:00:{n:02x}"),
@@ -356,12 +368,19 @@ mod tests {
         let dup_ip = PortSpec { ip: port(1).ip, ..port(2) };
         assert!(dpu.port_ensure(dup_ip).await.is_err());
         // The same MAC on another VNI is another L2 domain: fine.
+        let public = Some(std::net::Ipv4Addr::new(203, 0, 113, 7));
+        let mapped = PortSpec { public_ip: public, generation: 2, ..port(1) };
+        dpu.port_ensure(mapped).await.expect("public IP");
         let other_vni = PortSpec { mac: port(1).mac, vni: 20_000, ..port(2) };
+        let dup_public = PortSpec { public_ip: public, ..other_vni.clone() };
+        let err = dpu.port_ensure(dup_public).await.expect_err("dup public IP");
+        assert!(err.to_string().contains("public IP 203.0.113.7 is already mapped"), "{err}");
         dpu.port_ensure(other_vni).await.expect("other VNI");
         let err = dpu.port_ensure(port(3)).await.expect_err("full");
         assert!(matches!(err, DriverError::ResourceExhausted(_)), "{err}");
         // Re-ensuring a held port never counts against the limit.
-        dpu.port_ensure(port(1)).await.expect("held port");
+        let held = PortSpec { public_ip: public, generation: 2, ..port(1) };
+        dpu.port_ensure(held).await.expect("held port");
         dpu.port_remove(&port(1).port_id, 0).await.expect("remove");
         dpu.port_ensure(port(3)).await.expect("room again");
     }

@@ -2,7 +2,7 @@
 //! [`crate::convert`]), so its addresses, VNI and rules are already valid.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use agent_common::WatchEvent;
 use agent_common::validate::Cidr;
@@ -62,6 +62,18 @@ pub struct PortSpec {
     pub mac: String,
     pub ip: IpAddr,
     pub rules: Vec<SecurityRule>,
+    /// The subnet's gateway as the guest knows it; `None` when the control plane sent none.
+    pub gateway: Option<Gateway>,
+    /// A public IPv4 address mapped one to one to `ip` (then `ip` is IPv4 and `gateway` is
+    /// set, in the same network).
+    pub public_ip: Option<Ipv4Addr>,
+}
+
+/// A subnet's gateway: its address and the subnet's prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gateway {
+    pub address: IpAddr,
+    pub prefix_len: u8,
 }
 
 impl PortSpec {

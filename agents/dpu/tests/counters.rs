@@ -52,6 +52,9 @@ async fn test_port_counters_over_grpc() {
     let spec = pb::PortSpec {
         port_id: PORT.into(),
         vm_id: "00000000-0000-4000-8000-00000000000a".into(),
+        gateway: String::new(),
+        prefix_len: 0,
+        public_ip: String::new(),
         generation: 4,
         vni: 100,
         mac: "02:00:0a:00:00:06".into(),

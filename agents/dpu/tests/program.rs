@@ -88,6 +88,9 @@ async fn test_the_linux_backend_programs_a_port_sent_over_grpc() {
     let spec = pb::PortSpec {
         port_id: port_id.into(),
         vm_id: "00000000-0000-4000-8000-00000000000a".into(),
+        gateway: String::new(),
+        prefix_len: 0,
+        public_ip: String::new(),
         generation: 1,
         vni: 100,
         mac: "02:00:0a:00:00:05".into(),

@@ -232,6 +232,8 @@ fn port(n: u8, vni: u32, ip: &str) -> PortSpec {
     PortSpec {
         port_id: format!("0190c2f4-7a1b-4c3d-8e9f-0000000000{n:02x}"),
         vm_id: format!("vm-{n}"),
+        gateway: None,
+        public_ip: None,
         generation: 1,
         vni,
         mac: format!("52:54:00:00:00:{n:02x}"),
@@ -322,6 +324,7 @@ async fn test_a_real_guests_nic_reaches_its_tenant_and_no_other() {
         },
         netns: Some(dpu_ns.name.clone()),
         remote_vteps: vec![],
+        uplink: None,
     })
     .await
     .expect("the DPU backend starts");

@@ -14,6 +14,9 @@ fn port(n: u32, vni: u32) -> pb::PortSpec {
     pb::PortSpec {
         port_id: uuid(1000 + n),
         vm_id: uuid(n),
+        gateway: String::new(),
+        prefix_len: 0,
+        public_ip: String::new(),
         generation: 1,
         vni,
         mac: format!("02:00:00:00:{:02x}:{:02x}", n / 256, n % 256),

@@ -26,6 +26,8 @@ typed_uuid_kinds! {
     ImageKind => ImageUuid, "image";
     InstanceKind => InstanceUuid, "instance";
     PortKind => PortUuid, "port";
+    PublicIpKind => PublicIpUuid, "public_ip";
+    PublicIpPoolKind => PublicIpPoolUuid, "public_ip_pool";
     SecurityGroupKind => SecurityGroupUuid, "security_group";
     SecurityRuleKind => SecurityRuleUuid, "security_rule";
     SshKeyKind => SshKeyUuid, "ssh_key";

@@ -6,6 +6,7 @@ pub mod error;
 pub mod ids;
 pub mod network;
 pub mod params;
+pub mod public_ip;
 pub mod role;
 pub mod topology;
 pub mod views;

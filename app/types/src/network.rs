@@ -114,7 +114,7 @@ impl FromStr for Ipv4Net {
     }
 }
 
-fn check_name(name: &str, what: &str) -> Result<(), Error> {
+pub(crate) fn check_name(name: &str, what: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -411,6 +411,8 @@ pub struct PortView {
     pub state: String,
     /// The DPU that enforces its security groups.
     pub dpu: Option<String>,
+    /// The public IP mapped to its address, if the instance has one.
+    pub public_ip: Option<String>,
 }
 
 /// Packets and the bytes they carried.

@@ -364,14 +364,14 @@ fn looks_private(text: &str) -> bool {
 
 /// The quota resources: `instances`, `vcpus`, `memory_gib`, or `gpus:<model>`.
 pub fn validate_quota_resource(resource: &str) -> Result<(), Error> {
-    let ok = matches!(resource, "instances" | "vcpus" | "memory_gib")
+    let ok = matches!(resource, "instances" | "vcpus" | "memory_gib" | "public_ips")
         || resource.strip_prefix("gpus:").is_some_and(|m| !m.trim().is_empty());
     if ok {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "\"{resource}\" is not a quota resource; use instances, vcpus, memory_gib or \
-             gpus:<model>."
+            "\"{resource}\" is not a quota resource; use instances, vcpus, memory_gib, \
+             public_ips or gpus:<model>."
         )))
     }
 }
@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn quota_resources_are_a_closed_set() {
-        for ok in ["instances", "vcpus", "memory_gib", "gpus:H100-SXM5-80GB"] {
+        for ok in ["instances", "vcpus", "memory_gib", "public_ips", "gpus:H100-SXM5-80GB"] {
             assert!(validate_quota_resource(ok).is_ok(), "{ok}");
         }
         for bad in ["gpus:", "cpus", ""] {

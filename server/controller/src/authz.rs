@@ -87,6 +87,8 @@ pub enum Action {
     PriceWrite,
     /// Give or take back tenants' prepaid credit (provider admins).
     CreditWrite,
+    /// Add and delete pools of public IP addresses (provider admins).
+    IpPoolWrite,
 }
 
 /// The tenant an actor may manage users in: their own, or any for provider admins. Another
@@ -128,7 +130,8 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
             | Action::TenantWrite
             | Action::ProviderUsageRead
             | Action::PriceWrite
-            | Action::CreditWrite => false,
+            | Action::CreditWrite
+            | Action::IpPoolWrite => false,
             Action::UserRead | Action::UserWrite | Action::AuditRead | Action::BudgetWrite => {
                 actor.role >= Role::TenantAdmin
             }
@@ -184,6 +187,7 @@ pub fn authorize(opctx: &OpContext, action: Action) -> Result<&Actor, Error> {
                 Action::ProviderUsageRead => "see every tenant's usage",
                 Action::PriceWrite => "change prices",
                 Action::CreditWrite => "change prepaid credit",
+                Action::IpPoolWrite => "change public IP pools",
             },
             match action {
                 Action::InstanceCreate
@@ -246,6 +250,7 @@ mod tests {
             Action::InstancePower,
             Action::NetworkRead,
             Action::NetworkWrite,
+            Action::IpPoolWrite,
         ] {
             assert_eq!(
                 authorize(&OpContext::anonymous(), action).unwrap_err(),
@@ -267,9 +272,13 @@ mod tests {
     #[test]
     fn only_provider_admins_see_the_fleet_and_change_catalog_and_quotas() {
         let tenant_admin = actor(Role::TenantAdmin, false);
-        for action in
-            [Action::FleetRead, Action::FleetWrite, Action::CatalogWrite, Action::QuotaWrite]
-        {
+        for action in [
+            Action::FleetRead,
+            Action::FleetWrite,
+            Action::CatalogWrite,
+            Action::QuotaWrite,
+            Action::IpPoolWrite,
+        ] {
             assert_eq!(authorize(&op(&tenant_admin), action).unwrap_err().status_code(), 403);
             assert!(authorize(&op(&actor(Role::Viewer, true)), action).is_ok());
         }

@@ -11,6 +11,7 @@ mod instances;
 mod keys;
 mod network;
 mod operators;
+mod public_ips;
 mod usage;
 
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub fn router() -> (Router<Arc<Controller>>, utoipa::openapi::OpenApi) {
         .merge(catalog::router())
         .merge(keys::router())
         .merge(network::router())
+        .merge(public_ips::router())
         .merge(usage::router())
         .merge(admin::router())
         .merge(operators::router());

@@ -256,6 +256,8 @@ mod tests {
         PortSpec {
             port_id: "00000000-0000-4000-8000-000000000001".into(),
             vm_id: "00000000-0000-4000-8000-00000000000a".into(),
+            gateway: None,
+            public_ip: None,
             generation,
             vni: 10_001,
             mac: "02:00:00:00:00:01".into(),

@@ -204,11 +204,11 @@ impl Controller {
         let instance = view(&rows.instance);
         let ports = self.datastore.port_views(rows.instance.id).await?;
         let default_user = rows.image.map(|i| i.default_user);
-        // Reachable from inside the VPC (a bastion or another VM); public IPs come later.
-        let ssh_command = ports
-            .first()
-            .zip(default_user.as_ref())
-            .map(|(port, user)| format!("ssh {user}@{}", port.ip));
+        // Its public IP where it has one; otherwise reachable from inside the VPC only (a
+        // bastion or another VM).
+        let ssh_command = ports.first().zip(default_user.as_ref()).map(|(port, user)| {
+            format!("ssh {user}@{}", port.public_ip.as_deref().unwrap_or(&port.ip))
+        });
         Ok(InstanceDetail {
             host: placement.as_ref().map(|p| p.host.clone()),
             gpus,

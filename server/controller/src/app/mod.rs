@@ -13,6 +13,7 @@ pub(crate) mod metering;
 pub(crate) mod networking;
 mod port_counters;
 pub(crate) mod ports;
+mod public_ips;
 pub(crate) mod quotas;
 pub(crate) mod removal;
 pub(crate) mod scheduling;

@@ -209,6 +209,9 @@ fn port_spec(w: &PortWiring) -> pb::PortSpec {
         vni: w.vni,
         mac: w.port.mac.clone(),
         ip: w.port.ip.clone(),
+        gateway: w.subnet.nth(1).map(|g| g.to_string()).unwrap_or_default(),
+        prefix_len: u32::from(w.subnet.prefix()),
+        public_ip: w.public_ip.map(|ip| ip.to_string()).unwrap_or_default(),
         rules: w
             .rules
             .iter()

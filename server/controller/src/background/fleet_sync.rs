@@ -90,6 +90,10 @@ impl Controller {
     /// Reads the cordon and GPU health of one host (or all) and applies what differs to this
     /// replica's scheduler.
     pub(crate) async fn fleet_flags_refresh(&self, only: Option<&str>) {
+        // Read under the placer's lock: flags read before a claim's reload or a watch
+        // stream's GPU event and applied after it would undo them (a VM was placed on a
+        // failed GPU that way: the claim's generation check passed, the view was stale).
+        let mut guard = self.placer.lock().await;
         let (hosts, failed) = match self.datastore.host_flags(only).await {
             Ok(found) => found,
             Err(e) => {
@@ -101,7 +105,6 @@ impl Controller {
         for (host_id, module) in failed {
             unhealthy.entry(host_id).or_default().insert(module as u8);
         }
-        let mut guard = self.placer.lock().await;
         let Some(placer) = guard.as_mut() else { return };
         let mut changed = false;
         for (id, name, cordoned) in hosts {

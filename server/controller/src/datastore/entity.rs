@@ -572,6 +572,41 @@ pub mod port {
     no_relations!();
 }
 
+pub mod public_ip_pool {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "public_ip_pool")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub name: String,
+        pub cidr: String,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod public_ip {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "public_ip")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub pool_id: Uuid,
+        pub tenant_id: Uuid,
+        pub name: String,
+        #[sea_orm(unique)]
+        pub address: String,
+        /// The instance it is attached to (at most one public IP each).
+        #[sea_orm(unique)]
+        pub instance_id: Option<Uuid>,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
 pub mod port_security_group {
     use sea_orm::entity::prelude::*;
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

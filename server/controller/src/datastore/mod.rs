@@ -30,6 +30,7 @@ pub(crate) mod notify;
 mod placement;
 pub mod port;
 pub(crate) mod price;
+pub(crate) mod public_ip;
 pub mod quota;
 pub(crate) mod saga;
 mod session;

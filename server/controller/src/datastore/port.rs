@@ -21,6 +21,7 @@ use super::entity::{
     dpu, instance, port, port_security_group, security_group, security_rule, subnet, vpc,
 };
 use super::network::bump_ports_in_groups;
+use super::public_ip::detach_from_instance;
 use super::{DataStore, StoreError, begin_port_write, now_ms};
 
 /// What a port is made from: the instance's launch choices and its host's DPU.
@@ -45,7 +46,10 @@ pub(crate) struct PortRule {
 pub(crate) struct PortWiring {
     pub port: port::Model,
     pub vni: u32,
+    /// The subnet's network (its first address is the gateway).
+    pub subnet: Ipv4Net,
     pub rules: Vec<PortRule>,
+    pub public_ip: Option<Ipv4Addr>,
 }
 
 /// A locally administered unicast MAC from the port's id.
@@ -165,9 +169,12 @@ impl DataStore {
         instance_id: Uuid,
     ) -> Result<Option<port::Model>, StoreError> {
         let txn = begin_port_write(&self.db).await?;
+        // The instance keeps no public IP once its port is gone (the tenant keeps the IP).
+        detach_from_instance(&txn, instance_id).await?;
         let Some(row) =
             port::Entity::find().filter(port::Column::InstanceId.eq(instance_id)).one(&txn).await?
         else {
+            txn.commit().await?;
             return Ok(None);
         };
         let groups: Vec<Uuid> = port_security_group::Entity::find()
@@ -250,7 +257,14 @@ impl DataStore {
                 wired.insert(PortRule { direction, protocol, ports, cidr });
             }
         }
-        Ok(PortWiring { port, vni: subnet.vni as u32, rules: wired.into_iter().collect() })
+        let public_ip = self.public_ip_of_instance(port.instance_id).await?;
+        Ok(PortWiring {
+            vni: subnet.vni as u32,
+            subnet: subnet.cidr.parse()?,
+            rules: wired.into_iter().collect(),
+            public_ip,
+            port,
+        })
     }
 
     /// Up to `limit` ports whose DPU has not confirmed their latest change, oldest first.
@@ -385,6 +399,7 @@ impl DataStore {
             security_groups: groups,
             state: state.to_owned(),
             dpu: row.dpu_name.clone(),
+            public_ip: self.public_ip_of_instance(instance_id).await?.map(|ip| ip.to_string()),
         }])
     }
 }

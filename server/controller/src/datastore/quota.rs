@@ -1,4 +1,5 @@
-//! Per-tenant quota limits, the provider's defaults, and what a tenant's live instances use.
+//! Per-tenant quota limits, the provider's defaults, and what a tenant's live instances and
+//! public IPs use.
 
 use std::collections::BTreeMap;
 
@@ -8,10 +9,11 @@ use portal_types::params::QuotaLimit;
 use portal_types::views::{InstanceState, QuotaLine, TenantQuota};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    Set,
 };
 
-use super::entity::{default_quota, instance, quota, tenant};
+use super::entity::{default_quota, instance, public_ip, quota, tenant};
 use super::{DataStore, StoreError};
 use crate::authz::Action;
 use crate::context::OpContext;
@@ -40,6 +42,11 @@ async fn usage(
         ("vcpus".to_owned(), 0),
         ("memory_gib".to_owned(), 0),
     ]);
+    let public_ips = public_ip::Entity::find()
+        .filter(public_ip::Column::TenantId.eq(tenant_id.into_untyped_uuid()))
+        .count(db)
+        .await?;
+    used.insert(super::public_ip::QUOTA_RESOURCE.to_owned(), public_ips);
     for (model, instances, vcpus, memory_gib, gpus) in rows {
         *used.entry("instances".into()).or_default() += instances.max(0) as u64;
         *used.entry("vcpus".into()).or_default() += vcpus.max(0) as u64;
