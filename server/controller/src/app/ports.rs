@@ -69,7 +69,11 @@ impl Controller {
         let sent =
             client.ensure_port(pb::EnsurePortRequest { spec: Some(port_spec(&wiring)) }).await;
         if let Err(status) = sent {
-            if status.code() != tonic::Code::FailedPrecondition {
+            // Only a generation conflict is settled by a newer generation; another refusal
+            // (a DPU without an uplink for a public IP) is retried as it is, with backoff.
+            let conflict = status.code() == tonic::Code::FailedPrecondition
+                && status.message().contains("generation");
+            if !conflict {
                 return Err(status);
             }
             // Two senders (the saga and the reconciler) built the same generation at
