@@ -200,3 +200,30 @@ async fn replicas_see_each_others_cordons_and_gpu_health_on_postgres() {
     let Some(url) = postgres_url("replicas_cordon").await else { return };
     replicas_see_each_others_cordons_and_gpu_health(&url).await;
 }
+
+/// Two replicas that start together on a fresh database both record the fleet: where both
+/// find a host missing and insert it, the second reads the first's row and updates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_starting_together_both_attach_the_fleet_on_postgres() {
+    let Some(url) = postgres_url("replicas_start").await else { return };
+    let topology = sim_fleet::Topology::hgx_h100(1);
+    let pki = temp_pki("replicas-start");
+    let fleet = sim_fleet::SimFleet::start(&topology, Default::default(), &pki).await.unwrap();
+    let tls = pki.control_plane().unwrap();
+    let config = ControllerConfig {
+        admin_password: Some(PASSWORD.to_owned()),
+        ..ControllerConfig::new(&url)
+    };
+    let (a, b) = tokio::join!(Controller::open(&config), Controller::open(&config));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let (left_a, left_b) = tokio::join!(
+        a.attach_agents(fleet.endpoints(), &tls),
+        b.attach_agents(fleet.endpoints(), &tls)
+    );
+    assert_eq!((left_a.unwrap().len(), left_b.unwrap().len()), (0, 0));
+    let user = a.login("admin", PASSWORD, None).await.unwrap();
+    let admin = &op(&a.actor(user).await.unwrap().unwrap());
+    let hosts = a.fleet_summary(admin).await.unwrap().hosts;
+    assert_eq!(hosts.len(), topology.hosts().len(), "one row per host");
+    assert_eq!(b.capacity(admin).await.unwrap().fleet[0].launchable.x8, 32);
+}

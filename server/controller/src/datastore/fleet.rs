@@ -51,6 +51,31 @@ impl DataStore {
         inv: &HostInventory,
         facts: String,
     ) -> Result<HostUuid, StoreError> {
+        // Two replicas starting together may both find no row and insert (PostgreSQL): the
+        // one whose insert meets the other's row reads it and updates it instead.
+        let mut tries = 0;
+        loop {
+            match self.host_inventory_upsert_once(url, inv, &facts).await {
+                Err(StoreError::Query(e))
+                    if tries < 3
+                        && matches!(
+                            e.sql_err(),
+                            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                        ) =>
+                {
+                    tries += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn host_inventory_upsert_once(
+        &self,
+        url: &str,
+        inv: &HostInventory,
+        facts: &str,
+    ) -> Result<HostUuid, StoreError> {
         let txn = begin_write(&self.db).await?;
         let existing =
             host::Entity::find().filter(host::Column::Name.eq(&inv.host_id)).one(&txn).await?;
@@ -63,7 +88,7 @@ impl DataStore {
             agent_url: Set(url.to_owned()),
             agent_connected: Set(true),
             cordoned: Set(existing.as_ref().is_some_and(|h| h.cordoned)),
-            inventory: Set(facts),
+            inventory: Set(facts.to_owned()),
             claim_generation: Set(existing.as_ref().map_or(0, |h| h.claim_generation)),
             updated_at: Set(now_ms()),
         };
