@@ -8,7 +8,9 @@ use agent_common::generation::require_generation;
 use agent_common::{DriverError, validate};
 use agent_proto::v1 as pb;
 
-use crate::model::{Segment, SwitchDescription, SwitchRole, VpcSpec, VpcState, VpcStatus};
+use crate::model::{
+    EvpnStatus, Segment, SwitchDescription, SwitchRole, VniKind, VpcSpec, VpcState, VpcStatus,
+};
 
 fn invalid(message: String) -> DriverError {
     DriverError::InvalidArgument(message)
@@ -120,9 +122,40 @@ pub fn inventory_to_proto(
     }
 }
 
+/// Encodes the switch's EVPN state; VNIs ascending, each with its count of remote VTEPs.
+pub fn evpn_status_to_proto(status: &EvpnStatus) -> pb::EvpnStatusReply {
+    let mut vnis: Vec<pb::EvpnVni> = status
+        .vnis
+        .iter()
+        .map(|v| pb::EvpnVni {
+            vni: v.vni,
+            kind: match v.kind {
+                VniKind::L2 => pb::VniKind::L2,
+                VniKind::L3 => pb::VniKind::L3,
+            }
+            .into(),
+            vrf: v.vrf.clone(),
+            remote_vteps: u32::try_from(v.remote_vteps.len()).unwrap_or(u32::MAX),
+        })
+        .collect();
+    vnis.sort_by_key(|v| v.vni);
+    let mut peers: Vec<pb::EvpnPeer> = status
+        .peers
+        .iter()
+        .map(|p| pb::EvpnPeer {
+            address: p.address.clone(),
+            state: p.state.clone(),
+            prefixes_received: p.prefixes_received,
+        })
+        .collect();
+    peers.sort_by(|a, b| a.address.cmp(&b.address));
+    pb::EvpnStatusReply { peers, vnis, simulated: status.simulated }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{PeerStatus, VniStatus};
 
     fn segment(l2_vni: u32, cidr: &str) -> pb::Segment {
         pb::Segment { l2_vni, cidr: cidr.into() }
@@ -179,5 +212,71 @@ mod tests {
             assert!(matches!(err, DriverError::InvalidArgument(_)));
             assert!(err.to_string().contains(expected), "{err} lacks {expected:?}");
         }
+    }
+
+    #[test]
+    fn test_encode_evpn_status() {
+        let vni = |vni: u32, kind: VniKind, remote: &[&str]| VniStatus {
+            vni,
+            kind,
+            vrf: "vpc4001".into(),
+            vxlan_if: None,
+            remote_vteps: remote.iter().map(|r| (*r).to_owned()).collect(),
+        };
+        let status = EvpnStatus {
+            peers: vec![
+                PeerStatus {
+                    address: "swp2".into(),
+                    state: "Active".into(),
+                    prefixes_received: None,
+                },
+                PeerStatus {
+                    address: "swp1".into(),
+                    state: "Established".into(),
+                    prefixes_received: Some(12),
+                },
+            ],
+            vnis: vec![
+                vni(4001, VniKind::L3, &[]),
+                vni(100, VniKind::L2, &["10.255.0.2", "10.255.0.3"]),
+            ],
+            simulated: false,
+        };
+        let reply = evpn_status_to_proto(&status);
+        assert!(!reply.simulated);
+        assert_eq!(
+            reply.peers,
+            [
+                pb::EvpnPeer {
+                    address: "swp1".into(),
+                    state: "Established".into(),
+                    prefixes_received: Some(12)
+                },
+                pb::EvpnPeer {
+                    address: "swp2".into(),
+                    state: "Active".into(),
+                    prefixes_received: None
+                },
+            ]
+        );
+        assert_eq!(
+            reply.vnis,
+            [
+                pb::EvpnVni {
+                    vni: 100,
+                    kind: pb::VniKind::L2.into(),
+                    vrf: "vpc4001".into(),
+                    remote_vteps: 2
+                },
+                pb::EvpnVni {
+                    vni: 4001,
+                    kind: pb::VniKind::L3.into(),
+                    vrf: "vpc4001".into(),
+                    remote_vteps: 0
+                },
+            ]
+        );
+        let empty = evpn_status_to_proto(&EvpnStatus { simulated: true, ..EvpnStatus::default() });
+        assert!(empty.simulated && empty.peers.is_empty() && empty.vnis.is_empty());
     }
 }

@@ -17,7 +17,10 @@ pub use backend::frr::{FrrSettings, FrrSwitchBackend, VrfMode};
 pub use backend::sim::{SimSwitch, SimSwitchBackend, SimSwitchOptions};
 pub use backend::{SwitchBackend, SwitchOp};
 pub use manager::SwitchManager;
-pub use model::{Segment, SwitchDescription, SwitchPort, SwitchRole, VpcSpec, VpcState, VpcStatus};
+pub use model::{
+    EvpnStatus, PeerStatus, Segment, SwitchDescription, SwitchPort, SwitchRole, VniKind, VniStatus,
+    VpcSpec, VpcState, VpcStatus,
+};
 pub use service::SwitchAgentService;
 
 /// The version reported in `GetInventory`.

@@ -14,7 +14,7 @@ use agent_common::watch::Subscription;
 use agent_common::{DriverError, EnsureAction, EventStream, lock, snapshot_then_changes};
 
 use crate::backend::SwitchBackend;
-use crate::model::{SwitchDescription, VpcSpec, VpcState, VpcStatus};
+use crate::model::{EvpnStatus, SwitchDescription, VpcSpec, VpcState, VpcStatus};
 
 /// One switch's manager. Cloning gives another handle to the same switch.
 #[derive(Clone)]
@@ -122,6 +122,13 @@ impl SwitchManager {
     /// be read right now (retry).
     pub async fn inventory(&self) -> Result<SwitchDescription, DriverError> {
         self.inner.backend.hardware().await
+    }
+
+    /// The switch's BGP EVPN state, read now (see [`SwitchBackend::evpn_status`]); it may
+    /// hold VNIs this manager never configured. Read-only. Errors: `Unavailable` (retry),
+    /// `Internal` (the switch's output could not be read).
+    pub async fn evpn_status(&self) -> Result<EvpnStatus, DriverError> {
+        self.inner.backend.evpn_status().await
     }
 
     /// Creates, adopts or updates the VPC `spec.vpc_id` (VRF, L3 VNI, one L2 VNI per segment)
@@ -315,6 +322,39 @@ mod tests {
         assert_eq!((absent.state, absent.generation), (VpcState::Removed, 0));
         switch.vpc_ensure(vpc(1, 50_001, 10_001)).await.expect("re-create");
         assert_eq!(events.next().await.map(|s| s.state), Some(VpcState::Ready));
+    }
+
+    #[tokio::test]
+    async fn test_evpn_status_is_what_the_simulated_switch_holds() {
+        use crate::model::VniKind;
+        let switch = switch();
+        let empty = switch.evpn_status().await.expect("status");
+        assert!(empty.simulated && empty.peers.is_empty() && empty.vnis.is_empty());
+        switch.vpc_ensure(vpc(2, 50_002, 10_002)).await.expect("ensure");
+        switch.vpc_ensure(vpc(1, 50_001, 10_001)).await.expect("ensure");
+        let status = switch.evpn_status().await.expect("status");
+        let seen: Vec<(u32, VniKind, &str)> =
+            status.vnis.iter().map(|v| (v.vni, v.kind, v.vrf.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                (10_001, VniKind::L2, "vrf-1"),
+                (10_002, VniKind::L2, "vrf-2"),
+                (50_001, VniKind::L3, "vrf-1"),
+                (50_002, VniKind::L3, "vrf-2"),
+            ]
+        );
+        assert!(status.vnis.iter().all(|v| v.remote_vteps.is_empty()));
+        assert_eq!(status.established_peers(), 0);
+
+        switch.vpc_remove(&vpc(2, 0, 0).vpc_id, 0).await.expect("remove");
+        let vnis: Vec<u32> =
+            switch.evpn_status().await.expect("status").vnis.iter().map(|v| v.vni).collect();
+        assert_eq!(vnis, [10_001, 50_001]);
+
+        // Faults reach the read like any other operation.
+        switch.faults().fail_always(crate::backend::SwitchOp::EvpnStatus);
+        assert!(switch.evpn_status().await.is_err());
     }
 
     #[tokio::test]

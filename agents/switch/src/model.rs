@@ -115,3 +115,52 @@ impl WatchEvent for VpcStatus {
         Some(VpcStatus { state: VpcState::Removed, message: String::new(), ..self.clone() })
     }
 }
+
+/// The switch's BGP EVPN state as a whole: its underlay peers and every VNI its EVPN
+/// control plane knows, whoever configured it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EvpnStatus {
+    /// Underlay peers with the l2vpn evpn family, by address.
+    pub peers: Vec<PeerStatus>,
+    /// By VNI.
+    pub vnis: Vec<VniStatus>,
+    /// Read from a simulated switch (see `SimSwitchBackend`), not from routing daemons.
+    pub simulated: bool,
+}
+
+impl EvpnStatus {
+    pub fn established_peers(&self) -> usize {
+        self.peers.iter().filter(|p| p.state == "Established").count()
+    }
+
+    pub fn vni(&self, vni: u32) -> Option<&VniStatus> {
+        self.vnis.iter().find(|v| v.vni == vni)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub address: String,
+    /// FRR's BGP state name: `Established`, `Active`, `Connect`…
+    pub state: String,
+    /// EVPN prefixes accepted from the peer, when the switch says.
+    pub prefixes_received: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VniKind {
+    L2,
+    L3,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VniStatus {
+    pub vni: u32,
+    pub kind: VniKind,
+    /// The tenant VRF zebra bound the VNI to.
+    pub vrf: String,
+    /// The VXLAN device zebra found for it; none until it has seen one.
+    pub vxlan_if: Option<String>,
+    /// Other leaves' VTEPs flooding this L2 VNI (from their type-3 routes); empty for L3.
+    pub remote_vteps: Vec<String>,
+}

@@ -69,6 +69,14 @@ impl SwitchAgent for SwitchAgentService {
         Ok(Response::new(convert::vpc_status_to_proto(&status)))
     }
 
+    async fn evpn_status(
+        &self,
+        _request: Request<pb::EvpnStatusRequest>,
+    ) -> Result<Response<pb::EvpnStatusReply>, Status> {
+        let status = self.manager.evpn_status().await?;
+        Ok(Response::new(convert::evpn_status_to_proto(&status)))
+    }
+
     type WatchStream = VpcStatusStream;
 
     async fn watch(

@@ -11,13 +11,16 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_common::validate::cidr;
+use agent_proto::v1 as pb;
+use agent_proto::v1::switch_agent_server::SwitchAgent;
 use switch_agent::backend::frr::status::EvpnStatus;
 use switch_agent::{
-    FrrSettings, FrrSwitchBackend, Segment, SwitchBackend, SwitchDescription, SwitchRole, VpcSpec,
-    VrfMode,
+    FrrSettings, FrrSwitchBackend, Segment, SwitchAgentService, SwitchBackend, SwitchDescription,
+    SwitchManager, SwitchRole, VpcSpec, VrfMode,
 };
 
 const FRR_DIR: &str = "/usr/lib/frr";
@@ -100,7 +103,7 @@ struct Leaf {
     name: String,
     zebra_pid: u32,
     vtep: String,
-    backend: FrrSwitchBackend,
+    backend: Arc<FrrSwitchBackend>,
 }
 
 impl Leaf {
@@ -215,7 +218,7 @@ fn start(lab: &mut Lab) -> Vec<Leaf> {
         wait_for_file(&rundir.join("bgpd.vty"));
 
         let vtep = format!("10.255.0.{i}");
-        let backend = FrrSwitchBackend::new(FrrSettings {
+        let backend = Arc::new(FrrSwitchBackend::new(FrrSettings {
             vrf_mode: VrfMode::Netns,
             pathspace: Some(name.clone()),
             vtysh: PathBuf::from("/usr/bin/vtysh"),
@@ -233,7 +236,7 @@ fn start(lab: &mut Lab) -> Vec<Leaf> {
                 loopback_ip: vtep.clone(),
                 ports: Vec::new(),
             },
-        });
+        }));
         leaves.push(Leaf { name: name.clone(), zebra_pid, vtep, backend });
     }
     leaves
@@ -325,6 +328,25 @@ async fn test_two_leaves_exchange_a_tenant_vpc() {
     }
     let status = evpn(leaf2).await;
     assert_eq!(status.vni(L3_VNI).map(|v| v.vrf.as_str()), Some(VRF), "{status:?}");
+    // The same, as the agent's gRPC service answers it (through the manager).
+    let description = SwitchBackend::hardware(leaf2.backend.as_ref()).await.expect("hardware");
+    let manager = SwitchManager::new(description, leaf2.backend.clone(), 16);
+    let reply = SwitchAgentService::new(manager)
+        .evpn_status(tonic::Request::new(pb::EvpnStatusRequest {}))
+        .await
+        .expect("EvpnStatus")
+        .into_inner();
+    assert!(!reply.simulated);
+    let peers: Vec<(&str, Option<u64>)> =
+        reply.peers.iter().map(|p| (p.state.as_str(), p.prefixes_received)).collect();
+    assert!(matches!(peers[..], [("Established", Some(_))]), "{reply:?}");
+    let vnis: Vec<(u32, i32, &str, u32)> =
+        reply.vnis.iter().map(|v| (v.vni, v.kind, v.vrf.as_str(), v.remote_vteps)).collect();
+    assert_eq!(
+        vnis,
+        [(100, pb::VniKind::L2.into(), VRF, 1), (L3_VNI, pb::VniKind::L3.into(), VRF, 0)],
+        "{reply:?}"
+    );
     for leaf in &leaves {
         let again = leaf.backend.apply_vpc(&one_segment).await.expect("apply again");
         assert!(again.is_empty(), "{}: the second apply changed {again:?}", leaf.name);
@@ -379,7 +401,9 @@ async fn test_two_leaves_exchange_a_tenant_vpc() {
         let routes = leaf.backend.remote_routes(VRF).await.expect("routes of a removed VRF");
         assert!(routes.is_empty(), "{routes:?}");
         assert!(leaf.backend.remove_vrf(VRF).await.expect("remove again").is_empty());
-        SwitchBackend::vrf_remove(&leaf.backend, VRF).await.expect("remove through the trait");
+        SwitchBackend::vrf_remove(leaf.backend.as_ref(), VRF)
+            .await
+            .expect("remove through the trait");
     }
     drop(lab);
     for leaf in &leaves {

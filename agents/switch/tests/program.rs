@@ -29,6 +29,13 @@ async fn test_serves_inventory_over_mtls_and_stops_on_sigterm() {
         .expect("inventory")
         .into_inner();
     assert_eq!((inventory.switch_id.as_str(), inventory.ports.len()), (ID, 1));
+    // A simulated switch holding no VPC: no VNI, no peer, and it says it is simulated.
+    let evpn = SwitchAgentClient::new(agent.channel.clone())
+        .evpn_status(pb::EvpnStatusRequest {})
+        .await
+        .expect("evpn status")
+        .into_inner();
+    assert_eq!(evpn, pb::EvpnStatusReply { peers: vec![], vnis: vec![], simulated: true });
     agent.stop();
 }
 

@@ -12,8 +12,9 @@ use portal_types::Error;
 // Not the two view types by name: `#[server]` names its argument structs `HostTopology` and
 // `ScalableUnitTopology` after the functions.
 use portal_types::topology::{
-    self as topo, FabricDpu, FabricLeaf, GpuHealth, GpuState, GpuTile, Holder, HostInstance, Lane,
-    LeafVrf, NicTile, PartitionState, PartitionView, UnitHost, VrfState,
+    self as topo, EvpnRead, FabricDpu, FabricLeaf, GpuHealth, GpuState, GpuTile, Holder,
+    HostInstance, Lane, LeafEvpn, LeafVrf, NicTile, PartitionState, PartitionView, UnitHost,
+    VrfState,
 };
 use portal_types::views::{AgentLink, LiveEvent, ModelCapacity};
 
@@ -611,6 +612,7 @@ fn FabricLeafCard(leaf: FabricLeaf) -> impl IntoView {
                     {if down { "switch agent unreachable" } else { "switch agent connected" }}
                 </span>
             </div>
+            <LeafEvpnLine evpn=leaf.evpn.clone() />
             {if empty {
                 view! { <p class="muted fabric-none">"No tenant VRF."</p> }.into_any()
             } else {
@@ -623,6 +625,70 @@ fn FabricLeafCard(leaf: FabricLeaf) -> impl IntoView {
             }}
         </div>
     }
+}
+
+/// VNIs as "1, 2, 3", at most eight of them, then how many more.
+fn vni_list(vnis: &[u32]) -> String {
+    let mut text = vnis.iter().take(8).map(u32::to_string).collect::<Vec<_>>().join(", ");
+    if vnis.len() > 8 {
+        text.push_str(&format!(" +{} more", vnis.len() - 8));
+    }
+    text
+}
+
+/// The leaf's EVPN peers and VNIs as read live, then any drift from the database in one
+/// short line.
+#[component]
+fn LeafEvpnLine(evpn: LeafEvpn) -> impl IntoView {
+    let bad = "color: var(--bad)";
+    let read: EvpnRead = match evpn {
+        LeafEvpn::Unknown(why) => {
+            return view! {
+                <p class="muted fabric-none" data-testid="fabric-leaf-evpn" data-evpn="unknown">
+                    "EVPN: unknown ("{why}")"
+                </p>
+            }
+            .into_any();
+        }
+        LeafEvpn::Read(read) => read,
+    };
+    let established = read.established();
+    let peers = match (read.peers.len(), read.simulated) {
+        (0, true) => "simulated, no peers".to_owned(),
+        (0, false) => "no peers".to_owned(),
+        (total, _) => format!("{established}/{total} peers established"),
+    };
+    let peers_title = read
+        .peers
+        .iter()
+        .map(|p| match p.prefixes_received {
+            Some(n) => format!("{} {} ({n} prefixes)", p.address, p.state),
+            None => format!("{} {}", p.address, p.state),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let peers_down = established < read.peers.len();
+    let mut drift = Vec::new();
+    if !read.unexpected_vnis.is_empty() {
+        drift.push(format!("not in the database: {}", vni_list(&read.unexpected_vnis)));
+    }
+    if !read.missing_vnis.is_empty() {
+        drift.push(format!("missing on the leaf: {}", vni_list(&read.missing_vnis)));
+    }
+    let in_sync = drift.is_empty();
+    view! {
+        <p class="muted fabric-none" data-testid="fabric-leaf-evpn" data-evpn=if in_sync { "in-sync" } else { "drift" }>
+            "EVPN: "
+            <span title=peers_title style=if peers_down { bad } else { "" }>{peers}</span>
+            {format!(" · {} VNI{}", read.vnis, if read.vnis == 1 { "" } else { "s" })}
+            {(!in_sync).then(|| view! {
+                <span style=bad title="the VNIs the leaf holds against the VRFs the database gives it">
+                    {format!(" · drift: {}", drift.join("; "))}
+                </span>
+            })}
+        </p>
+    }
+    .into_any()
 }
 
 #[component]

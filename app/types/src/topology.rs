@@ -338,6 +338,65 @@ pub struct FabricLeaf {
     pub agent: AgentLink,
     /// By tenant name, then VPC name.
     pub vrfs: Vec<LeafVrf>,
+    /// The leaf's BGP EVPN state, read from its switch agent as the picture was drawn.
+    pub evpn: LeafEvpn,
+}
+
+/// A leaf's BGP EVPN state as its switch agent read it now, or why it is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum LeafEvpn {
+    Read(EvpnRead),
+    /// Not read: the reason (agent not connected, failed, or no answer in time).
+    Unknown(String),
+}
+
+/// One leaf's EVPN peers and how the VNIs its routing daemons hold compare with the
+/// database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EvpnRead {
+    /// Underlay BGP peers with the EVPN family, by address.
+    pub peers: Vec<EvpnPeerView>,
+    /// VNIs the leaf holds, of any VRF.
+    pub vnis: u32,
+    /// VNIs the leaf holds that no VRF of this leaf in the database has (ascending): left
+    /// behind, configured by hand, or of a VPC deleted while the leaf still holds it.
+    pub unexpected_vnis: Vec<u32>,
+    /// VNIs of the VRFs this leaf confirmed that it does not hold (ascending). VRFs not
+    /// confirmed yet are not counted: they are still on their way.
+    pub missing_vnis: Vec<u32>,
+    /// A simulated switch: its VNIs are its VPCs', it has no routing daemons and no peers.
+    pub simulated: bool,
+}
+
+impl EvpnRead {
+    pub fn established(&self) -> usize {
+        self.peers.iter().filter(|p| p.established()).count()
+    }
+
+    /// No VNI missing or unexpected.
+    pub fn in_sync(&self) -> bool {
+        self.unexpected_vnis.is_empty() && self.missing_vnis.is_empty()
+    }
+}
+
+/// An underlay EVPN peer of a leaf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EvpnPeerView {
+    pub address: String,
+    /// FRR's BGP state name: "Established", "Active", "Connect"…
+    pub state: String,
+    /// EVPN prefixes accepted from it, when the switch says.
+    pub prefixes_received: Option<u64>,
+}
+
+impl EvpnPeerView {
+    pub fn established(&self) -> bool {
+        self.state == "Established"
+    }
 }
 
 /// A DPU of one of the unit's hosts: where tenant ports (and their security groups) live.

@@ -1,20 +1,24 @@
 //! The provider admins' fabric picture of a scalable unit against the simulated fleet: VMs
 //! of two tenants put each tenant's VRF (L3 VNI, its subnets' L2 VNIs) on every leaf of the
 //! unit, confirmed once the network reconciler has sent it; the DPUs count the ports; a VM
-//! deleted takes its tenant's VRF off the picture; tenant admins are refused; an unknown
-//! unit is not found. On SQLite, and on PostgreSQL when the run provides one.
+//! deleted takes its tenant's VRF off the picture; each leaf's EVPN state is read live
+//! (the VNIs it holds against the database: in sync, then a VRF lost and a stray one shown
+//! as drift; a leaf that is slow or fails is "unknown" and does not hold the picture up);
+//! tenant admins are refused; an unknown unit is not found. On SQLite, and on PostgreSQL when the run provides one.
 
 mod common;
 
 use common::*;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use portal_controller::Controller;
 use portal_types::Error;
 use portal_types::ids::InstanceUuid;
 use portal_types::network::VpcView;
-use portal_types::topology::{ScalableUnitFabric, VrfState};
+use portal_types::topology::{EvpnRead, FabricLeaf, LeafEvpn, ScalableUnitFabric, VrfState};
 use portal_types::views::{AgentLink, InstanceState};
+use sim_fleet::SwitchOp;
 
 async fn running(ctl: &Arc<Controller>, who: &OpContext, name: &str) -> InstanceUuid {
     let id = ctl.instance_create(who, &launch(name, "h100x1")).await.unwrap()[0].id;
@@ -38,6 +42,20 @@ fn all_confirmed(picture: &ScalableUnitFabric, tenants: &[&str]) -> bool {
         names.sort_unstable();
         names == tenants && leaf.vrfs.iter().all(|v| v.state == VrfState::Confirmed)
     })
+}
+
+fn evpn(leaf: &FabricLeaf) -> &EvpnRead {
+    match &leaf.evpn {
+        LeafEvpn::Read(read) => read,
+        LeafEvpn::Unknown(why) => panic!("{}: EVPN state unknown: {why}", leaf.name),
+    }
+}
+
+fn unknown(leaf: &FabricLeaf) -> &str {
+    match &leaf.evpn {
+        LeafEvpn::Unknown(why) => why,
+        LeafEvpn::Read(read) => panic!("{}: EVPN state read: {read:?}", leaf.name),
+    }
 }
 
 async fn the_picture_follows_two_tenants(url: &str) {
@@ -84,6 +102,46 @@ async fn the_picture_follows_two_tenants(url: &str) {
             assert_eq!(held.map(|h| h.l3_vni), Some(vpc.vni), "{} holds {tenant}'s VRF", leaf.name);
         }
     }
+    // Each leaf's EVPN state, read live: a simulated leaf holds exactly the VNIs of the VRFs
+    // the database gives it, and has no underlay peers.
+    for leaf in &picture.leaves {
+        let read = evpn(leaf);
+        let expected: usize = leaf.vrfs.iter().map(|v| 1 + v.l2_vnis.len()).sum();
+        assert_eq!(read.vnis as usize, expected, "{}: {read:?}", leaf.name);
+        assert!(read.in_sync() && read.simulated, "{}: {read:?}", leaf.name);
+        assert_eq!((read.established(), read.peers.len()), (0, 0));
+    }
+    // Drift: rail 0 loses acme's VRF behind the control plane's back and gains a stray one;
+    // rail 1 answers too slowly and rail 2 fails: both unknown, the picture does not wait.
+    let (rail0, rail1, rail2) =
+        (&picture.leaves[0].name, &picture.leaves[1].name, &picture.leaves[2].name);
+    let acme_vrf = picture.leaves[0].vrfs.iter().find(|v| v.tenant_name == "acme").unwrap();
+    let mut acme_vnis: Vec<u32> = acme_vrf.l2_vnis.clone();
+    acme_vnis.extend(acme_vrf.l3_vni);
+    acme_vnis.sort_unstable();
+    let leaf0 = stack.fleet.switch(rail0).unwrap();
+    let mut stray = leaf0.vpc(&acme_vrf.vpc_id.to_string()).unwrap();
+    leaf0.vpc_remove(&acme_vrf.vpc_id.to_string(), 0).await.unwrap();
+    stray.vpc_id = "00000000-0000-4000-8000-00000000beef".into();
+    stray.vrf_name = "stray".into();
+    stray.l3_vni = 16_000_000;
+    stray.segments.clear();
+    leaf0.vpc_ensure(stray.clone()).await.unwrap();
+    stack.fleet.switch(rail1).unwrap().faults().delay(SwitchOp::EvpnStatus, Duration::from_secs(3));
+    stack.fleet.switch(rail2).unwrap().faults().fail_always(SwitchOp::EvpnStatus);
+    let asked = Instant::now();
+    let drifted = ctl.scalable_unit_fabric(admin, 1).await.unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(4), "waited {:?}", asked.elapsed());
+    let read = evpn(&drifted.leaves[0]);
+    assert_eq!(read.unexpected_vnis, [16_000_000], "{read:?}");
+    assert_eq!(read.missing_vnis, acme_vnis, "{read:?}");
+    assert_eq!(unknown(&drifted.leaves[1]), "no answer within 2 s");
+    assert!(unknown(&drifted.leaves[2]).starts_with("the switch agent could not read it"));
+    assert!(drifted.leaves[3..].iter().all(|l| evpn(l).in_sync()));
+    stack.fleet.switch(rail1).unwrap().faults().clear();
+    stack.fleet.switch(rail2).unwrap().faults().clear();
+    leaf0.vpc_remove(&stray.vpc_id, 0).await.unwrap();
+
     // Each VM has one port, on its host's DPU.
     eventually(10, "both ports confirmed by their DPUs", async || {
         let p = ctl.scalable_unit_fabric(admin, 1).await.unwrap();

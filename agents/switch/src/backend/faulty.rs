@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use agent_common::{DriverError, FaultPlan};
 
 use super::{SwitchBackend, SwitchOp};
-use crate::model::{SwitchDescription, VpcSpec};
+use crate::model::{EvpnStatus, SwitchDescription, VpcSpec};
 
 pub struct FaultyBackend<B> {
     inner: B,
@@ -34,5 +34,10 @@ impl<B: SwitchBackend> SwitchBackend for FaultyBackend<B> {
     async fn vrf_remove(&self, vrf_name: &str) -> Result<(), DriverError> {
         self.faults.check(SwitchOp::VrfRemove).await?;
         self.inner.vrf_remove(vrf_name).await
+    }
+
+    async fn evpn_status(&self) -> Result<EvpnStatus, DriverError> {
+        self.faults.check(SwitchOp::EvpnStatus).await?;
+        self.inner.evpn_status().await
     }
 }

@@ -8,7 +8,7 @@
 //! none, a network namespace; see [`frr::VrfMode`]). [`faulty::FaultyBackend`] wraps any
 //! backend to inject faults per [`SwitchOp`].
 //!
-//! Both operations are idempotent (applying the configured VPC, removing an absent VRF
+//! Both changing operations are idempotent (applying the configured VPC, removing an absent VRF
 //! succeed). Errors: `Unavailable` = busy or unreachable, retry; `Internal` = the switch
 //! misbehaved, an operator must look.
 
@@ -22,7 +22,7 @@ use async_trait::async_trait;
 
 use agent_common::DriverError;
 
-use crate::model::{SwitchDescription, VpcSpec};
+use crate::model::{EvpnStatus, SwitchDescription, VpcSpec};
 
 #[async_trait]
 pub trait SwitchBackend: Send + Sync + 'static {
@@ -36,6 +36,10 @@ pub trait SwitchBackend: Send + Sync + 'static {
 
     /// Removes VRF `vrf_name` and its VNIs.
     async fn vrf_remove(&self, vrf_name: &str) -> Result<(), DriverError>;
+
+    /// Reads the switch's BGP EVPN state now: its underlay peers and every VNI its EVPN
+    /// control plane knows, also those this agent did not configure. Read-only.
+    async fn evpn_status(&self) -> Result<EvpnStatus, DriverError>;
 }
 
 /// The backend operations, by name: what [`faulty::FaultyBackend`] injects faults into.
@@ -44,6 +48,7 @@ pub enum SwitchOp {
     Hardware,
     VrfApply,
     VrfRemove,
+    EvpnStatus,
 }
 
 impl fmt::Display for SwitchOp {
@@ -52,6 +57,7 @@ impl fmt::Display for SwitchOp {
             SwitchOp::Hardware => "hardware",
             SwitchOp::VrfApply => "vrf_apply",
             SwitchOp::VrfRemove => "vrf_remove",
+            SwitchOp::EvpnStatus => "evpn_status",
         })
     }
 }

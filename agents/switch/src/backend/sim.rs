@@ -1,5 +1,7 @@
 //! [`SimSwitchBackend`]: a simulated Spectrum-X leaf's configuration, in memory: its VRFs
-//! and their VNIs. Each change takes `apply_delay`, like an FRR reload.
+//! and their VNIs. Each change takes `apply_delay`, like an FRR reload. Its EVPN status is
+//! what it holds: each VRF's L3 VNI and L2 VNIs, no remote VTEPs and no underlay peers (the
+//! simulated switch has no routing daemons and its description names no peers).
 //!
 //! [`SimSwitch`] is a simulated switch as tests and the simulated fleet hold it: a
 //! [`SwitchManager`] over this backend wrapped in a [`FaultyBackend`], and its fault plan.
@@ -16,7 +18,7 @@ use agent_common::{DriverError, FaultPlan, lock};
 use super::faulty::FaultyBackend;
 use super::{SwitchBackend, SwitchOp};
 use crate::manager::SwitchManager;
-use crate::model::{SwitchDescription, VpcSpec};
+use crate::model::{EvpnStatus, SwitchDescription, VniKind, VniStatus, VpcSpec};
 
 #[derive(Clone, Debug)]
 pub struct SimSwitchOptions {
@@ -67,6 +69,26 @@ impl SwitchBackend for SimSwitchBackend {
         self.latency().await;
         lock(&self.vrfs).remove(vrf_name);
         Ok(())
+    }
+
+    async fn evpn_status(&self) -> Result<EvpnStatus, DriverError> {
+        let vni = |vni: u32, kind: VniKind, vrf: &str| VniStatus {
+            vni,
+            kind,
+            vrf: vrf.to_owned(),
+            // The device the FRR backend would make for it.
+            vxlan_if: Some(format!("vxlan{vni}")),
+            remote_vteps: Vec::new(),
+        };
+        let mut vnis: Vec<VniStatus> = lock(&self.vrfs)
+            .values()
+            .flat_map(|spec| {
+                std::iter::once(vni(spec.l3_vni, VniKind::L3, &spec.vrf_name))
+                    .chain(spec.segments.iter().map(|s| vni(s.l2_vni, VniKind::L2, &spec.vrf_name)))
+            })
+            .collect();
+        vnis.sort_by_key(|v| v.vni);
+        Ok(EvpnStatus { peers: Vec::new(), vnis, simulated: true })
     }
 }
 

@@ -4,20 +4,24 @@
 //!
 //! Everything comes from the database (inventory facts, GPU rows, the placements stored on
 //! instances that still hold resources, switch rows); only "still launchable" comes from the
-//! in-memory scheduler, which is the authority on that figure. The reads are separate
-//! statements, so a launch finishing meanwhile may show up in one part and not another until
-//! the next refresh; that is fine for a picture.
+//! in-memory scheduler, which is the authority on that figure, and on the fabric picture each
+//! leaf's BGP EVPN state from its switch agent, read live (all leaves at once, each given
+//! [`EVPN_TIMEOUT`]; one that does not answer is "unknown", the picture does not wait). The
+//! reads are separate statements, so a launch finishing meanwhile may show up in one part and
+//! not another until the next refresh; that is fine for a picture.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
+use agent_proto::v1 as pb;
 use portal_scheduler::Placement;
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid, TenantUuid, VpcUuid};
 use portal_types::topology::{
-    DpuView, FabricDpu, FabricLeaf, GpuHealth, GpuState, GpuTile, Holder, HostInstance,
-    HostTopology, Lane, LeafView, LeafVrf, NicTile, NumaTopology, PartitionSlot, PartitionState,
-    PartitionView, ScalableUnitFabric, ScalableUnitTopology, UnitHost, VrfState,
-    parse_scalable_unit,
+    DpuView, EvpnPeerView, EvpnRead, FabricDpu, FabricLeaf, GpuHealth, GpuState, GpuTile, Holder,
+    HostInstance, HostTopology, Lane, LeafEvpn, LeafView, LeafVrf, NicTile, NumaTopology,
+    PartitionSlot, PartitionState, PartitionView, ScalableUnitFabric, ScalableUnitTopology,
+    UnitHost, VrfState, parse_scalable_unit,
 };
 use portal_types::views::{AgentLink, InstanceState};
 use uuid::Uuid;
@@ -30,6 +34,58 @@ use crate::context::OpContext;
 use crate::datastore::entity::{gpu, host, instance, vpc};
 use crate::datastore::fabric::UnitFabricRows;
 use crate::datastore::topology::{HostRows, UnitRows};
+
+/// How long a leaf's switch agent may take to read its EVPN state for the fabric picture.
+const EVPN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks leaf `leaf`'s switch agent for its EVPN state, for at most [`EVPN_TIMEOUT`]; the
+/// error is why it is unknown, as the page shows it.
+async fn read_evpn(
+    ctl: &Controller,
+    leaf: &str,
+    connected: bool,
+) -> Result<pb::EvpnStatusReply, String> {
+    let Some(mut client) = ctl.agents.switch(leaf).filter(|_| connected) else {
+        return Err("switch agent not connected".to_owned());
+    };
+    let call = client.evpn_status(pb::EvpnStatusRequest {});
+    match tokio::time::timeout(EVPN_TIMEOUT, call).await {
+        Err(_) => Err(format!("no answer within {} s", EVPN_TIMEOUT.as_secs())),
+        Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+            Err("the switch agent is too old to report it".to_owned())
+        }
+        Ok(Err(status)) => Err(format!("the switch agent could not read it: {}", status.message())),
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+    }
+}
+
+/// A leaf's EVPN reply against the VRFs the database gives it: every VNI a VRF of this leaf
+/// has (in any state) is expected; those of confirmed VRFs must be there.
+fn evpn_read(reply: pb::EvpnStatusReply, vrfs: &[LeafVrf]) -> EvpnRead {
+    let vnis_of =
+        |v: &LeafVrf| v.l3_vni.into_iter().chain(v.l2_vnis.iter().copied()).collect::<Vec<_>>();
+    let known: BTreeSet<u32> = vrfs.iter().flat_map(vnis_of).collect();
+    let confirmed: BTreeSet<u32> =
+        vrfs.iter().filter(|v| v.state == VrfState::Confirmed).flat_map(vnis_of).collect();
+    let held: BTreeSet<u32> = reply.vnis.iter().map(|v| v.vni).collect();
+    let mut peers: Vec<EvpnPeerView> = reply
+        .peers
+        .into_iter()
+        .map(|p| EvpnPeerView {
+            address: p.address,
+            state: p.state,
+            prefixes_received: p.prefixes_received,
+        })
+        .collect();
+    peers.sort_by(|a, b| a.address.cmp(&b.address));
+    EvpnRead {
+        peers,
+        vnis: u32::try_from(held.len()).unwrap_or(u32::MAX),
+        unexpected_vnis: held.difference(&known).copied().collect(),
+        missing_vnis: confirmed.difference(&held).copied().collect(),
+        simulated: reply.simulated,
+    }
+}
 
 fn link(connected: bool) -> AgentLink {
     if connected { AgentLink::Connected } else { AgentLink::Unreachable }
@@ -469,7 +525,8 @@ impl Controller {
 
 impl Controller {
     /// One scalable unit's tenant fabric: each leaf with the VRFs it holds or should hold
-    /// and whether it confirmed their latest generation, and the DPUs of the unit's hosts.
+    /// and whether it confirmed their latest generation, its EVPN peers and VNIs read live
+    /// from its switch agent against those VRFs, and the DPUs of the unit's hosts.
     /// A VPC belongs on every leaf of a unit where one of its VMs has a port (the rule the
     /// network reconciler follows, `datastore::fabric`).
     pub async fn scalable_unit_fabric(
@@ -523,9 +580,15 @@ impl Controller {
             }
         };
 
+        // Every leaf's EVPN state, read at once; each read is bounded by EVPN_TIMEOUT.
+        let evpn = futures::future::join_all(
+            switches.iter().map(|s| read_evpn(self, &s.name, s.agent_connected)),
+        )
+        .await;
         let leaves = switches
             .into_iter()
-            .map(|s| {
+            .zip(evpn)
+            .map(|(s, evpn)| {
                 let on_leaf = held.remove(s.name.as_str()).unwrap_or_default();
                 let mut ids: BTreeSet<Uuid> = wanted.clone();
                 ids.extend(on_leaf.keys().copied());
@@ -538,12 +601,17 @@ impl Controller {
                         b.l3_vni,
                     ))
                 });
+                let evpn = match evpn {
+                    Ok(reply) => LeafEvpn::Read(evpn_read(reply, &vrfs)),
+                    Err(why) => LeafEvpn::Unknown(why),
+                };
                 FabricLeaf {
                     name: s.name,
                     rail: s.rail as u32,
                     model: s.model,
                     agent: link(s.agent_connected),
                     vrfs,
+                    evpn,
                 }
             })
             .collect();
@@ -602,6 +670,47 @@ mod tests {
                 module_ids: p.modules.iter().map(|&m| u32::from(m)).collect(),
             })
             .collect()
+    }
+
+    #[test]
+    fn evpn_drift_is_counted_against_the_leafs_vrfs() {
+        let vrf = |l3: u32, l2: &[u32], state: VrfState| LeafVrf {
+            vpc_id: portal_types::ids::VpcUuid::from_untyped_uuid(Uuid::new_v4()),
+            vpc_name: String::new(),
+            tenant_id: None,
+            tenant_name: String::new(),
+            vrf_name: format!("vpc{l3}"),
+            l3_vni: Some(l3),
+            l2_vnis: l2.to_vec(),
+            generation: 1,
+            confirmed_generation: None,
+            state,
+        };
+        let vni = |vni: u32| pb::EvpnVni { vni, kind: 0, vrf: String::new(), remote_vteps: 0 };
+        let peer = |address: &str, state: &str| pb::EvpnPeer {
+            address: address.into(),
+            state: state.into(),
+            prefixes_received: None,
+        };
+        let reply = pb::EvpnStatusReply {
+            peers: vec![peer("swp2", "Active"), peer("swp1", "Established")],
+            // 500 and its 1000 confirmed (1001 missing); 600 pending and not there yet is
+            // no drift; 700 is nobody's; 800 is being removed and still there.
+            vnis: [500, 1000, 700, 800].map(vni).to_vec(),
+            simulated: false,
+        };
+        let vrfs = [
+            vrf(500, &[1000, 1001], VrfState::Confirmed),
+            vrf(600, &[], VrfState::Pending),
+            vrf(800, &[], VrfState::Removing),
+        ];
+        let read = evpn_read(reply, &vrfs);
+        assert_eq!((read.established(), read.peers.len()), (1, 2));
+        assert_eq!(read.peers[0].address, "swp1");
+        assert_eq!(read.vnis, 4);
+        assert_eq!(read.unexpected_vnis, [700]);
+        assert_eq!(read.missing_vnis, [1001]);
+        assert!(!read.in_sync());
     }
 
     #[test]

@@ -286,7 +286,11 @@ impl FrrSwitchBackend {
     pub async fn evpn_status(&self) -> Result<EvpnStatus, DriverError> {
         let peers = self.vtysh.show("show bgp l2vpn evpn summary json").await?;
         let vnis = self.vtysh.show("show evpn vni json").await?;
-        Ok(EvpnStatus { peers: status::parse_peers(&peers)?, vnis: status::parse_vnis(&vnis)? })
+        Ok(EvpnStatus {
+            peers: status::parse_peers(&peers)?,
+            vnis: status::parse_vnis(&vnis)?,
+            simulated: false,
+        })
     }
 
     /// The IPv4 and IPv6 routes VRF `vrf` learned from other leaves (EVPN type-5).
@@ -323,5 +327,9 @@ impl SwitchBackend for FrrSwitchBackend {
         info!(vrf = %vrf_name, frr_lines = changes.frr.len(),
               kernel_commands = changes.kernel.len(), "VRF removed");
         Ok(())
+    }
+
+    async fn evpn_status(&self) -> Result<EvpnStatus, DriverError> {
+        FrrSwitchBackend::evpn_status(self).await
     }
 }

@@ -7,48 +7,7 @@ use std::net::IpAddr;
 use agent_common::DriverError;
 use serde::Deserialize;
 
-/// The switch's EVPN state as a whole.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EvpnStatus {
-    /// Underlay peers with the l2vpn evpn family, by address.
-    pub peers: Vec<PeerStatus>,
-    pub vnis: Vec<VniStatus>,
-}
-
-impl EvpnStatus {
-    pub fn established_peers(&self) -> usize {
-        self.peers.iter().filter(|p| p.state == "Established").count()
-    }
-
-    pub fn vni(&self, vni: u32) -> Option<&VniStatus> {
-        self.vnis.iter().find(|v| v.vni == vni)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerStatus {
-    pub address: String,
-    /// FRR's BGP state name: `Established`, `Active`, `Connect`…
-    pub state: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VniKind {
-    L2,
-    L3,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VniStatus {
-    pub vni: u32,
-    pub kind: VniKind,
-    /// The tenant VRF zebra bound the VNI to.
-    pub vrf: String,
-    /// The VXLAN device zebra found for it; none until it has seen one.
-    pub vxlan_if: Option<String>,
-    /// Other leaves' VTEPs flooding this L2 VNI (from their type-3 routes); empty for L3.
-    pub remote_vteps: Vec<String>,
-}
+pub use crate::model::{EvpnStatus, PeerStatus, VniKind, VniStatus};
 
 /// A route in a tenant VRF learned from another leaf.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,8 +28,12 @@ struct Summary {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Peer {
     state: String,
+    /// Absent while the session is down (older FRR) or when FRR does not count.
+    #[serde(default)]
+    pfx_rcd: Option<u64>,
 }
 
 /// Parses `show bgp l2vpn evpn summary json`. Without an EVPN-enabled instance FRR prints
@@ -81,7 +44,7 @@ pub fn parse_peers(json: &str) -> Result<Vec<PeerStatus>, DriverError> {
     Ok(summary
         .peers
         .into_iter()
-        .map(|(address, p)| PeerStatus { address, state: p.state })
+        .map(|(address, p)| PeerStatus { address, state: p.state, prefixes_received: p.pfx_rcd })
         .collect())
 }
 
@@ -180,9 +143,15 @@ mod tests {
         let peers = parse_peers(json).unwrap();
         assert_eq!(
             peers,
-            [PeerStatus { address: "192.168.1.2".into(), state: "Established".into() }]
+            [PeerStatus {
+                address: "192.168.1.2".into(),
+                state: "Established".into(),
+                prefixes_received: Some(2)
+            }]
         );
         assert!(parse_peers("{}").unwrap().is_empty());
+        let down = r#"{"peers":{"swp1":{"remoteAs":65002,"state":"Active"}}}"#;
+        assert_eq!(parse_peers(down).unwrap()[0].prefixes_received, None);
     }
 
     #[test]
@@ -193,7 +162,7 @@ mod tests {
                  "numRemoteVteps":1,"tenantVrf":"t1","remoteVteps":["10.255.0.2"]},
           "4001":{"vni":4001,"vxlanIf":"vxlan4001","numMacs":0,"numArpNd":0,
                   "numRemoteVteps":"n/a","type":"L3","tenantVrf":"t1"}}"#;
-        let status = EvpnStatus { peers: Vec::new(), vnis: parse_vnis(json).unwrap() };
+        let status = EvpnStatus { vnis: parse_vnis(json).unwrap(), ..EvpnStatus::default() };
         assert_eq!(
             status.vni(100),
             Some(&VniStatus {
