@@ -275,3 +275,94 @@ async fn every_request_has_an_id_in_its_answer_its_error_and_its_json_log_lines(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// What operators and account holders do besides instances: default quotas, a tenant's
+/// deletion, the topology pictures, the caller's sessions, tokens and password. Tokens read
+/// their account but never change it; the browser's session does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_and_accounts_over_rest() {
+    let portal = Portal::start("rest-ops", &[]).await;
+    let ops = portal.admin_token("provider-admin").await;
+    let member = portal.admin_token("member").await;
+    let call = |token: &str, method, path: &str, body| {
+        let (portal, token, path) = (&portal, token.to_owned(), path.to_owned());
+        async move { api(portal, Some(&token), method, &path, body).await }
+    };
+    use reqwest::Method;
+
+    // Default quotas: public IPs start at 5; a default is set; a bad resource is a sentence.
+    let (status, lines) = get(&portal, &ops, "/default-quotas").await;
+    assert_eq!(status, 200, "{lines}");
+    let limit = |lines: &Value, resource: &str| {
+        lines
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["resource"] == resource)
+            .map(|l| l["limit"].clone())
+    };
+    assert_eq!(limit(&lines, "public_ips"), Some(json!(5)));
+    let set = json!({"limit": "7"});
+    let (status, lines) =
+        call(&ops, Method::PUT, "/default-quotas/public_ips", Some(set.clone())).await;
+    assert_eq!((status, limit(&lines, "public_ips")), (200, Some(json!(7))), "{lines}");
+    let (status, err) = call(&ops, Method::PUT, "/default-quotas/cpus", Some(set.clone())).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(call(&member, Method::PUT, "/default-quotas/vcpus", Some(set)).await.0, 403);
+
+    // A tenant's deletion: previewed, refused without its name repeated, then done.
+    let (_, made) = post(&portal, &ops, "/tenants", json!({"name": "doomed"})).await;
+    let id = made["id"].as_str().unwrap().to_owned();
+    let (status, preview) = get(&portal, &ops, &format!("/tenants/{id}/deletion")).await;
+    assert_eq!(status, 200, "{preview}");
+    let wrong = call(&ops, Method::DELETE, &format!("/tenants/{id}?confirm=other"), None).await;
+    assert!(matches!(wrong.0, 400 | 409), "{wrong:?}");
+    assert_eq!(
+        call(&member, Method::DELETE, &format!("/tenants/{id}?confirm=doomed"), None).await.0,
+        403
+    );
+    assert_eq!(
+        call(&ops, Method::DELETE, &format!("/tenants/{id}?confirm=doomed"), None).await.0,
+        204
+    );
+    assert_eq!(get(&portal, &ops, &format!("/tenants/{id}/deletion")).await.0, 404);
+
+    // The topology pictures, for provider admins.
+    let (status, unit) = get(&portal, &ops, "/admin/scalable-units/su1/topology").await;
+    assert_eq!(status, 200, "{unit}");
+    let (_, hosts) = get(&portal, &ops, "/admin/hosts").await;
+    let host = hosts["hosts"][0]["name"].as_str().unwrap().to_owned();
+    let (status, picture) = get(&portal, &ops, &format!("/admin/hosts/{host}/topology")).await;
+    assert_eq!(status, 200, "{picture}");
+    assert_eq!(get(&portal, &ops, "/admin/scalable-units/x9/topology").await.0, 404);
+    assert_eq!(get(&portal, &ops, "/admin/hosts/nope/topology").await.0, 404);
+    assert_eq!(get(&portal, &member, "/admin/scalable-units/su1/topology").await.0, 403);
+
+    // The account: a token lists sessions and tokens, but changes nothing.
+    let (status, sessions) = get(&portal, &member, "/account/sessions").await;
+    assert!(status == 200 && !sessions.as_array().unwrap().is_empty(), "{status} {sessions}");
+    let (status, tokens) = get(&portal, &member, "/account/tokens").await;
+    assert!(status == 200 && tokens.as_array().unwrap().len() >= 2, "{status} {tokens}");
+    let token = json!({"name": "by-token", "role": "viewer", "days": 1});
+    assert_eq!(post(&portal, &member, "/account/tokens", token.clone()).await.0, 403);
+    let change = json!({"current": support::PASSWORD, "new": "another-pass-123", "repeat": "another-pass-123"});
+    assert_eq!(post(&portal, &member, "/account/password", change).await.0, 403);
+
+    // The browser's session makes a token, which works and is revoked.
+    let browser = portal.signed_in("admin", support::PASSWORD).await;
+    let made = browser
+        .post(format!("{}/api/v1/account/tokens", portal.url))
+        .json(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+    let made: Value = made.json().await.unwrap();
+    let secret = made["token"].as_str().unwrap();
+    assert_eq!(get(&portal, secret, "/me").await.0, 200);
+    let id = made["view"]["id"].as_str().unwrap();
+    let revoked =
+        browser.delete(format!("{}/api/v1/account/tokens/{id}", portal.url)).send().await.unwrap();
+    assert_eq!(revoked.status().as_u16(), 204);
+    assert_eq!(get(&portal, secret, "/me").await.0, 401);
+}

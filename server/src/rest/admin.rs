@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use portal_controller::Controller;
 use portal_types::billing::{PriceList, PriceSet, ProviderUsage};
 use portal_types::ids::TenantUuid;
-use portal_types::topology::ScalableUnitFabric;
+use portal_types::topology::{
+    HostTopology, ScalableUnitFabric, ScalableUnitTopology, parse_scalable_unit,
+};
 use portal_types::views::{Me, TenantView, UserInvited, UserView};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -29,6 +31,8 @@ pub fn router() -> OpenApiRouter<Arc<Controller>> {
         .routes(routes!(provider_usage))
         .routes(routes!(price_list, price_set))
         .routes(routes!(scalable_unit_fabric))
+        .routes(routes!(scalable_unit_topology))
+        .routes(routes!(host_topology))
 }
 
 /// Who the caller is: user, tenant, role and the tenants they may act in.
@@ -162,5 +166,36 @@ async fn scalable_unit_fabric(
     PathOf(su): PathOf<String>,
 ) -> ApiResult<ScalableUnitFabric> {
     let result = ctl.scalable_unit_fabric_named(&caller.0, &su).await;
+    reply(&caller, StatusCode::OK, result)
+}
+
+/// One scalable unit's picture: its hosts with their GPUs in use and health, and its rail
+/// leaves (provider admins).
+#[utoipa::path(get, path = "/admin/scalable-units/{su}/topology", tag = "admin",
+    params(("su" = String, Path, description = "The unit: `su1` or `1`")),
+    responses((status = 200, body = ScalableUnitTopology)))]
+async fn scalable_unit_topology(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    PathOf(su): PathOf<String>,
+) -> ApiResult<ScalableUnitTopology> {
+    let result = match parse_scalable_unit(&su) {
+        Some(number) => ctl.scalable_unit_topology(&caller.0, number).await,
+        None => Err(portal_types::Error::not_found("scalable unit", su.trim())),
+    };
+    reply(&caller, StatusCode::OK, result)
+}
+
+/// One host's picture: GPUs, NVLink partitions, NICs and their rails, NUMA nodes, DPUs and
+/// the VMs on it (provider admins).
+#[utoipa::path(get, path = "/admin/hosts/{name}/topology", tag = "admin",
+    params(("name" = String, Path, description = "The host's name")),
+    responses((status = 200, body = HostTopology)))]
+async fn host_topology(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    PathOf(name): PathOf<String>,
+) -> ApiResult<HostTopology> {
+    let result = ctl.host_topology(&caller.0, &name).await;
     reply(&caller, StatusCode::OK, result)
 }

@@ -3,6 +3,7 @@
 //! The OpenAPI 3.1 document is generated from these handlers and the shared types, served at
 //! `/api/v1/openapi.json`, and shown as a page at `/api/v1/docs`.
 
+mod account;
 mod admin;
 mod catalog;
 mod docs;
@@ -51,6 +52,7 @@ pub fn router() -> (Router<Arc<Controller>>, utoipa::openapi::OpenApi) {
         .merge(public_ips::router())
         .merge(usage::router())
         .merge(admin::router())
+        .merge(account::router())
         .merge(operators::router());
     let (router, mut doc) =
         OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(PREFIX, api).split_for_parts();

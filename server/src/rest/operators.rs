@@ -1,5 +1,5 @@
-//! Quotas, capacity, the audit log, the fleet's hosts, tenant suspension and users' roles:
-//! what tenant and provider admins run the cloud with.
+//! Quotas and their defaults, capacity, the audit log, the fleet's hosts, tenant suspension
+//! and deletion, and users' roles: what tenant and provider admins run the cloud with.
 
 use std::sync::Arc;
 
@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use portal_controller::Controller;
 use portal_types::ids::{TenantUuid, UserUuid};
 use portal_types::params::QuotaLimit;
-use portal_types::views::{AuditEntry, Capacity, FleetSummary, TenantQuota, TenantView};
+use portal_types::views::{
+    AuditEntry, Capacity, FleetSummary, QuotaLine, TenantDeletion, TenantQuota, TenantView,
+};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -21,11 +23,15 @@ pub fn router() -> OpenApiRouter<Arc<Controller>> {
     OpenApiRouter::new()
         .routes(routes!(quota_get))
         .routes(routes!(quota_set))
+        .routes(routes!(quota_default_list))
+        .routes(routes!(quota_default_set))
         .routes(routes!(capacity))
         .routes(routes!(audit_list))
         .routes(routes!(host_list))
         .routes(routes!(host_cordon))
         .routes(routes!(tenant_suspend))
+        .routes(routes!(tenant_deletion_preview))
+        .routes(routes!(tenant_delete))
         .routes(routes!(user_role))
         .routes(routes!(user_disable))
 }
@@ -50,10 +56,10 @@ pub struct QuotaSet {
     pub limit: String,
 }
 
-/// Sets one of a tenant's limits (provider admins): `instances`, `vcpus`, `memory_gib` or
-/// `gpus:<model>`.
+/// Sets one of a tenant's limits (provider admins): `instances`, `vcpus`, `memory_gib`,
+/// `public_ips` or `gpus:<model>`.
 #[utoipa::path(put, path = "/quotas/{resource}", tag = "quotas",
-    params(("resource" = String, Path, description = "instances, vcpus, memory_gib or gpus:<model>")),
+    params(("resource" = String, Path, description = "instances, vcpus, memory_gib, public_ips or gpus:<model>")),
     request_body = QuotaSet, responses((status = 200, body = TenantQuota)))]
 async fn quota_set(
     State(ctl): State<Arc<Controller>>,
@@ -63,6 +69,41 @@ async fn quota_set(
 ) -> ApiResult<TenantQuota> {
     let result = match QuotaLimit::parse(&set.limit) {
         Ok(limit) => ctl.quota_set(&caller.0, set.tenant_id, &resource, limit).await,
+        Err(e) => Err(e),
+    };
+    reply(&caller, StatusCode::OK, result)
+}
+
+/// The limits every tenant gets where it has none of its own (provider admins).
+#[utoipa::path(get, path = "/default-quotas", tag = "quotas",
+    responses((status = 200, body = Vec<QuotaLine>)))]
+async fn quota_default_list(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+) -> ApiResult<Vec<QuotaLine>> {
+    let result = ctl.quota_default_list(&caller.0).await;
+    reply(&caller, StatusCode::OK, result)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DefaultQuotaSet {
+    /// A number, `unlimited`, or empty to remove the default (tenants without their own
+    /// limit then get none of the resource).
+    pub limit: String,
+}
+
+/// Sets one default limit (provider admins).
+#[utoipa::path(put, path = "/default-quotas/{resource}", tag = "quotas",
+    params(("resource" = String, Path, description = "instances, vcpus, memory_gib, public_ips or gpus:<model>")),
+    request_body = DefaultQuotaSet, responses((status = 200, body = Vec<QuotaLine>)))]
+async fn quota_default_set(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    PathOf(resource): PathOf<String>,
+    Body(set): Body<DefaultQuotaSet>,
+) -> ApiResult<Vec<QuotaLine>> {
+    let result = match QuotaLimit::parse(&set.limit) {
+        Ok(limit) => ctl.quota_default_set(&caller.0, &resource, limit).await,
         Err(e) => Err(e),
     };
     reply(&caller, StatusCode::OK, result)
@@ -188,5 +229,40 @@ async fn user_disable(
     Body(set): Body<DisabledSet>,
 ) -> Result<StatusCode, ApiError> {
     let result = ctl.user_set_disabled(&caller.0, set.tenant_id, id, set.disabled).await;
+    no_content(&caller, result)
+}
+
+/// What deleting the tenant would take away; nothing is changed (provider admins).
+#[utoipa::path(get, path = "/tenants/{id}/deletion", tag = "admin",
+    params(("id" = String, Path, format = Uuid)), responses((status = 200, body = TenantDeletion)))]
+async fn tenant_deletion_preview(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    PathOf(id): PathOf<TenantUuid>,
+) -> ApiResult<TenantDeletion> {
+    let result = ctl.tenant_deletion_preview(&caller.0, id).await;
+    reply(&caller, StatusCode::OK, result)
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteConfirm {
+    /// The tenant's name, repeated.
+    #[serde(default)]
+    pub confirm: String,
+}
+
+/// Deletes a tenant with its memberships and quotas (provider admins); `confirm` must repeat
+/// its name, and a tenant with instances is refused with their count.
+#[utoipa::path(delete, path = "/tenants/{id}", tag = "admin",
+    params(("id" = String, Path, format = Uuid), DeleteConfirm),
+    responses((status = 204, description = "Deleted")))]
+async fn tenant_delete(
+    State(ctl): State<Arc<Controller>>,
+    caller: Caller,
+    PathOf(id): PathOf<TenantUuid>,
+    QueryOf(confirm): QueryOf<DeleteConfirm>,
+) -> Result<StatusCode, ApiError> {
+    let result = ctl.tenant_delete(&caller.0, id, &confirm.confirm).await;
     no_content(&caller, result)
 }
