@@ -195,10 +195,12 @@ pub fn port_counters_to_proto(report: &PortCountersReport) -> pb::PortCounters {
     }
 }
 
+/// The inventory with the ports held (`(port id, generation)`).
 pub fn inventory_to_proto(
     dpu: &DpuDescription,
     agent_version: &str,
     boot_id: &str,
+    held: Vec<(String, u64)>,
 ) -> pb::DpuInventory {
     pb::DpuInventory {
         dpu_id: dpu.dpu_id.clone(),
@@ -209,6 +211,10 @@ pub fn inventory_to_proto(
         max_ports: dpu.max_ports,
         agent_version: agent_version.to_owned(),
         boot_id: boot_id.to_owned(),
+        ports: held
+            .into_iter()
+            .map(|(port_id, generation)| pb::HeldPort { port_id, generation })
+            .collect(),
     }
 }
 

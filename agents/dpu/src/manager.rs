@@ -106,6 +106,15 @@ impl DpuManager {
         lock(&self.inner.ports).get(port_id).cloned()
     }
 
+    /// Every port held, with the generation held, by id.
+    pub fn held_ports(&self) -> Vec<(String, u64)> {
+        let ports = lock(&self.inner.ports);
+        let mut held: Vec<(String, u64)> =
+            ports.specs().map(|p| (p.port_id.clone(), p.generation)).collect();
+        held.sort();
+        held
+    }
+
     pub fn port_count(&self) -> usize {
         lock(&self.inner.ports).len()
     }

@@ -47,6 +47,7 @@ impl DpuAgent for DpuAgentService {
             &dpu,
             crate::AGENT_VERSION,
             self.manager.boot_id(),
+            self.manager.held_ports(),
         )))
     }
 

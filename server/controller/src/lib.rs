@@ -51,6 +51,9 @@ pub struct ControllerConfig {
     /// How long a VM a host runs but the database does not want is shown to provider admins
     /// before the reconciler removes it.
     pub stray_grace: std::time::Duration,
+    /// How often each DPU's held ports are compared with the database (drift of an agent
+    /// that kept running: a port lost is sent again, one the database lacks is removed).
+    pub drift_check: std::time::Duration,
     /// How long a replica's unfinished sagas stay its own without a renewal; past it, a
     /// live replica (or this one restarted) resumes them.
     pub saga_lease: std::time::Duration,
@@ -78,6 +81,7 @@ impl ControllerConfig {
             provision_deadline: std::time::Duration::from_secs(600),
             delete_deadline: std::time::Duration::from_secs(600),
             stray_grace: std::time::Duration::from_secs(300),
+            drift_check: std::time::Duration::from_secs(60),
             saga_lease: sagas::executor::DEFAULT_LEASE,
             replica_id: None,
             login_throttle: throttle::ThrottleConfig::default(),
@@ -127,6 +131,7 @@ pub struct Controller {
     provision_deadline: std::time::Duration,
     delete_deadline: std::time::Duration,
     stray_grace: std::time::Duration,
+    drift_check: std::time::Duration,
     /// VMs hosts run that the database does not want there (see `strays`).
     strays: background::strays::Strays,
     login_throttle: throttle::LoginThrottle,
@@ -186,6 +191,7 @@ impl Controller {
             provision_deadline: config.provision_deadline,
             delete_deadline: config.delete_deadline,
             stray_grace: config.stray_grace,
+            drift_check: config.drift_check,
             strays: background::strays::Strays::default(),
             login_throttle: throttle::LoginThrottle::new(config.login_throttle),
             network_changed: tokio::sync::Notify::new(),

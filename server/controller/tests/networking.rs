@@ -340,3 +340,53 @@ async fn a_restarted_dpu_agent_gets_its_ports_again_and_admins_are_told() {
     other.stop();
     ctl.stop();
 }
+
+/// A DPU agent that keeps running but loses a port (or gains one nobody sent) is found by
+/// the drift check: the lost port is sent again, the stray one removed, and provider admins
+/// find both in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpu_that_drifts_while_running_is_put_back() {
+    let stack = start_with(&sqlite_url("dpu-drift"), 1, |c| {
+        c.drift_check = std::time::Duration::from_millis(500)
+    })
+    .await;
+    let ctl = &stack.controller;
+    let admin = &op(&stack.admin);
+    let vm = running(ctl, admin, launch("drifter", "h100x1")).await;
+    let port_id = vm.ports[0].id.to_string();
+    let dpu_name = vm.ports[0].dpu.clone().expect("HGX hosts have a DPU");
+    let dpu = stack.fleet.dpu(&dpu_name).expect("the DPU").manager();
+    eventually(10, "the DPU holds the port", async || dpu.port(&port_id).is_some()).await;
+
+    // Lost behind the control plane's back (no tombstone: as a device reset would).
+    dpu.port_remove(&port_id, 0).await.expect("removed on the DPU");
+    eventually(20, "the port sent again", async || dpu.port(&port_id).is_some()).await;
+
+    // One nobody sent: removed.
+    let stray = dpu_agent::PortSpec {
+        port_id: "0190c2f4-7a1b-4c3d-8e9f-00000000dead".into(),
+        vm_id: "0190c2f4-7a1b-4c3d-8e9f-00000000beef".into(),
+        generation: 1,
+        vni: 4_000_000,
+        mac: "02:00:00:00:de:ad".into(),
+        ip: "10.99.0.2".parse().unwrap(),
+        rules: Vec::new(),
+        gateway: None,
+        public_ip: None,
+    };
+    dpu.port_ensure(stray.clone()).await.expect("a stray port");
+    eventually(20, "the stray port removed", async || dpu.port(&stray.port_id).is_none()).await;
+    assert!(dpu.port(&port_id).is_some(), "the tenant's port stays");
+
+    // The audit entry is written once the removal is done.
+    eventually(10, "both drifts audited", async || {
+        ctl.audit_list(admin, Some("dpu.drift"), None).await.unwrap().len() == 2
+    })
+    .await;
+    let audit = ctl.audit_list(admin, Some("dpu.drift"), None).await.unwrap();
+    let outcomes: Vec<&str> = audit.iter().map(|e| e.outcome.as_str()).collect();
+    assert!(outcomes.iter().any(|o| o.contains("lacked 1 it had confirmed")), "{outcomes:?}");
+    let stray_outcome = "held 1 port(s) the database does not have (1 removed)";
+    assert!(outcomes.iter().any(|o| o.contains(stray_outcome)), "{outcomes:?}");
+    assert!(audit.iter().all(|e| e.object_id == dpu_name && e.actor == "control plane"));
+}

@@ -89,7 +89,20 @@ pub(crate) fn spawn_network_watcher(
                     backoff.reset();
                     controller.network_agent_booted(kind, &id, &boot_id).await;
                     // Its status events need nothing: Ensure answers confirm what was sent.
-                    while let Some(Ok(())) = stream.next().await {}
+                    // A DPU's held ports are compared with the database now and then.
+                    let mut drift = tokio::time::interval_at(
+                        tokio::time::Instant::now() + controller.drift_check,
+                        controller.drift_check,
+                    );
+                    drift.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            event = stream.next() => if !matches!(event, Some(Ok(()))) { break },
+                            _ = drift.tick(), if kind == AgentKind::Dpu => {
+                                controller.dpu_drift_check(&id).await;
+                            }
+                        }
+                    }
                     tracing::warn!(agent = %id, %kind, "agent watch stream ended");
                 }
                 Err(status) => {

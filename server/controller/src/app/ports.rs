@@ -151,9 +151,15 @@ impl Controller {
     /// keep nothing across a restart), so it is sent everything the database gives it, no
     /// more, and provider admins find the drift in the audit log (`dpu.restarted`,
     /// `switch.restarted`).
-    pub(crate) async fn network_agent_booted(&self, kind: AgentKind, id: &str, boot_id: &str) {
+    /// Whether it was the agent on record (nothing sent).
+    pub(crate) async fn network_agent_booted(
+        &self,
+        kind: AgentKind,
+        id: &str,
+        boot_id: &str,
+    ) -> bool {
         let record = match self.datastore.agent_boot_record(kind, id, boot_id).await {
-            Ok(BootRecord::Same) => return,
+            Ok(BootRecord::Same) => return true,
             Ok(record) => record,
             Err(e) => {
                 tracing::warn!(agent = %id, %kind, error = %e, "cannot record the agent's boot id; sending it everything");
@@ -162,7 +168,7 @@ impl Controller {
         };
         let replayed = self.network_replay(kind, id).await;
         if record != BootRecord::Restarted {
-            return;
+            return false;
         }
         let what = if kind == AgentKind::Dpu { "ports" } else { "tenant VPCs" };
         let outcome = match replayed {
@@ -177,6 +183,75 @@ impl Controller {
             client: None,
             action: format!("{}.restarted", kind.label()),
             object_kind: kind.label().to_owned(),
+            object_id: id.to_owned(),
+            outcome,
+        };
+        self.audit_write(&record).await;
+        false
+    }
+
+    /// Compares the ports DPU `id` holds with the database, for an agent that kept running
+    /// (a restart is the boot id's business): a port it confirmed but no longer holds is
+    /// sent again; one it holds that the database does not have is removed. Provider admins
+    /// find either in the audit log (`dpu.drift`). The database is read before the DPU, so a
+    /// port confirmed in between is not taken for lost, and a port the DPU holds is read
+    /// again before it is called a stray (ports are written before they are sent).
+    pub(crate) async fn dpu_drift_check(&self, id: &str) {
+        let confirmed = match self.datastore.ports_confirmed_on(id).await {
+            Ok(ports) => ports,
+            Err(e) => {
+                tracing::warn!(dpu = %id, error = %e, "cannot read the DPU's ports for the drift check");
+                return;
+            }
+        };
+        let Some(mut client) = self.agents.dpu(id) else { return };
+        let Ok(inventory) = client.get_inventory(pb::InventoryRequest {}).await else { return };
+        let inventory = inventory.into_inner();
+        if !self.network_agent_booted(AgentKind::Dpu, id, &inventory.boot_id).await {
+            return;
+        }
+        let held: std::collections::HashSet<Uuid> =
+            inventory.ports.iter().filter_map(|p| p.port_id.parse().ok()).collect();
+        let lost: Vec<Uuid> = confirmed.into_iter().filter(|p| !held.contains(p)).collect();
+        let unknown: Vec<Uuid> = held.into_iter().collect();
+        let strays = match self.datastore.ports_existing(&unknown).await {
+            Ok(known) => unknown.into_iter().filter(|p| !known.contains(p)).collect(),
+            Err(_) => Vec::new(),
+        };
+        if lost.is_empty() && strays.is_empty() {
+            return;
+        }
+        for port in &lost {
+            if let Err(e) = self.datastore.port_replay(*port).await {
+                tracing::warn!(dpu = %id, %port, error = %e, "cannot mark a lost port for sending");
+            }
+        }
+        self.network_changed.notify_one();
+        let mut removed = 0;
+        for port in &strays {
+            let request =
+                pb::RemovePortRequest { port_id: port.to_string(), generation: i64::MAX as u64 };
+            match client.remove_port(request).await {
+                Ok(_) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(dpu = %id, %port, error = %e.message(), "cannot remove a stray port")
+                }
+            }
+        }
+        let outcome = format!(
+            "held {} port(s) the database does not have ({removed} removed) and lacked {} it \
+             had confirmed (sent again)",
+            strays.len(),
+            lost.len()
+        );
+        tracing::warn!(dpu = %id, %outcome, "DPU drift");
+        let record = AuditRecord {
+            actor_id: None,
+            actor_name: "control plane".to_owned(),
+            tenant_id: None,
+            client: None,
+            action: "dpu.drift".to_owned(),
+            object_kind: "dpu".to_owned(),
             object_id: id.to_owned(),
             outcome,
         };

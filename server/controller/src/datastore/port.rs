@@ -332,6 +332,48 @@ impl DataStore {
         Ok(done.rows_affected)
     }
 
+    /// The ports DPU `dpu_name` confirmed at some generation, of instances not being
+    /// deleted: what it must hold (for the drift check).
+    pub(crate) async fn ports_confirmed_on(&self, dpu_name: &str) -> Result<Vec<Uuid>, StoreError> {
+        let live = Query::select()
+            .column(instance::Column::Id)
+            .from(instance::Entity)
+            .and_where(instance::Column::State.is_not_in(["deleting", "deleted"]))
+            .to_owned();
+        Ok(port::Entity::find()
+            .select_only()
+            .column(port::Column::Id)
+            .filter(port::Column::DpuName.eq(dpu_name))
+            .filter(port::Column::AppliedGeneration.gt(0))
+            .filter(port::Column::InstanceId.in_subquery(live))
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Which of `ids` are ports the database holds.
+    pub(crate) async fn ports_existing(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, StoreError> {
+        Ok(port::Entity::find()
+            .select_only()
+            .column(port::Column::Id)
+            .filter(port::Column::Id.is_in(ids.to_vec()))
+            .into_tuple::<Uuid>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// Marks one port unconfirmed, for the reconciler to send again (its DPU lost it).
+    pub(crate) async fn port_replay(&self, id: Uuid) -> Result<(), StoreError> {
+        port::Entity::update_many()
+            .col_expr(port::Column::AppliedGeneration, Expr::value(0))
+            .filter(port::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Ports whose instance is deleted (or gone): a delete saga that stopped after its VM was
     /// removed leaves one, for the reconciler to sweep.
     pub(crate) async fn ports_orphaned(&self, limit: u64) -> Result<Vec<port::Model>, StoreError> {
