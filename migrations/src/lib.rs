@@ -26,6 +26,7 @@ mod m20261203_000020_metering;
 mod m20261203_000021_console_sessions;
 mod m20261203_000022_agent_boot_ids;
 mod m20261203_000023_public_ips;
+mod m20261203_000024_port_message;
 
 pub struct Migrator;
 
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000021_console_sessions::Migration),
             Box::new(m20261203_000022_agent_boot_ids::Migration),
             Box::new(m20261203_000023_public_ips::Migration),
+            Box::new(m20261203_000024_port_message::Migration),
         ]
     }
 }

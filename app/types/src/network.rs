@@ -413,6 +413,8 @@ pub struct PortView {
     pub dpu: Option<String>,
     /// The public IP mapped to its address, if the instance has one.
     pub public_ip: Option<String>,
+    /// Why its DPU refused the change pending (retried; an operator may have to act).
+    pub message: Option<String>,
 }
 
 /// Packets and the bytes they carried.

@@ -127,6 +127,8 @@ pub struct PublicIpView {
     /// The instance's private address it maps to.
     pub private_ip: Option<String>,
     pub state: PublicIpState,
+    /// Why the instance's DPU refused the mapping, while `attaching` (it is retried).
+    pub message: Option<String>,
     /// RFC 3339.
     pub created_at: String,
 }

@@ -105,6 +105,44 @@ async fn public_ips(url: &str) {
     // Attaching again to the same VM changes nothing.
     ctl.public_ip_attach(admin, web.id, vm).await.unwrap();
 
+    // A DPU that refuses the mapping (a port there holds the address already): the refusal
+    // is shown while it is retried, and gone once the DPU takes it.
+    eventually(20, "pub-b running", async || {
+        ctl.instance_get(admin, other_vm).await.unwrap().instance.state == InstanceState::Running
+    })
+    .await;
+    let b_dpu = ctl.instance_get(admin, other_vm).await.unwrap().ports[0].dpu.clone().unwrap();
+    let b_dpu = stack.fleet.dpu(&b_dpu).unwrap().manager();
+    let squatter = dpu_agent::PortSpec {
+        port_id: "0190c2f4-7a1b-4c3d-8e9f-00000000cafe".into(),
+        vm_id: "0190c2f4-7a1b-4c3d-8e9f-00000000f00d".into(),
+        generation: 1,
+        vni: 4_000_001,
+        mac: "02:00:00:00:ca:fe".into(),
+        ip: "10.98.0.2".parse().unwrap(),
+        rules: Vec::new(),
+        gateway: None,
+        public_ip: Some("203.0.113.6".parse().unwrap()),
+    };
+    b_dpu.port_ensure(squatter.clone()).await.expect("a port holding the address");
+    assert_eq!(ctl.public_ip_get(admin, sixth).await.unwrap().address, "203.0.113.6");
+    ctl.public_ip_attach(admin, sixth, other_vm).await.unwrap();
+    eventually(20, "the refusal shown", async || {
+        let view = ctl.public_ip_get(admin, sixth).await.unwrap();
+        view.state == PublicIpState::Attaching
+            && view.message.is_some_and(|m| m.contains("public IP 203.0.113.6 is already mapped"))
+    })
+    .await;
+    let port = &ctl.instance_get(admin, other_vm).await.unwrap().ports[0];
+    assert!(port.message.as_deref().is_some_and(|m| m.contains("refused")), "{port:?}");
+    b_dpu.port_remove(&squatter.port_id, 0).await.unwrap();
+    eventually(20, "attached once the DPU takes it", async || {
+        let view = ctl.public_ip_get(admin, sixth).await.unwrap();
+        view.state == PublicIpState::Attached && view.message.is_none()
+    })
+    .await;
+    ctl.public_ip_detach(admin, sixth).await.unwrap();
+
     // Detached: the DPU drops the mapping; attached again, then the VM is deleted: the
     // address stays the tenant's, free.
     ctl.public_ip_detach(admin, web.id).await.unwrap();

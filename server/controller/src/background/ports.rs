@@ -39,6 +39,13 @@ pub(super) async fn pass(c: &Arc<Controller>) -> bool {
         .await;
     for (port, dpu, status) in &failures {
         tracing::warn!(%port, %dpu, error = %status.message(), "EnsurePort failed; retrying");
+        // A refusal is shown with the port; a DPU out of reach is the agent link's to show.
+        if !matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) {
+            let message = format!("DPU {dpu} refused it: {}", status.message());
+            if let Err(e) = c.datastore.port_set_message(*port, &message).await {
+                tracing::warn!(%port, error = %e, "cannot record why the DPU refused the port");
+            }
+        }
     }
     !full || !failures.is_empty()
 }

@@ -568,6 +568,8 @@ pub mod port {
         /// the last one the DPU confirmed.
         pub applied_generation: i64,
         pub created_at: i64,
+        /// Why the DPU refused the latest change; none once it confirms one.
+        pub message: Option<String>,
     }
     no_relations!();
 }

@@ -124,6 +124,7 @@ impl DataStore {
                 generation: Set(1),
                 applied_generation: Set(0),
                 created_at: Set(now_ms()),
+                message: Set(None),
             }
             .insert(&txn)
             .await;
@@ -312,8 +313,20 @@ impl DataStore {
     ) -> Result<(), StoreError> {
         port::Entity::update_many()
             .col_expr(port::Column::AppliedGeneration, Expr::value(generation))
+            .col_expr(port::Column::Message, Expr::value(Option::<String>::None))
             .filter(port::Column::Id.eq(id))
             .filter(port::Column::AppliedGeneration.lt(generation))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Records why the port's DPU refused its latest change (cut to 300 characters).
+    pub(crate) async fn port_set_message(&self, id: Uuid, message: &str) -> Result<(), StoreError> {
+        let message: String = message.chars().take(300).collect();
+        port::Entity::update_many()
+            .col_expr(port::Column::Message, Expr::value(Some(message)))
+            .filter(port::Column::Id.eq(id))
             .exec(&self.db)
             .await?;
         Ok(())
@@ -441,6 +454,7 @@ impl DataStore {
             security_groups: groups,
             state: state.to_owned(),
             dpu: row.dpu_name.clone(),
+            message: row.message.clone().filter(|_| row.applied_generation < row.generation),
             public_ip: self.public_ip_of_instance(instance_id).await?.map(|ip| ip.to_string()),
         }])
     }

@@ -469,6 +469,9 @@ impl DataStore {
                     instance: r.instance_id.map(InstanceUuid::from_untyped_uuid),
                     instance_name: r.instance_id.and_then(|i| names.get(&i).cloned()),
                     private_ip: port.map(|p| p.ip.clone()),
+                    message: port
+                        .filter(|_| state == PublicIpState::Attaching)
+                        .and_then(|p| p.message.clone()),
                     state,
                     created_at: rfc3339(r.created_at),
                     name: r.name,
