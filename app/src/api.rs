@@ -3,10 +3,10 @@
 
 use leptos::prelude::*;
 use portal_types::ids::{
-    ApiTokenUuid, ImageUuid, InstanceUuid, SecurityGroupUuid, SecurityRuleUuid, SshKeyUuid,
-    SubnetUuid, TenantUuid, UserUuid, VpcUuid,
+    ApiTokenUuid, ImageUuid, InstanceUuid, PublicIpPoolUuid, PublicIpUuid, SecurityGroupUuid,
+    SecurityRuleUuid, SshKeyUuid, SubnetUuid, TenantUuid, UserUuid, VpcUuid,
 };
-use portal_types::{Error, billing, network, params, views};
+use portal_types::{Error, billing, network, params, public_ip, views};
 
 #[cfg(feature = "ssr")]
 use crate::ssr::{context, fail, money_format};
@@ -344,6 +344,67 @@ pub async fn security_rule_create(
 pub async fn security_rule_delete(id: SecurityRuleUuid) -> Result<(), Error> {
     let (ctl, _, opctx) = context().await?;
     ctl.security_rule_delete(&opctx, id).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "public_ip_list")]
+pub async fn public_ip_list() -> Result<Vec<public_ip::PublicIpView>, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.public_ips(&opctx).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "public_ip_get")]
+pub async fn public_ip_get(id: PublicIpUuid) -> Result<public_ip::PublicIpView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.public_ip_get(&opctx, id).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "public_ip_allocate")]
+pub async fn public_ip_allocate(
+    create: public_ip::PublicIpCreate,
+) -> Result<public_ip::PublicIpView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.public_ip_allocate(&opctx, &create).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "public_ip_attach")]
+pub async fn public_ip_attach(
+    id: PublicIpUuid,
+    instance: InstanceUuid,
+) -> Result<public_ip::PublicIpView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.public_ip_attach(&opctx, id, instance).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "public_ip_detach")]
+pub async fn public_ip_detach(id: PublicIpUuid) -> Result<public_ip::PublicIpView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.public_ip_detach(&opctx, id).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "public_ip_release")]
+pub async fn public_ip_release(id: PublicIpUuid) -> Result<(), Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.public_ip_release(&opctx, id).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "public_ip_pool_list")]
+pub async fn public_ip_pool_list() -> Result<Vec<public_ip::PublicIpPoolView>, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.public_ip_pools(&opctx).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "public_ip_pool_create")]
+pub async fn public_ip_pool_create(
+    create: public_ip::PublicIpPoolCreate,
+) -> Result<public_ip::PublicIpPoolView, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.public_ip_pool_create(&opctx, &create).await.map_err(fail)
+}
+
+#[server(prefix = "/api/fn", endpoint = "public_ip_pool_delete")]
+pub async fn public_ip_pool_delete(id: PublicIpPoolUuid) -> Result<(), Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.public_ip_pool_delete(&opctx, id).await.map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "instance_port_counters")]

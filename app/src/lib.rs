@@ -55,10 +55,12 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/instances/:id") view={Lazy::<pages::lazy::Instance>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/keys") view={Lazy::<pages::lazy::Keys>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/networking") view={Lazy::<pages::lazy::Networking>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/networking/public-ips") view={Lazy::<pages::lazy::PublicIps>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/usage") view={Lazy::<pages::lazy::Usage>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/usage/invoices/:month") view={Lazy::<pages::lazy::Invoice>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/admin/usage") view={Lazy::<pages::lazy::ProviderUsage>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/admin/prices") view={Lazy::<pages::lazy::Prices>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/admin/public-ip-pools") view={Lazy::<pages::lazy::PublicIpPools>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/admin") view={Lazy::<pages::lazy::Admin>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/admin/identity") view={Lazy::<pages::lazy::Identity>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/admin/tenants") view={Lazy::<pages::lazy::Tenants>::new()} ssr=SsrMode::Async />

@@ -24,6 +24,9 @@ interface World {
   subnetOfHome: () => Promise<string>; // a fresh subnet of a fresh VPC in `home`
   groupOfHome: () => Promise<string>; // a fresh security group in `home`
   ruleOfHome: () => Promise<string>; // a fresh rule of a fresh group in `home`
+  publicIpOfHome: () => Promise<string>; // a fresh, free public IP of `home` (from the world's pool)
+  attachOfHome: () => Promise<{ ip: string; instance: string }>; // one public IP of `home` and the running instance it goes to (made once)
+  poolOf: () => Promise<string>; // a fresh, empty public IP pool
 }
 
 type Expect = Record<Role, number>;
@@ -122,6 +125,31 @@ const POLICY: Record<string, Policy> = {
     json: async (w) => ({ group: await w.groupOfHome(), direction: "ingress", protocol: "tcp", ports: "22", remote_cidr: "10.0.0.0/8" }),
   },
   "DELETE /api/v1/security-rules/{id}": { expect: answering(homeWriters, 204), form: none, path: async (w) => `/api/v1/security-rules/${await w.ruleOfHome()}` },
+  // Public IPs: everyone reads their tenant's (and the pools); members and admins take,
+  // attach, detach and release them; another tenant's are not found; pools are the provider's.
+  "GET /api/v1/public-ips": { expect: all(200), form: none },
+  "POST /api/v1/public-ips": {
+    expect: answering({ ...all(200), viewer: 403 }, 201),
+    form: none,
+    json: (_w, role) => ({ name: `mx-rest-${role.toLowerCase()}` }),
+  },
+  "GET /api/v1/public-ips/{id}": { expect: { ...all(200), otherAdmin: 404 }, form: none, path: async (w) => `/api/v1/public-ips/${await w.publicIpOfHome()}` },
+  "DELETE /api/v1/public-ips/{id}": { expect: answering(homeWriters, 204), form: none, path: async (w) => `/api/v1/public-ips/${await w.publicIpOfHome()}` },
+  // Attaching the same address to the same instance again changes nothing (and is allowed).
+  "POST /api/v1/public-ips/{id}/attach": {
+    expect: homeWriters,
+    form: none,
+    json: async (w) => ({ instance: (await w.attachOfHome()).instance }),
+    path: async (w) => `/api/v1/public-ips/${(await w.attachOfHome()).ip}/attach`,
+  },
+  "POST /api/v1/public-ips/{id}/detach": { expect: homeWriters, form: none, json: () => ({}), path: async (w) => `/api/v1/public-ips/${await w.publicIpOfHome()}/detach` },
+  "GET /api/v1/public-ip-pools": { expect: all(200), form: none },
+  "POST /api/v1/public-ip-pools": {
+    expect: answering(providerOnly, 201),
+    form: none,
+    json: (_w, role) => ({ name: `mx-rest-pool-${role.toLowerCase()}`, cidr: "198.18.2.0/30" }),
+  },
+  "DELETE /api/v1/public-ip-pools/{id}": { expect: answering(providerOnly, 204), form: none, path: async (w) => `/api/v1/public-ip-pools/${await w.poolOf()}` },
   "GET /api/v1/usage": { expect: all(200), form: none },
   "GET /api/v1/usage/invoices/{month}": { expect: all(200), form: none, path: async () => `/api/v1/usage/invoices/${thisMonth}` },
   "PUT /api/v1/usage/budget": { expect: answering(tenantAdmins, 204), form: none, json: () => ({ monthly: "" }) },
@@ -146,6 +174,22 @@ const POLICY: Record<string, Policy> = {
   "GET /api/v1/audit": { expect: tenantAdmins, form: none },
   "GET /api/v1/admin/hosts": { expect: providerOnly, form: none },
   "GET /api/v1/admin/scalable-units/{su}/fabric": { expect: providerOnly, form: none, path: async () => "/api/v1/admin/scalable-units/su1/fabric" },
+  "GET /api/v1/admin/scalable-units/{su}/topology": { expect: providerOnly, form: none, path: async () => "/api/v1/admin/scalable-units/su1/topology" },
+  "GET /api/v1/admin/hosts/{name}/topology": { expect: providerOnly, form: none, path: async () => "/api/v1/admin/hosts/su1-h01/topology" },
+  "GET /api/v1/default-quotas": { expect: providerOnly, form: none },
+  // A default for a GPU model no host has: allowed, and harmless to the other tests.
+  "PUT /api/v1/default-quotas/{resource}": { expect: providerOnly, form: none, json: () => ({ limit: "0" }), path: async () => "/api/v1/default-quotas/gpus:MX-NONE" },
+  "GET /api/v1/tenants/{id}/deletion": { expect: providerOnly, form: none, path: async (w) => `/api/v1/tenants/${w.scratchTenant}/deletion` },
+  // The provider admin passes authorization and is stopped by the name not repeated (400).
+  "DELETE /api/v1/tenants/{id}": { expect: { ...providerOnly, providerAdmin: 400 }, form: none, path: async (w) => `/api/v1/tenants/${w.scratchTenant}?confirm=not-its-name` },
+  // The caller's own account through the browser's session (tokens only read it).
+  "GET /api/v1/account/sessions": { expect: all(200), form: none },
+  "DELETE /api/v1/account/sessions/{label}": { expect: all(404), form: none, path: async () => "/api/v1/account/sessions/0123456789abcdef" },
+  "GET /api/v1/account/tokens": { expect: all(200), form: none },
+  "POST /api/v1/account/tokens": { expect: answering(all(200), 201), form: none, json: (_w, role) => ({ name: `mx-rest-${role}`, role: "viewer", days: 1 }) },
+  "DELETE /api/v1/account/tokens/{id}": { expect: all(404), form: none, path: async () => "/api/v1/account/tokens/00000000-0000-4000-8000-000000000000" },
+  // Everyone passes authorization and is stopped by the new password being too short (400).
+  "POST /api/v1/account/password": { expect: all(400), form: none, json: () => ({ current: "wrong", new: "x", repeat: "x" }) },
   "PUT /api/v1/admin/hosts/{name}/cordon": {
     expect: answering(providerOnly, 204),
     form: none,
@@ -313,6 +357,24 @@ const POLICY: Record<string, Policy> = {
     }),
   },
   "POST /api/fn/security_rule_delete": { expect: homeWriters, form: async (w) => ({ id: await w.ruleOfHome() }) },
+  "POST /api/fn/public_ip_list": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/public_ip_get": { expect: { ...all(200), otherAdmin: 404 }, form: async (w) => ({ id: await w.publicIpOfHome() }) },
+  "POST /api/fn/public_ip_allocate": { expect: { ...all(200), viewer: 403 }, form: (_w, role) => ({ "create[name]": `mx-${role.toLowerCase()}` }) },
+  "POST /api/fn/public_ip_attach": {
+    expect: homeWriters,
+    form: async (w) => {
+      const { ip, instance } = await w.attachOfHome();
+      return { id: ip, instance };
+    },
+  },
+  "POST /api/fn/public_ip_detach": { expect: homeWriters, form: async (w) => ({ id: await w.publicIpOfHome() }) },
+  "POST /api/fn/public_ip_release": { expect: homeWriters, form: async (w) => ({ id: await w.publicIpOfHome() }) },
+  "POST /api/fn/public_ip_pool_list": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/public_ip_pool_create": {
+    expect: providerOnly,
+    form: (_w, role) => ({ "create[name]": `mx-pool-${role.toLowerCase()}`, "create[cidr]": "198.18.1.0/30" }),
+  },
+  "POST /api/fn/public_ip_pool_delete": { expect: providerOnly, form: async (w) => ({ id: await w.poolOf() }) },
   // Metering and billing: every tenant role reads its own usage and invoices (another
   // tenant's admin gets their own tenant's); tenant admins set their budget (empty clears
   // it); the fleet's usage, prices and credit are the provider's.
@@ -368,7 +430,13 @@ test("every route answers every role as its policy says", async () => {
   };
   let counter = 0;
   let keys = 0;
+  let pools = 0;
   let running: string | undefined;
+  let attach: { ip: string; instance: string } | undefined;
+  // Public IPs come from a pool of the world's; the home tenant may hold as many as the
+  // rows take (its default quota is 5).
+  await call(admin, "public_ip_pool_create", { "create[name]": "mx-world", "create[cidr]": "198.18.0.0/24" });
+  await call(admin, "quota_set", { tenant_id: me.tenant_id, resource: "public_ips", limit: "unlimited" });
   const world: World = {
     home: me.tenant_id,
     scratchTenant: scratch.id,
@@ -422,6 +490,24 @@ test("every route answers every role as its policy says", async () => {
     groupOfHome: async () => {
       const made = await call<{ id: string }>(admin, "security_group_create", {
         "create[name]": `mx-group-${++counter}`, "create[description]": "",
+      });
+      return made.id;
+    },
+    publicIpOfHome: async () => {
+      const made = await call<{ id: string }>(admin, "public_ip_allocate", { "create[name]": `mx-ip-${++counter}` });
+      return made.id;
+    },
+    attachOfHome: async () => {
+      if (!attach) {
+        const instance = await world.runningOfHome();
+        const ip = await world.publicIpOfHome();
+        attach = { ip, instance };
+      }
+      return attach;
+    },
+    poolOf: async () => {
+      const made = await call<{ id: string }>(admin, "public_ip_pool_create", {
+        "create[name]": `mx-pool-${++counter}`, "create[cidr]": `198.19.${++pools}.0/30`,
       });
       return made.id;
     },

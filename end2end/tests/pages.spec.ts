@@ -4,7 +4,7 @@ import { Browser, expect, test } from "@playwright/test";
 import { adminPassword, call, invite, session } from "./api";
 import { hydrated } from "./hydrated";
 
-const PAGES = ["/", "/account", "/keys", "/networking", "/admin", "/admin/identity", "/admin/tenants", "/users", "/audit", "/admin/hosts/su1-h02", "/admin/su/su1", "/admin/su/su1/fabric",
+const PAGES = ["/", "/account", "/keys", "/networking", "/networking/public-ips", "/admin", "/admin/public-ip-pools", "/admin/identity", "/admin/tenants", "/users", "/audit", "/admin/hosts/su1-h02", "/admin/su/su1", "/admin/su/su1/fabric",
   "/usage", `/usage/invoices/${new Date().toISOString().slice(0, 7)}`, "/admin/usage", "/admin/prices"];
 
 async function signedInPage(browser: Browser, username: string, password: string) {

@@ -1,7 +1,8 @@
 //! One instance (`/instances/:id`): its live state with the power and delete buttons, then
 //! two tabs: the overview (where it runs: host, GPU modules with their PCI addresses, NICs,
 //! NUMA nodes, pinned CPUs; its image and default user, SSH keys, how to reach it, and the
-//! steps of its sagas) and its serial console (`?tab=console`, see `console`). The network
+//! steps of its sagas; a public IP, when attached, beside its address and in the SSH
+//! command) and its serial console (`?tab=console`, see `console`). The network
 //! section's port counters are read from the DPU again every 5 s while the page is open.
 
 use leptos::prelude::*;
@@ -210,11 +211,15 @@ fn Detail(
             } else {
                 view! {
                     <table class="instances">
-                        <thead><tr><th>"Address"</th><th>"MAC"</th><th>"VPC / subnet"</th><th>"Gateway"</th><th>"Security groups"</th><th>"DPU"</th><th>"State"</th></tr></thead>
+                        <thead><tr><th>"Address"</th><th>"Public IP"</th><th>"MAC"</th><th>"VPC / subnet"</th><th>"Gateway"</th><th>"Security groups"</th><th>"DPU"</th><th>"State"</th></tr></thead>
                         <tbody>
                             {d.ports.iter().map(|p| view! {
                                 <tr data-testid="port-row" data-state=p.state.clone()>
                                     <td><code data-testid="port-ip">{p.ip.clone()}</code></td>
+                                    <td>{match p.public_ip.clone() {
+                                        Some(ip) => view! { <code data-testid="port-public-ip">{ip}</code> }.into_any(),
+                                        None => view! { <span class="muted" data-testid="port-public-ip-none">"—"</span> }.into_any(),
+                                    }}</td>
                                     <td><code>{p.mac.clone()}</code></td>
                                     <td>{format!("{} / {} ({})", p.vpc, p.subnet, p.cidr)}</td>
                                     <td><code>{p.gateway.clone()}</code></td>

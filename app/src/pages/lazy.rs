@@ -17,7 +17,7 @@ use leptos::prelude::*;
 use leptos_router::{LazyRoute, lazy_route};
 
 use super::{account, admin, billing_admin, identity, instance, invoice, keys, networking};
-use super::{tenancy, topology, usage};
+use super::{public_ips, tenancy, topology, usage};
 
 /// `/account`
 pub struct Account;
@@ -67,6 +67,18 @@ impl LazyRoute for Networking {
     }
 }
 
+/// `/networking/public-ips`
+pub struct PublicIps;
+#[lazy_route]
+impl LazyRoute for PublicIps {
+    fn data() -> Self {
+        Self
+    }
+    fn view(_this: Self) -> AnyView {
+        view! { <public_ips::PublicIpsPage /> }.into_any()
+    }
+}
+
 /// `/usage`
 pub struct Usage;
 #[lazy_route]
@@ -112,6 +124,18 @@ impl LazyRoute for Prices {
     }
     fn view(_this: Self) -> AnyView {
         view! { <billing_admin::PricesPage /> }.into_any()
+    }
+}
+
+/// `/admin/public-ip-pools`
+pub struct PublicIpPools;
+#[lazy_route]
+impl LazyRoute for PublicIpPools {
+    fn data() -> Self {
+        Self
+    }
+    fn view(_this: Self) -> AnyView {
+        view! { <public_ips::PublicIpPoolsPage /> }.into_any()
     }
 }
 

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod lazy;
 pub mod login;
 pub mod networking;
+pub mod public_ips;
 pub mod tenancy;
 pub mod topology;
 pub mod usage;
@@ -85,6 +86,7 @@ fn TopBar(me: Me) -> impl IntoView {
                 <a class="nav" href="/admin/identity" data-testid="nav-identity">"Identity providers"</a>
                 <a class="nav" href="/admin/usage" data-testid="nav-usage-all">"Usage (all tenants)"</a>
                 <a class="nav" href="/admin/prices" data-testid="nav-prices">"Prices"</a>
+                <a class="nav" href="/admin/public-ip-pools" data-testid="nav-ip-pools">"IP pools"</a>
             })}
             {tenant_admin.then(|| view! {
                 <a class="nav" href="/users" data-testid="nav-users">"Users"</a>

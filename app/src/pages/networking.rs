@@ -1,6 +1,7 @@
 //! "Networking": the tenant's VPCs with their subnets, and its security groups with a rule
 //! editor that checks each rule as it is typed. Everyone in the tenant sees it; members and
-//! admins change it. Rule changes reach every VM in the group at once (on its DPU).
+//! admins change it. Rule changes reach every VM in the group at once (on its DPU). Its
+//! other tab, Public IPs, is `public_ips`.
 
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
@@ -83,6 +84,7 @@ fn Networking(me: Me) -> impl IntoView {
     let can_write = me.role >= Role::Member || me.provider_admin;
     view! {
         <main class="dashboard">
+            {super::public_ips::networking_tabs(false)}
             <Show when=move || actions.delete_error().is_some()>
                 <p class="error" role="alert" data-testid="network-error">{move || actions.delete_error()}</p>
             </Show>
