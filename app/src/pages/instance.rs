@@ -225,7 +225,10 @@ fn Detail(
                                     <td><code>{p.gateway.clone()}</code></td>
                                     <td>{p.security_groups.join(", ")}</td>
                                     <td>{p.dpu.clone().unwrap_or_else(|| "—".into())}</td>
-                                    <td data-testid="port-state">{p.state.clone()}</td>
+                                    <td data-testid="port-state">
+                                        {p.state.clone()}
+                                        {p.message.clone().map(|m| view! { <div class="error" data-testid="port-message">{m}</div> })}
+                                    </td>
                                 </tr>
                             }).collect_view()}
                         </tbody>

@@ -220,7 +220,10 @@ fn IpTable(
                             <td class="name">{ip.name.clone()}</td>
                             <td><code data-testid="public-ip-address">{ip.address.clone()}</code></td>
                             <td>{ip.pool.clone()}</td>
-                            <td><span class=format!("state {}", state.as_str()) data-testid="public-ip-state">{state.as_str()}</span></td>
+                            <td>
+                                <span class=format!("state {}", state.as_str()) data-testid="public-ip-state">{state.as_str()}</span>
+                                {ip.message.clone().map(|m| view! { <div class="error" data-testid="public-ip-message">{m}</div> })}
+                            </td>
                             <td data-testid="public-ip-instance">
                                 {match (ip.instance, ip.instance_name.clone()) {
                                     (Some(vm), name) => view! {
