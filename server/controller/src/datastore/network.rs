@@ -39,13 +39,13 @@ pub(crate) struct Defaults {
     pub group: SecurityGroupUuid,
 }
 
-fn conflict(message: String) -> StoreError {
+pub(crate) fn conflict(message: String) -> StoreError {
     Error::Conflict { message }.into()
 }
 
 /// Whether a write failed on a unique index (PostgreSQL's read-committed lets a concurrent
 /// writer slip past a check; SQLite's single writer never does).
-fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+pub(crate) fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
     matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 

@@ -14,11 +14,12 @@ use portal_types::views::InstanceState;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, SqlErr,
+    QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
 use super::entity::{instance, port, public_ip, public_ip_pool};
+use super::network::{conflict, is_unique_violation};
 use super::quota::quota_budget_in;
 use super::{DataStore, StoreError, begin_port_write, begin_write, now_ms, rfc3339};
 use crate::authz::Action;
@@ -26,14 +27,6 @@ use crate::context::OpContext;
 
 /// The quota resource public IPs count against.
 pub(crate) const QUOTA_RESOURCE: &str = "public_ips";
-
-fn conflict(message: String) -> StoreError {
-    Error::Conflict { message }.into()
-}
-
-fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
-    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
-}
 
 /// The lowest address of `net` no one holds.
 fn free_address(net: Ipv4Net, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
