@@ -423,6 +423,7 @@ pub(crate) mod tests {
             rail: index,
             leaf_switch_id: format!("su1-leaf{index}"),
             speed_gbps: 400,
+            mac: format!("02:5a:00:00:00:{index:02x}"),
         };
         let mut partitions = vec![
             Partition { id: 0, module_ids: vec![1, 2, 3, 4] },

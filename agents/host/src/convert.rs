@@ -7,8 +7,8 @@ use agent_proto::v1 as pb;
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::model::{
-    GpuHealth, GpuStatus, GuestNic, HostEvent, HostInventory, PartitionStatus, PowerAction, VmSpec,
-    VmState, VmStatus,
+    FabricNic, GpuHealth, GpuStatus, GuestNic, HostEvent, HostInventory, PartitionStatus,
+    PowerAction, VmSpec, VmState, VmStatus,
 };
 
 /// Decodes `EnsureVmRequest.spec`. Errors are `InvalidArgument` (the caller's fault).
@@ -33,6 +33,11 @@ pub fn vm_spec_from_proto(spec: Option<pb::VmSpec>) -> Result<VmSpec, DriverErro
         ssh_authorized_keys: spec.ssh_authorized_keys,
         user_data: spec.user_data,
         nics: spec.nics.into_iter().map(guest_nic_from_proto).collect::<Result<_, _>>()?,
+        fabric_nics: spec
+            .fabric_nics
+            .into_iter()
+            .map(fabric_nic_from_proto)
+            .collect::<Result<_, _>>()?,
     };
     decoded.check_shape()?;
     Ok(decoded)
@@ -44,19 +49,7 @@ fn guest_nic_from_proto(nic: pb::VmNic) -> Result<GuestNic, DriverError> {
     let invalid = |m: String| DriverError::InvalidArgument(m);
     let port_id = validate::uuid("nics.port_id", &nic.port_id)?;
     let mac = validate::unicast_mac("nics.mac", &nic.mac)?;
-    let Ok(IpAddr::V4(ip)) = validate::ip_address("nics.ip", &nic.ip) else {
-        return Err(invalid(format!(
-            "nics.ip {:?} is not an IPv4 address; send one like 10.0.0.5",
-            nic.ip
-        )));
-    };
-    let prefix_len =
-        u8::try_from(nic.prefix_len).ok().filter(|p| (1..=30).contains(p)).ok_or_else(|| {
-            invalid(format!(
-                "nics.prefix_len {} is not 1 to 30; send the subnet's prefix length",
-                nic.prefix_len
-            ))
-        })?;
+    let (ip, prefix_len) = ipv4_with_prefix("nics", &nic.ip, nic.prefix_len)?;
     let gateway = match nic.gateway.as_str() {
         "" => None,
         text => {
@@ -75,6 +68,31 @@ fn guest_nic_from_proto(nic: pb::VmNic) -> Result<GuestNic, DriverError> {
         }
     };
     Ok(GuestNic { port_id, mac, ip, prefix_len, gateway })
+}
+
+/// Decodes a `FabricNic`: a MAC and an IPv4 address within a prefix, as a `VmNic`'s.
+fn fabric_nic_from_proto(nic: pb::FabricNic) -> Result<FabricNic, DriverError> {
+    let mac = validate::unicast_mac("fabric_nics.mac", &nic.mac)?;
+    let (ip, prefix_len) = ipv4_with_prefix("fabric_nics", &nic.ip, nic.prefix_len)?;
+    Ok(FabricNic { nic_index: nic.nic_index, mac, ip, prefix_len })
+}
+
+/// `<list>.ip` as an IPv4 address and `<list>.prefix_len` as 1 to 30 bits (room for the
+/// network, the address and the broadcast).
+fn ipv4_with_prefix(list: &str, ip: &str, prefix_len: u32) -> Result<(Ipv4Addr, u8), DriverError> {
+    let invalid = |m: String| DriverError::InvalidArgument(m);
+    let Ok(IpAddr::V4(address)) = validate::ip_address(&format!("{list}.ip"), ip) else {
+        return Err(invalid(format!(
+            "{list}.ip {ip:?} is not an IPv4 address; send one like 10.0.0.5"
+        )));
+    };
+    let prefix =
+        u8::try_from(prefix_len).ok().filter(|p| (1..=30).contains(p)).ok_or_else(|| {
+            invalid(format!(
+                "{list}.prefix_len {prefix_len} is not 1 to 30; send the subnet's prefix length"
+            ))
+        })?;
+    Ok((address, prefix))
 }
 
 /// Decodes `RemoveVmRequest.vm_id` into the lowercase key the manager uses.
@@ -218,6 +236,7 @@ pub fn inventory_to_proto(inventory: &HostInventory, agent_version: &str) -> pb:
                 rail: nic.rail,
                 leaf_switch_id: nic.leaf_switch_id.clone(),
                 speed_gbps: nic.speed_gbps,
+                mac: nic.mac.clone(),
             })
             .collect(),
         dpu_ids: host.dpu_ids.clone(),
@@ -264,6 +283,12 @@ mod tests {
                 prefix_len: 24,
                 gateway: "10.1.0.1".into(),
             }],
+            fabric_nics: vec![pb::FabricNic {
+                nic_index: 2,
+                mac: "02:5A:00:00:01:02".into(),
+                ip: "100.64.32.2".into(),
+                prefix_len: 20,
+            }],
         }
     }
 
@@ -282,6 +307,30 @@ mod tests {
         assert!(err.to_string().starts_with("vm_id \"vm-1\" is not a UUID"));
         let no_gen = pb::VmSpec { generation: 0, ..proto_spec() };
         assert!(vm_spec_from_proto(Some(no_gen)).is_err());
+    }
+
+    #[test]
+    fn test_decode_checks_fabric_nics() {
+        let spec = vm_spec_from_proto(Some(proto_spec())).expect("valid");
+        assert_eq!(spec.fabric_nics[0].mac, "02:5a:00:00:01:02");
+        assert_eq!(
+            (spec.fabric_nics[0].ip, spec.fabric_nics[0].prefix_len),
+            ([100, 64, 32, 2].into(), 20)
+        );
+        let nic = proto_spec().fabric_nics[0].clone();
+        let cases = [
+            (pb::FabricNic { ip: "100.64.32".into(), ..nic.clone() }, "fabric_nics.ip"),
+            (pb::FabricNic { prefix_len: 0, ..nic.clone() }, "fabric_nics.prefix_len"),
+            (pb::FabricNic { mac: String::new(), ..nic.clone() }, "fabric_nics.mac"),
+            (pb::FabricNic { nic_index: 1, ..nic.clone() }, "fabric_nics names NIC 1"),
+        ];
+        for (bad, expected) in cases {
+            let spec = pb::VmSpec { fabric_nics: vec![bad], ..proto_spec() };
+            let err = vm_spec_from_proto(Some(spec)).expect_err(expected);
+            assert!(err.to_string().starts_with(expected), "{err}");
+        }
+        let twice = pb::VmSpec { fabric_nics: vec![nic.clone(), nic], ..proto_spec() };
+        assert!(vm_spec_from_proto(Some(twice)).unwrap_err().to_string().contains("twice"));
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct Nic {
     pub rail: u32,
     pub leaf_switch_id: String,
     pub speed_gbps: u32,
+    /// Its MAC, which a passed-through NIC keeps in the guest; empty when unknown.
+    #[serde(default)]
+    pub mac: String,
 }
 
 /// One entry of the Fabric Manager partition table.
@@ -178,6 +181,21 @@ pub struct VmSpec {
     /// The guest's NICs, one per tenant port. Absent from older state files.
     #[serde(default)]
     pub nics: Vec<GuestNic>,
+    /// The guest's GPU fabric addresses, one per passed-through SuperNIC that joined its
+    /// tenant's fabric. Absent from older state files.
+    #[serde(default)]
+    pub fabric_nics: Vec<FabricNic>,
+}
+
+/// A passed-through SuperNIC on the tenant's GPU fabric (`agent.v1.FabricNic`), checked: one
+/// of the spec's `nic_indices`, a lowercase unicast MAC, an IPv4 address inside its prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FabricNic {
+    pub nic_index: u32,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
 }
 
 /// A tenant port as the guest sees it (`agent.v1.VmNic`), checked: a lowercase UUID, a
@@ -230,6 +248,18 @@ impl VmSpec {
         let ports: Vec<&str> = self.nics.iter().map(|n| n.port_id.as_str()).collect();
         if let Some(dup) = first_duplicate(&ports) {
             return invalid(format!("nics lists port {dup} twice; list each port once"));
+        }
+        let fabric: Vec<u32> = self.fabric_nics.iter().map(|n| n.nic_index).collect();
+        if let Some(dup) = first_duplicate(&fabric) {
+            return invalid(format!(
+                "fabric_nics lists NIC {dup} twice; give each SuperNIC one fabric address"
+            ));
+        }
+        if let Some(stray) = fabric.iter().find(|n| !self.nic_indices.contains(n)) {
+            return invalid(format!(
+                "fabric_nics names NIC {stray}, which is not in nic_indices; address only the \
+                 NICs the VM is given"
+            ));
         }
         if self.numa_nodes.is_empty() {
             return invalid(
@@ -430,6 +460,7 @@ pub(crate) mod tests {
             ssh_authorized_keys: vec![],
             user_data: String::new(),
             nics: vec![],
+            fabric_nics: vec![],
         }
     }
 

@@ -165,6 +165,7 @@ fn spec(host: &HostDescription, n: u32, modules: &[u32]) -> VmSpec {
             prefix_len: 24,
             gateway: Some(Ipv4Addr::new(10, 1, 0, 1)),
         }],
+        fabric_nics: vec![],
     }
 }
 

@@ -139,6 +139,7 @@ fn tiny_spec(manager: &HostManager, vm_id: &str, nics: Vec<GuestNic>) -> VmSpec 
         ssh_authorized_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ test@portal".into()],
         user_data: String::new(),
         nics,
+        fabric_nics: vec![],
     }
 }
 

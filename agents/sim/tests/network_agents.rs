@@ -49,7 +49,11 @@ fn vpc(n: u32, l3_vni: u32, l2_vnis: &[u32]) -> pb::VpcSpec {
         segments: l2_vnis
             .iter()
             .enumerate()
-            .map(|(i, vni)| pb::Segment { l2_vni: *vni, cidr: format!("10.{n}.{i}.0/24") })
+            .map(|(i, vni)| pb::Segment {
+                l2_vni: *vni,
+                cidr: format!("10.{n}.{i}.0/24"),
+                attachments: Vec::new(),
+            })
             .collect(),
     }
 }

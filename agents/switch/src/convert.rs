@@ -37,8 +37,45 @@ fn vrf_name(value: &str) -> Result<String, DriverError> {
     Ok(value.to_owned())
 }
 
-/// Decodes `EnsureVpcRequest.spec`.
-pub fn vpc_spec_from_proto(spec: Option<pb::VpcSpec>) -> Result<VpcSpec, DriverError> {
+/// The switch's port cabled to each attached host NIC, sorted; an attachment no port is
+/// cabled to, or one named twice in the VPC, is refused.
+fn access_ports(
+    field: &str,
+    attachments: &[pb::Attachment],
+    switch: &SwitchDescription,
+    taken: &mut BTreeSet<String>,
+) -> Result<Vec<String>, DriverError> {
+    let mut ports = Vec::with_capacity(attachments.len());
+    for (j, a) in attachments.iter().enumerate() {
+        let port = switch
+            .ports
+            .iter()
+            .find(|p| p.peer_host_id == a.host_id && p.peer_nic_index == a.nic_index)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{field}[{j}]: no port of {} is cabled to host {:?} NIC {}; attach only \
+                     the NICs of this switch's rail",
+                    switch.switch_id, a.host_id, a.nic_index
+                ))
+            })?;
+        if !taken.insert(port.name.clone()) {
+            return Err(invalid(format!(
+                "{field}[{j}]: host {:?} NIC {} is attached twice in this VPC; attach each \
+                 NIC to one segment",
+                a.host_id, a.nic_index
+            )));
+        }
+        ports.push(port.name.clone());
+    }
+    ports.sort();
+    Ok(ports)
+}
+
+/// Decodes `EnsureVpcRequest.spec` for `switch` (whose cabling names the attached ports).
+pub fn vpc_spec_from_proto(
+    spec: Option<pb::VpcSpec>,
+    switch: &SwitchDescription,
+) -> Result<VpcSpec, DriverError> {
     let spec =
         spec.ok_or_else(|| invalid("EnsureVpcRequest.spec is missing; send the VPC spec".into()))?;
     let vpc_id = validate::uuid("vpc_id", &spec.vpc_id)?;
@@ -46,6 +83,7 @@ pub fn vpc_spec_from_proto(spec: Option<pb::VpcSpec>) -> Result<VpcSpec, DriverE
     let vrf_name = vrf_name(&spec.vrf_name)?;
     let l3_vni = validate::vni("l3_vni", spec.l3_vni)?;
     let mut vnis = BTreeSet::from([l3_vni]);
+    let mut taken = BTreeSet::new();
     let mut segments: Vec<Segment> = Vec::with_capacity(spec.segments.len());
     for (i, segment) in spec.segments.iter().enumerate() {
         let l2_vni = validate::vni(&format!("segments[{i}].l2_vni"), segment.l2_vni)?;
@@ -63,7 +101,13 @@ pub fn vpc_spec_from_proto(spec: Option<pb::VpcSpec>) -> Result<VpcSpec, DriverE
                 segments[other].cidr
             )));
         }
-        segments.push(Segment { l2_vni, cidr });
+        let access_ports = access_ports(
+            &format!("segments[{i}].attachments"),
+            &segment.attachments,
+            switch,
+            &mut taken,
+        )?;
+        segments.push(Segment { l2_vni, cidr, access_ports });
     }
     Ok(VpcSpec { vpc_id, generation, vrf_name, l3_vni, segments })
 }
@@ -155,10 +199,38 @@ pub fn evpn_status_to_proto(status: &EvpnStatus) -> pb::EvpnStatusReply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{PeerStatus, VniStatus};
+    use crate::model::{PeerStatus, SwitchPort, VniStatus};
 
     fn segment(l2_vni: u32, cidr: &str) -> pb::Segment {
-        pb::Segment { l2_vni, cidr: cidr.into() }
+        pb::Segment { l2_vni, cidr: cidr.into(), attachments: Vec::new() }
+    }
+
+    fn attached(l2_vni: u32, cidr: &str, nics: &[(&str, u32)]) -> pb::Segment {
+        let attachments = nics
+            .iter()
+            .map(|(host, nic)| pb::Attachment { host_id: (*host).into(), nic_index: *nic })
+            .collect();
+        pb::Segment { attachments, ..segment(l2_vni, cidr) }
+    }
+
+    /// Rail 3's leaf, cabled to NIC 3 of two hosts.
+    fn leaf() -> SwitchDescription {
+        let port = |name: &str, host: &str| SwitchPort {
+            name: name.into(),
+            peer_host_id: host.into(),
+            peer_nic_index: 3,
+            speed_gbps: 400,
+        };
+        SwitchDescription {
+            switch_id: "su1-rail3".into(),
+            model: "Spectrum-4 SN5600".into(),
+            role: SwitchRole::RailLeaf,
+            scalable_unit: 1,
+            rail: 3,
+            asn: 4_200_000_103,
+            loopback_ip: "10.255.0.4".into(),
+            ports: vec![port("swp2", "su1-h02"), port("swp1", "su1-h01")],
+        }
     }
 
     fn spec() -> pb::VpcSpec {
@@ -173,8 +245,34 @@ mod tests {
 
     #[test]
     fn test_decode_valid_vpc() {
-        let vpc = vpc_spec_from_proto(Some(spec())).expect("valid");
+        let vpc = vpc_spec_from_proto(Some(spec()), &leaf()).expect("valid");
         assert_eq!(vpc.vnis(), BTreeSet::from([10_001, 10_002, 50_001]));
+        assert!(vpc.access_ports().is_empty());
+    }
+
+    #[test]
+    fn test_attachments_become_the_ports_cabled_to_them() {
+        let nics = [("su1-h02", 3), ("su1-h01", 3)];
+        let fabric =
+            pb::VpcSpec { segments: vec![attached(10_003, "100.64.48.0/20", &nics)], ..spec() };
+        let vpc = vpc_spec_from_proto(Some(fabric), &leaf()).expect("valid");
+        assert_eq!(vpc.segments[0].access_ports, ["swp1", "swp2"]);
+
+        let elsewhere = pb::VpcSpec {
+            segments: vec![attached(10_003, "100.64.0.0/20", &[("su1-h01", 0)])],
+            ..spec()
+        };
+        let err = vpc_spec_from_proto(Some(elsewhere), &leaf()).expect_err("another rail");
+        assert!(err.to_string().contains("no port of su1-rail3 is cabled to host"), "{err}");
+        let twice = pb::VpcSpec {
+            segments: vec![
+                attached(10_003, "100.64.0.0/20", &[("su1-h01", 3)]),
+                attached(10_004, "100.64.16.0/20", &[("su1-h01", 3)]),
+            ],
+            ..spec()
+        };
+        let err = vpc_spec_from_proto(Some(twice), &leaf()).expect_err("twice");
+        assert!(err.to_string().contains("segments[1].attachments[0]"), "{err}");
     }
 
     #[test]
@@ -208,7 +306,7 @@ mod tests {
             ),
         ];
         for (bad, expected) in cases {
-            let err = vpc_spec_from_proto(Some(bad)).expect_err(expected);
+            let err = vpc_spec_from_proto(Some(bad), &leaf()).expect_err(expected);
             assert!(matches!(err, DriverError::InvalidArgument(_)));
             assert!(err.to_string().contains(expected), "{err} lacks {expected:?}");
         }

@@ -223,10 +223,18 @@ fn check(vpcs: &Store<VpcSpec>, spec: &VpcSpec) -> Result<Option<Option<VpcSpec>
     Ok(Some(vpcs.get(&spec.vpc_id).cloned()))
 }
 
-/// Refuses a VNI or VRF name another VPC on this switch already uses.
+/// Refuses a VNI, VRF name or front-panel port another VPC on this switch already uses.
 fn check_collisions(vpcs: &Store<VpcSpec>, spec: &VpcSpec) -> Result<(), DriverError> {
     let wanted = spec.vnis();
+    let ports = spec.access_ports();
     for other in vpcs.specs().filter(|v| v.vpc_id != spec.vpc_id) {
+        if let Some(port) = ports.intersection(&other.access_ports()).next() {
+            return Err(DriverError::FailedPrecondition(format!(
+                "port {port} is already in a segment of VPC {} on this switch; detach it \
+                 there first",
+                other.vpc_id
+            )));
+        }
         if let Some(vni) = wanted.intersection(&other.vnis()).next() {
             return Err(DriverError::FailedPrecondition(format!(
                 "VNI {vni} is already used by VPC {} on this switch; allocate VNIs unique \
@@ -278,6 +286,7 @@ mod tests {
             segments: vec![Segment {
                 l2_vni,
                 cidr: agent_common::validate::cidr("cidr", "10.0.0.0/24").expect("cidr"),
+                access_ports: Vec::new(),
             }],
         }
     }
@@ -307,6 +316,23 @@ mod tests {
         switch.vpc_ensure(vpc(3, 50_001, 10_003)).await.expect("freed VNI");
         let stale = switch.vpc_ensure(vpc(1, 50_001, 10_001)).await.expect_err("stale");
         assert!(stale.to_string().contains("generation 2"), "{stale}");
+    }
+
+    #[tokio::test]
+    async fn test_a_port_joins_one_vpc_at_a_time() {
+        let switch = switch();
+        let holding = |n: u8, l3: u32, l2: u32, port: &str| {
+            let mut spec = vpc(n, l3, l2);
+            spec.segments[0].access_ports = vec![port.to_owned()];
+            spec
+        };
+        switch.vpc_ensure(holding(1, 50_001, 10_001, "swp1")).await.expect("first");
+        let err = switch.vpc_ensure(holding(2, 50_002, 10_002, "swp1")).await.expect_err("taken");
+        assert!(err.to_string().contains("port swp1 is already in a segment of VPC"), "{err}");
+        switch.vpc_ensure(holding(2, 50_002, 10_002, "swp2")).await.expect("another port");
+        switch.vpc_remove(&vpc(1, 0, 0).vpc_id, 0).await.expect("remove");
+        let moved = VpcSpec { generation: 2, ..holding(2, 50_002, 10_002, "swp1") };
+        switch.vpc_ensure(moved).await.expect("freed port");
     }
 
     #[tokio::test]

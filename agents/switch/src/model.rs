@@ -43,11 +43,14 @@ pub struct SwitchDescription {
     pub ports: Vec<SwitchPort>,
 }
 
-/// One subnet of a VPC: its L2 VNI and network.
+/// One subnet of a VPC: its L2 VNI and network, and the front-panel ports that join it
+/// (a GPU fabric rail's host NICs; none for a VPC subnet, reached through the DPUs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
     pub l2_vni: u32,
     pub cidr: Cidr,
+    /// Port names of this switch, sorted.
+    pub access_ports: Vec<String>,
 }
 
 /// What a tenant VPC should be on this switch.
@@ -70,6 +73,11 @@ impl VpcSpec {
     /// Every VNI the VPC uses: its L3 VNI and each segment's L2 VNI.
     pub fn vnis(&self) -> BTreeSet<u32> {
         std::iter::once(self.l3_vni).chain(self.segments.iter().map(|s| s.l2_vni)).collect()
+    }
+
+    /// Every front-panel port the VPC's segments hold.
+    pub fn access_ports(&self) -> BTreeSet<&str> {
+        self.segments.iter().flat_map(|s| s.access_ports.iter().map(String::as_str)).collect()
     }
 }
 

@@ -54,7 +54,8 @@ impl SwitchAgent for SwitchAgentService {
         &self,
         request: Request<pb::EnsureVpcRequest>,
     ) -> Result<Response<pb::VpcStatus>, Status> {
-        let spec = convert::vpc_spec_from_proto(request.into_inner().spec)?;
+        let spec =
+            convert::vpc_spec_from_proto(request.into_inner().spec, self.manager.description())?;
         let status = self.manager.vpc_ensure(spec).await?;
         Ok(Response::new(convert::vpc_status_to_proto(&status)))
     }

@@ -250,7 +250,11 @@ fn spec(generation: u64, segments: &[(u32, &str)]) -> VpcSpec {
         l3_vni: L3_VNI,
         segments: segments
             .iter()
-            .map(|(vni, net)| Segment { l2_vni: *vni, cidr: cidr("cidr", net).expect("cidr") })
+            .map(|(vni, net)| Segment {
+                l2_vni: *vni,
+                cidr: cidr("cidr", net).expect("cidr"),
+                access_ports: Vec::new(),
+            })
             .collect(),
     }
 }

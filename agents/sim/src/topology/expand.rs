@@ -108,6 +108,7 @@ pub fn expand(file: &TopologyFile) -> FleetPlan {
                     rail: nic.rail,
                     leaf_switch_id: naming::leaf_id(unit, nic.rail),
                     speed_gbps: nic.speed_gbps,
+                    mac: naming::nic_mac(unit, number, nic.index),
                 })
                 .collect();
             let mut dpu_ids = Vec::new();

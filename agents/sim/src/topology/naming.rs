@@ -24,6 +24,15 @@ pub fn dpu_id(host_id: &str, dpu: usize) -> String {
     format!("{host_id}-dpu{dpu}")
 }
 
+/// A locally administered MAC for NIC `nic` of host `number` (1-based) in `unit`: `02:5a:`,
+/// the unit in two bytes, the host's number less one and the NIC index. Unique across
+/// the simulated fleet (at most 65,535 units of 256 hosts with 256 NICs each).
+pub fn nic_mac(unit: u32, number: u32, nic: u32) -> String {
+    let [_, _, hi, lo] = unit.to_be_bytes();
+    let host = number.saturating_sub(1) as u8;
+    format!("02:5a:{hi:02x}:{lo:02x}:{host:02x}:{:02x}", nic as u8)
+}
+
 /// `su1-leaf3`: the leaf of `rail` in `unit`.
 pub fn leaf_id(unit: u32, rail: u32) -> String {
     format!("su{unit}-leaf{rail}")

@@ -88,6 +88,7 @@ pub fn cpu_vm(n: u32, first_cpu: u32) -> pb::VmSpec {
         ssh_authorized_keys: vec![],
         user_data: String::new(),
         nics: vec![],
+        fabric_nics: vec![],
     }
 }
 

@@ -69,6 +69,7 @@ pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement, ports: &[Por
         ssh_authorized_keys: recorded_keys(row).into_iter().map(|(_, line)| line).collect(),
         user_data: row.user_data.clone().unwrap_or_default(),
         nics: ports.iter().map(vm_nic).collect(),
+        fabric_nics: Vec::new(),
     }
 }
 

@@ -75,7 +75,7 @@ async fn ensure(c: &Controller, leaf: &str, vpc: &FabricVpc) -> Result<(), Strin
         segments: vpc
             .segments
             .iter()
-            .map(|(vni, cidr)| pb::Segment { l2_vni: *vni, cidr: cidr.clone() })
+            .map(|(vni, cidr)| pb::Segment { l2_vni: *vni, cidr: cidr.clone(), attachments: Vec::new() })
             .collect(),
     };
     client

@@ -34,10 +34,11 @@ pub fn user_data(spec: &VmSpec) -> String {
     out
 }
 
-/// `network-config` (cloud-init's version 2) for the spec's NICs; `None` without NICs, so
-/// the guest's own default (DHCP on the first NIC) applies.
+/// `network-config` (cloud-init's version 2) for the spec's NICs and GPU fabric NICs (no
+/// route beyond their rail subnet: the default route stays with the tenant port); `None`
+/// without either, so the guest's own default (DHCP on the first NIC) applies.
 pub fn network_config(spec: &VmSpec) -> Option<String> {
-    if spec.nics.is_empty() {
+    if spec.nics.is_empty() && spec.fabric_nics.is_empty() {
         return None;
     }
     let mut out = String::from("version: 2\nethernets:\n");
@@ -47,6 +48,13 @@ pub fn network_config(spec: &VmSpec) -> Option<String> {
         if let Some(gateway) = nic.gateway {
             out.push_str(&format!("    routes:\n      - to: default\n        via: {gateway}\n"));
         }
+    }
+    for nic in &spec.fabric_nics {
+        out.push_str(&format!(
+            "  rail{}:\n    match:\n      macaddress: \"{}\"\n",
+            nic.nic_index, nic.mac
+        ));
+        out.push_str(&format!("    addresses:\n      - {}/{}\n", nic.ip, nic.prefix_len));
     }
     Some(out)
 }
@@ -179,6 +187,18 @@ mod tests {
              addresses:\n      - 10.1.0.16/24\n    routes:\n      - to: default\n        via: \
              10.1.0.1\n  nic1:\n    match:\n      macaddress: \"52:54:00:aa:00:11\"\n    \
              addresses:\n      - 10.1.0.17/24\n"
+        );
+        let fabric = crate::model::FabricNic {
+            nic_index: 3,
+            mac: "02:5a:00:00:01:03".into(),
+            ip: std::net::Ipv4Addr::new(100, 64, 48, 2),
+            prefix_len: 20,
+        };
+        let spec = VmSpec { nics: vec![], fabric_nics: vec![fabric], ..spec };
+        assert_eq!(
+            network_config(&spec).unwrap(),
+            "version: 2\nethernets:\n  rail3:\n    match:\n      macaddress: \"02:5a:00:00:01:03\"\n    \
+             addresses:\n      - 100.64.48.2/20\n"
         );
     }
 

@@ -119,6 +119,7 @@ pub fn describe(sysfs: &SysfsInventory, facts: &HostFacts) -> Result<HostDescrip
                     .cloned()
                     .unwrap_or_else(|| format!("su{}-leaf{rail}", facts.scalable_unit)),
                 speed_gbps: facts.nic_speed_gbps,
+                mac: dev.mac.clone().unwrap_or_default(),
             }
         })
         .collect();

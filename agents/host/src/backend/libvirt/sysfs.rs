@@ -35,6 +35,8 @@ pub struct PciDevice {
     pub pcie_switch: String,
     /// Its network interface's RDMA device name (`infiniband/mlx5_N`), NICs only.
     pub rdma_name: Option<String>,
+    /// Its first network interface's MAC (`net/<if>/address`), NICs only.
+    pub mac: Option<String>,
 }
 
 /// The facts read from one sysfs tree.
@@ -113,12 +115,19 @@ fn read_pci(root: &Path) -> Result<Vec<PciDevice>, DriverError> {
             DriverError::Internal(format!("cannot resolve {}: {e}", link.display()))
         })?;
         let rdma_name = first_entry(&link.join("infiniband"));
+        let mac = first_entry(&link.join("net"))
+            .and_then(|netdev| {
+                fs::read_to_string(link.join("net").join(netdev).join("address")).ok()
+            })
+            .map(|mac| mac.trim().to_owned())
+            .filter(|mac| !mac.is_empty());
         devices.push(PciDevice {
             kind,
             address,
             numa_node: u32::try_from(numa).unwrap_or(0),
             pcie_switch: pcie_switch(&canonical, &address),
             rdma_name,
+            mac,
         });
     }
     Ok(devices)
