@@ -27,6 +27,7 @@ mod m20261203_000021_console_sessions;
 mod m20261203_000022_agent_boot_ids;
 mod m20261203_000023_public_ips;
 mod m20261203_000024_port_message;
+mod m20261203_000025_gpu_fabric;
 
 pub struct Migrator;
 
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000022_agent_boot_ids::Migration),
             Box::new(m20261203_000023_public_ips::Migration),
             Box::new(m20261203_000024_port_message::Migration),
+            Box::new(m20261203_000025_gpu_fabric::Migration),
         ]
     }
 }

@@ -104,6 +104,11 @@ impl SwitchManager {
         lock(&self.inner.vpcs).get(vpc_id).cloned()
     }
 
+    /// Every VPC this switch holds.
+    pub fn vpcs(&self) -> Vec<VpcSpec> {
+        lock(&self.inner.vpcs).specs().cloned().collect()
+    }
+
     pub fn vpc_count(&self) -> usize {
         lock(&self.inner.vpcs).len()
     }

@@ -240,6 +240,40 @@ pub struct InstanceNic {
     /// Empty when the host's inventory does not say.
     pub pci_address: String,
     pub rail: u32,
+    /// Its address on the tenant's GPU fabric (`100.64.48.2/20`), once it joined.
+    #[serde(default)]
+    pub fabric_address: Option<String>,
+    /// The rail leaf it is cabled to, once it joined.
+    #[serde(default)]
+    pub fabric_leaf: Option<String>,
+    #[serde(default)]
+    pub fabric_state: Option<FabricLinkState>,
+}
+
+/// Whether a SuperNIC's rail leaf holds the tenant's GPU fabric segment with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum FabricLinkState {
+    /// The leaf confirmed the fabric as it is now.
+    Ready,
+    /// The leaf holds an older version (another VM of the tenant joined or left).
+    Updating,
+    /// The leaf has not confirmed it yet.
+    Pending,
+    /// No switch agent manages the leaf: nothing configures it.
+    Unmanaged,
+}
+
+impl FabricLinkState {
+    pub fn label(self) -> &'static str {
+        match self {
+            FabricLinkState::Ready => "ready",
+            FabricLinkState::Updating => "updating",
+            FabricLinkState::Pending => "pending",
+            FabricLinkState::Unmanaged => "no switch agent",
+        }
+    }
 }
 
 /// One step event of a saga about an instance.

@@ -20,8 +20,10 @@ use portal_types::topology::{EvpnRead, FabricLeaf, LeafEvpn, ScalableUnitFabric,
 use portal_types::views::{AgentLink, InstanceState};
 use sim_fleet::SwitchOp;
 
+/// A CPU-only VM: its VPC on every leaf of the unit, and no GPU fabric (`gpu_fabric.rs`
+/// tests that one's place in the picture).
 async fn running(ctl: &Arc<Controller>, who: &OpContext, name: &str) -> InstanceUuid {
-    let id = ctl.instance_create(who, &launch(name, "h100x1")).await.unwrap()[0].id;
+    let id = ctl.instance_create(who, &launch(name, "c1m1")).await.unwrap()[0].id;
     eventually(20, "running", async || {
         ctl.instance_get(who, id).await.unwrap().instance.state == InstanceState::Running
     })

@@ -46,6 +46,9 @@ pub struct NicFacts {
     pub pcie_switch: String,
     pub rail: u32,
     pub leaf_switch_id: String,
+    /// Empty in facts stored before the GPU fabric (until the agent reattaches).
+    #[serde(default)]
+    pub mac: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +80,7 @@ impl From<&HostInventory> for HostFacts {
                     pcie_switch: n.pcie_switch.clone(),
                     rail: n.rail,
                     leaf_switch_id: n.leaf_switch_id.clone(),
+                    mac: n.mac.clone(),
                 })
                 .collect(),
             partitions: inv

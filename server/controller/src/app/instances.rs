@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use agent_proto::v1::{RemoveVmRequest, VmNic, VmSpec, VmState, VmStatus};
+use agent_proto::v1::{FabricNic, RemoveVmRequest, VmNic, VmSpec, VmState, VmStatus};
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, InstanceUuid};
 use portal_types::network::PortView;
@@ -22,7 +22,8 @@ use crate::app::fleet::HostFacts;
 use crate::app::scheduling::allocation_of;
 use crate::authz::{Action, Actor};
 use crate::context::OpContext;
-use crate::datastore::entity::{instance, saga_node_event};
+use crate::datastore::entity::{fabric_nic, instance, saga_node_event};
+use crate::datastore::gpu_fabric::rail_net;
 use crate::datastore::saga::node_names;
 use crate::datastore::{now_ms, rfc3339};
 use portal_scheduler::Placement;
@@ -48,9 +49,14 @@ fn view(row: &instance::Model) -> InstanceView {
 /// The image file of instances launched before the image catalog existed.
 const LEGACY_IMAGE: &str = "ubuntu-24.04-cuda-12.8.qcow2";
 
-/// What the host needs to make the VM: its placement, image, config drive and NICs (one per
-/// tenant port, `ports`).
-pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement, ports: &[PortView]) -> VmSpec {
+/// What the host needs to make the VM: its placement, image, config drive, NICs (one per
+/// tenant port, `ports`) and GPU fabric addresses (`fabric`).
+pub(crate) fn vm_spec(
+    row: &instance::Model,
+    placement: &Placement,
+    ports: &[PortView],
+    fabric: &[fabric_nic::Model],
+) -> VmSpec {
     VmSpec {
         vm_id: row.id.to_string(),
         name: row.name.clone(),
@@ -69,7 +75,15 @@ pub(crate) fn vm_spec(row: &instance::Model, placement: &Placement, ports: &[Por
         ssh_authorized_keys: recorded_keys(row).into_iter().map(|(_, line)| line).collect(),
         user_data: row.user_data.clone().unwrap_or_default(),
         nics: ports.iter().map(vm_nic).collect(),
-        fabric_nics: Vec::new(),
+        fabric_nics: fabric
+            .iter()
+            .map(|n| FabricNic {
+                nic_index: n.nic_index as u32,
+                mac: n.mac.clone(),
+                ip: n.ip.clone(),
+                prefix_len: u32::from(rail_net(n.rail as u32).prefix()),
+            })
+            .collect(),
     }
 }
 
@@ -188,16 +202,24 @@ impl Controller {
                 numa_node: g.numa_node as u32,
             })
             .collect();
+        let fabric = self.datastore.fabric_nic_states(rows.instance.id).await?;
         let nics = match (&placement, &facts) {
             (Some(p), Some(f)) => p
                 .nics
                 .iter()
                 .filter_map(|&i| f.nics.iter().find(|n| n.index == u32::from(i)))
-                .map(|n| InstanceNic {
-                    index: n.index,
-                    name: n.name.clone(),
-                    pci_address: n.pci_address.clone(),
-                    rail: n.rail,
+                .map(|n| {
+                    let joined = fabric.iter().find(|(f, _)| f.nic_index as u32 == n.index);
+                    InstanceNic {
+                        index: n.index,
+                        name: n.name.clone(),
+                        pci_address: n.pci_address.clone(),
+                        rail: n.rail,
+                        fabric_address: joined
+                            .map(|(f, _)| format!("{}/{}", f.ip, rail_net(f.rail as u32).prefix())),
+                        fabric_leaf: joined.map(|(f, _)| f.leaf.clone()),
+                        fabric_state: joined.map(|(_, state)| *state),
+                    }
                 })
                 .collect(),
             _ => Vec::new(),

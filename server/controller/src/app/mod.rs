@@ -7,6 +7,7 @@ pub(crate) mod catalog;
 pub(crate) mod claims;
 pub(crate) mod console;
 pub(crate) mod fleet;
+pub(crate) mod gpu_fabric;
 pub(crate) mod images;
 pub(crate) mod instances;
 pub(crate) mod metering;

@@ -31,7 +31,7 @@ use crate::app::fleet::{HostFacts, PartitionFacts, capacity_view};
 use crate::app::scheduling::allocation_of;
 use crate::authz::Action;
 use crate::context::OpContext;
-use crate::datastore::entity::{gpu, host, instance, vpc};
+use crate::datastore::entity::{gpu, gpu_fabric, host, instance, vpc};
 use crate::datastore::fabric::UnitFabricRows;
 use crate::datastore::topology::{HostRows, UnitRows};
 
@@ -535,8 +535,17 @@ impl Controller {
         su: u32,
     ) -> Result<ScalableUnitFabric, Error> {
         opctx.authorize(Action::FleetRead)?;
-        let UnitFabricRows { switches, dpus, ports, confirmed, vpcs, subnets, tenants } =
-            self.datastore.scalable_unit_fabric_rows(opctx, su).await?;
+        let UnitFabricRows {
+            switches,
+            dpus,
+            ports,
+            confirmed,
+            vpcs,
+            subnets,
+            tenants,
+            gpu_wanted,
+            gpu_fabrics,
+        } = self.datastore.scalable_unit_fabric_rows(opctx, su).await?;
 
         let vpc_of: HashMap<Uuid, Uuid> = subnets.iter().map(|s| (s.id, s.vpc_id)).collect();
         let wanted: BTreeSet<Uuid> =
@@ -552,18 +561,43 @@ impl Controller {
             held.entry(c.switch_name.as_str()).or_default().insert(c.vpc_id, c.generation);
         }
 
-        let vrf = |vpc_id: Uuid, on_leaf: Option<i64>| {
-            let row = vpcs.get(&vpc_id);
-            let generation = row.map_or(0, |v| v.generation);
-            // Generation 0 is "to be sent again" (the leaf's agent reattached).
-            let confirmed_generation = on_leaf.filter(|g| *g > 0);
-            let state = if !wanted.contains(&vpc_id) {
+        // Per leaf, the GPU fabrics it should hold with their rails' L2 VNIs there.
+        let mut gpu_on: HashMap<&str, HashMap<Uuid, &[u32]>> = HashMap::new();
+        for (leaf, id, l2) in &gpu_wanted {
+            gpu_on.entry(leaf.as_str()).or_default().insert(*id, l2.as_slice());
+        }
+        let gpu_fabrics: HashMap<Uuid, &gpu_fabric::Model> =
+            gpu_fabrics.iter().map(|f| (f.id, f)).collect();
+        let state = |wanted: bool, generation: i64, confirmed_generation: Option<i64>| {
+            if !wanted {
                 VrfState::Removing
             } else if confirmed_generation == Some(generation) {
                 VrfState::Confirmed
             } else {
                 VrfState::Pending
-            };
+            }
+        };
+
+        let vrf = |leaf: &str, vpc_id: Uuid, on_leaf: Option<i64>| {
+            // Generation 0 is "to be sent again" (the leaf's agent reattached).
+            let confirmed_generation = on_leaf.filter(|g| *g > 0);
+            if let Some(fabric) = gpu_fabrics.get(&vpc_id) {
+                let l2 = gpu_on.get(leaf).and_then(|on| on.get(&vpc_id));
+                return LeafVrf {
+                    vpc_id: VpcUuid::from_untyped_uuid(vpc_id),
+                    vpc_name: "GPU fabric".to_owned(),
+                    tenant_id: Some(TenantUuid::from_untyped_uuid(fabric.tenant_id)),
+                    tenant_name: tenants.get(&fabric.tenant_id).cloned().unwrap_or_default(),
+                    vrf_name: format!("gpu{}", fabric.vni),
+                    l3_vni: Some(fabric.vni as u32),
+                    l2_vnis: l2.map(|l2| l2.to_vec()).unwrap_or_default(),
+                    generation: fabric.generation,
+                    confirmed_generation,
+                    state: state(l2.is_some(), fabric.generation, confirmed_generation),
+                };
+            }
+            let row = vpcs.get(&vpc_id);
+            let generation = row.map_or(0, |v| v.generation);
             LeafVrf {
                 vpc_id: VpcUuid::from_untyped_uuid(vpc_id),
                 vpc_name: row.map(|v| v.name.clone()).unwrap_or_default(),
@@ -576,7 +610,7 @@ impl Controller {
                 l2_vnis: l2_of.get(&vpc_id).cloned().unwrap_or_default(),
                 generation,
                 confirmed_generation,
-                state,
+                state: state(wanted.contains(&vpc_id), generation, confirmed_generation),
             }
         };
 
@@ -592,8 +626,9 @@ impl Controller {
                 let on_leaf = held.remove(s.name.as_str()).unwrap_or_default();
                 let mut ids: BTreeSet<Uuid> = wanted.clone();
                 ids.extend(on_leaf.keys().copied());
+                ids.extend(gpu_on.get(s.name.as_str()).into_iter().flat_map(|on| on.keys()));
                 let mut vrfs: Vec<LeafVrf> =
-                    ids.into_iter().map(|id| vrf(id, on_leaf.get(&id).copied())).collect();
+                    ids.into_iter().map(|id| vrf(&s.name, id, on_leaf.get(&id).copied())).collect();
                 vrfs.sort_by(|a, b| {
                     (&a.tenant_name, &a.vpc_name, a.l3_vni).cmp(&(
                         &b.tenant_name,
@@ -762,6 +797,7 @@ mod tests {
             pcie_switch: switch.into(),
             rail: index,
             leaf_switch_id: format!("leaf{index}"),
+            mac: String::new(),
         };
         let facts = HostFacts {
             numa_nodes: Vec::new(),

@@ -75,7 +75,15 @@ async fn ensure(c: &Controller, leaf: &str, vpc: &FabricVpc) -> Result<(), Strin
         segments: vpc
             .segments
             .iter()
-            .map(|(vni, cidr)| pb::Segment { l2_vni: *vni, cidr: cidr.clone(), attachments: Vec::new() })
+            .map(|s| pb::Segment {
+                l2_vni: s.vni,
+                cidr: s.cidr.clone(),
+                attachments: s
+                    .attachments
+                    .iter()
+                    .map(|(host, nic)| pb::Attachment { host_id: host.clone(), nic_index: *nic })
+                    .collect(),
+            })
             .collect(),
     };
     client

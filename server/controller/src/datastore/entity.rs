@@ -797,3 +797,44 @@ pub mod usage_day {
     }
     no_relations!();
 }
+
+pub mod gpu_fabric {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "gpu_fabric")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub tenant_id: Uuid,
+        /// Its L3 VNI; each rail's L2 VNI derives from it (`gpu_fabric::rail_vni`).
+        #[sea_orm(unique)]
+        pub vni: i64,
+        /// Bumped by every change its leaves must see (a NIC joins or leaves).
+        pub generation: i64,
+        pub created_at: i64,
+    }
+    no_relations!();
+}
+
+pub mod fabric_nic {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "fabric_nic")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub instance_id: Uuid,
+        /// The SuperNIC's index on its host.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub nic_index: i32,
+        pub fabric_id: Uuid,
+        pub rail: i32,
+        pub host_name: String,
+        /// The rail leaf it is cabled to (the host inventory's `leaf_switch_id`).
+        pub leaf: String,
+        pub mac: String,
+        /// An address of its rail's subnet.
+        pub ip: String,
+    }
+    no_relations!();
+}

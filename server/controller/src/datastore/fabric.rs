@@ -1,6 +1,9 @@
 //! The tenant fabric's desired and confirmed state. A VPC belongs on every leaf of each
 //! scalable unit where one of its VMs has a port (the leaves carry the tenant's traffic
-//! between hosts); `switch_vpc` records what each leaf confirmed. The network reconciler
+//! between hosts); a tenant's GPU fabric belongs on every rail leaf one of its SuperNICs is
+//! cabled to, with that rail's segment only and the NICs as its access ports
+//! (`gpu_fabric`). `switch_vpc` records what each leaf confirmed of either, by id (a VPC's
+//! or a GPU fabric's: both are VPCs to a leaf). The network reconciler
 //! (`background::fabric`) calls these, except [`DataStore::scalable_unit_fabric_rows`]: the
 //! provider admins' read-only picture of one unit's fabric.
 
@@ -11,7 +14,10 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
-use super::entity::{dpu, host, instance, port, subnet, switch, switch_vpc, tenant, vpc};
+use super::entity::{
+    dpu, fabric_nic, gpu_fabric, host, instance, port, subnet, switch, switch_vpc, tenant, vpc,
+};
+use super::gpu_fabric::{rail_net, rail_vni};
 use super::network::vpc_generation_bump;
 use super::{DataStore, StoreError};
 use crate::authz::Action;
@@ -39,24 +45,42 @@ pub struct UnitFabricRows {
     pub vpcs: Vec<vpc::Model>,
     /// Every subnet of those VPCs.
     pub subnets: Vec<subnet::Model>,
-    /// Tenant id → name, for those VPCs.
+    /// Tenant id → name, for those VPCs and GPU fabrics.
     pub tenants: HashMap<Uuid, String>,
+    /// The GPU fabrics each leaf of the unit should hold: (leaf, fabric id, its rails' L2
+    /// VNIs there).
+    pub gpu_wanted: Vec<(String, Uuid, Vec<u32>)>,
+    /// Those GPU fabrics and the ones the unit's leaves confirmed.
+    pub gpu_fabrics: Vec<gpu_fabric::Model>,
 }
 
-/// A VPC as a leaf must hold it.
+/// A VPC, or a tenant's GPU fabric, as a leaf must hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FabricVpc {
+    /// The VPC's id, or the GPU fabric's.
     pub vpc_id: Uuid,
     pub vni: u32,
     pub generation: i64,
-    /// (L2 VNI, CIDR) of each subnet.
-    pub segments: Vec<(u32, String)>,
+    pub segments: Vec<FabricSegment>,
+    pub gpu_fabric: bool,
+}
+
+/// A subnet (or a GPU fabric's rail) on a leaf.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct FabricSegment {
+    pub vni: u32,
+    pub cidr: String,
+    /// The host NICs (host name, NIC index) whose leaf ports join it; none for a subnet.
+    pub attachments: Vec<(String, u32)>,
 }
 
 impl FabricVpc {
     /// The VRF's name on the leaves: short enough for Linux (15 characters), unique.
     pub fn vrf_name(&self) -> String {
-        format!("vpc{}", self.vni)
+        match self.gpu_fabric {
+            true => format!("gpu{}", self.vni),
+            false => format!("vpc{}", self.vni),
+        }
     }
 }
 
@@ -113,10 +137,14 @@ impl DataStore {
             .await?
             .into_iter()
             .map(|v| {
-                let mut segments: Vec<(u32, String)> = subnets
+                let mut segments: Vec<FabricSegment> = subnets
                     .iter()
                     .filter(|s| s.vpc_id == v.id)
-                    .map(|s| (s.vni as u32, s.cidr.clone()))
+                    .map(|s| FabricSegment {
+                        vni: s.vni as u32,
+                        cidr: s.cidr.clone(),
+                        attachments: Vec::new(),
+                    })
                     .collect();
                 segments.sort();
                 (
@@ -126,6 +154,7 @@ impl DataStore {
                         vni: v.vni as u32,
                         generation: v.generation,
                         segments,
+                        gpu_fabric: false,
                     },
                 )
             })
@@ -149,7 +178,62 @@ impl DataStore {
                 desired.insert(leaf, on_leaf);
             }
         }
+        for (leaf, fabric) in self.gpu_fabrics_desired().await? {
+            desired.entry(leaf).or_default().push(fabric);
+        }
         Ok(desired)
+    }
+
+    /// Every (leaf, GPU fabric) that should exist: each fabric on the leaves its SuperNICs
+    /// are cabled to, with the rails' segments those NICs are on and them attached.
+    async fn gpu_fabrics_desired(&self) -> Result<Vec<(String, FabricVpc)>, StoreError> {
+        let nics = fabric_nic::Entity::find()
+            .order_by_asc(fabric_nic::Column::HostName)
+            .order_by_asc(fabric_nic::Column::NicIndex)
+            .all(&self.db)
+            .await?;
+        if nics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fabrics: HashMap<Uuid, gpu_fabric::Model> = gpu_fabric::Entity::find()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|f| (f.id, f))
+            .collect();
+        // (leaf, fabric) → rail → attachments.
+        let mut wanted: BTreeMap<(String, Uuid), BTreeMap<u32, Vec<(String, u32)>>> =
+            BTreeMap::new();
+        for nic in nics {
+            wanted
+                .entry((nic.leaf, nic.fabric_id))
+                .or_default()
+                .entry(nic.rail as u32)
+                .or_default()
+                .push((nic.host_name, nic.nic_index as u32));
+        }
+        Ok(wanted
+            .into_iter()
+            .filter_map(|((leaf, id), rails)| {
+                let fabric = fabrics.get(&id)?;
+                let segments = rails
+                    .into_iter()
+                    .map(|(rail, attachments)| FabricSegment {
+                        vni: rail_vni(fabric.vni, rail),
+                        cidr: rail_net(rail).to_string(),
+                        attachments,
+                    })
+                    .collect();
+                let vpc = FabricVpc {
+                    vpc_id: id,
+                    vni: fabric.vni as u32,
+                    generation: fabric.generation,
+                    segments,
+                    gpu_fabric: true,
+                };
+                Some((leaf, vpc))
+            })
+            .collect())
     }
 
     /// What every leaf confirmed: (leaf, VPC) → generation (0: to be sent again).
@@ -190,8 +274,11 @@ impl DataStore {
     /// spec has a higher one, see [`fabric_forget`](Self::fabric_forget)); the highest there
     /// is once the VPC itself is deleted.
     pub(crate) async fn fabric_fence(&self, vpc_id: Uuid) -> Result<i64, StoreError> {
-        let row = vpc::Entity::find_by_id(vpc_id).one(&self.db).await?;
-        Ok(row.map_or(i64::MAX, |v| v.generation))
+        if let Some(v) = vpc::Entity::find_by_id(vpc_id).one(&self.db).await? {
+            return Ok(v.generation);
+        }
+        let fabric = gpu_fabric::Entity::find_by_id(vpc_id).one(&self.db).await?;
+        Ok(fabric.map_or(i64::MAX, |f| f.generation))
     }
 
     /// The leaf dropped the VPC: its record goes, and the VPC moves to a new generation so
@@ -203,7 +290,9 @@ impl DataStore {
             .filter(switch_vpc::Column::VpcId.eq(vpc_id))
             .exec(&txn)
             .await?;
+        // The id is a VPC's or a GPU fabric's: the other bump finds no row.
         vpc_generation_bump(&txn, vpc_id).await?;
+        super::gpu_fabric::bump(&txn, vpc_id).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -284,6 +373,20 @@ impl DataStore {
             .filter(switch_vpc::Column::SwitchName.is_in(switches.iter().map(|s| s.name.clone())))
             .all(&self.db)
             .await?;
+        let unit_leaves: BTreeSet<&str> = switches.iter().map(|s| s.name.as_str()).collect();
+        let gpu_wanted: Vec<(String, Uuid, Vec<u32>)> = self
+            .gpu_fabrics_desired()
+            .await?
+            .into_iter()
+            .filter(|(leaf, _)| unit_leaves.contains(leaf.as_str()))
+            .map(|(leaf, f)| (leaf, f.vpc_id, f.segments.iter().map(|s| s.vni).collect()))
+            .collect();
+        let mut gpu_ids: BTreeSet<Uuid> = gpu_wanted.iter().map(|(_, id, _)| *id).collect();
+        gpu_ids.extend(confirmed.iter().map(|c| c.vpc_id));
+        let gpu_fabrics = gpu_fabric::Entity::find()
+            .filter(gpu_fabric::Column::Id.is_in(gpu_ids))
+            .all(&self.db)
+            .await?;
         let port_subnets: BTreeSet<Uuid> = ports.iter().map(|p| p.subnet_id).collect();
         let mut vpc_ids: BTreeSet<Uuid> = if port_subnets.is_empty() {
             BTreeSet::new()
@@ -299,17 +402,6 @@ impl DataStore {
                 .collect()
         };
         vpc_ids.extend(confirmed.iter().map(|c| c.vpc_id));
-        if vpc_ids.is_empty() {
-            return Ok(UnitFabricRows {
-                switches,
-                dpus,
-                ports,
-                confirmed,
-                vpcs: Vec::new(),
-                subnets: Vec::new(),
-                tenants: HashMap::new(),
-            });
-        }
         let vpcs = vpc::Entity::find()
             .filter(vpc::Column::Id.is_in(vpc_ids.clone()))
             .all(&self.db)
@@ -319,7 +411,11 @@ impl DataStore {
             .order_by_asc(subnet::Column::Vni)
             .all(&self.db)
             .await?;
-        let tenant_ids: BTreeSet<Uuid> = vpcs.iter().map(|v| v.tenant_id).collect();
+        let tenant_ids: BTreeSet<Uuid> = vpcs
+            .iter()
+            .map(|v| v.tenant_id)
+            .chain(gpu_fabrics.iter().map(|f| f.tenant_id))
+            .collect();
         let tenants = tenant::Entity::find()
             .select_only()
             .column(tenant::Column::Id)
@@ -330,6 +426,16 @@ impl DataStore {
             .await?
             .into_iter()
             .collect();
-        Ok(UnitFabricRows { switches, dpus, ports, confirmed, vpcs, subnets, tenants })
+        Ok(UnitFabricRows {
+            switches,
+            dpus,
+            ports,
+            confirmed,
+            vpcs,
+            subnets,
+            tenants,
+            gpu_wanted,
+            gpu_fabrics,
+        })
     }
 }

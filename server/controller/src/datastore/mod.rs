@@ -19,6 +19,7 @@ pub(crate) mod console;
 pub mod entity;
 pub(crate) mod fabric;
 pub mod fleet;
+pub(crate) mod gpu_fabric;
 mod identity;
 mod identity_provider;
 pub(crate) mod image;

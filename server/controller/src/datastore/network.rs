@@ -338,6 +338,14 @@ impl DataStore {
             .one(&txn)
             .await?
             .ok_or_else(|| Error::not_found("VPC", vpc_id))?;
+        let fabric = super::gpu_fabric::fabric_net();
+        if net.overlaps(&fabric) {
+            return Err(Error::invalid(format!(
+                "{net} overlaps {fabric}, the addresses of your GPU fabric; pick a network \
+                 outside it."
+            ))
+            .into());
+        }
         let siblings =
             subnet::Entity::find().filter(subnet::Column::VpcId.eq(vpc.id)).all(&txn).await?;
         for s in &siblings {

@@ -163,15 +163,18 @@ impl DataStore {
             .await?)
     }
 
-    /// Deletes the instance's port and its memberships (none: nothing to do); the ports whose
-    /// rules named its groups are bumped. Returns the port that was deleted.
+    /// Deletes the instance's port and its memberships (none: nothing to do), and its GPU
+    /// fabric addresses; the ports whose rules named its groups are bumped. Returns the port
+    /// that was deleted.
     pub(crate) async fn port_release(
         &self,
         instance_id: Uuid,
     ) -> Result<Option<port::Model>, StoreError> {
         let txn = begin_port_write(&self.db).await?;
-        // The instance keeps no public IP once its port is gone (the tenant keeps the IP).
+        // The instance keeps no public IP once its port is gone (the tenant keeps the IP),
+        // and its SuperNICs leave the GPU fabric with it.
         detach_from_instance(&txn, instance_id).await?;
+        super::gpu_fabric::leave(&txn, instance_id).await?;
         let Some(row) =
             port::Entity::find().filter(port::Column::InstanceId.eq(instance_id)).one(&txn).await?
         else {

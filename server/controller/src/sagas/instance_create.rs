@@ -8,6 +8,9 @@
 //!                      - sic_release_port
 //! port_attached        + sic_attach_port         (DPU agent EnsurePort; no DPU: none)
 //!                      - sic_detach_port
+//! fabric_joined        + sic_join_fabric         (SuperNICs on the tenant's GPU fabric, until
+//!                                                 their rail leaves confirm; none: none)
+//!                      - (nothing: the addresses go with the port, `sic_release_port`)
 //! partition_activated  + sic_activate_partition  (host agent ActivatePartition; CPU-only: none)
 //!                      - sic_deactivate_partition
 //! vm_ensured           + sic_ensure_vm           (host agent EnsureVm)
@@ -57,6 +60,8 @@ static PORT_CREATED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
 static PORT_ATTACHED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
     ActionFunc::new_action("instance_create.port_attached", sic_attach_port, sic_detach_port)
 });
+static FABRIC_JOINED: LazyLock<Arc<dyn Action<PortalSaga>>> =
+    LazyLock::new(|| steno::new_action_noop_undo("instance_create.fabric_joined", sic_join_fabric));
 static PARTITION_ACTIVATED: LazyLock<Arc<dyn Action<PortalSaga>>> = LazyLock::new(|| {
     ActionFunc::new_action(
         "instance_create.partition_activated",
@@ -71,9 +76,15 @@ static RUNNING: LazyLock<Arc<dyn Action<PortalSaga>>> =
     LazyLock::new(|| steno::new_action_noop_undo("instance_create.running", sic_wait_running));
 
 pub(crate) fn register(registry: &mut ActionRegistry<PortalSaga>) {
-    for action in
-        [&*CLAIMED, &*PORT_CREATED, &*PORT_ATTACHED, &*PARTITION_ACTIVATED, &*VM_ENSURED, &*RUNNING]
-    {
+    for action in [
+        &*CLAIMED,
+        &*PORT_CREATED,
+        &*PORT_ATTACHED,
+        &*FABRIC_JOINED,
+        &*PARTITION_ACTIVATED,
+        &*VM_ENSURED,
+        &*RUNNING,
+    ] {
         registry.register(Arc::clone(action));
     }
 }
@@ -84,6 +95,7 @@ pub(crate) fn new(params: &Params) -> Result<NewSaga, Error> {
     dag.append(Node::action("claimed", "Claim", CLAIMED.as_ref()));
     dag.append(Node::action("port_created", "CreatePort", PORT_CREATED.as_ref()));
     dag.append(Node::action("port_attached", "EnsurePort", PORT_ATTACHED.as_ref()));
+    dag.append(Node::action("fabric_joined", "JoinGpuFabric", FABRIC_JOINED.as_ref()));
     dag.append(Node::action(
         "partition_activated",
         "ActivatePartition",
@@ -282,6 +294,68 @@ async fn sic_deactivate_partition(ctx: ActionContext) -> Result<(), anyhow::Erro
     }
 }
 
+/// How often a join looks whether its leaves confirmed.
+const FABRIC_POLL: Duration = Duration::from_millis(200);
+
+/// Joins the VM's SuperNICs to its tenant's GPU fabric (addresses of their rails) and waits
+/// until every rail leaf they are cabled to holds the tenant's segment with them, so the VM
+/// starts with its fabric up. A full rail fails the launch with a sentence; leaves that do
+/// not confirm by the launch deadline fail it naming them.
+async fn sic_join_fabric(ctx: ActionContext) -> Result<(), ActionError> {
+    let p: Params = ctx.saga_params()?;
+    let c = controller(&ctx);
+    let mut backoff = Backoff::default();
+    let joined = loop {
+        let row = c.instance_row(p.instance_id).await.map_err(saga_action_failed)?;
+        if row.state != InstanceState::Provisioning.as_str() {
+            return Ok(());
+        }
+        let allocation = allocation_of(&row)
+            .ok_or_else(|| saga_action_failed(Error::internal("the instance has no placement")))?;
+        match c.fabric_join(&row, &allocation.placement).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(joined)) => break joined,
+            Err(e @ (Error::InvalidRequest { .. } | Error::Conflict { .. })) => {
+                let message = format!("The launch failed: {e}");
+                c.instance_launch_failed(&row, &message).await;
+                return Err(saga_action_failed(Error::unavailable(message)));
+            }
+            Err(e) if now_ms() < c.launch_deadline(&row) => {
+                tracing::warn!(instance = %row.id, error = %e, "cannot join the GPU fabric; retrying");
+                backoff.sleep().await;
+            }
+            Err(e) => {
+                let message = format!(
+                    "The launch failed: its GPU fabric addresses could not be given ({e}). \
+                     Delete this instance and launch again."
+                );
+                c.instance_launch_failed(&row, &message).await;
+                return Err(saga_action_failed(Error::unavailable(message)));
+            }
+        }
+    };
+    loop {
+        let row = c.instance_row(p.instance_id).await.map_err(saga_action_failed)?;
+        if row.state != InstanceState::Provisioning.as_str() {
+            return Ok(());
+        }
+        let behind = match c.fabric_leaves_behind(&joined).await {
+            Ok(behind) if behind.is_empty() => return Ok(()),
+            Ok(behind) => behind.join(", "),
+            Err(e) => e.to_string(),
+        };
+        if now_ms() >= c.launch_deadline(&row) {
+            let message = format!(
+                "The launch failed: rail leaves {behind} did not put its GPU fabric in place in \
+                 time. Ask your provider to check their switch agents, then launch again."
+            );
+            c.instance_launch_failed(&row, &message).await;
+            return Err(saga_action_failed(Error::unavailable(message)));
+        }
+        tokio::time::sleep(FABRIC_POLL).await;
+    }
+}
+
 /// EnsureVm (idempotent by VM id and generation), retrying transient errors until the
 /// launch deadline; a refusal marks the launch failed with the host's reason.
 async fn sic_ensure_vm(ctx: ActionContext) -> Result<(), ActionError> {
@@ -299,7 +373,9 @@ async fn sic_ensure_vm(ctx: ActionContext) -> Result<(), ActionError> {
         let host = &allocation.placement.host;
         let ports =
             c.datastore.port_views(row.id).await.map_err(|e| saga_action_failed(e.into()))?;
-        let spec = crate::app::instances::vm_spec(&row, &allocation.placement, &ports);
+        let fabric =
+            c.datastore.fabric_nics_of(row.id).await.map_err(|e| saga_action_failed(e.into()))?;
+        let spec = crate::app::instances::vm_spec(&row, &allocation.placement, &ports, &fabric);
         let result = match c.agents.host(host) {
             Some(mut client) => client.ensure_vm(EnsureVmRequest { spec: Some(spec) }).await,
             None => Err(tonic::Status::unavailable("its host agent is not connected")),
