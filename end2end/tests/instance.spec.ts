@@ -39,6 +39,12 @@ test("open an instance from the list, see its GPUs and timeline, stop and delete
     await expect(g).toContainText("H100");
     await expect(g.locator("code")).toHaveText(/^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i);
   }
+  // Its two SuperNICs joined the tenant's GPU fabric, each on its rail leaf.
+  const fabric = page.getByTestId("instance-nic-fabric");
+  await expect(fabric).toHaveCount(2);
+  for (const f of await fabric.all()) {
+    await expect(f).toHaveText(/^100\.64\.\d+\.\d+\/20 on su\d+-leaf\d · ready$/);
+  }
   await expect(page.getByTestId("instance-vcpus")).toHaveText(/^\d+(, \d+)*$/);
   await expect(page.getByTestId("instance-image")).toHaveText(ubuntu);
   await expect(page.getByTestId("instance-user")).toHaveText("ubuntu");
@@ -52,7 +58,7 @@ test("open an instance from the list, see its GPUs and timeline, stop and delete
   await expect(counters.getByTestId("counters-in")).toContainText("pkts");
   const step = (saga: string, name: string, event: string) =>
     page.locator(`[data-testid="timeline-row"][data-saga="${saga}"][data-step="${name}"][data-event="${event}"]`);
-  for (const name of ["claimed", "port_created", "port_attached", "partition_activated", "vm_ensured", "running"]) {
+  for (const name of ["claimed", "port_created", "port_attached", "fabric_joined", "partition_activated", "vm_ensured", "running"]) {
     await expect(step("instance_create", name, "succeeded")).toHaveCount(1);
   }
 

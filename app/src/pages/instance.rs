@@ -191,13 +191,23 @@ fn Detail(
             })}
             {(!d.nics.is_empty()).then(|| view! {
                 <table class="instances" data-testid="instance-nics">
-                    <thead><tr><th>"NIC"</th><th>"Name"</th><th>"PCI address"</th><th>"Rail"</th></tr></thead>
+                    <thead><tr>
+                        <th>"NIC"</th><th>"Name"</th><th>"PCI address"</th><th>"Rail"</th>
+                        <th title="Its address on your tenant's GPU fabric, and its rail leaf">"GPU fabric"</th>
+                    </tr></thead>
                     <tbody>
                         {d.nics.iter().map(|n| view! {
                             <tr data-testid="instance-nic">
                                 <td>{n.index}</td><td>{n.name.clone()}</td>
                                 <td><code>{if n.pci_address.is_empty() { "—".to_owned() } else { n.pci_address.clone() }}</code></td>
                                 <td>{n.rail}</td>
+                                <td data-testid="instance-nic-fabric">{match (&n.fabric_address, &n.fabric_leaf, n.fabric_state) {
+                                    (Some(address), Some(leaf), Some(state)) => view! {
+                                        <code>{address.clone()}</code>" on "{leaf.clone()}" · "
+                                        <span class=format!("state {}", state.label().replace(' ', "-"))>{state.label()}</span>
+                                    }.into_any(),
+                                    _ => view! { <span class="muted">"not joined"</span> }.into_any(),
+                                }}</td>
                             </tr>
                         }).collect_view()}
                     </tbody>

@@ -30,6 +30,7 @@ async fn instance_detail(stack: &Stack) {
         "claimed",
         "port_created",
         "port_attached",
+        "fabric_joined",
         "partition_activated",
         "vm_ensured",
         "running",

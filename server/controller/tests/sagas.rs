@@ -14,8 +14,15 @@ use sea_orm::{ConnectionTrait, Statement};
 
 /// `instance_create`'s nodes, in order. The first only confirms the claim its transaction
 /// committed; steno runs no undo for the node that fails, so an error is injected after it.
-const CREATE_NODES: [&str; 6] =
-    ["claimed", "port_created", "port_attached", "partition_activated", "vm_ensured", "running"];
+const CREATE_NODES: [&str; 7] = [
+    "claimed",
+    "port_created",
+    "port_attached",
+    "fabric_joined",
+    "partition_activated",
+    "vm_ensured",
+    "running",
+];
 const DELETE_NODES: [&str; 3] = ["deleting", "vm_removed", "port_removed"];
 const POWER_NODES: [&str; 2] = ["requested", "power_set"];
 
@@ -103,7 +110,8 @@ fn dpu_ports(stack: &Stack) -> usize {
 }
 
 /// Nothing left of a launch or delete: no VM, no active partition, no claim, no port (in
-/// the database or on a DPU), no security group membership, no tenant VPC on a leaf.
+/// the database or on a DPU), no security group membership, no GPU fabric address, no
+/// tenant VPC or GPU fabric on a leaf.
 async fn nothing_left(stack: &Stack) {
     eventually(10, "the VMs gone", async || vms(stack) == 0).await;
     assert_eq!(partitions(stack).await, 0);
@@ -113,6 +121,7 @@ async fn nothing_left(stack: &Stack) {
     eventually(10, "the ports gone", async || {
         scalar(ctl, "SELECT COUNT(*) FROM port").await == 0
             && scalar(ctl, "SELECT COUNT(*) FROM port_security_group").await == 0
+            && scalar(ctl, "SELECT COUNT(*) FROM fabric_nic").await == 0
             && dpu_ports(stack) == 0
     })
     .await;
@@ -133,6 +142,7 @@ async fn actions_succeed_idempotently(url: &str) {
     assert_eq!((vms(&stack), partitions(&stack).await), (1, 1));
     assert_eq!(claims(ctl).await, 1);
     assert_eq!((scalar(ctl, "SELECT COUNT(*) FROM port").await, dpu_ports(&stack)), (1, 1));
+    assert_eq!(scalar(ctl, "SELECT COUNT(*) FROM fabric_nic").await, 1, "one address");
     for node in DELETE_NODES {
         ctl.testing_inject_next_saga(Injection::Repeat(node));
     }
