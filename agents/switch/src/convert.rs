@@ -134,11 +134,18 @@ pub fn vpc_status_to_proto(status: &VpcStatus) -> pb::VpcStatus {
     }
 }
 
+/// The inventory with the VPCs held, by id.
 pub fn inventory_to_proto(
     switch: &SwitchDescription,
     agent_version: &str,
     boot_id: &str,
+    held: &[VpcSpec],
 ) -> pb::SwitchInventory {
+    let mut vpcs: Vec<pb::HeldVpc> = held
+        .iter()
+        .map(|v| pb::HeldVpc { vpc_id: v.vpc_id.clone(), generation: v.generation })
+        .collect();
+    vpcs.sort_by(|a, b| a.vpc_id.cmp(&b.vpc_id));
     let role = match switch.role {
         SwitchRole::RailLeaf => pb::SwitchRole::RailLeaf,
         SwitchRole::Spine => pb::SwitchRole::Spine,
@@ -163,6 +170,7 @@ pub fn inventory_to_proto(
             .collect(),
         agent_version: agent_version.to_owned(),
         boot_id: boot_id.to_owned(),
+        vpcs,
     }
 }
 

@@ -47,6 +47,7 @@ impl SwitchAgent for SwitchAgentService {
             &switch,
             crate::AGENT_VERSION,
             self.manager.boot_id(),
+            &self.manager.vpcs(),
         )))
     }
 

@@ -51,8 +51,9 @@ pub struct ControllerConfig {
     /// How long a VM a host runs but the database does not want is shown to provider admins
     /// before the reconciler removes it.
     pub stray_grace: std::time::Duration,
-    /// How often each DPU's held ports are compared with the database (drift of an agent
-    /// that kept running: a port lost is sent again, one the database lacks is removed).
+    /// How often each DPU's held ports and each leaf's held VPCs are compared with the
+    /// database (drift of an agent that kept running: what it lost is sent again, what the
+    /// control plane did not send is removed).
     pub drift_check: std::time::Duration,
     /// How long a replica's unfinished sagas stay its own without a renewal; past it, a
     /// live replica (or this one restarted) resumes them.

@@ -89,7 +89,7 @@ pub(crate) fn spawn_network_watcher(
                     backoff.reset();
                     controller.network_agent_booted(kind, &id, &boot_id).await;
                     // Its status events need nothing: Ensure answers confirm what was sent.
-                    // A DPU's held ports are compared with the database now and then.
+                    // What it holds is compared with the database now and then.
                     let mut drift = tokio::time::interval_at(
                         tokio::time::Instant::now() + controller.drift_check,
                         controller.drift_check,
@@ -98,9 +98,11 @@ pub(crate) fn spawn_network_watcher(
                     loop {
                         tokio::select! {
                             event = stream.next() => if !matches!(event, Some(Ok(()))) { break },
-                            _ = drift.tick(), if kind == AgentKind::Dpu => {
-                                controller.dpu_drift_check(&id).await;
-                            }
+                            _ = drift.tick() => match kind {
+                                AgentKind::Dpu => controller.dpu_drift_check(&id).await,
+                                AgentKind::Switch => controller.switch_drift_check(&id).await,
+                                AgentKind::Host => {}
+                            },
                         }
                     }
                     tracing::warn!(agent = %id, %kind, "agent watch stream ended");

@@ -176,17 +176,7 @@ impl Controller {
             Err(e) => format!("restarted; its {what} could not be marked for sending: {e}"),
         };
         tracing::warn!(agent = %id, %kind, %outcome, "agent restarted");
-        let record = AuditRecord {
-            actor_id: None,
-            actor_name: "control plane".to_owned(),
-            tenant_id: None,
-            client: None,
-            action: format!("{}.restarted", kind.label()),
-            object_kind: kind.label().to_owned(),
-            object_id: id.to_owned(),
-            outcome,
-        };
-        self.audit_write(&record).await;
+        self.audit_agent(kind, "restarted", id, outcome).await;
         false
     }
 
@@ -245,13 +235,74 @@ impl Controller {
             lost.len()
         );
         tracing::warn!(dpu = %id, %outcome, "DPU drift");
+        self.audit_agent(AgentKind::Dpu, "drift", id, outcome).await;
+    }
+
+    /// [`dpu_drift_check`](Self::dpu_drift_check) for a leaf: a VPC (or GPU fabric) it
+    /// confirmed but no longer holds is sent again; one it holds that the control plane
+    /// neither wants there nor sent is removed. Audited as `switch.drift`. The confirmations
+    /// are read before the leaf and what is known after it, so a VPC being sent meanwhile is
+    /// neither lost nor a stray.
+    pub(crate) async fn switch_drift_check(&self, id: &str) {
+        let confirmed = match self.datastore.fabric_confirmed_on(id).await {
+            Ok(vpcs) => vpcs,
+            Err(e) => {
+                tracing::warn!(leaf = %id, error = %e, "cannot read the leaf's VPCs for the drift check");
+                return;
+            }
+        };
+        let Some(mut client) = self.agents.switch(id) else { return };
+        let Ok(inventory) = client.get_inventory(pb::InventoryRequest {}).await else { return };
+        let inventory = inventory.into_inner();
+        if !self.network_agent_booted(AgentKind::Switch, id, &inventory.boot_id).await {
+            return;
+        }
+        let held: std::collections::HashSet<Uuid> =
+            inventory.vpcs.iter().filter_map(|v| v.vpc_id.parse().ok()).collect();
+        let lost: Vec<Uuid> = confirmed.into_iter().filter(|v| !held.contains(v)).collect();
+        let strays: Vec<Uuid> = match self.datastore.fabric_known_on(id).await {
+            Ok(known) => held.into_iter().filter(|v| !known.contains(v)).collect(),
+            Err(_) => Vec::new(),
+        };
+        if lost.is_empty() && strays.is_empty() {
+            return;
+        }
+        for vpc in &lost {
+            if let Err(e) = self.datastore.fabric_replay_one(id, *vpc).await {
+                tracing::warn!(leaf = %id, %vpc, error = %e, "cannot mark a lost VPC for sending");
+            }
+        }
+        self.network_changed.notify_one();
+        let mut removed = 0;
+        for vpc in &strays {
+            let request =
+                pb::RemoveVpcRequest { vpc_id: vpc.to_string(), generation: i64::MAX as u64 };
+            match client.remove_vpc(request).await {
+                Ok(_) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(leaf = %id, %vpc, error = %e.message(), "cannot remove a stray VPC")
+                }
+            }
+        }
+        let outcome = format!(
+            "held {} VPC(s) the control plane did not send ({removed} removed) and lacked {} \
+             it had confirmed (sent again)",
+            strays.len(),
+            lost.len()
+        );
+        tracing::warn!(leaf = %id, %outcome, "leaf drift");
+        self.audit_agent(AgentKind::Switch, "drift", id, outcome).await;
+    }
+
+    /// An audit entry by the control plane about agent `id`: `<kind>.<what>`.
+    async fn audit_agent(&self, kind: AgentKind, what: &str, id: &str, outcome: String) {
         let record = AuditRecord {
             actor_id: None,
             actor_name: "control plane".to_owned(),
             tenant_id: None,
             client: None,
-            action: "dpu.drift".to_owned(),
-            object_kind: "dpu".to_owned(),
+            action: format!("{}.{what}", kind.label()),
+            object_kind: kind.label().to_owned(),
             object_id: id.to_owned(),
             outcome,
         };

@@ -297,6 +297,55 @@ impl DataStore {
         Ok(())
     }
 
+    /// The VPCs (and GPU fabrics) leaf `leaf` confirmed and has not been asked to take again.
+    pub(crate) async fn fabric_confirmed_on(&self, leaf: &str) -> Result<Vec<Uuid>, StoreError> {
+        Ok(switch_vpc::Entity::find()
+            .select_only()
+            .column(switch_vpc::Column::VpcId)
+            .filter(switch_vpc::Column::SwitchName.eq(leaf))
+            .filter(switch_vpc::Column::Generation.gt(0))
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The VPCs and GPU fabrics leaf `leaf` should hold or was told to hold (a row the
+    /// reconciler will remove is still the control plane's business, not a stray).
+    pub(crate) async fn fabric_known_on(&self, leaf: &str) -> Result<BTreeSet<Uuid>, StoreError> {
+        let mut known: BTreeSet<Uuid> = self
+            .fabric_desired()
+            .await?
+            .remove(leaf)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.vpc_id)
+            .collect();
+        let rows: Vec<Uuid> = switch_vpc::Entity::find()
+            .select_only()
+            .column(switch_vpc::Column::VpcId)
+            .filter(switch_vpc::Column::SwitchName.eq(leaf))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        known.extend(rows);
+        Ok(known)
+    }
+
+    /// Leaf `leaf` lost VPC `vpc_id`: it is sent again.
+    pub(crate) async fn fabric_replay_one(
+        &self,
+        leaf: &str,
+        vpc_id: Uuid,
+    ) -> Result<(), StoreError> {
+        switch_vpc::Entity::update_many()
+            .col_expr(switch_vpc::Column::Generation, Expr::value(0))
+            .filter(switch_vpc::Column::SwitchName.eq(leaf))
+            .filter(switch_vpc::Column::VpcId.eq(vpc_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// A leaf's agent (re)attached: everything it should hold is sent again.
     pub(crate) async fn fabric_replay(&self, leaf: &str) -> Result<u64, StoreError> {
         let done = switch_vpc::Entity::update_many()
