@@ -239,13 +239,16 @@ pub async fn user_set_disabled(
     ctl.user_set_disabled(&opctx, tenant_id, user_id, disabled).await.map_err(fail)
 }
 
+/// The newest 500 entries (the first page of the controller's paginated log).
 #[server(prefix = "/api/fn", endpoint = "audit_list")]
 pub async fn audit_list(
     action: Option<String>,
     actor_name: Option<String>,
 ) -> Result<Vec<views::AuditEntry>, Error> {
     let (ctl, _, opctx) = context().await?;
-    ctl.audit_list(&opctx, action.as_deref(), actor_name.as_deref()).await.map_err(fail)
+    let page = portal_types::page::PageQuery::first(500);
+    let newest = ctl.audit_list(&opctx, action.as_deref(), actor_name.as_deref(), &page).await;
+    newest.map(|page| page.items).map_err(fail)
 }
 
 #[server(prefix = "/api/fn", endpoint = "api_token_list")]

@@ -27,6 +27,7 @@ interface World {
   publicIpOfHome: () => Promise<string>; // a fresh, free public IP of `home` (from the world's pool)
   attachOfHome: () => Promise<{ ip: string; instance: string }>; // one public IP of `home` and the running instance it goes to (made once)
   poolOf: () => Promise<string>; // a fresh, empty public IP pool
+  providerOf: () => Promise<string>; // a fresh identity provider (removed after the matrix)
 }
 
 type Expect = Record<Role, number>;
@@ -53,6 +54,9 @@ interface Policy {
 const answering = (from: Expect, code: number): Expect =>
   Object.fromEntries(ROLES.map((r) => [r, from[r] === 200 ? code : from[r]])) as Expect;
 const none = () => ({});
+/// An identity provider's settings over REST. Its issuer is never fetched (discovery happens
+/// at sign-in), so it need not exist.
+const idpSettings = { display_name: "", issuer_url: "https://idp.mx.example", client_id: "portal", tenant: "default", default_role: "viewer" };
 
 const POLICY: Record<string, Policy> = {
   // The REST API (`/api/v1`): the same authorization as the server functions below, through
@@ -219,6 +223,25 @@ const POLICY: Record<string, Policy> = {
     expect: { ...providerOnly, providerAdmin: 400 },
     form: none,
     json: () => ({ item: "type:c8m32", price: "0.24", effective_from: "2020-01-01T00:00" }),
+  },
+  // Identity providers are the provider admin's; fresh ones per role, removed afterwards.
+  "GET /api/v1/identity-providers": { expect: providerOnly, form: none },
+  "POST /api/v1/identity-providers": {
+    expect: answering(providerOnly, 201),
+    form: none,
+    json: (_w, role) => ({ ...idpSettings, name: `mx-rest-idp-${role.toLowerCase()}` }),
+  },
+  "GET /api/v1/identity-providers/{name}": { expect: providerOnly, form: none, path: async (w) => `/api/v1/identity-providers/${await w.providerOf()}` },
+  "PUT /api/v1/identity-providers/{name}": {
+    expect: providerOnly,
+    form: none,
+    json: () => ({ ...idpSettings, display_name: "Changed" }),
+    path: async (w) => `/api/v1/identity-providers/${await w.providerOf()}`,
+  },
+  "DELETE /api/v1/identity-providers/{name}": {
+    expect: answering(providerOnly, 204),
+    form: none,
+    path: async (w) => `/api/v1/identity-providers/${await w.providerOf()}`,
   },
   "POST /api/fn/login": { expect: "public", form: () => ({}) },
   "POST /api/fn/logout": { expect: "public", form: () => ({}) },
@@ -511,6 +534,15 @@ test("every route answers every role as its policy says", async () => {
       });
       return made.id;
     },
+    providerOf: async () => {
+      const name = `mx-idp-${++counter}`;
+      await call(admin, "identity_provider_create", {
+        "form[name]": name, "form[display_name]": "", "form[issuer_url]": idpSettings.issuer_url,
+        "form[client_id]": "portal", "form[client_secret]": "", "form[tenant]": "default", "form[email_domains]": "",
+        "form[group_claim]": "", "form[role_rules]": "", "form[default_role]": "viewer",
+      });
+      return name;
+    },
     ruleOfHome: async () => {
       const made = await call<{ id: string }>(admin, "security_rule_create", {
         "create[group]": await world.groupOfHome(), "create[direction]": "ingress", "create[protocol]": "tcp",
@@ -543,6 +575,10 @@ test("every route answers every role as its policy says", async () => {
         failures.push(`${route} as ${role}: ${r.status()} (expected ${policy.expect[role]}) ${(await r.text()).slice(0, 160)}`);
       }
     }
+  }
+  // The identity providers the rows made would be sign-in buttons for the later specs.
+  for (const p of await call<{ name: string }[]>(admin, "identity_provider_list", {})) {
+    if (p.name.startsWith("mx-")) await call(admin, "identity_provider_delete", { name: p.name });
   }
   expect(failures).toEqual([]);
 

@@ -3,8 +3,10 @@
 
 pub mod billing;
 pub mod error;
+pub mod identity;
 pub mod ids;
 pub mod network;
+pub mod page;
 pub mod params;
 pub mod public_ip;
 pub mod role;

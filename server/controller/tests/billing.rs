@@ -284,12 +284,17 @@ async fn billing_from_history(url: &str) {
             }
         }
         assert_eq!(seen, [50, 80], "the alerts reach the live stream");
-        let audit = ctl.audit_list(&op(&ann), Some("budget.alert"), None).await.unwrap();
+        let audit =
+            ctl.audit_list(&op(&ann), Some("budget.alert"), None, &newest()).await.unwrap().items;
         assert_eq!(audit.len(), 2, "{audit:?}");
         // Raised once each: the page again raises nothing new.
         ctl.usage_summary(alice_op, None).await.unwrap();
         assert_eq!(
-            ctl.audit_list(&op(&ann), Some("budget.alert"), None).await.unwrap().len(),
+            ctl.audit_list(&op(&ann), Some("budget.alert"), None, &newest())
+                .await
+                .unwrap()
+                .items
+                .len(),
             audit.len()
         );
     }

@@ -292,7 +292,8 @@ async fn quota_race(stack: &Stack) {
     }
     assert_eq!(won, 4);
     // Each launch is in the audit log once: the 4 with their claim, the 12 with their refusal.
-    let audit = ctl.audit_list(admin, Some("instance.create"), None).await.unwrap();
+    let audit =
+        ctl.audit_list(admin, Some("instance.create"), None, &newest()).await.unwrap().items;
     assert_eq!(audit.iter().filter(|e| e.outcome == "ok").count(), 4);
     assert_eq!(audit.iter().filter(|e| e.outcome.starts_with("409")).count(), 12);
     let quota = ctl.quota_get(admin, None).await.unwrap();

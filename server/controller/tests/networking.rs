@@ -321,7 +321,7 @@ async fn a_restarted_dpu_agent_gets_its_ports_again_and_admins_are_told() {
     })
     .await;
     assert_eq!(dpu_link(&ctl, admin, &host.host_id).await, AgentLink::Connected);
-    let audit = ctl.audit_list(admin, Some("dpu."), None).await.unwrap();
+    let audit = ctl.audit_list(admin, Some("dpu."), None, &newest()).await.unwrap().items;
     let entry = audit.iter().find(|e| e.action == "dpu.restarted").expect("the drift is audited");
     assert_eq!(
         (entry.object_id.as_str(), entry.actor.as_str()),
@@ -333,7 +333,7 @@ async fn a_restarted_dpu_agent_gets_its_ports_again_and_admins_are_told() {
     // and reports no restart.
     let other = Controller::open(&config).await.unwrap();
     assert!(other.attach_agents(&agents, &tls).await.unwrap().is_empty());
-    let audit = other.audit_list(admin, Some("dpu."), None).await.unwrap();
+    let audit = other.audit_list(admin, Some("dpu."), None, &newest()).await.unwrap().items;
     assert_eq!(audit.iter().filter(|e| e.action == "dpu.restarted").count(), 1, "{audit:?}");
     let port = &other.instance_get(admin, vm.instance.id).await.unwrap().ports[0];
     assert_eq!(port.state, "ready", "the port was not marked for sending again");
@@ -380,10 +380,10 @@ async fn a_dpu_that_drifts_while_running_is_put_back() {
 
     // The audit entry is written once the removal is done.
     eventually(10, "both drifts audited", async || {
-        ctl.audit_list(admin, Some("dpu.drift"), None).await.unwrap().len() == 2
+        ctl.audit_list(admin, Some("dpu.drift"), None, &newest()).await.unwrap().items.len() == 2
     })
     .await;
-    let audit = ctl.audit_list(admin, Some("dpu.drift"), None).await.unwrap();
+    let audit = ctl.audit_list(admin, Some("dpu.drift"), None, &newest()).await.unwrap().items;
     let outcomes: Vec<&str> = audit.iter().map(|e| e.outcome.as_str()).collect();
     assert!(outcomes.iter().any(|o| o.contains("lacked 1 it had confirmed")), "{outcomes:?}");
     let stray_outcome = "held 1 port(s) the database does not have (1 removed)";

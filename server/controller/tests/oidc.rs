@@ -28,8 +28,8 @@ use openidconnect::{
 use portal_controller::authz::{Actor, Role};
 use portal_controller::datastore::entity::identity_provider;
 use portal_controller::oidc::{
-    Callback, ExtraClaims, LogoutHint, PendingSignIn, ProviderCreate, RelyingParty, RoleRule,
-    SecretKeys,
+    Callback, ExtraClaims, LogoutHint, PendingSignIn, ProviderCreate, ProviderUpdate, RelyingParty,
+    RoleRule, SecretKeys,
 };
 use portal_controller::{Controller, ControllerConfig, OpContext};
 use portal_types::Error;
@@ -750,6 +750,95 @@ async fn only_provider_admins_manage_providers_and_input_is_checked() {
     p.controller.identity_provider_delete(&op(&p.admin), "corp").await.unwrap();
     let err = begin(&p.rp, &p.controller, &session(&p), "corp").await.unwrap_err();
     assert_eq!(err.status_code(), 404);
+}
+
+/// A provider read and changed in place: the next sign-in uses its new settings, its client
+/// secret stays unless a new one is given, everything is checked as when it is added, and
+/// only provider admins do it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_is_read_and_changed_in_place() {
+    let p = portal("update", "").await;
+    let (ctl, admin) = (&p.controller, &op(&p.admin));
+    let read = ctl.identity_provider_get(admin, "corp").await.unwrap();
+    assert_eq!((read.display_name.as_str(), read.default_role.as_str()), ("Corp SSO", "viewer"));
+    assert_eq!(ctl.identity_provider_list(admin).await.unwrap(), std::slice::from_ref(&read));
+    let update = |secret: Option<&str>| ProviderUpdate {
+        display_name: "Corp".into(),
+        issuer_url: p.idp.issuer().to_owned(),
+        client_id: CLIENT_ID.into(),
+        client_secret: secret.map(str::to_owned),
+        tenant: "default".into(),
+        email_domains: "Example.com".into(),
+        group_claim: String::new(),
+        role_rules: vec![RoleRule { group: " admins ".into(), role: "member".into() }],
+        default_role: "none".into(),
+    };
+
+    // Without a secret the stored one stays: sign-ins go on, under the new rules.
+    let sealed = p.stored_provider("corp").await.client_secret;
+    let changed = ctl.identity_provider_update(admin, "corp", &update(None)).await.unwrap();
+    assert_eq!(changed.role_rules, [RoleRule { group: "admins".into(), role: "member".into() }]);
+    assert_eq!(
+        (changed.group_claim.as_str(), changed.email_domains.as_str()),
+        ("groups", "example.com")
+    );
+    assert_eq!((changed.name.as_str(), changed.display_name.as_str()), ("corp", "Corp"));
+    assert_eq!(ctl.identity_provider_get(admin, "corp").await.unwrap(), changed);
+    assert_eq!(p.stored_provider("corp").await.client_secret, sealed);
+    let dana = p.sign_in(&session(&p), "dana-sub", Some("dana@example.com"), &["admins"]).await;
+    assert_eq!(dana.unwrap().role, Role::Member, "admins are members now");
+    let err = p.sign_in(&session(&p), "eve-sub", Some("eve@example.com"), &[]).await.unwrap_err();
+    assert_sentence(&err.to_string(), "No group of yours maps to a role in default");
+
+    // A wrong secret is stored (sealed) and the provider's token endpoint refuses it; the
+    // right one again works.
+    ctl.identity_provider_update(admin, "corp", &update(Some("wrong"))).await.unwrap();
+    let row = p.stored_provider("corp").await;
+    assert!(
+        row.client_secret_sealed
+            && row.client_secret != sealed
+            && !row.client_secret.contains("wrong")
+    );
+    let s = session(&p);
+    assert!(p.sign_in(&s, "dana-sub", Some("dana@example.com"), &["admins"]).await.is_err());
+    ctl.identity_provider_update(admin, "corp", &update(Some(CLIENT_SECRET))).await.unwrap();
+    p.sign_in(&session(&p), "dana-sub", Some("dana@example.com"), &["admins"]).await.unwrap();
+
+    // Checked as when added; another provider's name is not found; only provider admins.
+    let bad = |f: fn(&mut ProviderUpdate)| {
+        let mut u = update(None);
+        f(&mut u);
+        u
+    };
+    for (change, status, needle) in [
+        (bad(|u| u.issuer_url = "http://idp.example.com".into()), 400, "must start with https://"),
+        (bad(|u| u.client_id = " ".into()), 400, "client ID is empty"),
+        (bad(|u| u.default_role = "boss".into()), 400, "is not a role"),
+        (bad(|u| u.role_rules[0].role = "root".into()), 400, "is not a role"),
+        (bad(|u| u.tenant = "nope".into()), 404, "No tenant named nope"),
+    ] {
+        let err = ctl.identity_provider_update(admin, "corp", &change).await.unwrap_err();
+        assert_eq!(err.status_code(), status, "{needle}: {err}");
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+    assert_eq!(ctl.identity_provider_get(admin, "corp").await.unwrap().issuer_url, p.idp.issuer());
+    let err = ctl.identity_provider_update(admin, "nope", &update(None)).await.unwrap_err();
+    assert_eq!(err.status_code(), 404);
+    assert_eq!(ctl.identity_provider_get(admin, "nope").await.unwrap_err().status_code(), 404);
+    let member = p.sign_in(&session(&p), "mia-sub", Some("mia@example.com"), &["admins"]).await;
+    let member = op(&member.unwrap());
+    let err = ctl.identity_provider_update(&member, "corp", &update(None)).await.unwrap_err();
+    assert_eq!(err.status_code(), 403);
+    assert_eq!(ctl.identity_provider_get(&member, "corp").await.unwrap_err().status_code(), 403);
+    let anonymous = OpContext::anonymous();
+    assert_eq!(ctl.identity_provider_get(&anonymous, "corp").await.unwrap_err().status_code(), 401);
+
+    // Audited, refusals too.
+    let page = portal_types::page::PageQuery::first(100);
+    let audit = ctl.audit_list(admin, Some("identity_provider.update"), None, &page).await;
+    let outcomes: Vec<String> = audit.unwrap().items.into_iter().map(|e| e.outcome).collect();
+    assert_eq!(outcomes.iter().filter(|o| *o == "ok").count(), 3, "{outcomes:?}");
+    assert!(outcomes.iter().any(|o| o.starts_with("403")), "{outcomes:?}");
 }
 
 /// Test-only RSA keys (generated for this test, never used anywhere else).

@@ -209,7 +209,7 @@ async fn public_ips(url: &str) {
     won.sort();
     won.dedup();
     assert_eq!(won.len(), 6, "{won:?}");
-    let audit = ctl.audit_list(admin, Some("public_ip."), None).await.unwrap();
+    let audit = ctl.audit_list(admin, Some("public_ip."), None, &newest()).await.unwrap().items;
     assert!(audit.iter().any(|e| e.action == "public_ip.attach"), "attaching is audited");
 }
 

@@ -95,7 +95,7 @@ async fn tenant_admins_manage_their_own_tenant_only() {
     assert_eq!(refused, Error::BadCredentials);
 
     // The audit log: Alice sees acme's entries only, the provider admin everything.
-    let alices = ctl.audit_list(&op(&alice), None, None).await.unwrap();
+    let alices = ctl.audit_list(&op(&alice), None, None, &newest()).await.unwrap().items;
     assert!(alices.iter().any(|e| e.action == "user.set_role" && e.outcome == "ok"));
     assert!(alices.iter().any(|e| e.action == "instance.create"
         && e.actor == "bob"
@@ -103,9 +103,12 @@ async fn tenant_admins_manage_their_own_tenant_only() {
     // The provider admin's invitation of Alice into acme is acme's; its own launch is not.
     assert!(alices.iter().any(|e| e.actor == "admin" && e.action == "user.invite"));
     assert!(alices.iter().all(|e| e.object_id != "admins-vm"), "no other tenant's entries");
-    let all = ctl.audit_list(admin, Some("tenant."), None).await.unwrap();
+    let all = ctl.audit_list(admin, Some("tenant."), None, &newest()).await.unwrap().items;
     assert!(all.iter().any(|e| e.action == "tenant.create" && e.object_id == "acme"));
-    assert_eq!(ctl.audit_list(&op(&bob), None, None).await.unwrap_err().status_code(), 403);
+    assert_eq!(
+        ctl.audit_list(&op(&bob), None, None, &newest()).await.unwrap_err().status_code(),
+        403
+    );
 
     // Before deleting, the provider admin is told what would go.
     let impact = ctl.tenant_deletion_preview(admin, acme.id).await.unwrap();
@@ -294,7 +297,8 @@ async fn invited_users_choose_their_own_password_first_and_their_sessions_end() 
     let pat = sign_in(&stack, "pat", new).await;
     assert!(!pat.must_change_password);
     assert!(ctl.instance_list(&op(&pat)).await.unwrap().is_empty());
-    let audit = ctl.audit_list(&op(&stack.admin), Some("account."), None).await.unwrap();
+    let audit =
+        ctl.audit_list(&op(&stack.admin), Some("account."), None, &newest()).await.unwrap().items;
     assert_eq!(audit.iter().filter(|e| e.outcome == "ok").count(), 1);
 }
 
@@ -457,7 +461,7 @@ async fn a_provider_admins_change_to_a_tenant_is_in_that_tenants_audit_log() {
     let by_admin = |entries: &[portal_types::views::AuditEntry]| -> Vec<String> {
         entries.iter().filter(|e| e.actor == "admin").map(|e| e.action.clone()).collect()
     };
-    let alices = ctl.audit_list(&op(&alice), None, None).await.unwrap();
+    let alices = ctl.audit_list(&op(&alice), None, None, &newest()).await.unwrap().items;
     let seen = by_admin(&alices);
     for action in [
         "tenant.create",
@@ -471,7 +475,7 @@ async fn a_provider_admins_change_to_a_tenant_is_in_that_tenants_audit_log() {
         assert!(seen.iter().any(|a| a == action), "alice misses {action}: {seen:?}");
     }
     assert!(alices.iter().all(|e| e.actor != "gary"), "{alices:?}");
-    let garys = ctl.audit_list(&op(&gary), None, None).await.unwrap();
+    let garys = ctl.audit_list(&op(&gary), None, None, &newest()).await.unwrap().items;
     assert!(
         garys.iter().all(|e| !e.object_id.starts_with(&acme.id.to_string())
             && e.object_id != "alice"
@@ -480,8 +484,134 @@ async fn a_provider_admins_change_to_a_tenant_is_in_that_tenants_audit_log() {
     );
     assert!(garys.iter().any(|e| e.actor == "gary" && e.object_id == "mallory"));
     // The provider admin still sees everything.
-    let all = ctl.audit_list(admin, Some("quota.set"), None).await.unwrap();
+    let all = ctl.audit_list(admin, Some("quota.set"), None, &newest()).await.unwrap().items;
     assert_eq!(all.len(), 1);
+}
+
+/// The audit log is read a page at a time, cut in the database: walking its pages sees every
+/// entry once, newest first (entries of the same millisecond by id), with the filters and a
+/// tenant admin's scope applied, also when entries are written during the walk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_pages_walk_the_log_once_newest_first() {
+    audit_pages(&sqlite_url("audit-pages")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_pages_walk_the_log_once_newest_first_on_postgres() {
+    let Some(url) = postgres_url("audit_pages").await else { return };
+    audit_pages(&url).await;
+}
+
+async fn audit_pages(url: &str) {
+    use portal_controller::datastore::entity::audit_log;
+    use portal_types::ids::GenericUuid;
+    use portal_types::page::PageQuery;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+
+    let ctl = portal_controller::Controller::open(&portal_controller::ControllerConfig {
+        admin_password: Some(PASSWORD.to_owned()),
+        ..portal_controller::ControllerConfig::new(url)
+    })
+    .await
+    .expect("controller opens");
+    let admin_id = ctl.login("admin", PASSWORD, None).await.unwrap();
+    let admin_actor = ctl.actor(admin_id).await.unwrap().unwrap();
+    let admin = &op(&admin_actor);
+    let acme = ctl.tenant_create(admin, "acme").await.unwrap();
+    let alice = member(&ctl, &admin_actor, acme.id, "alice", "tenant-admin").await;
+
+    // 257 entries, seven to a millisecond, so that pages end inside a millisecond; every
+    // third is acme's, every other one by "walker".
+    let base = 1_700_000_000_000_i64;
+    let row = |i: i64, at: i64, tenant: uuid::Uuid| audit_log::ActiveModel {
+        id: Set(uuid::Uuid::new_v4()),
+        at: Set(at),
+        actor_id: Set(None),
+        actor_name: Set(if i % 2 == 0 { "walker" } else { "other" }.to_owned()),
+        tenant_id: Set(Some(tenant)),
+        action: Set(format!("walk.{}", if i % 2 == 0 { "even" } else { "odd" })),
+        object_kind: Set("test".to_owned()),
+        object_id: Set(i.to_string()),
+        client_addr: Set(String::new()),
+        outcome: Set("ok".to_owned()),
+    };
+    let (home, acme_id) = (admin_actor.tenant_id.into_untyped_uuid(), acme.id.into_untyped_uuid());
+    let rows: Vec<audit_log::ActiveModel> =
+        (0..257).map(|i| row(i, base + i / 7, if i % 3 == 0 { acme_id } else { home })).collect();
+    // Newest first: by time, then by id, both descending.
+    struct Written {
+        at: i64,
+        id: uuid::Uuid,
+        object_id: String,
+        acme: bool,
+        walker: bool,
+    }
+    let mut expected: Vec<Written> = rows
+        .iter()
+        .map(|r| {
+            let object_id = r.object_id.clone().unwrap();
+            let i: i64 = object_id.parse().unwrap();
+            let (at, id) = (r.at.clone().unwrap(), r.id.clone().unwrap());
+            Written { at, id, object_id, acme: i % 3 == 0, walker: i % 2 == 0 }
+        })
+        .collect();
+    expected.sort_by_key(|w| std::cmp::Reverse((w.at, w.id)));
+    let db = ctl.datastore().connection();
+    for chunk in rows.chunks(100) {
+        audit_log::Entity::insert_many(chunk.to_vec()).exec(db).await.unwrap();
+    }
+
+    // Walks every page of `limit` entries; an entry newer than all of them is written after
+    // the first page, and must not show up (nor shift anything).
+    let walk = async |opctx: &OpContext, action: &str, actor: Option<&str>, limit: u32| {
+        let mut seen = Vec::new();
+        let mut page = PageQuery::first(limit);
+        let mut pages = 0;
+        loop {
+            let got = ctl.audit_list(opctx, Some(action), actor, &page).await.unwrap();
+            assert!(got.items.len() <= limit as usize);
+            seen.extend(got.items.into_iter().map(|e| e.object_id));
+            pages += 1;
+            if pages == 1 {
+                audit_log::Entity::insert(row(1_000 + pages, base + 10_000, home))
+                    .exec(db)
+                    .await
+                    .unwrap();
+            }
+            match got.next_page_token {
+                Some(token) => page.page_token = Some(token),
+                None => return (seen, pages),
+            }
+        }
+    };
+    let ids = |keep: &dyn Fn(&Written) -> bool| -> Vec<String> {
+        expected.iter().filter(|w| keep(w)).map(|w| w.object_id.clone()).collect()
+    };
+
+    let (seen, pages) = walk(admin, "walk.", None, 10).await;
+    assert_eq!(seen, ids(&|_| true), "every entry once, newest first");
+    assert_eq!(pages, 26);
+    let (seen, _) = walk(admin, "walk.even", None, 7).await;
+    assert_eq!(seen, ids(&|w| w.walker));
+    let (seen, _) = walk(admin, "walk.", Some("walker"), 1000).await;
+    assert_eq!(seen, ids(&|w| w.walker));
+    // Acme's tenant admin walks acme's entries only.
+    let (seen, _) = walk(&op(&alice), "walk.", None, 9).await;
+    assert_eq!(seen, ids(&|w| w.acme));
+
+    // A full last page says there is no next one; bad tokens and limits are sentences.
+    let evens = async |limit| {
+        ctl.audit_list(admin, Some("walk.even"), None, &PageQuery::first(limit)).await.unwrap()
+    };
+    assert_eq!(evens(129).await.next_page_token, None, "129 even entries");
+    assert!(evens(128).await.next_page_token.is_some());
+    for bad in ["nope", "12.not-a-uuid", ""] {
+        let page = PageQuery { limit: None, page_token: Some(bad.to_owned()) };
+        let err = ctl.audit_list(admin, None, None, &page).await.unwrap_err();
+        assert_eq!(err.status_code(), 400, "{bad}: {err}");
+    }
+    let err = ctl.audit_list(admin, None, None, &PageQuery::first(0)).await.unwrap_err();
+    assert_eq!(err.status_code(), 400);
 }
 
 /// A session row as the web layer (`portal-web`) stores one for `user`, valid for an hour.

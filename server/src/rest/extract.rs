@@ -12,7 +12,7 @@ use portal_controller::{Controller, OpContext};
 use portal_types::Error;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 /// Every error the API returns: one sentence for a person, a stable code for a script.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -185,28 +185,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathOf<
     }
 }
 
-/// The most a page holds, and how many when the caller does not say.
-const MAX_LIMIT: u32 = 1000;
-const DEFAULT_LIMIT: u32 = 100;
-
-/// Which page of a list: at most `limit` items after the one `page_token` names.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// How many items at most (1–1000, default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    /// `next_page_token` of the previous page; none: the first page.
-    pub page_token: Option<String>,
-}
-
-/// One page of a list, in a stable order (by id).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Pass as `page_token` for the next page; none on the last page.
-    pub next_page_token: Option<String>,
-}
+/// Which page of a list, and one page of it (shared with the control plane, whose audit log
+/// is paginated in the database).
+pub use portal_types::page::{Page, PageQuery};
 
 /// Cuts one page out of `items`, ordered by `key` (unique, e.g. the id).
 pub fn paginate<T>(
@@ -214,10 +195,7 @@ pub fn paginate<T>(
     query: &PageQuery,
     key: impl Fn(&T) -> String,
 ) -> Result<Page<T>, Error> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Error::invalid(format!("limit must be between 1 and {MAX_LIMIT}.")));
-    }
+    let limit = query.limit()?;
     items.sort_by_key(&key);
     let start = match &query.page_token {
         Some(after) => items.partition_point(|item| key(item) <= *after),
@@ -257,6 +235,6 @@ mod tests {
     #[test]
     fn limits_out_of_range_are_refused() {
         assert!(page(0, None).is_err());
-        assert!(page(MAX_LIMIT + 1, None).is_err());
+        assert!(page(portal_types::page::MAX_LIMIT + 1, None).is_err());
     }
 }

@@ -8,6 +8,7 @@ mod admin;
 mod catalog;
 mod docs;
 mod extract;
+mod identity;
 mod instances;
 mod keys;
 mod network;
@@ -53,6 +54,7 @@ pub fn router() -> (Router<Arc<Controller>>, utoipa::openapi::OpenApi) {
         .merge(usage::router())
         .merge(admin::router())
         .merge(account::router())
+        .merge(identity::router())
         .merge(operators::router());
     let (router, mut doc) =
         OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(PREFIX, api).split_for_parts();

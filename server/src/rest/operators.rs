@@ -17,7 +17,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::admin::TenantQuery;
-use super::extract::{ApiError, ApiResult, Body, Caller, PathOf, QueryOf, no_content, reply};
+use super::extract::{
+    ApiError, ApiResult, Body, Caller, Page, PageQuery, PathOf, QueryOf, no_content, reply,
+};
 
 pub fn router() -> OpenApiRouter<Arc<Controller>> {
     OpenApiRouter::new()
@@ -119,22 +121,25 @@ async fn capacity(State(ctl): State<Arc<Controller>>, caller: Caller) -> ApiResu
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditFilter {
-    /// Only this action, e.g. `instance.create`.
+    /// Only actions starting with this, e.g. `instance.` or `instance.create`.
     pub action: Option<String>,
     /// Only this actor's entries (a username).
     pub actor: Option<String>,
 }
 
-/// The tenant's audit log, newest first, the latest 500 entries (tenant admins; provider
-/// admins see every tenant's).
+/// The tenant's audit log, newest first, a page at a time (tenant admins; provider admins
+/// see every tenant's). Pages are cut in the database after the previous page's last entry:
+/// entries written meanwhile do not shift them.
 #[utoipa::path(get, path = "/audit", tag = "admin",
-    params(AuditFilter), responses((status = 200, body = Vec<AuditEntry>)))]
+    params(PageQuery, AuditFilter), responses((status = 200, body = Page<AuditEntry>)))]
 async fn audit_list(
     State(ctl): State<Arc<Controller>>,
     caller: Caller,
+    QueryOf(page): QueryOf<PageQuery>,
     QueryOf(filter): QueryOf<AuditFilter>,
-) -> ApiResult<Vec<AuditEntry>> {
-    let result = ctl.audit_list(&caller.0, filter.action.as_deref(), filter.actor.as_deref()).await;
+) -> ApiResult<Page<AuditEntry>> {
+    let (action, actor) = (filter.action.as_deref(), filter.actor.as_deref());
+    let result = ctl.audit_list(&caller.0, action, actor, &page).await;
     reply(&caller, StatusCode::OK, result)
 }
 

@@ -5,6 +5,7 @@
 
 use portal_types::Error;
 use portal_types::ids::TenantUuid;
+use portal_types::page::{Page, PageQuery};
 use portal_types::views::AuditEntry;
 
 use crate::Controller;
@@ -51,14 +52,16 @@ impl Controller {
         }
     }
 
-    /// Newest first; `action` filters by prefix (e.g. `instance.`), `actor` by username.
+    /// One page of the log, newest first; `action` filters by prefix (e.g. `instance.`),
+    /// `actor` by username; `page.page_token` is the previous page's `next_page_token`.
     pub async fn audit_list(
         &self,
         opctx: &OpContext,
         action: Option<&str>,
         actor_name: Option<&str>,
-    ) -> Result<Vec<AuditEntry>, Error> {
-        Ok(self.datastore.audit_list(opctx, action, actor_name).await?)
+        page: &PageQuery,
+    ) -> Result<Page<AuditEntry>, Error> {
+        Ok(self.datastore.audit_list(opctx, action, actor_name, page).await?)
     }
 }
 

@@ -33,6 +33,22 @@ pub struct NewIdentityProvider<'a> {
     pub default_role: &'a str,
 }
 
+/// A provider's new settings, validated by the caller; its name and id stay.
+pub struct IdentityProviderChange<'a> {
+    pub display_name: &'a str,
+    pub issuer_url: &'a str,
+    pub client_id: &'a str,
+    /// The new client secret sealed for the provider's id; none: the stored one stays.
+    pub sealed_client_secret: Option<String>,
+    /// The name of the tenant the provider's users land in.
+    pub tenant: &'a str,
+    pub email_domains: String,
+    pub group_claim: &'a str,
+    /// The role rules as JSON.
+    pub role_rules: String,
+    pub default_role: &'a str,
+}
+
 fn name_taken(name: &str) -> Error {
     Error::Conflict {
         message: format!("An identity provider named {name} already exists; pick another name."),
@@ -82,6 +98,55 @@ impl DataStore {
                 (r, tenant)
             })
             .collect())
+    }
+
+    /// The provider called `name` with the name of its tenant, for provider admins.
+    pub async fn identity_provider_fetch(
+        &self,
+        opctx: &OpContext,
+        name: &str,
+    ) -> Result<(identity_provider::Model, String), StoreError> {
+        opctx.authorize(Action::IdentityProviderWrite)?;
+        let row = self
+            .identity_provider_by_name(name)
+            .await?
+            .ok_or_else(|| Error::not_found("identity provider", name))?;
+        let tenant = self.tenant_lookup_by_id(row.tenant_id).await?.map(|t| t.name);
+        Ok((row, tenant.unwrap_or_default()))
+    }
+
+    /// Changes the provider with this id to `change`, in the tenant it names.
+    pub async fn identity_provider_update(
+        &self,
+        opctx: &OpContext,
+        id: Uuid,
+        change: IdentityProviderChange<'_>,
+    ) -> Result<(identity_provider::Model, String), StoreError> {
+        opctx.authorize(Action::IdentityProviderWrite)?;
+        let tenant = self
+            .tenant_lookup_by_name(change.tenant)
+            .await?
+            .ok_or_else(|| Error::not_found("tenant", change.tenant))?;
+        let txn = begin_write(&self.db).await?;
+        let Some(row) = identity_provider::Entity::find_by_id(id).one(&txn).await? else {
+            return Err(Error::not_found("identity provider", id).into());
+        };
+        let mut row = row.into_active_model();
+        row.display_name = Set(change.display_name.to_owned());
+        row.issuer_url = Set(change.issuer_url.to_owned());
+        row.client_id = Set(change.client_id.to_owned());
+        if let Some(sealed) = change.sealed_client_secret {
+            row.client_secret = Set(sealed);
+            row.client_secret_sealed = Set(true);
+        }
+        row.tenant_id = Set(tenant.id);
+        row.email_domains = Set(change.email_domains);
+        row.group_claim = Set(change.group_claim.to_owned());
+        row.role_rules = Set(change.role_rules);
+        row.default_role = Set(change.default_role.to_owned());
+        let row = row.update(&txn).await?;
+        txn.commit().await?;
+        Ok((row, tenant.name))
     }
 
     /// Stores a new provider in the tenant it names; a name in use is a conflict.

@@ -42,7 +42,7 @@ pub(crate) mod usage;
 mod user;
 
 pub use connection::{begin_port_write, begin_write, connect, now_ms, rfc3339, with_startup_lock};
-pub use identity_provider::NewIdentityProvider;
+pub use identity_provider::{IdentityProviderChange, NewIdentityProvider};
 pub use session::{SessionRow, session_label};
 
 use sea_orm::DatabaseConnection;

@@ -24,7 +24,9 @@ use portal_types::Error;
 
 pub use flow::{Callback, ExtraClaims, LogoutHint, PendingSignIn, RelyingParty, SignedIn};
 pub use identity::role_for;
-pub use providers::{ProviderButton, ProviderCreate, ProviderInfo, RoleRule, parse_role_rules};
+pub use providers::{
+    ProviderButton, ProviderCreate, ProviderInfo, ProviderUpdate, RoleRule, parse_role_rules,
+};
 pub(crate) use secrets::seal_all;
 pub use secrets::{SecretKeyError, SecretKeys};
 

@@ -3,55 +3,25 @@
 
 use portal_types::Error;
 use portal_types::ids::{GenericUuid, TenantUuid};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Controller;
 use crate::authz::{Action, Role};
 use crate::context::OpContext;
-use crate::datastore::NewIdentityProvider;
 use crate::datastore::entity::identity_provider;
+use crate::datastore::{IdentityProviderChange, NewIdentityProvider};
 
-/// Maps members of an identity-provider group to a role in the provider's tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoleRule {
-    pub group: String,
-    pub role: String,
-}
+pub use portal_types::identity::RoleRule;
 
-/// What a provider admin enters to add an identity provider.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProviderCreate {
-    /// Slug used in URLs: lower-case letters, digits and dashes.
-    pub name: String,
-    pub display_name: String,
-    pub issuer_url: String,
-    pub client_id: String,
-    pub client_secret: String,
-    /// Name of the tenant the provider's users land in.
-    pub tenant: String,
-    /// Comma-separated e-mail domains allowed to sign in; empty: any.
-    pub email_domains: String,
-    /// The ID token (or userinfo) claim holding the user's groups; empty: `groups`.
-    pub group_claim: String,
-    pub role_rules: Vec<RoleRule>,
-    /// Role for users no rule matches, or [`NO_ROLE`] to refuse them.
-    pub default_role: String,
-}
+/// What a provider admin enters to add an identity provider (the shared type: the portal's
+/// form and the REST API's body).
+pub type ProviderCreate = portal_types::identity::IdentityProviderCreate;
+
+/// An identity provider's new settings (its name stays).
+pub type ProviderUpdate = portal_types::identity::IdentityProviderUpdate;
 
 /// An identity provider as admins see it (never its client secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderInfo {
-    pub name: String,
-    pub display_name: String,
-    pub issuer_url: String,
-    pub client_id: String,
-    pub tenant: String,
-    pub email_domains: String,
-    pub group_claim: String,
-    pub role_rules: Vec<RoleRule>,
-    pub default_role: String,
-}
+pub type ProviderInfo = portal_types::identity::IdentityProviderView;
 
 /// What the sign-in page shows per provider: a button, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +99,84 @@ fn info(row: identity_provider::Model, tenant: String) -> ProviderInfo {
     }
 }
 
+/// A provider's settings once checked (all but its name and client secret), trimmed and
+/// with the defaults filled in, as the datastore stores them.
+struct Checked<'a> {
+    display_name: &'a str,
+    issuer_url: &'a str,
+    client_id: &'a str,
+    tenant: &'a str,
+    email_domains: String,
+    group_claim: &'a str,
+    /// As JSON.
+    role_rules: String,
+    default_role: &'a str,
+}
+
+impl<'a> Checked<'a> {
+    /// Checks `create`'s settings for the provider called `name`: everything is checked
+    /// before anything is written.
+    fn of(name: &'a str, create: &'a ProviderCreate) -> Result<Self, Error> {
+        let display_name =
+            if create.display_name.trim().is_empty() { name } else { create.display_name.trim() };
+        // The exact issuer string the provider advertises: ID tokens are compared to it.
+        let issuer = create.issuer_url.trim();
+        openidconnect::url::Url::parse(issuer)
+            .map_err(|_| Error::invalid(format!("The issuer URL \"{issuer}\" is not a URL.")))?;
+        if !issuer_is_safe(issuer) {
+            return Err(Error::invalid(format!(
+                "The issuer URL \"{issuer}\" must start with https:// (plain http:// is allowed \
+                 only on loopback: 127.0.0.0/8, ::1 or localhost)."
+            )));
+        }
+        let client_id = create.client_id.trim();
+        if client_id.is_empty() {
+            return Err(Error::invalid(
+                "The client ID is empty; copy it from the identity provider's client settings.",
+            ));
+        }
+        let default_role = create.default_role.trim();
+        if default_role != NO_ROLE && Role::parse(default_role).is_none() {
+            return Err(Error::invalid(format!(
+                "The default role \"{default_role}\" is not a role; use viewer, member, \
+                 tenant-admin, or none to refuse users no rule matches."
+            )));
+        }
+        let mut rules = Vec::with_capacity(create.role_rules.len());
+        for rule in &create.role_rules {
+            let (group, role) = (rule.group.trim(), rule.role.trim());
+            if group.is_empty() {
+                return Err(Error::invalid("A role rule has an empty group name."));
+            }
+            check_role(role, &format!("role for group {group}"))?;
+            rules.push(RoleRule { group: group.to_owned(), role: role.to_owned() });
+        }
+        let domains: Vec<String> = create
+            .email_domains
+            .split(',')
+            .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect();
+        if let Some(bad) = domains.iter().find(|d| !d.contains('.') || d.contains(['@', ' '])) {
+            return Err(Error::invalid(format!(
+                "The e-mail domain \"{bad}\" is not a domain such as example.com."
+            )));
+        }
+        let group_claim =
+            if create.group_claim.trim().is_empty() { "groups" } else { create.group_claim.trim() };
+        Ok(Checked {
+            display_name,
+            issuer_url: issuer,
+            client_id,
+            tenant: create.tenant.trim(),
+            email_domains: domains.join(","),
+            group_claim,
+            role_rules: serde_json::to_string(&rules).map_err(Error::internal)?,
+            default_role,
+        })
+    }
+}
+
 impl Controller {
     /// The identity providers, for provider admins.
     pub async fn identity_provider_list(
@@ -175,65 +223,91 @@ impl Controller {
                  appears in the sign-in URL)."
             )));
         }
-        let display_name =
-            if create.display_name.trim().is_empty() { name } else { create.display_name.trim() };
-        // The exact issuer string the provider advertises: ID tokens are compared to it.
-        let issuer = create.issuer_url.trim();
-        openidconnect::url::Url::parse(issuer)
-            .map_err(|_| Error::invalid(format!("The issuer URL \"{issuer}\" is not a URL.")))?;
-        if !issuer_is_safe(issuer) {
-            return Err(Error::invalid(format!(
-                "The issuer URL \"{issuer}\" must start with https:// (plain http:// is allowed \
-                 only on loopback: 127.0.0.0/8, ::1 or localhost)."
-            )));
-        }
-        let client_id = create.client_id.trim();
-        if client_id.is_empty() {
-            return Err(Error::invalid(
-                "The client ID is empty; copy it from the identity provider's client settings.",
-            ));
-        }
-        let default_role = create.default_role.trim();
-        if default_role != NO_ROLE && Role::parse(default_role).is_none() {
-            return Err(Error::invalid(format!(
-                "The default role \"{default_role}\" is not a role; use viewer, member, \
-                 tenant-admin, or none to refuse users no rule matches."
-            )));
-        }
-        for rule in &create.role_rules {
-            if rule.group.is_empty() {
-                return Err(Error::invalid("A role rule has an empty group name."));
-            }
-            check_role(&rule.role, &format!("role for group {}", rule.group))?;
-        }
-        let domains: Vec<String> = create
-            .email_domains
-            .split(',')
-            .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
-            .filter(|d| !d.is_empty())
-            .collect();
-        if let Some(bad) = domains.iter().find(|d| !d.contains('.') || d.contains(['@', ' '])) {
-            return Err(Error::invalid(format!(
-                "The e-mail domain \"{bad}\" is not a domain such as example.com."
-            )));
-        }
-        let group_claim =
-            if create.group_claim.trim().is_empty() { "groups" } else { create.group_claim.trim() };
+        let checked = Checked::of(name, create)?;
         let id = Uuid::new_v4();
         let new = NewIdentityProvider {
             id,
             name,
-            display_name,
-            issuer_url: issuer,
-            client_id,
+            display_name: checked.display_name,
+            issuer_url: checked.issuer_url,
+            client_id: checked.client_id,
             sealed_client_secret: self.secret_keys.seal(id, create.client_secret.trim()),
-            tenant: create.tenant.trim(),
-            email_domains: domains.join(","),
-            group_claim,
-            role_rules: serde_json::to_string(&create.role_rules).map_err(Error::internal)?,
-            default_role,
+            tenant: checked.tenant,
+            email_domains: checked.email_domains,
+            group_claim: checked.group_claim,
+            role_rules: checked.role_rules,
+            default_role: checked.default_role,
         };
         let (row, tenant) = self.datastore.identity_provider_create(opctx, new).await?;
+        Ok(info(row, tenant))
+    }
+
+    /// One identity provider, for provider admins.
+    pub async fn identity_provider_get(
+        &self,
+        opctx: &OpContext,
+        name: &str,
+    ) -> Result<ProviderInfo, Error> {
+        let (row, tenant) = self.datastore.identity_provider_fetch(opctx, name).await?;
+        Ok(info(row, tenant))
+    }
+
+    /// Changes an identity provider's settings in place (its name stays), checked as when
+    /// it is added; the client secret only when `update` carries one. Sign-ins under way
+    /// finish with the provider as it is when they come back.
+    pub async fn identity_provider_update(
+        &self,
+        opctx: &OpContext,
+        name: &str,
+        update: &ProviderUpdate,
+    ) -> Result<ProviderInfo, Error> {
+        let before = self.datastore.identity_provider_tenant(name).await.ok().flatten();
+        let result = self.identity_provider_update_unaudited(opctx, name, update).await;
+        // Filed under the tenant the provider signs users into now (else the one it did).
+        let tenant = match &result {
+            Ok(info) => self.tenant_named(&info.tenant).await,
+            Err(_) => before,
+        };
+        let kind = "identity_provider";
+        self.audited_in(opctx, tenant, "identity_provider.update", kind, name, result).await
+    }
+
+    async fn identity_provider_update_unaudited(
+        &self,
+        opctx: &OpContext,
+        name: &str,
+        update: &ProviderUpdate,
+    ) -> Result<ProviderInfo, Error> {
+        opctx.authorize(Action::IdentityProviderWrite)?;
+        let as_create = ProviderCreate {
+            name: name.to_owned(),
+            display_name: update.display_name.clone(),
+            issuer_url: update.issuer_url.clone(),
+            client_id: update.client_id.clone(),
+            client_secret: String::new(),
+            tenant: update.tenant.clone(),
+            email_domains: update.email_domains.clone(),
+            group_claim: update.group_claim.clone(),
+            role_rules: update.role_rules.clone(),
+            default_role: update.default_role.clone(),
+        };
+        let checked = Checked::of(name, &as_create)?;
+        let (existing, _) = self.datastore.identity_provider_fetch(opctx, name).await?;
+        let sealed =
+            update.client_secret.as_deref().map(|s| self.secret_keys.seal(existing.id, s.trim()));
+        let change = IdentityProviderChange {
+            display_name: checked.display_name,
+            issuer_url: checked.issuer_url,
+            client_id: checked.client_id,
+            sealed_client_secret: sealed,
+            tenant: checked.tenant,
+            email_domains: checked.email_domains,
+            group_claim: checked.group_claim,
+            role_rules: checked.role_rules,
+            default_role: checked.default_role,
+        };
+        let (row, tenant) =
+            self.datastore.identity_provider_update(opctx, existing.id, change).await?;
         Ok(info(row, tenant))
     }
 

@@ -16,6 +16,11 @@ use sea_orm::{ConnectionTrait, Database};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The first page of the audit log, large enough for any test's log.
+pub fn newest() -> portal_types::page::PageQuery {
+    portal_types::page::PageQuery::first(1000)
+}
+
 /// The caller `actor` through a portal session.
 pub fn op(actor: &Actor) -> OpContext {
     OpContext::for_session(Some(actor.clone()))
