@@ -390,3 +390,49 @@ async fn a_dpu_that_drifts_while_running_is_put_back() {
     assert!(outcomes.iter().any(|o| o.contains(stray_outcome)), "{outcomes:?}");
     assert!(audit.iter().all(|e| e.object_id == dpu_name && e.actor == "control plane"));
 }
+
+/// A leaf whose agent keeps running but loses a tenant's VPC (or gains one nobody sent) is
+/// found by the drift check: the lost VPC is sent again, the stray one removed, and provider
+/// admins find both in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_that_drifts_while_running_is_put_back() {
+    let stack = start_with(&sqlite_url("leaf-drift"), 1, |c| {
+        c.drift_check = std::time::Duration::from_millis(500)
+    })
+    .await;
+    let ctl = &stack.controller;
+    let admin = &op(&stack.admin);
+    running(ctl, admin, launch("drifter", "c1m1")).await;
+    let vpc = overview(ctl, admin).await.vpcs[0].id.to_string();
+    let leaf_name = stack.fleet.switches().next().expect("a leaf").switch_id().to_owned();
+    let leaf = stack.fleet.switch(&leaf_name).unwrap();
+    eventually(10, "the leaf holds the VPC", async || leaf.vpc(&vpc).is_some()).await;
+
+    // Lost behind the control plane's back (no tombstone: as a configuration reset would).
+    let held = leaf.vpc(&vpc).unwrap();
+    leaf.vpc_remove(&vpc, 0).await.expect("removed on the leaf");
+    eventually(20, "the VPC sent again", async || leaf.vpc(&vpc).is_some()).await;
+
+    // One nobody sent: removed.
+    let stray = switch_agent::model::VpcSpec {
+        vpc_id: "0190c2f4-7a1b-4c3d-8e9f-00000000dead".into(),
+        vrf_name: "stray".into(),
+        l3_vni: 16_000_000,
+        segments: Vec::new(),
+        ..held
+    };
+    leaf.vpc_ensure(stray.clone()).await.expect("a stray VPC");
+    eventually(20, "the stray VPC removed", async || leaf.vpc(&stray.vpc_id).is_none()).await;
+    assert!(leaf.vpc(&vpc).is_some(), "the tenant's VPC stays");
+
+    eventually(10, "both drifts audited", async || {
+        ctl.audit_list(admin, Some("switch.drift"), None, &newest()).await.unwrap().items.len() == 2
+    })
+    .await;
+    let audit = ctl.audit_list(admin, Some("switch.drift"), None, &newest()).await.unwrap().items;
+    let outcomes: Vec<&str> = audit.iter().map(|e| e.outcome.as_str()).collect();
+    assert!(outcomes.iter().any(|o| o.contains("lacked 1 it had confirmed")), "{outcomes:?}");
+    let stray_outcome = "held 1 VPC(s) the control plane did not send (1 removed)";
+    assert!(outcomes.iter().any(|o| o.contains(stray_outcome)), "{outcomes:?}");
+    assert!(audit.iter().all(|e| e.object_id == leaf_name && e.actor == "control plane"));
+}

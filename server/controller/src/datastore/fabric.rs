@@ -65,13 +65,16 @@ pub(crate) struct FabricVpc {
     pub gpu_fabric: bool,
 }
 
+/// Host NICs by (host name, NIC index).
+type Attachments = Vec<(String, u32)>;
+
 /// A subnet (or a GPU fabric's rail) on a leaf.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct FabricSegment {
     pub vni: u32,
     pub cidr: String,
-    /// The host NICs (host name, NIC index) whose leaf ports join it; none for a subnet.
-    pub attachments: Vec<(String, u32)>,
+    /// The host NICs whose leaf ports join it; none for a subnet.
+    pub attachments: Attachments,
 }
 
 impl FabricVpc {
@@ -202,8 +205,7 @@ impl DataStore {
             .map(|f| (f.id, f))
             .collect();
         // (leaf, fabric) → rail → attachments.
-        let mut wanted: BTreeMap<(String, Uuid), BTreeMap<u32, Vec<(String, u32)>>> =
-            BTreeMap::new();
+        let mut wanted: BTreeMap<(String, Uuid), BTreeMap<u32, Attachments>> = BTreeMap::new();
         for nic in nics {
             wanted
                 .entry((nic.leaf, nic.fabric_id))
