@@ -1,19 +1,27 @@
-//! A two-leaf BGP EVPN lab for the FRR backend: network namespaces `leaf1-PID` and
-//! `leaf2-PID` joined by a veth underlay, each with a loopback VTEP and its own zebra
+//! A two-leaf BGP EVPN lab for the FRR backend: network namespaces `TAG-leaf1-PID` and
+//! `TAG-leaf2-PID` joined by a veth underlay, each with a loopback VTEP and its own zebra
 //! (`--vrfwnetns`: this kernel has no VRF devices) and bgpd. Each leaf's daemons live in a
 //! private mount namespace with an empty `/run/netns`, so a leaf sees only its own tenant
 //! VRF namespaces (named namespaces are otherwise global). The backend reaches them through
-//! `nsenter -t <zebra pid> -m -n`.
+//! `nsenter -t <zebra pid> -m -n`. Each test makes its own lab (its tag), so both run at once.
+//!
+//! [`test_two_leaves_exchange_a_tenant_vpc`]: EVPN routes of a VPC between the leaves.
+//! [`test_gpu_fabrics_on_access_ports`]: real packets between host NICs (namespaces cabled by
+//! veth to the leaves' front-panel ports `swp1`, `swp2`) in two tenants' GPU fabrics.
 //!
 //! Needs root and FRR (`/usr/lib/frr/zebra`); without them the test says why and passes.
-//! Everything it creates is removed by [`Lab`]'s `Drop`, also after a panic.
+//! Everything it creates is removed by [`Lab`]'s and [`Host`]'s `Drop`, also after a panic.
 
 use std::collections::BTreeSet;
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use agent_common::netns_testing::Netns;
 use agent_common::validate::cidr;
 use agent_proto::v1 as pb;
 use agent_proto::v1::switch_agent_server::SwitchAgent;
@@ -103,6 +111,7 @@ struct Leaf {
     name: String,
     zebra_pid: u32,
     vtep: String,
+    settings: FrrSettings,
     backend: Arc<FrrSwitchBackend>,
 }
 
@@ -116,6 +125,23 @@ impl Leaf {
     /// The VRF namespaces this leaf has.
     fn tenant_netns(&self) -> String {
         self.exec(&["ip", "netns", "list"])
+    }
+
+    /// The front-panel ports (`swpN`) in the leaf's own namespace with their state, by name:
+    /// `[("swp1", "DOWN")]`.
+    fn home_ports(&self) -> Vec<(String, String)> {
+        let mut ports: Vec<(String, String)> = self
+            .exec(&["ip", "-br", "link", "show"])
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let name = words.next()?.split('@').next()?;
+                let state = words.next()?;
+                name.starts_with("swp").then(|| (name.to_string(), state.to_string()))
+            })
+            .collect();
+        ports.sort();
+        ports
     }
 }
 
@@ -145,15 +171,15 @@ exit
     )
 }
 
-/// Creates the underlay and starts both leaves' daemons.
-fn start(lab: &mut Lab) -> Vec<Leaf> {
+/// Creates the underlay and starts both leaves' daemons; `tag` names this lab's namespaces.
+fn start(lab: &mut Lab, tag: &str) -> Vec<Leaf> {
     let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("frr-lab-{pid}"));
+    let dir = std::env::temp_dir().join(format!("frr-lab-{tag}-{pid}"));
     std::fs::create_dir_all(&dir).expect("lab dir");
     lab.dirs.push(dir.clone());
     run(&["chown", "frr:frr", &dir.display().to_string()]);
 
-    let names: Vec<String> = (1..=2).map(|i| format!("leaf{i}-{pid}")).collect();
+    let names: Vec<String> = (1..=2).map(|i| format!("{tag}-leaf{i}-{pid}")).collect();
     for (i, name) in (1..).zip(&names) {
         run(&["ip", "netns", "add", name]);
         lab.netns.push(name.clone());
@@ -218,7 +244,7 @@ fn start(lab: &mut Lab) -> Vec<Leaf> {
         wait_for_file(&rundir.join("bgpd.vty"));
 
         let vtep = format!("10.255.0.{i}");
-        let backend = Arc::new(FrrSwitchBackend::new(FrrSettings {
+        let settings = FrrSettings {
             vrf_mode: VrfMode::Netns,
             pathspace: Some(name.clone()),
             vtysh: PathBuf::from("/usr/bin/vtysh"),
@@ -236,8 +262,9 @@ fn start(lab: &mut Lab) -> Vec<Leaf> {
                 loopback_ip: vtep.clone(),
                 ports: Vec::new(),
             },
-        }));
-        leaves.push(Leaf { name: name.clone(), zebra_pid, vtep, backend });
+        };
+        let backend = Arc::new(FrrSwitchBackend::new(settings.clone()));
+        leaves.push(Leaf { name: name.clone(), zebra_pid, vtep, settings, backend });
     }
     leaves
 }
@@ -294,7 +321,7 @@ async fn test_two_leaves_exchange_a_tenant_vpc() {
         return;
     }
     let mut lab = Lab::default();
-    let leaves = start(&mut lab);
+    let leaves = start(&mut lab, "vpc");
     let (leaf1, leaf2) = (&leaves[0], &leaves[1]);
 
     let started = Instant::now();
@@ -410,6 +437,247 @@ async fn test_two_leaves_exchange_a_tenant_vpc() {
             .expect("remove through the trait");
     }
     drop(lab);
+    for leaf in &leaves {
+        let alive = Path::new(&format!("/proc/{}", leaf.zebra_pid)).exists();
+        assert!(!alive, "{}'s zebra survived the lab", leaf.name);
+    }
+}
+
+/// The UDP port every host NIC answers with its name.
+const WHO_PORT: u16 = 7;
+/// How long a host waits for an answer; a reachable one answers within milliseconds.
+const ANSWER: Duration = Duration::from_secs(1);
+/// The rail subnet both tenants' GPU fabrics use, and the addresses on it.
+const RAIL: &str = "100.64.0.0/20";
+const GATEWAY: &str = "100.64.0.1";
+const A1_IP: &str = "100.64.0.11";
+const A2_IP: &str = "100.64.0.12";
+/// Tenant B's host holds the same address as tenant A's host on leaf 2.
+const B1_IP: &str = "100.64.0.12";
+const A_VRF: &str = "fabric-a";
+const B_VRF: &str = "fabric-b";
+
+/// A host NIC: a namespace whose `eth0` (MAC `mac`, address on [`RAIL`]) is cabled by veth to
+/// a leaf's front-panel port, answering UDP [`WHO_PORT`] with its name until dropped.
+struct Host {
+    name: &'static str,
+    stop: Arc<AtomicBool>,
+    responder: Option<JoinHandle<()>>,
+    ns: Netns,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(responder) = self.responder.take() {
+            let _ = responder.join();
+        }
+        // Then `ns` goes, and with it the veth pair.
+    }
+}
+
+impl Host {
+    /// Cables a new host NIC `name` to `port` of `leaf`.
+    fn cable(leaf: &Leaf, port: &str, name: &'static str, mac: &str, address: &str) -> Host {
+        let ns = Netns::new("frrlab", name);
+        run(&[
+            "ip", "link", "add", port, "netns", &leaf.name, "type", "veth", "peer", "name", "eth0",
+            "netns", &ns.name,
+        ]);
+        ns.ip(&["link", "set", "eth0", "address", mac]);
+        ns.ip(&["addr", "add", &format!("{address}/20"), "dev", "eth0"]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        let socket = ns.enter(|| UdpSocket::bind(("0.0.0.0", WHO_PORT))).expect("bind");
+        socket.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let responder = std::thread::spawn(move || {
+            let mut buf = [0; 16];
+            while !stopped.load(Ordering::Relaxed) {
+                if let Ok((_, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(name.as_bytes(), from);
+                }
+            }
+        });
+        Host { name, stop, responder: Some(responder), ns }
+    }
+
+    /// Who answers `to` from this NIC within [`ANSWER`], if anyone.
+    fn who_answers(&self, to: &str) -> Option<String> {
+        let socket = self.ns.enter(|| UdpSocket::bind(("0.0.0.0", 0))).expect("bind");
+        socket.set_read_timeout(Some(ANSWER)).expect("timeout");
+        socket.send_to(b"who", (to, WHO_PORT)).ok()?;
+        let mut buf = [0; 16];
+        let (n, _) = socket.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// This NIC's neighbour entry for `address` (`ip neigh show`), empty if it has none.
+    fn neighbour(&self, address: &str) -> String {
+        self.ns.ip(&["neigh", "show", address]).trim().to_string()
+    }
+}
+
+/// Tenant `tenant`'s GPU fabric on one rail leaf: its VRF, L3 VNI and the rail's segment
+/// with `ports`.
+fn fabric(tenant: char, generation: u64, ports: &[&str]) -> VpcSpec {
+    let (n, vrf) = match tenant {
+        'a' => (1, A_VRF),
+        _ => (2, B_VRF),
+    };
+    VpcSpec {
+        vpc_id: format!("6f1c2a3e-0000-4000-8000-00000000fab{n}"),
+        generation,
+        vrf_name: vrf.into(),
+        l3_vni: 4100 + n,
+        segments: vec![Segment {
+            l2_vni: 1100 + n,
+            cidr: cidr("cidr", RAIL).expect("cidr"),
+            access_ports: ports.iter().map(|p| (*p).to_string()).collect(),
+        }],
+    }
+}
+
+/// Waits until `from` gets an answer from `expected` at `to`.
+async fn wait_answer(from: &Host, to: &str, expected: &str, since: Instant) {
+    let what = format!("{} -> {to}: {expected} answers", from.name);
+    wait_until(&what, since, || async { from.who_answers(to).as_deref() == Some(expected) }).await;
+}
+
+#[tokio::test]
+async fn test_gpu_fabrics_on_access_ports() {
+    if let Some(why) = missing_prerequisite() {
+        println!("skipped: {why}");
+        return;
+    }
+    let mut lab = Lab::default();
+    let leaves = start(&mut lab, "fabric");
+    let (leaf1, leaf2) = (&leaves[0], &leaves[1]);
+    // Declared after the lab, so dropped before it, also when an assertion fails.
+    let a1 = Host::cable(leaf1, "swp1", "a1", "02:00:00:00:0a:01", A1_IP);
+    let b1 = Host::cable(leaf1, "swp2", "b1", "02:00:00:00:0b:01", B1_IP);
+    let a2 = Host::cable(leaf2, "swp1", "a2", "02:00:00:00:0a:02", A2_IP);
+    let started = Instant::now();
+    wait_until("underlay EVPN peering established on both leaves", started, || async {
+        evpn(leaf1).await.established_peers() == 1 && evpn(leaf2).await.established_peers() == 1
+    })
+    .await;
+
+    // Tenant A on swp1 of both leaves, tenant B on swp2 of leaf 1: the ports move into the
+    // VRFs' namespaces and join the rail segment's bridge.
+    let provisioning = Instant::now();
+    let a_on_leaf1 = leaf1.backend.apply_vpc(&fabric('a', 1, &["swp1"])).await.expect("A leaf1");
+    assert!(
+        a_on_leaf1.kernel.ends_with(&[
+            "ip link set swp1 netns fabric-a".into(),
+            "ip -n fabric-a link set swp1 master br1101".into(),
+            "ip -n fabric-a link set swp1 up".into(),
+        ]),
+        "{a_on_leaf1:?}"
+    );
+    leaf2.backend.apply_vpc(&fabric('a', 1, &["swp1"])).await.expect("A leaf2");
+    leaf1.backend.apply_vpc(&fabric('b', 1, &["swp2"])).await.expect("B leaf1");
+    println!("both fabrics provisioned in {:.1?}", provisioning.elapsed());
+    assert!(leaf1.home_ports().is_empty(), "{:?}", leaf1.home_ports());
+
+    // A's NIC on leaf 1 reaches A's NIC on leaf 2 across the VXLAN; leaf 2 learns a1's MAC
+    // as an EVPN type-2 route.
+    wait_answer(&a1, A2_IP, "a2", provisioning).await;
+    let pathspace = leaf2.name.as_str();
+    wait_until("leaf2: a1's MAC in VNI 1101 from leaf1 (type-2)", provisioning, || async {
+        let macs = leaf2.exec(&["vtysh", "-N", pathspace, "-c", "show evpn mac vni 1101"]);
+        macs.lines().any(|l| l.contains("02:00:00:00:0a:01") && l.contains(&leaf1.vtep))
+    })
+    .await;
+    assert!(a1.neighbour(A2_IP).contains("lladdr 02:00:00:00:0a:02"), "{}", a1.neighbour(A2_IP));
+
+    // A never reaches B, whose NIC holds the same address on the same leaf: B never even saw
+    // a1's ARP request for it, and B's segment works (its gateway answers B's ARP) but nobody
+    // there answers A's addresses.
+    assert_eq!(b1.neighbour(A1_IP), "", "b1 heard from a1");
+    assert_eq!(b1.who_answers(A1_IP), None);
+    assert_eq!(b1.who_answers(GATEWAY), None, "a gateway does not answer UDP");
+    assert!(b1.neighbour(GATEWAY).contains("lladdr"), "{}", b1.neighbour(GATEWAY));
+    assert_eq!(a1.who_answers(A2_IP).as_deref(), Some("a2"));
+
+    // Again, and as a restarted agent (a new backend) would: nothing changes, and A's
+    // traffic flows on.
+    let provisioned = [
+        (leaf1, fabric('a', 1, &["swp1"])),
+        (leaf1, fabric('b', 1, &["swp2"])),
+        (leaf2, fabric('a', 1, &["swp1"])),
+    ];
+    for (leaf, spec) in provisioned {
+        let again = leaf.backend.apply_vpc(&spec).await.expect("apply again");
+        assert!(again.is_empty(), "{}: the second apply changed {again:?}", leaf.name);
+        let restarted = FrrSwitchBackend::new(leaf.settings.clone());
+        let after_restart = restarted.apply_vpc(&spec).await.expect("apply after a restart");
+        assert!(after_restart.is_empty(), "{}: a restart changed {after_restart:?}", leaf.name);
+    }
+    assert_eq!(a1.who_answers(A2_IP).as_deref(), Some("a2"));
+
+    // A's fabric removed from leaf 1: swp1 goes home, down, and A's traffic stops.
+    let removing = Instant::now();
+    let removed = leaf1.backend.remove_vrf(A_VRF).await.expect("remove A");
+    assert!(removed.kernel[0].starts_with("sh -c "), "{removed:?}");
+    assert!(removed.kernel[0].ends_with(" move-home fabric-a swp1"), "{removed:?}");
+    assert_eq!(leaf1.home_ports(), [("swp1".to_string(), "DOWN".to_string())]);
+    assert!(!leaf1.tenant_netns().contains(A_VRF), "{}", leaf1.tenant_netns());
+    assert_eq!(a1.who_answers(A2_IP), None, "A's traffic goes on after the removal");
+    println!("A removed from leaf1 and its traffic stopped in {:.1?}", removing.elapsed());
+
+    // B's fabric takes swp1: the host behind it is now in B's segment and reaches b1.
+    let taking = Instant::now();
+    let taken = leaf1.backend.apply_vpc(&fabric('b', 2, &["swp1", "swp2"])).await.expect("B");
+    assert_eq!(
+        taken.kernel,
+        [
+            "ip link set swp1 netns fabric-b",
+            "ip -n fabric-b link set swp1 master br1102",
+            "ip -n fabric-b link set swp1 up"
+        ]
+    );
+    assert!(taken.frr.is_empty(), "{taken:?}");
+    wait_answer(&a1, B1_IP, "b1", taking).await;
+
+    // swp1 leaves B's segment: only it moves home.
+    let left = leaf1.backend.apply_vpc(&fabric('b', 3, &["swp2"])).await.expect("B without swp1");
+    assert_eq!(left.kernel.len(), 1, "{left:?}");
+    assert!(left.kernel[0].ends_with(" move-home fabric-b swp1"), "{left:?}");
+    assert_eq!(leaf1.home_ports(), [("swp1".to_string(), "DOWN".to_string())]);
+    assert_eq!(a1.who_answers(B1_IP), None);
+
+    // Ports that cannot join are refused before anything changes: one the leaf has no
+    // interface for, one another VRF holds.
+    let err = leaf1.backend.apply_vpc(&fabric('b', 4, &["swp2", "swp3"])).await.expect_err("swp3");
+    assert!(err.to_string().starts_with("port swp3 has no interface on this switch; "), "{err}");
+    let err = leaf1.backend.apply_vpc(&fabric('a', 2, &["swp2"])).await.expect_err("B's swp2");
+    assert!(
+        matches!(&err, switch_agent::DriverError::FailedPrecondition(m)
+            if m.starts_with("port swp2 is in VRF fabric-b's namespace")),
+        "{err:?}"
+    );
+    assert!(!leaf1.tenant_netns().contains(A_VRF), "{}", leaf1.tenant_netns());
+    assert!(leaf1.backend.apply_vpc(&fabric('b', 3, &["swp2"])).await.expect("B").is_empty());
+
+    // Removed everywhere: every port home, no tenant namespace left.
+    leaf1.backend.remove_vrf(B_VRF).await.expect("remove B");
+    leaf2.backend.remove_vrf(A_VRF).await.expect("remove A from leaf2");
+    let down = |port: &str| (port.to_string(), "DOWN".to_string());
+    assert_eq!(leaf1.home_ports(), [down("swp1"), down("swp2")]);
+    assert_eq!(leaf2.home_ports(), [down("swp1")]);
+    for leaf in &leaves {
+        assert_eq!(leaf.tenant_netns(), "", "{}", leaf.name);
+    }
+
+    let namespaces: Vec<String> = [&a1, &b1, &a2].iter().map(|h| h.ns.name.clone()).collect();
+    drop((a1, b1, a2));
+    drop(lab);
+    let left = run(&["ip", "netns", "list"]);
+    for name in namespaces.iter().chain(&leaves.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+    {
+        assert!(!left.contains(name.as_str()), "{name} survived the lab: {left}");
+    }
     for leaf in &leaves {
         let alive = Path::new(&format!("/proc/{}", leaf.zebra_pid)).exists();
         assert!(!alive, "{}'s zebra survived the lab", leaf.name);

@@ -11,6 +11,11 @@
 //! as it is created; the apply ends when zebra shows every VNI bound (devices it still
 //! missed are made again, once).
 //!
+//! A segment's access ports (a GPU fabric rail's host NICs, by their front-panel port) join
+//! its bridge: with namespace VRFs they move into the VRF's namespace first and back to the
+//! switch's when they leave it (see [`linux`]). A port the switch has no interface for, or
+//! one another VRF holds, is refused before anything changes.
+//!
 //! A freshly started zebra holds VXLAN devices protodown for its EVPN multihoming startup
 //! delay (`evpn mh startup-delay`, 180 s by default): a switch that just booted advertises
 //! its tenants only after that.
@@ -134,6 +139,15 @@ impl FrrSwitchBackend {
     /// Configures `spec`'s VRF, changing only what differs; returns what it changed.
     pub async fn apply_vpc(&self, spec: &VpcSpec) -> Result<Changes, DriverError> {
         let _one = self.changing.lock().await;
+        let want = self.devices(spec);
+        let vrf = spec.vrf_name.as_str();
+        let claimed: BTreeSet<u32> = want.vnis.keys().copied().collect();
+        let ports: BTreeSet<String> = want.ports.keys().cloned().collect();
+        if !ports.is_empty() {
+            let have = self.mode.read(&self.runner, vrf, &claimed, &ports).await?;
+            self.mode.check_ports(&self.runner, &want, &have).await?;
+        }
+
         let frr = TenantFrr {
             vrf: &spec.vrf_name,
             l3_vni: spec.l3_vni,
@@ -150,21 +164,18 @@ impl FrrSwitchBackend {
             )));
         }
 
-        let want = self.devices(spec);
-        let vrf = spec.vrf_name.as_str();
-        let claimed: BTreeSet<u32> = want.vnis.keys().copied().collect();
-        let mut have = self.mode.read(&self.runner, vrf, &claimed).await?;
+        let mut have = self.mode.read(&self.runner, vrf, &claimed, &ports).await?;
         let mut plan = Vec::new();
         if !have.exists {
             plan = self.mode.create_vrf(vrf, spec.l3_vni);
             self.run_all(&plan).await?;
-            have = self.mode.read(&self.runner, vrf, &claimed).await?;
+            have = self.mode.read(&self.runner, vrf, &claimed, &ports).await?;
         }
         self.wait_vrf_active(vrf).await?;
         let rest = self.mode.apply_plan(&want, &have);
         self.run_all(&rest).await?;
         plan.extend(rest);
-        let now = self.mode.read(&self.runner, vrf, &claimed).await?;
+        let now = self.mode.read(&self.runner, vrf, &claimed, &ports).await?;
         if !now.is(&want) {
             return Err(DriverError::Internal(format!(
                 "VRF {vrf}'s kernel devices differ from the wanted ones after applying: {now:?}"
@@ -247,7 +258,8 @@ impl FrrSwitchBackend {
         }
     }
 
-    /// Removes VRF `vrf` from FRR and the kernel; returns what it changed (nothing when absent).
+    /// Removes VRF `vrf` from FRR and the kernel, its access ports released first (back to
+    /// the switch's namespace); returns what it changed (nothing when absent).
     pub async fn remove_vrf(&self, vrf: &str) -> Result<Changes, DriverError> {
         let _one = self.changing.lock().await;
         let running = self.running().await?;
@@ -256,13 +268,14 @@ impl FrrSwitchBackend {
         let delete = render::bgp_delete_lines(&running, vrf);
         self.configure_once_unbound(&delete).await?;
         lines.extend(delete);
-        let have = self.mode.read(&self.runner, vrf, &BTreeSet::new()).await?;
+        let (no_vnis, no_ports) = (BTreeSet::new(), BTreeSet::new());
+        let have = self.mode.read(&self.runner, vrf, &no_vnis, &no_ports).await?;
         let plan = self.mode.remove_plan(vrf, &have);
         self.run_all(&plan).await?;
         let forget = render::forget_lines(&self.running().await?, vrf);
         self.configure(&forget).await?;
         lines.extend(forget);
-        if self.mode.read(&self.runner, vrf, &BTreeSet::new()).await? != KernelVrf::default() {
+        if self.mode.read(&self.runner, vrf, &no_vnis, &no_ports).await? != KernelVrf::default() {
             return Err(DriverError::Internal(format!(
                 "VRF {vrf} is still in the kernel after removing it"
             )));
@@ -274,11 +287,17 @@ impl FrrSwitchBackend {
         let mut vnis: BTreeMap<u32, Option<String>> =
             spec.segments.iter().map(|s| (s.l2_vni, linux::gateway(&s.cidr))).collect();
         vnis.insert(spec.l3_vni, None);
+        let ports = spec
+            .segments
+            .iter()
+            .flat_map(|s| s.access_ports.iter().map(|p| (p.clone(), s.l2_vni)))
+            .collect();
         TenantDevices {
             vrf: spec.vrf_name.clone(),
             l3_vni: spec.l3_vni,
             vtep: self.description.loopback_ip.clone(),
             vnis,
+            ports,
         }
     }
 
