@@ -138,6 +138,9 @@ pub struct Controller {
     login_throttle: throttle::LoginThrottle,
     /// Wakes the network reconciler: a DPU or leaf has something new to see.
     network_changed: tokio::sync::Notify,
+    /// Told whenever a leaf confirmed a change (what launches waiting for their GPU fabric
+    /// wait on, besides a periodic look for other replicas' confirmations).
+    fabric_confirmed: tokio::sync::Notify,
     bootstrap: Bootstrap,
     secret_keys: oidc::SecretKeys,
     currency: String,
@@ -196,6 +199,7 @@ impl Controller {
             strays: background::strays::Strays::default(),
             login_throttle: throttle::LoginThrottle::new(config.login_throttle),
             network_changed: tokio::sync::Notify::new(),
+            fabric_confirmed: tokio::sync::Notify::new(),
             bootstrap,
             secret_keys: config.secret_keys.clone(),
             currency: config.currency.clone(),

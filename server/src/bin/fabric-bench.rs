@@ -6,7 +6,9 @@
 //! 1. **A VPC spanning the fleet**: one 8-GPU VM on every host, all in the tenant's default
 //!    VPC, launched at once. Per VM, the time from its launch request until its port's DPU
 //!    confirmed it (the port's generation applied); per leaf, the time from the first
-//!    request until it holds the VPC. (Each VM has one port, on its host's first DPU.)
+//!    request until it holds the VPC. (Each VM has one port, on its host's first DPU.) The
+//!    VMs' SuperNICs join the tenant's GPU fabric: per leaf, the time from the first request
+//!    until it holds the fabric's rail segment with every host of its unit attached.
 //! 2. **500 VNIs replayed**: the VPC grows to 500 subnets (500 L2 VNIs, one L3 VNI) and
 //!    reaches every leaf; then one leaf loses everything, as an agent restarted with an empty
 //!    configuration does, and the control plane is told the agent is back (what attaching it
@@ -89,6 +91,8 @@ struct Figures {
     port_p99_ms: f64,
     leaf_p50_ms: f64,
     leaf_p99_ms: f64,
+    gpu_fabric_leaf_p50_ms: f64,
+    gpu_fabric_leaf_p99_ms: f64,
     all_acknowledged_s: f64,
     subnets_on_all_leaves_s: f64,
     replay_s: f64,
@@ -127,15 +131,22 @@ async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result
     }
     let mut acknowledged: HashMap<String, Instant> = HashMap::with_capacity(hosts);
     let mut on_leaf: HashMap<String, Instant> = HashMap::with_capacity(leaves.len());
+    let mut gpu_on_leaf: HashMap<String, Instant> = HashMap::with_capacity(leaves.len());
+    let hosts_per_unit = hosts / args.scalable_units as usize;
     let deadline = Instant::now() + Duration::from_secs(300);
-    while acknowledged.len() < asked.len() || on_leaf.len() < leaves.len() {
+    while acknowledged.len() < asked.len()
+        || on_leaf.len() < leaves.len()
+        || gpu_on_leaf.len() < leaves.len()
+    {
         if Instant::now() > deadline {
             return Err(format!(
-                "after 5 minutes {} of {} ports and {} of {} leaves",
+                "after 5 minutes {} of {} ports, {} of {} leaves with the VPC and {} with the \
+                 GPU fabric",
                 acknowledged.len(),
                 asked.len(),
                 on_leaf.len(),
-                leaves.len()
+                leaves.len(),
+                gpu_on_leaf.len()
             ));
         }
         let now = Instant::now();
@@ -147,6 +158,14 @@ async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result
         for leaf in fleet.switches() {
             if leaf.vpc(&vpc_id).is_some() {
                 on_leaf.entry(leaf.switch_id().to_owned()).or_insert(now);
+            }
+            let gpu_fabric_complete = leaf.vpcs().iter().any(|v| {
+                v.vrf_name.starts_with("gpu")
+                    && v.segments.iter().map(|s| s.access_ports.len()).sum::<usize>()
+                        == hosts_per_unit
+            });
+            if gpu_fabric_complete {
+                gpu_on_leaf.entry(leaf.switch_id().to_owned()).or_insert(now);
             }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -160,6 +179,9 @@ async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result
     let mut leaf_times: Vec<Duration> =
         on_leaf.values().map(|t| t.duration_since(started)).collect();
     leaf_times.sort();
+    let mut gpu_leaf_times: Vec<Duration> =
+        gpu_on_leaf.values().map(|t| t.duration_since(started)).collect();
+    gpu_leaf_times.sort();
 
     // 2. The VPC grows to `subnets` subnets on every leaf; one leaf loses it and is replayed.
     let grown = Instant::now();
@@ -196,6 +218,8 @@ async fn run(database_url: &str, args: &Args, pki: &sim_fleet::PkiDir) -> Result
         port_p99_ms: pct(&port_times, 0.99),
         leaf_p50_ms: pct(&leaf_times, 0.50),
         leaf_p99_ms: pct(&leaf_times, 0.99),
+        gpu_fabric_leaf_p50_ms: pct(&gpu_leaf_times, 0.50),
+        gpu_fabric_leaf_p99_ms: pct(&gpu_leaf_times, 0.99),
         all_acknowledged_s,
         subnets_on_all_leaves_s,
         replay_s,
@@ -239,12 +263,17 @@ async fn main() -> std::process::ExitCode {
         f.leaf_p99_ms
     );
     println!(
+        "the tenant's GPU fabric on every rail leaf with every host's SuperNIC attached: per \
+         leaf p50 {:.0} ms, p99 {:.0} ms after the first launch request",
+        f.gpu_fabric_leaf_p50_ms, f.gpu_fabric_leaf_p99_ms
+    );
+    println!(
         "{} subnets on every leaf {:.2} s after the first was added; one leaf replayed ({} L2 \
          VNIs + 1 L3 VNI) in {:.2} s",
         args.subnets, f.subnets_on_all_leaves_s, args.subnets, f.replay_s
     );
     println!(
-        "{{\"benchmark\":\"fabric\",\"vms\":{},\"leaves\":{},\"dpu_ports\":{},\"all_acknowledged_s\":{:.3},\"port_p50_ms\":{:.1},\"port_p99_ms\":{:.1},\"leaf_p50_ms\":{:.1},\"leaf_p99_ms\":{:.1},\"subnets\":{},\"subnets_on_all_leaves_s\":{:.3},\"replay_vnis\":{},\"replay_s\":{:.3}}}",
+        "{{\"benchmark\":\"fabric\",\"vms\":{},\"leaves\":{},\"dpu_ports\":{},\"all_acknowledged_s\":{:.3},\"port_p50_ms\":{:.1},\"port_p99_ms\":{:.1},\"leaf_p50_ms\":{:.1},\"leaf_p99_ms\":{:.1},\"gpu_fabric_leaf_p50_ms\":{:.1},\"gpu_fabric_leaf_p99_ms\":{:.1},\"subnets\":{},\"subnets_on_all_leaves_s\":{:.3},\"replay_vnis\":{},\"replay_s\":{:.3}}}",
         f.vms,
         f.leaves,
         f.vms,
@@ -253,6 +282,8 @@ async fn main() -> std::process::ExitCode {
         f.port_p99_ms,
         f.leaf_p50_ms,
         f.leaf_p99_ms,
+        f.gpu_fabric_leaf_p50_ms,
+        f.gpu_fabric_leaf_p99_ms,
         args.subnets,
         f.subnets_on_all_leaves_s,
         args.subnets + 1,

@@ -90,7 +90,12 @@ async fn ensure(c: &Controller, leaf: &str, vpc: &FabricVpc) -> Result<(), Strin
         .ensure_vpc(pb::EnsureVpcRequest { spec: Some(spec) })
         .await
         .map_err(|s| s.message().to_owned())?;
-    c.datastore.fabric_confirm(leaf, vpc.vpc_id, vpc.generation).await.map_err(|e| e.to_string())
+    c.datastore
+        .fabric_confirm(leaf, vpc.vpc_id, vpc.generation)
+        .await
+        .map_err(|e| e.to_string())?;
+    c.fabric_confirmed.notify_waiters();
+    Ok(())
 }
 
 async fn remove(c: &Controller, leaf: &str, vpc_id: Uuid) -> Result<(), String> {

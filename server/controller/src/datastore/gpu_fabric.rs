@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::entity::{fabric_nic, gpu_fabric, switch, switch_vpc};
 use super::network::{conflict, is_unique_violation};
+use super::port::free_address;
 use super::{DataStore, StoreError, begin_write, now_ms};
 
 /// Fabric L3 VNIs start here, apart from VPCs' (`network::L3_VNI_BASE`) and subnets'.
@@ -57,12 +58,6 @@ pub(crate) struct NicJoin {
     pub rail: u32,
     pub leaf: String,
     pub mac: String,
-}
-
-/// The lowest address of `net` no NIC holds (not the network, its first address or the
-/// broadcast: the first is kept for a rail gateway).
-fn free_address(net: Ipv4Net, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-    (2..net.size().saturating_sub(1)).filter_map(|n| net.nth(n)).find(|ip| !used.contains(ip))
 }
 
 /// The tenant's fabric, made if it has none.
@@ -169,6 +164,7 @@ impl DataStore {
             let mut inserted = Ok(());
             for nic in nics.iter().filter(|n| !joined.contains(&(n.nic_index as i32))) {
                 let net = rail_net(nic.rail);
+                // The rail's first address is kept for its leaf's gateway, as a subnet's.
                 let ip = free_address(net, &used).ok_or_else(|| {
                     conflict(format!(
                         "Rail {} of your GPU fabric ({net}) has no free address left; delete \

@@ -58,9 +58,9 @@ fn mac_of(id: Uuid) -> String {
     format!("02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4])
 }
 
-/// The lowest address of `net` no port holds; the network address, the gateway (the first
+/// The lowest address of `net` not in `used`; the network address, the gateway (the first
 /// address) and the broadcast address are never given out.
-fn free_address(net: Ipv4Net, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+pub(crate) fn free_address(net: Ipv4Net, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
     (2..net.size().saturating_sub(1)).filter_map(|n| net.nth(n)).find(|ip| !used.contains(ip))
 }
 

@@ -294,8 +294,9 @@ async fn sic_deactivate_partition(ctx: ActionContext) -> Result<(), anyhow::Erro
     }
 }
 
-/// How often a join looks whether its leaves confirmed.
-const FABRIC_POLL: Duration = Duration::from_millis(200);
+/// How often a join looks whether its leaves confirmed without being told (a confirmation
+/// by another replica's reconciler).
+const FABRIC_POLL: Duration = Duration::from_secs(1);
 
 /// Joins the VM's SuperNICs to its tenant's GPU fabric (addresses of their rails) and waits
 /// until every rail leaf they are cabled to holds the tenant's segment with them, so the VM
@@ -335,6 +336,10 @@ async fn sic_join_fabric(ctx: ActionContext) -> Result<(), ActionError> {
         }
     };
     loop {
+        // Listening before looking: a confirmation in between is not missed.
+        let confirmation = c.fabric_confirmed.notified();
+        tokio::pin!(confirmation);
+        confirmation.as_mut().enable();
         let row = c.instance_row(p.instance_id).await.map_err(saga_action_failed)?;
         if row.state != InstanceState::Provisioning.as_str() {
             return Ok(());
@@ -352,7 +357,7 @@ async fn sic_join_fabric(ctx: ActionContext) -> Result<(), ActionError> {
             c.instance_launch_failed(&row, &message).await;
             return Err(saga_action_failed(Error::unavailable(message)));
         }
-        tokio::time::sleep(FABRIC_POLL).await;
+        let _ = tokio::time::timeout(FABRIC_POLL, confirmation).await;
     }
 }
 
