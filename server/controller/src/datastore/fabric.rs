@@ -188,8 +188,17 @@ impl DataStore {
     }
 
     /// Every (leaf, GPU fabric) that should exist: each fabric on the leaves its SuperNICs
-    /// are cabled to, with the rails' segments those NICs are on and them attached.
+    /// are cabled to, with the rails' segments those NICs are on and them attached. A leaf
+    /// no switch agent registered is left out (nothing could configure it).
     async fn gpu_fabrics_desired(&self) -> Result<Vec<(String, FabricVpc)>, StoreError> {
+        let leaves: BTreeSet<String> = switch::Entity::find()
+            .select_only()
+            .column(switch::Column::Name)
+            .into_tuple()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
         let nics = fabric_nic::Entity::find()
             .order_by_asc(fabric_nic::Column::HostName)
             .order_by_asc(fabric_nic::Column::NicIndex)
@@ -206,7 +215,7 @@ impl DataStore {
             .collect();
         // (leaf, fabric) → rail → attachments.
         let mut wanted: BTreeMap<(String, Uuid), BTreeMap<u32, Attachments>> = BTreeMap::new();
-        for nic in nics {
+        for nic in nics.into_iter().filter(|n| leaves.contains(&n.leaf)) {
             wanted
                 .entry((nic.leaf, nic.fabric_id))
                 .or_default()
