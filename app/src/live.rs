@@ -16,7 +16,7 @@ pub fn subscribe(on_event: impl Fn(LiveEvent) + 'static, on_open: impl Fn() + 's
         let on_message =
             Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |msg: web_sys::MessageEvent| {
                 if let Some(text) = msg.data().as_string()
-                    && let Ok(event) = serde_json::from_str::<LiveEvent>(&text)
+                    && let Ok(event) = crate::json::from_text::<LiveEvent>(&text)
                 {
                     on_event(event);
                 }

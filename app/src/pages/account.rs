@@ -19,13 +19,15 @@ fn Account(me: Me) -> impl IntoView {
     let revoke = ServerAction::<ApiTokenRevoke>::new();
     let end = ServerAction::<SessionEnd>::new();
     let change = ServerAction::<PasswordChange>::new();
-    let sessions =
-        Resource::new(move || (end.version().get(), change.version().get()), |_| session_list());
+    let sessions = crate::json::resource(
+        move || (end.version().get(), change.version().get()),
+        |_| session_list(),
+    );
     let password_error = move || change.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     let password_changed = move || change.value().get().is_some_and(|r| r.is_ok());
     let must_change = me.must_change_password;
     let provider_admin = me.provider_admin;
-    let tokens = Resource::new(
+    let tokens = crate::json::resource(
         move || (create.version().get(), revoke.version().get()),
         |_| api_token_list(),
     );

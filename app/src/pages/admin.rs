@@ -21,9 +21,10 @@ fn Admin(me: Me) -> impl IntoView {
     let set_quota = ServerAction::<QuotaSet>::new();
     let cordon = ServerAction::<HostSetCordoned>::new();
     let set_default = ServerAction::<QuotaDefaultSet>::new();
-    let strays = Resource::new(|| (), |_| stray_vm_list());
-    let defaults = Resource::new(move || set_default.version().get(), |_| quota_default_list());
-    let types = Resource::new(
+    let strays = crate::json::resource(|| (), |_| stray_vm_list());
+    let defaults =
+        crate::json::resource(move || set_default.version().get(), |_| quota_default_list());
+    let types = crate::json::resource(
         move || (create.version().get(), delete.version().get()),
         |_| instance_type_list(),
     );
@@ -32,7 +33,7 @@ fn Admin(me: Me) -> impl IntoView {
     let own = me.tenant_id;
     let tenant =
         move || query.with(|q| q.get("tenant").and_then(|t| t.parse().ok())).unwrap_or(own);
-    let quota = Resource::new(
+    let quota = crate::json::resource(
         move || (tenant(), set_quota.version().get()),
         move |(tenant, _)| quota_get(Some(tenant)),
     );

@@ -22,7 +22,7 @@ pub fn ProviderUsagePage() -> impl IntoView {
 fn ProviderUsageView() -> impl IntoView {
     let query = use_query_map();
     let month = move || query.with(|q| q.get("month")).filter(|m| !m.is_empty());
-    let usage = Resource::new(month, provider_usage);
+    let usage = crate::json::resource(month, provider_usage);
     view! {
         <main class="dashboard usage">
             <Transition fallback=|| view! { <p class="loading">"Loading usage…"</p> }>
@@ -128,7 +128,7 @@ fn Prices() -> impl IntoView {
             saves.update(|n| *n += 1);
         }
     });
-    let list = Resource::new(move || saves.get(), |_| price_list());
+    let list = crate::json::resource(move || saves.get(), |_| price_list());
     let refused = move || set.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     let saved = move || matches!(set.value().get(), Some(Ok(())));
     view! {

@@ -42,17 +42,17 @@ fn Dashboard(me: Me) -> impl IntoView {
     let list_tick = RwSignal::new(0u64);
     let admin = me.provider_admin;
     // Only provider admins see the fleet itself; everyone sees capacity and their quota.
-    let fleet = Resource::new(
+    let fleet = crate::json::resource(
         move || fleet_tick.get(),
         move |_| async move { if admin { fleet_summary().await.map(Some) } else { Ok(None) } },
     );
-    let capacity = Resource::new(move || fleet_tick.get(), |_| capacity());
-    let quota = Resource::new(move || fleet_tick.get(), |_| quota_get(None));
-    let types = Resource::new(|| (), |_| instance_type_list());
-    let images = Resource::new(|| (), |_| image_list(false));
-    let keys = Resource::new(|| (), |_| ssh_key_list());
-    let networks = Resource::new(|| (), |_| network_overview());
-    let instances = Resource::new(move || list_tick.get(), |_| instance_list());
+    let capacity = crate::json::resource(move || fleet_tick.get(), |_| capacity());
+    let quota = crate::json::resource(move || fleet_tick.get(), |_| quota_get(None));
+    let types = crate::json::resource(|| (), |_| instance_type_list());
+    let images = crate::json::resource(|| (), |_| image_list(false));
+    let keys = crate::json::resource(|| (), |_| ssh_key_list());
+    let networks = crate::json::resource(|| (), |_| network_overview());
+    let instances = crate::json::resource(move || list_tick.get(), |_| instance_list());
     let updates = RwSignal::new(Vec::<InstanceView>::new());
     let connected = RwSignal::new(false);
     // The budget percentage the live stream last announced, until dismissed.

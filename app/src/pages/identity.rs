@@ -126,7 +126,7 @@ pub fn IdentityPage() -> impl IntoView {
 fn Identity() -> impl IntoView {
     let create = ServerAction::<IdentityProviderCreate>::new();
     let delete = ServerAction::<IdentityProviderDelete>::new();
-    let providers = Resource::new(
+    let providers = crate::json::resource(
         move || (create.version().get(), delete.version().get()),
         |_| identity_provider_list(),
     );

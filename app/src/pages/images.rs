@@ -11,7 +11,7 @@ use crate::api::{ImageCreate, ImageRetire, image_list};
 pub fn ImagesPanel() -> impl IntoView {
     let create = ServerAction::<ImageCreate>::new();
     let retire = ServerAction::<ImageRetire>::new();
-    let images = Resource::new(
+    let images = crate::json::resource(
         move || (create.version().get(), retire.version().get()),
         |_| image_list(true),
     );

@@ -33,7 +33,7 @@ fn Instance(me: Me) -> impl IntoView {
     let refresh = RwSignal::new(0u64);
     // The newest state the stream or a button brought, laid over the fetched one.
     let live = RwSignal::new(None::<InstanceView>);
-    let detail = Resource::new(
+    let detail = crate::json::resource(
         move || (id(), refresh.get()),
         |(id, _)| async move {
             match id.parse::<InstanceUuid>() {

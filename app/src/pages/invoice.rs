@@ -20,7 +20,7 @@ fn InvoiceView() -> impl IntoView {
     let query = use_query_map();
     let month = move || params.with(|p| p.get("month")).unwrap_or_default();
     let tenant = move || query.with(|q| q.get("tenant").and_then(|t| t.parse::<TenantUuid>().ok()));
-    let invoice = Resource::new(move || (month(), tenant()), |(m, t)| invoice_get(m, t));
+    let invoice = crate::json::resource(move || (month(), tenant()), |(m, t)| invoice_get(m, t));
     view! {
         <main class="dashboard invoice-page">
             <nav class="crumbs no-print"><a href="/usage">"Usage"</a><span>"Invoice"</span></nav>

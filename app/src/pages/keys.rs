@@ -19,8 +19,10 @@ pub fn KeysPage() -> impl IntoView {
 fn Keys(me: Me) -> impl IntoView {
     let add = ServerAction::<AddKey>::new();
     let delete = ServerAction::<SshKeyDelete>::new();
-    let keys =
-        Resource::new(move || (add.version().get(), delete.version().get()), |_| ssh_key_list());
+    let keys = crate::json::resource(
+        move || (add.version().get(), delete.version().get()),
+        |_| ssh_key_list(),
+    );
     let name = RwSignal::new(String::new());
     let text = RwSignal::new(String::new());
     // Refused in the browser before anything is sent: a private key pasted by mistake never

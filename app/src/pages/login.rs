@@ -13,7 +13,7 @@ pub fn LoginPage() -> impl IntoView {
     let login = ServerAction::<Login>::new();
     let error = move || login.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     let query = use_query_map();
-    let refused = Resource::new(
+    let refused = crate::json::resource(
         move || query.read().get("sso"),
         |reference| async move {
             match reference {
@@ -22,7 +22,7 @@ pub fn LoginPage() -> impl IntoView {
             }
         },
     );
-    let providers = Resource::new(|| (), |_| identity_provider_buttons());
+    let providers = crate::json::resource(|| (), |_| identity_provider_buttons());
     view! {
         <main class="login">
             <div class="login-card">

@@ -37,7 +37,7 @@ pub(crate) fn guarded_account(page: fn(Me) -> AnyView) -> impl IntoView {
 }
 
 fn guard(allowed: fn(&Me) -> bool, page: fn(Me) -> AnyView, account: bool) -> impl IntoView {
-    let me = Resource::new(|| (), |_| get_me());
+    let me = crate::json::resource(|| (), |_| get_me());
     // The resource is awaited inside `Suspend`, read by this one boundary only (DESIGN §5).
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>

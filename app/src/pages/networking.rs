@@ -80,7 +80,7 @@ fn error_of<T>(value: Option<Result<T, portal_types::Error>>) -> Option<String> 
 #[component]
 fn Networking(me: Me) -> impl IntoView {
     let actions = Actions::new();
-    let overview = Resource::new(move || actions.versions(), |_| network_overview());
+    let overview = crate::json::resource(move || actions.versions(), |_| network_overview());
     let can_write = me.role >= Role::Member || me.provider_admin;
     view! {
         <main class="dashboard">

@@ -107,7 +107,7 @@ struct RowState {
     /// The tenant's instances, to attach to (none for viewers). A resource of its own: a
     /// server function called after another's answer in the same resource would run
     /// without the request's context on the server.
-    instances: Resource<Result<Vec<InstanceView>, portal_types::Error>>,
+    instances: Resource<Result<Vec<InstanceView>, portal_types::Error>, crate::json::Json>,
     /// The instance picked for each free address.
     picked: RwSignal<HashMap<PublicIpUuid, String>>,
     /// The address whose release is being confirmed: its id and how to name it.
@@ -119,8 +119,9 @@ fn PublicIps(me: Me) -> impl IntoView {
     let actions = Actions::new();
     let can_write = me.role >= Role::Member || me.provider_admin;
     let tick = RwSignal::new(0u64);
-    let listing = Resource::new(move || (actions.versions(), tick.get()), |_| public_ip_list());
-    let instances = Resource::new(
+    let listing =
+        crate::json::resource(move || (actions.versions(), tick.get()), |_| public_ip_list());
+    let instances = crate::json::resource(
         move || (actions.versions(), tick.get()),
         move |_| async move { if can_write { instance_list().await } else { Ok(Vec::new()) } },
     );
@@ -341,7 +342,7 @@ fn ReleaseConfirmation(actions: Actions, rows: RowState) -> impl IntoView {
 #[component]
 fn Allocate(actions: Actions) -> impl IntoView {
     // Read again when an address is taken or given back: the free counts change.
-    let pools = Resource::new(
+    let pools = crate::json::resource(
         move || (actions.allocate.version().get(), actions.release.version().get()),
         |_| public_ip_pool_list(),
     );
@@ -416,7 +417,7 @@ pub fn PublicIpPoolsPage() -> impl IntoView {
 fn Pools() -> impl IntoView {
     let create = ServerAction::<AddPool>::new();
     let delete = ServerAction::<PublicIpPoolDelete>::new();
-    let pools = Resource::new(
+    let pools = crate::json::resource(
         move || (create.version().get(), delete.version().get()),
         |_| public_ip_pool_list(),
     );

@@ -29,7 +29,7 @@ fn Tenants() -> impl IntoView {
     let credit = ServerAction::<CreditGrant>::new();
     // The tenant whose deletion is being confirmed, and what it would take away.
     let confirming = RwSignal::new(None::<TenantUuid>);
-    let impact = Resource::new(
+    let impact = crate::json::resource(
         move || confirming.get(),
         |id| async move {
             match id {
@@ -43,7 +43,7 @@ fn Tenants() -> impl IntoView {
             confirming.set(None);
         }
     });
-    let tenants = Resource::new(
+    let tenants = crate::json::resource(
         move || (create.version().get(), suspend.version().get(), delete.version().get()),
         |_| tenant_list(),
     );
@@ -221,7 +221,7 @@ fn Users(me: Me) -> impl IntoView {
     let set_role = ServerAction::<UserSetRole>::new();
     let disable = ServerAction::<UserSetDisabled>::new();
     let add = ServerAction::<UserAddToTenant>::new();
-    let users = Resource::new(
+    let users = crate::json::resource(
         move || {
             (
                 tenant(),
@@ -323,7 +323,7 @@ pub fn AuditPage() -> impl IntoView {
 #[component]
 fn Audit() -> impl IntoView {
     let action = RwSignal::new(String::new());
-    let entries = Resource::new(move || action.get(), |a| audit_list(Some(a), None));
+    let entries = crate::json::resource(move || action.get(), |a| audit_list(Some(a), None));
     view! {
         <main class="dashboard">
             <section class="panel">

@@ -141,7 +141,8 @@ fn HostTopology() -> impl IntoView {
     let refresh = RwSignal::new(0u64);
     let name = move || params.read().get("name").unwrap_or_default();
     redraw_on_fleet_changes(refresh);
-    let picture = Resource::new(move || (name(), refresh.get()), |(name, _)| host_topology(name));
+    let picture =
+        crate::json::resource(move || (name(), refresh.get()), |(name, _)| host_topology(name));
     view! {
         // Transition: a refresh keeps the old picture up until the new one arrives.
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -382,7 +383,7 @@ fn ScalableUnit() -> impl IntoView {
     let su = move || params.read().get("su").unwrap_or_default();
     redraw_on_fleet_changes(refresh);
     let picture =
-        Resource::new(move || (su(), refresh.get()), |(su, _)| scalable_unit_topology(su));
+        crate::json::resource(move || (su(), refresh.get()), |(su, _)| scalable_unit_topology(su));
     view! {
         // Transition: a refresh keeps the old picture up until the new one arrives.
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -512,7 +513,8 @@ fn ScalableUnitFabric() -> impl IntoView {
     ) {
         on_cleanup(move || timer.clear());
     }
-    let picture = Resource::new(move || (su(), refresh.get()), |(su, _)| scalable_unit_fabric(su));
+    let picture =
+        crate::json::resource(move || (su(), refresh.get()), |(su, _)| scalable_unit_fabric(su));
     view! {
         // Transition: a refresh keeps the old picture up until the new one arrives.
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>

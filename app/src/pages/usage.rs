@@ -29,7 +29,7 @@ fn Usage(me: Me) -> impl IntoView {
             saves.update(|n| *n += 1);
         }
     });
-    let summary = Resource::new(move || (month(), saves.get()), |(m, _)| usage_summary(m));
+    let summary = crate::json::resource(move || (month(), saves.get()), |(m, _)| usage_summary(m));
     let can_budget = me.provider_admin || me.role == Role::TenantAdmin;
     view! {
         <main class="dashboard usage">
