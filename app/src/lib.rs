@@ -51,7 +51,7 @@ pub fn App() -> impl IntoView {
                 // Rendered whole before the response starts, so that signing in can be
                 // required with a real redirect instead of a half-streamed page.
                 <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
-                <Route path=path!("/login") view=pages::login::LoginPage />
+                <Route path=path!("/login") view={Lazy::<pages::lazy::Login>::new()} />
                 <Route path=path!("/account") view={Lazy::<pages::lazy::Account>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/instances/:id") view={Lazy::<pages::lazy::Instance>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/keys") view={Lazy::<pages::lazy::Keys>::new()} ssr=SsrMode::Async />

@@ -1,8 +1,9 @@
-//! The pages loaded on demand: the admin pages, the instance page and the rarely used ones.
+//! The pages loaded on demand: the admin pages, the instance page and the rarely used ones
+//! (sign-in among them: once a session, while the dashboard is every visit's first page).
 //! Each route here is a split point (`#[lazy_route]`): in the browser its page is cut out of
 //! the main WASM module into a chunk of its own (`target/site/pkg/split_*.wasm`, with
 //! `chunk_*.wasm` for code that several of them share), fetched when the route is first
-//! entered, so that a tenant user's first load carries only the dashboard and sign-in pages.
+//! entered, so that a signed-in user's first load carries only the dashboard.
 //! On the server they render as every other page; in the browser, the entry point
 //! (app/hydrate) awaits the chunk of the page being hydrated.
 //!
@@ -16,8 +17,20 @@
 use leptos::prelude::*;
 use leptos_router::{LazyRoute, lazy_route};
 
-use super::{account, admin, billing_admin, identity, instance, invoice, keys, networking};
+use super::{account, admin, billing_admin, identity, instance, invoice, keys, login, networking};
 use super::{public_ips, tenancy, topology, usage};
+
+/// `/login`
+pub struct Login;
+#[lazy_route]
+impl LazyRoute for Login {
+    fn data() -> Self {
+        Self
+    }
+    fn view(_this: Self) -> AnyView {
+        view! { <login::LoginPage /> }.into_any()
+    }
+}
 
 /// `/account`
 pub struct Account;
