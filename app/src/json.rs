@@ -51,7 +51,7 @@ where
 }
 
 /// The event stream's messages, read like everything else from the server.
-#[cfg(feature = "hydrate")]
+#[cfg(any(feature = "hydrate", test))]
 pub fn from_text<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
     serde_json::from_slice(text.as_bytes())
 }
