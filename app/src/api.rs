@@ -240,16 +240,21 @@ pub async fn user_set_disabled(
 }
 
 /// The newest 500 entries (the first page of the controller's paginated log).
+/// A page of the audit log, newest first: [`AUDIT_PAGE`] entries after `page_token` (the
+/// previous page's `next_page_token`; none: the newest).
 #[server(prefix = "/api/fn", endpoint = "audit_list")]
 pub async fn audit_list(
     action: Option<String>,
     actor_name: Option<String>,
-) -> Result<Vec<views::AuditEntry>, Error> {
+    page_token: Option<String>,
+) -> Result<portal_types::page::Page<views::AuditEntry>, Error> {
     let (ctl, _, opctx) = context().await?;
-    let page = portal_types::page::PageQuery::first(500);
-    let newest = ctl.audit_list(&opctx, action.as_deref(), actor_name.as_deref(), &page).await;
-    newest.map(|page| page.items).map_err(fail)
+    let page = portal_types::page::PageQuery { limit: Some(AUDIT_PAGE), page_token };
+    ctl.audit_list(&opctx, action.as_deref(), actor_name.as_deref(), &page).await.map_err(fail)
 }
+
+/// Entries per page of the portal's audit log.
+pub const AUDIT_PAGE: u32 = 100;
 
 #[server(prefix = "/api/fn", endpoint = "api_token_list")]
 pub async fn api_token_list() -> Result<Vec<views::ApiTokenView>, Error> {

@@ -19,8 +19,11 @@ test("open an instance from the list, see its GPUs and timeline, stop and delete
   await hydrated(page);
 
   // Launch two GPUs on an Ubuntu image (other specs may have added newer images).
-  const images = await page.getByTestId("launch-image").locator("option").evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value));
-  const ubuntu = images.find((v) => v.startsWith("ubuntu-"))!;
+  // The options arrive with the catalog: wait for them rather than read an empty list.
+  const imageValues = () =>
+    page.getByTestId("launch-image").locator("option").evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value));
+  await expect.poll(async () => (await imageValues()).some((v) => v.startsWith("ubuntu-"))).toBe(true);
+  const ubuntu = (await imageValues()).find((v) => v.startsWith("ubuntu-"))!;
   await page.getByTestId("launch-name").fill("paged-vm");
   await page.getByTestId("launch-type").selectOption("h100x2");
   await page.getByTestId("launch-image").selectOption(ubuntu);

@@ -2,6 +2,7 @@
 // a password shown once; that admin signs in, sees only their tenant, manages its users and
 // reads its audit log; provider-only pages refuse them.
 import { expect, test } from "@playwright/test";
+import { call, invite, session } from "./api";
 import { hydrated } from "./hydrated";
 
 const password = process.env.PORTAL_ADMIN_PASSWORD!;
@@ -185,4 +186,35 @@ test("deleting a tenant first names what will be lost, then needs its name", asy
   await page.getByTestId("login-password").fill(secret);
   await page.getByTestId("login-submit").click();
   await expect(page.getByTestId("login-error")).toBeVisible();
+});
+
+test("the audit log pages through its entries, newest first", async ({ page }) => {
+  const admin = await session("admin", password);
+  const tenant = await call<{ id: string }>(admin, "tenant_create", { name: "pager-co" });
+  const invited = await invite(admin, tenant.id, "pager", "tenant-admin");
+  const pager = await session("pager", invited.one_time_password);
+  // 105 refused token requests, each audited as api_token.create.
+  for (let i = 0; i < 105; i++) {
+    const r = await pager.post("/api/fn/api_token_create", { form: { name: `t${i}`, role: "viewer", days: "0" } });
+    expect(r.status()).toBe(400);
+  }
+
+  await signIn(page, "pager", `${invited.one_time_password}-own`);
+  await page.goto("/audit");
+  await hydrated(page);
+  await page.getByTestId("audit-filter").fill("api_token.");
+  await page.getByTestId("audit-filter").press("Enter");
+  const rows = page.getByTestId("audit-row");
+  await expect(rows).toHaveCount(100);
+  await expect(page.getByTestId("audit-page")).toHaveText("Page 1");
+  await expect(page.getByTestId("audit-newer")).toBeDisabled();
+  await expect(rows.first()).toContainText("t104");
+  await page.getByTestId("audit-older").click();
+  await expect(page.getByTestId("audit-page")).toHaveText("Page 2");
+  await expect(rows).toHaveCount(5);
+  await expect(rows.last()).toContainText("t0");
+  await expect(page.getByTestId("audit-older")).toBeDisabled();
+  await page.getByTestId("audit-newer").click();
+  await expect(page.getByTestId("audit-page")).toHaveText("Page 1");
+  await expect(rows).toHaveCount(100);
 });

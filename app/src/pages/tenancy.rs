@@ -323,18 +323,46 @@ pub fn AuditPage() -> impl IntoView {
 #[component]
 fn Audit() -> impl IntoView {
     let action = RwSignal::new(String::new());
-    let entries = crate::json::resource(move || action.get(), |a| audit_list(Some(a), None));
+    // The page shown: the token of the one after each page seen before it (none: newest).
+    let pages = RwSignal::new(vec![None::<String>]);
+    let entries = crate::json::resource(
+        move || (action.get(), pages.with(|p| p.last().cloned().flatten())),
+        |(a, token)| audit_list(Some(a), None, token),
+    );
     view! {
         <main class="dashboard">
             <section class="panel">
                 <h2>"Audit log"</h2>
                 <label class="filter">"Action starts with "
                     <input type="text" placeholder="instance." data-testid="audit-filter"
-                        on:change=move |ev| action.set(event_target_value(&ev)) />
+                        on:change=move |ev| {
+                            pages.set(vec![None]);
+                            action.set(event_target_value(&ev));
+                        } />
                 </label>
                 <Transition fallback=|| ()>
-                    {move || entries.get().map(|list| match list {
-                        Ok(list) => view! {
+                    {move || entries.get().map(|page| match page {
+                        Ok(page) => {
+                            let next = page.next_page_token.clone();
+                            let list = page.items;
+                            view! {
+                            <p class="pager">
+                                <button type="button" data-testid="audit-newer"
+                                    disabled=move || pages.with(|p| p.len() < 2)
+                                    on:click=move |_| pages.update(|p| { p.pop(); })>
+                                    "‹ Newer"
+                                </button>
+                                <span class="muted" data-testid="audit-page">
+                                    {move || format!("Page {}", pages.with(Vec::len))}
+                                </span>
+                                <button type="button" data-testid="audit-older"
+                                    disabled=next.is_none()
+                                    on:click=move |_| if let Some(token) = next.clone() {
+                                        pages.update(|p| p.push(Some(token)));
+                                    }>
+                                    "Older ›"
+                                </button>
+                            </p>
                             <table class="instances" data-testid="audit-table">
                                 <thead><tr><th>"When"</th><th>"Who"</th><th>"What"</th><th>"Object"</th><th>"From"</th><th>"Result"</th></tr></thead>
                                 <tbody>
@@ -352,7 +380,8 @@ fn Audit() -> impl IntoView {
                                     }}).collect_view()}
                                 </tbody>
                             </table>
-                        }.into_any(),
+                        }.into_any()
+                        }
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     })}
                 </Transition>
