@@ -209,9 +209,14 @@ fn audited_address(portal: &Portal, user: &str) -> String {
         .unwrap();
     let cookie = sign_in_admin(portal);
     let r = post_form(portal, "/api/fn/audit_list", &format!("Cookie: {cookie}\r\n"), b"").unwrap();
-    let entries: Vec<serde_json::Value> =
+    let page: serde_json::Value =
         serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap_or_default()).expect("JSON");
-    let entry = entries.iter().find(|e| e["actor"] == user).expect("the failed sign-in is audited");
+    let entry = page["items"]
+        .as_array()
+        .expect("a page of entries")
+        .iter()
+        .find(|e| e["actor"] == user)
+        .expect("the failed sign-in is audited");
     entry["client"].as_str().unwrap().to_owned()
 }
 
