@@ -137,13 +137,16 @@ test("the scalable unit's tenant fabric: a tenant's VRF confirmed on every leaf,
   await hydrated(page);
   const leaves = page.getByTestId("fabric-leaf");
   await expect(leaves).toHaveCount(8);
-  // Every leaf holds the tenant's VRF, confirmed (the page reads again every few seconds).
+  // Every leaf holds the tenant's VPC VRF, and the leaf of the GPU's rail its GPU fabric too,
+  // all confirmed (the page reads again every few seconds).
   const ours = page.locator('[data-testid="fabric-vrf"][data-tenant="fabco"]');
-  await expect(ours).toHaveCount(8);
-  await expect(page.locator('[data-testid="fabric-vrf"][data-tenant="fabco"][data-state="confirmed"]')).toHaveCount(8, { timeout: 20_000 });
+  const vpcRows = ours.filter({ hasNotText: "GPU fabric" });
+  await expect(vpcRows).toHaveCount(8);
+  await expect(ours.filter({ hasText: "GPU fabric" })).toHaveCount(1);
+  await expect(page.locator('[data-testid="fabric-vrf"][data-tenant="fabco"][data-state="confirmed"]')).toHaveCount(9, { timeout: 20_000 });
   const leaf0 = page.locator(`[data-testid="fabric-leaf"][data-leaf="${unit}-leaf0"]`);
   await expect(leaf0.getByTestId("fabric-leaf-agent")).toHaveText("switch agent connected");
-  const row = leaf0.locator('[data-testid="fabric-vrf"][data-tenant="fabco"]');
+  const row = leaf0.locator('[data-testid="fabric-vrf"][data-tenant="fabco"]').filter({ hasNotText: "GPU fabric" });
   await expect(row).toContainText("default");
   await expect(row).toContainText(/vpc\d+ · \d+/);
   await expect(page.getByTestId("fabric-dpu")).toHaveCount(64);
