@@ -20,6 +20,7 @@ pub mod pcie_layout;
 pub mod sysfs;
 pub mod vf_link;
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -193,13 +194,19 @@ impl Inner {
         VmFiles::new(&self.config.state_dir, vm_id)
     }
 
-    /// Waits until the guest of the just-started domain printed on its console (its log is
-    /// started over at each start), at most `boot_wait_secs`.
+    /// Waits until the guest of the just-started domain printed a whole line on its console
+    /// (its log is started over at each start), at most `boot_wait_secs`. A whole line, not a
+    /// byte: the emulated serial port writes one character at a time.
     fn wait_for_guest(&self, vm_id: &str) {
         let log = self.files(vm_id).console_log;
         let deadline = Instant::now() + Duration::from_secs(self.config.boot_wait_secs);
+        let printed_a_line = || -> std::io::Result<bool> {
+            let mut head = Vec::new();
+            std::fs::File::open(&log)?.take(64 * 1024).read_to_end(&mut head)?;
+            Ok(head.contains(&b'\n'))
+        };
         while Instant::now() < deadline {
-            if std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) {
+            if printed_a_line().unwrap_or(false) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
