@@ -96,6 +96,13 @@ pub async fn instance_type_list() -> Result<Vec<views::InstanceType>, Error> {
     ctl.instance_type_list(&opctx).await.map_err(fail)
 }
 
+/// The launch form's choices in one answer (see `views::LaunchOptions`).
+#[server(prefix = "/api/fn", endpoint = "launch_options")]
+pub async fn launch_options() -> Result<views::LaunchOptions, Error> {
+    let (ctl, _, opctx) = context().await?;
+    ctl.launch_options(&opctx).await.map_err(fail)
+}
+
 #[server(prefix = "/api/fn", endpoint = "instance_type_create")]
 pub async fn instance_type_create(
     create: params::InstanceTypeCreate,

@@ -252,6 +252,7 @@ const POLICY: Record<string, Policy> = {
   "POST /api/fn/capacity": { expect: all(200), form: () => ({}) },
   "POST /api/fn/instance_list": { expect: all(200), form: () => ({}) },
   "POST /api/fn/instance_type_list": { expect: all(200), form: () => ({}) },
+  "POST /api/fn/launch_options": { expect: all(200), form: () => ({}) },
   "POST /api/fn/fleet_summary": { expect: providerOnly, form: () => ({}) },
   "POST /api/fn/host_set_cordoned": { expect: providerOnly, form: () => ({ host: "su2-h32", cordoned: "false" }) },
   "POST /api/fn/host_topology": { expect: providerOnly, form: () => ({ name: "su1-h01" }) },

@@ -87,6 +87,7 @@ test("no page or server function hangs or fails under repeated and concurrent lo
     fn("capacity"),
     fn("quota_get", { tenant_id: me.tenant_id }),
     fn("instance_type_list"),
+    fn("launch_options"),
     fn("instance_list"),
     fn("instance_get", { id: vm[0].id }),
     fn("instance_port_counters", { id: vm[0].id }),

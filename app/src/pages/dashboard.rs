@@ -4,13 +4,13 @@
 use leptos::prelude::*;
 use portal_types::Role;
 use portal_types::views::{
-    AgentLink, Capacity, FleetSummary, HostView, InstanceState, InstanceView, LiveEvent, Me,
-    TenantQuota,
+    AgentLink, Capacity, FleetSummary, HostView, InstanceState, InstanceView, LaunchChoice,
+    LaunchOptions, LiveEvent, Me, TenantQuota,
 };
 
 use crate::api::{
-    InstanceCreate, InstanceDelete, InstancePower, capacity, fleet_summary, image_list,
-    instance_list, instance_type_list, network_overview, quota_get, ssh_key_list,
+    InstanceCreate, InstanceDelete, InstancePower, capacity, fleet_summary, instance_list,
+    launch_options, quota_get,
 };
 
 /// The instance list as the page shows it: the last fetched list with every newer live
@@ -48,10 +48,7 @@ fn Dashboard(me: Me) -> impl IntoView {
     );
     let capacity = crate::json::resource(move || fleet_tick.get(), |_| capacity());
     let quota = crate::json::resource(move || fleet_tick.get(), |_| quota_get(None));
-    let types = crate::json::resource(|| (), |_| instance_type_list());
-    let images = crate::json::resource(|| (), |_| image_list(false));
-    let keys = crate::json::resource(|| (), |_| ssh_key_list());
-    let networks = crate::json::resource(|| (), |_| network_overview());
+    let options = crate::json::resource(|| (), |_| launch_options());
     let instances = crate::json::resource(move || list_tick.get(), |_| instance_list());
     let updates = RwSignal::new(Vec::<InstanceView>::new());
     let connected = RwSignal::new(false);
@@ -133,70 +130,9 @@ fn Dashboard(me: Me) -> impl IntoView {
                             "Name"
                             <input type="text" name="create[name]" required placeholder="train-01" maxlength="63" data-testid="launch-name" />
                         </label>
-                        <label>
-                            "Instance type"
-                            <select name="create[instance_type]" data-testid="launch-type">
-                                <Suspense fallback=|| ()>
-                                    {move || types.get().map(|t| t.unwrap_or_default().into_iter().map(|t| {
-                                        let label = format!("{} — {}", t.name, t.summary());
-                                        view! { <option value=t.name.clone()>{label}</option> }
-                                    }).collect_view())}
-                                </Suspense>
-                            </select>
-                        </label>
-                        <label>
-                            "Image"
-                            // The newest image first: the default, as for API launches without one.
-                            <select name="create[image]" data-testid="launch-image">
-                                <Suspense fallback=|| ()>
-                                    {move || images.get().map(|i| i.unwrap_or_default().into_iter().map(|i| {
-                                        let label = format!("{} — {}", i.name, i.summary());
-                                        view! { <option value=i.name.clone()>{label}</option> }
-                                    }).collect_view())}
-                                </Suspense>
-                            </select>
-                        </label>
-                        <fieldset class="keys" data-testid="launch-keys">
-                            <legend>"SSH keys"</legend>
-                            <Suspense fallback=|| ()>
-                                {move || keys.get().map(|k| {
-                                    let k = k.unwrap_or_default();
-                                    if k.is_empty() {
-                                        return view! { <a href="/keys" class="muted">"Add an SSH key"</a> }.into_any();
-                                    }
-                                    // Indexed names: the form sends only the checked ones.
-                                    k.into_iter().enumerate().map(|(i, key)| view! {
-                                        <label class="check">
-                                            <input type="checkbox" name=format!("create[ssh_keys][{i}]") value=key.id.to_string() checked=i == 0 />
-                                            {key.name.clone()}
-                                        </label>
-                                    }).collect_view().into_any()
-                                })}
-                            </Suspense>
-                        </fieldset>
-                        <fieldset class="keys" data-testid="launch-network">
-                            <legend>"Network"</legend>
-                            <Suspense fallback=|| ()>
-                                {move || networks.get().and_then(Result::ok).map(|net| {
-                                    // The defaults come first and are preselected.
-                                    let subnets: Vec<_> = net.vpcs.iter().flat_map(|v| {
-                                        v.subnets.iter().map(move |s| (s.id, format!("{} / {} ({})", v.name, s.name, s.cidr)))
-                                    }).collect();
-                                    view! {
-                                        <select name="create[subnet]" data-testid="launch-subnet">
-                                            {subnets.into_iter().map(|(id, label)| view! { <option value=id.to_string()>{label}</option> }).collect_view()}
-                                        </select>
-                                        {net.security_groups.into_iter().enumerate().map(|(i, g)| view! {
-                                            <label class="check">
-                                                <input type="checkbox" name=format!("create[security_groups][{i}]") value=g.id.to_string()
-                                                    checked=g.is_default data-testid="launch-group" />
-                                                {g.name.clone()}
-                                            </label>
-                                        }).collect_view()}
-                                    }
-                                })}
-                            </Suspense>
-                        </fieldset>
+                        <Suspense fallback=|| ()>
+                            {move || options.get().map(|o| view! { <LaunchChoices options=o.unwrap_or_default() /> })}
+                        </Suspense>
                         <details class="advanced">
                             <summary>"User data"</summary>
                             <textarea name="create[user_data]" rows="4" maxlength="16384" data-testid="launch-user-data"
@@ -253,6 +189,54 @@ fn Dashboard(me: Me) -> impl IntoView {
             </Transition>
 
         </main>
+    }
+}
+
+/// The launch form's choices: instance type, image, SSH keys, subnet and security groups.
+/// Checkbox names are indexed so that the form sends only the checked ones.
+#[component]
+fn LaunchChoices(options: LaunchOptions) -> impl IntoView {
+    let select = |choices: Vec<LaunchChoice>| {
+        choices
+            .into_iter()
+            .map(|c| view! { <option value=c.value selected=c.preselected>{c.label}</option> })
+            .collect_view()
+    };
+    let checks =
+        |field: &'static str, testid: &'static str, choices: Vec<LaunchChoice>| {
+            choices
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| view! {
+                <label class="check">
+                    <input type="checkbox" name=format!("create[{field}][{i}]") value=c.value
+                        checked=c.preselected data-testid=testid />
+                    {c.label}
+                </label>
+            })
+            .collect_view()
+        };
+    let no_keys = options.ssh_keys.is_empty();
+    view! {
+        <label>
+            "Instance type"
+            <select name="create[instance_type]" data-testid="launch-type">{select(options.instance_types)}</select>
+        </label>
+        <label>
+            "Image"
+            // The newest image first: the default, as for API launches without one.
+            <select name="create[image]" data-testid="launch-image">{select(options.images)}</select>
+        </label>
+        <fieldset class="keys" data-testid="launch-keys">
+            <legend>"SSH keys"</legend>
+            {no_keys.then(|| view! { <a href="/keys" class="muted">"Add an SSH key"</a> })}
+            {checks("ssh_keys", "launch-key-choice", options.ssh_keys)}
+        </fieldset>
+        <fieldset class="keys" data-testid="launch-network">
+            <legend>"Network"</legend>
+            <select name="create[subnet]" data-testid="launch-subnet">{select(options.subnets)}</select>
+            {checks("security_groups", "launch-group", options.security_groups)}
+        </fieldset>
     }
 }
 

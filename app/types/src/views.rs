@@ -335,6 +335,31 @@ impl ImageView {
     }
 }
 
+/// What the launch form offers, in one answer: each choice as the value the form sends and
+/// the label it shows. One small type instead of the four catalogs it is made of keeps their
+/// decoders out of the browser's main module.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchOptions {
+    /// Value: the type's name.
+    pub instance_types: Vec<LaunchChoice>,
+    /// Value: the image's name; the newest image first (the default).
+    pub images: Vec<LaunchChoice>,
+    /// Value: the key's id; the first is preselected.
+    pub ssh_keys: Vec<LaunchChoice>,
+    /// Value: the subnet's id; the default VPC's subnets first.
+    pub subnets: Vec<LaunchChoice>,
+    /// Value: the group's id; the tenant's default group preselected.
+    pub security_groups: Vec<LaunchChoice>,
+}
+
+/// One choice of the launch form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchChoice {
+    pub value: String,
+    pub label: String,
+    pub preselected: bool,
+}
+
 /// An instance type (flavor) from the catalog a provider admin maintains.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -688,6 +688,21 @@ async fn images_are_launched_by_name_and_retired_ones_no_more() {
     let older_now = listed.iter().find(|i| i.name == "older").unwrap();
     assert_eq!(older_now.image.as_deref(), Some("ubuntu-22.04-cuda-12.4"));
     assert_eq!(older_now.state, InstanceState::Running);
+
+    // The launch form's choices: current images only, newest first; types GPU first; the
+    // tenant's default network preselected.
+    let options = ctl.launch_options(admin).await.unwrap();
+    let values = |c: &[portal_types::views::LaunchChoice]| {
+        c.iter().map(|c| c.value.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(values(&options.images), ["ubuntu-24.04-cuda-12.8", "tiny-test"]);
+    assert_eq!(options.instance_types[0].value, "h100x1");
+    assert!(options.instance_types[0].label.starts_with("h100x1 — 1 × H100-SXM5-80GB · 20 vCPUs"));
+    assert!(options.ssh_keys.is_empty());
+    assert_eq!(options.subnets[0].label, "default / default (10.0.0.0/20)");
+    let preselected: Vec<_> =
+        options.security_groups.iter().filter(|g| g.preselected).map(|g| &g.label).collect();
+    assert_eq!(preselected, ["default"]);
 }
 
 /// 100 identical launches at once with one idempotency key make one instance (every caller

@@ -1,7 +1,7 @@
 //! The instance-type catalog: what users can launch, at what price. Provider admins edit it;
 //! every signed-in user reads it.
 
-use portal_types::views::InstanceType;
+use portal_types::views::{InstanceType, LaunchChoice, LaunchOptions};
 use portal_types::{Error, params};
 
 use crate::Controller;
@@ -44,6 +44,52 @@ pub(crate) fn default_catalog() -> Vec<params::InstanceTypeCreate> {
 }
 
 impl Controller {
+    /// Everything the launch form offers the caller, as values and labels: the catalog's
+    /// types and current images, the caller's SSH keys, the tenant's subnets and security
+    /// groups, with the defaults preselected.
+    pub async fn launch_options(&self, opctx: &OpContext) -> Result<LaunchOptions, Error> {
+        opctx.authorize(Action::CatalogRead)?;
+        let types = self.instance_type_list(opctx).await?;
+        let images = self.image_list(opctx, false).await?;
+        let keys = self.ssh_key_list(opctx).await?;
+        let network = self.network_overview(opctx).await?;
+        let choice = |value: String, label: String, preselected: bool| LaunchChoice {
+            value,
+            label,
+            preselected,
+        };
+        Ok(LaunchOptions {
+            instance_types: types
+                .iter()
+                .map(|t| choice(t.name.clone(), format!("{} — {}", t.name, t.summary()), false))
+                .collect(),
+            images: images
+                .iter()
+                .map(|i| choice(i.name.clone(), format!("{} — {}", i.name, i.summary()), false))
+                .collect(),
+            ssh_keys: keys
+                .into_iter()
+                .enumerate()
+                .map(|(n, k)| choice(k.id.to_string(), k.name, n == 0))
+                .collect(),
+            subnets: network
+                .vpcs
+                .iter()
+                .flat_map(|v| {
+                    v.subnets.iter().map(move |s| {
+                        let label = format!("{} / {} ({})", v.name, s.name, s.cidr);
+                        choice(s.id.to_string(), label, false)
+                    })
+                })
+                .collect(),
+            security_groups: network
+                .security_groups
+                .into_iter()
+                .map(|g| choice(g.id.to_string(), g.name, g.is_default))
+                .collect(),
+        })
+    }
+
     pub async fn instance_type_list(&self, opctx: &OpContext) -> Result<Vec<InstanceType>, Error> {
         opctx.authorize(Action::CatalogRead)?;
         let mut types = self.datastore.instance_type_list(opctx).await?;
