@@ -212,6 +212,26 @@ JS
     "$(stat -c %s "$pkg/portal_bg.wasm.br") bytes brotli; $n lazy modules $total bytes brotli in all"
 }
 
+# Fails when the main module grew more than 5 % over .ci/bundle-budget, or the JavaScript
+# glue (wasm-bindgen's and wasm-split's loaders) passed 20 KB brotli (DESIGN §6, B9).
+check_bundle_budget() {
+  local pkg=target/site/pkg budget actual glue
+  budget="$(sed -n 's/^main_module_brotli_bytes=//p' .ci/bundle-budget)"
+  actual="$(stat -c %s "$pkg/portal_bg.wasm.br")"
+  glue=$(($(stat -c %s "$pkg/portal.js.br") + $(stat -c %s "$pkg/__wasm_split.js.br")))
+  if [ "$actual" -gt $((budget * 105 / 100)) ]; then
+    echo "error: the browser bundle's main module is $actual bytes brotli, more than 5 % over" \
+      "the $budget bytes in .ci/bundle-budget; move the new code into a lazy page" \
+      "(app/src/pages/lazy.rs) or make it smaller." >&2
+    return 1
+  fi
+  if [ "$glue" -gt 20000 ]; then
+    echo "error: the bundle's JavaScript glue is $glue bytes brotli, over 20,000." >&2
+    return 1
+  fi
+  echo "bundle budget: main module $actual bytes brotli (recorded $budget, limit +5 %), glue $glue bytes"
+}
+
 build_server() {
   step "building the portal server"
   cargo build -p portal-server
