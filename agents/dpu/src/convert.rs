@@ -161,8 +161,10 @@ pub fn port_state_to_proto(state: PortState) -> pb::PortState {
     }
 }
 
-pub fn port_status_to_proto(status: &PortStatus) -> pb::PortStatus {
+/// The status as the agent of boot `boot_id` answers it.
+pub fn port_status_to_proto(status: &PortStatus, boot_id: &str) -> pb::PortStatus {
     pb::PortStatus {
+        boot_id: boot_id.to_owned(),
         port_id: status.port_id.clone(),
         state: port_state_to_proto(status.state).into(),
         generation: status.generation,

@@ -57,7 +57,7 @@ impl DpuAgent for DpuAgentService {
     ) -> Result<Response<pb::PortStatus>, Status> {
         let spec = convert::port_spec_from_proto(request.into_inner().spec)?;
         let status = self.manager.port_ensure(spec).await?;
-        Ok(Response::new(convert::port_status_to_proto(&status)))
+        Ok(Response::new(convert::port_status_to_proto(&status, self.manager.boot_id())))
     }
 
     async fn remove_port(
@@ -67,7 +67,7 @@ impl DpuAgent for DpuAgentService {
         let request = request.into_inner();
         let port_id = convert::port_id_from_proto(&request.port_id)?;
         let status = self.manager.port_remove(&port_id, request.generation).await?;
-        Ok(Response::new(convert::port_status_to_proto(&status)))
+        Ok(Response::new(convert::port_status_to_proto(&status, self.manager.boot_id())))
     }
 
     async fn port_counters(
@@ -86,7 +86,8 @@ impl DpuAgent for DpuAgentService {
         _request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let events = self.manager.watch()?;
-        let stream = events.map(|status| Ok(convert::port_status_to_proto(&status)));
+        let boot_id = self.manager.boot_id().to_owned();
+        let stream = events.map(move |status| Ok(convert::port_status_to_proto(&status, &boot_id)));
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -125,8 +125,10 @@ pub fn vpc_state_to_proto(state: VpcState) -> pb::VpcState {
     }
 }
 
-pub fn vpc_status_to_proto(status: &VpcStatus) -> pb::VpcStatus {
+/// The status as the agent of boot `boot_id` answers it.
+pub fn vpc_status_to_proto(status: &VpcStatus, boot_id: &str) -> pb::VpcStatus {
     pb::VpcStatus {
+        boot_id: boot_id.to_owned(),
         vpc_id: status.vpc_id.clone(),
         state: vpc_state_to_proto(status.state).into(),
         generation: status.generation,

@@ -58,7 +58,7 @@ impl SwitchAgent for SwitchAgentService {
         let spec =
             convert::vpc_spec_from_proto(request.into_inner().spec, self.manager.description())?;
         let status = self.manager.vpc_ensure(spec).await?;
-        Ok(Response::new(convert::vpc_status_to_proto(&status)))
+        Ok(Response::new(convert::vpc_status_to_proto(&status, self.manager.boot_id())))
     }
 
     async fn remove_vpc(
@@ -68,7 +68,7 @@ impl SwitchAgent for SwitchAgentService {
         let request = request.into_inner();
         let vpc_id = convert::vpc_id_from_proto(&request.vpc_id)?;
         let status = self.manager.vpc_remove(&vpc_id, request.generation).await?;
-        Ok(Response::new(convert::vpc_status_to_proto(&status)))
+        Ok(Response::new(convert::vpc_status_to_proto(&status, self.manager.boot_id())))
     }
 
     async fn evpn_status(
@@ -86,7 +86,8 @@ impl SwitchAgent for SwitchAgentService {
         _request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let events = self.manager.watch()?;
-        let stream = events.map(|status| Ok(convert::vpc_status_to_proto(&status)));
+        let boot_id = self.manager.boot_id().to_owned();
+        let stream = events.map(move |status| Ok(convert::vpc_status_to_proto(&status, &boot_id)));
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -68,29 +68,32 @@ impl Controller {
         let (id, generation) = (wiring.port.id, wiring.port.generation);
         let sent =
             client.ensure_port(pb::EnsurePortRequest { spec: Some(port_spec(&wiring)) }).await;
-        if let Err(status) = sent {
-            // Only a generation conflict is settled by a newer generation; another refusal
-            // (a DPU without an uplink for a public IP) is retried as it is, with backoff.
-            let conflict = status.code() == tonic::Code::FailedPrecondition
-                && status.message().contains("generation");
-            if !conflict {
-                return Err(status);
+        let answered = match sent {
+            Ok(answer) => answer.into_inner(),
+            Err(status) => {
+                // Only a generation conflict is settled by a newer generation; another refusal
+                // (a DPU without an uplink for a public IP) is retried as it is, with backoff.
+                let conflict = status.code() == tonic::Code::FailedPrecondition
+                    && status.message().contains("generation");
+                if !conflict {
+                    return Err(status);
+                }
+                // Two senders (the saga and the reconciler) built the same generation at
+                // different moments, a group's members changing in between: a new generation,
+                // built from the rules as they are now, settles it.
+                self.datastore
+                    .port_bump(id)
+                    .await
+                    .map_err(|e| tonic::Status::unavailable(e.detail()))?;
+                self.network_changed.notify_one();
+                return Err(tonic::Status::unavailable(format!(
+                    "DPU {dpu} holds another version of the port ({}); sending a newer one",
+                    status.message()
+                )));
             }
-            // Two senders (the saga and the reconciler) built the same generation at
-            // different moments, a group's members changing in between: a new generation,
-            // built from the rules as they are now, settles it.
-            self.datastore
-                .port_bump(id)
-                .await
-                .map_err(|e| tonic::Status::unavailable(e.detail()))?;
-            self.network_changed.notify_one();
-            return Err(tonic::Status::unavailable(format!(
-                "DPU {dpu} holds another version of the port ({}); sending a newer one",
-                status.message()
-            )));
-        }
+        };
         self.datastore
-            .port_mark_applied(id, generation)
+            .port_mark_applied(id, generation, &answered.boot_id)
             .await
             .map_err(|e| tonic::Status::unavailable(e.detail()))?;
         Ok(())

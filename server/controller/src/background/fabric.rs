@@ -86,12 +86,13 @@ async fn ensure(c: &Controller, leaf: &str, vpc: &FabricVpc) -> Result<(), Strin
             })
             .collect(),
     };
-    client
+    let answered = client
         .ensure_vpc(pb::EnsureVpcRequest { spec: Some(spec) })
         .await
-        .map_err(|s| s.message().to_owned())?;
+        .map_err(|s| s.message().to_owned())?
+        .into_inner();
     c.datastore
-        .fabric_confirm(leaf, vpc.vpc_id, vpc.generation)
+        .fabric_confirm(leaf, vpc.vpc_id, vpc.generation, &answered.boot_id)
         .await
         .map_err(|e| e.to_string())?;
     c.fabric_confirmed.notify_waiters();

@@ -10,8 +10,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use portal_types::Error;
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::sea_query::{Expr, OnConflict, Query};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
 use uuid::Uuid;
 
 use super::entity::{
@@ -259,25 +262,48 @@ impl DataStore {
             .collect())
     }
 
+    /// Records that leaf `leaf`, answering as boot `boot_id`, holds the VPC at `generation`;
+    /// nothing when the database knows the leaf by another boot. A restart recorded between
+    /// the leaf's answer and this write has already marked everything to be sent again, and
+    /// the old boot's answer must not undo that. One statement, so that the boot cannot
+    /// change between the check and the write.
     pub(crate) async fn fabric_confirm(
         &self,
         leaf: &str,
         vpc_id: Uuid,
         generation: i64,
+        boot_id: &str,
     ) -> Result<(), StoreError> {
-        let row = switch_vpc::ActiveModel {
-            switch_name: sea_orm::Set(leaf.to_owned()),
-            vpc_id: sea_orm::Set(vpc_id),
-            generation: sea_orm::Set(generation),
-        };
-        switch_vpc::Entity::insert(row)
+        let known_boot = Query::select()
+            .expr(Expr::val(1))
+            .from(switch::Entity)
+            .and_where(switch::Column::Name.eq(leaf))
+            .cond_where(
+                Condition::any()
+                    .add(switch::Column::BootId.eq(boot_id))
+                    .add(switch::Column::BootId.is_null()),
+            )
+            .to_owned();
+        let row = Query::select()
+            .exprs([Expr::val(leaf), Expr::val(vpc_id), Expr::val(generation)])
+            .and_where(Expr::exists(known_boot))
+            .to_owned();
+        let upsert = Query::insert()
+            .into_table(switch_vpc::Entity)
+            .columns([
+                switch_vpc::Column::SwitchName,
+                switch_vpc::Column::VpcId,
+                switch_vpc::Column::Generation,
+            ])
+            .select_from(row)
+            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
             .on_conflict(
                 OnConflict::columns([switch_vpc::Column::SwitchName, switch_vpc::Column::VpcId])
                     .update_column(switch_vpc::Column::Generation)
                     .to_owned(),
             )
-            .exec(&self.db)
-            .await?;
+            .to_owned();
+        self.db.execute(&upsert).await?;
         Ok(())
     }
 
@@ -497,5 +523,60 @@ impl DataStore {
             gpu_wanted,
             gpu_fabrics,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_proto::AgentKind;
+    use sea_orm::Set;
+
+    use super::*;
+
+    /// A leaf's confirmation counts only while the database knows the leaf by the boot that
+    /// answered: the late answer of an agent that restarted since does not undo the replay
+    /// its restart caused.
+    #[tokio::test]
+    async fn confirmations_count_only_from_the_boot_the_database_knows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("portal.db").display());
+        let ds =
+            super::super::with_startup_lock(&url, |e| e, async |ds| Ok(ds.clone())).await.unwrap();
+        let leaf = "su1-leaf0";
+        let row = switch::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            name: Set(leaf.to_owned()),
+            model: Set("SN5600".to_owned()),
+            scalable_unit: Set(1),
+            rail: Set(0),
+            agent_url: Set("https://127.0.0.1:1".to_owned()),
+            agent_connected: Set(true),
+            updated_at: Set(0),
+            boot_id: Set(None),
+        };
+        switch::Entity::insert(row).exec(&ds.db).await.unwrap();
+        let vpc = Uuid::new_v4();
+        let confirmed =
+            async || ds.fabric_confirmed().await.unwrap().get(&(leaf.into(), vpc)).copied();
+
+        // No boot recorded yet: taken (recording one later marks everything to send again).
+        ds.fabric_confirm(leaf, vpc, 3, "boot-1").await.unwrap();
+        assert_eq!(confirmed().await, Some(3));
+        ds.agent_boot_record(AgentKind::Switch, leaf, "boot-1").await.unwrap();
+        ds.fabric_confirm(leaf, vpc, 4, "boot-1").await.unwrap();
+        assert_eq!(confirmed().await, Some(4));
+
+        // The agent restarts: the new boot is recorded and everything marked for sending.
+        ds.agent_boot_record(AgentKind::Switch, leaf, "boot-2").await.unwrap();
+        assert_eq!(ds.fabric_replay(leaf).await.unwrap(), 1);
+        // The old boot's answer, arriving late, changes nothing; the new boot's counts.
+        ds.fabric_confirm(leaf, vpc, 4, "boot-1").await.unwrap();
+        assert_eq!(confirmed().await, Some(0));
+        ds.fabric_confirm(leaf, vpc, 4, "boot-2").await.unwrap();
+        assert_eq!(confirmed().await, Some(4));
+
+        // A leaf the database does not know gets no record.
+        ds.fabric_confirm("su9-leaf0", vpc, 4, "boot-1").await.unwrap();
+        assert!(!ds.fabric_confirmed().await.unwrap().contains_key(&("su9-leaf0".into(), vpc)));
     }
 }

@@ -12,8 +12,8 @@ use portal_types::ids::{GenericUuid, PortUuid};
 use portal_types::network::{Direction, Ipv4Net, PortView, Protocol};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -308,17 +308,30 @@ impl DataStore {
         Ok(())
     }
 
-    /// Records that the DPU confirmed `generation` (never moving backwards).
+    /// Records that the port's DPU, answering as boot `boot_id`, confirmed `generation`
+    /// (never moving backwards); nothing when the database knows the DPU by another boot
+    /// (as [`fabric_confirm`](Self::fabric_confirm): a late answer of a restarted agent).
     pub(crate) async fn port_mark_applied(
         &self,
         id: Uuid,
         generation: i64,
+        boot_id: &str,
     ) -> Result<(), StoreError> {
+        let known_boot = Query::select()
+            .column(dpu::Column::Name)
+            .from(dpu::Entity)
+            .cond_where(
+                Condition::any()
+                    .add(dpu::Column::BootId.eq(boot_id))
+                    .add(dpu::Column::BootId.is_null()),
+            )
+            .to_owned();
         port::Entity::update_many()
             .col_expr(port::Column::AppliedGeneration, Expr::value(generation))
             .col_expr(port::Column::Message, Expr::value(Option::<String>::None))
             .filter(port::Column::Id.eq(id))
             .filter(port::Column::AppliedGeneration.lt(generation))
+            .filter(port::Column::DpuName.in_subquery(known_boot))
             .exec(&self.db)
             .await?;
         Ok(())
