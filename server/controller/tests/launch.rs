@@ -441,7 +441,9 @@ async fn cordoned_hosts_get_no_new_vms() {
 /// failed outright is undone at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stuck_and_refused_launches_are_undone() {
-    let stack = start_with_deadline(&sqlite_url("deadline"), 1, Duration::from_secs(1)).await;
+    // Long enough for the steps before the start (the port, the 4 rail leaves taking the GPU
+    // fabric) on a loaded machine; the start itself never comes.
+    let stack = start_with_deadline(&sqlite_url("deadline"), 1, Duration::from_secs(8)).await;
     let ctl = &stack.controller;
     let admin = &op(&stack.admin);
     for host in stack.fleet.hosts() {

@@ -58,7 +58,8 @@ async fn a_delete_its_host_never_confirms_fails_at_the_deadline_and_keeps_the_gp
 /// with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_undo_whose_remove_failed_keeps_the_gpus_until_the_host_confirms() {
-    let stack = start_with_deadline(&sqlite_url("undo-remove"), 1, Duration::from_secs(1)).await;
+    // Long enough for the port and the GPU fabric on a loaded machine (see launch.rs).
+    let stack = start_with_deadline(&sqlite_url("undo-remove"), 1, Duration::from_secs(8)).await;
     let ctl = &stack.controller;
     let admin = &op(&stack.admin);
     for host in stack.fleet.hosts() {
