@@ -131,7 +131,10 @@ fn Dashboard(me: Me) -> impl IntoView {
                             <input type="text" name="create[name]" required placeholder="train-01" maxlength="63" data-testid="launch-name" />
                         </label>
                         <Suspense fallback=|| ()>
-                            {move || options.get().map(|o| view! { <LaunchChoices options=o.unwrap_or_default() /> })}
+                            {move || options.get().map(|o| match o {
+                                Ok(options) => view! { <LaunchChoices options /> }.into_any(),
+                                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                            })}
                         </Suspense>
                         <details class="advanced">
                             <summary>"User data"</summary>

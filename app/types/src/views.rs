@@ -338,7 +338,7 @@ impl ImageView {
 /// What the launch form offers, in one answer: each choice as the value the form sends and
 /// the label it shows. One small type instead of the four catalogs it is made of keeps their
 /// decoders out of the browser's main module.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchOptions {
     /// Value: the type's name.
     pub instance_types: Vec<LaunchChoice>,

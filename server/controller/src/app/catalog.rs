@@ -49,10 +49,12 @@ impl Controller {
     /// groups, with the defaults preselected.
     pub async fn launch_options(&self, opctx: &OpContext) -> Result<LaunchOptions, Error> {
         opctx.authorize(Action::CatalogRead)?;
-        let types = self.instance_type_list(opctx).await?;
-        let images = self.image_list(opctx, false).await?;
-        let keys = self.ssh_key_list(opctx).await?;
-        let network = self.network_overview(opctx).await?;
+        let (types, images, keys, network) = tokio::try_join!(
+            self.instance_type_list(opctx),
+            self.image_list(opctx, false),
+            self.ssh_key_list(opctx),
+            self.network_overview(opctx),
+        )?;
         let choice = |value: String, label: String, preselected: bool| LaunchChoice {
             value,
             label,
