@@ -158,8 +158,13 @@ build_site() {
   step "building the browser bundle"
   # `--emit-relocs` keeps the linker's relocations, which wasm-split needs to follow calls;
   # given as --config so that it adds to .cargo/config.toml's flags instead of replacing them.
-  cargo build -p portal-hydrate --lib --target wasm32-unknown-unknown --profile wasm-release \
-    --config 'build.rustflags=["-Clink-args=--emit-relocs"]'
+  # Two of rustc's size flags, unstable, so let through on this stable compiler by
+  # RUSTC_BOOTSTRAP for this build alone: panics carry no file, line and column
+  # (`location-detail`, -8 KB brotli), and derived `Debug` prints only the type's name
+  # (`fmt-debug`, -3 KB); the page never shows either.
+  RUSTC_BOOTSTRAP=1 cargo build -p portal-hydrate --lib --target wasm32-unknown-unknown \
+    --profile wasm-release --config \
+    'build.rustflags=["-Clink-args=--emit-relocs","-Zlocation-detail=none","-Zfmt-debug=shallow"]'
   local site=target/site pkg=target/site/pkg split=target/wasm-split
   mkdir -p "$pkg"
   rm -rf "$split"

@@ -3,6 +3,7 @@
 //! call one control-plane method, map the error.
 
 pub mod api;
+mod form;
 mod json;
 mod live;
 mod pages;

@@ -66,8 +66,20 @@ pub fn content_security_policy() {
 }
 
 /// Sets the response status for `err` and logs what only operators may see.
+///
+/// A form the browser posted itself (before the page was hydrated, or without JavaScript)
+/// keeps server_fn's answer instead: a redirect back to its page with the error in the
+/// address, which the page then shows; a status would turn it into a page of bare JSON.
 pub fn fail(err: Error) -> Error {
-    if let Some(options) = use_context::<ResponseOptions>()
+    let native_form = use_context::<axum::http::request::Parts>().is_some_and(|parts| {
+        parts
+            .headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
+    });
+    if !native_form
+        && let Some(options) = use_context::<ResponseOptions>()
         && let Ok(status) = axum::http::StatusCode::from_u16(err.status_code())
     {
         options.set_status(status);

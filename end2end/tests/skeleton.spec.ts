@@ -1,9 +1,9 @@
 // The walking skeleton through every layer: sign in → the fleet read from the database after
-// the agents reported it → launch a 1-GPU VM → its state turns from provisioning to running
+// the agents reported it (the admin page) → launch a 1-GPU VM → its state turns from provisioning to running
 // in the page without a reload (host agent watch stream → event bus → SSE) → delete it →
 // sign out ends the session.
 import { expect, test } from "@playwright/test";
-import { sshEd25519 } from "./api";
+import { base, call, session, sshEd25519 } from "./api";
 import { hydrated } from "./hydrated";
 
 const password = process.env.PORTAL_ADMIN_PASSWORD!;
@@ -33,15 +33,21 @@ test("sign in, see the fleet, launch and delete a 1-GPU VM live, sign out", asyn
   await expect(page.getByTestId("whoami")).toContainText("admin");
   await hydrated(page);
 
-  // The simulated datacenter: 2 scalable units of 32 HGX H100 hosts, 8 GPUs each.
-  await expect(page.getByTestId("stat-hosts")).toHaveText("64 / 64");
-  await expect(page.getByTestId("stat-gpus-total")).toHaveText("512");
-  await expect(page.getByTestId("stat-gpus-used")).toHaveText("0");
-  await expect(page.getByTestId("host-card")).toHaveCount(64);
   await expect(page.getByTestId("live-indicator")).toHaveText("● live");
   await expect(page.getByTestId("launchable")).toHaveText("64×8, 0×4, 0×2, 0×1");
   await page.screenshot({ path: testInfo.outputPath("dashboard.png"), fullPage: true });
   await page.screenshot({ path: "test-results/dashboard.png", fullPage: true });
+
+  // The fleet is on the admin page, kept live there too: the simulated datacenter, 2 scalable
+  // units of 32 HGX H100 hosts, 8 GPUs each.
+  const fleet = await page.context().newPage();
+  await fleet.goto("/admin");
+  await hydrated(fleet);
+  await expect(fleet.getByTestId("stat-hosts")).toHaveText("64 / 64");
+  await expect(fleet.getByTestId("stat-gpus-total")).toHaveText("512");
+  await expect(fleet.getByTestId("stat-gpus-used")).toHaveText("0");
+  await expect(fleet.getByTestId("host-card")).toHaveCount(64);
+  await fleet.screenshot({ path: testInfo.outputPath("fleet.png"), fullPage: true });
 
   // Everything from here on must happen without a page load.
   await page.evaluate(() => ((window as any).__sameDocument = true));
@@ -53,7 +59,7 @@ test("sign in, see the fleet, launch and delete a 1-GPU VM live, sign out", asyn
   await expect(row.getByTestId("instance-state")).toHaveText("provisioning");
   await expect(row).toContainText("1 × H100");
   await expect(row.getByTestId("instance-state")).toHaveText("running", { timeout: 15_000 });
-  await expect(page.getByTestId("stat-gpus-used")).toHaveText("1");
+  await expect(fleet.getByTestId("stat-gpus-used")).toHaveText("1");
   // Best fit: the 1-GPU VM broke one 8-GPU partition, and the rest of that host stays usable.
   await expect(page.getByTestId("launchable")).toHaveText("63×8, 1×4, 1×2, 1×1");
   await expect(page.locator('[data-resource="gpus:H100-SXM5-80GB"]')).toHaveText("gpus:H100-SXM5-80GB 1 / no limit");
@@ -65,7 +71,7 @@ test("sign in, see the fleet, launch and delete a 1-GPU VM live, sign out", asyn
 
   await row.getByTestId("instance-delete").click();
   await expect(row).toHaveCount(0, { timeout: 15_000 });
-  await expect(page.getByTestId("stat-gpus-used")).toHaveText("0");
+  await expect(fleet.getByTestId("stat-gpus-used")).toHaveText("0");
   await expect(page.getByTestId("launchable")).toHaveText("64×8, 0×4, 0×2, 0×1");
   expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
 
@@ -237,4 +243,31 @@ test("a provider admin adds and retires an image; a launch boots the chosen one,
   await expect(row.getByTestId("instance-image")).toHaveText("debian-12");
   await row.getByTestId("instance-delete").click();
   await expect(row.getByTestId("instance-state")).toHaveText(/deleting|deleted/);
+});
+
+test("without JavaScript the launch form still launches, and a refusal comes back as its sentence", async ({ browser }) => {
+  const admin = await session("admin", password);
+  const context = await browser.newContext({ baseURL: base, javaScriptEnabled: false, storageState: await admin.storageState() });
+  const page = await context.newPage();
+  await page.goto("/");
+  // The browser posts the form itself and follows the server's redirect back to the page
+  // (whose address the server cleans of any earlier error, leaving an empty "?").
+  await page.getByTestId("launch-name").fill("nojs-1");
+  await page.getByTestId("launch-type").selectOption("c8m32");
+  await page.getByTestId("launch-submit").click();
+  await expect(page).toHaveURL(/\/\??$/);
+  const row = page.locator('[data-testid="instance-row"][data-name="nojs-1"]');
+  await expect(row).toHaveCount(1);
+  await expect(page.getByTestId("launch-error")).toHaveCount(0);
+
+  // The same name again: the server sends the page back with its error, which it shows.
+  await page.getByTestId("launch-name").fill("nojs-1");
+  await page.getByTestId("launch-type").selectOption("c8m32");
+  await page.getByTestId("launch-submit").click();
+  await expect(page).toHaveURL(/__err=/);
+  await expect(page.getByTestId("launch-error")).toContainText("already exists");
+
+  const list = await call<{ id: string; name: string }[]>(admin, "instance_list", {});
+  for (const vm of list.filter((i) => i.name === "nojs-1")) await call(admin, "instance_delete", { id: vm.id });
+  await context.close();
 });

@@ -33,7 +33,9 @@ test("a launched VM on its host's topology picture and the scalable unit's rail 
   expect(host).toMatch(/^su\d+-h\d+$/);
   const unit = host.split("-")[0];
 
-  // The dashboard's fleet map links each host card to its picture.
+  // The admin page's fleet map links each host card to its picture.
+  await page.getByTestId("nav-admin").click();
+  await hydrated(page);
   await page.locator(`[data-testid="host-card"][href="/admin/hosts/${host}"]`).click();
   await expect(page).toHaveURL(new RegExp(`/admin/hosts/${host}$`));
   const picture = page.getByTestId("host-topology");

@@ -7,6 +7,7 @@ use portal_types::views::Me;
 use crate::api::{
     ApiTokenCreate, ApiTokenRevoke, PasswordChange, SessionEnd, api_token_list, session_list,
 };
+use crate::form::{FormAction, PostForm};
 
 #[component]
 pub fn AccountPage() -> impl IntoView {
@@ -15,10 +16,10 @@ pub fn AccountPage() -> impl IntoView {
 
 #[component]
 fn Account(me: Me) -> impl IntoView {
-    let create = ServerAction::<ApiTokenCreate>::new();
+    let create = FormAction::<ApiTokenCreate>::new();
     let revoke = ServerAction::<ApiTokenRevoke>::new();
     let end = ServerAction::<SessionEnd>::new();
-    let change = ServerAction::<PasswordChange>::new();
+    let change = FormAction::<PasswordChange>::new();
     let sessions = crate::json::resource(
         move || (end.version().get(), change.version().get()),
         |_| session_list(),
@@ -88,12 +89,12 @@ fn Account(me: Me) -> impl IntoView {
                         "Choose your own password to continue: the one you were given was for signing in once."
                     </p>
                 </Show>
-                <ActionForm action=change attr:class="launch" attr:data-testid="password-form">
+                <PostForm action=change attr:class="launch" attr:data-testid="password-form">
                     <label>"Current password" <input type="password" name="current" required autocomplete="current-password" /></label>
                     <label>"New password" <input type="password" name="new" required minlength="12" autocomplete="new-password" /></label>
                     <label>"New password again" <input type="password" name="repeat" required minlength="12" autocomplete="new-password" /></label>
                     <button type="submit" class="primary">"Change password"</button>
-                </ActionForm>
+                </PostForm>
                 <Show when=move || password_error().is_some()>
                     <p class="error" role="alert" data-testid="password-error">{password_error}</p>
                 </Show>
@@ -134,7 +135,7 @@ fn Account(me: Me) -> impl IntoView {
                         </table>
                     })}
                 </Transition>
-                <ActionForm action=create attr:class="launch" attr:data-testid="token-form">
+                <PostForm action=create attr:class="launch" attr:data-testid="token-form">
                     <label>"Name" <input type="text" name="name" required placeholder="ci-pipeline" /></label>
                     <label>"Role"
                         <select name="role">
@@ -146,7 +147,7 @@ fn Account(me: Me) -> impl IntoView {
                     </label>
                     <label>"Days" <input type="number" name="days" value="30" min="1" max="365" class="narrow" /></label>
                     <button type="submit" class="primary">"Create token"</button>
-                </ActionForm>
+                </PostForm>
             </section>
         </main>
     }

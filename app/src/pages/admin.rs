@@ -1,4 +1,5 @@
-//! Provider-admin pages: the instance-type and image catalogs, tenant quotas and stray VMs.
+//! The provider admins' page: the fleet, the instance-type and image catalogs, maintenance,
+//! stray VMs and tenant quotas.
 
 use leptos::prelude::*;
 use portal_types::Error;
@@ -8,6 +9,7 @@ use crate::api::{
     HostSetCordoned, InstanceTypeCreate, InstanceTypeDelete, QuotaDefaultSet, QuotaSet,
     instance_type_list, quota_default_list, quota_get,
 };
+use crate::form::{FormAction, PostForm};
 
 #[component]
 pub fn AdminPage() -> impl IntoView {
@@ -16,11 +18,11 @@ pub fn AdminPage() -> impl IntoView {
 
 #[component]
 fn Admin(me: Me) -> impl IntoView {
-    let create = ServerAction::<InstanceTypeCreate>::new();
+    let create = FormAction::<InstanceTypeCreate>::new();
     let delete = ServerAction::<InstanceTypeDelete>::new();
-    let set_quota = ServerAction::<QuotaSet>::new();
-    let cordon = ServerAction::<HostSetCordoned>::new();
-    let set_default = ServerAction::<QuotaDefaultSet>::new();
+    let set_quota = FormAction::<QuotaSet>::new();
+    let cordon = FormAction::<HostSetCordoned>::new();
+    let set_default = FormAction::<QuotaDefaultSet>::new();
     let strays = crate::json::resource(|| (), |_| stray_vm_list());
     let defaults =
         crate::json::resource(move || set_default.version().get(), |_| quota_default_list());
@@ -51,6 +53,7 @@ fn Admin(me: Me) -> impl IntoView {
             <Show when=move || error().is_some()>
                 <p class="error" role="alert" data-testid="admin-error">{error}</p>
             </Show>
+            <super::fleet::FleetPanel refresh=cordon.version() />
             <section class="panel">
                 <h2>"Instance types"</h2>
                 <Transition fallback=|| ()>
@@ -58,7 +61,7 @@ fn Admin(me: Me) -> impl IntoView {
                         view! { <TypeTable types=types.await.unwrap_or_default() delete /> }
                     })}
                 </Transition>
-                <ActionForm action=create attr:class="launch" attr:data-testid="type-form">
+                <PostForm action=create attr:class="launch" attr:data-testid="type-form">
                     <label>"Name" <input type="text" name="create[name]" required placeholder="h100x1-large" /></label>
                     <label>"GPU model" <input type="text" name="create[gpu_model]" placeholder="H100-SXM5-80GB (empty: CPU only)" /></label>
                     <label>"GPUs"
@@ -71,13 +74,13 @@ fn Admin(me: Me) -> impl IntoView {
                     <label>"Disk GiB" <input type="number" name="create[disk_gib]" min="10" max="65536" required value="200" /></label>
                     <label>"Price ¢/hour" <input type="number" name="create[price_cents_per_hour]" min="0" required value="249" /></label>
                     <button type="submit" class="primary">"Add type"</button>
-                </ActionForm>
+                </PostForm>
             </section>
             <super::images::ImagesPanel />
             <section class="panel">
                 <h2>"Maintenance"</h2>
                 <p class="muted">"A cordoned host keeps its VMs but gets no new ones."</p>
-                <ActionForm action=cordon attr:class="launch" attr:data-testid="cordon-form">
+                <PostForm action=cordon attr:class="launch" attr:data-testid="cordon-form">
                     <label>"Host" <input type="text" name="host" required placeholder="su1-h07" /></label>
                     <label>"Action"
                         <select name="cordoned">
@@ -86,7 +89,7 @@ fn Admin(me: Me) -> impl IntoView {
                         </select>
                     </label>
                     <button type="submit" class="primary">"Apply"</button>
-                </ActionForm>
+                </PostForm>
                 <Show when=move || matches!(cordon.value().get(), Some(Ok(())))>
                     <p class="muted" data-testid="cordon-done">"Done."</p>
                 </Show>
@@ -133,12 +136,12 @@ fn Admin(me: Me) -> impl IntoView {
                         Err(e) => view! { <h2>"Quotas"</h2> <p class="error">{e.to_string()}</p> }.into_any(),
                     }})}
                 </Transition>
-                <ActionForm action=set_quota attr:class="launch" attr:data-testid="quota-form">
+                <PostForm action=set_quota attr:class="launch" attr:data-testid="quota-form">
                     <input type="hidden" name="tenant_id" value=move || tenant().to_string() />
                     <label>"Resource" <input type="text" name="resource" required placeholder="gpus:H100-SXM5-80GB, vcpus, memory_gib, instances" /></label>
                     <label>"Limit" <input type="text" name="limit" placeholder="a number, unlimited, or empty for the default" /></label>
                     <button type="submit" class="primary">"Set quota"</button>
-                </ActionForm>
+                </PostForm>
             </section>
             <section class="panel">
                 <h2>"Default quotas"</h2>
@@ -158,11 +161,11 @@ fn Admin(me: Me) -> impl IntoView {
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     }})}
                 </Transition>
-                <ActionForm action=set_default attr:class="launch" attr:data-testid="default-quota-form">
+                <PostForm action=set_default attr:class="launch" attr:data-testid="default-quota-form">
                     <label>"Resource" <input type="text" name="resource" required placeholder="gpus:H100-SXM5-80GB, vcpus, memory_gib, instances" /></label>
                     <label>"Limit" <input type="text" name="limit" placeholder="a number, unlimited, or empty for none" /></label>
                     <button type="submit" class="primary">"Set default"</button>
-                </ActionForm>
+                </PostForm>
             </section>
         </main>
     }

@@ -12,6 +12,7 @@ use portal_types::billing::{
 use super::charts::StackedChart;
 use super::usage::{Breakdown, MonthPicker};
 use crate::api::{PriceSet as SetPrice, price_list, provider_usage};
+use crate::form::{FormAction, PostForm};
 
 #[component]
 pub fn ProviderUsagePage() -> impl IntoView {
@@ -120,7 +121,7 @@ pub fn PricesPage() -> impl IntoView {
 
 #[component]
 fn Prices() -> impl IntoView {
-    let set = ServerAction::<SetPrice>::new();
+    let set = FormAction::<SetPrice>::new();
     // Fetched again after a price is saved only: a refusal leaves the form as typed.
     let saves = RwSignal::new(0u64);
     Effect::new(move |_| {
@@ -161,7 +162,7 @@ fn unit_suffix(item: &PriceItem) -> &'static str {
 }
 
 #[component]
-fn PriceTable(list: PriceList, set: ServerAction<SetPrice>) -> impl IntoView {
+fn PriceTable(list: PriceList, set: FormAction<SetPrice>) -> impl IntoView {
     let f = list.format.clone();
     let names: Vec<String> = list.items.iter().map(|i| i.item.clone()).collect();
     view! {
@@ -204,7 +205,7 @@ fn PriceTable(list: PriceList, set: ServerAction<SetPrice>) -> impl IntoView {
             </tbody>
         </table>
         <h3>"Set a price"</h3>
-        <ActionForm action=set attr:class="launch" attr:data-testid="price-form">
+        <PostForm action=set attr:class="launch" attr:data-testid="price-form">
             <label>"Item"
                 <select name="set[item]" data-testid="price-item">
                     {names.into_iter().map(|n| view! { <option value=n.clone()>{n.clone()}</option> }).collect_view()}
@@ -217,6 +218,6 @@ fn PriceTable(list: PriceList, set: ServerAction<SetPrice>) -> impl IntoView {
                 <input type="datetime-local" name="set[effective_from]" data-testid="price-from" />
             </label>
             <button type="submit" class="primary" data-testid="price-submit">"Set price"</button>
-        </ActionForm>
+        </PostForm>
     }
 }

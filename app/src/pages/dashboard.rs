@@ -1,17 +1,17 @@
-//! The dashboard: the fleet (hosts and their GPUs), the tenant's instances with live state,
-//! and the one-screen launch form.
+//! The dashboard: the tenant's instances with live state, the one-screen launch form, the
+//! quota and what is still launchable. (The fleet itself is on the admin page.)
 
 use leptos::prelude::*;
 use portal_types::Role;
 use portal_types::views::{
-    AgentLink, Capacity, FleetSummary, HostView, InstanceState, InstanceView, LaunchChoice,
-    LaunchOptions, LiveEvent, Me, TenantQuota,
+    Capacity, InstanceState, InstanceView, LaunchChoice, LaunchOptions, LiveEvent, Me, TenantQuota,
 };
 
 use crate::api::{
-    InstanceCreate, InstanceDelete, InstancePower, capacity, fleet_summary, instance_list,
-    launch_options, quota_get,
+    InstanceCreate, InstanceDelete, InstancePower, capacity, instance_list, launch_options,
+    quota_get,
 };
+use crate::form::{FormAction, PostForm};
 
 /// The instance list as the page shows it: the last fetched list with every newer live
 /// update laid over it, newest first, without deleted instances.
@@ -40,12 +40,6 @@ pub fn DashboardPage() -> impl IntoView {
 fn Dashboard(me: Me) -> impl IntoView {
     let fleet_tick = RwSignal::new(0u64);
     let list_tick = RwSignal::new(0u64);
-    let admin = me.provider_admin;
-    // Only provider admins see the fleet itself; everyone sees capacity and their quota.
-    let fleet = crate::json::resource(
-        move || fleet_tick.get(),
-        move |_| async move { if admin { fleet_summary().await.map(Some) } else { Ok(None) } },
-    );
     let capacity = crate::json::resource(move || fleet_tick.get(), |_| capacity());
     let quota = crate::json::resource(move || fleet_tick.get(), |_| quota_get(None));
     let options = crate::json::resource(|| (), |_| launch_options());
@@ -72,7 +66,7 @@ fn Dashboard(me: Me) -> impl IntoView {
         },
     );
 
-    let create = ServerAction::<InstanceCreate>::new();
+    let create = FormAction::<InstanceCreate>::new();
     // The launch's idempotency key, so that a submit sent twice (or repeated after a lost
     // answer) makes one launch: chosen in the browser once hydrated, anew after each answer.
     // Empty before (a form posted without JavaScript carries none).
@@ -123,7 +117,7 @@ fn Dashboard(me: Me) -> impl IntoView {
                     </span>
                 </h2>
                 <Show when=move || can_launch>
-                    <ActionForm action=create attr:class="launch" attr:data-testid="launch-form">
+                    <PostForm action=create attr:class="launch" attr:data-testid="launch-form">
                         <input type="hidden" name="create[idempotency_key]" data-testid="launch-key"
                             prop:value=move || launch_key.get() />
                         <label>
@@ -156,7 +150,7 @@ fn Dashboard(me: Me) -> impl IntoView {
                         <button type="submit" class="primary" disabled=move || create.pending().get() data-testid="launch-submit">
                             "Launch"
                         </button>
-                    </ActionForm>
+                    </PostForm>
                 </Show>
                 <Show when=move || create_error().is_some()>
                     <p class="error" role="alert" data-testid="launch-error">{create_error}</p>
@@ -182,13 +176,6 @@ fn Dashboard(me: Me) -> impl IntoView {
             </section>
             <Transition fallback=|| ()>
                 {move || capacity.get().map(|c| c.ok().map(|c| view! { <CapacityPanel capacity=c /> }))}
-            </Transition>
-            <Transition fallback=|| view! { <p class="loading">"Loading fleet…"</p> }>
-                {move || fleet.get().map(|f| match f {
-                    Ok(Some(f)) => view! { <FleetStats fleet=f.clone() /> <FleetMap fleet=f /> }.into_any(),
-                    Ok(None) => ().into_any(),
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                })}
             </Transition>
 
         </main>
@@ -289,82 +276,6 @@ fn CapacityPanel(capacity: Capacity) -> impl IntoView {
                 </details>
             })}
         </section>
-    }
-}
-
-#[component]
-fn FleetStats(fleet: FleetSummary) -> impl IntoView {
-    let hosts = fleet.hosts.len();
-    view! {
-        <section class="stats" data-testid="fleet-stats">
-            <div class="stat"><span class="value" data-testid="stat-hosts">{fleet.hosts_connected()} " / " {hosts}</span><span class="label">"hosts connected"</span></div>
-            <div class="stat"><span class="value" data-testid="stat-gpus-free">{fleet.gpus_free()}</span><span class="label">"GPUs free"</span></div>
-            <div class="stat"><span class="value" data-testid="stat-gpus-used">{fleet.gpus_used()}</span><span class="label">"GPUs in use"</span></div>
-            <div class="stat"><span class="value">{fleet.gpus_unhealthy()}</span><span class="label">"GPUs unhealthy"</span></div>
-            <div class="stat"><span class="value" data-testid="stat-gpus-total">{fleet.gpus_total()}</span><span class="label">"GPUs in total"</span></div>
-            <div class="stat"><span class="value">{fleet.dpus}</span><span class="label">"DPUs"</span></div>
-            <div class="stat"><span class="value">{fleet.switches}</span><span class="label">"leaf switches"</span></div>
-        </section>
-    }
-}
-
-/// Hosts grouped by scalable unit, each drawn as its eight GPUs.
-#[component]
-fn FleetMap(fleet: FleetSummary) -> impl IntoView {
-    let mut units: Vec<u32> = fleet.hosts.iter().map(|h| h.scalable_unit).collect();
-    units.dedup();
-    units.sort_unstable();
-    units.dedup();
-    view! {
-        <section class="panel">
-            <h2>"Fleet"</h2>
-            <p class="legend">
-                <span class="gpu free"></span>"free" <span class="gpu used"></span>"in use"
-                <span class="gpu bad"></span>"unhealthy"
-            </p>
-            {units.into_iter().map(|su| {
-                let hosts: Vec<HostView> = fleet.hosts.iter().filter(|h| h.scalable_unit == su).cloned().collect();
-                view! {
-                    <h3><a href=format!("/admin/su/su{su}")>{format!("Scalable unit {su}")}</a></h3>
-                    <div class="hosts">
-                        {hosts.into_iter().map(|h| view! { <HostCard host=h /> }).collect_view()}
-                    </div>
-                }
-            }).collect_view()}
-        </section>
-    }
-}
-
-#[component]
-fn HostCard(host: HostView) -> impl IntoView {
-    let title = format!(
-        "{} · {} · {} of {} GPUs free{}",
-        host.name,
-        host.gpu_model,
-        host.gpus_free(),
-        host.gpus_total,
-        match host.agent {
-            AgentLink::Connected => "",
-            AgentLink::Unreachable => " · agent unreachable",
-        }
-    ) + if host.cordoned { " · cordoned" } else { "" };
-    let cells = (0..host.gpus_total)
-        .map(|i| {
-            let class = if i < host.gpus_used {
-                "gpu used"
-            } else if i < host.gpus_used + host.gpus_unhealthy {
-                "gpu bad"
-            } else {
-                "gpu free"
-            };
-            view! { <span class=class></span> }
-        })
-        .collect_view();
-    view! {
-        <a class="host" href=format!("/admin/hosts/{}", host.name) class:down=host.agent == AgentLink::Unreachable class:cordoned=host.cordoned title=title data-testid="host-card">
-            <span class="host-name">{host.name.clone()}</span>
-            <span class="gpus">{cells}</span>
-        </a>
     }
 }
 

@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use portal_types::Error;
 use serde::{Deserialize, Serialize};
 
+use crate::form::{FormAction, PostForm};
 #[cfg(feature = "ssr")]
 use crate::ssr::{context, fail};
 
@@ -124,7 +125,7 @@ pub fn IdentityPage() -> impl IntoView {
 
 #[component]
 fn Identity() -> impl IntoView {
-    let create = ServerAction::<IdentityProviderCreate>::new();
+    let create = FormAction::<IdentityProviderCreate>::new();
     let delete = ServerAction::<IdentityProviderDelete>::new();
     let providers = crate::json::resource(
         move || (create.version().get(), delete.version().get()),
@@ -156,7 +157,7 @@ fn Identity() -> impl IntoView {
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     })}
                 </Transition>
-                <ActionForm action=create attr:class="launch" attr:data-testid="idp-form">
+                <PostForm action=create attr:class="launch" attr:data-testid="idp-form">
                     <label>"Name" <input type="text" name="form[name]" required placeholder="corp-sso" /></label>
                     <label>"Button text" <input type="text" name="form[display_name]" placeholder="Corp SSO" /></label>
                     <label>"Issuer URL" <input type="url" name="form[issuer_url]" required placeholder="https://login.example.com" /></label>
@@ -175,7 +176,7 @@ fn Identity() -> impl IntoView {
                         </select>
                     </label>
                     <button type="submit" class="primary">"Add provider"</button>
-                </ActionForm>
+                </PostForm>
             </section>
         </main>
     }

@@ -6,10 +6,11 @@ use portal_types::Error;
 use portal_types::views::ImageView;
 
 use crate::api::{ImageCreate, ImageRetire, image_list};
+use crate::form::{FormAction, PostForm};
 
 #[component]
 pub fn ImagesPanel() -> impl IntoView {
-    let create = ServerAction::<ImageCreate>::new();
+    let create = FormAction::<ImageCreate>::new();
     let retire = ServerAction::<ImageRetire>::new();
     let images = crate::json::resource(
         move || (create.version().get(), retire.version().get()),
@@ -32,7 +33,7 @@ pub fn ImagesPanel() -> impl IntoView {
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 }})}
             </Transition>
-            <ActionForm action=create attr:class="launch" attr:data-testid="image-form">
+            <PostForm action=create attr:class="launch" attr:data-testid="image-form">
                 <label>"Name" <input type="text" name="create[name]" required maxlength="64" placeholder="ubuntu-24.04-cuda-12.8" /></label>
                 <label>"OS" <input type="text" name="create[os]" required maxlength="64" placeholder="Ubuntu 24.04 LTS" /></label>
                 <label>"CUDA" <input type="text" name="create[cuda_version]" maxlength="32" class="narrow" placeholder="12.8" /></label>
@@ -40,7 +41,7 @@ pub fn ImagesPanel() -> impl IntoView {
                 <label>"Default user" <input type="text" name="create[default_user]" required maxlength="32" value="ubuntu" /></label>
                 <label>"Source file" <input type="text" name="create[source]" required maxlength="128" placeholder="ubuntu-24.04-cuda-12.8.qcow2" /></label>
                 <button type="submit" class="primary" disabled=move || create.pending().get()>"Add image"</button>
-            </ActionForm>
+            </PostForm>
         </section>
     }
 }

@@ -6,11 +6,12 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::Login;
+use crate::form::{FormAction, PostForm};
 use crate::pages::identity::{identity_provider_buttons, sso_refusal};
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    let login = ServerAction::<Login>::new();
+    let login = FormAction::<Login>::new();
     let error = move || login.value().get().and_then(|r| r.err()).map(|e| e.to_string());
     let query = use_query_map();
     let refused = crate::json::resource(
@@ -28,7 +29,7 @@ pub fn LoginPage() -> impl IntoView {
             <div class="login-card">
                 <h1>"GPU Cloud"</h1>
                 <p class="muted">"Sign in to launch and manage GPU instances."</p>
-                <ActionForm action=login>
+                <PostForm action=login>
                     <label>
                         "Username" <input type="text" name="username" autocomplete="username" required data-testid="login-username" />
                     </label>
@@ -38,7 +39,7 @@ pub fn LoginPage() -> impl IntoView {
                     <button type="submit" class="primary" disabled=move || login.pending().get() data-testid="login-submit">
                         "Sign in"
                     </button>
-                </ActionForm>
+                </PostForm>
                 <Show when=move || error().is_some()>
                     <p class="error" role="alert" data-testid="login-error">{error}</p>
                 </Show>

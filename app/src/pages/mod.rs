@@ -4,6 +4,7 @@ pub mod billing_admin;
 mod charts;
 mod console;
 pub mod dashboard;
+mod fleet;
 pub mod identity;
 pub mod images;
 pub mod instance;
@@ -18,6 +19,7 @@ pub mod topology;
 pub mod usage;
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::components::Redirect;
 use portal_types::Error;
 use portal_types::Role;
@@ -65,7 +67,6 @@ fn guard(allowed: fn(&Me) -> bool, page: fn(Me) -> AnyView, account: bool) -> im
 /// where one is, the tenant switch and sign-out.
 #[component]
 fn TopBar(me: Me) -> impl IntoView {
-    let logout = ServerAction::<Logout>::new();
     let switch = ServerAction::<TenantSwitch>::new();
     // Another tenant means other instances, quota and role: start the page afresh.
     Effect::new(move |_| {
@@ -113,9 +114,11 @@ fn TopBar(me: Me) -> impl IntoView {
                     }).collect_view()}
                 </select>
             })}
-            <ActionForm action=logout>
+            // Signing out leaves the page (for the identity provider's, after single sign-on):
+            // the browser posts it natively and follows the server's redirect.
+            <form method="post" action=Logout::PATH>
                 <button type="submit" class="link" data-testid="logout">"Sign out"</button>
-            </ActionForm>
+            </form>
         </header>
     }
 }

@@ -17,6 +17,7 @@ use crate::api::{
     SecurityGroupCreate, SecurityGroupDelete, SecurityRuleCreate as AddRule, SecurityRuleDelete,
     SubnetCreate as AddSubnet, SubnetDelete, VpcCreate, VpcDelete, network_overview,
 };
+use crate::form::{FormAction, PostForm};
 
 #[component]
 pub fn NetworkingPage() -> impl IntoView {
@@ -26,11 +27,11 @@ pub fn NetworkingPage() -> impl IntoView {
 /// Every action of the page, so that any of them refreshes the one overview.
 #[derive(Clone, Copy)]
 struct Actions {
-    vpc_create: ServerAction<VpcCreate>,
+    vpc_create: FormAction<VpcCreate>,
     vpc_delete: ServerAction<VpcDelete>,
     subnet_create: ServerAction<AddSubnet>,
     subnet_delete: ServerAction<SubnetDelete>,
-    group_create: ServerAction<SecurityGroupCreate>,
+    group_create: FormAction<SecurityGroupCreate>,
     group_delete: ServerAction<SecurityGroupDelete>,
     rule_create: ServerAction<AddRule>,
     rule_delete: ServerAction<SecurityRuleDelete>,
@@ -39,11 +40,11 @@ struct Actions {
 impl Actions {
     fn new() -> Self {
         Actions {
-            vpc_create: ServerAction::new(),
+            vpc_create: FormAction::new(),
             vpc_delete: ServerAction::new(),
             subnet_create: ServerAction::new(),
             subnet_delete: ServerAction::new(),
-            group_create: ServerAction::new(),
+            group_create: FormAction::new(),
             group_delete: ServerAction::new(),
             rule_create: ServerAction::new(),
             rule_delete: ServerAction::new(),
@@ -348,17 +349,17 @@ fn NewVpcAndGroup(actions: Actions) -> impl IntoView {
     view! {
         <section class="panel">
             <h2>"New VPC"</h2>
-            <ActionForm action=actions.vpc_create attr:class="launch" attr:data-testid="vpc-form">
+            <PostForm action=actions.vpc_create attr:class="launch" attr:data-testid="vpc-form">
                 <label>"Name"
                     <input type="text" name="create[name]" required maxlength="63" placeholder="research" data-testid="vpc-name" />
                 </label>
                 <button type="submit" class="primary" data-testid="vpc-add">"Create VPC"</button>
-            </ActionForm>
+            </PostForm>
             <Show when=move || vpc_error().is_some()>
                 <p class="error" role="alert" data-testid="vpc-error">{vpc_error}</p>
             </Show>
             <h2>"New security group"</h2>
-            <ActionForm action=actions.group_create attr:class="launch" attr:data-testid="group-form">
+            <PostForm action=actions.group_create attr:class="launch" attr:data-testid="group-form">
                 <label>"Name"
                     <input type="text" name="create[name]" required maxlength="63" placeholder="web" data-testid="group-name" />
                 </label>
@@ -366,7 +367,7 @@ fn NewVpcAndGroup(actions: Actions) -> impl IntoView {
                     <input type="text" name="create[description]" maxlength="200" placeholder="what it is for" data-testid="group-description" />
                 </label>
                 <button type="submit" class="primary" data-testid="group-add">"Create group"</button>
-            </ActionForm>
+            </PostForm>
             <Show when=move || group_error().is_some()>
                 <p class="error" role="alert" data-testid="group-error">{group_error}</p>
             </Show>

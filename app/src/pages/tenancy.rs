@@ -11,6 +11,7 @@ use crate::api::{
     CreditGrant, TenantCreate, TenantDelete, TenantSetSuspended, UserAddToTenant, UserInvite,
     UserSetDisabled, UserSetRole, audit_list, tenant_deletion_preview, tenant_list, user_list,
 };
+use crate::form::{FormAction, PostForm};
 
 fn first_error(errors: Vec<Option<Error>>) -> Option<String> {
     errors.into_iter().flatten().next().map(|e| e.to_string())
@@ -23,10 +24,10 @@ pub fn TenantsPage() -> impl IntoView {
 
 #[component]
 fn Tenants() -> impl IntoView {
-    let create = ServerAction::<TenantCreate>::new();
+    let create = FormAction::<TenantCreate>::new();
     let suspend = ServerAction::<TenantSetSuspended>::new();
-    let delete = ServerAction::<TenantDelete>::new();
-    let credit = ServerAction::<CreditGrant>::new();
+    let delete = FormAction::<TenantDelete>::new();
+    let credit = FormAction::<CreditGrant>::new();
     // The tenant whose deletion is being confirmed, and what it would take away.
     let confirming = RwSignal::new(None::<TenantUuid>);
     let impact = crate::json::resource(
@@ -89,12 +90,12 @@ fn Tenants() -> impl IntoView {
                                                 <button class="danger" data-testid="tenant-delete" on:click=move |_| confirming.set(Some(id))>"Delete…"</button>
                                             </td>
                                             <td>
-                                                <ActionForm action=credit attr:class="inline" attr:data-testid="credit-form">
+                                                <PostForm action=credit attr:class="inline" attr:data-testid="credit-form">
                                                     <input type="hidden" name="tenant" value=id.to_string() />
                                                     <input type="text" name="grant[amount]" required inputmode="decimal" placeholder="500.00" class="narrow" data-testid="credit-amount" />
                                                     <input type="text" name="grant[note]" maxlength="200" placeholder="note" class="narrow" data-testid="credit-note" />
                                                     <button type="submit" data-testid="credit-submit">"Add credit"</button>
-                                                </ActionForm>
+                                                </PostForm>
                                             </td>
                                         </tr>
                                     }
@@ -106,10 +107,10 @@ fn Tenants() -> impl IntoView {
                 <Transition fallback=|| ()>
                     {move || impact.get().and_then(|r| r.ok()).flatten().map(|d| deletion_confirmation(d, delete, confirming))}
                 </Transition>
-                <ActionForm action=create attr:class="launch" attr:data-testid="tenant-form">
+                <PostForm action=create attr:class="launch" attr:data-testid="tenant-form">
                     <label>"Name" <input type="text" name="name" required placeholder="acme" /></label>
                     <button type="submit" class="primary">"Create tenant"</button>
-                </ActionForm>
+                </PostForm>
             </section>
         </main>
     }
@@ -118,7 +119,7 @@ fn Tenants() -> impl IntoView {
 /// Names what deleting the tenant takes away, then asks for its name.
 fn deletion_confirmation(
     d: TenantDeletion,
-    delete: ServerAction<TenantDelete>,
+    delete: FormAction<TenantDelete>,
     confirming: RwSignal<Option<TenantUuid>>,
 ) -> impl IntoView {
     let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
@@ -193,14 +194,14 @@ fn deletion_confirmation(
             <ul data-testid="tenant-deletion-lost">
                 {lost.into_iter().map(|l| view! { <li>{l}</li> }).collect_view()}
             </ul>
-            <ActionForm action=delete attr:class="inline">
+            <PostForm action=delete attr:class="inline">
                 <input type="hidden" name="tenant_id" value=tenant_id />
                 <input type="text" name="confirm_name" placeholder=placeholder
                     class="confirm" data-testid="tenant-deletion-name" disabled=blocked />
                 <button type="submit" class="danger" data-testid="tenant-deletion-submit" disabled=blocked>"Delete for good"</button>
                 " "
                 <button type="button" on:click=move |_| confirming.set(None)>"Cancel"</button>
-            </ActionForm>
+            </PostForm>
         </div>
     }
 }
@@ -217,10 +218,10 @@ pub fn UsersPage() -> impl IntoView {
 fn Users(me: Me) -> impl IntoView {
     let query = leptos_router::hooks::use_query_map();
     let tenant = move || query.with(|q| q.get("tenant").and_then(|t| t.parse().ok()));
-    let invite = ServerAction::<UserInvite>::new();
+    let invite = FormAction::<UserInvite>::new();
     let set_role = ServerAction::<UserSetRole>::new();
     let disable = ServerAction::<UserSetDisabled>::new();
-    let add = ServerAction::<UserAddToTenant>::new();
+    let add = FormAction::<UserAddToTenant>::new();
     let users = crate::json::resource(
         move || {
             (
@@ -289,23 +290,23 @@ fn Users(me: Me) -> impl IntoView {
                         </table>
                     })}
                 </Transition>
-                <ActionForm action=invite attr:class="launch" attr:data-testid="invite-form">
+                <PostForm action=invite attr:class="launch" attr:data-testid="invite-form">
                     {move || tenant().map(|t: portal_types::ids::TenantUuid| view! { <input type="hidden" name="tenant_id" value=t.to_string() /> })}
                     <label>"Username" <input type="text" name="username" required placeholder="alice@example.com" /></label>
                     <label>"Role"
                         <select name="role">{Role::ALL.map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> }).collect_view()}</select>
                     </label>
                     <button type="submit" class="primary">"Invite"</button>
-                </ActionForm>
+                </PostForm>
                 <Show when=move || provider_admin>
-                    <ActionForm action=add attr:class="launch" attr:data-testid="add-form">
+                    <PostForm action=add attr:class="launch" attr:data-testid="add-form">
                         <input type="hidden" name="tenant_id" value=move || tenant().unwrap_or(own_tenant).to_string() />
                         <label>"Existing user" <input type="text" name="username" required placeholder="alice" /></label>
                         <label>"Role"
                             <select name="role">{Role::ALL.map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> }).collect_view()}</select>
                         </label>
                         <button type="submit">"Add to this tenant"</button>
-                    </ActionForm>
+                    </PostForm>
                 </Show>
             </section>
         </main>

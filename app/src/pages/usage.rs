@@ -11,6 +11,7 @@ use portal_types::views::Me;
 
 use super::charts::BarChart;
 use crate::api::{BudgetSet as SetBudget, usage_summary};
+use crate::form::{FormAction, PostForm};
 
 #[component]
 pub fn UsagePage() -> impl IntoView {
@@ -21,7 +22,7 @@ pub fn UsagePage() -> impl IntoView {
 fn Usage(me: Me) -> impl IntoView {
     let query = use_query_map();
     let month = move || query.with(|q| q.get("month")).filter(|m| !m.is_empty());
-    let budget = ServerAction::<SetBudget>::new();
+    let budget = FormAction::<SetBudget>::new();
     // Fetched again after a budget is saved only: a refusal leaves the form as typed.
     let saves = RwSignal::new(0u64);
     Effect::new(move |_| {
@@ -46,7 +47,7 @@ fn Usage(me: Me) -> impl IntoView {
 }
 
 #[component]
-fn Summary(s: UsageSummary, budget: ServerAction<SetBudget>, can_budget: bool) -> impl IntoView {
+fn Summary(s: UsageSummary, budget: FormAction<SetBudget>, can_budget: bool) -> impl IntoView {
     let f = s.format.clone();
     let days: Vec<(String, i64)> = s.days.iter().map(|d| (d.day.clone(), d.cents)).collect();
     let chart_label = format!(
@@ -171,7 +172,7 @@ pub(crate) fn Breakdown(
 fn Budget(
     status: Option<BudgetStatus>,
     format: MoneyFormat,
-    budget: ServerAction<SetBudget>,
+    budget: FormAction<SetBudget>,
     can_budget: bool,
 ) -> impl IntoView {
     let refused = move || budget.value().get().and_then(|r| r.err()).map(|e| e.to_string());
@@ -204,13 +205,13 @@ fn Budget(
                 }
             }}
             {can_budget.then(|| view! {
-                <ActionForm action=budget attr:class="launch" attr:data-testid="budget-form">
+                <PostForm action=budget attr:class="launch" attr:data-testid="budget-form">
                     <label>"Budget per month"
                         <input type="text" name="set[monthly]" inputmode="decimal" placeholder="1500.00 (empty: none)"
                             value=current.clone().unwrap_or_default() data-testid="budget-input" />
                     </label>
                     <button type="submit" class="primary" data-testid="budget-submit">"Set budget"</button>
-                </ActionForm>
+                </PostForm>
                 <Show when=move || refused().is_some()>
                     <p class="error" role="alert" data-testid="budget-error">{refused}</p>
                 </Show>

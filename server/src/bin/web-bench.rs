@@ -1,9 +1,9 @@
 //! `web-bench`: what a browser and a script see of a running portal, under load.
 //!
 //! Signs in as the admin, then sends `--requests` requests of each kind, `--concurrency` at a
-//! time, and reports throughput and p50/p99 latency per kind: a server-rendered page (the
-//! dashboard, `GET /`) and JSON API calls (`POST /api/fn/instance_list`, `/api/fn/capacity`,
-//! `/api/fn/fleet_summary`).
+//! time, and reports throughput and p50/p99 latency per kind: server-rendered pages (the
+//! dashboard, `GET /`, and the admin page with the fleet map, `GET /admin`) and JSON API
+//! calls (`POST /api/fn/instance_list`, `/api/fn/capacity`, `/api/fn/fleet_summary`).
 //! Prints a line per kind, then one JSON line.
 //!
 //! Start the portal first (a release build: `cargo run --release -p portal-server -- …`),
@@ -166,12 +166,13 @@ async fn main() -> std::process::ExitCode {
                 .body("")
         })
     };
-    let page: Request = {
+    let page = |path: &'static str| -> Request {
         let url = url.clone();
-        Arc::new(move |c: &reqwest::Client| c.get(format!("{url}/")))
+        Arc::new(move |c: &reqwest::Client| c.get(format!("{url}{path}")))
     };
     let kinds = [
-        ("ssr_dashboard", page),
+        ("ssr_dashboard", page("/")),
+        ("ssr_admin", page("/admin")),
         ("api_instance_list", api("/api/fn/instance_list")),
         ("api_capacity", api("/api/fn/capacity")),
         ("api_fleet_summary", api("/api/fn/fleet_summary")),
