@@ -189,6 +189,9 @@ test("the provider's usage and price pages: a past price is refused, a future on
   await hydrated(page);
   const c1 = page.locator('[data-testid="price-row"][data-item="type:c1m1"]');
   await expect(c1.locator('[data-testid="price-version"][data-current="true"]')).toHaveCount(1);
+  const ip = page.locator('[data-testid="price-row"][data-item="extra:public-ip"]');
+  await expect(ip).toContainText("per hour attached");
+  await expect(ip.locator('[data-testid="price-version"][data-current="true"]')).toContainText("0.005 USD/h");
   const form = page.getByTestId("price-form");
   await form.getByTestId("price-item").selectOption("type:c1m1");
   await form.getByTestId("price-amount").fill("0.05");

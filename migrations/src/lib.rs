@@ -28,6 +28,7 @@ mod m20261203_000022_agent_boot_ids;
 mod m20261203_000023_public_ips;
 mod m20261203_000024_port_message;
 mod m20261203_000025_gpu_fabric;
+mod m20261204_000026_public_ip_metering;
 
 pub struct Migrator;
 
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000023_public_ips::Migration),
             Box::new(m20261203_000024_port_message::Migration),
             Box::new(m20261203_000025_gpu_fabric::Migration),
+            Box::new(m20261204_000026_public_ip_metering::Migration),
         ]
     }
 }

@@ -174,7 +174,7 @@ fn PublicIps(me: Me) -> impl IntoView {
             {networking_tabs(true)}
             <section class="panel" data-testid="public-ips">
                 <h2>"Public IPs"</h2>
-                <p class="muted">"An address from the provider's pools, reachable from the internet. Attached to an instance, it maps one to one to the instance's private address on its DPU; its security groups still decide what gets in."</p>
+                <p class="muted">"An address from the provider's pools, reachable from the internet. Attached to an instance, it maps one to one to the instance's private address on its DPU; its security groups still decide what gets in. It is billed by the hour while attached, whether the instance runs or not."</p>
                 <Show when=move || actions.row_error().is_some()>
                     <p class="error" role="alert" data-testid="public-ip-error">{move || actions.row_error()}</p>
                 </Show>

@@ -190,9 +190,9 @@ pub struct InvoiceLine {
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub instance_id: InstanceUuid,
     pub instance_name: String,
-    /// `h100x8`, or `stopped disk`.
+    /// `h100x8`, `stopped disk` or `public IP`.
     pub item: String,
-    /// 1 for an instance type, GiB for a stopped disk.
+    /// 1 for an instance type or a public IP, GiB for a stopped disk.
     pub quantity: i64,
     /// Unix seconds of the line's first and last billed second (+1).
     pub from: i64,
@@ -261,9 +261,9 @@ pub struct ProviderUsage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PriceItem {
-    /// `type:<name>` or `extra:stopped-disk`.
+    /// `type:<name>`, `extra:stopped-disk` or `extra:public-ip`.
     pub item: String,
-    /// `per hour running` or `per GiB-hour stopped`.
+    /// `per hour running`, `per GiB-hour stopped` or `per hour attached`.
     pub unit: String,
     /// Oldest first.
     pub versions: Vec<PriceVersion>,

@@ -2,7 +2,8 @@
 //!
 //! - A month of history written as state changes (the database trigger logs them) becomes an
 //!   invoice that matches, to the cent, the amounts worked out here from the log by hand; a
-//!   price change made in advance splits the instance's line; metering twice changes nothing.
+//!   price change made in advance splits the instance's line; a public IP is billed while
+//!   attached (its trigger logs it); metering twice changes nothing.
 //! - The tenant's page: breakdowns, budget alerts raised once each (audit log and live
 //!   stream), prepaid credit that refuses a launch at zero with a sentence; another tenant
 //!   sees none of it.
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use common::*;
 use portal_controller::datastore::entity::{
-    instance, instance_event, metering_dirty, price, usage_record,
+    instance, instance_event, metering_dirty, price, public_ip, public_ip_pool, usage_record,
 };
 use portal_controller::{Controller, ControllerConfig};
 use portal_types::Error;
@@ -141,6 +142,39 @@ async fn billing_from_history(url: &str) {
         ],
     )
     .await;
+    // A public IP attached to it from Nov 4 to Nov 8 at noon, stopped or not.
+    let db = ctl.datastore().connection();
+    let pool = public_ip_pool::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        name: Set("internet".to_owned()),
+        cidr: Set("203.0.113.0/29".to_owned()),
+        created_at: Set(NOV * 1000),
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    let ip = public_ip::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        pool_id: Set(pool.id),
+        tenant_id: Set(acme.into_untyped_uuid()),
+        name: Set("web".to_owned()),
+        address: Set("203.0.113.1".to_owned()),
+        instance_id: Set(None),
+        created_at: Set(NOV * 1000),
+        attachment_changed_at: Set(0),
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    for (to, at) in [(Some(train), d(4, 0, 0, 0)), (None, d(8, 12, 0, 0))] {
+        public_ip::Entity::update_many()
+            .col_expr(public_ip::Column::InstanceId, to.into())
+            .col_expr(public_ip::Column::AttachmentChangedAt, (at * 1000).into())
+            .filter(public_ip::Column::Id.eq(ip.id))
+            .exec(db)
+            .await
+            .unwrap();
+    }
     // Another tenant's VM in the same month.
     history(
         &ctl,
@@ -156,6 +190,7 @@ async fn billing_from_history(url: &str) {
     let running_before = (d(5, 12, 30, 15) - d(3, 10, 0, 0)) + (d(10, 0, 0, 0) - d(6, 0, 0, 10));
     let running_after = d(20, 8, 0, 0) - d(10, 0, 0, 0);
     let stopped = d(6, 0, 0, 10) - d(5, 12, 30, 15);
+    let attached = d(8, 12, 0, 0) - d(4, 0, 0, 0);
     let got: Vec<_> = invoice
         .lines
         .iter()
@@ -166,10 +201,13 @@ async fn billing_from_history(url: &str) {
         vec![
             ("h100x8", 1, running_before, H100X8, cents(H100X8, 1, running_before)),
             ("h100x8", 1, running_after, 24_000_000, cents(24_000_000, 1, running_after)),
+            ("public IP", 1, attached, 5_000, cents(5_000, 1, attached)),
             ("stopped disk", 1600, stopped, 137, cents(137, 1600, stopped)),
         ],
-        "one line per price, stopping billed as running, starting as stopped"
+        "one line per price, stopping billed as running, starting as stopped, the public IP \
+         while attached"
     );
+    assert_eq!(got[2].4, 54, "4.5 days at 0.005 per hour");
     assert!(invoice.lines.iter().all(|l| *l.instance_id.as_untyped_uuid() == train));
     let total: i64 = got.iter().map(|g| g.4).sum();
     assert_eq!(invoice.total_cents, total);
@@ -222,7 +260,8 @@ async fn billing_from_history(url: &str) {
         ["acme", "other"]
     );
     let csv = ctl.provider_usage_csv(&op(&admin), Some("2026-11")).await.unwrap();
-    assert_eq!(csv.lines().count(), 1 + 4, "a header and one row per invoice line: {csv}");
+    assert_eq!(csv.lines().count(), 1 + 5, "a header and one row per invoice line: {csv}");
+    assert!(csv.contains(",public IP,"), "{csv}");
     assert!(csv.contains(",train,") && csv.contains(",19.920000,"), "{csv}");
     assert!(matches!(
         ctl.usage_summary(&op(&alice), Some("2026-13")).await,

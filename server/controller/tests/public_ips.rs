@@ -1,16 +1,19 @@
 //! Public IPs through the control plane against the simulated fleet: provider pools and
 //! their refusals; a tenant takes addresses within its quota, attaches one to a running VM
 //! (its DPU gets the mapping, the SSH command uses it), detaches and releases it; deleting
-//! the VM detaches it; concurrent requests never hand out an address twice; another tenant
+//! the VM detaches it (each attachment logged for metering); concurrent requests never hand out an address twice; another tenant
 //! finds none of it.
 
 mod common;
 
 use common::*;
+use portal_controller::datastore::entity::public_ip_event;
 use portal_types::Error;
+use portal_types::ids::GenericUuid;
 use portal_types::params::QuotaLimit;
 use portal_types::public_ip::{PublicIpCreate, PublicIpPoolCreate, PublicIpState};
 use portal_types::views::InstanceState;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 fn pool(name: &str, cidr: &str) -> PublicIpPoolCreate {
     PublicIpPoolCreate { name: name.into(), cidr: cidr.into() }
@@ -164,6 +167,17 @@ async fn public_ips(url: &str) {
     .await;
     let gone = ctl.public_ip_attach(admin, web.id, vm).await.unwrap_err();
     assert!(matches!(gone, Error::NotFound { .. }), "{gone:?}");
+    // Metering saw every attachment, the deletion's detachment too (attaching twice is one).
+    let log: Vec<bool> = public_ip_event::Entity::find()
+        .filter(public_ip_event::Column::InstanceId.eq(vm.into_untyped_uuid()))
+        .order_by_asc(public_ip_event::Column::Id)
+        .all(ctl.datastore().connection())
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.attached)
+        .collect();
+    assert_eq!(log, [true, false, true, false]);
 
     // Another tenant: none of this is found; its members may take addresses, viewers not.
     let acme = ctl.tenant_create(admin, "acme").await.unwrap();

@@ -14,8 +14,8 @@ use portal_types::{Error, billing};
 use uuid::Uuid;
 
 use super::metering::{
-    Billed, DAY, DayUse, Exact, Line, Prices, RECORD_LAG_S, STOPPED_DISK, Usage, cents, day_start,
-    merge_lines, pieces, type_item,
+    Billed, DAY, DayUse, Exact, Line, PUBLIC_IP, Prices, RECORD_LAG_S, STOPPED_DISK, Usage, cents,
+    day_start, is_extra, merge_lines, pieces, type_item,
 };
 use crate::Controller;
 use crate::authz::Action;
@@ -101,14 +101,15 @@ fn day_label(s: i64) -> String {
     label
 }
 
-/// The usage records of an instance's log up to `open_until`, at their prices.
+/// The usage records of an instance's logs up to `open_until`, at their prices.
 fn records(m: &Metered, open_until: i64, prices: &Prices) -> Vec<Usage> {
-    pieces(&m.log, open_until)
+    pieces(&m.log, &m.ip_log, open_until)
         .into_iter()
         .flat_map(|p| {
             let (item, quantity) = match p.billed {
                 Billed::Type => (type_item(&m.instance_type), 1),
                 Billed::StoppedDisk => (STOPPED_DISK.to_owned(), i64::from(m.disk_gib)),
+                Billed::PublicIp => (PUBLIC_IP.to_owned(), 1),
             };
             prices.cut(Usage {
                 instance_id: m.id,
@@ -218,7 +219,8 @@ impl Controller {
         let kept = self.datastore.usage_starts_since(&open, since).await?;
         let (mut live, mut burn) = (Vec::new(), 0);
         for m in self.datastore.metering_heads(&open).await? {
-            if let Some(u) = records(&m, now + 1, &prices).last() {
+            // What is billed in the second after `now`: each open piece's price.
+            for u in records(&m, now + 1, &prices).iter().filter(|u| u.end > now) {
                 burn += u.micros_per_hour * u.quantity;
             }
             live.extend(records(&m, now, &prices).into_iter().filter(|u| {
@@ -260,7 +262,7 @@ impl Controller {
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::<Uuid, (i64, i64)>::new());
         for line in &usage.lines {
             let u = &line.usage;
-            let seconds = if u.item == STOPPED_DISK { 0 } else { line.seconds };
+            let seconds = if is_extra(&u.item) { 0 } else { line.seconds };
             let cents = cents(line.exact());
             let add = |e: &mut (i64, i64)| {
                 e.0 += seconds;
@@ -474,10 +476,10 @@ impl Controller {
                 let versions = prices.0.get(&item).cloned().unwrap_or_default();
                 let current = versions.iter().rposition(|(from, _)| *from <= now);
                 PriceItem {
-                    unit: if item == STOPPED_DISK {
-                        "per GiB-hour stopped"
-                    } else {
-                        "per hour running"
+                    unit: match item.as_str() {
+                        STOPPED_DISK => "per GiB-hour stopped",
+                        PUBLIC_IP => "per hour attached",
+                        _ => "per hour running",
                     }
                     .to_owned(),
                     versions: versions
@@ -526,7 +528,7 @@ impl Controller {
         for line in &usage.lines {
             let u = &line.usage;
             let cents = cents(line.exact());
-            let (seconds, gpu_seconds) = if u.item == STOPPED_DISK {
+            let (seconds, gpu_seconds) = if is_extra(&u.item) {
                 (0, 0)
             } else {
                 (line.seconds, line.seconds * i64::from(u.gpu_count))

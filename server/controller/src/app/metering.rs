@@ -1,6 +1,6 @@
-//! Metering and rating, as pure functions: an instance's state log becomes pieces of billed
-//! time (whole seconds, cut at UTC midnights), and pieces with the price versions in effect
-//! become invoice lines rounded once per line. Storing the pieces is `datastore::usage`'s;
+//! Metering and rating, as pure functions: an instance's state and public IP logs become
+//! pieces of billed time (whole seconds, cut at UTC midnights), and pieces with the price
+//! versions in effect become invoice lines rounded once per line. Storing the pieces is `datastore::usage`'s;
 //! when it happens, `background::metering`'s.
 
 use std::collections::HashMap;
@@ -19,17 +19,27 @@ pub(crate) const RECORD_LAG_S: i64 = 600;
 /// The price item of a stopped VM's disk, per GiB-hour.
 pub(crate) const STOPPED_DISK: &str = "extra:stopped-disk";
 
+/// The price item of a public IP, per hour attached to an instance (running or not).
+pub(crate) const PUBLIC_IP: &str = "extra:public-ip";
+
+/// Whether an item is an extra of an instance rather than its type (no running time).
+pub(crate) fn is_extra(item: &str) -> bool {
+    item.starts_with("extra:")
+}
+
 /// The price item of an instance type, per hour running.
 pub(crate) fn type_item(instance_type: &str) -> String {
     format!("type:{instance_type}")
 }
 
-/// What an instance pays for in a state: its type while its VM is up; only the disk it keeps
-/// while stopped; nothing while it is being made, has failed or is going.
+/// What an instance pays for: by its state, its type while its VM is up; only the disk it
+/// keeps while stopped; nothing while it is being made, has failed or is going. Besides, its
+/// public IP while one is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Billed {
     Type,
     StoppedDisk,
+    PublicIp,
 }
 
 pub(crate) fn billed(state: &str) -> Option<Billed> {
@@ -74,12 +84,23 @@ pub(crate) fn month_start(s: i64) -> i64 {
 }
 
 /// The billed pieces of an instance's state log (`(state, unix seconds)`, in the order the
-/// states were entered): each billed state from when it was entered until the next change;
-/// the last one, still open, until `open_until` if that is later. Cut at every UTC midnight.
-pub(crate) fn pieces(log: &[(String, i64)], open_until: i64) -> Vec<Piece> {
+/// states were entered) and public IP log (`(attached, unix seconds)`): each billed state,
+/// and each attachment, from when it began until the next change; the last one, still
+/// open, until `open_until` if that is later. Cut at every UTC midnight.
+pub(crate) fn pieces(log: &[(String, i64)], ip_log: &[(bool, i64)], open_until: i64) -> Vec<Piece> {
+    let states: Vec<_> = log.iter().map(|(state, at)| (billed(state), *at)).collect();
+    let ips: Vec<_> =
+        ip_log.iter().map(|(attached, at)| (attached.then_some(Billed::PublicIp), *at)).collect();
+    let mut out = spans(&states, open_until);
+    out.extend(spans(&ips, open_until));
+    out
+}
+
+/// The pieces of a log of what is billed from each time on (see [`pieces`]).
+fn spans(log: &[(Option<Billed>, i64)], open_until: i64) -> Vec<Piece> {
     let mut out = Vec::new();
-    for (i, (state, entered)) in log.iter().enumerate() {
-        let Some(billed) = billed(state) else { continue };
+    for (i, (billed, entered)) in log.iter().enumerate() {
+        let Some(billed) = *billed else { continue };
         let end = log.get(i + 1).map_or(open_until, |(_, next)| *next);
         let mut start = *entered;
         while start < end {
@@ -98,7 +119,7 @@ pub(crate) struct Usage {
     pub tenant_id: Uuid,
     pub instance_name: String,
     pub item: String,
-    /// 1 for an instance type; GiB for a stopped disk.
+    /// 1 for an instance type or a public IP; GiB for a stopped disk.
     pub quantity: i64,
     pub gpu_model: String,
     pub gpu_count: i32,
@@ -218,23 +239,18 @@ pub(crate) fn merge_lines(stored: Vec<Line>, live: Vec<Usage>) -> Vec<Line> {
     // Per instance its type first, then extras; each item's lines in time order.
     let order = |l: &Line| {
         let u = &l.usage;
-        (
-            u.instance_name.clone(),
-            u.instance_id,
-            u.item.starts_with("extra:"),
-            u.item.clone(),
-            l.from,
-        )
+        (u.instance_name.clone(), u.instance_id, is_extra(&u.item), u.item.clone(), l.from)
     };
     lines.sort_by_cached_key(order);
     lines
 }
 
-/// How an item reads on an invoice: the type's name, or `stopped disk`.
+/// How an item reads on an invoice: the type's name, `stopped disk` or `public IP`.
 pub(crate) fn item_label(item: &str) -> String {
     match item.strip_prefix("type:") {
         Some(name) => name.to_owned(),
         None if item == STOPPED_DISK => "stopped disk".to_owned(),
+        None if item == PUBLIC_IP => "public IP".to_owned(),
         None => item.to_owned(),
     }
 }
@@ -287,7 +303,7 @@ mod tests {
             ("deleting", D + 300),
             ("deleted", D + 305),
         ]);
-        let p = pieces(&log, D + 10_000);
+        let p = pieces(&log, &[], D + 10_000);
         let typed: i64 =
             p.iter().filter(|p| p.billed == Billed::Type).map(|p| p.end - p.start).sum();
         let disk: i64 =
@@ -298,7 +314,7 @@ mod tests {
 
     #[test]
     fn open_time_is_cut_at_each_utc_midnight() {
-        let p = pieces(&log(&[("running", D - 100)]), D + DAY + 50);
+        let p = pieces(&log(&[("running", D - 100)]), &[], D + DAY + 50);
         assert_eq!(
             p,
             vec![
@@ -308,8 +324,29 @@ mod tests {
             ]
         );
         // Nothing past the open end, and nothing for a log that ends unbilled.
-        assert!(pieces(&log(&[("running", D)]), D - 5).is_empty());
-        assert!(pieces(&log(&[("running", D), ("deleted", D)]), D + 99).is_empty());
+        assert!(pieces(&log(&[("running", D)]), &[], D - 5).is_empty());
+        assert!(pieces(&log(&[("running", D), ("deleted", D)]), &[], D + 99).is_empty());
+    }
+
+    #[test]
+    fn a_public_ip_is_billed_while_attached_whatever_the_state() {
+        let states = log(&[("running", D + 10), ("stopped", D + 100), ("deleted", D + 500)]);
+        let ips = [(true, D + 50), (false, D + 200), (true, D + 300), (false, D + 300)];
+        let ip: Vec<_> = pieces(&states, &ips, D + 1_000)
+            .into_iter()
+            .filter(|p| p.billed == Billed::PublicIp)
+            .map(|p| (p.start, p.end))
+            .collect();
+        assert_eq!(ip, vec![(D + 50, D + 200)], "a detach in the same second bills nothing");
+        // Still attached: open until the end given, cut at midnight like a state.
+        let open = pieces(&[], &[(true, D - 10)], D + 20);
+        assert_eq!(
+            open,
+            vec![
+                Piece { billed: Billed::PublicIp, start: D - 10, end: D },
+                Piece { billed: Billed::PublicIp, start: D, end: D + 20 },
+            ]
+        );
     }
 
     #[test]

@@ -605,6 +605,8 @@ pub mod public_ip {
         #[sea_orm(unique)]
         pub instance_id: Option<Uuid>,
         pub created_at: i64,
+        /// When `instance_id` last changed (the time the trigger logs it with).
+        pub attachment_changed_at: i64,
     }
     no_relations!();
 }
@@ -652,7 +654,23 @@ pub mod instance_event {
     no_relations!();
 }
 
-/// The instances whose state log grew since metering last read it (added by the trigger).
+/// Every attachment and detachment of a public IP, per instance (written by a trigger).
+pub mod public_ip_event {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "public_ip_event")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub instance_id: Uuid,
+        pub attached: bool,
+        pub at_ms: i64,
+    }
+    no_relations!();
+}
+
+/// The instances whose state or public IP log grew since metering last read it (added by
+/// the triggers).
 pub mod metering_dirty {
     use sea_orm::entity::prelude::*;
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

@@ -10,7 +10,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 
 use super::entity::{instance_type, price};
 use super::{DataStore, StoreError, now_ms};
-use crate::app::metering::{Prices, STOPPED_DISK, type_item};
+use crate::app::metering::{PUBLIC_IP, Prices, STOPPED_DISK, type_item};
 use crate::authz::Action;
 use crate::context::OpContext;
 
@@ -71,7 +71,7 @@ impl DataStore {
         Ok(prices)
     }
 
-    /// The items that can be priced: the catalog's types and the stopped disk.
+    /// The items that can be priced: the catalog's types, the stopped disk and public IPs.
     pub(crate) async fn price_items(&self) -> Result<Vec<String>, StoreError> {
         let mut items: Vec<String> = instance_type::Entity::find()
             .all(&self.db)
@@ -80,7 +80,7 @@ impl DataStore {
             .map(|t| type_item(&t.name))
             .collect();
         items.sort();
-        items.push(STOPPED_DISK.to_owned());
+        items.extend([STOPPED_DISK, PUBLIC_IP].map(str::to_owned));
         Ok(items)
     }
 

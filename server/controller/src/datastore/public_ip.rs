@@ -1,7 +1,9 @@
 //! Public IPs: the provider's pools, and the addresses tenants hold (within the actor's
 //! tenant: another tenant's address is not found). Attaching or detaching one bumps the
 //! instance's port in the same transaction, so the port reconciler sends its DPU the new
-//! mapping; releasing a port (the instance deleted, or its launch undone) detaches it.
+//! mapping; releasing a port (the instance deleted, or its launch undone) detaches it. Each
+//! change of attachment is logged for metering by a trigger, with the instance's row locked
+//! as a state change locks it (see `usage::lock_instances`).
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -21,6 +23,7 @@ use uuid::Uuid;
 use super::entity::{instance, port, public_ip, public_ip_pool};
 use super::network::{conflict, is_unique_violation};
 use super::quota::quota_budget_in;
+use super::usage::lock_instances;
 use super::{DataStore, StoreError, begin_port_write, begin_write, now_ms, rfc3339};
 use crate::authz::Action;
 use crate::context::OpContext;
@@ -48,8 +51,10 @@ pub(crate) async fn detach_from_instance(
     db: &impl ConnectionTrait,
     instance_id: Uuid,
 ) -> Result<(), StoreError> {
+    lock_instances(db, &[instance_id]).await?;
     public_ip::Entity::update_many()
         .col_expr(public_ip::Column::InstanceId, Expr::value(Option::<Uuid>::None))
+        .col_expr(public_ip::Column::AttachmentChangedAt, Expr::value(now_ms()))
         .filter(public_ip::Column::InstanceId.eq(instance_id))
         .exec(db)
         .await?;
@@ -263,6 +268,7 @@ impl DataStore {
                 address: Set(address.to_string()),
                 instance_id: Set(None),
                 created_at: Set(now_ms()),
+                attachment_changed_at: Set(0),
             }
             .insert(&txn)
             .await;
@@ -339,8 +345,10 @@ impl DataStore {
                 vm.name
             )));
         }
+        lock_instances(&txn, &[vm.id]).await?;
         let mut active: public_ip::ActiveModel = row.into();
         active.instance_id = Set(Some(vm.id));
+        active.attachment_changed_at = Set(now_ms());
         let row = active.update(&txn).await?;
         bump_port_of(&txn, vm.id).await?;
         txn.commit().await?;
@@ -364,8 +372,10 @@ impl DataStore {
             txn.commit().await?;
             return Ok(self.public_ip_views(vec![row]).await?.remove(0));
         };
+        lock_instances(&txn, &[vm]).await?;
         let mut active: public_ip::ActiveModel = row.into();
         active.instance_id = Set(None);
+        active.attachment_changed_at = Set(now_ms());
         let row = active.update(&txn).await?;
         bump_port_of(&txn, vm).await?;
         txn.commit().await?;

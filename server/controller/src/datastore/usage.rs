@@ -1,5 +1,5 @@
-//! Usage: the instance state log, the usage records metering makes of it, budgets and their
-//! alerts, and prepaid credit.
+//! Usage: the instance state and public IP logs, the usage records metering makes of them,
+//! budgets and their alerts, and prepaid credit.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -12,8 +12,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{
-    budget_alert, credit_grant, host, instance, instance_event, metering_dirty, tenant_budget,
-    usage_day, usage_line, usage_record,
+    budget_alert, credit_grant, host, instance, instance_event, metering_dirty, public_ip,
+    public_ip_event, tenant_budget, usage_day, usage_line, usage_record,
 };
 use super::{DataStore, StoreError, begin_write, now_ms};
 use crate::app::metering::{DayUse, Line, Usage, billed_states, day_start, month_start};
@@ -33,6 +33,8 @@ pub(crate) struct Metered {
     pub launched_by: Uuid,
     pub scalable_unit: Option<i32>,
     pub log: Vec<(String, i64)>,
+    /// Its public IP attachments (`(attached, unix seconds)`, in order).
+    pub ip_log: Vec<(bool, i64)>,
 }
 
 /// The columns of an instance that metering reads.
@@ -115,10 +117,39 @@ async fn metering_inputs_in(
         for (instance, state, at_ms) in events {
             logs.entry(instance).or_default().push((state, at_ms.div_euclid(1000)));
         }
+        let mut query = public_ip_event::Entity::find().select_only().columns([
+            public_ip_event::Column::InstanceId,
+            public_ip_event::Column::Attached,
+            public_ip_event::Column::AtMs,
+        ]);
+        if heads_only {
+            let heads: Vec<i64> = public_ip_event::Entity::find()
+                .select_only()
+                .column_as(public_ip_event::Column::Id.max(), "head")
+                .filter(public_ip_event::Column::InstanceId.is_in(chunk.iter().copied()))
+                .group_by(public_ip_event::Column::InstanceId)
+                .into_tuple()
+                .all(db)
+                .await?;
+            query = query.filter(public_ip_event::Column::Id.is_in(heads));
+        } else {
+            query = query.filter(public_ip_event::Column::InstanceId.is_in(chunk.iter().copied()));
+        }
+        let attachments: Vec<(Uuid, bool, i64)> = query
+            .order_by_asc(public_ip_event::Column::InstanceId)
+            .order_by_asc(public_ip_event::Column::Id)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let mut ip_logs: HashMap<Uuid, Vec<(bool, i64)>> = HashMap::new();
+        for (instance, attached, at_ms) in attachments {
+            ip_logs.entry(instance).or_default().push((attached, at_ms.div_euclid(1000)));
+        }
         for i in instances {
             out.push(Metered {
                 scalable_unit: i.host_id.and_then(|h| units.get(&h).copied()),
                 log: logs.remove(&i.id).unwrap_or_default(),
+                ip_log: ip_logs.remove(&i.id).unwrap_or_default(),
                 id: i.id,
                 tenant_id: i.tenant_id,
                 name: i.name,
@@ -135,7 +166,10 @@ async fn metering_inputs_in(
 
 /// Locks the instances' rows on PostgreSQL until `db` (a transaction) ends, so that no state
 /// change or other metering of theirs commits meanwhile; SQLite has one writer at a time.
-async fn lock_instances(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<(), StoreError> {
+pub(crate) async fn lock_instances(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
     if db.get_database_backend() == DbBackend::Postgres {
         for chunk in ids.chunks(500) {
             instance::Entity::find()
@@ -293,7 +327,7 @@ async fn usage_insert(db: &impl ConnectionTrait, records: Vec<Usage>) -> Result<
 }
 
 impl DataStore {
-    /// Up to `limit` instances whose state log grew since metering last read it.
+    /// Up to `limit` instances whose state or public IP log grew since metering last read it.
     pub(crate) async fn instances_unmetered(&self, limit: u64) -> Result<Vec<Uuid>, StoreError> {
         Ok(metering_dirty::Entity::find()
             .select_only()
@@ -340,7 +374,8 @@ impl DataStore {
         Ok(())
     }
 
-    /// The instances in a billed state now (of one tenant, or all).
+    /// The instances billed now, in a billed state or holding a public IP (of one tenant,
+    /// or all).
     pub(crate) async fn instances_billed(
         &self,
         tenant: Option<Uuid>,
@@ -349,10 +384,19 @@ impl DataStore {
             .select_only()
             .column(instance::Column::Id)
             .filter(instance::Column::State.is_in(billed_states()));
+        let mut ips = public_ip::Entity::find()
+            .select_only()
+            .column(public_ip::Column::InstanceId)
+            .filter(public_ip::Column::InstanceId.is_not_null());
         if let Some(tenant) = tenant {
             query = query.filter(instance::Column::TenantId.eq(tenant));
+            ips = ips.filter(public_ip::Column::TenantId.eq(tenant));
         }
-        Ok(query.into_tuple::<Uuid>().all(&self.db).await?)
+        let mut ids: Vec<Uuid> = query.into_tuple().all(&self.db).await?;
+        let billed: HashSet<Uuid> = ids.iter().copied().collect();
+        let holding: Vec<Uuid> = ips.into_tuple().all(&self.db).await?;
+        ids.extend(holding.into_iter().filter(|id| !billed.contains(id)));
+        Ok(ids)
     }
 
     /// Which records of these instances start at `since` or later: `(instance, item, start)`.
