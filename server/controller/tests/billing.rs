@@ -309,10 +309,25 @@ async fn billing_from_history(url: &str) {
     assert!(bad.to_string().contains("number"), "{bad}");
     ctl.budget_set(&op(&ann), &BudgetSet { monthly: "100.00".into() }).await.unwrap();
     let start = (now - 4 * HOUR).max(month_start.unix_timestamp());
-    history(&ctl, acme, alice_id, "burning", &[("running", start)]).await;
+    let burning = history(&ctl, acme, alice_id, "burning", &[("running", start)]).await;
+    // The public IP, attached to it since then too, burns beside the type.
+    public_ip::Entity::update_many()
+        .col_expr(public_ip::Column::InstanceId, Some(burning).into())
+        .col_expr(public_ip::Column::AttachmentChangedAt, (start * 1000).into())
+        .filter(public_ip::Column::Id.eq(ip.id))
+        .exec(ctl.datastore().connection())
+        .await
+        .unwrap();
     let page = ctl.usage_summary(alice_op, None).await.unwrap();
     assert!(page.current);
-    assert_eq!(page.burn_micros_per_hour, 24_000_000);
+    assert_eq!(page.burn_micros_per_hour, 24_000_000 + 5_000);
+    let later = time::OffsetDateTime::now_utc().unix_timestamp();
+    let live = |until: i64| cents(24_000_000, 1, until - start) + cents(5_000, 1, until - start);
+    let burning_line = page.by_instance.iter().find(|l| l.label == "burning").unwrap();
+    assert!(
+        (live(now)..=live(later)).contains(&burning_line.cents),
+        "the time not stored yet is added live, the public IP's too: {page:?}"
+    );
     let budget = page.budget.expect("a budget");
     if start == now - 4 * HOUR {
         assert_eq!(budget.alerts, [50, 80], "{budget:?}");

@@ -7,7 +7,7 @@ use portal_types::ids::{GenericUuid, TenantUuid};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    QuerySelect, Set, TryGetable,
 };
 use uuid::Uuid;
 
@@ -87,64 +87,21 @@ async fn metering_inputs_in(
             .await?
             .into_iter()
             .collect();
-        let mut query = instance_event::Entity::find().select_only().columns([
-            instance_event::Column::InstanceId,
-            instance_event::Column::State,
-            instance_event::Column::AtMs,
-        ]);
-        if heads_only {
-            let heads: Vec<i64> = instance_event::Entity::find()
-                .select_only()
-                .column_as(instance_event::Column::Id.max(), "head")
-                .filter(instance_event::Column::InstanceId.is_in(chunk.iter().copied()))
-                .group_by(instance_event::Column::InstanceId)
-                .into_tuple()
-                .all(db)
-                .await?;
-            query = query.filter(instance_event::Column::Id.is_in(heads));
-        } else {
-            query = query.filter(instance_event::Column::InstanceId.is_in(chunk.iter().copied()));
-        }
-        let events: Vec<(Uuid, String, i64)> =
-            // In the index's order: each instance's entries by id, with no sort of the table.
-            query
-                .order_by_asc(instance_event::Column::InstanceId)
-                .order_by_asc(instance_event::Column::Id)
-                .into_tuple()
-                .all(db)
-                .await?;
-        let mut logs: HashMap<Uuid, Vec<(String, i64)>> = HashMap::new();
-        for (instance, state, at_ms) in events {
-            logs.entry(instance).or_default().push((state, at_ms.div_euclid(1000)));
-        }
-        let mut query = public_ip_event::Entity::find().select_only().columns([
-            public_ip_event::Column::InstanceId,
-            public_ip_event::Column::Attached,
-            public_ip_event::Column::AtMs,
-        ]);
-        if heads_only {
-            let heads: Vec<i64> = public_ip_event::Entity::find()
-                .select_only()
-                .column_as(public_ip_event::Column::Id.max(), "head")
-                .filter(public_ip_event::Column::InstanceId.is_in(chunk.iter().copied()))
-                .group_by(public_ip_event::Column::InstanceId)
-                .into_tuple()
-                .all(db)
-                .await?;
-            query = query.filter(public_ip_event::Column::Id.is_in(heads));
-        } else {
-            query = query.filter(public_ip_event::Column::InstanceId.is_in(chunk.iter().copied()));
-        }
-        let attachments: Vec<(Uuid, bool, i64)> = query
-            .order_by_asc(public_ip_event::Column::InstanceId)
-            .order_by_asc(public_ip_event::Column::Id)
-            .into_tuple()
-            .all(db)
-            .await?;
-        let mut ip_logs: HashMap<Uuid, Vec<(bool, i64)>> = HashMap::new();
-        for (instance, attached, at_ms) in attachments {
-            ip_logs.entry(instance).or_default().push((attached, at_ms.div_euclid(1000)));
-        }
+        use {instance_event::Column as E, public_ip_event::Column as P};
+        let mut logs = logs_of::<instance_event::Entity, String>(
+            db,
+            chunk,
+            heads_only,
+            [E::Id, E::InstanceId, E::State, E::AtMs],
+        )
+        .await?;
+        let mut ip_logs = logs_of::<public_ip_event::Entity, bool>(
+            db,
+            chunk,
+            heads_only,
+            [P::Id, P::InstanceId, P::Attached, P::AtMs],
+        )
+        .await?;
         for i in instances {
             out.push(Metered {
                 scalable_unit: i.host_id.and_then(|h| units.get(&h).copied()),
@@ -162,6 +119,39 @@ async fn metering_inputs_in(
         }
     }
     Ok(out)
+}
+
+/// The instances' entries in a log table (columns: its id, the instance, the value, the
+/// time in ms) as `(value, unix seconds)` in the order written (`heads_only`: each one's
+/// last entry only).
+async fn logs_of<E: EntityTrait, V: TryGetable>(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+    heads_only: bool,
+    [id, instance, value, at_ms]: [E::Column; 4],
+) -> Result<HashMap<Uuid, Vec<(V, i64)>>, StoreError> {
+    let mut query = E::find().select_only().columns([instance, value, at_ms]);
+    if heads_only {
+        let heads: Vec<i64> = E::find()
+            .select_only()
+            .column_as(id.max(), "head")
+            .filter(instance.is_in(ids.iter().copied()))
+            .group_by(instance)
+            .into_tuple()
+            .all(db)
+            .await?;
+        query = query.filter(id.is_in(heads));
+    } else {
+        query = query.filter(instance.is_in(ids.iter().copied()));
+    }
+    // In the index's order: each instance's entries by id, with no sort of the table.
+    let rows: Vec<(Uuid, V, i64)> =
+        query.order_by_asc(instance).order_by_asc(id).into_tuple().all(db).await?;
+    let mut logs: HashMap<Uuid, Vec<(V, i64)>> = HashMap::new();
+    for (instance, v, at_ms) in rows {
+        logs.entry(instance).or_default().push((v, at_ms.div_euclid(1000)));
+    }
+    Ok(logs)
 }
 
 /// Locks the instances' rows on PostgreSQL until `db` (a transaction) ends, so that no state
