@@ -3,7 +3,7 @@
 // the server's sentence); a member of a new tenant takes an address from it on Networking ›
 // Public IPs (a duplicate name refused the same way), attaches it to a VM on the simulated
 // fleet and sees it go from attaching to attached, then on the instance page beside the
-// port's address and in the SSH command; a viewer of the tenant sees the list and no form or
+// port's address and in the SSH command, and as a line of the month's invoice; a viewer of the tenant sees the list and no form or
 // button; the member detaches and (after confirming) releases it, and the admin deletes the
 // pool.
 import { Browser, expect, Page, test } from "@playwright/test";
@@ -129,6 +129,15 @@ test("a pool, an address taken, attached, shown on the instance, detached and re
   await expect(mp.getByTestId("port-ip")).toHaveText(privateIp);
   await expect(mp.getByTestId("port-public-ip")).toHaveText("198.51.100.1");
   await expect(mp.getByTestId("instance-ssh")).toContainText(/ssh [a-z]+@198\.51\.100\.1/);
+
+  // Billed by the hour while attached: a line of its own on the month's invoice.
+  const month = new Date().toISOString().slice(0, 7);
+  const ipLine = mp.locator('[data-testid="invoice-line"][data-name="ip-vm"][data-item="public IP"]');
+  await expect(async () => {
+    await mp.goto(`/usage/invoices/${month}`);
+    await expect(ipLine).toHaveCount(1, { timeout: 1_000 });
+  }).toPass({ timeout: 15_000 });
+  await expect(ipLine.getByTestId("line-quantity")).toHaveText("1");
 
   // Detached: free again, and the instance is back to its private address.
   await mp.goto("/networking/public-ips");
