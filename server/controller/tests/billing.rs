@@ -9,6 +9,7 @@
 //!   sees none of it.
 //! - A VM running on the simulated fleet while the control plane restarts is billed every
 //!   second between the states its log records.
+//! - Metering a month at once refreshes PostgreSQL's statistics of the usage tables.
 
 mod common;
 
@@ -23,7 +24,10 @@ use portal_types::Error;
 use portal_types::billing::{BudgetSet, CreditGrant, PriceSet};
 use portal_types::ids::{GenericUuid, TenantUuid};
 use portal_types::views::{InstanceState, LiveEvent};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, Set, Statement,
+};
 use uuid::Uuid;
 
 const HOUR: i64 = 3_600;
@@ -31,6 +35,38 @@ const HOUR: i64 = 3_600;
 const NOV: i64 = 1_793_491_200;
 /// The seeded price of `h100x8`: 19.92 per hour.
 const H100X8: i64 = 19_920_000;
+
+/// An 8-GPU instance of `tenant` in `state` since `at` (unix s).
+fn vm(tenant: TenantUuid, user: Uuid, name: &str, state: &str, at: i64) -> instance::Model {
+    instance::Model {
+        id: Uuid::new_v4(),
+        tenant_id: tenant.into_untyped_uuid(),
+        name: name.to_owned(),
+        instance_type: "h100x8".to_owned(),
+        state: state.to_owned(),
+        gpu_count: 8,
+        gpu_model: "H100-SXM5-80GB".to_owned(),
+        vcpus: 160,
+        memory_gib: 1600,
+        disk_gib: 1600,
+        host_id: None,
+        spec: None,
+        message: None,
+        generation: 1,
+        vm_removal: None,
+        image: None,
+        image_source: None,
+        idempotency_key: None,
+        ssh_keys: None,
+        user_data: None,
+        subnet_id: None,
+        security_groups: None,
+        price_micros_per_hour: Some(H100X8),
+        created_by: user,
+        created_at: at * 1000,
+        updated_at: at * 1000,
+    }
+}
 
 /// Writes an instance of `tenant` whose state went through `log` (`(state, unix s)`).
 async fn history(
@@ -41,39 +77,9 @@ async fn history(
     log: &[(&str, i64)],
 ) -> Uuid {
     let db = ctl.datastore().connection();
-    let id = Uuid::new_v4();
     let (first, at) = log[0];
-    instance::ActiveModel {
-        id: Set(id),
-        tenant_id: Set(tenant.into_untyped_uuid()),
-        name: Set(name.to_owned()),
-        instance_type: Set("h100x8".to_owned()),
-        state: Set(first.to_owned()),
-        gpu_count: Set(8),
-        gpu_model: Set("H100-SXM5-80GB".to_owned()),
-        vcpus: Set(160),
-        memory_gib: Set(1600),
-        disk_gib: Set(1600),
-        host_id: Set(None),
-        spec: Set(None),
-        message: Set(None),
-        generation: Set(1),
-        vm_removal: Set(None),
-        image: Set(None),
-        image_source: Set(None),
-        idempotency_key: Set(None),
-        ssh_keys: Set(None),
-        user_data: Set(None),
-        subnet_id: Set(None),
-        security_groups: Set(None),
-        price_micros_per_hour: Set(Some(H100X8)),
-        created_by: Set(user),
-        created_at: Set(at * 1000),
-        updated_at: Set(at * 1000),
-    }
-    .insert(db)
-    .await
-    .unwrap();
+    let id =
+        instance::ActiveModel::from(vm(tenant, user, name, first, at)).insert(db).await.unwrap().id;
     for (state, at) in &log[1..] {
         instance::Entity::update_many()
             .col_expr(instance::Column::State, (*state).into())
@@ -433,4 +439,46 @@ async fn a_restart_loses_no_second() {
     let invoice = again.invoice(admin, None, &month).await.unwrap();
     let billed: i64 = invoice.lines.iter().filter(|l| l.item == "h100x1").map(|l| l.seconds).sum();
     assert_eq!(billed, running, "{invoice:?}");
+}
+
+/// Metering a month at once (a control plane catching up) refreshes PostgreSQL's statistics
+/// of the usage tables, so usage pages do not read them by sequential scans until autovacuum
+/// comes by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_refreshes_the_usage_statistics_on_postgres() {
+    let Some(url) = postgres_url("billing-analyze").await else { return };
+    let ctl = open(&url).await;
+    let user = ctl.login("admin", PASSWORD, None).await.unwrap();
+    let admin = ctl.actor(user).await.unwrap().unwrap();
+    // 600 instances up 12 hours a day through November: over 50,000 records.
+    let rows = (0..600)
+        .map(|i| {
+            let mut log = vec![("running".to_owned(), NOV * 1000)];
+            for day in 0..30 {
+                let evening = NOV + day * 86_400 + 20 * HOUR;
+                log.push(("stopped".to_owned(), evening * 1000));
+                log.push(("running".to_owned(), (evening + 12 * HOUR) * 1000));
+            }
+            let row = vm(admin.tenant_id, user.into_untyped_uuid(), &format!("vm-{i}"), "", NOV);
+            (row, log)
+        })
+        .collect();
+    ctl.datastore().testing_history(rows).await.unwrap();
+    let analyzed = || async {
+        let row = ctl
+            .datastore()
+            .connection()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT last_analyze IS NOT NULL AS analyzed FROM pg_stat_user_tables \
+                 WHERE relname = 'usage_record'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<bool>("", "analyzed").unwrap()
+    };
+    assert!(!analyzed().await, "nothing ran ANALYZE before");
+    ctl.testing_meter(time::OffsetDateTime::now_utc().unix_timestamp()).await.unwrap();
+    eventually(5, "the usage tables analyzed", async || analyzed().await).await;
 }

@@ -30,6 +30,10 @@ const BUDGET_ALERTS: [i64; 3] = [50, 80, 100];
 /// Instances metered per round (each with its whole state log), in one transaction.
 const METER_BATCH: u64 = 2_000;
 
+/// How many records one metering pass stores before it refreshes the database's statistics
+/// of the usage tables (a catch-up; a day's changes stay far below).
+const ANALYZE_AFTER: usize = 50_000;
+
 /// What metering remembers between passes on this replica.
 #[derive(Default)]
 pub(crate) struct MeteringState {
@@ -178,13 +182,19 @@ impl Controller {
         let until = day_start(now_s - RECORD_LAG_S);
         let prices = self.datastore.prices_all().await?;
         let mut metered = HashSet::new();
+        // Records stored since the usage tables' statistics were last refreshed.
+        let mut unanalyzed = 0;
         loop {
             let ids = self.datastore.instances_unmetered(METER_BATCH).await?;
             if ids.is_empty() {
                 break;
             }
-            self.datastore.usage_meter(&ids, |m| records(m, until, &prices)).await?;
+            unanalyzed += self.datastore.usage_meter(&ids, |m| records(m, until, &prices)).await?;
             metered.extend(ids.iter().copied());
+            if unanalyzed >= ANALYZE_AFTER {
+                self.datastore.usage_analyze().await?;
+                unanalyzed = 0;
+            }
             if (ids.len() as u64) < METER_BATCH {
                 break;
             }
@@ -194,9 +204,13 @@ impl Controller {
             let mut open = self.datastore.instances_billed(None).await?;
             open.retain(|id| !metered.contains(id));
             for chunk in open.chunks(METER_BATCH as usize) {
-                self.datastore.usage_store(chunk, |m| records(m, until, &prices)).await?;
+                unanalyzed +=
+                    self.datastore.usage_store(chunk, |m| records(m, until, &prices)).await?;
             }
             self.metering.open_stored_until.fetch_max(until, Ordering::Relaxed);
+        }
+        if unanalyzed >= ANALYZE_AFTER {
+            self.datastore.usage_analyze().await?;
         }
         Ok(())
     }
