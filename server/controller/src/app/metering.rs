@@ -1,7 +1,7 @@
 //! Metering and rating, as pure functions: an instance's state and public IP logs become
 //! pieces of billed time (whole seconds, cut at UTC midnights), and pieces with the price
-//! versions in effect become invoice lines rounded once per line. Storing the pieces is `datastore::usage`'s;
-//! when it happens, `background::metering`'s.
+//! versions in effect become invoice lines rounded once per line. Storing the pieces is
+//! `datastore::usage`'s; when it happens, `background::metering`'s.
 
 use std::collections::HashMap;
 
