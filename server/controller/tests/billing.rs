@@ -361,6 +361,32 @@ async fn billing_from_history(url: &str) {
     assert!(page.forecast_cents >= page.total_cents);
     assert!(page.forecast_cents > page.total_cents || !page.current);
 
+    // An instance its state does not bill, holding a public IP, burns for the address alone.
+    let waiting = history(&ctl, acme, alice_id, "waiting", &[("provisioning", now)]).await;
+    let db = ctl.datastore().connection();
+    let spare = public_ip::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        pool_id: Set(pool.id),
+        tenant_id: Set(acme.into_untyped_uuid()),
+        name: Set("spare".to_owned()),
+        address: Set("203.0.113.2".to_owned()),
+        instance_id: Set(None),
+        created_at: Set(now * 1000),
+        attachment_changed_at: Set(0),
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    public_ip::Entity::update_many()
+        .col_expr(public_ip::Column::InstanceId, Some(waiting).into())
+        .col_expr(public_ip::Column::AttachmentChangedAt, (now * 1000).into())
+        .filter(public_ip::Column::Id.eq(spare.id))
+        .exec(db)
+        .await
+        .unwrap();
+    let page = ctl.usage_summary(alice_op, None).await.unwrap();
+    assert_eq!(page.burn_micros_per_hour, 24_000_000 + 2 * 5_000);
+
     // Prepaid credit: less than used refuses a launch with a sentence; more allows it again.
     ctl.credit_grant(admin_op, acme, &CreditGrant { amount: "10.00".into(), note: "trial".into() })
         .await

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use portal_types::ids::{GenericUuid, TenantUuid};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Set, TryGetable,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, Set, TryGetable,
 };
 use uuid::Uuid;
 
@@ -382,23 +382,21 @@ impl DataStore {
         &self,
         tenant: Option<Uuid>,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let mut query = instance::Entity::find()
-            .select_only()
-            .column(instance::Column::Id)
-            .filter(instance::Column::State.is_in(billed_states()));
-        let mut ips = public_ip::Entity::find()
-            .select_only()
+        // An instance holds only its own tenant's public IPs: the tenant filter covers both.
+        let holding = Query::select()
             .column(public_ip::Column::InstanceId)
-            .filter(public_ip::Column::InstanceId.is_not_null());
+            .from(public_ip::Entity)
+            .and_where(public_ip::Column::InstanceId.is_not_null())
+            .to_owned();
+        let mut query = instance::Entity::find().select_only().column(instance::Column::Id).filter(
+            Condition::any()
+                .add(instance::Column::State.is_in(billed_states()))
+                .add(instance::Column::Id.in_subquery(holding)),
+        );
         if let Some(tenant) = tenant {
             query = query.filter(instance::Column::TenantId.eq(tenant));
-            ips = ips.filter(public_ip::Column::TenantId.eq(tenant));
         }
-        let mut ids: Vec<Uuid> = query.into_tuple().all(&self.db).await?;
-        let billed: HashSet<Uuid> = ids.iter().copied().collect();
-        let holding: Vec<Uuid> = ips.into_tuple().all(&self.db).await?;
-        ids.extend(holding.into_iter().filter(|id| !billed.contains(id)));
-        Ok(ids)
+        Ok(query.into_tuple::<Uuid>().all(&self.db).await?)
     }
 
     /// Which records of these instances start at `since` or later: `(instance, item, start)`.
